@@ -1,0 +1,47 @@
+#include "mgu_cell.h"
+
+#include <ostream>
+
+namespace mgu {
+
+using torch::Tensor;
+
+MGUCellImpl::MGUCellImpl(MGUCellOptions options_) : options(std::move(options_)) { reset(); }
+
+void MGUCellImpl::reset() {
+  TORCH_CHECK(options.hidden_size() > 0, "MGUCell: hidden_size must be positive, got ",
+              options.hidden_size());
+  const int64_t H = options.hidden_size(), D = options.input_size();
+  W_f = register_parameter("W_f", torch::empty({H, H + D}));
+  b_f = register_parameter("b_f", torch::empty({H}));
+  W_a = register_parameter("W_a", torch::empty({H, H + D}));
+  b_a = register_parameter("b_a", torch::empty({H}));
+  reset_parameters();
+}
+
+void MGUCellImpl::reset_parameters() {
+  rnnkit::detail::init_gate(W_f, b_f, options.init());
+  rnnkit::detail::init_gate(W_a, b_a, options.init());
+}
+
+void MGUCellImpl::pretty_print(std::ostream& os) const {
+  os << "mgu::MGUCell(input_size=" << options.input_size()
+     << ", hidden_size=" << options.hidden_size() << ")";
+}
+
+rnnkit::State MGUCellImpl::step(const Tensor& x_t, const rnnkit::State& prev_) {
+  const rnnkit::State prev = check_step_args(x_t, prev_);
+  const Tensor gamma_f = torch::sigmoid(torch::linear(torch::cat({prev.a, x_t}, 1), W_f, b_f));
+  const Tensor a_tilde = torch::tanh(torch::linear(torch::cat({gamma_f * prev.a, x_t}, 1), W_a, b_a));
+  const Tensor a = gamma_f * a_tilde + (1 - gamma_f) * prev.a;
+  return {a, {}};
+}
+
+void register_mgu() {
+  rnnkit::register_cell("mgu", [](const rnnkit::CellSpec& s) {
+    return std::make_shared<MGUCellImpl>(
+        MGUCellOptions(s.input_size(), s.hidden_size()).init(s.init()));
+  });
+}
+
+}  // namespace mgu

@@ -1,0 +1,49 @@
+#pragma once
+// A user-defined cell: the Minimal Gated Unit (Zhou et al. 2016), a GRU whose single forget
+// gate Γf plays both the relevance and the update role:
+//
+//     Γf   = σ(W_f [a<t-1>, x<t>] + b_f)
+//     ã<t> = tanh(W_a [Γf * a<t-1>, x<t>] + b_a)
+//     a<t> = Γf * ã<t> + (1 - Γf) * a<t-1>
+//
+// Parameters: W_f, W_a [H, H + D] (recurrent columns first), b_f, b_a [H].
+// Shapes: B batch, D input size, H hidden size.
+//
+// It implements only the plain step; the default CellImplBase::unroll runs it over time. A cell
+// that needs speed also overrides unroll() (see rnnkit's LSTMCell).
+#include <rnnkit/rnnkit.h>
+
+namespace mgu {
+
+struct MGUCellOptions {
+  MGUCellOptions(int64_t input_size, int64_t hidden_size)
+      : input_size_(input_size), hidden_size_(hidden_size) {}
+  TORCH_ARG(int64_t, input_size);
+  TORCH_ARG(int64_t, hidden_size);
+  TORCH_ARG(rnnkit::Init, init) = rnnkit::Init::kUniform;
+};
+
+class MGUCellImpl : public torch::nn::Cloneable<MGUCellImpl>, public rnnkit::CellImplBase {
+ public:
+  explicit MGUCellImpl(MGUCellOptions options);
+  void reset() override;
+  void reset_parameters();
+  void pretty_print(std::ostream& stream) const override;
+
+  rnnkit::State forward(const torch::Tensor& x_t, const rnnkit::State& prev = {}) {
+    return step(x_t, prev);
+  }
+  rnnkit::State step(const torch::Tensor& x_t, const rnnkit::State& prev) override;
+  int64_t input_size() const override { return options.input_size(); }
+  int64_t hidden_size() const override { return options.hidden_size(); }
+  bool has_memory_cell() const override { return false; }
+
+  MGUCellOptions options;
+  torch::Tensor W_f, b_f, W_a, b_a;
+};
+TORCH_MODULE(MGUCell);
+
+/// Registers the cell under the name "mgu" (idempotent).
+void register_mgu();
+
+}  // namespace mgu

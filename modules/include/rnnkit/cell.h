@@ -1,0 +1,57 @@
+#pragma once
+// The interface every recurrent cell implements, built-in or user-defined.
+//
+// A cell offers two paths that compute the same numbers:
+//  - the plain path, `step(x_t, prev)`: one step, one line of code per equation of EQUATIONS.md;
+//  - the fast path, `unroll(x)`: the input-side products of all T steps in one matrix product,
+//    then a step function doing one recurrent product per step for all gates.
+// The layers (Recurrent, RNN) use the fast path; tests check that the two agree.
+//
+// Shapes: T = time steps, B = batch, D = input size, H = hidden size, G = width of the
+// projected input (e.g. 4H for the LSTM).
+#include <functional>
+
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include "rnnkit/state.h"
+
+namespace rnnkit {
+
+/// The fast path of one sequence.
+struct Unrolled {
+  /// [T, B, G]: the input projection of every step, computed in one GEMM.
+  torch::Tensor projected;
+  /// One step from the projected input gx_t [B, G]. `a_rec` is a<t-1> as the recurrent product
+  /// sees it: a<t-1> itself, or a<t-1> times the variational dropout mask. Everything else
+  /// (gating, the update of c<t>) uses `prev`.
+  std::function<State(const torch::Tensor& gx_t, const State& prev, const torch::Tensor& a_rec)>
+      step;
+};
+
+/// Base of every cell. Concrete cells derive from `torch::nn::Cloneable<XImpl>` and from this
+/// (both inherit torch::nn::Module virtually, so there is a single Module).
+class CellImplBase : public virtual torch::nn::Module {
+ public:
+  virtual int64_t input_size() const = 0;
+  virtual int64_t hidden_size() const = 0;
+  /// Whether the cell carries c<t> separately from a<t> (the LSTM does).
+  virtual bool has_memory_cell() const = 0;
+
+  /// Plain path: one step, written out equation by equation. `prev` may be undefined (zeros).
+  virtual State step(const torch::Tensor& x_t, const State& prev) = 0;
+
+  /// Fast path over x [T, B, D]. The default has no fast path: it feeds x_t to `step`, and
+  /// applies the recurrent-dropout mask to a<t-1> everywhere (a cell that wants the exact
+  /// variational form overrides this).
+  virtual Unrolled unroll(const torch::Tensor& x);
+
+  /// Zeros of the state's shape, with the options (device, dtype) of `like`.
+  State zero_state(int64_t batch, const torch::TensorOptions& like) const;
+
+ protected:
+  /// Checks x_t [B, D] and prev, and fills an undefined prev with zeros.
+  State check_step_args(const torch::Tensor& x_t, const State& prev) const;
+};
+
+}  // namespace rnnkit

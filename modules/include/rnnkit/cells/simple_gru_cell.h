@@ -1,0 +1,51 @@
+#pragma once
+// Simplified GRU cell, update gate only (EQUATIONS.md):
+//
+//     c̃<t> = tanh(W_c [c<t-1>, x<t>] + b_c)
+//     Γu   = σ(W_u [c<t-1>, x<t>] + b_u)
+//     c<t> = Γu * c̃<t> + (1 - Γu) * c<t-1>
+//     a<t> = c<t>
+//
+// Parameters: W_c, W_u [H, H + D] (recurrent columns first); b_c, b_u [H].
+// Shapes: B batch, D input size, H hidden size, T time steps.
+#include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/pimpl.h>
+
+#include "rnnkit/cell.h"
+#include "rnnkit/init.h"
+
+namespace rnnkit {
+
+struct SimpleGRUCellOptions {
+  SimpleGRUCellOptions(int64_t input_size, int64_t hidden_size)
+      : input_size_(input_size), hidden_size_(hidden_size) {}
+  TORCH_ARG(int64_t, input_size);
+  TORCH_ARG(int64_t, hidden_size);
+  TORCH_ARG(Init, init) = Init::kUniform;
+};
+
+class SimpleGRUCellImpl : public torch::nn::Cloneable<SimpleGRUCellImpl>, public CellImplBase {
+ public:
+  SimpleGRUCellImpl(int64_t input_size, int64_t hidden_size)
+      : SimpleGRUCellImpl(SimpleGRUCellOptions(input_size, hidden_size)) {}
+  explicit SimpleGRUCellImpl(SimpleGRUCellOptions options);
+
+  void reset() override;
+  void reset_parameters();
+  void pretty_print(std::ostream& stream) const override;
+
+  State forward(const torch::Tensor& x_t, const State& prev = {}) { return step(x_t, prev); }
+
+  State step(const torch::Tensor& x_t, const State& prev) override;
+  Unrolled unroll(const torch::Tensor& x) override;
+  int64_t input_size() const override { return options.input_size(); }
+  int64_t hidden_size() const override { return options.hidden_size(); }
+  bool has_memory_cell() const override { return false; }
+
+  SimpleGRUCellOptions options;
+  torch::Tensor W_c, b_c, W_u, b_u;
+};
+TORCH_MODULE(SimpleGRUCell);
+
+}  // namespace rnnkit

@@ -1,0 +1,92 @@
+#pragma once
+// Recurrent: unrolls any registered cell over a sequence, in one direction.
+//
+// Input x is [T, B, D] (or [B, T, D] with batch_first). `lengths` [B] (int64, any order, on the
+// CPU or on x's device) gives each sequence's real length; steps past it are padding:
+//  - the state stops changing there, so the final state is the one at the last real step;
+//  - the output there is zero.
+// With reverse(true) the cell reads each sequence right to left starting at its last *real*
+// token, and the output is put back in the original time order.
+// Shapes: T time steps, B batch, D input size, H hidden size.
+#include <memory>
+#include <string>
+
+#include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/pimpl.h>
+
+#include "rnnkit/cell.h"
+#include "rnnkit/init.h"
+#include "rnnkit/state.h"
+
+namespace rnnkit {
+
+struct RecurrentOptions {
+  RecurrentOptions(std::string cell, int64_t input_size, int64_t hidden_size)
+      : cell_(std::move(cell)), input_size_(input_size), hidden_size_(hidden_size) {}
+  TORCH_ARG(std::string, cell);
+  TORCH_ARG(int64_t, input_size);
+  TORCH_ARG(int64_t, hidden_size);
+  TORCH_ARG(bool, batch_first) = false;
+  TORCH_ARG(bool, reverse) = false;
+  /// Variational dropout on a<t-1> as the recurrent product sees it: one mask per sequence,
+  /// reused at every step (Gal & Ghahramani 2016). Training mode only.
+  TORCH_ARG(double, recurrent_dropout) = 0.0;
+  TORCH_ARG(Init, init) = Init::kUniform;
+  TORCH_ARG(c10::optional<double>, forget_bias) = c10::nullopt;
+};
+
+struct RecurrentOutput {
+  torch::Tensor output;  ///< [T, B, H] (or [B, T, H]); zero past each sequence's length
+  State state;           ///< the state at each sequence's last real step
+};
+
+namespace detail {
+/// Padding information for a time-major batch, validated and computed once per forward and
+/// shared by every layer and direction.
+struct SequenceMask {
+  int64_t T = 0, B = 0;
+  torch::Tensor lengths;                 ///< [B] int64 on the input's device
+  torch::Tensor valid;                   ///< [T, B, 1] bool: step t is a real token of sequence b
+  std::vector<torch::Tensor> valid_steps;///< valid unbound over time: [B, 1] each
+  torch::Tensor reverse_index;           ///< [T, B] int64: t -> len-1-t for real steps, t past it
+  bool empty() const { return !valid.defined(); }
+};
+
+/// Checks `lengths` against x [T, B, D] (time-major). Undefined lengths, or all equal to T,
+/// give an empty mask (nothing to mask). `who` names the caller in error messages.
+SequenceMask make_sequence_mask(const torch::Tensor& x, const torch::Tensor& lengths,
+                                const char* who);
+
+/// Checks x's rank and feature size and returns it time-major.
+torch::Tensor to_time_major(const torch::Tensor& input, bool batch_first, int64_t input_size,
+                            const char* who);
+
+/// The variational dropout mask: Bernoulli(1 - p) / (1 - p), [B, H], with like's options.
+torch::Tensor recurrent_dropout_mask(int64_t batch, int64_t hidden, double p,
+                                     const torch::TensorOptions& like);
+}  // namespace detail
+
+class RecurrentImpl : public torch::nn::Cloneable<RecurrentImpl> {
+ public:
+  RecurrentImpl(std::string cell, int64_t input_size, int64_t hidden_size)
+      : RecurrentImpl(RecurrentOptions(std::move(cell), input_size, hidden_size)) {}
+  explicit RecurrentImpl(RecurrentOptions options);
+
+  void reset() override;
+  void reset_parameters();
+  void pretty_print(std::ostream& stream) const override;
+
+  RecurrentOutput forward(const torch::Tensor& input, const torch::Tensor& lengths = {},
+                          const State& initial_state = {});
+
+  /// The unrolling itself, for callers that already validated: x time-major [T, B, D].
+  RecurrentOutput forward_time_major(const torch::Tensor& x, const detail::SequenceMask& mask,
+                                     const State& initial_state);
+
+  RecurrentOptions options;
+  std::shared_ptr<CellImplBase> cell;
+};
+TORCH_MODULE(Recurrent);
+
+}  // namespace rnnkit

@@ -1,0 +1,40 @@
+#include "rnnkit/cell.h"
+
+#include <c10/util/Exception.h>
+
+namespace rnnkit {
+
+State CellImplBase::zero_state(int64_t batch, const torch::TensorOptions& like) const {
+  State s;
+  s.a = torch::zeros({batch, hidden_size()}, like);
+  if (has_memory_cell()) s.c = torch::zeros({batch, hidden_size()}, like);
+  return s;
+}
+
+State CellImplBase::check_step_args(const torch::Tensor& x_t, const State& prev) const {
+  TORCH_CHECK(x_t.dim() == 2, name(), ": expected x_t of shape [B, D] (rank 2), got rank ",
+              x_t.dim(), " with shape ", x_t.sizes());
+  TORCH_CHECK(x_t.size(1) == input_size(), name(), ": expected x_t with D = ", input_size(),
+              " features (input_size), got ", x_t.size(1));
+  if (!prev.defined()) return zero_state(x_t.size(0), x_t.options());
+  const std::vector<int64_t> want{x_t.size(0), hidden_size()};
+  TORCH_CHECK(prev.a.sizes() == want, name(), ": expected state a of shape ", want, ", got ",
+              prev.a.sizes());
+  if (has_memory_cell()) {
+    TORCH_CHECK(prev.c.defined() && prev.c.sizes() == want, name(),
+                ": expected memory cell c of shape ", want, ", got ",
+                prev.c.defined() ? prev.c.sizes() : c10::IntArrayRef{});
+  }
+  return prev;
+}
+
+Unrolled CellImplBase::unroll(const torch::Tensor& x) {
+  Unrolled u;
+  u.projected = x;
+  u.step = [this](const torch::Tensor& x_t, const State& prev, const torch::Tensor& a_rec) {
+    return step(x_t, State{a_rec, prev.c});
+  };
+  return u;
+}
+
+}  // namespace rnnkit

@@ -1,0 +1,303 @@
+// The built-in cells. Each has a plain step (one line per equation) and a fast path (one input
+// GEMM over all steps, one fused recurrent GEMM per step); tests/test_cells.cpp checks they agree.
+#include <ostream>
+
+#include <c10/util/Exception.h>
+#include <torch/nn/functional/activation.h>
+
+#include "rnnkit/cells/gru_cell.h"
+#include "rnnkit/cells/lstm_cell.h"
+#include "rnnkit/cells/rnn_cell.h"
+#include "rnnkit/cells/simple_gru_cell.h"
+
+namespace rnnkit {
+namespace {
+
+using torch::Tensor;
+
+void check_sizes(const char* who, int64_t input_size, int64_t hidden_size) {
+  TORCH_CHECK(input_size > 0, who, ": input_size must be positive, got ", input_size);
+  TORCH_CHECK(hidden_size > 0, who, ": hidden_size must be positive, got ", hidden_size);
+}
+
+/// x [T, B, D] times the input columns of the fused weight W [G, H + D], plus b: [T, B, G].
+Tensor project_inputs(const Tensor& x, const Tensor& W, const Tensor& b, int64_t H) {
+  const int64_t T = x.size(0), B = x.size(1), D = x.size(2);
+  auto W_x = W.narrow(1, H, D);
+  return torch::addmm(b, x.reshape({T * B, D}), W_x.t()).view({T, B, W.size(0)});
+}
+
+/// The recurrent columns of the fused weight, transposed for a<t-1> [B, H] @ W_h^T.
+Tensor recurrent_t(const Tensor& W, int64_t H) { return W.narrow(1, 0, H).t(); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// RNNCell
+
+RNNCellImpl::RNNCellImpl(RNNCellOptions options_) : options(std::move(options_)) { reset(); }
+
+void RNNCellImpl::reset() {
+  check_sizes("rnnkit::RNNCell", options.input_size(), options.hidden_size());
+  const int64_t H = options.hidden_size(), D = options.input_size();
+  W_a = register_parameter("W_a", torch::empty({H, H + D}));
+  b_a = register_parameter("b_a", torch::empty({H}));
+  reset_parameters();
+}
+
+void RNNCellImpl::reset_parameters() { detail::init_gate(W_a, b_a, options.init()); }
+
+void RNNCellImpl::pretty_print(std::ostream& os) const {
+  os << "rnnkit::RNNCell(input_size=" << options.input_size()
+     << ", hidden_size=" << options.hidden_size() << ", activation="
+     << (options.activation() == Activation::kTanh ? "tanh" : "relu")
+     << ", init=" << to_string(options.init()) << ")";
+}
+
+State RNNCellImpl::step(const Tensor& x_t, const State& prev_) {
+  const State prev = check_step_args(x_t, prev_);
+  const Tensor ax = torch::cat({prev.a, x_t}, 1);                          // [a<t-1>, x<t>]
+  const Tensor z = torch::linear(ax, W_a, b_a);                            // W_a [..] + b_a
+  return {options.activation() == Activation::kTanh ? torch::tanh(z) : torch::relu(z), {}};
+}
+
+Unrolled RNNCellImpl::unroll(const Tensor& x) {
+  const int64_t H = options.hidden_size();
+  Unrolled u;
+  u.projected = project_inputs(x, W_a, b_a, H);
+  const Tensor W_hT = recurrent_t(W_a, H);
+  const bool tanh = options.activation() == Activation::kTanh;
+  u.step = [W_hT, tanh](const Tensor& gx, const State&, const Tensor& a_rec) {
+    Tensor z = torch::addmm(gx, a_rec, W_hT);
+    return State{tanh ? z.tanh_() : z.relu_(), {}};
+  };
+  return u;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SimpleGRUCell
+
+SimpleGRUCellImpl::SimpleGRUCellImpl(SimpleGRUCellOptions options_)
+    : options(std::move(options_)) {
+  reset();
+}
+
+void SimpleGRUCellImpl::reset() {
+  check_sizes("rnnkit::SimpleGRUCell", options.input_size(), options.hidden_size());
+  const int64_t H = options.hidden_size(), D = options.input_size();
+  W_c = register_parameter("W_c", torch::empty({H, H + D}));
+  b_c = register_parameter("b_c", torch::empty({H}));
+  W_u = register_parameter("W_u", torch::empty({H, H + D}));
+  b_u = register_parameter("b_u", torch::empty({H}));
+  reset_parameters();
+}
+
+void SimpleGRUCellImpl::reset_parameters() {
+  detail::init_gate(W_c, b_c, options.init());
+  detail::init_gate(W_u, b_u, options.init());
+}
+
+void SimpleGRUCellImpl::pretty_print(std::ostream& os) const {
+  os << "rnnkit::SimpleGRUCell(input_size=" << options.input_size()
+     << ", hidden_size=" << options.hidden_size() << ", init=" << to_string(options.init())
+     << ")";
+}
+
+State SimpleGRUCellImpl::step(const Tensor& x_t, const State& prev_) {
+  const State prev = check_step_args(x_t, prev_);
+  const Tensor& c_prev = prev.a;                                           // c<t-1> = a<t-1>
+  const Tensor cx = torch::cat({c_prev, x_t}, 1);                          // [c<t-1>, x<t>]
+  const Tensor c_tilde = torch::tanh(torch::linear(cx, W_c, b_c));        // c̃<t>
+  const Tensor gamma_u = torch::sigmoid(torch::linear(cx, W_u, b_u));     // Γu
+  const Tensor c = gamma_u * c_tilde + (1 - gamma_u) * c_prev;            // c<t>
+  return {c, {}};                                                          // a<t> = c<t>
+}
+
+Unrolled SimpleGRUCellImpl::unroll(const Tensor& x) {
+  const int64_t H = options.hidden_size();
+  const Tensor W = torch::cat({W_u, W_c}, 0);  // gate rows [u | c̃]: one GEMM for both
+  Unrolled u;
+  u.projected = project_inputs(x, W, torch::cat({b_u, b_c}), H);
+  const Tensor W_hT = recurrent_t(W, H);
+  u.step = [W_hT, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
+    const Tensor g = torch::addmm(gx, a_rec, W_hT);
+    const Tensor gamma_u = g.narrow(1, 0, H).sigmoid();
+    const Tensor c_tilde = g.narrow(1, H, H).tanh();
+    return State{torch::lerp(prev.a, c_tilde, gamma_u), {}};  // Γu c̃ + (1 - Γu) c<t-1>
+  };
+  return u;
+}
+
+// ---------------------------------------------------------------------------------------------
+// GRUCell
+
+GRUCellImpl::GRUCellImpl(GRUCellOptions options_) : options(std::move(options_)) { reset(); }
+
+void GRUCellImpl::reset() {
+  check_sizes("rnnkit::GRUCell", options.input_size(), options.hidden_size());
+  const int64_t H = options.hidden_size(), D = options.input_size();
+  W_r = register_parameter("W_r", torch::empty({H, H + D}));
+  b_r = register_parameter("b_r", torch::empty({H}));
+  W_u = register_parameter("W_u", torch::empty({H, H + D}));
+  b_u = register_parameter("b_u", torch::empty({H}));
+  W_c = register_parameter("W_c", torch::empty({H, H + D}));
+  b_c = register_parameter("b_c", torch::empty({H}));
+  if (options.reset_after()) b_cc = register_parameter("b_cc", torch::empty({H}));
+  reset_parameters();
+}
+
+void GRUCellImpl::reset_parameters() {
+  detail::init_gate(W_r, b_r, options.init());
+  detail::init_gate(W_u, b_u, options.init());
+  detail::init_gate(W_c, b_c, options.init());
+  if (b_cc.defined()) detail::init_vector(b_cc, options.hidden_size(), options.init());
+}
+
+void GRUCellImpl::pretty_print(std::ostream& os) const {
+  os << "rnnkit::GRUCell(input_size=" << options.input_size()
+     << ", hidden_size=" << options.hidden_size()
+     << ", reset_after=" << (options.reset_after() ? "true" : "false")
+     << ", init=" << to_string(options.init()) << ")";
+}
+
+State GRUCellImpl::step(const Tensor& x_t, const State& prev_) {
+  const State prev = check_step_args(x_t, prev_);
+  const int64_t H = options.hidden_size();
+  const Tensor& c_prev = prev.a;                                           // c<t-1> = a<t-1>
+  const Tensor cx = torch::cat({c_prev, x_t}, 1);                          // [c<t-1>, x<t>]
+  const Tensor gamma_r = torch::sigmoid(torch::linear(cx, W_r, b_r));     // Γr
+  const Tensor gamma_u = torch::sigmoid(torch::linear(cx, W_u, b_u));     // Γu
+  Tensor c_tilde;
+  if (!options.reset_after()) {
+    c_tilde = torch::tanh(torch::linear(torch::cat({gamma_r * c_prev, x_t}, 1), W_c, b_c));
+  } else {  // c̃ = tanh(W_cx x + b_c + Γr * (W_cc c<t-1> + b_cc))
+    const Tensor W_cc = W_c.narrow(1, 0, H), W_cx = W_c.narrow(1, H, options.input_size());
+    c_tilde = torch::tanh(torch::linear(x_t, W_cx, b_c) +
+                          gamma_r * torch::linear(c_prev, W_cc, b_cc));
+  }
+  const Tensor c = gamma_u * c_tilde + (1 - gamma_u) * c_prev;            // c<t>
+  return {c, {}};                                                          // a<t> = c<t>
+}
+
+Unrolled GRUCellImpl::unroll(const Tensor& x) {
+  const int64_t H = options.hidden_size();
+  const Tensor W = torch::cat({W_r, W_u, W_c}, 0);  // gate rows [r | u | c̃]
+  Unrolled u;
+  u.projected = project_inputs(x, W, torch::cat({b_r, b_u, b_c}), H);
+  if (!options.reset_after()) {
+    // Γr acts on c<t-1> before the candidate's product: two recurrent GEMMs per step.
+    const Tensor W_ru_hT = recurrent_t(W.narrow(0, 0, 2 * H), H);
+    const Tensor W_c_hT = recurrent_t(W_c, H);
+    u.step = [W_ru_hT, W_c_hT, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
+      const Tensor ru = torch::addmm(gx.narrow(1, 0, 2 * H), a_rec, W_ru_hT).sigmoid_();
+      const Tensor gamma_r = ru.narrow(1, 0, H), gamma_u = ru.narrow(1, H, H);
+      const Tensor c_tilde =
+          torch::addmm(gx.narrow(1, 2 * H, H), gamma_r * a_rec, W_c_hT).tanh_();
+      return State{torch::lerp(prev.a, c_tilde, gamma_u), {}};
+    };
+  } else {
+    const Tensor W_hT = recurrent_t(W, H);
+    // Recurrent bias [0 | 0 | b_cc], so one addmm gives all three recurrent pre-activations.
+    const Tensor b_h = torch::cat({torch::zeros({2 * H}, b_cc.options()), b_cc});
+    u.step = [W_hT, b_h, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
+      const Tensor gh = torch::addmm(b_h, a_rec, W_hT);
+      const Tensor ru = (gx.narrow(1, 0, 2 * H) + gh.narrow(1, 0, 2 * H)).sigmoid_();
+      const Tensor c_tilde =
+          torch::addcmul(gx.narrow(1, 2 * H, H), ru.narrow(1, 0, H), gh.narrow(1, 2 * H, H))
+              .tanh_();
+      return State{torch::lerp(prev.a, c_tilde, ru.narrow(1, H, H)), {}};
+    };
+  }
+  return u;
+}
+
+// ---------------------------------------------------------------------------------------------
+// LSTMCell
+
+LSTMCellImpl::LSTMCellImpl(LSTMCellOptions options_) : options(std::move(options_)) {
+  reset();
+}
+
+void LSTMCellImpl::reset() {
+  check_sizes("rnnkit::LSTMCell", options.input_size(), options.hidden_size());
+  const int64_t H = options.hidden_size(), D = options.input_size();
+  W_c = register_parameter("W_c", torch::empty({H, H + D}));
+  b_c = register_parameter("b_c", torch::empty({H}));
+  W_u = register_parameter("W_u", torch::empty({H, H + D}));
+  b_u = register_parameter("b_u", torch::empty({H}));
+  W_f = register_parameter("W_f", torch::empty({H, H + D}));
+  b_f = register_parameter("b_f", torch::empty({H}));
+  W_o = register_parameter("W_o", torch::empty({H, H + D}));
+  b_o = register_parameter("b_o", torch::empty({H}));
+  if (options.peephole()) {
+    p_u = register_parameter("p_u", torch::empty({H}));
+    p_f = register_parameter("p_f", torch::empty({H}));
+    p_o = register_parameter("p_o", torch::empty({H}));
+  }
+  reset_parameters();
+}
+
+void LSTMCellImpl::reset_parameters() {
+  detail::init_gate(W_c, b_c, options.init());
+  detail::init_gate(W_u, b_u, options.init());
+  detail::init_gate(W_f, b_f, options.init());
+  detail::init_gate(W_o, b_o, options.init());
+  for (const auto& p : {p_u, p_f, p_o}) {
+    if (p.defined()) detail::init_vector(p, options.hidden_size(), options.init());
+  }
+  if (options.forget_bias()) {
+    torch::NoGradGuard no_grad;
+    b_f.fill_(*options.forget_bias());
+  }
+}
+
+void LSTMCellImpl::pretty_print(std::ostream& os) const {
+  os << "rnnkit::LSTMCell(input_size=" << options.input_size()
+     << ", hidden_size=" << options.hidden_size()
+     << ", peephole=" << (options.peephole() ? "true" : "false")
+     << ", init=" << to_string(options.init());
+  if (options.forget_bias()) os << ", forget_bias=" << *options.forget_bias();
+  os << ")";
+}
+
+State LSTMCellImpl::step(const Tensor& x_t, const State& prev_) {
+  const State prev = check_step_args(x_t, prev_);
+  const Tensor ax = torch::cat({prev.a, x_t}, 1);                          // [a<t-1>, x<t>]
+  // σ(W [a<t-1>, x<t>] + p * c<t-1> + b); the peephole term only with peephole(true).
+  auto gate = [&](const Tensor& W, const Tensor& b, const Tensor& p) {
+    const Tensor z = torch::linear(ax, W, b);
+    return torch::sigmoid(p.defined() ? z + p * prev.c : z);
+  };
+  const Tensor c_tilde = torch::tanh(torch::linear(ax, W_c, b_c));        // c̃<t>
+  const Tensor gamma_u = gate(W_u, b_u, p_u);                              // Γu
+  const Tensor gamma_f = gate(W_f, b_f, p_f);                              // Γf
+  const Tensor gamma_o = gate(W_o, b_o, p_o);                              // Γo
+  const Tensor c = gamma_u * c_tilde + gamma_f * prev.c;                   // c<t>
+  const Tensor a = gamma_o * torch::tanh(c);                               // a<t>
+  return {a, c};
+}
+
+Unrolled LSTMCellImpl::unroll(const Tensor& x) {
+  const int64_t H = options.hidden_size();
+  // Gate rows [u | f | o | c̃]: the three sigmoids are contiguous, so one kernel applies them.
+  const Tensor W = torch::cat({W_u, W_f, W_o, W_c}, 0);
+  Unrolled u;
+  u.projected = project_inputs(x, W, torch::cat({b_u, b_f, b_o, b_c}), H);
+  const Tensor W_hT = recurrent_t(W, H);
+  const Tensor peep = options.peephole() ? torch::stack({p_u, p_f, p_o}) : Tensor();  // [3, H]
+  u.step = [W_hT, peep, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
+    const Tensor gates = torch::addmm(gx, a_rec, W_hT);  // [B, 4H]
+    Tensor sig = gates.narrow(1, 0, 3 * H);
+    if (peep.defined()) {
+      sig = torch::addcmul(sig.view({-1, 3, H}), peep, prev.c.unsqueeze(1)).view({-1, 3 * H});
+    }
+    sig = sig.sigmoid();
+    const Tensor c_tilde = gates.narrow(1, 3 * H, H).tanh();
+    const Tensor c = torch::addcmul(sig.narrow(1, 0, H) * c_tilde, sig.narrow(1, H, H), prev.c);
+    const Tensor a = sig.narrow(1, 2 * H, H) * c.tanh();
+    return State{a, c};
+  };
+  return u;
+}
+
+}  // namespace rnnkit

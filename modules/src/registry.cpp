@@ -1,0 +1,108 @@
+#include "rnnkit/registry.h"
+
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include <c10/util/Exception.h>
+
+#include "rnnkit/cells/gru_cell.h"
+#include "rnnkit/cells/lstm_cell.h"
+#include "rnnkit/cells/rnn_cell.h"
+#include "rnnkit/cells/simple_gru_cell.h"
+
+namespace rnnkit {
+namespace {
+
+struct Registry {
+  std::mutex mutex;
+  std::map<std::string, CellFactory> factories;
+};
+
+std::shared_ptr<CellImplBase> make_rnn(const CellSpec& s, Activation act) {
+  return std::make_shared<RNNCellImpl>(
+      RNNCellOptions(s.input_size(), s.hidden_size()).activation(act).init(s.init()));
+}
+std::shared_ptr<CellImplBase> make_gru(const CellSpec& s, bool reset_after) {
+  return std::make_shared<GRUCellImpl>(
+      GRUCellOptions(s.input_size(), s.hidden_size()).reset_after(reset_after).init(s.init()));
+}
+std::shared_ptr<CellImplBase> make_lstm(const CellSpec& s, bool peephole) {
+  return std::make_shared<LSTMCellImpl>(LSTMCellOptions(s.input_size(), s.hidden_size())
+                                            .peephole(peephole)
+                                            .init(s.init())
+                                            .forget_bias(s.forget_bias()));
+}
+
+// Built in at first use, so static initialisation order never matters.
+Registry& registry() {
+  static Registry r{
+      {},
+      {
+          {"rnn", [](const CellSpec& s) { return make_rnn(s, Activation::kTanh); }},
+          {"rnn_relu", [](const CellSpec& s) { return make_rnn(s, Activation::kReLU); }},
+          {"gru_simple",
+           [](const CellSpec& s) -> std::shared_ptr<CellImplBase> {
+             return std::make_shared<SimpleGRUCellImpl>(
+                 SimpleGRUCellOptions(s.input_size(), s.hidden_size()).init(s.init()));
+           }},
+          {"gru", [](const CellSpec& s) { return make_gru(s, false); }},
+          {"gru_reset_after", [](const CellSpec& s) { return make_gru(s, true); }},
+          {"lstm", [](const CellSpec& s) { return make_lstm(s, false); }},
+          {"lstm_peephole", [](const CellSpec& s) { return make_lstm(s, true); }},
+      }};
+  return r;
+}
+
+std::string joined_names(const std::map<std::string, CellFactory>& factories) {
+  std::ostringstream os;
+  for (auto it = factories.begin(); it != factories.end(); ++it) {
+    os << (it == factories.begin() ? "" : ", ") << it->first;
+  }
+  return os.str();
+}
+
+}  // namespace
+
+void register_cell(const std::string& name, CellFactory factory) {
+  TORCH_CHECK(!name.empty(), "register_cell: expected a non-empty cell name");
+  TORCH_CHECK(factory, "register_cell: expected a factory for cell '", name, "', got none");
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  r.factories[name] = std::move(factory);
+}
+
+std::shared_ptr<CellImplBase> make_cell(const std::string& name, const CellSpec& spec) {
+  auto& r = registry();
+  CellFactory factory;
+  {
+    std::lock_guard<std::mutex> lock(r.mutex);
+    auto it = r.factories.find(name);
+    TORCH_CHECK(it != r.factories.end(), "unknown cell '", name,
+                "'; known cells: ", joined_names(r.factories));
+    factory = it->second;
+  }
+  auto cell = factory(spec);
+  TORCH_CHECK(cell, "the factory of cell '", name, "' returned no cell");
+  TORCH_CHECK(cell->input_size() == spec.input_size() && cell->hidden_size() == spec.hidden_size(),
+              "the factory of cell '", name, "' built a cell of input_size ", cell->input_size(),
+              " and hidden_size ", cell->hidden_size(), "; expected ", spec.input_size(), " and ",
+              spec.hidden_size());
+  return cell;
+}
+
+bool has_cell(const std::string& name) {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  return r.factories.count(name) > 0;
+}
+
+std::vector<std::string> cell_names() {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  std::vector<std::string> names;
+  for (const auto& kv : r.factories) names.push_back(kv.first);
+  return names;
+}
+
+}  // namespace rnnkit

@@ -1,0 +1,51 @@
+#pragma once
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include <rnnkit/rnnkit.h>
+
+namespace rnnkit_test {
+
+inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return (a - b).abs().max().item<double>();
+}
+
+inline const std::vector<std::string>& builtin_cells() {
+  static const std::vector<std::string> names{"rnn", "rnn_relu", "gru_simple", "gru",
+                                              "gru_reset_after", "lstm", "lstm_peephole"};
+  return names;
+}
+
+inline torch::TensorOptions f64() { return torch::TensorOptions().dtype(torch::kDouble); }
+
+/// Runs f, expects a c10::Error whose message contains every one of `parts`.
+template <class F>
+void expect_error(F&& f, std::initializer_list<std::string> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error mentioning '" << *parts.begin() << "', got none";
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what_without_backtrace();
+    for (const auto& p : parts) {
+      EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
+    }
+  }
+}
+
+/// A fixed random weighting of everything a sequence run returns, so one scalar loss depends on
+/// every output, final activation and memory cell.
+inline torch::Tensor weighted_sum(const std::vector<torch::Tensor>& ts, uint64_t seed) {
+  torch::manual_seed(seed);
+  torch::Tensor loss = torch::zeros({}, ts.front().options());
+  for (const auto& t : ts) {
+    if (t.defined()) loss = loss + (t * torch::randn(t.sizes(), t.options())).sum();
+  }
+  return loss;
+}
+
+}  // namespace rnnkit_test
