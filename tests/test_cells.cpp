@@ -89,8 +89,8 @@ TEST_P(EveryCell, RunsInFloat64AndFloat32) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cells, EveryCell,
-                         ::testing::Values("rnn", "rnn_relu", "gru_simple", "gru",
-                                           "gru_reset_after", "lstm", "lstm_peephole", "mgu"));
+                         ::testing::ValuesIn(rnnkit_test::all_cells()),
+                         rnnkit_test::param_name);
 
 TEST(Cells, ParameterNamesAndShapesFollowEquationsMd) {
   const int64_t D = 3, H = 4;

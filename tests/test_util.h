@@ -21,7 +21,28 @@ inline const std::vector<std::string>& builtin_cells() {
   return names;
 }
 
+/// The built-in cells and the example's user-defined "mgu" (tests register it first).
+inline const std::vector<std::string>& all_cells() {
+  static const std::vector<std::string> names = [] {
+    auto n = builtin_cells();
+    n.push_back("mgu");
+    return n;
+  }();
+  return names;
+}
+
+inline std::string param_name(const ::testing::TestParamInfo<std::string>& info) {
+  return info.param;
+}
+
 inline torch::TensorOptions f64() { return torch::TensorOptions().dtype(torch::kDouble); }
+
+/// Copies parameters by name (both modules must have the same structure).
+inline void copy_params(const torch::nn::Module& from, torch::nn::Module& to) {
+  torch::NoGradGuard no_grad;
+  auto dst = to.named_parameters();
+  for (const auto& kv : from.named_parameters()) dst[kv.key()].copy_(kv.value());
+}
 
 /// Runs f, expects a c10::Error whose message contains every one of `parts`.
 template <class F>

@@ -18,11 +18,11 @@ State CellImplBase::check_step_args(const torch::Tensor& x_t, const State& prev)
               " features (input_size), got ", x_t.size(1));
   if (!prev.defined()) return zero_state(x_t.size(0), x_t.options());
   const std::vector<int64_t> want{x_t.size(0), hidden_size()};
-  TORCH_CHECK(prev.a.sizes() == want, name(), ": expected state a of shape ", want, ", got ",
+  TORCH_CHECK(prev.a.sizes() == want, name(), ": expected state a of shape ", c10::IntArrayRef(want), ", got ",
               prev.a.sizes());
   if (has_memory_cell()) {
     TORCH_CHECK(prev.c.defined() && prev.c.sizes() == want, name(),
-                ": expected memory cell c of shape ", want, ", got ",
+                ": expected memory cell c of shape ", c10::IntArrayRef(want), ", got ",
                 prev.c.defined() ? prev.c.sizes() : c10::IntArrayRef{});
   }
   return prev;

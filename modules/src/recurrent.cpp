@@ -73,14 +73,14 @@ Tensor reverse_time(const Tensor& x, const detail::SequenceMask& mask) {
 
 void check_state(const CellImplBase& cell, const State& s, const Tensor& x, const char* who) {
   const std::vector<int64_t> want{x.size(1), cell.hidden_size()};
-  TORCH_CHECK(s.a.sizes() == want, who, ": expected an initial state a of shape ", want,
+  TORCH_CHECK(s.a.sizes() == want, who, ": expected an initial state a of shape ", c10::IntArrayRef(want),
               ", got ", s.a.sizes());
   TORCH_CHECK(s.a.device() == x.device() && s.a.scalar_type() == x.scalar_type(), who,
               ": expected the initial state on ", x.device(), " as ", x.scalar_type(), ", got ",
               s.a.device(), " as ", s.a.scalar_type());
   if (cell.has_memory_cell()) {
     TORCH_CHECK(s.c.defined() && s.c.sizes() == want, who,
-                ": expected an initial memory cell c of shape ", want, ", got ",
+                ": expected an initial memory cell c of shape ", c10::IntArrayRef(want), ", got ",
                 s.c.defined() ? s.c.sizes() : c10::IntArrayRef{});
   }
 }
