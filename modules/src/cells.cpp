@@ -119,10 +119,10 @@ Unrolled SimpleGRUCellImpl::unroll(const Tensor& x) {
   Unrolled u;
   u.projected = project_inputs(x, W, torch::cat({b_u, b_c}), H);
   const Tensor W_hT = recurrent_t(W, H);
-  u.step = [W_hT, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
-    const Tensor g = torch::addmm(gx, a_rec, W_hT);
-    const Tensor gamma_u = g.narrow(1, 0, H).sigmoid();
-    const Tensor c_tilde = g.narrow(1, H, H).tanh();
+  u.step = [W_hT](const Tensor& gx, const State& prev, const Tensor& a_rec) {
+    const auto g = torch::addmm(gx, a_rec, W_hT).chunk(2, 1);
+    const Tensor gamma_u = g[0].sigmoid();
+    const Tensor c_tilde = g[1].tanh();
     return State{torch::lerp(prev.a, c_tilde, gamma_u), {}};  // Γu c̃ + (1 - Γu) c<t-1>
   };
   return u;
@@ -189,23 +189,21 @@ Unrolled GRUCellImpl::unroll(const Tensor& x) {
     const Tensor W_ru_hT = recurrent_t(W.narrow(0, 0, 2 * H), H);
     const Tensor W_c_hT = recurrent_t(W_c, H);
     u.step = [W_ru_hT, W_c_hT, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
-      const Tensor ru = torch::addmm(gx.narrow(1, 0, 2 * H), a_rec, W_ru_hT).sigmoid_();
-      const Tensor gamma_r = ru.narrow(1, 0, H), gamma_u = ru.narrow(1, H, H);
-      const Tensor c_tilde =
-          torch::addmm(gx.narrow(1, 2 * H, H), gamma_r * a_rec, W_c_hT).tanh_();
-      return State{torch::lerp(prev.a, c_tilde, gamma_u), {}};
+      const auto gx_ru_c = gx.split_with_sizes({2 * H, H}, 1);
+      const auto ru = torch::addmm(gx_ru_c[0], a_rec, W_ru_hT).sigmoid_().chunk(2, 1);
+      const Tensor c_tilde = torch::addmm(gx_ru_c[1], ru[0] * a_rec, W_c_hT).tanh_();
+      return State{torch::lerp(prev.a, c_tilde, ru[1]), {}};
     };
   } else {
     const Tensor W_hT = recurrent_t(W, H);
     // Recurrent bias [0 | 0 | b_cc], so one addmm gives all three recurrent pre-activations.
     const Tensor b_h = torch::cat({torch::zeros({2 * H}, b_cc.options()), b_cc});
     u.step = [W_hT, b_h, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
-      const Tensor gh = torch::addmm(b_h, a_rec, W_hT);
-      const Tensor ru = (gx.narrow(1, 0, 2 * H) + gh.narrow(1, 0, 2 * H)).sigmoid_();
-      const Tensor c_tilde =
-          torch::addcmul(gx.narrow(1, 2 * H, H), ru.narrow(1, 0, H), gh.narrow(1, 2 * H, H))
-              .tanh_();
-      return State{torch::lerp(prev.a, c_tilde, ru.narrow(1, H, H)), {}};
+      const auto x_ru_c = gx.split_with_sizes({2 * H, H}, 1);
+      const auto h_ru_c = torch::addmm(b_h, a_rec, W_hT).split_with_sizes({2 * H, H}, 1);
+      const auto ru = (x_ru_c[0] + h_ru_c[0]).sigmoid_().chunk(2, 1);
+      const Tensor c_tilde = torch::addcmul(x_ru_c[1], ru[0], h_ru_c[1]).tanh_();
+      return State{torch::lerp(prev.a, c_tilde, ru[1]), {}};
     };
   }
   return u;
@@ -286,15 +284,17 @@ Unrolled LSTMCellImpl::unroll(const Tensor& x) {
   const Tensor W_hT = recurrent_t(W, H);
   const Tensor peep = options.peephole() ? torch::stack({p_u, p_f, p_o}) : Tensor();  // [3, H]
   u.step = [W_hT, peep, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
-    const Tensor gates = torch::addmm(gx, a_rec, W_hT);  // [B, 4H]
-    Tensor sig = gates.narrow(1, 0, 3 * H);
+    // Slices by split/chunk: their backward is one cat, where narrow's would zero-fill and
+    // add a full-width gradient per slice.
+    const auto gates = torch::addmm(gx, a_rec, W_hT).split_with_sizes({3 * H, H}, 1);
+    Tensor sig = gates[0];
     if (peep.defined()) {
       sig = torch::addcmul(sig.view({-1, 3, H}), peep, prev.c.unsqueeze(1)).view({-1, 3 * H});
     }
-    sig = sig.sigmoid();
-    const Tensor c_tilde = gates.narrow(1, 3 * H, H).tanh();
-    const Tensor c = torch::addcmul(sig.narrow(1, 0, H) * c_tilde, sig.narrow(1, H, H), prev.c);
-    const Tensor a = sig.narrow(1, 2 * H, H) * c.tanh();
+    const auto ufo = sig.sigmoid().chunk(3, 1);  // Γu, Γf, Γo
+    const Tensor c_tilde = gates[1].tanh();
+    const Tensor c = torch::addcmul(ufo[0] * c_tilde, ufo[1], prev.c);
+    const Tensor a = ufo[2] * c.tanh();
     return State{a, c};
   };
   return u;

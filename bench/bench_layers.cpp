@@ -1,0 +1,150 @@
+// Forward and forward+backward time of each rnnkit layer against its torch::nn counterpart, in
+// the same process, on the same input. Prints a Markdown table; docs/benchmarks.md records it.
+//
+//   build/bench/rnnkit_bench                       # B=32 T=100 D=128 H=256, 1 and 2 layers,
+//                                                  # 1 and 2 threads
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <iostream>
+
+#include <cxxopts.hpp>
+#include <fmt/core.h>
+#include <torch/torch.h>
+
+#include <rnnkit/rnnkit.h>
+
+namespace {
+
+using torch::Tensor;
+using Clock = std::chrono::steady_clock;
+
+struct Sizes {
+  int64_t B, T, D, H;
+};
+
+/// Runs a and b alternately (a, b, a, b, ...) so that both see the same machine state, and
+/// returns the median wall time of each in milliseconds. b may be empty.
+std::pair<double, double> median_ms(const std::function<void()>& a,
+                                    const std::function<void()>& b, int warmup, int iters) {
+  auto time = [](const std::function<void()>& f) {
+    const auto t0 = Clock::now();
+    f();
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  };
+  std::vector<double> ta, tb;
+  for (int i = 0; i < warmup + iters; ++i) {
+    const double x = time(a);
+    const double y = b ? time(b) : 0.0;
+    if (i >= warmup) ta.push_back(x), tb.push_back(y);
+  }
+  std::sort(ta.begin(), ta.end());
+  std::sort(tb.begin(), tb.end());
+  return {ta[ta.size() / 2], tb[tb.size() / 2]};
+}
+
+/// Matrix-product FLOPs of one forward pass: per layer, the input projection and the
+/// recurrent products of all gates (G gate blocks of H rows each).
+double forward_gflop(const Sizes& s, int64_t layers, int64_t gates) {
+  double flop = 0;
+  for (int64_t l = 0; l < layers; ++l) {
+    const double in = l == 0 ? s.D : s.H;
+    flop += 2.0 * s.T * s.B * gates * s.H * (in + s.H);
+  }
+  return flop / 1e9;
+}
+
+std::shared_ptr<torch::nn::Module> torch_counterpart(const std::string& cell, const Sizes& s,
+                                                     int64_t layers) {
+  if (cell == "lstm") {
+    return torch::nn::LSTM(torch::nn::LSTMOptions(s.D, s.H).num_layers(layers)).ptr();
+  }
+  if (cell == "gru_reset_after") {
+    return torch::nn::GRU(torch::nn::GRUOptions(s.D, s.H).num_layers(layers)).ptr();
+  }
+  if (cell == "rnn" || cell == "rnn_relu") {
+    auto o = torch::nn::RNNOptions(s.D, s.H).num_layers(layers);
+    if (cell == "rnn_relu") o.nonlinearity(torch::kReLU);
+    return torch::nn::RNN(o).ptr();
+  }
+  return nullptr;
+}
+
+Tensor run_torch(torch::nn::Module& m, const Tensor& x) {
+  if (auto* l = dynamic_cast<torch::nn::LSTMImpl*>(&m)) return std::get<0>(l->forward(x));
+  if (auto* g = dynamic_cast<torch::nn::GRUImpl*>(&m)) return std::get<0>(g->forward(x));
+  return std::get<0>(dynamic_cast<torch::nn::RNNImpl&>(m).forward(x));
+}
+
+int64_t gate_count(const std::string& cell) {
+  if (cell == "lstm" || cell == "lstm_peephole") return 4;
+  if (cell == "gru" || cell == "gru_reset_after") return 3;
+  if (cell == "gru_simple") return 2;
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cxxopts::Options cli("rnnkit_bench", "rnnkit layers against torch::nn, same process");
+  cli.add_options()
+      ("cells", "cells to time", cxxopts::value<std::vector<std::string>>()->default_value(
+          "rnn,gru_reset_after,lstm,gru,gru_simple,lstm_peephole"))
+      ("threads", "thread counts", cxxopts::value<std::vector<int>>()->default_value("1,2"))
+      ("layers", "layer counts", cxxopts::value<std::vector<int64_t>>()->default_value("1,2"))
+      ("B", "batch", cxxopts::value<int64_t>()->default_value("32"))
+      ("T", "time steps", cxxopts::value<int64_t>()->default_value("100"))
+      ("D", "input size", cxxopts::value<int64_t>()->default_value("128"))
+      ("H", "hidden size", cxxopts::value<int64_t>()->default_value("256"))
+      ("iters", "timed iterations (median)", cxxopts::value<int>()->default_value("9"))
+      ("warmup", "untimed iterations", cxxopts::value<int>()->default_value("2"))
+      ("h,help", "this help");
+  const auto args = cli.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << cli.help() << "\n";
+    return 0;
+  }
+  const Sizes s{args["B"].as<int64_t>(), args["T"].as<int64_t>(), args["D"].as<int64_t>(),
+                args["H"].as<int64_t>()};
+  const int iters = args["iters"].as<int>(), warmup = args["warmup"].as<int>();
+
+  fmt::print("B={} T={} D={} H={}, median of {} runs after {} warm-up runs, float32, CPU\n\n",
+             s.B, s.T, s.D, s.H, iters, warmup);
+  fmt::print("| cell | layers | threads | pass | rnnkit ms | torch::nn ms | ratio | rnnkit GFLOP/s |\n");
+  fmt::print("|---|---|---|---|---|---|---|---|\n");
+  for (int threads : args["threads"].as<std::vector<int>>()) {
+    at::set_num_threads(threads);
+    for (int64_t layers : args["layers"].as<std::vector<int64_t>>()) {
+      for (const auto& cell : args["cells"].as<std::vector<std::string>>()) {
+        torch::manual_seed(0);
+        auto ours = rnnkit::RNN(rnnkit::RNNOptions(cell, s.D, s.H).num_layers(layers));
+        auto theirs = torch_counterpart(cell, s, layers);
+        const Tensor x = torch::randn({s.T, s.B, s.D});
+        const double gflop = forward_gflop(s, layers, gate_count(cell));
+
+        const std::function<void()> train_ours = [&] { ours->forward(x).output.sum().backward(); };
+        const std::function<void()> infer_ours = [&] { torch::NoGradGuard g; ours->forward(x); };
+        const std::function<void()> train_theirs = [&] { run_torch(*theirs, x).sum().backward(); };
+        const std::function<void()> infer_theirs = [&] { torch::NoGradGuard g; run_torch(*theirs, x); };
+
+        for (const bool train : {true, false}) {
+          const auto [ms, ref] = median_ms(train ? train_ours : infer_ours,
+                                           theirs ? (train ? train_theirs : infer_theirs)
+                                                  : std::function<void()>(),
+                                           warmup, iters);
+          // Backward does about twice the forward's products.
+          const double rate = (train ? 3 : 1) * gflop / (ms / 1e3);
+          if (theirs) {
+            fmt::print("| {} | {} | {} | {} | {:.1f} | {:.1f} | {:.2f} | {:.1f} |\n", cell, layers,
+                       threads, train ? "fwd+bwd" : "fwd", ms, ref, ms / ref, rate);
+          } else {
+            fmt::print("| {} | {} | {} | {} | {:.1f} | - | - | {:.1f} |\n", cell, layers, threads,
+                       train ? "fwd+bwd" : "fwd", ms, rate);
+          }
+          std::fflush(stdout);
+        }
+      }
+    }
+  }
+  return 0;
+}
