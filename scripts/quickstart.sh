@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# rnnkit's two commands (README, "Quickstart"):
+#   scripts/quickstart.sh demo   install what is missing, build, run the main demo
+#   scripts/quickstart.sh test   install what is missing, build, run every test (what CI runs)
+# RNNKIT_BUILD_DIR overrides the build folder (default: build/ in the checkout).
+set -euo pipefail
+
+mode="${1:-}"
+if [[ "$mode" != "demo" && "$mode" != "test" ]]; then
+  echo "usage: $0 demo|test" >&2
+  exit 2
+fi
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${RNNKIT_BUILD_DIR:-$root/build}"
+jobs="$(nproc)"
+
+"$root/scripts/setup.sh"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j "$jobs"
+
+case "$mode" in
+  demo)
+    exec "$root/scripts/demo.sh" "$build"
+    ;;
+  test)
+    # The package as a downstream project sees it: install, then build examples/ against it.
+    stage="$build/stage"
+    cmake --install "$build" --prefix "$stage" >/dev/null
+    cmake -S "$root/examples/custom_cell" -B "$build/example" -G Ninja \
+      -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$stage" >/dev/null
+    cmake --build "$build/example" -j "$jobs"
+    "$build/example/train_mgu" --config "$root/configs/example_mgu.toml"
+    ctest --test-dir "$build" --output-on-failure -j "$jobs"
+    ;;
+esac

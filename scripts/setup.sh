@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what rnnkit needs to build, test and run, from Debian 12 packages. Idempotent: it
+# asks apt only for the packages that are missing, and does nothing when all are there.
+#   scripts/setup.sh            build, test and app dependencies
+#   scripts/setup.sh --python   also python3-torch, for the Python comparison in bench/
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++            # toolchain (CMake >= 3.25: Debian 12 has 3.25)
+  libtorch-dev                     # LibTorch 1.13 (CPU)
+  libopenblas0-openmp              # without it LibTorch falls back to the reference BLAS (~8x slower)
+  libfmt-dev libcxxopts-dev libtomlplusplus-dev
+  libgtest-dev
+  gnuplot-nox                      # loss and metric curves as PNG
+)
+[[ "${1:-}" == "--python" ]] && packages+=(python3-torch)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present" >&2
+  exit 0
+fi
+
+sudo=""
+[[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+echo "setup: installing ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
