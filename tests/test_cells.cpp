@@ -2,7 +2,6 @@
 // here from EQUATIONS.md, initialisation, printing, cloning and the registry.
 #include <sstream>
 
-#include "mgu_cell.h"
 #include "test_util.h"
 
 using namespace rnnkit;
@@ -13,7 +12,6 @@ using torch::Tensor;
 namespace {
 
 std::shared_ptr<CellImplBase> double_cell(const std::string& name, int64_t D, int64_t H) {
-  mgu::register_mgu();
   auto cell = make_cell(name, CellSpec(D, H));
   cell->to(torch::kDouble);
   return cell;
@@ -262,7 +260,6 @@ TEST(Modules, CloneIsDeepAndEqual) {
 }
 
 TEST(Registry, UserCellIsUsableByNameEverywhere) {
-  mgu::register_mgu();
   const auto names = cell_names();
   for (const auto& n : builtin_cells()) {
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;

@@ -1,6 +1,5 @@
 // The CUDA path: parity with torch::nn on the GPU, and CPU-GPU agreement for every cell.
 // Skipped on machines without a GPU.
-#include "mgu_cell.h"
 #include "test_util.h"
 
 using namespace rnnkit;
@@ -15,7 +14,6 @@ class Cuda : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(Cuda, GpuAgreesWithCpuInFloat64) {
-  mgu::register_mgu();
   torch::manual_seed(41);
   auto cpu = RNN(RNNOptions(GetParam(), 5, 6).num_layers(2).bidirectional(true));
   cpu->to(torch::kDouble);

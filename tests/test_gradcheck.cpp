@@ -1,6 +1,5 @@
 // Finite-difference gradient checks in float64 through 20+ steps: the proof that autograd's
 // backpropagation through time over the unrolled equations is right.
-#include "mgu_cell.h"
 #include "test_util.h"
 
 using namespace rnnkit;
@@ -48,7 +47,6 @@ void gradcheck(const std::function<Tensor()>& loss, const std::vector<Tensor>& v
 class GradCheck : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GradCheck, ThroughTwentyStepsWithPadding) {
-  mgu::register_mgu();
   torch::manual_seed(11);
   const int64_t T = 20, B = 2, D = 3, H = 4;
   auto layer = Recurrent(GetParam(), D, H);

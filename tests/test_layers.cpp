@@ -1,6 +1,5 @@
 // Layers: padding, reverse direction, batch_first, initial states, dropout placement and the
 // variational recurrent dropout.
-#include "mgu_cell.h"
 #include "test_util.h"
 
 using namespace rnnkit;
@@ -10,7 +9,6 @@ using torch::Tensor;
 class EveryCellLayer : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(EveryCellLayer, PaddedBatchEqualsEachSequenceAlone) {
-  mgu::register_mgu();
   torch::manual_seed(21);
   const int64_t T = 6, D = 3, H = 4;
   const std::vector<int64_t> lens{5, 2, 4};

@@ -1,6 +1,5 @@
 // Every cell learns a small task within a fixed step cap: delayed copy, where the target at
 // step t is the input token of step t - 2. It needs memory across steps, but only a little.
-#include "mgu_cell.h"
 #include "test_util.h"
 
 using namespace rnnkit;
@@ -24,7 +23,6 @@ Batch delayed_copy(int64_t T, int64_t B, int64_t V, int64_t delay) {
 class Learning : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Learning, DelayedCopyWithinAStepCap) {
-  mgu::register_mgu();
   torch::manual_seed(31);
   const int64_t T = 10, B = 32, V = 4, H = 32, delay = 2, max_steps = 400;
   auto rnn = RNN(RNNOptions(GetParam(), V, H).init(Init::kXavier));

@@ -140,6 +140,11 @@ struct Case {
   bool initial_state;
 };
 
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.cell << " layers=" << c.layers << " bidirectional=" << c.bidirectional
+      << " variable_lengths=" << c.variable_lengths << " initial_state=" << c.initial_state;
+}
+
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   const Case& c = info.param;
   return c.cell + "_L" + std::to_string(c.layers) + (c.bidirectional ? "_bi" : "_uni") +

@@ -8,6 +8,8 @@
 
 #include <rnnkit/rnnkit.h>
 
+#include "mgu_cell.h"
+
 namespace rnnkit_test {
 
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
@@ -21,7 +23,11 @@ inline const std::vector<std::string>& builtin_cells() {
   return names;
 }
 
-/// The built-in cells and the example's user-defined "mgu" (tests register it first).
+/// The example's user-defined cell, registered once for the whole test binary: ctest runs each
+/// test alone, so no test may rely on another having registered it.
+inline const bool kMguRegistered = (mgu::register_mgu(), true);
+
+/// The built-in cells and the example's user-defined "mgu".
 inline const std::vector<std::string>& all_cells() {
   static const std::vector<std::string> names = [] {
     auto n = builtin_cells();

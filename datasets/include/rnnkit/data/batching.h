@@ -1,0 +1,54 @@
+#pragma once
+// Batching: padding with lengths, length bucketing, seeded shuffling, sharding by rank, and the
+// language-model batcher for truncated BPTT.
+#include <cstdint>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace rnnkit::data {
+
+struct Padded {
+  torch::Tensor tokens;   ///< [B, T] int64 (batch-first), padded with pad_id
+  torch::Tensor lengths;  ///< [B] int64
+};
+
+/// Pads the sequences `seqs[i]` for i in `indices`. Every sequence must be non-empty.
+Padded pad_sequences(const std::vector<std::vector<int64_t>>& seqs,
+                     const std::vector<size_t>& indices, int64_t pad_id = 0);
+
+struct BatchPlanOptions {
+  size_t batch_size = 32;
+  bool shuffle = true;
+  /// Sort by length within pools of `bucket_pool` batches so that a batch holds sequences of
+  /// similar length (less padding); 0 turns bucketing off.
+  size_t bucket_pool = 50;
+  uint64_t seed = 0;
+  /// Data-parallel sharding: this process keeps batches rank, rank + world, ...
+  size_t rank = 0, world = 1;
+};
+
+/// Batches of example indices. The same options and epoch give the same plan; each epoch
+/// reshuffles (seed + epoch).
+std::vector<std::vector<size_t>> plan_batches(const std::vector<size_t>& lengths,
+                                              const BatchPlanOptions& options, uint64_t epoch);
+
+/// One long token stream cut into B parallel streams ([N, B], the tail that does not fill a row
+/// dropped), read in windows of bptt steps; the hidden state is carried from one window to the
+/// next of the same stream (truncated BPTT).
+class StreamBatcher {
+ public:
+  StreamBatcher(const std::vector<int64_t>& ids, int64_t batch_size);
+  /// The number of windows of length bptt.
+  int64_t num_windows(int64_t bptt) const;
+  /// Window k: input [T, B] = data[k*bptt .. k*bptt+T), target = the next tokens; T = bptt
+  /// except maybe in the last window.
+  std::pair<torch::Tensor, torch::Tensor> window(int64_t k, int64_t bptt) const;
+  int64_t steps_per_stream() const { return data_.size(0); }
+  int64_t batch_size() const { return data_.size(1); }
+
+ private:
+  torch::Tensor data_;  // [N, B]
+};
+
+}  // namespace rnnkit::data

@@ -1,0 +1,61 @@
+#pragma once
+// CoNLL column files and entity tag schemes.
+#include <string>
+#include <vector>
+
+#include "rnnkit/data/text.h"
+
+namespace rnnkit::data {
+
+struct ConllOptions {
+  int token_column = 0;   ///< 0-based
+  int tag_column = -1;    ///< 0-based; negative counts from the end (-1: the last column)
+  Encoding encoding = Encoding::kUtf8;
+};
+
+struct TaggedSentence {
+  std::vector<std::string> tokens;
+  std::vector<std::string> tags;
+  size_t line = 0;  ///< the line of the first token, for messages
+};
+
+/// Reads a CoNLL column file. Sentences are separated by blank or whitespace-only lines;
+/// -DOCSTART- lines (and the break after them) are document markers, not sentences. Columns are
+/// split on tabs when the line has one (tokens may then contain spaces), otherwise on
+/// whitespace. CRLF works. A line with too few columns, or an empty file, is a DataError.
+std::vector<TaggedSentence> read_conll(const std::string& path, const ConllOptions& options = {});
+
+/// Entity tag schemes. IOB1: I-X starts an entity unless it follows X, B-X only splits two
+/// adjacent X entities (CoNLL-2003). IOB2 (BIO): every entity starts with B-X. IOBES: S-X for
+/// single tokens, E-X ends. IO: no boundaries. "O" is outside in all of them.
+enum class TagScheme { kIOB1, kIOB2, kIOBES, kIO };
+TagScheme parse_tag_scheme(const std::string& name);  ///< iob1, iob2 (or bio), iobes, io
+std::string to_string(TagScheme scheme);
+
+struct Span {
+  size_t start, end;  ///< token range [start, end)
+  std::string type;
+  bool operator==(const Span& o) const {
+    return start == o.start && end == o.end && type == o.type;
+  }
+};
+
+/// Checks that every tag is "O" or PREFIX-TYPE with a prefix of the scheme; returns the index
+/// of the first bad tag, or -1.
+int64_t first_tag_outside_scheme(const std::vector<std::string>& tags, TagScheme scheme);
+/// The entities of a tag sequence, decoded leniently as conlleval does (an I-X after O or after
+/// another type starts an entity).
+std::vector<Span> tags_to_spans(const std::vector<std::string>& tags, TagScheme scheme);
+std::vector<std::string> spans_to_tags(const std::vector<Span>& spans, size_t length,
+                                       TagScheme scheme);
+/// Converts a tag sequence between schemes (through its spans).
+std::vector<std::string> convert_tags(const std::vector<std::string>& tags, TagScheme from,
+                                      TagScheme to);
+/// Guesses the scheme of a corpus: IOBES if S-/E- occur, else IOB1 if some entity starts
+/// with I-, else IOB2 if B- occurs, else IO.
+TagScheme detect_tag_scheme(const std::vector<TaggedSentence>& sentences);
+/// Throws DataError naming the file and the line of the first tag outside `scheme`.
+void check_tags(const std::vector<TaggedSentence>& sentences, TagScheme scheme,
+                const std::string& path);
+
+}  // namespace rnnkit::data

@@ -1,0 +1,79 @@
+#pragma once
+// Reading text files line by line, with encodings, and tokenizing them.
+//
+// Every error names the file and the line (DataError). Nothing is skipped silently.
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rnnkit::data {
+
+/// A problem with an input file: what() reads "FILE:LINE: what was wrong".
+class DataError : public std::runtime_error {
+ public:
+  DataError(std::string file, size_t line, const std::string& message);
+  const std::string& file() const { return file_; }
+  size_t line() const { return line_; }  ///< 1-based; 0 when it concerns the whole file
+
+ private:
+  std::string file_;
+  size_t line_;
+};
+
+/// Input encodings. Everything is UTF-8 inside; Latin-1 and Windows-1252 are decoded on read.
+enum class Encoding { kUtf8, kLatin1, kCp1252 };
+/// "utf8"/"utf-8", "latin1"/"iso-8859-1", "cp1252"/"windows-1252".
+Encoding parse_encoding(const std::string& name);
+
+/// Reads a text file line by line: strips the line ending (LF or CRLF), decodes the encoding,
+/// and checks UTF-8. Throws DataError for a missing file, and for an invalid byte sequence at
+/// its line and byte.
+class LineReader {
+ public:
+  explicit LineReader(const std::string& path, Encoding encoding = Encoding::kUtf8);
+  /// The next line (without its ending), or false at the end of the file.
+  bool next(std::string& line);
+  size_t line_number() const { return line_number_; }
+  const std::string& path() const { return path_; }
+  /// A DataError at the current line.
+  DataError error(const std::string& message) const { return {path_, line_number_, message}; }
+
+ private:
+  std::string path_;
+  Encoding encoding_;
+  std::ifstream in_;
+  size_t line_number_ = 0;
+};
+
+/// Reads a whole file through LineReader, joining lines with '\n' (a final newline is kept if
+/// the file has one). Throws on an empty file when `allow_empty` is false.
+std::string read_text(const std::string& path, Encoding encoding = Encoding::kUtf8,
+                      bool allow_empty = false);
+
+/// The byte offset of the first invalid UTF-8 sequence, or -1 if `s` is valid UTF-8.
+int64_t find_invalid_utf8(const std::string& s);
+/// Splits UTF-8 into code points, one string each. `s` must be valid UTF-8.
+std::vector<std::string> split_code_points(const std::string& s);
+/// Decodes Latin-1 or Windows-1252 bytes to UTF-8.
+std::string to_utf8(const std::string& bytes, Encoding from);
+
+/// Whitespace tokenizer with optional lowercasing (ASCII letters and Latin-1 letters) and digit
+/// normalisation (every ASCII digit becomes '0', as in many NER systems).
+struct WordTokenizer {
+  bool lowercase = false;
+  bool normalize_digits = false;
+  std::vector<std::string> operator()(const std::string& line) const;
+  std::string normalize(const std::string& word) const;
+};
+
+/// One token per Unicode code point.
+struct CharTokenizer {
+  std::vector<std::string> operator()(const std::string& line) const {
+    return split_code_points(line);
+  }
+};
+
+}  // namespace rnnkit::data

@@ -1,0 +1,222 @@
+#include "rnnkit/data/conll.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace rnnkit::data {
+namespace {
+
+std::vector<std::string> split_columns(const std::string& line) {
+  std::vector<std::string> cols;
+  if (line.find('\t') != std::string::npos) {
+    std::string col;
+    std::istringstream is(line);
+    while (std::getline(is, col, '\t')) cols.push_back(col);
+    if (!line.empty() && line.back() == '\t') cols.emplace_back();
+  } else {
+    std::istringstream is(line);
+    std::string col;
+    while (is >> col) cols.push_back(col);
+  }
+  return cols;
+}
+
+bool blank(const std::string& line) {
+  return line.find_first_not_of(" \t\v\f") == std::string::npos;
+}
+
+struct Tag {
+  char prefix;  // 'O', 'B', 'I', 'E', 'S'
+  std::string type;
+};
+
+Tag split_tag(const std::string& tag) {
+  if (tag == "O") return {'O', ""};
+  if (tag.size() > 2 && tag[1] == '-') return {tag[0], tag.substr(2)};
+  return {'?', ""};
+}
+
+}  // namespace
+
+std::vector<TaggedSentence> read_conll(const std::string& path, const ConllOptions& options) {
+  LineReader reader(path, options.encoding);
+  std::vector<TaggedSentence> out;
+  TaggedSentence current;
+  std::string line;
+  size_t lines = 0;
+  auto flush = [&] {
+    if (!current.tokens.empty()) out.push_back(std::move(current));
+    current = TaggedSentence{};
+  };
+  while (reader.next(line)) {
+    ++lines;
+    if (blank(line)) {
+      flush();
+      continue;
+    }
+    const auto cols = split_columns(line);
+    if (cols[0] == "-DOCSTART-") {
+      flush();
+      continue;
+    }
+    const int n = static_cast<int>(cols.size());
+    const int tok = options.token_column;
+    const int need = std::max({2, tok + 1,
+                               options.tag_column < 0 ? -options.tag_column
+                                                      : options.tag_column + 1});
+    if (n < need) {
+      std::ostringstream os;
+      os << "expected at least " << need << " columns (token in column " << tok + 1
+         << ", tag in column "
+         << (options.tag_column < 0 ? "last" : std::to_string(options.tag_column + 1))
+         << "), got " << n << ": '" << line.substr(0, 80) << "'";
+      throw reader.error(os.str());
+    }
+    const int tag = options.tag_column < 0 ? n + options.tag_column : options.tag_column;
+    if (tag == tok) throw reader.error("the token and the tag column are the same column");
+    if (current.tokens.empty()) current.line = reader.line_number();
+    current.tokens.push_back(cols[tok]);
+    current.tags.push_back(cols[tag]);
+  }
+  flush();
+  if (lines == 0) throw DataError(path, 0, "the file is empty: expected CoNLL columns");
+  if (out.empty()) throw DataError(path, 0, "the file holds no sentence, only blank lines");
+  return out;
+}
+
+TagScheme parse_tag_scheme(const std::string& name) {
+  if (name == "iob1") return TagScheme::kIOB1;
+  if (name == "iob2" || name == "bio") return TagScheme::kIOB2;
+  if (name == "iobes") return TagScheme::kIOBES;
+  if (name == "io") return TagScheme::kIO;
+  throw std::invalid_argument("unknown tag scheme '" + name +
+                              "'; expected iob1, iob2 (bio), iobes or io");
+}
+
+std::string to_string(TagScheme s) {
+  switch (s) {
+    case TagScheme::kIOB1: return "iob1";
+    case TagScheme::kIOB2: return "iob2";
+    case TagScheme::kIOBES: return "iobes";
+    case TagScheme::kIO: return "io";
+  }
+  return "?";
+}
+
+int64_t first_tag_outside_scheme(const std::vector<std::string>& tags, TagScheme scheme) {
+  for (size_t i = 0; i < tags.size(); ++i) {
+    const Tag t = split_tag(tags[i]);
+    bool ok;
+    switch (scheme) {
+      case TagScheme::kIOB1:
+      case TagScheme::kIOB2: ok = t.prefix == 'O' || t.prefix == 'B' || t.prefix == 'I'; break;
+      case TagScheme::kIOBES:
+        ok = t.prefix == 'O' || t.prefix == 'B' || t.prefix == 'I' || t.prefix == 'E' ||
+             t.prefix == 'S';
+        break;
+      case TagScheme::kIO: ok = t.prefix == 'O' || t.prefix == 'I'; break;
+    }
+    if (!ok) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+std::vector<Span> tags_to_spans(const std::vector<std::string>& tags, TagScheme scheme) {
+  std::vector<Span> spans;
+  bool open = false;
+  Span cur{0, 0, ""};
+  auto close = [&](size_t end) {
+    if (open) spans.push_back({cur.start, end, cur.type});
+    open = false;
+  };
+  for (size_t i = 0; i < tags.size(); ++i) {
+    const Tag t = split_tag(tags[i]);
+    if (t.prefix == 'O' || t.prefix == '?') {
+      close(i);
+      continue;
+    }
+    bool starts;
+    switch (t.prefix) {
+      case 'B':
+      case 'S': starts = true; break;
+      default:  // I or E continue an open entity of the same type (IO: always, if same type)
+        starts = !open || cur.type != t.type;
+    }
+    (void)scheme;  // conlleval's chunk rules are the same for every scheme
+    if (starts) {
+      close(i);
+      open = true;
+      cur = {i, 0, t.type};
+    }
+    if (t.prefix == 'E' || t.prefix == 'S') close(i + 1);
+  }
+  close(tags.size());
+  return spans;
+}
+
+std::vector<std::string> spans_to_tags(const std::vector<Span>& spans, size_t length,
+                                       TagScheme scheme) {
+  std::vector<std::string> tags(length, "O");
+  size_t prev_end = 0;
+  std::string prev_type;
+  for (const auto& s : spans) {
+    for (size_t i = s.start; i < s.end; ++i) {
+      char p = 'I';
+      const bool first = i == s.start, last = i + 1 == s.end;
+      switch (scheme) {
+        case TagScheme::kIOB1:
+          // B- only where this entity directly follows one of the same type.
+          p = first && s.start == prev_end && prev_type == s.type && s.start > 0 ? 'B' : 'I';
+          break;
+        case TagScheme::kIOB2: p = first ? 'B' : 'I'; break;
+        case TagScheme::kIOBES: p = first && last ? 'S' : first ? 'B' : last ? 'E' : 'I'; break;
+        case TagScheme::kIO: p = 'I'; break;
+      }
+      tags[i] = std::string(1, p) + "-" + s.type;
+    }
+    prev_end = s.end;
+    prev_type = s.type;
+  }
+  return tags;
+}
+
+std::vector<std::string> convert_tags(const std::vector<std::string>& tags, TagScheme from,
+                                      TagScheme to) {
+  return spans_to_tags(tags_to_spans(tags, from), tags.size(), to);
+}
+
+TagScheme detect_tag_scheme(const std::vector<TaggedSentence>& sentences) {
+  bool has_b = false, has_es = false, i_starts = false;
+  for (const auto& s : sentences) {
+    std::string prev = "O";
+    for (const auto& tag : s.tags) {
+      const Tag t = split_tag(tag), p = split_tag(prev);
+      has_b |= t.prefix == 'B';
+      has_es |= t.prefix == 'E' || t.prefix == 'S';
+      if (t.prefix == 'I' && (p.prefix == 'O' || p.type != t.type)) i_starts = true;
+      prev = tag;
+    }
+  }
+  if (has_es) return TagScheme::kIOBES;
+  if (i_starts && has_b) return TagScheme::kIOB1;
+  if (has_b) return TagScheme::kIOB2;
+  return i_starts ? TagScheme::kIO : TagScheme::kIOB2;
+}
+
+void check_tags(const std::vector<TaggedSentence>& sentences, TagScheme scheme,
+                const std::string& path) {
+  for (const auto& s : sentences) {
+    const int64_t bad = first_tag_outside_scheme(s.tags, scheme);
+    if (bad >= 0) {
+      throw DataError(path, s.line + static_cast<size_t>(bad),
+                      "tag '" + s.tags[bad] + "' is outside the " + to_string(scheme) +
+                          " scheme (expected O or " +
+                          (scheme == TagScheme::kIOBES ? "B-, I-, E-, S-"
+                           : scheme == TagScheme::kIO  ? "I-"
+                                                       : "B-, I-") +
+                          "TYPE)");
+    }
+  }
+}
+
+}  // namespace rnnkit::data

@@ -1,0 +1,187 @@
+#include "rnnkit/data/text.h"
+
+#include <array>
+#include <cstring>
+#include <sstream>
+
+namespace rnnkit::data {
+
+DataError::DataError(std::string file, size_t line, const std::string& message)
+    : std::runtime_error(file + (line ? ":" + std::to_string(line) : std::string()) + ": " +
+                         message),
+      file_(std::move(file)),
+      line_(line) {}
+
+Encoding parse_encoding(const std::string& name) {
+  if (name == "utf8" || name == "utf-8") return Encoding::kUtf8;
+  if (name == "latin1" || name == "iso-8859-1") return Encoding::kLatin1;
+  if (name == "cp1252" || name == "windows-1252") return Encoding::kCp1252;
+  throw std::invalid_argument("unknown encoding '" + name +
+                              "'; expected utf8, latin1 or cp1252");
+}
+
+namespace {
+
+// Windows-1252's 0x80-0x9F block; 0 marks the five bytes it leaves undefined.
+constexpr std::array<char32_t, 32> kCp1252High{
+    0x20AC, 0,      0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+    0x2039, 0x0152, 0,      0x017D, 0,      0,      0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
+    0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0,      0x017E, 0x0178};
+
+void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+/// Length of the UTF-8 sequence starting at s[i], or 0 if it is invalid (overlong forms,
+/// surrogates and code points above U+10FFFF are invalid).
+size_t utf8_sequence_length(const std::string& s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  if (c < 0x80) return 1;
+  size_t n;
+  char32_t cp;
+  if ((c & 0xE0) == 0xC0) n = 2, cp = c & 0x1F;
+  else if ((c & 0xF0) == 0xE0) n = 3, cp = c & 0x0F;
+  else if ((c & 0xF8) == 0xF0) n = 4, cp = c & 0x07;
+  else return 0;
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (b(i + k) & 0x3F);
+  }
+  static constexpr char32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
+}  // namespace
+
+int64_t find_invalid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_sequence_length(s, i);
+    if (n == 0) return static_cast<int64_t>(i);
+    i += n;
+  }
+  return -1;
+}
+
+std::vector<std::string> split_code_points(const std::string& s) {
+  std::vector<std::string> out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    size_t n = utf8_sequence_length(s, i);
+    if (n == 0) n = 1;  // callers validate first; never loop forever on bad input
+    out.emplace_back(s, i, n);
+    i += n;
+  }
+  return out;
+}
+
+std::string to_utf8(const std::string& bytes, Encoding from) {
+  if (from == Encoding::kUtf8) return bytes;
+  std::string out;
+  out.reserve(bytes.size() + bytes.size() / 8);
+  for (const char ch : bytes) {
+    const auto c = static_cast<unsigned char>(ch);
+    char32_t cp = c;
+    if (from == Encoding::kCp1252 && c >= 0x80 && c < 0xA0 && kCp1252High[c - 0x80] != 0) {
+      cp = kCp1252High[c - 0x80];
+    }
+    append_utf8(out, cp);
+  }
+  return out;
+}
+
+LineReader::LineReader(const std::string& path, Encoding encoding)
+    : path_(path), encoding_(encoding), in_(path, std::ios::binary) {
+  if (!in_) throw DataError(path, 0, std::string("cannot open file: ") + std::strerror(errno));
+}
+
+bool LineReader::next(std::string& line) {
+  if (!std::getline(in_, line)) {
+    if (in_.bad()) throw error("read error");
+    return false;
+  }
+  ++line_number_;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (encoding_ == Encoding::kUtf8) {
+    const int64_t bad = find_invalid_utf8(line);
+    if (bad >= 0) {
+      std::ostringstream os;
+      os << "invalid UTF-8 at byte " << bad + 1 << " of the line (0x" << std::hex
+         << static_cast<int>(static_cast<unsigned char>(line[bad]))
+         << "); if the file is Latin-1 or Windows-1252, set encoding = \"latin1\" or "
+            "\"cp1252\"";
+      throw error(os.str());
+    }
+  } else {
+    line = to_utf8(line, encoding_);
+  }
+  return true;
+}
+
+std::string read_text(const std::string& path, Encoding encoding, bool allow_empty) {
+  LineReader reader(path, encoding);
+  std::string text, line;
+  bool first = true;
+  while (reader.next(line)) {
+    if (!first) text += '\n';
+    text += line;
+    first = false;
+  }
+  if (text.empty() && !allow_empty) throw DataError(path, 0, "the file is empty");
+  // getline drops the final newline; keep it, as it is part of the text.
+  std::ifstream tail(path, std::ios::binary | std::ios::ate);
+  if (tail && tail.tellg() > 0) {
+    tail.seekg(-1, std::ios::end);
+    if (tail.get() == '\n') text += '\n';
+  }
+  return text;
+}
+
+std::string WordTokenizer::normalize(const std::string& word) const {
+  std::string w = word;
+  if (lowercase) {
+    // ASCII letters, plus the UTF-8 two-byte Latin-1 capitals U+00C0-U+00DE (not U+00D7).
+    for (size_t i = 0; i < w.size(); ++i) {
+      const auto c = static_cast<unsigned char>(w[i]);
+      if (c >= 'A' && c <= 'Z') {
+        w[i] = static_cast<char>(c + 32);
+      } else if (c == 0xC3 && i + 1 < w.size()) {
+        const auto d = static_cast<unsigned char>(w[i + 1]);
+        if (d >= 0x80 && d <= 0x9E && d != 0x97) w[i + 1] = static_cast<char>(d + 0x20);
+        ++i;
+      }
+    }
+  }
+  if (normalize_digits) {
+    for (auto& c : w) {
+      if (c >= '0' && c <= '9') c = '0';
+    }
+  }
+  return w;
+}
+
+std::vector<std::string> WordTokenizer::operator()(const std::string& line) const {
+  std::vector<std::string> out;
+  std::istringstream is(line);
+  std::string w;
+  while (is >> w) out.push_back(normalize(w));
+  return out;
+}
+
+}  // namespace rnnkit::data

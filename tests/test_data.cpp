@@ -1,0 +1,235 @@
+// datasets/: vocabularies, tokenizers, encodings, readers, tag schemes and batching.
+#include <fstream>
+
+#include <rnnkit/data/batching.h>
+#include <rnnkit/data/conll.h>
+#include <rnnkit/data/corpus.h>
+#include <rnnkit/data/labelled.h>
+#include <rnnkit/data/text.h>
+#include <rnnkit/data/vocab.h>
+
+#include "test_util.h"
+
+using namespace rnnkit::data;
+
+namespace {
+
+std::string temp_file(const std::string& name, const std::string& content) {
+  const std::string path = ::testing::TempDir() + "rnnkit_" + name;
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+/// Expects a DataError whose message contains every part.
+template <class F>
+void expect_data_error(F&& f, std::initializer_list<std::string> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "expected a DataError mentioning '" << *parts.begin() << "'";
+  } catch (const DataError& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
+  }
+}
+
+}  // namespace
+
+TEST(Vocab, TopKByFrequencyWithDeterministicTies) {
+  const std::vector<std::string> toks{"b", "a", "c", "a", "b", "d", "a", "e"};
+  const Vocab v = Vocab::build(toks, /*max_size=*/6);
+  ASSERT_EQ(v.size(), 6);  // 4 specials + a (3) + b (2)
+  EXPECT_EQ(v.token(4), "a");
+  EXPECT_EQ(v.token(5), "b");
+  const Vocab all = Vocab::build(toks);
+  EXPECT_EQ(all.decode({6, 7, 8}), (std::vector<std::string>{"c", "d", "e"}));  // ties: by bytes
+  const Vocab min2 = Vocab::build(toks, 0, 2);
+  EXPECT_EQ(min2.size(), 6);
+  EXPECT_EQ(v.id("zzz"), Vocab::kUnk);
+  EXPECT_EQ(v.encode({"a", "zzz", "<eos>"}), (std::vector<int64_t>{4, Vocab::kUnk, Vocab::kEos}));
+  EXPECT_EQ(v.token(Vocab::kPad), "<pad>");
+  EXPECT_EQ(v.token(Vocab::kBos), "<bos>");
+}
+
+TEST(Vocab, SavesAndLoadsAsTextIncludingWhitespaceCharacters) {
+  const Vocab v = Vocab::build(std::vector<std::string>{"\n", " ", "a", "\\", "\t", "é"});
+  const std::string path = temp_file("vocab.txt", "");
+  v.save(path);
+  EXPECT_TRUE(Vocab::load(path) == v);
+  expect_data_error([&] { Vocab::load(temp_file("bad_vocab.txt", "hello\n")); },
+                    {"bad_vocab.txt:1", "expected the header"});
+  expect_data_error(
+      [&] { Vocab::from_string("#rnnkit-vocab v1\n<pad>\n<unk>\n<bos>\n<eos>\nx\nx\n", "v"); },
+      {"v:7", "appears twice"});
+}
+
+TEST(Text, CharacterTokensAreCodePoints) {
+  EXPECT_EQ(CharTokenizer()("héllo €"),
+            (std::vector<std::string>{"h", "é", "l", "l", "o", " ", "€"}));
+  WordTokenizer w{true, true};
+  EXPECT_EQ(w("The ÉCOLE opened in 1987 ."),
+            (std::vector<std::string>{"the", "école", "opened", "in", "0000", "."}));
+  EXPECT_EQ(WordTokenizer()("  Keep   Case  "), (std::vector<std::string>{"Keep", "Case"}));
+}
+
+TEST(Text, InvalidUtf8NamesFileLineAndByte) {
+  const std::string path = temp_file("latin.txt", "fine line\ncaf\xe9 au lait\n");
+  expect_data_error([&] { read_word_corpus(path); },
+                    {"latin.txt:2", "invalid UTF-8 at byte 4", "latin1"});
+  // Overlong encodings and surrogates are invalid too.
+  EXPECT_EQ(find_invalid_utf8("\xc0\xaf"), 0);
+  EXPECT_EQ(find_invalid_utf8("ok\xed\xa0\x80"), 2);
+  EXPECT_EQ(find_invalid_utf8("ok \xe2\x82\xac"), -1);
+}
+
+TEST(Text, Latin1AndCp1252AreDecoded) {
+  const std::string path = temp_file("cp.txt", "it\x92s caf\xe9\r\n");
+  EXPECT_EQ(read_word_corpus(path, {}, Encoding::kCp1252),
+            (std::vector<std::string>{"it’s", "café", "<eos>"}));
+  EXPECT_EQ(read_word_corpus(path, {}, Encoding::kLatin1)[1], "café");
+  EXPECT_EQ(parse_encoding("windows-1252"), Encoding::kCp1252);
+  EXPECT_THROW(parse_encoding("ebcdic"), std::invalid_argument);
+}
+
+TEST(Text, MissingAndEmptyFiles) {
+  expect_data_error([] { read_char_corpus("/nonexistent/rnnkit.txt"); },
+                    {"/nonexistent/rnnkit.txt", "cannot open file"});
+  expect_data_error([&] { read_char_corpus(temp_file("empty.txt", "")); },
+                    {"empty.txt", "the file is empty"});
+  expect_data_error([&] { read_word_corpus(temp_file("empty2.txt", "")); }, {"empty"});
+  EXPECT_EQ(read_char_corpus(temp_file("chars.txt", "ab\nc\n")).size(), 5u);
+}
+
+TEST(Conll, DocstartBlankLinesCrlfAndTabs) {
+  const std::string path = temp_file(
+      "a.conll",
+      "-DOCSTART- -X- O O\r\n\r\nEU NNP I-ORG\r\nrejects VBZ O\r\n   \r\n"
+      "German JJ I-MISC\r\n\t\n\nPeter NNP I-PER\n");
+  const auto s = read_conll(path);
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_EQ(s[0].tokens, (std::vector<std::string>{"EU", "rejects"}));
+  EXPECT_EQ(s[0].tags, (std::vector<std::string>{"I-ORG", "O"}));
+  EXPECT_EQ(s[0].line, 3u);
+  EXPECT_EQ(s[2].tokens[0], "Peter");
+
+  const auto tabs = read_conll(temp_file("tabs.conll", "New York\tB-LOC\nis\tO\n"));
+  EXPECT_EQ(tabs[0].tokens[0], "New York");
+  const auto cols = read_conll(temp_file("cols.conll", "x POS B-X\n"), {0, 1});
+  EXPECT_EQ(cols[0].tags[0], "POS");
+}
+
+TEST(Conll, BadInput) {
+  expect_data_error([&] { read_conll(temp_file("short.conll", "EU B-ORG\nrejects\n")); },
+                    {"short.conll:2", "expected at least 2 columns", "got 1"});
+  expect_data_error([&] { read_conll(temp_file("empty.conll", "")); }, {"the file is empty"});
+  const auto s = read_conll(temp_file("bad_tag.conll", "a O\nb B-PER\nc X-PER\n"));
+  expect_data_error([&] { check_tags(s, TagScheme::kIOB2, "bad_tag.conll"); },
+                    {"bad_tag.conll:3", "'X-PER'", "iob2"});
+  expect_data_error([&] { check_tags(s, TagScheme::kIO, "f"); }, {"f:2", "'B-PER'", "io"});
+}
+
+TEST(TagSchemes, Iob1EdgeCasesAndConversions) {
+  // IOB1: I- starts an entity; B- only splits two adjacent entities of the same type.
+  const std::vector<std::string> iob1{"I-PER", "I-PER", "B-PER", "O", "I-LOC", "I-ORG", "I-ORG"};
+  const std::vector<Span> spans{{0, 2, "PER"}, {2, 3, "PER"}, {4, 5, "LOC"}, {5, 7, "ORG"}};
+  EXPECT_EQ(tags_to_spans(iob1, TagScheme::kIOB1), spans);
+  EXPECT_EQ(convert_tags(iob1, TagScheme::kIOB1, TagScheme::kIOB2),
+            (std::vector<std::string>{"B-PER", "I-PER", "B-PER", "O", "B-LOC", "B-ORG", "I-ORG"}));
+  EXPECT_EQ(convert_tags(iob1, TagScheme::kIOB1, TagScheme::kIOBES),
+            (std::vector<std::string>{"B-PER", "E-PER", "S-PER", "O", "S-LOC", "B-ORG", "E-ORG"}));
+  EXPECT_EQ(convert_tags(iob1, TagScheme::kIOB1, TagScheme::kIO),
+            (std::vector<std::string>{"I-PER", "I-PER", "I-PER", "O", "I-LOC", "I-ORG", "I-ORG"}));
+  for (auto to : {TagScheme::kIOB2, TagScheme::kIOBES}) {
+    EXPECT_EQ(convert_tags(convert_tags(iob1, TagScheme::kIOB1, to), to, TagScheme::kIOB1), iob1);
+  }
+  // conlleval's lenient reading: an I- after O, or after another type, starts an entity.
+  EXPECT_EQ(tags_to_spans({"O", "I-PER", "B-LOC", "I-PER"}, TagScheme::kIOB2),
+            (std::vector<Span>{{1, 2, "PER"}, {2, 3, "LOC"}, {3, 4, "PER"}}));
+  EXPECT_EQ(detect_tag_scheme({{{"a", "b", "c"}, {"I-PER", "B-PER", "O"}, 1}}), TagScheme::kIOB1);
+  EXPECT_EQ(detect_tag_scheme({{{"a", "b"}, {"B-PER", "I-PER"}, 1}}), TagScheme::kIOB2);
+  EXPECT_EQ(detect_tag_scheme({{{"a"}, {"S-PER"}, 1}}), TagScheme::kIOBES);
+  EXPECT_EQ(parse_tag_scheme("bio"), TagScheme::kIOB2);
+}
+
+TEST(Labelled, ThreeLayouts) {
+  const auto tsv = read_tsv(temp_file("a.tsv", "pos\tgood film\nneg\tbad one\n"));
+  ASSERT_EQ(tsv.size(), 2u);
+  EXPECT_EQ(tsv[1].label, "neg");
+  EXPECT_NE(tsv[1].origin.find("a.tsv:2"), std::string::npos);
+  const auto uci = read_tsv(temp_file("uci.txt", "Great phone.\t1\n"), /*label_last=*/true);
+  EXPECT_EQ(uci[0].label, "1");
+  EXPECT_EQ(uci[0].text, "Great phone.");
+  const auto stsa = read_stsa(temp_file("s.txt", "1 a fine , funny film\n0 dull\n"));
+  EXPECT_EQ(stsa[0].text, "a fine , funny film");
+  const auto files = read_class_files(
+      {{"pos", temp_file("x.pos", "nice\n")}, {"neg", temp_file("x.neg", "awful\nmeh\n")}});
+  EXPECT_EQ(files.size(), 3u);
+  EXPECT_EQ(files[2].label, "neg");
+  expect_data_error([&] { read_tsv(temp_file("nolabel.tsv", "pos\tok\n\tno label\n")); },
+                    {"nolabel.tsv:2", "no label"});
+  expect_data_error([&] { read_tsv(temp_file("notab.tsv", "pos\tok\njust text\n")); },
+                    {"notab.tsv:2", "label<TAB>text"});
+  expect_data_error([&] { read_stsa(temp_file("s2.txt", "1 good\n0\n")); }, {"s2.txt:2"});
+  expect_data_error([&] { read_tsv(temp_file("e.tsv", "")); }, {"e.tsv", "empty"});
+}
+
+TEST(Batching, PaddingBucketingShufflingSharding) {
+  const std::vector<std::vector<int64_t>> seqs{{5, 6, 7}, {8}, {9, 10}};
+  const auto p = pad_sequences(seqs, {0, 1, 2}, /*pad_id=*/0);
+  EXPECT_TRUE(p.tokens.equal(torch::tensor({5, 6, 7, 8, 0, 0, 9, 10, 0}).view({3, 3})));
+  EXPECT_TRUE(p.lengths.equal(torch::tensor({3, 1, 2})));
+  EXPECT_THROW(pad_sequences({{}}, {0}), c10::Error);
+
+  std::vector<size_t> lengths;
+  for (size_t i = 0; i < 1000; ++i) lengths.push_back(1 + (i * 7919) % 50);
+  BatchPlanOptions o;
+  o.batch_size = 10;
+  o.seed = 3;
+  const auto a = plan_batches(lengths, o, 0);
+  EXPECT_EQ(a, plan_batches(lengths, o, 0)) << "same seed and epoch, same plan";
+  EXPECT_NE(a, plan_batches(lengths, o, 1)) << "each epoch reshuffles";
+  std::vector<size_t> seen;
+  for (const auto& b : a) seen.insert(seen.end(), b.begin(), b.end());
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen.size(), 1000u);
+  EXPECT_EQ(std::unique(seen.begin(), seen.end()), seen.end()) << "every example exactly once";
+  auto padding = [&](const std::vector<std::vector<size_t>>& plan) {
+    size_t pad = 0;
+    for (const auto& b : plan) {
+      size_t mx = 0;
+      for (auto i : b) mx = std::max(mx, lengths[i]);
+      for (auto i : b) pad += mx - lengths[i];
+    }
+    return pad;
+  };
+  BatchPlanOptions flat = o;
+  flat.bucket_pool = 0;
+  EXPECT_LT(padding(a) * 4, padding(plan_batches(lengths, flat, 0))) << "bucketing pads less";
+  BatchPlanOptions r0 = o, r1 = o;
+  r0.world = r1.world = 2;
+  r1.rank = 1;
+  EXPECT_EQ(plan_batches(lengths, r0, 0).size() + plan_batches(lengths, r1, 0).size(), a.size());
+  EXPECT_EQ(plan_batches(lengths, r1, 0)[0], a[1]);
+}
+
+TEST(Batching, StreamBatcherCutsParallelStreams) {
+  std::vector<int64_t> ids(23);
+  std::iota(ids.begin(), ids.end(), 0);
+  StreamBatcher s(ids, 2);  // streams 0..10 and 11..21; token 22 dropped
+  EXPECT_EQ(s.steps_per_stream(), 11);
+  EXPECT_EQ(s.num_windows(4), 3);  // 10 predictions: 4 + 4 + 2
+  auto [x0, y0] = s.window(0, 4);
+  EXPECT_TRUE(x0.equal(torch::tensor({0, 11, 1, 12, 2, 13, 3, 14}).view({4, 2})));
+  EXPECT_TRUE(y0.equal(torch::tensor({1, 12, 2, 13, 3, 14, 4, 15}).view({4, 2})));
+  auto [x2, y2] = s.window(2, 4);
+  EXPECT_EQ(x2.size(0), 2);
+  EXPECT_EQ(y2[1][1].item<int64_t>(), 21);
+  EXPECT_THROW(StreamBatcher(std::vector<int64_t>{1, 2, 3}, 2), c10::Error);
+}
+
+TEST(Corpus, WordsGetEosCharactersKeepNewlines) {
+  const std::string path = temp_file("c.txt", "the cat\n\nsat\n");
+  EXPECT_EQ(read_word_corpus(path),
+            (std::vector<std::string>{"the", "cat", "<eos>", "<eos>", "sat", "<eos>"}));
+  EXPECT_EQ(read_char_corpus(path).size(), 13u);
+  EXPECT_EQ(read_char_corpus(path)[7], "\n");
+}
