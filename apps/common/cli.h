@@ -1,0 +1,43 @@
+#pragma once
+// Command-line pieces every app shares: the run options, config loading with --set overrides,
+// and the one-JSON-object output of `eval --json`.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <cxxopts.hpp>
+
+#include "config.h"
+#include "train.h"
+
+namespace rnnkit::app {
+
+/// --config, --set, --device, --threads, --run-dir, --resume, --max-steps, --quiet.
+void add_train_options(cxxopts::Options& cli);
+/// --device, --threads (for eval, predict, sample...).
+void add_runtime_options(cxxopts::Options& cli);
+RunOptions run_options(const cxxopts::ParseResult& args, const std::string& default_run_dir);
+/// The config named by --config, with every --set applied.
+ConfigReader load_config(const cxxopts::ParseResult& args);
+/// runs/<config file stem>, relative to the working directory.
+std::string default_run_dir(const std::string& config_path);
+
+/// A flat JSON object, keys in insertion order.
+class JsonObject {
+ public:
+  JsonObject& add(const std::string& key, double value);
+  JsonObject& add(const std::string& key, int64_t value);
+  JsonObject& add(const std::string& key, const std::string& value);
+  JsonObject& add_raw(const std::string& key, const std::string& json);
+  std::string str() const;
+  static std::string quote(const std::string& s);
+
+ private:
+  std::vector<std::pair<std::string, std::string>> fields_;
+};
+
+/// Runs an app's main: prints errors as "PROGRAM: error: ..." on stderr and returns 1; a usage
+/// error returns 2.
+int guarded_main(const char* program, int (*body)(int, char**), int argc, char** argv);
+
+}  // namespace rnnkit::app

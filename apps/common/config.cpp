@@ -1,0 +1,198 @@
+#include "config.h"
+
+#include <filesystem>
+#include <sstream>
+
+namespace rnnkit::app {
+namespace fs = std::filesystem;
+
+namespace {
+template <class T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, bool>) return "a boolean (true/false)";
+  else if constexpr (std::is_integral_v<T>) return "an integer";
+  else if constexpr (std::is_floating_point_v<T>) return "a number";
+  else return "a string";
+}
+}  // namespace
+
+ConfigReader::ConfigReader(const std::string& path, const std::vector<std::string>& overrides)
+    : path_(path) {
+  if (!fs::exists(path)) throw ConfigError(path + ": config file not found");
+  dir_ = fs::absolute(path).parent_path().string();
+  try {
+    table_ = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << path << ":" << e.source().begin.line << ": TOML syntax error: " << e.description();
+    throw ConfigError(os.str());
+  }
+  for (const auto& o : overrides) {
+    const auto eq = o.find('='), dot = o.find('.');
+    if (eq == std::string::npos || dot == std::string::npos || dot > eq) {
+      throw ConfigError("--set " + o + ": expected section.key=value");
+    }
+    const std::string section = o.substr(0, dot), key = o.substr(dot + 1, eq - dot - 1);
+    const std::string value = o.substr(eq + 1);
+    toml::table parsed;
+    try {
+      parsed = toml::parse("v = " + value);
+    } catch (const toml::parse_error&) {
+      parsed = toml::table{{"v", value}};  // a bare word: a string
+    }
+    if (!table_.contains(section)) table_.insert(section, toml::table{});
+    auto* sec = table_[section].as_table();
+    if (!sec) throw ConfigError("--set " + o + ": '" + section + "' is not a section");
+    sec->insert_or_assign(key, *parsed["v"].node());
+    overridden_.insert(section + "." + key);
+  }
+}
+
+ConfigReader ConfigReader::from_string(const std::string& text, const std::string& origin) {
+  ConfigReader r;
+  r.path_ = origin;
+  try {
+    r.table_ = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(origin + ": TOML syntax error: " + std::string(e.description()));
+  }
+  return r;
+}
+
+std::string ConfigReader::where(const std::string& section, const std::string& key) const {
+  if (overridden_.count(section + "." + key)) return "--set " + section + "." + key;
+  const auto* node = table_[section][key].node();
+  std::ostringstream os;
+  os << path_;
+  if (node && node->source().begin.line) os << ":" << node->source().begin.line;
+  os << ": key " << section << "." << key;
+  return os.str();
+}
+
+void ConfigReader::fail(const std::string& section, const std::string& key,
+                        const std::string& message) const {
+  throw ConfigError(where(section, key) + ": " + message);
+}
+
+const toml::node* ConfigReader::find(const std::string& section, const std::string& key) {
+  used_.insert(section + "." + key);
+  return table_[section][key].node();
+}
+
+template <class T>
+T ConfigReader::get(const std::string& section, const std::string& key, const T& fallback) {
+  const toml::node* node = find(section, key);
+  if (!node) return fallback;
+  std::optional<T> v;
+  if constexpr (std::is_floating_point_v<T>) {
+    // An integer where a number is expected is fine (lr = 1).
+    if (auto i = node->value_exact<int64_t>()) v = static_cast<T>(*i);
+    else v = node->value_exact<double>();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    v = node->value_exact<std::string>();
+  } else {
+    v = node->value_exact<T>();
+  }
+  if (!v) {
+    std::ostringstream got;
+    got << node->type();
+    fail(section, key, std::string("expected ") + type_name<T>() + ", got a " + got.str());
+  }
+  return *v;
+}
+
+template <class T>
+T ConfigReader::require(const std::string& section, const std::string& key) {
+  if (!table_[section][key].node()) {
+    used_.insert(section + "." + key);
+    throw ConfigError(path_ + ": missing required key " + section + "." + key);
+  }
+  return get<T>(section, key, T{});
+}
+
+template bool ConfigReader::get<bool>(const std::string&, const std::string&, const bool&);
+template int64_t ConfigReader::get<int64_t>(const std::string&, const std::string&,
+                                            const int64_t&);
+template double ConfigReader::get<double>(const std::string&, const std::string&, const double&);
+template std::string ConfigReader::get<std::string>(const std::string&, const std::string&,
+                                                    const std::string&);
+template std::string ConfigReader::require<std::string>(const std::string&, const std::string&);
+template int64_t ConfigReader::require<int64_t>(const std::string&, const std::string&);
+
+int64_t ConfigReader::get_int(const std::string& section, const std::string& key,
+                              int64_t fallback, int64_t min, int64_t max) {
+  const int64_t v = get<int64_t>(section, key, fallback);
+  if (v < min || v > max) {
+    std::ostringstream os;
+    os << "must be in [" << min << ", " << (max == INT64_MAX ? std::string("inf") : std::to_string(max))
+       << "], got " << v;
+    fail(section, key, os.str());
+  }
+  return v;
+}
+
+double ConfigReader::get_double(const std::string& section, const std::string& key,
+                                double fallback, double min, double max) {
+  const double v = get<double>(section, key, fallback);
+  if (!(v >= min && v <= max)) {
+    std::ostringstream os;
+    os << "must be in [" << min << ", " << max << "], got " << v;
+    fail(section, key, os.str());
+  }
+  return v;
+}
+
+std::string ConfigReader::get_choice(const std::string& section, const std::string& key,
+                                     const std::string& fallback,
+                                     const std::vector<std::string>& choices) {
+  const std::string v = get<std::string>(section, key, fallback);
+  for (const auto& c : choices) {
+    if (c == v) return v;
+  }
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  fail(section, key, "expected one of " + list + ", got '" + v + "'");
+}
+
+std::string ConfigReader::get_path(const std::string& section, const std::string& key,
+                                   const std::string& fallback) {
+  const std::string v = get<std::string>(section, key, fallback);
+  if (v.empty() || fs::path(v).is_absolute() || dir_.empty()) return v;
+  const std::string resolved = (fs::path(dir_) / v).lexically_normal().string();
+  // The resolved config (saved beside checkpoints) then works from any directory.
+  if (auto* sec = table_[section].as_table(); sec && sec->contains(key)) {
+    sec->insert_or_assign(key, resolved);
+  }
+  return resolved;
+}
+
+void ConfigReader::reject_unknown_keys() const {
+  std::vector<std::string> unknown;
+  for (const auto& [sec, node] : table_) {
+    const auto* t = node.as_table();
+    if (!t) {
+      unknown.push_back(path_ + ":" + std::to_string(node.source().begin.line) + ": '" +
+                        std::string(sec.str()) + "' is not a [section]");
+      continue;
+    }
+    for (const auto& [key, value] : *t) {
+      const std::string full = std::string(sec.str()) + "." + std::string(key.str());
+      if (!used_.count(full)) {
+        unknown.push_back(where(std::string(sec.str()), std::string(key.str())) +
+                          ": unknown key");
+      }
+    }
+  }
+  if (unknown.empty()) return;
+  std::string msg;
+  for (const auto& u : unknown) msg += (msg.empty() ? "" : "\n") + u;
+  throw ConfigError(msg + "\n(check the spelling; see configs/README.md for every key)");
+}
+
+std::string ConfigReader::resolved() const {
+  std::ostringstream os;
+  os << toml::toml_formatter{table_};
+  return os.str() + "\n";
+}
+
+}  // namespace rnnkit::app

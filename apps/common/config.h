@@ -1,0 +1,67 @@
+#pragma once
+// Typed configs from TOML files plus `--set section.key=value` overrides.
+//
+// Apps read every setting once, at start-up, into typed structs. A ConfigReader remembers which
+// keys were read, so unknown keys (typos) fail before training, naming the file, the line and
+// the key; so do wrong types and out-of-range values.
+#include <functional>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <toml++/toml.h>
+
+namespace rnnkit::app {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class ConfigReader {
+ public:
+  /// Parses `path` (a ConfigError names the line of a syntax error) and applies overrides
+  /// "section.key=value" (values in TOML syntax; a bare word is taken as a string).
+  ConfigReader(const std::string& path, const std::vector<std::string>& overrides = {});
+  /// From TOML text (checkpoints keep their config as text).
+  static ConfigReader from_string(const std::string& text, const std::string& origin);
+
+  template <class T>
+  T get(const std::string& section, const std::string& key, const T& fallback);
+  template <class T>
+  T require(const std::string& section, const std::string& key);
+
+  /// Numeric checks: "where: key must be ..., got ...".
+  int64_t get_int(const std::string& section, const std::string& key, int64_t fallback,
+                  int64_t min, int64_t max = INT64_MAX);
+  double get_double(const std::string& section, const std::string& key, double fallback,
+                    double min, double max);
+  /// One of `choices`.
+  std::string get_choice(const std::string& section, const std::string& key,
+                         const std::string& fallback, const std::vector<std::string>& choices);
+  /// A path: relative paths are taken relative to the config file's folder, never to the
+  /// working or build directory. Empty stays empty.
+  std::string get_path(const std::string& section, const std::string& key,
+                       const std::string& fallback = "");
+
+  /// Throws a ConfigError listing every key present that no get() asked for.
+  void reject_unknown_keys() const;
+  /// The resolved config (file plus overrides) as TOML text.
+  std::string resolved() const;
+  const std::string& path() const { return path_; }
+  /// "FILE:LINE: key section.key" (or "--set section.key"), for messages.
+  std::string where(const std::string& section, const std::string& key) const;
+
+ private:
+  ConfigReader() = default;
+  const toml::node* find(const std::string& section, const std::string& key);
+  [[noreturn]] void fail(const std::string& section, const std::string& key,
+                         const std::string& message) const;
+  std::string path_, dir_;
+  toml::table table_;
+  std::set<std::string> used_, overridden_;
+};
+
+}  // namespace rnnkit::app

@@ -1,0 +1,357 @@
+#include "lm.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include <fmt/core.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/serialize/archive.h>
+
+#include <rnnkit/data/batching.h>
+#include <rnnkit/data/corpus.h>
+#include <rnnkit/registry.h>
+
+#include "../common/checkpoint.h"
+
+namespace rnnkit::lm {
+
+using data::Vocab;
+using torch::Tensor;
+namespace F = torch::nn::functional;
+
+LMConfig LMConfig::read(app::ConfigReader& c) {
+  LMConfig l;
+  l.level = c.get_choice("data", "level", "", {"char", "word"});
+  l.train_path = c.get_path("data", "train");
+  l.valid_path = c.get_path("data", "valid");
+  if (l.train_path.empty() || l.valid_path.empty()) {
+    throw app::ConfigError(c.path() + ": [data] needs both train and valid files");
+  }
+  try {
+    l.encoding = data::parse_encoding(c.get<std::string>("data", "encoding", "utf8"));
+  } catch (const std::invalid_argument& e) {
+    throw app::ConfigError(c.where("data", "encoding") + ": " + e.what());
+  }
+  l.lowercase = c.get<bool>("data", "lowercase", false);
+  l.max_vocab = c.get_int("data", "max_vocab", 0, 0);
+  l.min_count = c.get_int("data", "min_count", 1, 1);
+  l.batching = c.get_choice("data", "batching", "stream", {"stream", "sentences"});
+  if (l.batching == "sentences" && l.level == "char") {
+    throw app::ConfigError(c.where("data", "batching") +
+                           ": batching = \"sentences\" needs level = \"word\"");
+  }
+  l.bptt = c.get_int("data", "bptt", 100, 1);
+  l.eval_batch_size = c.get_int("data", "eval_batch_size", 1, 1);
+
+  l.cell = c.get<std::string>("model", "cell", "lstm");
+  if (!has_cell(l.cell)) {
+    std::string known;
+    for (const auto& n : cell_names()) known += (known.empty() ? "" : ", ") + n;
+    throw app::ConfigError(c.where("model", "cell") + ": unknown cell '" + l.cell +
+                           "'; known cells: " + known);
+  }
+  l.embedding_size = c.get_int("model", "embedding_size", 64, 0);
+  l.hidden_size = c.get_int("model", "hidden_size", 256, 1);
+  l.num_layers = c.get_int("model", "num_layers", 1, 1);
+  l.dropout = c.get_double("model", "dropout", 0, 0, 0.99);
+  l.embedding_dropout = c.get_double("model", "embedding_dropout", 0, 0, 0.99);
+  l.recurrent_dropout = c.get_double("model", "recurrent_dropout", 0, 0, 0.99);
+  l.tie_weights = c.get<bool>("model", "tie_weights", false);
+  if (l.tie_weights && l.embedding_size != l.hidden_size) {
+    throw app::ConfigError(c.where("model", "tie_weights") +
+                           ": tied weights need embedding_size == hidden_size, got " +
+                           std::to_string(l.embedding_size) + " and " +
+                           std::to_string(l.hidden_size));
+  }
+  l.init = parse_init(c.get_choice("model", "init", "uniform", init_names()));
+  l.forget_bias = c.get<double>("model", "forget_bias", NAN);
+  l.train = app::TrainOptions::read(c);
+  c.reject_unknown_keys();
+  return l;
+}
+
+LanguageModelOptions LMConfig::model_options(int64_t vocab_size) const {
+  return LanguageModelOptions(vocab_size, cell, hidden_size)
+      .embedding_size(embedding_size)
+      .num_layers(num_layers)
+      .dropout(dropout)
+      .embedding_dropout(embedding_dropout)
+      .recurrent_dropout(recurrent_dropout)
+      .tie_weights(tie_weights)
+      .init(init)
+      .forget_bias(std::isnan(forget_bias) ? c10::nullopt : c10::optional<double>(forget_bias));
+}
+
+std::string LMConfig::architecture(int64_t vocab_size) const {
+  return fmt::format("level={} vocab={} cell={} embedding={} hidden={} layers={} tied={}", level,
+                     vocab_size, cell, embedding_size, hidden_size, num_layers, tie_weights);
+}
+
+std::vector<std::string> LMConfig::tokenize_file(const std::string& path) const {
+  if (level == "char") return data::read_char_corpus(path, encoding);
+  return data::read_word_corpus(path, data::WordTokenizer{lowercase, false}, encoding);
+}
+
+std::vector<std::string> LMConfig::tokenize_line(const std::string& line) const {
+  if (level == "char") return data::split_code_points(line);
+  return data::WordTokenizer{lowercase, false}(line);
+}
+
+std::string LMConfig::detokenize(const std::vector<std::string>& tokens) const {
+  std::string out;
+  for (const auto& t : tokens) {
+    if (level == "char") {
+      out += t;
+    } else if (t == "<eos>") {
+      out += "\n";
+    } else {
+      out += (out.empty() || out.back() == '\n' ? "" : " ") + t;
+    }
+  }
+  return out;
+}
+
+double Perplexity::perplexity() const { return std::exp(loss); }
+double Perplexity::bits_per_token() const { return loss / std::log(2.0); }
+double LineScore::perplexity() const { return std::exp(-logprob / std::max<int64_t>(tokens, 1)); }
+
+namespace {
+
+std::vector<State> detached(const std::vector<State>& states) {
+  std::vector<State> out;
+  out.reserve(states.size());
+  for (const auto& s : states) out.push_back(s.detach());
+  return out;
+}
+
+std::vector<int64_t> with_start(const Vocab& vocab, const std::vector<std::string>& tokens) {
+  std::vector<int64_t> ids{Vocab::kEos};
+  const auto enc = vocab.encode(tokens);
+  ids.insert(ids.end(), enc.begin(), enc.end());
+  return ids;
+}
+
+class LMTask : public app::Task {
+ public:
+  LMTask(const LMConfig& c, Vocab vocab, const std::vector<int64_t>& train_ids,
+         std::vector<int64_t> valid_ids, LanguageModel model, torch::Device device)
+      : c_(c),
+        vocab_(std::move(vocab)),
+        valid_ids_(std::move(valid_ids)),
+        model_(std::move(model)),
+        device_(device) {
+    if (c.batching == "stream") {
+      batcher_.emplace(train_ids, c.train.batch_size);
+    } else {  // sentences: the stream split after each <eos>
+      std::vector<int64_t> cur;
+      for (size_t i = 1; i < train_ids.size(); ++i) {
+        cur.push_back(train_ids[i]);
+        if (train_ids[i] == Vocab::kEos) {
+          if (cur.size() > 1) sentences_.push_back(cur);
+          cur.clear();
+        }
+      }
+      for (const auto& s : sentences_) lengths_.push_back(s.size());
+    }
+  }
+
+  torch::nn::Module& model() override { return *model_; }
+  std::string app_name() const override { return "lm"; }
+  std::string architecture() const override { return c_.architecture(vocab_.size()); }
+
+  int64_t begin_epoch(int64_t epoch) override {
+    carried_.clear();
+    if (batcher_) return batcher_->num_windows(c_.bptt);
+    data::BatchPlanOptions o;
+    o.batch_size = static_cast<size_t>(c_.train.batch_size);
+    o.seed = static_cast<uint64_t>(c_.train.seed);
+    plan_ = data::plan_batches(lengths_, o, static_cast<uint64_t>(epoch));
+    return static_cast<int64_t>(plan_.size());
+  }
+
+  app::BatchLoss train_batch(int64_t i) override {
+    const int64_t V = vocab_.size();
+    if (batcher_) {
+      auto [x, y] = batcher_->window(i, c_.bptt);
+      auto out = model_->forward(x.to(device_), carried_);
+      carried_ = detached(out.states);  // truncated BPTT: carry the state, not its graph
+      const Tensor yd = y.to(device_).reshape(-1);
+      return {F::cross_entropy(out.logits.view({-1, V}), yd), yd.numel()};
+    }
+    // sentences: input <eos> w1 .. wn, target w1 .. wn <eos>
+    const auto& idx = plan_[i];
+    std::vector<std::vector<int64_t>> inputs, targets;
+    for (auto k : idx) {
+      std::vector<int64_t> in{Vocab::kEos};
+      in.insert(in.end(), sentences_[k].begin(), sentences_[k].end() - 1);
+      inputs.push_back(std::move(in));
+      targets.push_back(sentences_[k]);
+    }
+    std::vector<size_t> all(idx.size());
+    std::iota(all.begin(), all.end(), 0);
+    const auto x = data::pad_sequences(inputs, all, Vocab::kPad);
+    const auto y = data::pad_sequences(targets, all, -100);
+    auto out = model_->forward(x.tokens.t().contiguous().to(device_), {}, x.lengths);
+    const Tensor yd = y.tokens.t().contiguous().to(device_).reshape(-1);
+    return {F::cross_entropy(out.logits.view({-1, V}), yd,
+                             F::CrossEntropyFuncOptions().ignore_index(-100)),
+            x.lengths.sum().item<int64_t>()};
+  }
+
+  app::Metrics evaluate() override {
+    const Perplexity p = evaluate_stream(*model_, valid_ids_, c_.bptt, c_.eval_batch_size, device_);
+    app::Metrics m;
+    m.values = {{"val_loss", p.loss}, {"val_ppl", p.perplexity()}};
+    if (c_.level == "char") m.values.push_back({"val_bpc", p.bits_per_token()});
+    m.main = "val_loss";
+    return m;
+  }
+
+  void save_state(torch::serialize::OutputArchive& a) const override {
+    app::put_string(a, "vocab", vocab_.to_string());
+    app::put_int(a, "carried", static_cast<int64_t>(carried_.size()));
+    for (size_t i = 0; i < carried_.size(); ++i) {
+      a.write("a" + std::to_string(i), carried_[i].a, true);
+      if (carried_[i].c.defined()) a.write("c" + std::to_string(i), carried_[i].c, true);
+    }
+  }
+
+  void load_state(torch::serialize::InputArchive& a) override {
+    if (!(Vocab::from_string(app::get_string(a, "vocab"), "checkpoint") == vocab_)) {
+      throw app::CheckpointError("the checkpoint's vocabulary differs from the one built from "
+                                 "the config's data");
+    }
+    carried_.assign(static_cast<size_t>(app::get_int(a, "carried")), State{});
+    for (size_t i = 0; i < carried_.size(); ++i) {
+      a.read("a" + std::to_string(i), carried_[i].a, true);
+      Tensor c;
+      if (a.try_read("c" + std::to_string(i), c, true)) carried_[i].c = c;
+      carried_[i].a = carried_[i].a.to(device_);
+      if (carried_[i].c.defined()) carried_[i].c = carried_[i].c.to(device_);
+    }
+  }
+
+ private:
+  const LMConfig& c_;
+  Vocab vocab_;
+  std::vector<int64_t> valid_ids_;
+  LanguageModel model_;
+  torch::Device device_;
+  std::optional<data::StreamBatcher> batcher_;
+  std::vector<State> carried_;
+  std::vector<std::vector<int64_t>> sentences_;
+  std::vector<size_t> lengths_;
+  std::vector<std::vector<size_t>> plan_;
+};
+
+}  // namespace
+
+Perplexity evaluate_stream(LanguageModelImpl& model, const std::vector<int64_t>& ids,
+                           int64_t bptt, int64_t batch_size, const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  const data::StreamBatcher batcher(ids, batch_size);
+  std::vector<State> states;
+  double total = 0;
+  int64_t count = 0;
+  for (int64_t k = 0; k < batcher.num_windows(bptt); ++k) {
+    auto [x, y] = batcher.window(k, bptt);
+    auto out = model.forward(x.to(device), states);
+    states = std::move(out.states);
+    const Tensor yd = y.to(device).reshape(-1);
+    total += F::cross_entropy(out.logits.view({-1, out.logits.size(2)}), yd,
+                              F::CrossEntropyFuncOptions().reduction(torch::kSum))
+                 .item<double>();
+    count += yd.numel();
+  }
+  model.train(was_training);
+  return {count, total / std::max<int64_t>(count, 1)};
+}
+
+Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
+  auto a = app::open_checkpoint(checkpoint, "lm", "");
+  auto reader = app::ConfigReader::from_string(app::get_string(a, "config"), checkpoint + "#config");
+  Loaded m;
+  m.config = LMConfig::read(reader);
+  torch::serialize::InputArchive task, weights;
+  a.read("task", task);
+  a.read("model", weights);
+  m.vocab = Vocab::from_string(app::get_string(task, "vocab"), checkpoint + "#vocab");
+  m.model = LanguageModel(m.config.model_options(m.vocab.size()));
+  m.model->load(weights);
+  m.model->to(device);
+  m.model->eval();
+  return m;
+}
+
+app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
+  const LMConfig c = LMConfig::read(config);
+  const torch::Device device = app::setup_runtime(run, c.train.seed);
+  const auto train_tokens = c.tokenize_file(c.train_path);
+  Vocab vocab = Vocab::build(train_tokens, static_cast<size_t>(c.max_vocab), c.min_count);
+  const auto train_ids = with_start(vocab, train_tokens);
+  auto valid_ids = with_start(vocab, c.tokenize_file(c.valid_path));
+  LanguageModel model(c.model_options(vocab.size()));
+  model->to(device);
+  int64_t n_params = 0;
+  for (const auto& p : model->parameters()) n_params += p.numel();
+  if (!run.quiet) {
+    fmt::print(stderr, "{}", config.resolved());
+    fmt::print(stderr, "train: {} tokens, valid: {} tokens, vocabulary: {}, parameters: {}\n",
+               train_ids.size() - 1, valid_ids.size() - 1, vocab.size(), n_params);
+  }
+  LMTask task(c, std::move(vocab), train_ids, std::move(valid_ids), model, device);
+  return app::fit(task, c.train, run, config.resolved());
+}
+
+std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(o.seed);
+  const auto prompt = with_start(m.vocab, m.config.tokenize_line(o.prompt));
+  auto feed = [&](const std::vector<int64_t>& ids, std::vector<State>& states) {
+    auto x = torch::tensor(ids, torch::kLong).view({-1, 1}).to(device);
+    auto out = m.model->forward(x, states);
+    states = std::move(out.states);
+    return out.logits[-1][0].to(torch::kCPU, torch::kDouble);
+  };
+  std::vector<State> states;
+  Tensor logits = feed(prompt, states);
+  std::vector<std::string> emitted;
+  for (int64_t i = 0; i < o.max_length; ++i) {
+    logits[Vocab::kPad] = -INFINITY;
+    logits[Vocab::kBos] = -INFINITY;
+    if (o.no_unk) logits[Vocab::kUnk] = -INFINITY;
+    int64_t next;
+    if (o.greedy || o.temperature <= 0) {
+      next = logits.argmax().item<int64_t>();
+    } else {
+      Tensor l = logits / o.temperature;
+      if (o.top_k > 0 && o.top_k < l.size(0)) {
+        const double kth = std::get<0>(l.topk(o.top_k))[-1].item<double>();
+        l = l.masked_fill(l < kth, -INFINITY);
+      }
+      next = torch::multinomial(torch::softmax(l, 0), 1, false, gen).item<int64_t>();
+    }
+    if (next == Vocab::kEos && o.stop_at_eos && m.config.level == "word") break;
+    emitted.push_back(m.vocab.token(next));
+    logits = feed({next}, states);
+  }
+  return m.config.detokenize(emitted);
+}
+
+LineScore score_line(Loaded& m, const std::string& line, const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  auto tokens = m.config.tokenize_line(line);
+  if (m.config.level == "word") tokens.emplace_back("<eos>");
+  const auto ids = with_start(m.vocab, tokens);
+  if (ids.size() < 2) return {};
+  const auto x = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end() - 1), torch::kLong);
+  const auto y = torch::tensor(std::vector<int64_t>(ids.begin() + 1, ids.end()), torch::kLong);
+  const auto out = m.model->forward(x.view({-1, 1}).to(device));
+  const auto logp = torch::log_softmax(out.logits.squeeze(1).to(torch::kDouble), 1);
+  const double lp = logp.gather(1, y.to(device).view({-1, 1})).sum().item<double>();
+  return {lp, static_cast<int64_t>(y.size(0))};
+}
+
+}  // namespace rnnkit::lm

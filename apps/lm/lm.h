@@ -1,0 +1,89 @@
+#pragma once
+// rnnkit-lm: what its subcommands do, separated from the command line.
+#include <string>
+#include <vector>
+
+#include <rnnkit/data/text.h>
+#include <rnnkit/data/vocab.h>
+
+#include "../common/config.h"
+#include "../common/train.h"
+#include "model.h"
+
+namespace rnnkit::lm {
+
+/// [data] and [model] of an lm config ([train] is app::TrainOptions).
+struct LMConfig {
+  // [data]
+  std::string level;  ///< char or word
+  std::string train_path, valid_path;
+  data::Encoding encoding = data::Encoding::kUtf8;
+  bool lowercase = false;
+  int64_t max_vocab = 0, min_count = 1;
+  std::string batching = "stream";  ///< stream (truncated BPTT) or sentences
+  int64_t bptt = 100;
+  int64_t eval_batch_size = 1;      ///< 1: every token scored with the state carried through
+  // [model]
+  std::string cell = "lstm";
+  int64_t embedding_size = 64, hidden_size = 256, num_layers = 1;
+  double dropout = 0, embedding_dropout = 0, recurrent_dropout = 0;
+  bool tie_weights = false;
+  Init init = Init::kUniform;
+  double forget_bias = NAN;  ///< NaN: the init's own
+
+  app::TrainOptions train;
+
+  /// Reads and validates everything, then rejects unknown keys.
+  static LMConfig read(app::ConfigReader& config);
+  LanguageModelOptions model_options(int64_t vocab_size) const;
+  /// Identifies the model's shape for checkpoint checks.
+  std::string architecture(int64_t vocab_size) const;
+  std::vector<std::string> tokenize_file(const std::string& path) const;
+  std::vector<std::string> tokenize_line(const std::string& line) const;
+  std::string detokenize(const std::vector<std::string>& tokens) const;
+};
+
+/// A trained model with its vocabulary and config, loaded from a checkpoint.
+struct Loaded {
+  LMConfig config;
+  data::Vocab vocab;
+  LanguageModel model{nullptr};
+};
+Loaded load_model(const std::string& checkpoint, const torch::Device& device);
+
+/// train: fits from the config, writing checkpoints to run.run_dir.
+app::FitResult train(app::ConfigReader& config, const app::RunOptions& run);
+
+struct Perplexity {
+  int64_t tokens = 0;
+  double loss = 0;  ///< mean cross-entropy in nats per token
+  double perplexity() const;
+  double bits_per_token() const;
+};
+/// Mean cross-entropy over every token of `ids`, predicted from <eos> as the start and the
+/// state carried through the whole stream (in `batch_size` parallel streams when > 1).
+Perplexity evaluate_stream(LanguageModelImpl& model, const std::vector<int64_t>& ids,
+                           int64_t bptt, int64_t batch_size, const torch::Device& device);
+
+struct SampleOptions {
+  std::string prompt;
+  double temperature = 1.0;
+  int64_t top_k = 0;  ///< 0: the whole vocabulary
+  bool greedy = false;
+  int64_t max_length = 500;
+  bool stop_at_eos = true;
+  bool no_unk = true;
+  uint64_t seed = 1;
+};
+/// Generated text (the prompt not included).
+std::string sample(Loaded& m, const SampleOptions& options, const torch::Device& device);
+
+/// The log-probability (nats) of one line, its tokens and <eos>, from a fresh <eos> context.
+struct LineScore {
+  double logprob = 0;
+  int64_t tokens = 0;
+  double perplexity() const;
+};
+LineScore score_line(Loaded& m, const std::string& line, const torch::Device& device);
+
+}  // namespace rnnkit::lm

@@ -1,0 +1,67 @@
+#include "model.h"
+
+#include <ostream>
+
+#include <c10/util/Exception.h>
+#include <torch/nn/functional/dropout.h>
+
+namespace rnnkit::lm {
+
+LanguageModelImpl::LanguageModelImpl(LanguageModelOptions options_) : options(std::move(options_)) {
+  reset();
+}
+
+void LanguageModelImpl::reset() {
+  const auto& o = options;
+  TORCH_CHECK(o.vocab_size() > 0, "LanguageModel: expected vocab_size > 0, got ", o.vocab_size());
+  TORCH_CHECK(!o.tie_weights() || o.embedding_size() == o.hidden_size(),
+              "LanguageModel: tie_weights needs embedding_size == hidden_size, got ",
+              o.embedding_size(), " and ", o.hidden_size());
+  const int64_t in = o.embedding_size() > 0 ? o.embedding_size() : o.vocab_size();
+  if (o.embedding_size() > 0) {
+    embedding = register_module("embedding", torch::nn::Embedding(o.vocab_size(), o.embedding_size()));
+    torch::NoGradGuard g;
+    embedding->weight.uniform_(-0.1, 0.1);
+  } else {
+    embedding = nullptr;
+  }
+  rnn = register_module("rnn", RNN(RNNOptions(o.cell(), in, o.hidden_size())
+                                       .num_layers(o.num_layers())
+                                       .dropout(o.dropout())
+                                       .recurrent_dropout(o.recurrent_dropout())
+                                       .init(o.init())
+                                       .forget_bias(o.forget_bias())));
+  // Tied weights: the embedding matrix [V, E = H] is the softmax matrix; nothing more to register.
+  W_y = o.tie_weights() ? embedding->weight
+                        : register_parameter("W_y", torch::empty({o.vocab_size(), o.hidden_size()}));
+  b_y = register_parameter("b_y", torch::zeros({o.vocab_size()}));
+  if (!o.tie_weights()) {
+    torch::NoGradGuard g;
+    W_y.uniform_(-0.1, 0.1);
+  }
+}
+
+void LanguageModelImpl::pretty_print(std::ostream& os) const {
+  os << "rnnkit::lm::LanguageModel(vocab_size=" << options.vocab_size()
+     << ", embedding_size=" << options.embedding_size() << ", cell=" << options.cell()
+     << ", hidden_size=" << options.hidden_size() << ", num_layers=" << options.num_layers()
+     << ", tie_weights=" << (options.tie_weights() ? "true" : "false") << ")";
+}
+
+LMOutput LanguageModelImpl::forward(const torch::Tensor& tokens, const std::vector<State>& states,
+                                    const torch::Tensor& lengths) {
+  TORCH_CHECK(tokens.dim() == 2 && tokens.scalar_type() == torch::kLong,
+              "LanguageModel: expected tokens [T, B] of int64, got ", tokens.sizes(), " ",
+              tokens.scalar_type());
+  torch::Tensor x;
+  if (embedding) {
+    x = torch::dropout(embedding->forward(tokens), options.embedding_dropout(), is_training());
+  } else {
+    x = torch::one_hot(tokens, options.vocab_size()).to(b_y.scalar_type());
+  }
+  auto out = rnn->forward(x, lengths, states);
+  const auto h = torch::dropout(out.output, options.dropout(), is_training());
+  return {torch::linear(h, W_y, b_y), std::move(out.states)};
+}
+
+}  // namespace rnnkit::lm

@@ -1,0 +1,62 @@
+#pragma once
+// The recurrent language model: embeddings (or one-hot inputs), an rnnkit::RNN, and a linear
+// softmax over the vocabulary, optionally tied to the embeddings.
+//
+//     e<t> = dropout_e(E[x<t>])        (or one_hot(x<t>))
+//     a<t> = RNN(e<1..t>)              any registered cell, L layers
+//     ŷ<t> = softmax(W_y dropout(a<t>) + b_y)
+//
+// Shapes: T time steps, B batch, V vocabulary, E embedding size, H hidden size.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/pimpl.h>
+
+#include <rnnkit/rnn.h>
+
+namespace rnnkit::lm {
+
+struct LanguageModelOptions {
+  LanguageModelOptions(int64_t vocab_size, std::string cell, int64_t hidden_size)
+      : vocab_size_(vocab_size), cell_(std::move(cell)), hidden_size_(hidden_size) {}
+  TORCH_ARG(int64_t, vocab_size);
+  TORCH_ARG(std::string, cell);
+  TORCH_ARG(int64_t, hidden_size);
+  TORCH_ARG(int64_t, embedding_size) = 0;  ///< 0: one-hot inputs (tiny vocabularies)
+  TORCH_ARG(int64_t, num_layers) = 1;
+  TORCH_ARG(double, dropout) = 0.0;             ///< between layers and before the softmax
+  TORCH_ARG(double, embedding_dropout) = 0.0;   ///< on the embeddings
+  TORCH_ARG(double, recurrent_dropout) = 0.0;   ///< variational, on a<t-1>
+  TORCH_ARG(bool, tie_weights) = false;         ///< W_y = E (needs embedding_size == hidden_size)
+  TORCH_ARG(Init, init) = Init::kUniform;
+  TORCH_ARG(c10::optional<double>, forget_bias) = c10::nullopt;
+};
+
+struct LMOutput {
+  torch::Tensor logits;       ///< [T, B, V]
+  std::vector<State> states;  ///< per layer, to carry into the next window
+};
+
+class LanguageModelImpl : public torch::nn::Cloneable<LanguageModelImpl> {
+ public:
+  explicit LanguageModelImpl(LanguageModelOptions options);
+  void reset() override;
+  void pretty_print(std::ostream& os) const override;
+
+  /// tokens [T, B] int64; states from the previous window (or empty); lengths [B] (optional).
+  LMOutput forward(const torch::Tensor& tokens, const std::vector<State>& states = {},
+                   const torch::Tensor& lengths = {});
+
+  LanguageModelOptions options;
+  torch::nn::Embedding embedding{nullptr};
+  RNN rnn{nullptr};
+  /// The softmax layer: W_y [V, H] (the embedding matrix itself when tied) and b_y [V].
+  torch::Tensor W_y, b_y;
+};
+TORCH_MODULE(LanguageModel);
+
+}  // namespace rnnkit::lm

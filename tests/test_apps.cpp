@@ -1,0 +1,273 @@
+// apps/common and apps/lm: configs, checkpoints, the training loop (resume, signals,
+// divergence) and the language model's commands, end to end on tiny data.
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include <rnnkit/data/corpus.h>
+
+#include "common/checkpoint.h"
+#include "common/cli.h"
+#include "common/config.h"
+#include "common/train.h"
+#include "lm/lm.h"
+#include "test_util.h"
+
+using namespace rnnkit;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string temp_dir(const std::string& name) {
+  const auto d = fs::path(::testing::TempDir()) / ("rnnkit_apps_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d.string();
+}
+
+std::string write(const std::string& dir, const std::string& name, const std::string& text) {
+  const auto p = (fs::path(dir) / name).string();
+  std::ofstream(p, std::ios::binary) << text;
+  return p;
+}
+
+template <class E, class F>
+void expect_message(F&& f, std::initializer_list<std::string> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error mentioning '" << *parts.begin() << "'";
+  } catch (const E& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
+  }
+}
+
+/// A corpus of a few thousand characters, and an lm config over it.
+std::string tiny_lm_config(const std::string& dir, const std::string& extra = "") {
+  std::string text;
+  for (int i = 0; i < 60; ++i) text += "the cat sat on the mat " + std::to_string(i % 7) + "\n";
+  write(dir, "train.txt", text);
+  write(dir, "valid.txt", text.substr(0, 400));
+  return write(dir, "lm.toml",
+               "[data]\nlevel = \"char\"\ntrain = \"train.txt\"\nvalid = \"valid.txt\"\nbptt = 8\n"
+               "[model]\ncell = \"lstm\"\nembedding_size = 8\nhidden_size = 16\n"
+               "embedding_dropout = 0.1\n"
+               "[train]\nepochs = 2\nbatch_size = 4\nlearning_rate = 0.01\nseed = 3\n" + extra);
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+/// The loss columns of metrics.csv (everything but the wall-clock seconds).
+std::vector<std::string> loss_curve(const std::string& run_dir) {
+  std::ifstream in(fs::path(run_dir) / "metrics.csv");
+  std::vector<std::string> rows;
+  std::string line;
+  while (std::getline(in, line)) rows.push_back(line.substr(0, line.rfind(',')));
+  return rows;
+}
+
+app::RunOptions quiet_run(const std::string& dir) {
+  app::RunOptions r;
+  r.run_dir = dir;
+  r.quiet = true;
+  r.threads = 1;
+  return r;
+}
+
+}  // namespace
+
+TEST(Config, TyposWrongTypesAndRangesNameFileLineAndKey) {
+  const auto dir = temp_dir("config");
+  const auto path = tiny_lm_config(dir, "learnig_rate = 0.1\n");
+  app::ConfigReader typo(path);
+  expect_message<app::ConfigError>([&] { lm::LMConfig::read(typo); },
+                                   {"lm.toml:16: key train.learnig_rate", "unknown key"});
+  app::ConfigReader wrong(tiny_lm_config(dir), {"model.hidden_size=\"big\""});
+  expect_message<app::ConfigError>([&] { lm::LMConfig::read(wrong); },
+                                   {"--set model.hidden_size", "expected an integer", "string"});
+  app::ConfigReader range(tiny_lm_config(dir), {"model.dropout=1.5"});
+  expect_message<app::ConfigError>([&] { lm::LMConfig::read(range); },
+                                   {"model.dropout", "must be in [0, 0.99], got 1.5"});
+  app::ConfigReader cell(tiny_lm_config(dir), {"model.cell=lstn"});
+  expect_message<app::ConfigError>([&] { lm::LMConfig::read(cell); },
+                                   {"unknown cell 'lstn'", "lstm_peephole"});
+  expect_message<app::ConfigError>([&] { app::ConfigReader(write(dir, "bad.toml", "[a]\nx = = 1\n")); },
+                                   {"bad.toml:2", "TOML syntax error"});
+  expect_message<app::ConfigError>([&] { app::ConfigReader(dir + "/missing.toml"); },
+                                   {"missing.toml", "not found"});
+}
+
+TEST(Config, OverridesAndPathsRelativeToTheConfigFile) {
+  const auto dir = temp_dir("config2");
+  app::ConfigReader c(tiny_lm_config(dir), {"train.epochs=5", "model.cell=gru"});
+  const auto l = lm::LMConfig::read(c);
+  EXPECT_EQ(l.train.epochs, 5);
+  EXPECT_EQ(l.cell, "gru");
+  EXPECT_EQ(l.train_path, (fs::path(dir) / "train.txt").string());
+  // The resolved config carries the resolved paths, so it works from anywhere.
+  EXPECT_NE(c.resolved().find((fs::path(dir) / "valid.txt").string()), std::string::npos);
+  EXPECT_NE(c.resolved().find("epochs = 5"), std::string::npos);
+}
+
+TEST(Checkpoint, AtomicAndRefusesTruncatedForeignAndOtherModels) {
+  const auto dir = temp_dir("ckpt");
+  const auto path = (fs::path(dir) / "c.pt").string();
+  app::write_checkpoint(path, "lm", "arch-A", [](torch::serialize::OutputArchive& a) {
+    app::put_int(a, "x", 42);
+  });
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  auto a = app::open_checkpoint(path, "lm", "arch-A");
+  EXPECT_EQ(app::get_int(a, "x"), 42);
+  expect_message<app::CheckpointError>([&] { app::open_checkpoint(path, "lm", "arch-B"); },
+                                       {"differs from the config", "arch-A", "arch-B"});
+  expect_message<app::CheckpointError>([&] { app::open_checkpoint(path, "ner", ""); },
+                                       {"rnnkit-lm, not of rnnkit-ner"});
+  const std::string bytes = read_all(path);
+  const auto trunc = write(dir, "t.pt", bytes.substr(0, bytes.size() / 2));
+  expect_message<app::CheckpointError>([&] { app::open_checkpoint(trunc, "lm", ""); },
+                                       {"t.pt", "truncated or corrupt"});
+  const auto foreign = write(dir, "f.pt", "just some text");
+  expect_message<app::CheckpointError>([&] { app::open_checkpoint(foreign, "lm", ""); },
+                                       {"f.pt", "not an rnnkit checkpoint"});
+  torch::serialize::OutputArchive plain;
+  plain.write("w", torch::ones({2}));
+  const auto other = (fs::path(dir) / "o.pt").string();
+  plain.save_to(other);
+  expect_message<app::CheckpointError>([&] { app::open_checkpoint(other, "lm", ""); },
+                                       {"a torch archive, but not an rnnkit checkpoint"});
+}
+
+TEST(Training, InterruptedAndResumedRunGivesTheSameLossCurve) {
+  const auto dir = temp_dir("resume");
+  const auto config = tiny_lm_config(dir);
+  app::ConfigReader c1(config);
+  const auto whole = lm::train(c1, quiet_run(dir + "/whole"));
+  EXPECT_FALSE(whole.interrupted);
+  ASSERT_EQ(whole.epochs_done, 2);
+
+  auto run = quiet_run(dir + "/parts");
+  run.max_steps = 23;  // mid-epoch (an epoch has 43 windows here)
+  app::ConfigReader c2(config);
+  EXPECT_TRUE(lm::train(c2, run).interrupted);
+  run.resume = true;
+  run.max_steps = 30;  // into the second epoch, past one end-of-epoch evaluation
+  app::ConfigReader c3(config);
+  EXPECT_TRUE(lm::train(c3, run).interrupted);
+  run.max_steps = 0;
+  app::ConfigReader c4(config);
+  const auto rest = lm::train(c4, run);
+  EXPECT_EQ(rest.steps, whole.steps);
+  const auto a = loss_curve(dir + "/whole"), b = loss_curve(dir + "/parts");
+  ASSERT_EQ(a.size(), 3u);  // header and two epochs
+  EXPECT_EQ(a, b);
+}
+
+TEST(Training, ResumeRefusesACheckpointOfAnotherModel) {
+  const auto dir = temp_dir("othermodel");
+  auto run = quiet_run(dir + "/run");
+  run.max_steps = 2;
+  app::ConfigReader c1(tiny_lm_config(dir));
+  lm::train(c1, run);
+  run.resume = true;
+  app::ConfigReader c2(tiny_lm_config(dir), {"model.hidden_size=32"});
+  expect_message<app::CheckpointError>([&] { lm::train(c2, run); },
+                                       {"differs from the config", "hidden=16", "hidden=32"});
+}
+
+namespace {
+/// A task whose loss is a plain quadratic, with hooks for NaN and signals at chosen batches.
+class FakeTask : public app::Task {
+ public:
+  explicit FakeTask(int64_t nan_at = -1, int64_t signal_at = -1)
+      : nan_at_(nan_at), signal_at_(signal_at), lin_(torch::nn::Linear(2, 1)) {}
+  torch::nn::Module& model() override { return *lin_; }
+  std::string app_name() const override { return "fake"; }
+  std::string architecture() const override { return "linear"; }
+  int64_t begin_epoch(int64_t) override { return 5; }
+  app::BatchLoss train_batch(int64_t i) override {
+    ++calls_;
+    if (calls_ == signal_at_) std::raise(SIGTERM);
+    auto loss = lin_->forward(torch::ones({4, 2})).pow(2).mean();
+    if (calls_ == nan_at_) loss = loss * std::numeric_limits<double>::quiet_NaN();
+    return {loss, 4};
+  }
+  app::Metrics evaluate() override {
+    app::Metrics m;
+    m.values = {{"val_loss", lin_->forward(torch::ones({1, 2})).pow(2).item<double>()}};
+    m.main = "val_loss";
+    return m;
+  }
+
+ private:
+  int64_t nan_at_, signal_at_, calls_ = 0;
+  torch::nn::Linear lin_;
+};
+}  // namespace
+
+TEST(Training, DivergenceStopsNamingTheStepAndKeepsTheLastGoodCheckpoint) {
+  const auto dir = temp_dir("nan");
+  app::TrainOptions o;
+  o.epochs = 1;
+  FakeTask ok;
+  app::fit(ok, o, quiet_run(dir), "x = 1\n");
+  const std::string before = read_all(dir + "/last.pt");
+  o.epochs = 2;
+  auto run = quiet_run(dir);
+  run.resume = true;
+  FakeTask bad(/*nan_at=*/3);
+  expect_message<app::TrainingDiverged>([&] { app::fit(bad, o, run, "x = 1\n"); },
+                                        {"loss is nan at step 8", "epoch 2, batch 3",
+                                         "last good checkpoint"});
+  EXPECT_EQ(read_all(dir + "/last.pt"), before);
+}
+
+TEST(Training, SigtermFinishesTheStepWritesLastAndReturns) {
+  const auto dir = temp_dir("signal");
+  app::TrainOptions o;
+  o.epochs = 3;
+  FakeTask t(-1, /*signal_at=*/4);
+  const auto r = app::fit(t, o, quiet_run(dir), "x = 1\n");
+  EXPECT_TRUE(r.interrupted);
+  EXPECT_EQ(r.steps, 4);
+  auto a = app::open_checkpoint(dir + "/last.pt", "fake", "linear");
+  EXPECT_EQ(app::get_int(a, "train/step"), 4);
+  EXPECT_EQ(app::get_int(a, "train/batch"), 4);
+}
+
+TEST(LanguageModel, EvalSampleAndScoreFromACheckpoint) {
+  const auto dir = temp_dir("lmcmds");
+  app::ConfigReader c(tiny_lm_config(dir));
+  lm::train(c, quiet_run(dir + "/run"));
+  auto m = lm::load_model(dir + "/run/best.pt", torch::kCPU);
+  lm::SampleOptions o;
+  o.max_length = 40;
+  o.seed = 5;
+  const auto s1 = lm::sample(m, o, torch::kCPU), s2 = lm::sample(m, o, torch::kCPU);
+  EXPECT_EQ(s1, s2) << "the same seed gives the same text";
+  EXPECT_EQ(data::split_code_points(s1).size(), 40u);
+  o.seed = 6;
+  EXPECT_NE(lm::sample(m, o, torch::kCPU), s1);
+  o.greedy = true;
+  EXPECT_EQ(lm::sample(m, o, torch::kCPU), lm::sample(m, o, torch::kCPU));
+  // A line like the training text is more likely than a scrambled one.
+  const auto good = lm::score_line(m, "the cat sat on the mat 3", torch::kCPU);
+  const auto bad = lm::score_line(m, "mat the on sat cat the 3", torch::kCPU);
+  EXPECT_EQ(good.tokens, 24);
+  EXPECT_GT(good.logprob, bad.logprob);
+  // Perplexity is exp of the mean cross-entropy over all tokens, not a mean of per-batch exps.
+  std::vector<int64_t> ids{data::Vocab::kEos};
+  for (auto id : m.vocab.encode(data::read_char_corpus(dir + "/valid.txt"))) ids.push_back(id);
+  const auto p = lm::evaluate_stream(*m.model, ids, 8, 1, torch::kCPU);
+  EXPECT_EQ(p.tokens, 400);
+  EXPECT_NEAR(p.perplexity(), std::exp(p.loss), 1e-12);
+  EXPECT_NEAR(p.bits_per_token(), p.loss / std::log(2.0), 1e-12);
+}
+
+TEST(Cli, JsonObjectsAreValidJson) {
+  app::JsonObject j;
+  j.add("file", std::string("a\"b\\c\n")).add("n", int64_t{3}).add("x", 0.5).add("bad", NAN);
+  EXPECT_EQ(j.str(), "{\"file\": \"a\\\"b\\\\c\\n\", \"n\": 3, \"x\": 0.5, \"bad\": null}");
+}
