@@ -30,6 +30,11 @@ Tensor project_inputs(const Tensor& x, const Tensor& W, const Tensor& b, int64_t
 /// The recurrent columns of the fused weight, transposed for a<t-1> [B, H] @ W_h^T.
 Tensor recurrent_t(const Tensor& W, int64_t H) { return W.narrow(1, 0, H).t(); }
 
+/// The per-step recurrent product over the sequence x [T, B, D] (shared by the step closure).
+std::shared_ptr<RecurrentProduct> product(const Tensor& W_hT, const Tensor& x) {
+  return std::make_shared<RecurrentProduct>(W_hT, x.size(0), x.size(1));
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -65,10 +70,10 @@ Unrolled RNNCellImpl::unroll(const Tensor& x) {
   const int64_t H = options.hidden_size();
   Unrolled u;
   u.projected = project_inputs(x, W_a, b_a, H);
-  const Tensor W_hT = recurrent_t(W_a, H);
+  auto rec = product(recurrent_t(W_a, H), x);
   const bool tanh = options.activation() == Activation::kTanh;
-  u.step = [W_hT, tanh](const Tensor& gx, const State&, const Tensor& a_rec) {
-    Tensor z = torch::addmm(gx, a_rec, W_hT);
+  u.step = [rec, tanh](const Tensor& gx, const State&, const Tensor& a_rec) {
+    Tensor z = (*rec)(gx, a_rec);
     return State{tanh ? z.tanh_() : z.relu_(), {}};
   };
   return u;
@@ -118,9 +123,9 @@ Unrolled SimpleGRUCellImpl::unroll(const Tensor& x) {
   const Tensor W = torch::cat({W_u, W_c}, 0);  // gate rows [u | c̃]: one GEMM for both
   Unrolled u;
   u.projected = project_inputs(x, W, torch::cat({b_u, b_c}), H);
-  const Tensor W_hT = recurrent_t(W, H);
-  u.step = [W_hT](const Tensor& gx, const State& prev, const Tensor& a_rec) {
-    const auto g = torch::addmm(gx, a_rec, W_hT).chunk(2, 1);
+  auto rec = product(recurrent_t(W, H), x);
+  u.step = [rec](const Tensor& gx, const State& prev, const Tensor& a_rec) {
+    const auto g = (*rec)(gx, a_rec).chunk(2, 1);
     const Tensor gamma_u = g[0].sigmoid();
     const Tensor c_tilde = g[1].tanh();
     return State{torch::lerp(prev.a, c_tilde, gamma_u), {}};  // Γu c̃ + (1 - Γu) c<t-1>
@@ -186,21 +191,21 @@ Unrolled GRUCellImpl::unroll(const Tensor& x) {
   u.projected = project_inputs(x, W, torch::cat({b_r, b_u, b_c}), H);
   if (!options.reset_after()) {
     // Γr acts on c<t-1> before the candidate's product: two recurrent GEMMs per step.
-    const Tensor W_ru_hT = recurrent_t(W.narrow(0, 0, 2 * H), H);
-    const Tensor W_c_hT = recurrent_t(W_c, H);
-    u.step = [W_ru_hT, W_c_hT, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
+    auto rec_ru = product(recurrent_t(W.narrow(0, 0, 2 * H), H), x);
+    auto rec_c = product(recurrent_t(W_c, H), x);
+    u.step = [rec_ru, rec_c, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
       const auto gx_ru_c = gx.split_with_sizes({2 * H, H}, 1);
-      const auto ru = torch::addmm(gx_ru_c[0], a_rec, W_ru_hT).sigmoid_().chunk(2, 1);
-      const Tensor c_tilde = torch::addmm(gx_ru_c[1], ru[0] * a_rec, W_c_hT).tanh_();
+      const auto ru = (*rec_ru)(gx_ru_c[0], a_rec).sigmoid_().chunk(2, 1);
+      const Tensor c_tilde = (*rec_c)(gx_ru_c[1], ru[0] * a_rec).tanh_();
       return State{torch::lerp(prev.a, c_tilde, ru[1]), {}};
     };
   } else {
-    const Tensor W_hT = recurrent_t(W, H);
+    auto rec = product(recurrent_t(W, H), x);
     // Recurrent bias [0 | 0 | b_cc], so one addmm gives all three recurrent pre-activations.
     const Tensor b_h = torch::cat({torch::zeros({2 * H}, b_cc.options()), b_cc});
-    u.step = [W_hT, b_h, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
+    u.step = [rec, b_h, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
       const auto x_ru_c = gx.split_with_sizes({2 * H, H}, 1);
-      const auto h_ru_c = torch::addmm(b_h, a_rec, W_hT).split_with_sizes({2 * H, H}, 1);
+      const auto h_ru_c = (*rec)(b_h, a_rec).split_with_sizes({2 * H, H}, 1);
       const auto ru = (x_ru_c[0] + h_ru_c[0]).sigmoid_().chunk(2, 1);
       const Tensor c_tilde = torch::addcmul(x_ru_c[1], ru[0], h_ru_c[1]).tanh_();
       return State{torch::lerp(prev.a, c_tilde, ru[1]), {}};
@@ -281,12 +286,12 @@ Unrolled LSTMCellImpl::unroll(const Tensor& x) {
   const Tensor W = torch::cat({W_u, W_f, W_o, W_c}, 0);
   Unrolled u;
   u.projected = project_inputs(x, W, torch::cat({b_u, b_f, b_o, b_c}), H);
-  const Tensor W_hT = recurrent_t(W, H);
+  auto rec = product(recurrent_t(W, H), x);
   const Tensor peep = options.peephole() ? torch::stack({p_u, p_f, p_o}) : Tensor();  // [3, H]
-  u.step = [W_hT, peep, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
+  u.step = [rec, peep, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
     // Slices by split/chunk: their backward is one cat, where narrow's would zero-fill and
     // add a full-width gradient per slice.
-    const auto gates = torch::addmm(gx, a_rec, W_hT).split_with_sizes({3 * H, H}, 1);
+    const auto gates = (*rec)(gx, a_rec).split_with_sizes({3 * H, H}, 1);
     Tensor sig = gates[0];
     if (peep.defined()) {
       sig = torch::addcmul(sig.view({-1, 3, H}), peep, prev.c.unsqueeze(1)).view({-1, 3 * H});
