@@ -36,6 +36,7 @@ TrainOptions TrainOptions::read(ConfigReader& c) {
   o.clip_value = c.get_double("train", "clip_value", o.clip_value, 0, 1e9);
   o.schedule = c.get_choice("train", "schedule", o.schedule, {"none", "step", "plateau"});
   o.step_size = c.get_int("train", "step_size", o.step_size, 1);
+  o.decay_start = c.get_int("train", "decay_start", o.decay_start, 0);
   o.gamma = c.get_double("train", "gamma", o.gamma, 1e-6, 1.0);
   o.plateau_patience = c.get_int("train", "plateau_patience", o.plateau_patience, 0);
   o.early_stopping = c.get_int("train", "early_stopping", o.early_stopping, 0);
@@ -350,7 +351,8 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
     } else {
       ++st.bad_epochs;
     }
-    if (o.schedule == "step" && (st.epoch + 1) % o.step_size == 0) {
+    if (o.schedule == "step" && st.epoch + 1 >= o.decay_start &&
+        (st.epoch + 1) % o.step_size == 0) {
       set_lr(*optimizer, get_lr(*optimizer) * o.gamma);
     } else if (o.schedule == "plateau") {
       if (better(value, st.plateau_best, m.higher_is_better)) {

@@ -31,7 +31,8 @@ struct TrainOptions {
   double clip_norm = 0.0;   ///< rescale gradients whose global L2 norm exceeds this; 0 = off
   double clip_value = 0.0;  ///< clamp each gradient element into [-v, v]; 0 = off
   std::string schedule = "none";  ///< none, step, plateau
-  int64_t step_size = 1;          ///< step: decay every step_size epochs
+  int64_t step_size = 1;          ///< step: decay every step_size epochs...
+  int64_t decay_start = 0;        ///< ...once this many epochs are done (Zaremba et al.: 4)
   double gamma = 0.5;             ///< step and plateau: the decay factor
   int64_t plateau_patience = 0;   ///< plateau: epochs without improvement before decaying
   int64_t early_stopping = 0;     ///< stop after this many epochs without improvement; 0 = off

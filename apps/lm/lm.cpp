@@ -111,6 +111,17 @@ std::string LMConfig::detokenize(const std::vector<std::string>& tokens) const {
   return out;
 }
 
+Vocab build_vocab(const LMConfig& c, const std::vector<std::string>& train_tokens) {
+  return Vocab::build(train_tokens, static_cast<size_t>(c.max_vocab), c.min_count);
+}
+
+std::vector<int64_t> encode_stream(const Vocab& vocab, const std::vector<std::string>& tokens) {
+  std::vector<int64_t> ids{Vocab::kEos};
+  const auto enc = vocab.encode(tokens);
+  ids.insert(ids.end(), enc.begin(), enc.end());
+  return ids;
+}
+
 double Perplexity::perplexity() const { return std::exp(loss); }
 double Perplexity::bits_per_token() const { return loss / std::log(2.0); }
 double LineScore::perplexity() const { return std::exp(-logprob / std::max<int64_t>(tokens, 1)); }
@@ -122,13 +133,6 @@ std::vector<State> detached(const std::vector<State>& states) {
   out.reserve(states.size());
   for (const auto& s : states) out.push_back(s.detach());
   return out;
-}
-
-std::vector<int64_t> with_start(const Vocab& vocab, const std::vector<std::string>& tokens) {
-  std::vector<int64_t> ids{Vocab::kEos};
-  const auto enc = vocab.encode(tokens);
-  ids.insert(ids.end(), enc.begin(), enc.end());
-  return ids;
 }
 
 class LMTask : public app::Task {
@@ -289,9 +293,9 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   const LMConfig c = LMConfig::read(config);
   const torch::Device device = app::setup_runtime(run, c.train.seed);
   const auto train_tokens = c.tokenize_file(c.train_path);
-  Vocab vocab = Vocab::build(train_tokens, static_cast<size_t>(c.max_vocab), c.min_count);
-  const auto train_ids = with_start(vocab, train_tokens);
-  auto valid_ids = with_start(vocab, c.tokenize_file(c.valid_path));
+  Vocab vocab = build_vocab(c, train_tokens);
+  const auto train_ids = encode_stream(vocab, train_tokens);
+  auto valid_ids = encode_stream(vocab, c.tokenize_file(c.valid_path));
   LanguageModel model(c.model_options(vocab.size()));
   model->to(device);
   int64_t n_params = 0;
@@ -308,7 +312,7 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
 std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& device) {
   torch::NoGradGuard no_grad;
   auto gen = at::detail::createCPUGenerator(o.seed);
-  const auto prompt = with_start(m.vocab, m.config.tokenize_line(o.prompt));
+  const auto prompt = encode_stream(m.vocab, m.config.tokenize_line(o.prompt));
   auto feed = [&](const std::vector<int64_t>& ids, std::vector<State>& states) {
     auto x = torch::tensor(ids, torch::kLong).view({-1, 1}).to(device);
     auto out = m.model->forward(x, states);
@@ -344,7 +348,7 @@ LineScore score_line(Loaded& m, const std::string& line, const torch::Device& de
   torch::NoGradGuard no_grad;
   auto tokens = m.config.tokenize_line(line);
   if (m.config.level == "word") tokens.emplace_back("<eos>");
-  const auto ids = with_start(m.vocab, tokens);
+  const auto ids = encode_stream(m.vocab, tokens);
   if (ids.size() < 2) return {};
   const auto x = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end() - 1), torch::kLong);
   const auto y = torch::tensor(std::vector<int64_t>(ids.begin() + 1, ids.end()), torch::kLong);

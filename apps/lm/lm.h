@@ -43,6 +43,11 @@ struct LMConfig {
   std::string detokenize(const std::vector<std::string>& tokens) const;
 };
 
+/// The vocabulary the config asks for (max_vocab, min_count) over the training tokens.
+data::Vocab build_vocab(const LMConfig& config, const std::vector<std::string>& train_tokens);
+/// <eos> (the start context) followed by the ids of `tokens`: every token of a file is scored.
+std::vector<int64_t> encode_stream(const data::Vocab& vocab, const std::vector<std::string>& tokens);
+
 /// A trained model with its vocabulary and config, loaded from a checkpoint.
 struct Loaded {
   LMConfig config;

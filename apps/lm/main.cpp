@@ -11,6 +11,7 @@
 
 #include "../common/cli.h"
 #include "lm.h"
+#include "ngram.h"
 
 namespace {
 
@@ -23,6 +24,7 @@ const char* kUsage =
     "  eval    perplexity (and bits per character) of a checkpoint on a text file\n"
     "  sample  generate text from a checkpoint\n"
     "  score   log-probability and perplexity of each line of a file or of stdin\n"
+    "  ngram   the n-gram baseline: ngram train|eval|sample\n"
     "'rnnkit-lm COMMAND --help' lists a command's options.\n";
 
 int cmd_train(int argc, char** argv) {
@@ -60,8 +62,7 @@ int cmd_eval(int argc, char** argv) {
   const auto device = app::setup_runtime(run, 0);
   auto m = lm::load_model(args["checkpoint"].as<std::string>(), device);
   const std::string file = args["file"].as<std::string>();
-  std::vector<int64_t> ids{data::Vocab::kEos};
-  for (auto id : m.vocab.encode(m.config.tokenize_file(file))) ids.push_back(id);
+  const auto ids = lm::encode_stream(m.vocab, m.config.tokenize_file(file));
   const auto p = lm::evaluate_stream(*m.model, ids, m.config.bptt,
                                      args["batch-size"].as<int64_t>(), device);
   if (args.count("json")) {
@@ -141,6 +142,78 @@ int cmd_score(int argc, char** argv) {
   return 0;
 }
 
+int cmd_ngram(int argc, char** argv) {
+  const std::string sub = argc > 1 ? argv[1] : "";
+  cxxopts::Options cli("rnnkit-lm ngram " + sub, "The n-gram baseline language model");
+  cli.add_options()
+      ("config", "train: an lm config; its [data] section gives the text and vocabulary",
+       cxxopts::value<std::string>())
+      ("set", "override a config value", cxxopts::value<std::vector<std::string>>())
+      ("order", "train: n, 1 to 5", cxxopts::value<int>()->default_value("5"))
+      ("smoothing", "train: add_delta, backoff or kn", cxxopts::value<std::string>()->default_value("kn"))
+      ("delta", "train: δ for add_delta and backoff", cxxopts::value<double>()->default_value("1.0"))
+      ("output", "train: where to write the model", cxxopts::value<std::string>())
+      ("model", "eval, sample: a model written by ngram train", cxxopts::value<std::string>())
+      ("file", "eval: text file", cxxopts::value<std::string>())
+      ("json", "eval: one JSON object on stdout")
+      ("prompt", "sample: text to start from", cxxopts::value<std::string>()->default_value(""))
+      ("length", "sample: tokens", cxxopts::value<int64_t>()->default_value("50"))
+      ("seed", "sample: seed", cxxopts::value<uint64_t>()->default_value("1"))
+      ("no-stop", "sample: do not stop at <eos>")
+      ("h,help", "this help");
+  const auto args = cli.parse(argc - 1, argv + 1);
+  if (args.count("help") || sub.empty()) return std::cout << cli.help() << "\n", sub.empty() ? 2 : 0;
+  auto need = [&](const char* o) {
+    if (!args.count(o)) throw cxxopts::exceptions::exception("ngram " + sub + " needs --" + o);
+    return args[o].as<std::string>();
+  };
+  if (sub == "train") {
+    auto config = app::load_config(args);
+    const auto c = lm::LMConfig::read(config);
+    const auto tokens = c.tokenize_file(c.train_path);
+    lm::NGramModel m(args["order"].as<int>(), lm::parse_smoothing(args["smoothing"].as<std::string>()),
+                     args["delta"].as<double>(), lm::build_vocab(c, tokens), c.level);
+    m.train(lm::encode_stream(m.vocab(), tokens));
+    const std::string out = need("output");
+    m.save(out);
+    const auto sizes = m.sizes();
+    std::cerr << "n-gram counts:";
+    for (size_t k = 0; k < sizes.size(); ++k) std::cerr << " " << k + 1 << "-grams " << sizes[k];
+    int64_t n = 0;
+    const double ce = m.cross_entropy(lm::encode_stream(m.vocab(), c.tokenize_file(c.valid_path)), &n);
+    std::cerr << fmt::format("\nvalidation ({}): {} tokens, perplexity {:.2f}\nwrote {}\n",
+                             c.valid_path, n, std::exp(ce), out);
+    return 0;
+  }
+  if (sub == "eval" || sub == "sample") {
+    const auto m = lm::NGramModel::load(need("model"));
+    lm::LMConfig c;  // tokenization only: the level the model was trained at
+    c.level = m.level();
+    if (sub == "eval") {
+      const std::string file = need("file");
+      int64_t n = 0;
+      const double ce = m.cross_entropy(lm::encode_stream(m.vocab(), c.tokenize_file(file)), &n);
+      if (args.count("json")) {
+        std::cout << app::JsonObject().add("file", file).add("order", int64_t{m.order()})
+                         .add("smoothing", lm::to_string(m.smoothing())).add("tokens", n)
+                         .add("loss", ce).add("perplexity", std::exp(ce)).str() << "\n";
+      } else {
+        std::cout << fmt::format("{}: {} tokens, {}-gram {}, loss {:.4f}, perplexity {:.2f}\n",
+                                 file, n, m.order(), lm::to_string(m.smoothing()), ce, std::exp(ce));
+      }
+      return 0;
+    }
+    const auto prompt = args["prompt"].as<std::string>();
+    const auto ids = m.sample(lm::encode_stream(m.vocab(), c.tokenize_line(prompt)),
+                              args["length"].as<int64_t>(), !args.count("no-stop"),
+                              args["seed"].as<uint64_t>());
+    std::cout << prompt << (prompt.empty() || c.level == "char" ? "" : " ")
+              << c.detokenize(m.vocab().decode(ids)) << "\n";
+    return 0;
+  }
+  throw cxxopts::exceptions::exception("ngram: expected train, eval or sample, got '" + sub + "'");
+}
+
 int run(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << kUsage;
@@ -152,6 +225,7 @@ int run(int argc, char** argv) {
   if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
   if (cmd == "sample") return cmd_sample(argc - 1, argv + 1);
   if (cmd == "score") return cmd_score(argc - 1, argv + 1);
+  if (cmd == "ngram") return cmd_ngram(argc - 1, argv + 1);
   std::cerr << "rnnkit-lm: unknown command '" << cmd << "'\n" << kUsage;
   return 2;
 }
