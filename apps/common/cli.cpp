@@ -27,6 +27,8 @@ void add_train_options(cxxopts::Options& cli) {
        cxxopts::value<std::vector<std::string>>())
       ("run-dir", "checkpoints, config and metrics go here (default: runs/<config name>)",
        cxxopts::value<std::string>())
+      ("seed", "override train.seed (the same seed on the same CPU gives the same numbers)",
+       cxxopts::value<int64_t>())
       ("resume", "continue the run in --run-dir from its last checkpoint")
       ("max-steps", "stop after this many steps, writing the last checkpoint",
        cxxopts::value<int64_t>()->default_value("0"))
@@ -54,6 +56,7 @@ ConfigReader load_config(const cxxopts::ParseResult& args) {
   if (!args.count("config")) throw cxxopts::exceptions::exception("--config is required");
   std::vector<std::string> sets;
   if (args.count("set")) sets = args["set"].as<std::vector<std::string>>();
+  if (args.count("seed")) sets.push_back("train.seed=" + std::to_string(args["seed"].as<int64_t>()));
   return ConfigReader(args["config"].as<std::string>(), sets);
 }
 

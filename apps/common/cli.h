@@ -12,7 +12,7 @@
 
 namespace rnnkit::app {
 
-/// --config, --set, --device, --threads, --run-dir, --resume, --max-steps, --quiet.
+/// --config, --set, --seed, --device, --threads, --run-dir, --resume, --max-steps, --quiet.
 void add_train_options(cxxopts::Options& cli);
 /// --device, --threads (for eval, predict, sample...).
 void add_runtime_options(cxxopts::Options& cli);

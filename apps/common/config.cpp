@@ -166,6 +166,43 @@ std::string ConfigReader::get_path(const std::string& section, const std::string
   return resolved;
 }
 
+std::vector<std::string> ConfigReader::get_string_list(const std::string& section,
+                                                       const std::string& key) {
+  const toml::node* node = find(section, key);
+  if (!node) return {};
+  if (auto v = node->value_exact<std::string>()) return {*v};
+  const auto* arr = node->as_array();
+  if (!arr) fail(section, key, "expected a string or an array of strings");
+  std::vector<std::string> out;
+  for (const auto& item : *arr) {
+    const auto v = item.value_exact<std::string>();
+    if (!v) fail(section, key, "expected an array of strings");
+    out.push_back(*v);
+  }
+  return out;
+}
+
+std::vector<std::string> ConfigReader::get_path_list(const std::string& section,
+                                                     const std::string& key) {
+  const toml::node* node = find(section, key);
+  if (!node) return {};
+  if (node->is_string()) return {get_path(section, key)};
+  const auto* arr = node->as_array();
+  if (!arr) fail(section, key, "expected a path or an array of paths");
+  std::vector<std::string> out;
+  for (const auto& item : *arr) {
+    const auto v = item.value_exact<std::string>();
+    if (!v) fail(section, key, "expected an array of path strings");
+    out.push_back(fs::path(*v).is_absolute() || dir_.empty()
+                      ? *v
+                      : (fs::path(dir_) / *v).lexically_normal().string());
+  }
+  toml::array resolved;
+  for (const auto& p : out) resolved.push_back(p);
+  table_[section].as_table()->insert_or_assign(key, std::move(resolved));
+  return out;
+}
+
 void ConfigReader::reject_unknown_keys() const {
   std::vector<std::string> unknown;
   for (const auto& [sec, node] : table_) {

@@ -46,6 +46,11 @@ class ConfigReader {
   std::string get_path(const std::string& section, const std::string& key,
                        const std::string& fallback = "");
 
+  /// An array of strings (a single string is a list of one).
+  std::vector<std::string> get_string_list(const std::string& section, const std::string& key);
+  /// One path or an array of paths, each resolved as get_path does.
+  std::vector<std::string> get_path_list(const std::string& section, const std::string& key);
+
   /// Throws a ConfigError listing every key present that no get() asked for.
   void reject_unknown_keys() const;
   /// The resolved config (file plus overrides) as TOML text.

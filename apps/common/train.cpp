@@ -338,6 +338,7 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
     torch::NoGradGuard no_grad;
     model.eval();
     const Metrics m = task.evaluate();
+    r.last = m;
     const double value = m.get(m.main);
     if (better(value, st.best, m.higher_is_better)) {
       st.best = value;

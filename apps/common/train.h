@@ -90,6 +90,7 @@ struct FitResult {
   int64_t epochs_done = 0, steps = 0;
   bool interrupted = false, early_stopped = false;
   Metrics best;
+  Metrics last;  ///< the evaluation after the last completed epoch
 };
 
 /// Trains `task` under `options`; `config_text` (the resolved config) is saved beside the

@@ -1,0 +1,142 @@
+// rnnkit-sentiment: many-to-one recurrent text classification.
+//
+//   rnnkit-sentiment train   --config configs/sentiment_uci.toml
+//   rnnkit-sentiment cv      --config configs/sentiment_rt_polarity.toml      (k-fold)
+//   rnnkit-sentiment eval    --checkpoint runs/sentiment_uci/best.pt --file test.tsv [--json]
+//   rnnkit-sentiment predict --checkpoint runs/sentiment_uci/best.pt [--file lines.txt] [--json]
+#include <iostream>
+
+#include <fmt/core.h>
+
+#include "../common/cli.h"
+#include "sentiment.h"
+
+namespace {
+
+using namespace rnnkit;
+
+const char* kUsage =
+    "usage: rnnkit-sentiment COMMAND [options]\n"
+    "commands:\n"
+    "  train    train a classifier from a TOML config\n"
+    "  cv       k-fold cross-validation of the config's recipe on its training data\n"
+    "  eval     accuracy, macro-F1 and the confusion matrix on labelled files\n"
+    "  predict  the label and class probabilities of each line of a file or of stdin\n"
+    "'rnnkit-sentiment COMMAND --help' lists a command's options.\n";
+
+int cmd_train(int argc, char** argv, bool cv) {
+  cxxopts::Options cli(cv ? "rnnkit-sentiment cv" : "rnnkit-sentiment train",
+                       cv ? "k-fold cross-validation (data.folds)" : "Train a classifier");
+  app::add_train_options(cli);
+  cli.add_options()("h,help", "this help");
+  const auto args = cli.parse(argc, argv);
+  if (args.count("help")) return std::cout << cli.help() << "\n", 0;
+  auto config = app::load_config(args);
+  const auto run = app::run_options(args, app::default_run_dir(config.path()));
+  if (!cv) {
+    sentiment::train(config, run);
+    return 0;
+  }
+  const auto r = sentiment::cross_validate(config, run);
+  std::cout << fmt::format("{}-fold cross-validation: accuracy {:.2f}% ± {:.2f} (std over folds)\n",
+                           r.accuracy.size(), 100 * r.mean_accuracy(), 100 * r.std_accuracy());
+  for (size_t k = 0; k < r.accuracy.size(); ++k) {
+    std::cout << fmt::format("  fold {}: accuracy {:.2f}%, macro-F1 {:.2f}\n", k + 1,
+                             100 * r.accuracy[k], 100 * r.macro_f1[k]);
+  }
+  return 0;
+}
+
+int cmd_eval(int argc, char** argv) {
+  cxxopts::Options cli("rnnkit-sentiment eval", "Evaluate a checkpoint on labelled files");
+  app::add_runtime_options(cli);
+  cli.add_options()
+      ("checkpoint", "a checkpoint", cxxopts::value<std::string>())
+      ("file", "labelled file(s) in the config's format (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("json", "print one JSON object of metrics on stdout")
+      ("h,help", "this help");
+  const auto args = cli.parse(argc, argv);
+  if (args.count("help")) return std::cout << cli.help() << "\n", 0;
+  if (!args.count("checkpoint") || !args.count("file")) {
+    throw cxxopts::exceptions::exception("eval needs --checkpoint and --file");
+  }
+  const auto device = app::setup_runtime(app::run_options(args, ""), 0);
+  auto m = sentiment::load_model(args["checkpoint"].as<std::string>(), device);
+  const auto r = sentiment::evaluate(m, args["file"].as<std::vector<std::string>>(), device);
+  if (args.count("json")) {
+    std::string confusion = "[";
+    for (size_t i = 0; i < r.confusion.size(); ++i) {
+      confusion += i ? ", [" : "[";
+      for (size_t j = 0; j < r.confusion[i].size(); ++j) confusion += (j ? ", " : "") + std::to_string(r.confusion[i][j]);
+      confusion += "]";
+    }
+    std::string labels = "[";
+    for (size_t i = 0; i < m.labels.size(); ++i) labels += (i ? ", " : "") + app::JsonObject::quote(m.labels[i]);
+    std::cout << app::JsonObject().add("accuracy", r.accuracy).add("macro_f1", r.macro_f1)
+                     .add_raw("labels", labels + "]").add_raw("confusion", confusion + "]").str() << "\n";
+  } else {
+    std::cout << sentiment::format_report(r, m.labels);
+  }
+  return 0;
+}
+
+int cmd_predict(int argc, char** argv) {
+  cxxopts::Options cli("rnnkit-sentiment predict", "Label each line of a file or of stdin");
+  app::add_runtime_options(cli);
+  cli.add_options()
+      ("checkpoint", "a checkpoint", cxxopts::value<std::string>())
+      ("file", "lines of text (default: stdin)", cxxopts::value<std::string>())
+      ("json", "JSON lines: text, label, probabilities")
+      ("h,help", "this help");
+  const auto args = cli.parse(argc, argv);
+  if (args.count("help")) return std::cout << cli.help() << "\n", 0;
+  if (!args.count("checkpoint")) throw cxxopts::exceptions::exception("predict needs --checkpoint");
+  const auto device = app::setup_runtime(app::run_options(args, ""), 0);
+  auto m = sentiment::load_model(args["checkpoint"].as<std::string>(), device);
+  std::vector<std::string> lines;
+  std::string line;
+  if (args.count("file")) {
+    data::LineReader r(args["file"].as<std::string>(), m.config.encoding);
+    while (r.next(line)) lines.push_back(line);
+  } else {
+    while (std::getline(std::cin, line)) lines.push_back(line);
+  }
+  if (lines.empty()) return 0;
+  const auto probs = m.probabilities(lines, device);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const int64_t k = probs[i].argmax().item<int64_t>();
+    if (args.count("json")) {
+      app::JsonObject p;
+      for (size_t c = 0; c < m.labels.size(); ++c) p.add(m.labels[c], probs[i][c].item<double>());
+      std::cout << app::JsonObject().add("text", lines[i]).add("label", m.labels[k])
+                       .add_raw("probabilities", p.str()).str() << "\n";
+    } else {
+      std::cout << m.labels[k];
+      for (size_t c = 0; c < m.labels.size(); ++c) {
+        std::cout << fmt::format("\t{}={:.3f}", m.labels[c], probs[i][c].item<double>());
+      }
+      std::cout << "\t" << lines[i] << "\n";
+    }
+  }
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "train") return cmd_train(argc - 1, argv + 1, false);
+  if (cmd == "cv") return cmd_train(argc - 1, argv + 1, true);
+  if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
+  if (cmd == "predict") return cmd_predict(argc - 1, argv + 1);
+  std::cerr << "rnnkit-sentiment: unknown command '" << cmd << "'\n" << kUsage;
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return rnnkit::app::guarded_main("rnnkit-sentiment", run, argc, argv);
+}

@@ -1,0 +1,77 @@
+#include "model.h"
+
+#include <ostream>
+#include <stdexcept>
+
+#include <c10/util/Exception.h>
+
+namespace rnnkit::sentiment {
+
+Pooling parse_pooling(const std::string& name) {
+  if (name == "last") return Pooling::kLast;
+  if (name == "mean") return Pooling::kMean;
+  if (name == "max") return Pooling::kMax;
+  throw std::invalid_argument("unknown pooling '" + name + "'; expected last, mean or max");
+}
+
+ClassifierImpl::ClassifierImpl(ClassifierOptions options_) : options(std::move(options_)) { reset(); }
+
+void ClassifierImpl::reset() {
+  const auto& o = options;
+  TORCH_CHECK(o.num_classes() >= 2, "Classifier: expected at least 2 classes, got ", o.num_classes());
+  embedding = register_module("embedding", torch::nn::Embedding(o.vocab_size(), o.embedding_size()));
+  rnn = register_module("rnn", RNN(RNNOptions(o.cell(), o.embedding_size(), o.hidden_size())
+                                       .num_layers(o.num_layers())
+                                       .bidirectional(o.bidirectional())
+                                       .dropout(o.dropout())
+                                       .recurrent_dropout(o.recurrent_dropout())
+                                       .batch_first(true)
+                                       .init(o.init())));
+  const int64_t K = o.bidirectional() ? 2 : 1;
+  output = register_module("output", torch::nn::Linear(K * o.hidden_size(), o.num_classes()));
+}
+
+void ClassifierImpl::pretty_print(std::ostream& os) const {
+  static const char* pools[] = {"last", "mean", "max"};
+  os << "rnnkit::sentiment::Classifier(vocab_size=" << options.vocab_size()
+     << ", classes=" << options.num_classes() << ", cell=" << options.cell()
+     << ", hidden_size=" << options.hidden_size() << ", num_layers=" << options.num_layers()
+     << ", bidirectional=" << (options.bidirectional() ? "true" : "false")
+     << ", pooling=" << pools[static_cast<int>(options.pooling())] << ")";
+}
+
+torch::Tensor ClassifierImpl::summarize(const RNNOutput& out, const torch::Tensor& lengths) const {
+  const int64_t L = options.num_layers(), K = options.bidirectional() ? 2 : 1;
+  switch (options.pooling()) {
+    case Pooling::kLast: {
+      // Forward: the state at the last real token. Backward: its final state, reached at the
+      // first token.
+      if (K == 1) return out.states[L - 1].a;
+      return torch::cat({out.states[(L - 1) * 2].a, out.states[(L - 1) * 2 + 1].a}, 1);
+    }
+    case Pooling::kMean: {
+      // The output is zero past each length, so a plain sum counts the real steps only.
+      const auto len = lengths.to(out.output.device()).to(out.output.scalar_type()).unsqueeze(1);
+      return out.output.sum(1) / len;
+    }
+    case Pooling::kMax: {
+      const int64_t T = out.output.size(1);
+      const auto t = torch::arange(T, lengths.options().device(out.output.device()));
+      const auto pad = (t.unsqueeze(0) >= lengths.to(out.output.device()).unsqueeze(1)).unsqueeze(2);
+      return std::get<0>(out.output.masked_fill(pad, -INFINITY).max(1));
+    }
+  }
+  return {};
+}
+
+torch::Tensor ClassifierImpl::forward(const torch::Tensor& tokens, const torch::Tensor& lengths) {
+  TORCH_CHECK(tokens.dim() == 2 && tokens.scalar_type() == torch::kLong,
+              "Classifier: expected tokens [B, T] of int64, got ", tokens.sizes(), " ",
+              tokens.scalar_type());
+  const auto e = torch::dropout(embedding->forward(tokens), options.embedding_dropout(), is_training());
+  const auto out = rnn->forward(e, lengths);
+  const auto s = torch::dropout(summarize(out, lengths), options.dropout(), is_training());
+  return output->forward(s);
+}
+
+}  // namespace rnnkit::sentiment

@@ -1,0 +1,63 @@
+#pragma once
+// The many-to-one classifier: embeddings, a stacked RNN (one direction or two, any cell), a
+// summary of the sequence, dropout, a linear layer; softmax in the loss.
+//
+//     e<t> = dropout_e(E[x<t>])
+//     a<t> = RNN(e<1..T>)                           per layer and direction
+//     s    = a→<T_b> (and a←<1>)                    "last": the course's many-to-one picture
+//          | mean_t a<t> | max_t a<t>               over the real steps only
+//     ŷ    = softmax(W_y dropout(s) + b_y)
+//
+// Shapes: B batch, T steps, V vocabulary, E embedding size, H hidden size, K directions,
+// C classes.
+#include <string>
+
+#include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include <rnnkit/rnn.h>
+
+namespace rnnkit::sentiment {
+
+enum class Pooling { kLast, kMean, kMax };
+Pooling parse_pooling(const std::string& name);  ///< last, mean, max
+
+struct ClassifierOptions {
+  ClassifierOptions(int64_t vocab_size, int64_t num_classes, std::string cell)
+      : vocab_size_(vocab_size), num_classes_(num_classes), cell_(std::move(cell)) {}
+  TORCH_ARG(int64_t, vocab_size);
+  TORCH_ARG(int64_t, num_classes);
+  TORCH_ARG(std::string, cell);
+  TORCH_ARG(int64_t, embedding_size) = 100;
+  TORCH_ARG(int64_t, hidden_size) = 128;
+  TORCH_ARG(int64_t, num_layers) = 1;
+  TORCH_ARG(bool, bidirectional) = true;
+  TORCH_ARG(double, dropout) = 0.0;
+  TORCH_ARG(double, embedding_dropout) = 0.0;
+  TORCH_ARG(double, recurrent_dropout) = 0.0;
+  TORCH_ARG(Pooling, pooling) = Pooling::kLast;
+  TORCH_ARG(Init, init) = Init::kUniform;
+};
+
+class ClassifierImpl : public torch::nn::Cloneable<ClassifierImpl> {
+ public:
+  explicit ClassifierImpl(ClassifierOptions options);
+  void reset() override;
+  void pretty_print(std::ostream& os) const override;
+
+  /// tokens [B, T] int64 (padded), lengths [B] -> logits [B, C].
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& lengths);
+  /// The sequence summary s [B, K*H] (before dropout and the output layer).
+  torch::Tensor summarize(const RNNOutput& out, const torch::Tensor& lengths) const;
+
+  ClassifierOptions options;
+  torch::nn::Embedding embedding{nullptr};
+  RNN rnn{nullptr};
+  torch::nn::Linear output{nullptr};
+};
+TORCH_MODULE(Classifier);
+
+}  // namespace rnnkit::sentiment

@@ -1,0 +1,398 @@
+#include "sentiment.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include <fmt/core.h>
+#include <torch/nn/functional/loss.h>
+
+#include <rnnkit/data/batching.h>
+#include <rnnkit/data/embeddings.h>
+#include <rnnkit/registry.h>
+
+#include "../common/checkpoint.h"
+
+namespace rnnkit::sentiment {
+
+using data::Vocab;
+using torch::Tensor;
+namespace F = torch::nn::functional;
+namespace fs = std::filesystem;
+
+SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
+  SentimentConfig s;
+  s.format = c.get_choice("data", "format", "tsv", {"tsv", "stsa", "class_files"});
+  s.train_paths = c.get_path_list("data", "train");
+  if (s.train_paths.empty()) throw app::ConfigError(c.path() + ": [data] needs train");
+  s.classes = c.get_string_list("data", "classes");
+  if (s.format == "class_files" && s.classes.size() != s.train_paths.size()) {
+    throw app::ConfigError(c.where("data", "classes") + ": class_files needs one class per train file (" +
+                           std::to_string(s.train_paths.size()) + " files, " +
+                           std::to_string(s.classes.size()) + " classes)");
+  }
+  s.valid_path = c.get_path("data", "valid");
+  s.valid_fraction = c.get_double("data", "valid_fraction", s.valid_fraction, 0.0, 0.9);
+  s.folds = c.get_int("data", "folds", s.folds, 2, 100);
+  s.label_last = c.get<bool>("data", "label_last", false);
+  s.lowercase = c.get<bool>("data", "lowercase", true);
+  try {
+    s.encoding = data::parse_encoding(c.get<std::string>("data", "encoding", "utf8"));
+  } catch (const std::invalid_argument& e) {
+    throw app::ConfigError(c.where("data", "encoding") + ": " + e.what());
+  }
+  s.max_vocab = c.get_int("data", "max_vocab", 0, 0);
+  s.min_count = c.get_int("data", "min_count", 1, 1);
+
+  s.cell = c.get<std::string>("model", "cell", s.cell);
+  if (!has_cell(s.cell)) {
+    std::string known;
+    for (const auto& n : cell_names()) known += (known.empty() ? "" : ", ") + n;
+    throw app::ConfigError(c.where("model", "cell") + ": unknown cell '" + s.cell + "'; known cells: " + known);
+  }
+  s.embedding_size = c.get_int("model", "embedding_size", s.embedding_size, 1);
+  s.hidden_size = c.get_int("model", "hidden_size", s.hidden_size, 1);
+  s.num_layers = c.get_int("model", "num_layers", s.num_layers, 1);
+  s.bidirectional = c.get<bool>("model", "bidirectional", s.bidirectional);
+  s.dropout = c.get_double("model", "dropout", s.dropout, 0, 0.99);
+  s.embedding_dropout = c.get_double("model", "embedding_dropout", 0, 0, 0.99);
+  s.recurrent_dropout = c.get_double("model", "recurrent_dropout", 0, 0, 0.99);
+  s.pooling = c.get_choice("model", "pooling", s.pooling, {"last", "mean", "max"});
+  s.init = parse_init(c.get_choice("model", "init", "uniform", init_names()));
+  s.pretrained = c.get_path("model", "pretrained");
+  s.train = app::TrainOptions::read(c);
+  c.reject_unknown_keys();
+  return s;
+}
+
+std::vector<data::LabelledText> SentimentConfig::read(const std::vector<std::string>& paths) const {
+  if (format == "class_files") {
+    std::vector<std::pair<std::string, std::string>> pairs;
+    for (size_t i = 0; i < paths.size(); ++i) pairs.emplace_back(classes.at(i), paths[i]);
+    return data::read_class_files(pairs, encoding);
+  }
+  std::vector<data::LabelledText> all;
+  for (const auto& p : paths) {
+    auto part = format == "stsa" ? data::read_stsa(p, encoding) : data::read_tsv(p, label_last, encoding);
+    all.insert(all.end(), part.begin(), part.end());
+  }
+  return all;
+}
+
+std::vector<std::string> SentimentConfig::tokenize(const std::string& text) const {
+  return data::WordTokenizer{lowercase, false}(text);
+}
+
+ClassifierOptions SentimentConfig::model_options(int64_t vocab_size, int64_t classes) const {
+  return ClassifierOptions(vocab_size, classes, cell)
+      .embedding_size(embedding_size)
+      .hidden_size(hidden_size)
+      .num_layers(num_layers)
+      .bidirectional(bidirectional)
+      .dropout(dropout)
+      .embedding_dropout(embedding_dropout)
+      .recurrent_dropout(recurrent_dropout)
+      .pooling(parse_pooling(pooling))
+      .init(init);
+}
+
+std::string SentimentConfig::architecture(int64_t vocab_size, const std::vector<std::string>& labels) const {
+  std::string l;
+  for (const auto& x : labels) l += (l.empty() ? "" : ",") + x;
+  return fmt::format("vocab={} classes={} cell={} embedding={} hidden={} layers={} bidirectional={} pooling={}",
+                     vocab_size, l, cell, embedding_size, hidden_size, num_layers, bidirectional, pooling);
+}
+
+ClassificationReport classification_report(const std::vector<int64_t>& gold,
+                                           const std::vector<int64_t>& predicted, int64_t C) {
+  TORCH_CHECK(gold.size() == predicted.size(), "classification_report: ", gold.size(), " gold labels, ",
+              predicted.size(), " predictions");
+  ClassificationReport r;
+  r.confusion.assign(C, std::vector<int64_t>(C, 0));
+  int64_t correct = 0;
+  for (size_t i = 0; i < gold.size(); ++i) {
+    ++r.confusion.at(gold[i]).at(predicted[i]);
+    correct += gold[i] == predicted[i];
+  }
+  r.accuracy = gold.empty() ? 0.0 : static_cast<double>(correct) / gold.size();
+  for (int64_t k = 0; k < C; ++k) {
+    int64_t tp = r.confusion[k][k], gold_k = 0, pred_k = 0;
+    for (int64_t j = 0; j < C; ++j) gold_k += r.confusion[k][j], pred_k += r.confusion[j][k];
+    const double p = pred_k ? static_cast<double>(tp) / pred_k : 0.0;
+    const double rec = gold_k ? static_cast<double>(tp) / gold_k : 0.0;
+    r.f1.push_back(p + rec > 0 ? 2 * p * rec / (p + rec) : 0.0);
+  }
+  r.macro_f1 = C ? std::accumulate(r.f1.begin(), r.f1.end(), 0.0) / C : 0.0;
+  return r;
+}
+
+std::string format_report(const ClassificationReport& r, const std::vector<std::string>& labels) {
+  std::ostringstream os;
+  os << fmt::format("accuracy {:.2f}%  macro-F1 {:.2f}\n\n", 100 * r.accuracy, 100 * r.macro_f1);
+  os << fmt::format("{:>12} {:>7}   confusion (rows: gold, columns: predicted)\n", "class", "F1");
+  for (size_t k = 0; k < labels.size(); ++k) {
+    os << fmt::format("{:>12} {:>7.2f}  ", labels[k], 100 * r.f1[k]);
+    for (auto n : r.confusion[k]) os << fmt::format(" {:>6}", n);
+    os << "\n";
+  }
+  return os.str();
+}
+
+namespace {
+
+struct Encoded {
+  std::vector<std::vector<int64_t>> x;
+  std::vector<int64_t> y;
+};
+
+std::vector<std::string> sorted_labels(const std::vector<data::LabelledText>& examples) {
+  std::set<std::string> s;
+  for (const auto& e : examples) s.insert(e.label);
+  return {s.begin(), s.end()};
+}
+
+Encoded encode(const SentimentConfig& c, const Vocab& vocab, const std::vector<std::string>& labels,
+               const std::vector<data::LabelledText>& examples) {
+  std::map<std::string, int64_t> index;
+  for (size_t i = 0; i < labels.size(); ++i) index[labels[i]] = static_cast<int64_t>(i);
+  Encoded e;
+  for (const auto& ex : examples) {
+    const auto it = index.find(ex.label);
+    if (it == index.end()) {
+      throw data::DataError(ex.origin, 0, "label '" + ex.label + "' does not occur in the training data");
+    }
+    e.x.push_back(vocab.encode(c.tokenize(ex.text)));
+    e.y.push_back(it->second);
+  }
+  return e;
+}
+
+/// Class probabilities of encoded texts, in batches, in their order.
+Tensor predict_probs(ClassifierImpl& model, const std::vector<std::vector<int64_t>>& x,
+                     const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  std::vector<Tensor> out;
+  for (size_t a = 0; a < x.size(); a += 256) {
+    std::vector<size_t> idx(std::min<size_t>(256, x.size() - a));
+    std::iota(idx.begin(), idx.end(), a);
+    const auto p = data::pad_sequences(x, idx, Vocab::kPad);
+    out.push_back(torch::softmax(model.forward(p.tokens.to(device), p.lengths), 1).cpu());
+  }
+  model.train(was_training);
+  return torch::cat(out);
+}
+
+std::vector<int64_t> predicted_classes(const Tensor& probs) {
+  const Tensor a = probs.argmax(1).contiguous();
+  return {a.data_ptr<int64_t>(), a.data_ptr<int64_t>() + a.numel()};
+}
+
+class SentimentTask : public app::Task {
+ public:
+  SentimentTask(const SentimentConfig& c, Vocab vocab, std::vector<std::string> labels, Encoded train,
+                Encoded valid, Classifier model, torch::Device device)
+      : c_(c), vocab_(std::move(vocab)), labels_(std::move(labels)), train_(std::move(train)),
+        valid_(std::move(valid)), model_(std::move(model)), device_(device) {
+    for (const auto& s : train_.x) lengths_.push_back(s.size());
+  }
+  torch::nn::Module& model() override { return *model_; }
+  std::string app_name() const override { return "sentiment"; }
+  std::string architecture() const override { return c_.architecture(vocab_.size(), labels_); }
+  int64_t begin_epoch(int64_t epoch) override {
+    data::BatchPlanOptions o;
+    o.batch_size = static_cast<size_t>(c_.train.batch_size);
+    o.seed = static_cast<uint64_t>(c_.train.seed);
+    plan_ = data::plan_batches(lengths_, o, static_cast<uint64_t>(epoch));
+    return static_cast<int64_t>(plan_.size());
+  }
+  app::BatchLoss train_batch(int64_t i) override {
+    const auto& idx = plan_[i];
+    const auto p = data::pad_sequences(train_.x, idx, Vocab::kPad);
+    std::vector<int64_t> y;
+    for (auto k : idx) y.push_back(train_.y[k]);
+    const auto logits = model_->forward(p.tokens.to(device_), p.lengths);
+    return {F::cross_entropy(logits, torch::tensor(y, torch::kLong).to(device_)),
+            static_cast<int64_t>(idx.size())};
+  }
+  app::Metrics evaluate() override {
+    const auto r = classification_report(valid_.y, predicted_classes(predict_probs(*model_, valid_.x, device_)),
+                                         static_cast<int64_t>(labels_.size()));
+    app::Metrics m;
+    m.values = {{"val_accuracy", r.accuracy}, {"val_macro_f1", r.macro_f1}};
+    m.main = "val_accuracy";
+    m.higher_is_better = true;
+    return m;
+  }
+  void save_state(torch::serialize::OutputArchive& a) const override {
+    app::put_string(a, "vocab", vocab_.to_string());
+    std::string l;
+    for (const auto& x : labels_) l += x + "\n";
+    app::put_string(a, "labels", l);
+  }
+
+ private:
+  const SentimentConfig& c_;
+  Vocab vocab_;
+  std::vector<std::string> labels_;
+  Encoded train_, valid_;
+  Classifier model_;
+  torch::Device device_;
+  std::vector<size_t> lengths_;
+  std::vector<std::vector<size_t>> plan_;
+};
+
+/// Builds the vocabulary and model from `train`, and fits with `valid` as validation.
+app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::LabelledText>& train,
+                         const std::vector<data::LabelledText>& valid, const app::RunOptions& run,
+                         const torch::Device& device, const std::string& config_text) {
+  std::vector<std::vector<std::string>> tokens;
+  for (const auto& e : train) tokens.push_back(c.tokenize(e.text));
+  Vocab vocab = Vocab::build(tokens, static_cast<size_t>(c.max_vocab), c.min_count);
+  auto labels = sorted_labels(train);
+  auto tr = encode(c, vocab, labels, train);
+  auto va = encode(c, vocab, labels, valid);
+  Classifier model(c.model_options(vocab.size(), static_cast<int64_t>(labels.size())));
+  if (!c.pretrained.empty()) {
+    const auto vectors = data::read_word_vectors(c.pretrained, [&](const std::string& w) {
+      return vocab.contains(w) || vocab.contains(data::WordTokenizer{true, false}.normalize(w));
+    });
+    if (vectors.dim != c.embedding_size) {
+      throw app::ConfigError(c.pretrained + ": vectors of " + std::to_string(vectors.dim) +
+                             " dimensions, but model.embedding_size is " + std::to_string(c.embedding_size));
+    }
+    const auto found = data::init_embeddings(model->embedding->weight, vocab, vectors);
+    if (!run.quiet) fmt::print(stderr, "pretrained vectors for {} of {} words\n", found, vocab.size());
+  }
+  model->to(device);
+  if (!run.quiet) {
+    fmt::print(stderr, "train: {} texts, valid: {} texts, classes: {}, vocabulary: {}\n", train.size(),
+               valid.size(), labels.size(), vocab.size());
+  }
+  SentimentTask task(c, std::move(vocab), std::move(labels), std::move(tr), std::move(va), model, device);
+  return app::fit(task, c.train, run, config_text);
+}
+
+/// Seeded permutation of 0..n-1.
+std::vector<size_t> shuffled(size_t n, uint64_t seed) {
+  std::vector<size_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::mt19937_64 rng(seed);
+  std::shuffle(idx.begin(), idx.end(), rng);
+  return idx;
+}
+
+}  // namespace
+
+Tensor Loaded::probabilities(const std::vector<std::string>& texts, const torch::Device& device) {
+  std::vector<std::vector<int64_t>> x;
+  for (const auto& t : texts) {
+    auto ids = vocab.encode(config.tokenize(t));
+    if (ids.empty()) ids.push_back(Vocab::kUnk);  // an empty line still gets an answer
+    x.push_back(std::move(ids));
+  }
+  return predict_probs(*model, x, device);
+}
+
+Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
+  auto a = app::open_checkpoint(checkpoint, "sentiment", "");
+  auto reader = app::ConfigReader::from_string(app::get_string(a, "config"), checkpoint + "#config");
+  Loaded m;
+  m.config = SentimentConfig::read(reader);
+  torch::serialize::InputArchive task, weights;
+  a.read("task", task);
+  a.read("model", weights);
+  m.vocab = Vocab::from_string(app::get_string(task, "vocab"), checkpoint + "#vocab");
+  std::istringstream labels(app::get_string(task, "labels"));
+  for (std::string l; std::getline(labels, l);) m.labels.push_back(l);
+  m.model = Classifier(m.config.model_options(m.vocab.size(), static_cast<int64_t>(m.labels.size())));
+  m.model->load(weights);
+  m.model->to(device);
+  m.model->eval();
+  return m;
+}
+
+app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
+  const SentimentConfig c = SentimentConfig::read(config);
+  const torch::Device device = app::setup_runtime(run, c.train.seed);
+  auto train = c.read(c.train_paths);
+  std::vector<data::LabelledText> valid;
+  if (!c.valid_path.empty()) {
+    valid = c.read({c.valid_path});
+  } else {
+    // No validation file: hold out a seeded fraction of the training data.
+    const auto idx = shuffled(train.size(), static_cast<uint64_t>(c.train.seed));
+    const size_t n_valid = std::max<size_t>(1, static_cast<size_t>(c.valid_fraction * train.size()));
+    std::vector<data::LabelledText> rest;
+    for (size_t i = 0; i < idx.size(); ++i) (i < n_valid ? valid : rest).push_back(train[idx[i]]);
+    train = std::move(rest);
+  }
+  if (!run.quiet) fmt::print(stderr, "{}", config.resolved());
+  return fit_split(c, train, valid, run, device, config.resolved());
+}
+
+double CrossValidation::mean_accuracy() const {
+  return accuracy.empty() ? 0.0 : std::accumulate(accuracy.begin(), accuracy.end(), 0.0) / accuracy.size();
+}
+
+double CrossValidation::std_accuracy() const {
+  const double m = mean_accuracy();
+  double v = 0;
+  for (double a : accuracy) v += (a - m) * (a - m);
+  return accuracy.size() > 1 ? std::sqrt(v / (accuracy.size() - 1)) : 0.0;
+}
+
+CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions& run) {
+  SentimentConfig c = SentimentConfig::read(config);
+  if (c.train.early_stopping > 0 || c.train.schedule == "plateau") {
+    // Both would look at the held-out fold while training, which must stay unseen.
+    fmt::print(stderr, "cv: early_stopping and schedule = \"plateau\" are turned off: they would "
+                       "select on the test fold\n");
+    c.train.early_stopping = 0;
+    if (c.train.schedule == "plateau") c.train.schedule = "none";
+  }
+  const torch::Device device = app::setup_runtime(run, c.train.seed);
+  const auto all = c.read(c.train_paths);
+  const auto idx = shuffled(all.size(), static_cast<uint64_t>(c.train.seed));
+  CrossValidation cv;
+  for (int64_t k = 0; k < c.folds; ++k) {
+    std::vector<data::LabelledText> train, test;
+    for (size_t i = 0; i < idx.size(); ++i) {
+      (static_cast<int64_t>(i % c.folds) == k ? test : train).push_back(all[idx[i]]);
+    }
+    app::RunOptions fold_run = run;
+    fold_run.run_dir = (fs::path(run.run_dir) / ("fold" + std::to_string(k + 1))).string();
+    fold_run.resume = run.resume && fs::exists(fs::path(fold_run.run_dir) / "last.pt");
+    const auto r = fit_split(c, train, test, fold_run, device, config.resolved());
+    cv.accuracy.push_back(r.last.get("val_accuracy"));
+    cv.macro_f1.push_back(r.last.get("val_macro_f1"));
+    if (!run.quiet) {
+      fmt::print(stderr, "fold {}/{}: accuracy {:.2f}%\n", k + 1, c.folds, 100 * cv.accuracy.back());
+    }
+  }
+  return cv;
+}
+
+ClassificationReport evaluate(Loaded& m, const std::vector<std::string>& paths, const torch::Device& device) {
+  const auto examples = m.config.read(paths);
+  std::map<std::string, int64_t> index;
+  for (size_t i = 0; i < m.labels.size(); ++i) index[m.labels[i]] = static_cast<int64_t>(i);
+  std::vector<std::string> texts;
+  std::vector<int64_t> gold;
+  for (const auto& e : examples) {
+    const auto it = index.find(e.label);
+    if (it == index.end()) throw data::DataError(e.origin, 0, "label '" + e.label + "' is not one of the model's");
+    texts.push_back(e.text);
+    gold.push_back(it->second);
+  }
+  return classification_report(gold, predicted_classes(m.probabilities(texts, device)),
+                               static_cast<int64_t>(m.labels.size()));
+}
+
+}  // namespace rnnkit::sentiment

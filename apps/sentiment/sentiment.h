@@ -1,0 +1,86 @@
+#pragma once
+// rnnkit-sentiment: what its subcommands do, apart from the command line.
+#include <string>
+#include <vector>
+
+#include <rnnkit/data/labelled.h>
+#include <rnnkit/data/text.h>
+#include <rnnkit/data/vocab.h>
+
+#include "../common/config.h"
+#include "../common/train.h"
+#include "model.h"
+
+namespace rnnkit::sentiment {
+
+struct SentimentConfig {
+  // [data]
+  std::string format;                     ///< tsv, stsa or class_files
+  std::vector<std::string> train_paths;   ///< one or more files (class_files: one per class)
+  std::vector<std::string> classes;       ///< class_files: the label of each train file
+  std::string valid_path;                 ///< optional
+  double valid_fraction = 0.1;            ///< held out of train (seeded) when there is no valid file
+  int64_t folds = 10;                     ///< the `cv` command's k
+  bool label_last = false;                ///< tsv: text<TAB>label
+  bool lowercase = true;
+  data::Encoding encoding = data::Encoding::kUtf8;
+  int64_t max_vocab = 0, min_count = 1;
+  // [model]
+  std::string cell = "lstm";
+  int64_t embedding_size = 100, hidden_size = 128, num_layers = 1;
+  bool bidirectional = true;
+  double dropout = 0.5, embedding_dropout = 0.0, recurrent_dropout = 0.0;
+  std::string pooling = "last";
+  Init init = Init::kUniform;
+  std::string pretrained;  ///< GloVe / word2vec text file; empty: random embeddings
+
+  app::TrainOptions train;
+
+  static SentimentConfig read(app::ConfigReader& config);
+  /// Reads files in this config's format.
+  std::vector<data::LabelledText> read(const std::vector<std::string>& paths) const;
+  std::vector<std::string> tokenize(const std::string& text) const;
+  ClassifierOptions model_options(int64_t vocab_size, int64_t classes) const;
+  std::string architecture(int64_t vocab_size, const std::vector<std::string>& labels) const;
+};
+
+/// Accuracy, macro-F1 and the confusion matrix (rows: gold, columns: predicted).
+struct ClassificationReport {
+  double accuracy = 0, macro_f1 = 0;
+  std::vector<std::vector<int64_t>> confusion;
+  std::vector<double> f1;  ///< per class
+};
+ClassificationReport classification_report(const std::vector<int64_t>& gold,
+                                           const std::vector<int64_t>& predicted,
+                                           int64_t num_classes);
+/// The report as a table: labels, per-class F1, the confusion matrix.
+std::string format_report(const ClassificationReport& r, const std::vector<std::string>& labels);
+
+/// A trained classifier with what it needs to read text.
+struct Loaded {
+  SentimentConfig config;
+  data::Vocab vocab;
+  std::vector<std::string> labels;
+  Classifier model{nullptr};
+  /// Class probabilities [N, C] of each text, in batches.
+  torch::Tensor probabilities(const std::vector<std::string>& texts, const torch::Device& device);
+};
+Loaded load_model(const std::string& checkpoint, const torch::Device& device);
+
+/// train: fits on the config's train split (validation: its valid file or a held-out fraction).
+app::FitResult train(app::ConfigReader& config, const app::RunOptions& run);
+
+/// k-fold cross-validation: trains k models, each evaluated on its held-out fold after the
+/// configured epochs (no fold sees its test data during training or model selection).
+struct CrossValidation {
+  std::vector<double> accuracy, macro_f1;
+  double mean_accuracy() const;
+  double std_accuracy() const;
+};
+CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions& run);
+
+/// eval: the report of a checkpoint on labelled files in its config's format.
+ClassificationReport evaluate(Loaded& m, const std::vector<std::string>& paths,
+                              const torch::Device& device);
+
+}  // namespace rnnkit::sentiment

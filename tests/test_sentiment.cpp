@@ -1,0 +1,157 @@
+// apps/sentiment: metrics, sequence summaries, pretrained vectors, and train / cv / eval /
+// predict end to end on tiny data.
+#include <filesystem>
+#include <fstream>
+
+#include <rnnkit/data/embeddings.h>
+
+#include "common/config.h"
+#include "sentiment/sentiment.h"
+#include "test_util.h"
+
+using namespace rnnkit;
+using rnnkit_test::max_abs_diff;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string dir_for(const std::string& name) {
+  const auto d = fs::path(::testing::TempDir()) / ("rnnkit_sent_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d.string();
+}
+
+std::string put(const std::string& dir, const std::string& name, const std::string& text) {
+  const auto p = (fs::path(dir) / name).string();
+  std::ofstream(p, std::ios::binary) << text;
+  return p;
+}
+
+/// Two classes that a bag of words separates: "good ..." and "bad ..." sentences.
+std::string tiny_config(const std::string& dir, const std::string& extra = "") {
+  std::string pos, neg;
+  const char* fillers[] = {"movie", "plot", "acting", "film", "story", "cast"};
+  for (int i = 0; i < 60; ++i) {
+    pos += std::string("a good ") + fillers[i % 6] + " and " + fillers[(i + 1) % 6] + "\n";
+    neg += std::string("a bad ") + fillers[i % 6] + " and " + fillers[(i + 2) % 6] + "\n";
+  }
+  put(dir, "x.pos", pos);
+  put(dir, "x.neg", neg);
+  return put(dir, "s.toml",
+             "[data]\nformat = \"class_files\"\nclasses = [\"pos\", \"neg\"]\n"
+             "train = [\"x.pos\", \"x.neg\"]\nfolds = 3\n"
+             "[model]\nembedding_size = 8\nhidden_size = 8\ndropout = 0.0\n"
+             "[train]\nepochs = 6\nbatch_size = 8\nlearning_rate = 0.02\nseed = 2\n" + extra);
+}
+
+app::RunOptions quiet(const std::string& dir) {
+  app::RunOptions r;
+  r.run_dir = dir;
+  r.quiet = true;
+  r.threads = 1;
+  return r;
+}
+
+}  // namespace
+
+TEST(Sentiment, ClassificationReportWorkedExample) {
+  // gold:      0 0 0 1 1 2
+  // predicted: 0 0 1 1 2 2
+  const auto r = sentiment::classification_report({0, 0, 0, 1, 1, 2}, {0, 0, 1, 1, 2, 2}, 3);
+  EXPECT_DOUBLE_EQ(r.accuracy, 4.0 / 6);
+  // class 0: P 1, R 2/3 -> F1 0.8; class 1: P 1/2, R 1/2 -> 0.5; class 2: P 1/2, R 1 -> 2/3
+  EXPECT_NEAR(r.f1[0], 0.8, 1e-12);
+  EXPECT_NEAR(r.f1[1], 0.5, 1e-12);
+  EXPECT_NEAR(r.f1[2], 2.0 / 3, 1e-12);
+  EXPECT_NEAR(r.macro_f1, (0.8 + 0.5 + 2.0 / 3) / 3, 1e-12);
+  EXPECT_EQ(r.confusion, (std::vector<std::vector<int64_t>>{{2, 1, 0}, {0, 1, 1}, {0, 0, 1}}));
+  const auto text = sentiment::format_report(r, {"neg", "neu", "pos"});
+  EXPECT_NE(text.find("accuracy 66.67%"), std::string::npos) << text;
+}
+
+TEST(Sentiment, SummariesUseRealStepsOnly) {
+  torch::manual_seed(3);
+  for (const auto pooling : {sentiment::Pooling::kLast, sentiment::Pooling::kMean, sentiment::Pooling::kMax}) {
+    auto m = sentiment::Classifier(sentiment::ClassifierOptions(20, 3, "gru")
+                                       .embedding_size(4).hidden_size(5).num_layers(2)
+                                       .bidirectional(true).pooling(pooling));
+    m->eval();
+    const auto tokens = torch::tensor({5, 6, 7, 8, 9, 10, 0, 0}, torch::kLong).view({2, 4});
+    const auto lengths = torch::tensor({4, 2}, torch::kLong);
+    const auto batch = m->forward(tokens, lengths);
+    // The second sequence alone, without padding, gives the same logits.
+    const auto alone = m->forward(tokens.narrow(0, 1, 1).narrow(1, 0, 2), torch::tensor({2}, torch::kLong));
+    EXPECT_LE(max_abs_diff(batch.narrow(0, 1, 1), alone), 1e-6);
+  }
+  // "last" for two directions: the forward state at the last real token, the backward state
+  // after reading the first token.
+  auto m = sentiment::Classifier(sentiment::ClassifierOptions(20, 2, "lstm").embedding_size(4).hidden_size(3));
+  m->eval();
+  const auto tokens = torch::tensor({5, 6, 7, 0}, torch::kLong).view({1, 4});
+  const auto lengths = torch::tensor({3}, torch::kLong);
+  const auto out = m->rnn->forward(m->embedding->forward(tokens), lengths);
+  const auto s = m->summarize(out, lengths);
+  EXPECT_LE(max_abs_diff(s.narrow(1, 0, 3), out.output[0][2].narrow(0, 0, 3).unsqueeze(0)), 1e-7);
+  EXPECT_LE(max_abs_diff(s.narrow(1, 3, 3), out.output[0][0].narrow(0, 3, 3).unsqueeze(0)), 1e-7);
+}
+
+TEST(Sentiment, PretrainedVectorsWithLowercasedFallback) {
+  const auto dir = dir_for("vectors");
+  const auto glove = put(dir, "v.txt", "the 1 2 3\nGood 4 5 6\nbad 7 8 9\n");
+  const auto w2v = put(dir, "w.txt", "2 3\nthe 1 2 3\nbad 7 8 9\n");
+  const auto vocab = data::Vocab::build(std::vector<std::string>{"the", "good", "Bad", "zzz"});
+  for (const auto& path : {glove, w2v}) {
+    const auto v = data::read_word_vectors(path);
+    EXPECT_EQ(v.dim, 3);
+    auto weight = torch::zeros({vocab.size(), 3});
+    const auto found = data::init_embeddings(weight, vocab, v);
+    EXPECT_EQ(found, 2);  // "the", and "Bad" through "bad"; "good" has no entry of that case
+    EXPECT_EQ(weight[vocab.id("the")][2].item<float>(), 3.0f);
+    EXPECT_EQ(weight[vocab.id("Bad")][0].item<float>(), 7.0f);
+    EXPECT_EQ(weight[vocab.id("zzz")].abs().sum().item<float>(), 0.0f);
+  }
+  const auto bad = put(dir, "b.txt", "the 1 2 3\nbad 7 8\n");
+  try {
+    data::read_word_vectors(bad);
+    ADD_FAILURE() << "expected an error";
+  } catch (const data::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("b.txt:2: expected a vector of 3 numbers for 'bad', got 2"),
+              std::string::npos) << e.what();
+  }
+}
+
+TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
+  const auto dir = dir_for("e2e");
+  app::ConfigReader c(tiny_config(dir));
+  const auto r = sentiment::train(c, quiet(dir + "/run"));
+  EXPECT_GE(r.best.get("val_accuracy"), 0.9);
+  auto m = sentiment::load_model(dir + "/run/best.pt", torch::kCPU);
+  EXPECT_EQ(m.labels, (std::vector<std::string>{"neg", "pos"}));
+  const auto p = m.probabilities({"a good story", "a bad film", ""}, torch::kCPU);
+  EXPECT_EQ(p.sizes(), (std::vector<int64_t>{3, 2}));
+  EXPECT_GT(p[0][1].item<double>(), 0.5);
+  EXPECT_GT(p[1][0].item<double>(), 0.5);
+  EXPECT_NEAR(p.sum(1)[2].item<double>(), 1.0, 1e-6);
+  const auto report = sentiment::evaluate(m, {dir + "/x.pos", dir + "/x.neg"}, torch::kCPU);
+  EXPECT_GE(report.accuracy, 0.9);
+
+  app::ConfigReader cvc(tiny_config(dir, "early_stopping = 2\n"));
+  const auto cv = sentiment::cross_validate(cvc, quiet(dir + "/cv"));
+  ASSERT_EQ(cv.accuracy.size(), 3u);
+  for (int k = 1; k <= 3; ++k) EXPECT_TRUE(fs::exists(dir + "/cv/fold" + std::to_string(k) + "/last.pt"));
+  EXPECT_GE(cv.mean_accuracy(), 0.8);
+}
+
+TEST(Sentiment, ConfigErrors) {
+  const auto dir = dir_for("cfg");
+  app::ConfigReader c(tiny_config(dir), {"data.classes=[\"pos\"]"});
+  try {
+    sentiment::SentimentConfig::read(c);
+    ADD_FAILURE() << "expected an error";
+  } catch (const app::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("one class per train file (2 files, 1 classes)"), std::string::npos);
+  }
+  app::ConfigReader p(tiny_config(dir), {"model.pooling=avg"});
+  EXPECT_THROW(sentiment::SentimentConfig::read(p), app::ConfigError);
+}
