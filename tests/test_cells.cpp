@@ -273,3 +273,14 @@ TEST(Registry, UserCellIsUsableByNameEverywhere) {
   auto copy = rnn->clone();
   EXPECT_EQ(copy->parameters().size(), rnn->parameters().size());
 }
+
+TEST(Init, ForgetBiasKeepsMemoryInEveryGatedCell) {
+  auto lstm = make_cell("lstm", CellSpec(3, 4).forget_bias(2.0));
+  EXPECT_EQ(lstm->named_parameters()["b_f"].min().item<double>(), 2.0);
+  for (const std::string name : {"gru", "gru_simple", "gru_reset_after"}) {
+    auto gru = make_cell(name, CellSpec(3, 4).forget_bias(2.0));
+    const Tensor b_u = gru->named_parameters()["b_u"];
+    EXPECT_EQ(b_u.max().item<double>(), -2.0) << name;
+    EXPECT_EQ(b_u.min().item<double>(), -2.0) << name;
+  }
+}

@@ -182,6 +182,22 @@ std::vector<std::string> ConfigReader::get_string_list(const std::string& sectio
   return out;
 }
 
+std::vector<int64_t> ConfigReader::get_int_list(const std::string& section, const std::string& key,
+                                                const std::vector<int64_t>& fallback, int64_t min) {
+  const toml::node* node = find(section, key);
+  if (!node) return fallback;
+  const auto* arr = node->as_array();
+  if (!arr) fail(section, key, "expected an array of integers");
+  std::vector<int64_t> out;
+  for (const auto& item : *arr) {
+    const auto v = item.value_exact<int64_t>();
+    if (!v) fail(section, key, "expected an array of integers");
+    if (*v < min) fail(section, key, "every value must be at least " + std::to_string(min) + ", got " + std::to_string(*v));
+    out.push_back(*v);
+  }
+  return out;
+}
+
 std::vector<std::string> ConfigReader::get_path_list(const std::string& section,
                                                      const std::string& key) {
   const toml::node* node = find(section, key);

@@ -48,6 +48,9 @@ class ConfigReader {
 
   /// An array of strings (a single string is a list of one).
   std::vector<std::string> get_string_list(const std::string& section, const std::string& key);
+  /// An array of integers, each at least `min`.
+  std::vector<int64_t> get_int_list(const std::string& section, const std::string& key,
+                                    const std::vector<int64_t>& fallback, int64_t min);
   /// One path or an array of paths, each resolved as get_path does.
   std::vector<std::string> get_path_list(const std::string& section, const std::string& key);
 

@@ -396,6 +396,12 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
     }
   }
   r.steps = st.step;
+  if (r.last.values.empty()) {  // resumed a finished run: nothing trained, still report it
+    torch::NoGradGuard no_grad;
+    model.eval();
+    r.last = task.evaluate();
+    if (r.best.values.empty()) r.best = r.last;
+  }
   return r;
 }
 

@@ -100,6 +100,10 @@ void SimpleGRUCellImpl::reset() {
 void SimpleGRUCellImpl::reset_parameters() {
   detail::init_gate(W_c, b_c, options.init());
   detail::init_gate(W_u, b_u, options.init());
+  if (options.forget_bias()) {
+    torch::NoGradGuard no_grad;
+    b_u.fill_(-*options.forget_bias());
+  }
 }
 
 void SimpleGRUCellImpl::pretty_print(std::ostream& os) const {
@@ -156,6 +160,10 @@ void GRUCellImpl::reset_parameters() {
   detail::init_gate(W_u, b_u, options.init());
   detail::init_gate(W_c, b_c, options.init());
   if (b_cc.defined()) detail::init_vector(b_cc, options.hidden_size(), options.init());
+  if (options.forget_bias()) {
+    torch::NoGradGuard no_grad;
+    b_u.fill_(-*options.forget_bias());
+  }
 }
 
 void GRUCellImpl::pretty_print(std::ostream& os) const {

@@ -25,7 +25,10 @@ std::shared_ptr<CellImplBase> make_rnn(const CellSpec& s, Activation act) {
 }
 std::shared_ptr<CellImplBase> make_gru(const CellSpec& s, bool reset_after) {
   return std::make_shared<GRUCellImpl>(
-      GRUCellOptions(s.input_size(), s.hidden_size()).reset_after(reset_after).init(s.init()));
+      GRUCellOptions(s.input_size(), s.hidden_size())
+          .reset_after(reset_after)
+          .init(s.init())
+          .forget_bias(s.forget_bias()));
 }
 std::shared_ptr<CellImplBase> make_lstm(const CellSpec& s, bool peephole) {
   return std::make_shared<LSTMCellImpl>(LSTMCellOptions(s.input_size(), s.hidden_size())
@@ -44,7 +47,9 @@ Registry& registry() {
           {"gru_simple",
            [](const CellSpec& s) -> std::shared_ptr<CellImplBase> {
              return std::make_shared<SimpleGRUCellImpl>(
-                 SimpleGRUCellOptions(s.input_size(), s.hidden_size()).init(s.init()));
+                 SimpleGRUCellOptions(s.input_size(), s.hidden_size())
+                     .init(s.init())
+                     .forget_bias(s.forget_bias()));
            }},
           {"gru", [](const CellSpec& s) { return make_gru(s, false); }},
           {"gru_reset_after", [](const CellSpec& s) { return make_gru(s, true); }},

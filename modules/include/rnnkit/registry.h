@@ -25,7 +25,8 @@ struct CellSpec {
   TORCH_ARG(int64_t, input_size);
   TORCH_ARG(int64_t, hidden_size);
   TORCH_ARG(Init, init) = Init::kUniform;
-  /// LSTM-like cells: the forget-gate bias after initialisation; others ignore it.
+  /// Gated cells: the bias towards keeping c<t-1> after initialisation (LSTM: b_f; GRUs:
+  /// b_u = -forget_bias). The vanilla RNN ignores it.
   TORCH_ARG(c10::optional<double>, forget_bias) = c10::nullopt;
 };
 

@@ -33,6 +33,9 @@ struct GRUCellOptions {
   TORCH_ARG(int64_t, hidden_size);
   TORCH_ARG(bool, reset_after) = false;
   TORCH_ARG(Init, init) = Init::kUniform;
+  /// If set, b_u = -forget_bias after initialisation: the share of c<t-1> kept, 1 - Γu, starts
+  /// at σ(forget_bias), as an LSTM's forget gate does with its forget bias.
+  TORCH_ARG(c10::optional<double>, forget_bias) = c10::nullopt;
 };
 
 class GRUCellImpl : public torch::nn::Cloneable<GRUCellImpl>, public CellImplBase {

@@ -23,6 +23,9 @@ struct SimpleGRUCellOptions {
   TORCH_ARG(int64_t, input_size);
   TORCH_ARG(int64_t, hidden_size);
   TORCH_ARG(Init, init) = Init::kUniform;
+  /// If set, b_u = -forget_bias after initialisation: the share of c<t-1> kept, 1 - Γu, starts
+  /// at σ(forget_bias), as an LSTM's forget gate does with its forget bias.
+  TORCH_ARG(c10::optional<double>, forget_bias) = c10::nullopt;
 };
 
 class SimpleGRUCellImpl : public torch::nn::Cloneable<SimpleGRUCellImpl>, public CellImplBase {
