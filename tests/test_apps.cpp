@@ -20,28 +20,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  const auto d = fs::path(::testing::TempDir()) / ("rnnkit_apps_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+using rnnkit_test::expect_message;
+using rnnkit_test::temp_dir;
 
 std::string write(const std::string& dir, const std::string& name, const std::string& text) {
-  const auto p = (fs::path(dir) / name).string();
-  std::ofstream(p, std::ios::binary) << text;
-  return p;
-}
-
-template <class E, class F>
-void expect_message(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error mentioning '" << *parts.begin() << "'";
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
-  }
+  return rnnkit_test::write_file(dir, name, text);
 }
 
 /// A corpus of a few thousand characters, and an lm config over it.

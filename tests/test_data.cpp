@@ -15,21 +15,12 @@ using namespace rnnkit::data;
 namespace {
 
 std::string temp_file(const std::string& name, const std::string& content) {
-  const std::string path = ::testing::TempDir() + "rnnkit_" + name;
-  std::ofstream(path, std::ios::binary) << content;
-  return path;
+  return rnnkit_test::write_file(::testing::TempDir(), "rnnkit_" + name, content);
 }
 
-/// Expects a DataError whose message contains every part.
 template <class F>
 void expect_data_error(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a DataError mentioning '" << *parts.begin() << "'";
-  } catch (const DataError& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
-  }
+  rnnkit_test::expect_message<DataError>(std::forward<F>(f), parts);
 }
 
 }  // namespace

@@ -15,17 +15,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string dir_for(const std::string& name) {
-  const auto d = fs::path(::testing::TempDir()) / ("rnnkit_sent_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+std::string dir_for(const std::string& name) { return rnnkit_test::temp_dir("sent_" + name); }
 
 std::string put(const std::string& dir, const std::string& name, const std::string& text) {
-  const auto p = (fs::path(dir) / name).string();
-  std::ofstream(p, std::ios::binary) << text;
-  return p;
+  return rnnkit_test::write_file(dir, name, text);
 }
 
 /// Two classes that a bag of words separates: "good ..." and "bad ..." sentences.
@@ -112,13 +105,9 @@ TEST(Sentiment, PretrainedVectorsWithLowercasedFallback) {
     EXPECT_EQ(weight[vocab.id("zzz")].abs().sum().item<float>(), 0.0f);
   }
   const auto bad = put(dir, "b.txt", "the 1 2 3\nbad 7 8\n");
-  try {
-    data::read_word_vectors(bad);
-    ADD_FAILURE() << "expected an error";
-  } catch (const data::DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("b.txt:2: expected a vector of 3 numbers for 'bad', got 2"),
-              std::string::npos) << e.what();
-  }
+  rnnkit_test::expect_message<data::DataError>(
+      [&] { data::read_word_vectors(bad); },
+      {"b.txt:2: expected a vector of 3 numbers for 'bad', got 2"});
 }
 
 TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
@@ -146,12 +135,8 @@ TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
 TEST(Sentiment, ConfigErrors) {
   const auto dir = dir_for("cfg");
   app::ConfigReader c(tiny_config(dir), {"data.classes=[\"pos\"]"});
-  try {
-    sentiment::SentimentConfig::read(c);
-    ADD_FAILURE() << "expected an error";
-  } catch (const app::ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("one class per train file (2 files, 1 classes)"), std::string::npos);
-  }
+  rnnkit_test::expect_message<app::ConfigError>([&] { sentiment::SentimentConfig::read(c); },
+                                                {"one class per train file (2 files, 1 classes)"});
   app::ConfigReader p(tiny_config(dir), {"model.pooling=avg"});
   EXPECT_THROW(sentiment::SentimentConfig::read(p), app::ConfigError);
 }

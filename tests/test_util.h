@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -61,6 +63,33 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
     for (const auto& p : parts) {
       EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
     }
+  }
+}
+
+/// A fresh, empty folder under the test temp dir.
+inline std::string temp_dir(const std::string& name) {
+  const auto d = std::filesystem::path(::testing::TempDir()) / ("rnnkit_" + name);
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d.string();
+}
+
+/// Writes `text` to dir/name (bytes as given) and returns the path.
+inline std::string write_file(const std::string& dir, const std::string& name, const std::string& text) {
+  const auto p = (std::filesystem::path(dir) / name).string();
+  std::ofstream(p, std::ios::binary) << text;
+  return p;
+}
+
+/// Runs f, expects an exception of type E whose what() contains every one of `parts`.
+template <class E, class F>
+void expect_message(F&& f, std::initializer_list<std::string> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error mentioning '" << *parts.begin() << "', got none";
+  } catch (const E& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
   }
 }
 

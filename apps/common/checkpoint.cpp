@@ -114,6 +114,14 @@ torch::serialize::InputArchive open_checkpoint(const std::string& path, const st
   return archive;
 }
 
+SavedRun open_saved_run(const std::string& path, const std::string& app) {
+  auto a = open_checkpoint(path, app, "");
+  SavedRun run{ConfigReader::from_string(get_string(a, "config"), path + "#config"), {}, {}};
+  a.read("model", run.model);
+  a.read("task", run.task);
+  return run;
+}
+
 void write_text_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {

@@ -8,6 +8,8 @@
 
 #include <torch/serialize/archive.h>
 
+#include "config.h"
+
 namespace rnnkit::app {
 
 class CheckpointError : public std::runtime_error {
@@ -23,6 +25,14 @@ void write_checkpoint(const std::string& path, const std::string& app,
 /// Opens `path` and checks the header; `architecture` empty skips the architecture check.
 torch::serialize::InputArchive open_checkpoint(const std::string& path, const std::string& app,
                                                const std::string& architecture);
+
+/// What a checkpoint written by fit() holds for an app that loads it to evaluate or predict: the
+/// config it was trained with, the model's weights and the task's state (its vocabularies).
+struct SavedRun {
+  ConfigReader config;
+  torch::serialize::InputArchive model, task;
+};
+SavedRun open_saved_run(const std::string& path, const std::string& app);
 
 /// Strings and scalars inside archives.
 void put_string(torch::serialize::OutputArchive& a, const std::string& key, const std::string& s);

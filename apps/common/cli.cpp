@@ -60,6 +60,18 @@ ConfigReader load_config(const cxxopts::ParseResult& args) {
   return ConfigReader(args["config"].as<std::string>(), sets);
 }
 
+std::vector<std::string> read_input_lines(const cxxopts::ParseResult& args, data::Encoding encoding) {
+  std::vector<std::string> lines;
+  std::string line;
+  if (args.count("file")) {
+    data::LineReader r(args["file"].as<std::string>(), encoding);
+    while (r.next(line)) lines.push_back(line);
+  } else {
+    while (std::getline(std::cin, line)) lines.push_back(line);
+  }
+  return lines;
+}
+
 std::string JsonObject::quote(const std::string& s) {
   std::ostringstream os;
   os << '"';

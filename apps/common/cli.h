@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <cxxopts.hpp>
+#include <rnnkit/data/text.h>
 
 #include "config.h"
 #include "train.h"
@@ -21,6 +22,9 @@ RunOptions run_options(const cxxopts::ParseResult& args, const std::string& defa
 ConfigReader load_config(const cxxopts::ParseResult& args);
 /// runs/<config file stem>, relative to the working directory.
 std::string default_run_dir(const std::string& config_path);
+
+/// The lines of --file (read and checked as data::LineReader does), or of stdin without it.
+std::vector<std::string> read_input_lines(const cxxopts::ParseResult& args, data::Encoding encoding);
 
 /// A flat JSON object, keys in insertion order.
 class JsonObject {

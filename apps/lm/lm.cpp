@@ -274,16 +274,12 @@ Perplexity evaluate_stream(LanguageModelImpl& model, const std::vector<int64_t>&
 }
 
 Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
-  auto a = app::open_checkpoint(checkpoint, "lm", "");
-  auto reader = app::ConfigReader::from_string(app::get_string(a, "config"), checkpoint + "#config");
+  auto saved = app::open_saved_run(checkpoint, "lm");
   Loaded m;
-  m.config = LMConfig::read(reader);
-  torch::serialize::InputArchive task, weights;
-  a.read("task", task);
-  a.read("model", weights);
-  m.vocab = Vocab::from_string(app::get_string(task, "vocab"), checkpoint + "#vocab");
+  m.config = LMConfig::read(saved.config);
+  m.vocab = Vocab::from_string(app::get_string(saved.task, "vocab"), checkpoint + "#vocab");
   m.model = LanguageModel(m.config.model_options(m.vocab.size()));
-  m.model->load(weights);
+  m.model->load(saved.model);
   m.model->to(device);
   m.model->eval();
   return m;

@@ -126,11 +126,7 @@ int cmd_score(int argc, char** argv) {
   if (!args.count("checkpoint")) throw cxxopts::exceptions::exception("score needs --checkpoint");
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
   auto m = lm::load_model(args["checkpoint"].as<std::string>(), device);
-  std::unique_ptr<data::LineReader> file;
-  if (args.count("file")) file = std::make_unique<data::LineReader>(args["file"].as<std::string>(), m.config.encoding);
-  std::string line;
-  auto next = [&] { return file ? file->next(line) : static_cast<bool>(std::getline(std::cin, line)); };
-  while (next()) {
+  for (const auto& line : app::read_input_lines(args, m.config.encoding)) {
     const auto s = lm::score_line(m, line, device);
     if (args.count("json")) {
       std::cout << app::JsonObject().add("text", line).add("tokens", s.tokens)

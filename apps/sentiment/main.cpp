@@ -93,14 +93,7 @@ int cmd_predict(int argc, char** argv) {
   if (!args.count("checkpoint")) throw cxxopts::exceptions::exception("predict needs --checkpoint");
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
   auto m = sentiment::load_model(args["checkpoint"].as<std::string>(), device);
-  std::vector<std::string> lines;
-  std::string line;
-  if (args.count("file")) {
-    data::LineReader r(args["file"].as<std::string>(), m.config.encoding);
-    while (r.next(line)) lines.push_back(line);
-  } else {
-    while (std::getline(std::cin, line)) lines.push_back(line);
-  }
+  const auto lines = app::read_input_lines(args, m.config.encoding);
   if (lines.empty()) return 0;
   const auto probs = m.probabilities(lines, device);
   for (size_t i = 0; i < lines.size(); ++i) {

@@ -301,18 +301,14 @@ Tensor Loaded::probabilities(const std::vector<std::string>& texts, const torch:
 }
 
 Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
-  auto a = app::open_checkpoint(checkpoint, "sentiment", "");
-  auto reader = app::ConfigReader::from_string(app::get_string(a, "config"), checkpoint + "#config");
+  auto saved = app::open_saved_run(checkpoint, "sentiment");
   Loaded m;
-  m.config = SentimentConfig::read(reader);
-  torch::serialize::InputArchive task, weights;
-  a.read("task", task);
-  a.read("model", weights);
-  m.vocab = Vocab::from_string(app::get_string(task, "vocab"), checkpoint + "#vocab");
-  std::istringstream labels(app::get_string(task, "labels"));
+  m.config = SentimentConfig::read(saved.config);
+  m.vocab = Vocab::from_string(app::get_string(saved.task, "vocab"), checkpoint + "#vocab");
+  std::istringstream labels(app::get_string(saved.task, "labels"));
   for (std::string l; std::getline(labels, l);) m.labels.push_back(l);
   m.model = Classifier(m.config.model_options(m.vocab.size(), static_cast<int64_t>(m.labels.size())));
-  m.model->load(weights);
+  m.model->load(saved.model);
   m.model->to(device);
   m.model->eval();
   return m;
