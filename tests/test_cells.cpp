@@ -284,3 +284,17 @@ TEST(Init, ForgetBiasKeepsMemoryInEveryGatedCell) {
     EXPECT_EQ(b_u.min().item<double>(), -2.0) << name;
   }
 }
+
+TEST(Modules, ResetParametersRefillsInPlaceKeepingTheDtype) {
+  torch::manual_seed(9);
+  auto rnn = RNN(RNNOptions("lstm", 3, 4).num_layers(2).bidirectional(true).forget_bias(1.0));
+  rnn->to(torch::kDouble);
+  const auto before = rnn->named_parameters()["l1_reverse.cell.W_u"].clone();
+  const auto* data = rnn->named_parameters()["l1_reverse.cell.W_u"].data_ptr();
+  rnn->reset_parameters();
+  const auto after = rnn->named_parameters()["l1_reverse.cell.W_u"];
+  EXPECT_EQ(after.scalar_type(), torch::kDouble);
+  EXPECT_EQ(after.data_ptr(), data) << "the same tensor, refilled";
+  EXPECT_GT(max_abs_diff(before, after), 0.0);
+  EXPECT_EQ(rnn->named_parameters()["l0.cell.b_f"].min().item<double>(), 1.0);
+}

@@ -27,7 +27,7 @@ class MGUCellImpl : public torch::nn::Cloneable<MGUCellImpl>, public rnnkit::Cel
  public:
   explicit MGUCellImpl(MGUCellOptions options);
   void reset() override;
-  void reset_parameters();
+  void reset_parameters() override;
   void pretty_print(std::ostream& stream) const override;
 
   rnnkit::State forward(const torch::Tensor& x_t, const rnnkit::State& prev = {}) {

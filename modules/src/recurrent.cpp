@@ -101,10 +101,7 @@ void RecurrentImpl::reset() {
                                                .forget_bias(options.forget_bias())));
 }
 
-void RecurrentImpl::reset_parameters() {
-  // Rebuilding the cell is the one way that works for user-defined cells too.
-  reset();
-}
+void RecurrentImpl::reset_parameters() { cell->reset_parameters(); }
 
 void RecurrentImpl::pretty_print(std::ostream& os) const {
   os << "rnnkit::Recurrent(cell=" << options.cell() << ", input_size=" << options.input_size()

@@ -59,6 +59,8 @@ class CellImplBase : public virtual torch::nn::Module {
   virtual int64_t hidden_size() const = 0;
   /// Whether the cell carries c<t> separately from a<t> (the LSTM does).
   virtual bool has_memory_cell() const = 0;
+  /// Refills the parameters in place (keeping their device and dtype) by the cell's init.
+  virtual void reset_parameters() = 0;
 
   /// Plain path: one step, written out equation by equation. `prev` may be undefined (zeros).
   virtual State step(const torch::Tensor& x_t, const State& prev) = 0;

@@ -7,7 +7,7 @@
 //     c<t> = Γu * c̃<t> + (1 - Γu) * c<t-1>
 //     a<t> = c<t>
 //
-// With reset_after(true), the cuDNN / torch::nn::GRU form, with W_c = [W_cc | W_cx]:
+// With reset_after(true), the cuDNN / PyTorch nn.GRU form, with W_c = [W_cc | W_cx]:
 //
 //     c̃<t> = tanh(W_cx x<t> + b_c + Γr * (W_cc c<t-1> + b_cc))
 //
@@ -45,7 +45,7 @@ class GRUCellImpl : public torch::nn::Cloneable<GRUCellImpl>, public CellImplBas
   explicit GRUCellImpl(GRUCellOptions options);
 
   void reset() override;
-  void reset_parameters();
+  void reset_parameters() override;
   void pretty_print(std::ostream& stream) const override;
 
   State forward(const torch::Tensor& x_t, const State& prev = {}) { return step(x_t, prev); }

@@ -42,7 +42,7 @@ class LSTMCellImpl : public torch::nn::Cloneable<LSTMCellImpl>, public CellImplB
   explicit LSTMCellImpl(LSTMCellOptions options);
 
   void reset() override;
-  void reset_parameters();
+  void reset_parameters() override;
   void pretty_print(std::ostream& stream) const override;
 
   State forward(const torch::Tensor& x_t, const State& prev = {}) { return step(x_t, prev); }

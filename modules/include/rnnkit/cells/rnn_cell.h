@@ -32,7 +32,7 @@ class RNNCellImpl : public torch::nn::Cloneable<RNNCellImpl>, public CellImplBas
   explicit RNNCellImpl(RNNCellOptions options);
 
   void reset() override;
-  void reset_parameters();
+  void reset_parameters() override;
   void pretty_print(std::ostream& stream) const override;
 
   /// One step: x_t [B, D], prev.a [B, H] (or undefined for zeros) -> a<t>.

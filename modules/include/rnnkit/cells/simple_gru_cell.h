@@ -35,7 +35,7 @@ class SimpleGRUCellImpl : public torch::nn::Cloneable<SimpleGRUCellImpl>, public
   explicit SimpleGRUCellImpl(SimpleGRUCellOptions options);
 
   void reset() override;
-  void reset_parameters();
+  void reset_parameters() override;
   void pretty_print(std::ostream& stream) const override;
 
   State forward(const torch::Tensor& x_t, const State& prev = {}) { return step(x_t, prev); }
