@@ -20,6 +20,17 @@ void add_runtime_options(cxxopts::Options& cli) {
       ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"));
 }
 
+void add_model_options(cxxopts::Options& cli) {
+  cli.add_options("model")("checkpoint", "a checkpoint (best.pt or last.pt of a run)",
+                           cxxopts::value<std::string>());
+  add_runtime_options(cli);
+}
+
+std::string required(const cxxopts::ParseResult& args, const std::string& option) {
+  if (!args.count(option)) throw cxxopts::exceptions::exception("--" + option + " is required");
+  return args[option].as<std::string>();
+}
+
 void add_train_options(cxxopts::Options& cli) {
   cli.add_options("training")
       ("config", "TOML config (see configs/)", cxxopts::value<std::string>())
@@ -53,11 +64,11 @@ RunOptions run_options(const cxxopts::ParseResult& args, const std::string& defa
 }
 
 ConfigReader load_config(const cxxopts::ParseResult& args) {
-  if (!args.count("config")) throw cxxopts::exceptions::exception("--config is required");
+  const std::string path = required(args, "config");
   std::vector<std::string> sets;
   if (args.count("set")) sets = args["set"].as<std::vector<std::string>>();
   if (args.count("seed")) sets.push_back("train.seed=" + std::to_string(args["seed"].as<int64_t>()));
-  return ConfigReader(args["config"].as<std::string>(), sets);
+  return ConfigReader(path, sets);
 }
 
 std::vector<std::string> read_input_lines(const cxxopts::ParseResult& args, data::Encoding encoding) {

@@ -17,6 +17,10 @@ namespace rnnkit::app {
 void add_train_options(cxxopts::Options& cli);
 /// --device, --threads (for eval, predict, sample...).
 void add_runtime_options(cxxopts::Options& cli);
+/// --checkpoint and the runtime options: for commands that load a trained model.
+void add_model_options(cxxopts::Options& cli);
+/// The value of a string option the command cannot do without ("--X is required" otherwise).
+std::string required(const cxxopts::ParseResult& args, const std::string& option);
 RunOptions run_options(const cxxopts::ParseResult& args, const std::string& default_run_dir);
 /// The config named by --config, with every --set applied.
 ConfigReader load_config(const cxxopts::ParseResult& args);

@@ -45,9 +45,8 @@ int cmd_train(int argc, char** argv) {
 
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-lm eval", "Perplexity of a checkpoint on a text file");
-  app::add_runtime_options(cli);
+  app::add_model_options(cli);
   cli.add_options()
-      ("checkpoint", "a checkpoint (best.pt or last.pt)", cxxopts::value<std::string>())
       ("file", "text file, read with the training vocabulary", cxxopts::value<std::string>())
       ("batch-size", "parallel streams (1: the state carried through the whole file)",
        cxxopts::value<int64_t>()->default_value("1"))
@@ -55,13 +54,10 @@ int cmd_eval(int argc, char** argv) {
       ("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  if (!args.count("checkpoint") || !args.count("file")) {
-    throw cxxopts::exceptions::exception("eval needs --checkpoint and --file");
-  }
   app::RunOptions run = app::run_options(args, "");
   const auto device = app::setup_runtime(run, 0);
-  auto m = lm::load_model(args["checkpoint"].as<std::string>(), device);
-  const std::string file = args["file"].as<std::string>();
+  auto m = lm::load_model(app::required(args, "checkpoint"), device);
+  const std::string file = app::required(args, "file");
   const auto ids = lm::encode_stream(m.vocab, m.config.tokenize_file(file));
   const auto p = lm::evaluate_stream(*m.model, ids, m.config.bptt,
                                      args["batch-size"].as<int64_t>(), device);
@@ -81,10 +77,8 @@ int cmd_eval(int argc, char** argv) {
 
 int cmd_sample(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-lm sample", "Generate text from a checkpoint");
-  app::add_runtime_options(cli);
-  lm::SampleOptions d;
+  app::add_model_options(cli);
   cli.add_options()
-      ("checkpoint", "a checkpoint", cxxopts::value<std::string>())
       ("prompt", "text to start from", cxxopts::value<std::string>()->default_value(""))
       ("temperature", "divides the logits (lower: safer)", cxxopts::value<double>()->default_value("1.0"))
       ("top-k", "draw among the k most likely tokens (0: all)", cxxopts::value<int64_t>()->default_value("0"))
@@ -96,9 +90,8 @@ int cmd_sample(int argc, char** argv) {
       ("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  if (!args.count("checkpoint")) throw cxxopts::exceptions::exception("sample needs --checkpoint");
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
-  auto m = lm::load_model(args["checkpoint"].as<std::string>(), device);
+  auto m = lm::load_model(app::required(args, "checkpoint"), device);
   lm::SampleOptions o;
   o.prompt = args["prompt"].as<std::string>();
   o.temperature = args["temperature"].as<double>();
@@ -115,17 +108,15 @@ int cmd_sample(int argc, char** argv) {
 
 int cmd_score(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-lm score", "Log-probability and perplexity of each line");
-  app::add_runtime_options(cli);
+  app::add_model_options(cli);
   cli.add_options()
-      ("checkpoint", "a checkpoint", cxxopts::value<std::string>())
       ("file", "lines to score (default: stdin)", cxxopts::value<std::string>())
       ("json", "JSON lines on stdout")
       ("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  if (!args.count("checkpoint")) throw cxxopts::exceptions::exception("score needs --checkpoint");
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
-  auto m = lm::load_model(args["checkpoint"].as<std::string>(), device);
+  auto m = lm::load_model(app::required(args, "checkpoint"), device);
   for (const auto& line : app::read_input_lines(args, m.config.encoding)) {
     const auto s = lm::score_line(m, line, device);
     if (args.count("json")) {
@@ -159,10 +150,6 @@ int cmd_ngram(int argc, char** argv) {
       ("h,help", "this help");
   const auto args = cli.parse(argc - 1, argv + 1);
   if (args.count("help") || sub.empty()) return std::cout << cli.help() << "\n", sub.empty() ? 2 : 0;
-  auto need = [&](const char* o) {
-    if (!args.count(o)) throw cxxopts::exceptions::exception("ngram " + sub + " needs --" + o);
-    return args[o].as<std::string>();
-  };
   if (sub == "train") {
     auto config = app::load_config(args);
     const auto c = lm::LMConfig::read(config);
@@ -170,7 +157,7 @@ int cmd_ngram(int argc, char** argv) {
     lm::NGramModel m(args["order"].as<int>(), lm::parse_smoothing(args["smoothing"].as<std::string>()),
                      args["delta"].as<double>(), lm::build_vocab(c, tokens), c.level);
     m.train(lm::encode_stream(m.vocab(), tokens));
-    const std::string out = need("output");
+    const std::string out = app::required(args, "output");
     m.save(out);
     const auto sizes = m.sizes();
     std::cerr << "n-gram counts:";
@@ -182,11 +169,11 @@ int cmd_ngram(int argc, char** argv) {
     return 0;
   }
   if (sub == "eval" || sub == "sample") {
-    const auto m = lm::NGramModel::load(need("model"));
+    const auto m = lm::NGramModel::load(app::required(args, "model"));
     lm::LMConfig c;  // tokenization only: the level the model was trained at
     c.level = m.level();
     if (sub == "eval") {
-      const std::string file = need("file");
+      const std::string file = app::required(args, "file");
       int64_t n = 0;
       const double ce = m.cross_entropy(lm::encode_stream(m.vocab(), c.tokenize_file(file)), &n);
       if (args.count("json")) {

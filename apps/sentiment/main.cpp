@@ -49,19 +49,16 @@ int cmd_train(int argc, char** argv, bool cv) {
 
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-sentiment eval", "Evaluate a checkpoint on labelled files");
-  app::add_runtime_options(cli);
+  app::add_model_options(cli);
   cli.add_options()
-      ("checkpoint", "a checkpoint", cxxopts::value<std::string>())
       ("file", "labelled file(s) in the config's format (repeatable)", cxxopts::value<std::vector<std::string>>())
       ("json", "print one JSON object of metrics on stdout")
       ("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  if (!args.count("checkpoint") || !args.count("file")) {
-    throw cxxopts::exceptions::exception("eval needs --checkpoint and --file");
-  }
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
-  auto m = sentiment::load_model(args["checkpoint"].as<std::string>(), device);
+  auto m = sentiment::load_model(app::required(args, "checkpoint"), device);
+  if (!args.count("file")) throw cxxopts::exceptions::exception("--file is required");
   const auto r = sentiment::evaluate(m, args["file"].as<std::vector<std::string>>(), device);
   if (args.count("json")) {
     std::string confusion = "[";
@@ -82,17 +79,15 @@ int cmd_eval(int argc, char** argv) {
 
 int cmd_predict(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-sentiment predict", "Label each line of a file or of stdin");
-  app::add_runtime_options(cli);
+  app::add_model_options(cli);
   cli.add_options()
-      ("checkpoint", "a checkpoint", cxxopts::value<std::string>())
       ("file", "lines of text (default: stdin)", cxxopts::value<std::string>())
       ("json", "JSON lines: text, label, probabilities")
       ("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  if (!args.count("checkpoint")) throw cxxopts::exceptions::exception("predict needs --checkpoint");
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
-  auto m = sentiment::load_model(args["checkpoint"].as<std::string>(), device);
+  auto m = sentiment::load_model(app::required(args, "checkpoint"), device);
   const auto lines = app::read_input_lines(args, m.config.encoding);
   if (lines.empty()) return 0;
   const auto probs = m.probabilities(lines, device);
