@@ -5,44 +5,7 @@
 using namespace rnnkit;
 using torch::Tensor;
 
-namespace {
-
-/// Compares d loss / d v from autograd with central differences for every element of every
-/// tensor in `vars`. `loss` must be deterministic (reseed inside it if it draws).
-void gradcheck(const std::function<Tensor()>& loss, const std::vector<Tensor>& vars,
-               const std::string& what) {
-  for (const auto& v : vars) {
-    if (v.grad().defined()) v.mutable_grad().zero_();
-  }
-  loss().backward();
-  const double eps = 1e-6;
-  int64_t checked = 0;
-  for (size_t k = 0; k < vars.size(); ++k) {
-    const Tensor analytic = vars[k].grad().clone();
-    ASSERT_TRUE(analytic.defined()) << what << ": no gradient for variable " << k;
-    Tensor flat = vars[k].detach().view(-1);  // shares storage with the variable
-    for (int64_t i = 0; i < flat.numel(); ++i) {
-      const double orig = flat[i].item<double>();
-      double plus, minus;
-      {
-        torch::NoGradGuard g;
-        flat[i].fill_(orig + eps);
-        plus = loss().item<double>();
-        flat[i].fill_(orig - eps);
-        minus = loss().item<double>();
-        flat[i].fill_(orig);
-      }
-      const double numeric = (plus - minus) / (2 * eps);
-      const double a = analytic.view(-1)[i].item<double>();
-      ASSERT_NEAR(a, numeric, 1e-7 + 1e-5 * std::abs(numeric))
-          << what << ": variable " << k << " element " << i;
-      ++checked;
-    }
-  }
-  EXPECT_GT(checked, 0);
-}
-
-}  // namespace
+using rnnkit_test::gradcheck;
 
 class GradCheck : public ::testing::TestWithParam<std::string> {};
 

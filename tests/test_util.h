@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <initializer_list>
 #include <string>
@@ -103,5 +104,41 @@ inline torch::Tensor weighted_sum(const std::vector<torch::Tensor>& ts, uint64_t
   }
   return loss;
 }
+
+/// Compares d loss / d v from autograd with central differences for every element of every
+/// tensor in `vars`. `loss` must be deterministic (reseed inside it if it draws).
+inline void gradcheck(const std::function<torch::Tensor()>& loss, const std::vector<torch::Tensor>& vars,
+               const std::string& what) {
+  for (const auto& v : vars) {
+    if (v.grad().defined()) v.mutable_grad().zero_();
+  }
+  loss().backward();
+  const double eps = 1e-6;
+  int64_t checked = 0;
+  for (size_t k = 0; k < vars.size(); ++k) {
+    const torch::Tensor analytic = vars[k].grad().clone();
+    ASSERT_TRUE(analytic.defined()) << what << ": no gradient for variable " << k;
+    torch::Tensor flat = vars[k].detach().view(-1);  // shares storage with the variable
+    for (int64_t i = 0; i < flat.numel(); ++i) {
+      const double orig = flat[i].item<double>();
+      double plus, minus;
+      {
+        torch::NoGradGuard g;
+        flat[i].fill_(orig + eps);
+        plus = loss().item<double>();
+        flat[i].fill_(orig - eps);
+        minus = loss().item<double>();
+        flat[i].fill_(orig);
+      }
+      const double numeric = (plus - minus) / (2 * eps);
+      const double a = analytic.view(-1)[i].item<double>();
+      ASSERT_NEAR(a, numeric, 1e-7 + 1e-5 * std::abs(numeric))
+          << what << ": variable " << k << " element " << i;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
 
 }  // namespace rnnkit_test

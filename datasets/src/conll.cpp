@@ -61,9 +61,11 @@ std::vector<TaggedSentence> read_conll(const std::string& path, const ConllOptio
     }
     const int n = static_cast<int>(cols.size());
     const int tok = options.token_column;
-    const int need = std::max({2, tok + 1,
-                               options.tag_column < 0 ? -options.tag_column
-                                                      : options.tag_column + 1});
+    const int need = !options.has_tags
+                         ? tok + 1
+                         : std::max({2, tok + 1,
+                                     options.tag_column < 0 ? -options.tag_column
+                                                            : options.tag_column + 1});
     if (n < need) {
       std::ostringstream os;
       os << "expected at least " << need << " columns (token in column " << tok + 1
@@ -72,10 +74,12 @@ std::vector<TaggedSentence> read_conll(const std::string& path, const ConllOptio
          << "), got " << n << ": '" << line.substr(0, 80) << "'";
       throw reader.error(os.str());
     }
-    const int tag = options.tag_column < 0 ? n + options.tag_column : options.tag_column;
-    if (tag == tok) throw reader.error("the token and the tag column are the same column");
     if (current.tokens.empty()) current.line = reader.line_number();
     current.tokens.push_back(cols[tok]);
+    current.lines.push_back(line);
+    if (!options.has_tags) continue;
+    const int tag = options.tag_column < 0 ? n + options.tag_column : options.tag_column;
+    if (tag == tok) throw reader.error("the token and the tag column are the same column");
     current.tags.push_back(cols[tag]);
   }
   flush();
@@ -183,6 +187,21 @@ std::vector<std::string> spans_to_tags(const std::vector<Span>& spans, size_t le
 std::vector<std::string> convert_tags(const std::vector<std::string>& tags, TagScheme from,
                                       TagScheme to) {
   return spans_to_tags(tags_to_spans(tags, from), tags.size(), to);
+}
+
+bool allowed_transition(const std::string& prev, const std::string& tag, TagScheme scheme) {
+  const Tag p = prev.empty() ? Tag{'^', ""} : split_tag(prev);
+  const Tag t = tag.empty() ? Tag{'$', ""} : split_tag(tag);
+  const bool continues = (p.prefix == 'B' || p.prefix == 'I') && p.type == t.type;
+  switch (scheme) {
+    case TagScheme::kIO: return true;
+    case TagScheme::kIOB2: return t.prefix != 'I' || continues;
+    case TagScheme::kIOB1: return t.prefix != 'B' || continues;
+    case TagScheme::kIOBES:
+      if (t.prefix == 'I' || t.prefix == 'E') return continues;
+      return p.prefix != 'B' && p.prefix != 'I';
+  }
+  return false;
 }
 
 TagScheme detect_tag_scheme(const std::vector<TaggedSentence>& sentences) {

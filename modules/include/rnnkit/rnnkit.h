@@ -5,6 +5,7 @@
 #include "rnnkit/cells/lstm_cell.h"
 #include "rnnkit/cells/rnn_cell.h"
 #include "rnnkit/cells/simple_gru_cell.h"
+#include "rnnkit/crf.h"
 #include "rnnkit/init.h"
 #include "rnnkit/recurrent.h"
 #include "rnnkit/registry.h"

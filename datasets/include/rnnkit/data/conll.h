@@ -11,12 +11,14 @@ struct ConllOptions {
   int token_column = 0;   ///< 0-based
   int tag_column = -1;    ///< 0-based; negative counts from the end (-1: the last column)
   Encoding encoding = Encoding::kUtf8;
+  bool has_tags = true;   ///< false: only the token column is required; tags stay empty
 };
 
 struct TaggedSentence {
   std::vector<std::string> tokens;
   std::vector<std::string> tags;
   size_t line = 0;  ///< the line of the first token, for messages
+  std::vector<std::string> lines;  ///< each token's line as read, to echo it with a prediction
 };
 
 /// Reads a CoNLL column file. Sentences are separated by blank or whitespace-only lines;
@@ -51,6 +53,11 @@ std::vector<std::string> spans_to_tags(const std::vector<Span>& spans, size_t le
 /// Converts a tag sequence between schemes (through its spans).
 std::vector<std::string> convert_tags(const std::vector<std::string>& tags, TagScheme from,
                                       TagScheme to);
+/// Whether `tag` may directly follow `prev` in `scheme`; an empty `prev` is the sentence start
+/// and an empty `tag` its end. IOB2 forbids I-X after anything but B-X or I-X; IOB1 forbids
+/// B-X after anything but I-X or B-X; IOBES also forbids O, B-, S- or the end after B- or I-,
+/// and I-X or E-X after anything but B-X or I-X. IO allows everything.
+bool allowed_transition(const std::string& prev, const std::string& tag, TagScheme scheme);
 /// Guesses the scheme of a corpus: IOBES if S-/E- occur, else IOB1 if some entity starts
 /// with I-, else IOB2 if B- occurs, else IO.
 TagScheme detect_tag_scheme(const std::vector<TaggedSentence>& sentences);

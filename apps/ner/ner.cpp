@@ -1,0 +1,522 @@
+#include "ner.h"
+
+#include <algorithm>
+#include <numeric>
+#include <set>
+#include <sstream>
+
+#include <fmt/core.h>
+
+#include <rnnkit/data/batching.h>
+#include <rnnkit/data/embeddings.h>
+#include <rnnkit/registry.h>
+
+#include "../common/checkpoint.h"
+
+namespace rnnkit::ner {
+
+using data::TagScheme;
+using data::Vocab;
+using torch::Tensor;
+
+NerConfig NerConfig::read(app::ConfigReader& c) {
+  NerConfig s;
+  s.train_path = c.get_path("data", "train");
+  s.valid_path = c.get_path("data", "valid");
+  if (s.train_path.empty() || s.valid_path.empty()) {
+    throw app::ConfigError(c.path() + ": [data] needs train and valid (CoNLL files)");
+  }
+  s.scheme = c.get_choice("data", "scheme", "auto", {"auto", "iob1", "iob2", "bio", "iobes", "io"});
+  s.token_column = c.get_int("data", "token_column", 0, 0);
+  s.tag_column = c.get_int("data", "tag_column", -1, -100);
+  for (const auto& r : c.get_string_list("data", "rename_tags")) {
+    const auto eq = r.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == r.size()) {
+      throw app::ConfigError(c.where("data", "rename_tags") + ": expected entries \"FILE_TAG=ENTITY_TAG\", got '" + r + "'");
+    }
+    s.rename_tags.emplace_back(r.substr(0, eq), r.substr(eq + 1));
+  }
+  s.lowercase = c.get<bool>("data", "lowercase", true);
+  s.normalize_digits = c.get<bool>("data", "normalize_digits", true);
+  try {
+    s.encoding = data::parse_encoding(c.get<std::string>("data", "encoding", "utf8"));
+  } catch (const std::invalid_argument& e) {
+    throw app::ConfigError(c.where("data", "encoding") + ": " + e.what());
+  }
+  s.min_count = c.get_int("data", "min_count", 1, 1);
+  s.max_vocab = c.get_int("data", "max_vocab", 0, 0);
+  s.max_word_length = c.get_int("data", "max_word_length", s.max_word_length, 1);
+
+  s.cell = c.get<std::string>("model", "cell", s.cell);
+  s.char_cell = c.get<std::string>("model", "char_cell", s.char_cell);
+  for (const auto& [key, name] : {std::pair<const char*, std::string>{"cell", s.cell}, {"char_cell", s.char_cell}}) {
+    if (!has_cell(name)) {
+      std::string known;
+      for (const auto& n : cell_names()) known += (known.empty() ? "" : ", ") + n;
+      throw app::ConfigError(c.where("model", key) + ": unknown cell '" + name + "'; known cells: " + known);
+    }
+  }
+  s.word_embedding_size = c.get_int("model", "word_embedding_size", s.word_embedding_size, 1);
+  s.pretrained = c.get_path("model", "pretrained");
+  s.char_features = c.get_choice("model", "char_features", s.char_features, {"none", "rnn", "cnn"});
+  s.char_embedding_size = c.get_int("model", "char_embedding_size", s.char_embedding_size, 1);
+  s.char_hidden_size = c.get_int("model", "char_hidden_size", s.char_hidden_size, 1);
+  s.char_kernel = c.get_int("model", "char_kernel", s.char_kernel, 1);
+  if (s.char_kernel % 2 == 0) throw app::ConfigError(c.where("model", "char_kernel") + ": must be odd, got " + std::to_string(s.char_kernel));
+  s.casing_size = c.get_int("model", "casing_size", s.casing_size, 0);
+  s.hidden_size = c.get_int("model", "hidden_size", s.hidden_size, 1);
+  s.num_layers = c.get_int("model", "num_layers", s.num_layers, 1);
+  s.dropout = c.get_double("model", "dropout", s.dropout, 0, 0.99);
+  s.recurrent_dropout = c.get_double("model", "recurrent_dropout", 0, 0, 0.99);
+  s.word_dropout = c.get_double("model", "word_dropout", 0, 0, 0.99);
+  s.decoder = c.get_choice("model", "decoder", s.decoder, {"crf", "softmax"});
+  s.tag_scheme = c.get_choice("model", "tag_scheme", s.tag_scheme, {"iobes", "iob2", "bio"});
+  s.init = parse_init(c.get_choice("model", "init", "uniform", init_names()));
+  s.train = app::TrainOptions::read(c);
+  c.reject_unknown_keys();
+  return s;
+}
+
+data::ConllOptions NerConfig::conll_options(bool has_tags) const {
+  data::ConllOptions o;
+  o.token_column = static_cast<int>(token_column);
+  o.tag_column = static_cast<int>(tag_column);
+  o.encoding = encoding;
+  o.has_tags = has_tags;
+  return o;
+}
+
+std::string NerConfig::rename(const std::string& tag) const {
+  for (const auto& [from, to] : rename_tags) if (tag == from) return to;
+  return tag;
+}
+
+std::string NerConfig::unrename(const std::string& tag) const {
+  for (const auto& [from, to] : rename_tags) if (tag == to) return from;
+  return tag;
+}
+
+namespace {
+
+std::vector<data::TaggedSentence> read_renamed(const NerConfig& c, const std::string& path) {
+  auto sentences = data::read_conll(path, c.conll_options());
+  for (auto& s : sentences) for (auto& t : s.tags) t = c.rename(t);
+  return sentences;
+}
+
+}  // namespace
+
+std::vector<data::TaggedSentence> NerConfig::read(const std::string& path, TagScheme scheme) const {
+  auto sentences = read_renamed(*this, path);
+  data::check_tags(sentences, scheme, path);
+  return sentences;
+}
+
+std::vector<std::string> tag_inventory(const std::vector<std::string>& types, TagScheme scheme) {
+  std::vector<std::string> prefixes;
+  switch (scheme) {
+    case TagScheme::kIOBES: prefixes = {"B", "I", "E", "S"}; break;
+    case TagScheme::kIO: prefixes = {"I"}; break;
+    default: prefixes = {"B", "I"};
+  }
+  std::vector<std::string> tags{"O"};
+  for (const auto& t : types) for (const auto& p : prefixes) tags.push_back(p + "-" + t);
+  return tags;
+}
+
+Constraints constraints(const std::vector<std::string>& tags, TagScheme scheme) {
+  const auto K = static_cast<int64_t>(tags.size());
+  Constraints c{torch::zeros({K, K}, torch::kBool), torch::zeros({K}, torch::kBool), torch::zeros({K}, torch::kBool)};
+  auto a = c.allowed.accessor<bool, 2>();
+  auto s = c.start.accessor<bool, 1>();
+  auto e = c.end.accessor<bool, 1>();
+  for (int64_t j = 0; j < K; ++j) {
+    s[j] = data::allowed_transition("", tags[j], scheme);
+    e[j] = data::allowed_transition(tags[j], "", scheme);
+    for (int64_t i = 0; i < K; ++i) a[i][j] = data::allowed_transition(tags[i], tags[j], scheme);
+  }
+  return c;
+}
+
+namespace {
+
+bool is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f'; }
+bool is_alpha(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'); }
+
+void split_chunk(const std::string& line, size_t b, size_t e, std::vector<TextToken>& out) {
+  static const std::string openers = "([{\"`", closers = ")]}\"!?,;:";
+  auto one = [&](size_t at) { return TextToken{line.substr(at, 1), at, at + 1}; };
+  while (b < e && openers.find(line[b]) != std::string::npos) out.push_back(one(b++));
+  std::vector<TextToken> tail;  // split off from the end, in reverse order
+  while (e > b) {
+    const char ch = line[e - 1];
+    if (closers.find(ch) != std::string::npos) {
+      tail.push_back(one(--e));
+      continue;
+    }
+    if (ch == '.') {
+      const std::string rest = line.substr(b, e - 1 - b);
+      const bool abbreviation = rest.find('.') != std::string::npos || (rest.size() == 1 && is_alpha(rest[0]));
+      if (!abbreviation || rest.empty()) {
+        tail.push_back(one(--e));
+        continue;
+      }
+    }
+    if (ch == '\'' && e - b > 2 && (line[e - 2] == 's' || line[e - 2] == 'S')) {  // players'
+      tail.push_back(one(--e));
+      continue;
+    }
+    break;
+  }
+  if (e > b) {
+    std::string lower = line.substr(b, e - b);
+    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    size_t cut = e;
+    for (const std::string suffix : {"n't", "'s", "'re", "'ve", "'ll", "'d", "'m"}) {
+      if (lower.size() > suffix.size() && lower.compare(lower.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        cut = e - suffix.size();
+        break;
+      }
+    }
+    out.push_back({line.substr(b, cut - b), b, cut});
+    if (cut < e) out.push_back({line.substr(cut, e - cut), cut, e});
+  }
+  out.insert(out.end(), tail.rbegin(), tail.rend());
+}
+
+}  // namespace
+
+std::vector<TextToken> tokenize_text(const std::string& line) {
+  std::vector<TextToken> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && is_space(line[i])) ++i;
+    size_t j = i;
+    while (j < line.size() && !is_space(line[j])) ++j;
+    if (j > i) split_chunk(line, i, j, out);
+    i = j;
+  }
+  return out;
+}
+
+size_t code_point_offset(const std::string& s, size_t byte) {
+  size_t n = 0;
+  for (size_t i = 0; i < byte && i < s.size(); ++i) n += (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80;
+  return n;
+}
+
+int64_t Lexicon::word_id(const std::string& token) const {
+  const auto key = data::WordTokenizer{lowercase, normalize_digits}.normalize(token);
+  if (words.contains(key)) return words.id(key);
+  if (!lowercase) {  // the fallback: the lowercased word
+    const auto lower = data::WordTokenizer{true, normalize_digits}.normalize(token);
+    if (words.contains(lower)) return words.id(lower);
+  }
+  return Vocab::kUnk;
+}
+
+int64_t Lexicon::tag_id(const std::string& tag) const {
+  const auto it = std::find(tags.begin(), tags.end(), tag);
+  if (it == tags.end()) throw std::invalid_argument("tag '" + tag + "' is not one of the model's tags");
+  return it - tags.begin();
+}
+
+namespace {
+
+struct Encoded {
+  std::vector<int64_t> words, casing, tags;
+  std::vector<std::vector<int64_t>> chars;
+};
+
+Encoded encode(const Lexicon& lx, const std::vector<std::string>& tokens,
+               const std::vector<std::string>& internal_tags = {}) {
+  Encoded e;
+  for (const auto& tok : tokens) {
+    e.words.push_back(lx.word_id(tok));
+    e.casing.push_back(casing(tok));
+    auto cps = data::split_code_points(tok);
+    if (static_cast<int64_t>(cps.size()) > lx.max_word_length) cps.resize(static_cast<size_t>(lx.max_word_length));
+    e.chars.push_back(lx.chars.encode(cps));
+  }
+  for (const auto& t : internal_tags) e.tags.push_back(lx.tag_id(t));
+  return e;
+}
+
+TaggerBatch make_batch(const std::vector<Encoded>& data, const std::vector<size_t>& idx) {
+  const auto B = static_cast<int64_t>(idx.size());
+  int64_t T = 0, W = 0, L = 1;
+  for (auto i : idx) {
+    T = std::max<int64_t>(T, static_cast<int64_t>(data[i].words.size()));
+    W += static_cast<int64_t>(data[i].words.size());
+    for (const auto& c : data[i].chars) L = std::max<int64_t>(L, static_cast<int64_t>(c.size()));
+  }
+  const bool tagged = !data[idx[0]].tags.empty();
+  std::vector<int64_t> words(B * T, 0), cas(B * T, kCasingPad), tags(B * T, 0), lengths(B), chars(W * L, 0),
+      char_lengths, positions;
+  int64_t w = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& e = data[idx[b]];
+    lengths[b] = static_cast<int64_t>(e.words.size());
+    for (int64_t t = 0; t < lengths[b]; ++t) {
+      words[b * T + t] = e.words[t];
+      cas[b * T + t] = e.casing[t];
+      if (tagged) tags[b * T + t] = e.tags[t];
+      const auto& c = e.chars[t];
+      std::copy(c.begin(), c.end(), chars.begin() + w * L);
+      char_lengths.push_back(std::max<int64_t>(1, static_cast<int64_t>(c.size())));  // "" -> one <pad>
+      positions.push_back(b * T + t);
+      ++w;
+    }
+  }
+  auto t = [](const std::vector<int64_t>& v) { return torch::tensor(v, torch::kLong); };
+  TaggerBatch batch{t(words).view({B, T}), t(cas).view({B, T}), t(lengths), t(chars).view({W, L}),
+                    t(char_lengths), t(positions), {}};
+  if (tagged) batch.tags = t(tags).view({B, T});
+  return batch;
+}
+
+/// The tag ids of every sentence, decoded in batches of similar length.
+std::vector<std::vector<int64_t>> decode_all(TaggerImpl& model, const std::vector<Encoded>& data,
+                                             const torch::Device& device) {
+  const bool was_training = model.is_training();
+  model.eval();
+  std::vector<size_t> order(data.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return data[a].words.size() < data[b].words.size(); });
+  std::vector<std::vector<int64_t>> out(data.size());
+  for (size_t a = 0; a < order.size(); a += 64) {
+    std::vector<size_t> idx;
+    for (size_t i = a; i < std::min(order.size(), a + 64); ++i) {
+      if (!data[order[i]].words.empty()) idx.push_back(order[i]);
+    }
+    if (idx.empty()) continue;
+    const auto paths = model.decode(make_batch(data, idx).to_device(device));
+    for (size_t k = 0; k < idx.size(); ++k) out[idx[k]] = paths[k];
+  }
+  model.train(was_training);
+  return out;
+}
+
+std::vector<std::string> tag_names(const Lexicon& lx, const std::vector<int64_t>& ids) {
+  std::vector<std::string> out;
+  for (auto i : ids) out.push_back(lx.tags.at(static_cast<size_t>(i)));
+  return out;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += x + "\n";
+  return s;
+}
+
+std::vector<std::string> split_lines(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream is(s);
+  for (std::string l; std::getline(is, l);) out.push_back(l);
+  return out;
+}
+
+TaggerOptions model_options(const NerConfig& c, const Lexicon& lx) {
+  return TaggerOptions(lx.words.size(), lx.chars.size(), static_cast<int64_t>(lx.tags.size()), c.cell)
+      .word_embedding_size(c.word_embedding_size)
+      .char_features(parse_char_features(c.char_features))
+      .char_cell(c.char_cell)
+      .char_embedding_size(c.char_embedding_size)
+      .char_hidden_size(c.char_hidden_size)
+      .char_kernel(c.char_kernel)
+      .casing_size(c.casing_size)
+      .hidden_size(c.hidden_size)
+      .num_layers(c.num_layers)
+      .dropout(c.dropout)
+      .recurrent_dropout(c.recurrent_dropout)
+      .decoder(parse_decoder(c.decoder))
+      .init(c.init);
+}
+
+std::string architecture(const NerConfig& c, const Lexicon& lx) {
+  std::string tags;
+  for (const auto& t : lx.tags) tags += (tags.empty() ? "" : ",") + t;
+  return fmt::format("words={} chars={} tags={} cell={} embedding={} char={}/{}/{}/{} casing={} hidden={} layers={} decoder={}",
+                     lx.words.size(), lx.chars.size(), tags, c.cell, c.word_embedding_size, c.char_features,
+                     c.char_cell, c.char_embedding_size, c.char_hidden_size, c.casing_size, c.hidden_size,
+                     c.num_layers, c.decoder);
+}
+
+Tagger build_model(const NerConfig& c, const Lexicon& lx) {
+  Tagger model(model_options(c, lx));
+  if (model->crf) {
+    const auto k = constraints(lx.tags, lx.internal_scheme);
+    model->crf->set_constraints(k.allowed, k.start, k.end);
+  }
+  return model;
+}
+
+class NerTask : public app::Task {
+ public:
+  NerTask(const NerConfig& c, Lexicon lexicon, std::vector<Encoded> train, std::vector<Encoded> valid,
+          std::vector<std::vector<std::string>> valid_gold, Tagger model, torch::Device device)
+      : c_(c), lx_(std::move(lexicon)), train_(std::move(train)), valid_(std::move(valid)),
+        valid_gold_(std::move(valid_gold)), model_(std::move(model)), device_(device) {
+    for (const auto& s : train_) lengths_.push_back(s.words.size());
+  }
+  torch::nn::Module& model() override { return *model_; }
+  std::string app_name() const override { return "ner"; }
+  std::string architecture() const override { return ner::architecture(c_, lx_); }
+  int64_t begin_epoch(int64_t epoch) override {
+    data::BatchPlanOptions o;
+    o.batch_size = static_cast<size_t>(c_.train.batch_size);
+    o.seed = static_cast<uint64_t>(c_.train.seed);
+    plan_ = data::plan_batches(lengths_, o, static_cast<uint64_t>(epoch));
+    return static_cast<int64_t>(plan_.size());
+  }
+  app::BatchLoss train_batch(int64_t i) override {
+    auto batch = make_batch(train_, plan_[i]);
+    if (c_.word_dropout > 0) {
+      // Words replaced by <unk> at random: the model learns what to do with unseen words.
+      const auto drop = torch::rand(batch.words.sizes()) < c_.word_dropout;
+      batch.words = batch.words.masked_fill(drop & (batch.words > Vocab::kUnk), Vocab::kUnk);
+    }
+    return {model_->loss(batch.to_device(device_)), static_cast<int64_t>(plan_[i].size())};
+  }
+  app::Metrics evaluate() override {
+    const auto paths = decode_all(*model_, valid_, device_);
+    Conlleval ev;
+    for (size_t i = 0; i < paths.size(); ++i) {
+      ev.add(valid_gold_[i], data::convert_tags(tag_names(lx_, paths[i]), lx_.internal_scheme, lx_.input_scheme));
+    }
+    app::Metrics m;
+    m.values = {{"val_f1", ev.f1()}, {"val_precision", ev.precision()}, {"val_recall", ev.recall()},
+                {"val_accuracy", ev.accuracy()}};
+    m.main = "val_f1";
+    m.higher_is_better = true;
+    return m;
+  }
+  void save_state(torch::serialize::OutputArchive& a) const override {
+    app::put_string(a, "words", lx_.words.to_string());
+    app::put_string(a, "chars", lx_.chars.to_string());
+    app::put_string(a, "tags", join(lx_.tags));
+    app::put_string(a, "input_scheme", data::to_string(lx_.input_scheme));
+  }
+
+ private:
+  const NerConfig& c_;
+  Lexicon lx_;
+  std::vector<Encoded> train_, valid_;
+  std::vector<std::vector<std::string>> valid_gold_;
+  Tagger model_;
+  torch::Device device_;
+  std::vector<size_t> lengths_;
+  std::vector<std::vector<size_t>> plan_;
+};
+
+}  // namespace
+
+app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
+  const NerConfig c = NerConfig::read(config);
+  const torch::Device device = app::setup_runtime(run, c.train.seed);
+  Lexicon lx;
+  lx.lowercase = c.lowercase;
+  lx.normalize_digits = c.normalize_digits;
+  lx.max_word_length = c.max_word_length;
+  lx.internal_scheme = data::parse_tag_scheme(c.tag_scheme);
+  auto train = read_renamed(c, c.train_path);
+  lx.input_scheme = c.scheme == "auto" ? data::detect_tag_scheme(train) : data::parse_tag_scheme(c.scheme);
+  data::check_tags(train, lx.input_scheme, c.train_path);
+  const auto valid = c.read(c.valid_path, lx.input_scheme);
+
+  std::set<std::string> types;
+  std::vector<std::vector<std::string>> keys, chars;
+  const data::WordTokenizer norm{c.lowercase, c.normalize_digits};
+  for (const auto& s : train) {
+    for (const auto& span : data::tags_to_spans(s.tags, lx.input_scheme)) types.insert(span.type);
+    std::vector<std::string> k;
+    for (const auto& tok : s.tokens) {
+      k.push_back(norm.normalize(tok));
+      chars.push_back(data::split_code_points(tok));
+    }
+    keys.push_back(std::move(k));
+  }
+  if (types.empty()) throw data::DataError(c.train_path, 0, "no entity in the training file: every tag is O");
+  lx.words = Vocab::build(keys, static_cast<size_t>(c.max_vocab), c.min_count);
+  lx.chars = Vocab::build(chars);
+  lx.tags = tag_inventory({types.begin(), types.end()}, lx.internal_scheme);
+
+  std::vector<Encoded> tr, va;
+  std::vector<std::vector<std::string>> valid_gold;
+  for (const auto& s : train) tr.push_back(encode(lx, s.tokens, data::convert_tags(s.tags, lx.input_scheme, lx.internal_scheme)));
+  for (const auto& s : valid) {
+    va.push_back(encode(lx, s.tokens));
+    valid_gold.push_back(s.tags);
+  }
+  Tagger model = build_model(c, lx);
+  if (!c.pretrained.empty()) {
+    const auto vectors = data::read_word_vectors(c.pretrained, [&](const std::string& w) {
+      return lx.words.contains(w) || lx.words.contains(norm.normalize(w));
+    });
+    if (vectors.dim != c.word_embedding_size) {
+      throw app::ConfigError(c.pretrained + ": vectors of " + std::to_string(vectors.dim) +
+                             " dimensions, but model.word_embedding_size is " + std::to_string(c.word_embedding_size));
+    }
+    const auto found = data::init_embeddings(model->words->weight, lx.words, vectors);
+    if (!run.quiet) fmt::print(stderr, "pretrained vectors for {} of {} words\n", found, lx.words.size());
+  }
+  model->to(device);
+  if (!run.quiet) {
+    fmt::print(stderr, "{}", config.resolved());
+    fmt::print(stderr, "train: {} sentences, valid: {} sentences, tags: {} ({} in the files, {} inside), "
+                       "vocabulary: {} words, {} characters, parameters: {}\n",
+               tr.size(), va.size(), lx.tags.size(), data::to_string(lx.input_scheme),
+               data::to_string(lx.internal_scheme), lx.words.size(), lx.chars.size(),
+               [&] { int64_t n = 0; for (const auto& p : model->parameters()) n += p.numel(); return n; }());
+  }
+  NerTask task(c, std::move(lx), std::move(tr), std::move(va), std::move(valid_gold), model, device);
+  return app::fit(task, c.train, run, config.resolved());
+}
+
+std::vector<std::vector<std::string>> Loaded::tag_internal(const std::vector<std::vector<std::string>>& sentences,
+                                                           const torch::Device& device) {
+  std::vector<Encoded> enc;
+  for (const auto& s : sentences) enc.push_back(encode(lexicon, s));
+  std::vector<std::vector<std::string>> out;
+  for (const auto& p : decode_all(*model, enc, device)) out.push_back(tag_names(lexicon, p));
+  return out;
+}
+
+std::vector<std::vector<std::string>> Loaded::tag(const std::vector<std::vector<std::string>>& sentences,
+                                                  const torch::Device& device) {
+  auto out = tag_internal(sentences, device);
+  for (auto& t : out) t = data::convert_tags(t, lexicon.internal_scheme, lexicon.input_scheme);
+  return out;
+}
+
+Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
+  auto saved = app::open_saved_run(checkpoint, "ner");
+  Loaded m;
+  m.config = NerConfig::read(saved.config);
+  auto& lx = m.lexicon;
+  lx.words = Vocab::from_string(app::get_string(saved.task, "words"), checkpoint + "#words");
+  lx.chars = Vocab::from_string(app::get_string(saved.task, "chars"), checkpoint + "#chars");
+  lx.tags = split_lines(app::get_string(saved.task, "tags"));
+  lx.input_scheme = data::parse_tag_scheme(app::get_string(saved.task, "input_scheme"));
+  lx.internal_scheme = data::parse_tag_scheme(m.config.tag_scheme);
+  lx.lowercase = m.config.lowercase;
+  lx.normalize_digits = m.config.normalize_digits;
+  lx.max_word_length = m.config.max_word_length;
+  m.model = build_model(m.config, lx);
+  m.model->load(saved.model);
+  m.model->to(device);
+  m.model->eval();
+  return m;
+}
+
+Conlleval evaluate(Loaded& m, const std::string& path, const torch::Device& device) {
+  const auto sentences = m.config.read(path, m.lexicon.input_scheme);
+  std::vector<std::vector<std::string>> tokens;
+  for (const auto& s : sentences) tokens.push_back(s.tokens);
+  const auto guessed = m.tag(tokens, device);
+  Conlleval ev;
+  for (size_t i = 0; i < sentences.size(); ++i) ev.add(sentences[i].tags, guessed[i]);
+  return ev;
+}
+
+}  // namespace rnnkit::ner

@@ -1,0 +1,106 @@
+#pragma once
+// rnnkit-ner: what its subcommands do, apart from the command line.
+//
+// Tags: the input files use one scheme (declared, or detected from the training file); the
+// model works in one internal scheme (IOBES by default), and everything it outputs is converted
+// back to the input's scheme. A [data] rename_tags list maps other tag sets onto entity tags
+// first (the course's binary example: "1=I-NAME", "0=O"), and outputs map them back.
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <rnnkit/data/conll.h>
+#include <rnnkit/data/text.h>
+#include <rnnkit/data/vocab.h>
+
+#include "../common/config.h"
+#include "../common/train.h"
+#include "conlleval.h"
+#include "model.h"
+
+namespace rnnkit::ner {
+
+struct NerConfig {
+  // [data]
+  std::string train_path, valid_path;
+  std::string scheme = "auto";  ///< the files' scheme: auto, iob1, iob2, iobes, io
+  int64_t token_column = 0, tag_column = -1;
+  std::vector<std::pair<std::string, std::string>> rename_tags;  ///< file tag -> entity tag
+  bool lowercase = true, normalize_digits = true;  ///< word lookup keys (casing has its own feature)
+  data::Encoding encoding = data::Encoding::kUtf8;
+  int64_t min_count = 1, max_vocab = 0, max_word_length = 30;
+  // [model]
+  std::string cell = "lstm";
+  int64_t word_embedding_size = 100;
+  std::string pretrained;  ///< GloVe / word2vec text file; empty: random embeddings
+  std::string char_features = "cnn", char_cell = "lstm";
+  int64_t char_embedding_size = 25, char_hidden_size = 25, char_kernel = 3, casing_size = 8;
+  int64_t hidden_size = 100, num_layers = 1;
+  double dropout = 0.5, recurrent_dropout = 0.0, word_dropout = 0.0;
+  std::string decoder = "crf";
+  std::string tag_scheme = "iobes";  ///< the internal scheme
+  Init init = Init::kUniform;
+
+  app::TrainOptions train;
+
+  static NerConfig read(app::ConfigReader& config);
+  data::ConllOptions conll_options(bool has_tags = true) const;
+  /// Reads a CoNLL file, renames its tags and checks them against `scheme`.
+  std::vector<data::TaggedSentence> read(const std::string& path, data::TagScheme scheme) const;
+  std::string rename(const std::string& tag) const;    ///< file tag -> entity tag
+  std::string unrename(const std::string& tag) const;  ///< entity tag -> file tag
+};
+
+/// The tag set of the internal scheme: "O", then every prefix of the scheme for every type.
+std::vector<std::string> tag_inventory(const std::vector<std::string>& types, data::TagScheme scheme);
+/// allowed [K, K], allowed_start [K], allowed_end [K] for a CRF over `tags`.
+struct Constraints {
+  torch::Tensor allowed, start, end;
+};
+Constraints constraints(const std::vector<std::string>& tags, data::TagScheme scheme);
+
+/// Raw-text tokenization with the conventions of the CoNLL-2003 data (Penn Treebank style):
+/// whitespace, then brackets, quotes and final punctuation split off ("U.S." keeps its period),
+/// and the clitics 's, 're, 've, 'll, 'd, 'm and n't as tokens of their own.
+struct TextToken {
+  std::string text;
+  size_t begin, end;  ///< byte offsets into the line, [begin, end)
+};
+std::vector<TextToken> tokenize_text(const std::string& line);
+/// The code-point offset of byte offset `byte` in UTF-8 `s`.
+size_t code_point_offset(const std::string& s, size_t byte);
+
+/// Vocabularies and tag set: what turns words into model inputs, saved in every checkpoint.
+struct Lexicon {
+  data::Vocab words, chars;
+  std::vector<std::string> tags;  ///< internal scheme
+  data::TagScheme input_scheme = data::TagScheme::kIOB2, internal_scheme = data::TagScheme::kIOBES;
+  bool lowercase = true, normalize_digits = true;
+  int64_t max_word_length = 30;
+
+  int64_t word_id(const std::string& token) const;
+  int64_t tag_id(const std::string& tag) const;  ///< throws for a tag outside the inventory
+};
+
+/// A trained tagger with what it needs to read text.
+struct Loaded {
+  NerConfig config;
+  Lexicon lexicon;
+  Tagger model{nullptr};
+  /// The internal-scheme tags of each sentence.
+  std::vector<std::vector<std::string>> tag_internal(const std::vector<std::vector<std::string>>& sentences,
+                                                     const torch::Device& device);
+  /// Entity tags in the input scheme (before un-renaming).
+  std::vector<std::vector<std::string>> tag(const std::vector<std::vector<std::string>>& sentences,
+                                            const torch::Device& device);
+};
+Loaded load_model(const std::string& checkpoint, const torch::Device& device);
+
+/// train: fits on the config's train file, selecting on entity F1 on its valid file.
+app::FitResult train(app::ConfigReader& config, const app::RunOptions& run);
+
+/// eval: conlleval's counts of a checkpoint on a CoNLL file in the model's input scheme.
+Conlleval evaluate(Loaded& m, const std::string& path, const torch::Device& device);
+
+}  // namespace rnnkit::ner
