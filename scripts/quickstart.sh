@@ -28,6 +28,16 @@ case "$mode" in
     "$lm" eval --checkpoint "$run/best.pt" --file "$root/datasets/tinyshakespeare/valid.txt"
     echo
     "$lm" sample --checkpoint "$run/best.pt" --prompt "ROMEO:" --temperature 0.7 --length 600 --seed 7
+    echo
+    # A BiLSTM-CRF named-entity tagger on the bundled wikigold split: 3 minutes of training,
+    # conlleval's table on its dev split, then entities in raw text as JSON lines.
+    ner="$build/apps/rnnkit-ner"
+    run="$root/runs/ner_wikigold_demo"
+    "$ner" train --config "$root/configs/ner_wikigold.toml" --run-dir "$run" --set train.max_minutes=3
+    "$ner" eval --checkpoint "$run/best.pt" --file "$root/datasets/wikigold/wikigold.dev.conll"
+    printf '%s\n' "Harry Potter and Hermione Granger invented a new spell in London ." \
+      "The European Commission said on Thursday it disagreed with German advice ." |
+      "$ner" predict --checkpoint "$run/best.pt" --json
     ;;
   test)
     # The package as a downstream project sees it: install, then build examples/ against it.

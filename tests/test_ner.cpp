@@ -469,3 +469,25 @@ TEST(NerApp, BadInputNamesFileLineAndExpectation) {
   app::ConfigReader c3(rename);
   rnnkit_test::expect_message<app::ConfigError>([&] { ner::NerConfig::read(c3); }, {"rename_tags", "FILE_TAG=ENTITY_TAG", "1:I-NAME"});
 }
+
+TEST(NerApp, PretrainedVectorsWithLowercaseFallback) {
+  const auto dir = rnnkit_test::temp_dir("ner_pretrained");
+  // Case-sensitive word keys: "Anna" finds the vector of "anna" (the lowercase fallback),
+  // "Smith" its own; other words keep random vectors.
+  rnnkit_test::write_file(dir, "vec.txt",
+                          "anna 1 2 3 4 5 6 7 8\nSmith -1 -2 -3 -4 -5 -6 -7 -8\nsmith 9 9 9 9 9 9 9 9\n");
+  const auto cfg = toy_config(dir, "pretrained = \"vec.txt\"\n");
+  app::ConfigReader config(cfg, {"data.lowercase=false", "train.optimizer=\"sgd\"", "train.learning_rate=1e-12",
+                                 "train.epochs=1"});
+  ner::train(config, quiet(dir + "/run"));
+  auto m = ner::load_model(dir + "/run/last.pt", torch::kCPU);
+  const auto row = [&](const std::string& w) { return m.model->words->weight[m.lexicon.words.id(w)]; };
+  ASSERT_TRUE(m.lexicon.words.contains("Anna"));
+  EXPECT_LE(max_abs_diff(row("Anna"), torch::arange(1, 9, torch::kFloat)), 1e-6);
+  EXPECT_LE(max_abs_diff(row("Smith"), -torch::arange(1, 9, torch::kFloat)), 1e-6);
+  EXPECT_GT(row("Boris").abs().sum().item<double>(), 0.0);  // random, not zero
+  // Lookup falls back to the lowercased key for a word written differently.
+  EXPECT_EQ(m.lexicon.word_id("ANNA"), data::Vocab::kUnk);  // no "ANNA" and no "anna" key
+  EXPECT_EQ(m.lexicon.word_id("we"), m.lexicon.words.id("we"));
+  EXPECT_EQ(m.lexicon.word_id("We"), m.lexicon.words.id("we"));
+}

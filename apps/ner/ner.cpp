@@ -450,8 +450,11 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   }
   Tagger model = build_model(c, lx);
   if (!c.pretrained.empty()) {
+    // Keep the vectors that init_embeddings can use: a word's own, or its lowercased form's.
+    std::set<std::string> lowered;
+    for (int64_t i = 0; i < lx.words.size(); ++i) lowered.insert(data::WordTokenizer{true, false}.normalize(lx.words.token(i)));
     const auto vectors = data::read_word_vectors(c.pretrained, [&](const std::string& w) {
-      return lx.words.contains(w) || lx.words.contains(norm.normalize(w));
+      return lx.words.contains(w) || lowered.count(w) > 0;
     });
     if (vectors.dim != c.word_embedding_size) {
       throw app::ConfigError(c.pretrained + ": vectors of " + std::to_string(vectors.dim) +
