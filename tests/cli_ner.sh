@@ -48,4 +48,10 @@ fi
 printf 'Harry\t1\nPotter\n' > "$work/bad.txt"
 if "$ner" eval --checkpoint "$work/run/last.pt" --file "$work/bad.txt" 2> "$work/err.txt"; then fail "bad file accepted"; fi
 grep -q "bad.txt:2: expected at least 2 columns" "$work/err.txt" || fail "error message: $(cat "$work/err.txt")"
+# The bundled configs read their bundled data and train (two steps each).
+for cfg in ner_wikigold ner_wnut17; do
+  "$ner" train --config "$src/configs/$cfg.toml" --run-dir "$work/$cfg" --threads 1 --max-steps 2 --quiet \
+    || fail "configs/$cfg.toml"
+  [[ -f "$work/$cfg/last.pt" ]] || fail "configs/$cfg.toml wrote no checkpoint"
+done
 echo "ok"

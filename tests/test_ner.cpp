@@ -491,3 +491,25 @@ TEST(NerApp, PretrainedVectorsWithLowercaseFallback) {
   EXPECT_EQ(m.lexicon.word_id("we"), m.lexicon.words.id("we"));
   EXPECT_EQ(m.lexicon.word_id("We"), m.lexicon.words.id("we"));
 }
+
+TEST(NerCuda, CrfAndTaggerOnGpuAgreeWithCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::manual_seed(12);
+  const torch::Device gpu(torch::kCUDA);
+  CRF crf = constrained_crf();
+  auto crf_gpu = std::dynamic_pointer_cast<CRFImpl>(crf->clone(gpu));
+  const Tensor e = torch::randn({3, 6, 5}, rnnkit_test::f64());
+  const Tensor lengths = torch::tensor({6, 2, 4}, torch::kLong);
+  EXPECT_LE(max_abs_diff(crf->log_partition(e, lengths), crf_gpu->log_partition(e.to(gpu), lengths).cpu()), 1e-10);
+  EXPECT_EQ(crf->decode(e, lengths), crf_gpu->decode(e.to(gpu), lengths));
+
+  ner::Tagger m(ner::TaggerOptions(12, 12, 5, "lstm").word_embedding_size(4).char_embedding_size(3)
+                    .char_hidden_size(3).casing_size(2).hidden_size(3).dropout(0.0));
+  m->to(torch::kDouble);
+  m->eval();
+  auto g = std::dynamic_pointer_cast<ner::TaggerImpl>(m->clone(gpu));
+  const auto batch = tiny_batch();
+  EXPECT_LE(max_abs_diff(m->forward(batch), g->forward(batch.to_device(gpu)).cpu()), 1e-10);
+  EXPECT_EQ(m->decode(batch), g->decode(batch.to_device(gpu)));
+  EXPECT_NEAR(m->loss(batch).item<double>(), g->loss(batch.to_device(gpu)).item<double>(), 1e-10);
+}
