@@ -54,14 +54,6 @@ std::vector<std::string> loss_curve(const std::string& run_dir) {
   return rows;
 }
 
-app::RunOptions quiet_run(const std::string& dir) {
-  app::RunOptions r;
-  r.run_dir = dir;
-  r.quiet = true;
-  r.threads = 1;
-  return r;
-}
-
 }  // namespace
 
 TEST(Config, TyposWrongTypesAndRangesNameFileLineAndKey) {
@@ -129,11 +121,11 @@ TEST(Training, InterruptedAndResumedRunGivesTheSameLossCurve) {
   const auto dir = temp_dir("resume");
   const auto config = tiny_lm_config(dir);
   app::ConfigReader c1(config);
-  const auto whole = lm::train(c1, quiet_run(dir + "/whole"));
+  const auto whole = lm::train(c1, rnnkit_test::quiet_run(dir + "/whole"));
   EXPECT_FALSE(whole.interrupted);
   ASSERT_EQ(whole.epochs_done, 2);
 
-  auto run = quiet_run(dir + "/parts");
+  auto run = rnnkit_test::quiet_run(dir + "/parts");
   run.max_steps = 23;  // mid-epoch (an epoch has 43 windows here)
   app::ConfigReader c2(config);
   EXPECT_TRUE(lm::train(c2, run).interrupted);
@@ -152,7 +144,7 @@ TEST(Training, InterruptedAndResumedRunGivesTheSameLossCurve) {
 
 TEST(Training, ResumeRefusesACheckpointOfAnotherModel) {
   const auto dir = temp_dir("othermodel");
-  auto run = quiet_run(dir + "/run");
+  auto run = rnnkit_test::quiet_run(dir + "/run");
   run.max_steps = 2;
   app::ConfigReader c1(tiny_lm_config(dir));
   lm::train(c1, run);
@@ -197,10 +189,10 @@ TEST(Training, DivergenceStopsNamingTheStepAndKeepsTheLastGoodCheckpoint) {
   app::TrainOptions o;
   o.epochs = 1;
   FakeTask ok;
-  app::fit(ok, o, quiet_run(dir), "x = 1\n");
+  app::fit(ok, o, rnnkit_test::quiet_run(dir), "x = 1\n");
   const std::string before = read_all(dir + "/last.pt");
   o.epochs = 2;
-  auto run = quiet_run(dir);
+  auto run = rnnkit_test::quiet_run(dir);
   run.resume = true;
   FakeTask bad(/*nan_at=*/3);
   expect_message<app::TrainingDiverged>([&] { app::fit(bad, o, run, "x = 1\n"); },
@@ -214,7 +206,7 @@ TEST(Training, SigtermFinishesTheStepWritesLastAndReturns) {
   app::TrainOptions o;
   o.epochs = 3;
   FakeTask t(-1, /*signal_at=*/4);
-  const auto r = app::fit(t, o, quiet_run(dir), "x = 1\n");
+  const auto r = app::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n");
   EXPECT_TRUE(r.interrupted);
   EXPECT_EQ(r.steps, 4);
   auto a = app::open_checkpoint(dir + "/last.pt", "fake", "linear");
@@ -225,7 +217,7 @@ TEST(Training, SigtermFinishesTheStepWritesLastAndReturns) {
 TEST(LanguageModel, EvalSampleAndScoreFromACheckpoint) {
   const auto dir = temp_dir("lmcmds");
   app::ConfigReader c(tiny_lm_config(dir));
-  lm::train(c, quiet_run(dir + "/run"));
+  lm::train(c, rnnkit_test::quiet_run(dir + "/run"));
   auto m = lm::load_model(dir + "/run/best.pt", torch::kCPU);
   lm::SampleOptions o;
   o.max_length = 40;

@@ -135,9 +135,9 @@ TEST(TagSchemes, Iob1EdgeCasesAndConversions) {
   // conlleval's lenient reading: an I- after O, or after another type, starts an entity.
   EXPECT_EQ(tags_to_spans({"O", "I-PER", "B-LOC", "I-PER"}, TagScheme::kIOB2),
             (std::vector<Span>{{1, 2, "PER"}, {2, 3, "LOC"}, {3, 4, "PER"}}));
-  EXPECT_EQ(detect_tag_scheme({{{"a", "b", "c"}, {"I-PER", "B-PER", "O"}, 1}}), TagScheme::kIOB1);
-  EXPECT_EQ(detect_tag_scheme({{{"a", "b"}, {"B-PER", "I-PER"}, 1}}), TagScheme::kIOB2);
-  EXPECT_EQ(detect_tag_scheme({{{"a"}, {"S-PER"}, 1}}), TagScheme::kIOBES);
+  EXPECT_EQ(detect_tag_scheme({{{"a", "b", "c"}, {"I-PER", "B-PER", "O"}, 1, {}}}), TagScheme::kIOB1);
+  EXPECT_EQ(detect_tag_scheme({{{"a", "b"}, {"B-PER", "I-PER"}, 1, {}}}), TagScheme::kIOB2);
+  EXPECT_EQ(detect_tag_scheme({{{"a"}, {"S-PER"}, 1, {}}}), TagScheme::kIOBES);
   EXPECT_EQ(parse_tag_scheme("bio"), TagScheme::kIOB2);
 }
 

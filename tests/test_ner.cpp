@@ -381,20 +381,12 @@ std::string toy_config(const std::string& dir, const std::string& extra = "") {
       "[train]\nepochs = 8\nbatch_size = 8\nlearning_rate = 0.02\nseed = 3\n");
 }
 
-app::RunOptions quiet(const std::string& dir) {
-  app::RunOptions r;
-  r.run_dir = dir;
-  r.quiet = true;
-  r.threads = 1;
-  return r;
-}
-
 }  // namespace
 
 TEST(NerApp, TrainsEvaluatesAndPredictsInTheInputScheme) {
   const auto dir = rnnkit_test::temp_dir("ner_e2e");
   app::ConfigReader config(toy_config(dir));
-  const auto r = ner::train(config, quiet(dir + "/run"));
+  const auto r = ner::train(config, rnnkit_test::quiet_run(dir + "/run"));
   EXPECT_GE(r.best.get("val_f1"), 0.95) << "the toy data is easy";
 
   auto m = ner::load_model(dir + "/run/best.pt", torch::kCPU);
@@ -427,7 +419,7 @@ TEST(NerApp, BinaryNameTagsThroughRenaming) {
       "[model]\nword_embedding_size = 8\nchar_features = \"none\"\ncasing_size = 2\nhidden_size = 8\ndropout = 0.0\n"
       "[train]\nepochs = 4\nbatch_size = 8\nlearning_rate = 0.02\nseed = 1\n");
   app::ConfigReader config(cfg);
-  const auto r = ner::train(config, quiet(dir + "/run"));
+  const auto r = ner::train(config, rnnkit_test::quiet_run(dir + "/run"));
   EXPECT_GE(r.best.get("val_f1"), 0.95);
   auto m = ner::load_model(dir + "/run/best.pt", torch::kCPU);
   const auto tags = m.tag({{"Harry", "Potter", "and", "Hermione", "Granger", "invented", "a", "new", "spell"}}, torch::kCPU);
@@ -440,8 +432,8 @@ TEST(NerApp, ResumesAnInterruptedRun) {
   const auto dir = rnnkit_test::temp_dir("ner_resume");
   const auto cfg = toy_config(dir);
   app::ConfigReader c1(cfg);
-  const auto full = ner::train(c1, quiet(dir + "/full"));
-  auto part = quiet(dir + "/part");
+  const auto full = ner::train(c1, rnnkit_test::quiet_run(dir + "/full"));
+  auto part = rnnkit_test::quiet_run(dir + "/part");
   part.max_steps = 20;  // stops inside epoch 3 (8 batches per epoch)
   app::ConfigReader c2(cfg);
   ner::train(c2, part);
@@ -458,7 +450,7 @@ TEST(NerApp, BadInputNamesFileLineAndExpectation) {
   const auto cfg = toy_config(dir, "tag_scheme = \"iobes\"\n");
   rnnkit_test::write_file(dir, "dev.conll", "Anna I-PER\nSmith X-PER\n");
   app::ConfigReader config(cfg);
-  rnnkit_test::expect_message<data::DataError>([&] { ner::train(config, quiet(dir + "/run")); },
+  rnnkit_test::expect_message<data::DataError>([&] { ner::train(config, rnnkit_test::quiet_run(dir + "/run")); },
                                                {"dev.conll:2", "X-PER", "iob1"});
   const auto bad = rnnkit_test::write_file(dir, "bad.toml", "[data]\ntrain = \"train.conll\"\nvalid = \"dev.conll\"\n"
                                                            "[model]\ndecoder = \"hmm\"\n");
@@ -479,7 +471,7 @@ TEST(NerApp, PretrainedVectorsWithLowercaseFallback) {
   const auto cfg = toy_config(dir, "pretrained = \"vec.txt\"\n");
   app::ConfigReader config(cfg, {"data.lowercase=false", "train.optimizer=\"sgd\"", "train.learning_rate=1e-12",
                                  "train.epochs=1"});
-  ner::train(config, quiet(dir + "/run"));
+  ner::train(config, rnnkit_test::quiet_run(dir + "/run"));
   auto m = ner::load_model(dir + "/run/last.pt", torch::kCPU);
   const auto row = [&](const std::string& w) { return m.model->words->weight[m.lexicon.words.id(w)]; };
   ASSERT_TRUE(m.lexicon.words.contains("Anna"));

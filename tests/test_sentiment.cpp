@@ -38,14 +38,6 @@ std::string tiny_config(const std::string& dir, const std::string& extra = "") {
              "[train]\nepochs = 6\nbatch_size = 8\nlearning_rate = 0.02\nseed = 2\n" + extra);
 }
 
-app::RunOptions quiet(const std::string& dir) {
-  app::RunOptions r;
-  r.run_dir = dir;
-  r.quiet = true;
-  r.threads = 1;
-  return r;
-}
-
 }  // namespace
 
 TEST(Sentiment, ClassificationReportWorkedExample) {
@@ -113,7 +105,7 @@ TEST(Sentiment, PretrainedVectorsWithLowercasedFallback) {
 TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
   const auto dir = dir_for("e2e");
   app::ConfigReader c(tiny_config(dir));
-  const auto r = sentiment::train(c, quiet(dir + "/run"));
+  const auto r = sentiment::train(c, rnnkit_test::quiet_run(dir + "/run"));
   EXPECT_GE(r.best.get("val_accuracy"), 0.9);
   auto m = sentiment::load_model(dir + "/run/best.pt", torch::kCPU);
   EXPECT_EQ(m.labels, (std::vector<std::string>{"neg", "pos"}));
@@ -126,7 +118,7 @@ TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
   EXPECT_GE(report.accuracy, 0.9);
 
   app::ConfigReader cvc(tiny_config(dir, "early_stopping = 2\n"));
-  const auto cv = sentiment::cross_validate(cvc, quiet(dir + "/cv"));
+  const auto cv = sentiment::cross_validate(cvc, rnnkit_test::quiet_run(dir + "/cv"));
   ASSERT_EQ(cv.accuracy.size(), 3u);
   for (int k = 1; k <= 3; ++k) EXPECT_TRUE(fs::exists(dir + "/cv/fold" + std::to_string(k) + "/last.pt"));
   EXPECT_GE(cv.mean_accuracy(), 0.8);

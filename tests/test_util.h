@@ -11,6 +11,7 @@
 
 #include <rnnkit/rnnkit.h>
 
+#include "common/train.h"
 #include "mgu_cell.h"
 
 namespace rnnkit_test {
@@ -140,5 +141,14 @@ inline void gradcheck(const std::function<torch::Tensor()>& loss, const std::vec
   EXPECT_GT(checked, 0);
 }
 
+
+/// Run options for a training run inside a test: one thread, no progress output.
+inline rnnkit::app::RunOptions quiet_run(const std::string& dir) {
+  rnnkit::app::RunOptions r;
+  r.run_dir = dir;
+  r.quiet = true;
+  r.threads = 1;
+  return r;
+}
 
 }  // namespace rnnkit_test

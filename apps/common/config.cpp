@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <sstream>
 
+#include <rnnkit/registry.h>
+
 namespace rnnkit::app {
 namespace fs = std::filesystem;
 
@@ -152,6 +154,23 @@ std::string ConfigReader::get_choice(const std::string& section, const std::stri
   std::string list;
   for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
   fail(section, key, "expected one of " + list + ", got '" + v + "'");
+}
+
+data::Encoding ConfigReader::get_encoding(const std::string& section, const std::string& key) {
+  try {
+    return data::parse_encoding(get<std::string>(section, key, "utf8"));
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(where(section, key) + ": " + e.what());
+  }
+}
+
+std::string ConfigReader::get_cell(const std::string& section, const std::string& key,
+                                   const std::string& fallback) {
+  const std::string v = get<std::string>(section, key, fallback);
+  if (has_cell(v)) return v;
+  std::string known;
+  for (const auto& n : cell_names()) known += (known.empty() ? "" : ", ") + n;
+  throw ConfigError(where(section, key) + ": unknown cell '" + v + "'; known cells: " + known);
 }
 
 std::string ConfigReader::get_path(const std::string& section, const std::string& key,

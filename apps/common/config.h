@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include <rnnkit/data/text.h>
 #include <toml++/toml.h>
 
 namespace rnnkit::app {
@@ -45,6 +46,11 @@ class ConfigReader {
   /// working or build directory. Empty stays empty.
   std::string get_path(const std::string& section, const std::string& key,
                        const std::string& fallback = "");
+
+  /// A text encoding name (data::parse_encoding), default "utf8".
+  data::Encoding get_encoding(const std::string& section, const std::string& key);
+  /// The name of a registered cell; an unknown name fails listing the known ones.
+  std::string get_cell(const std::string& section, const std::string& key, const std::string& fallback);
 
   /// An array of strings (a single string is a list of one).
   std::vector<std::string> get_string_list(const std::string& section, const std::string& key);

@@ -17,6 +17,8 @@
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim.h>
 
+#include <rnnkit/data/batching.h>
+
 #include "checkpoint.h"
 
 namespace rnnkit::app {
@@ -191,6 +193,14 @@ bool better(double v, double ref, bool higher) {
 }
 
 }  // namespace
+
+std::vector<std::vector<size_t>> plan_epoch(const std::vector<size_t>& lengths, const TrainOptions& options,
+                                            int64_t epoch) {
+  data::BatchPlanOptions o;
+  o.batch_size = static_cast<size_t>(options.batch_size);
+  o.seed = static_cast<uint64_t>(options.seed);
+  return data::plan_batches(lengths, o, static_cast<uint64_t>(epoch));
+}
 
 FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
               const std::string& config_text) {

@@ -43,6 +43,11 @@ struct TrainOptions {
   static TrainOptions read(ConfigReader& config);
 };
 
+/// The shuffled, length-bucketed batches of epoch `epoch` (0-based) under `options`' batch size
+/// and seed: the same arguments give the same plan, so a resumed run sees the same batches.
+std::vector<std::vector<size_t>> plan_epoch(const std::vector<size_t>& lengths, const TrainOptions& options,
+                                            int64_t epoch);
+
 /// Settings of one invocation, from the command line.
 struct RunOptions {
   std::string device = "cpu";  ///< cpu, cuda, cuda:N

@@ -27,11 +27,7 @@ LMConfig LMConfig::read(app::ConfigReader& c) {
   if (l.train_path.empty() || l.valid_path.empty()) {
     throw app::ConfigError(c.path() + ": [data] needs both train and valid files");
   }
-  try {
-    l.encoding = data::parse_encoding(c.get<std::string>("data", "encoding", "utf8"));
-  } catch (const std::invalid_argument& e) {
-    throw app::ConfigError(c.where("data", "encoding") + ": " + e.what());
-  }
+  l.encoding = c.get_encoding("data", "encoding");
   l.lowercase = c.get<bool>("data", "lowercase", false);
   l.max_vocab = c.get_int("data", "max_vocab", 0, 0);
   l.min_count = c.get_int("data", "min_count", 1, 1);
@@ -43,13 +39,7 @@ LMConfig LMConfig::read(app::ConfigReader& c) {
   l.bptt = c.get_int("data", "bptt", 100, 1);
   l.eval_batch_size = c.get_int("data", "eval_batch_size", 1, 1);
 
-  l.cell = c.get<std::string>("model", "cell", "lstm");
-  if (!has_cell(l.cell)) {
-    std::string known;
-    for (const auto& n : cell_names()) known += (known.empty() ? "" : ", ") + n;
-    throw app::ConfigError(c.where("model", "cell") + ": unknown cell '" + l.cell +
-                           "'; known cells: " + known);
-  }
+  l.cell = c.get_cell("model", "cell", "lstm");
   l.embedding_size = c.get_int("model", "embedding_size", 64, 0);
   l.hidden_size = c.get_int("model", "hidden_size", 256, 1);
   l.num_layers = c.get_int("model", "num_layers", 1, 1);
@@ -166,10 +156,7 @@ class LMTask : public app::Task {
   int64_t begin_epoch(int64_t epoch) override {
     carried_.clear();
     if (batcher_) return batcher_->num_windows(c_.bptt);
-    data::BatchPlanOptions o;
-    o.batch_size = static_cast<size_t>(c_.train.batch_size);
-    o.seed = static_cast<uint64_t>(c_.train.seed);
-    plan_ = data::plan_batches(lengths_, o, static_cast<uint64_t>(epoch));
+    plan_ = app::plan_epoch(lengths_, c_.train, epoch);
     return static_cast<int64_t>(plan_.size());
   }
 

@@ -38,24 +38,13 @@ NerConfig NerConfig::read(app::ConfigReader& c) {
   }
   s.lowercase = c.get<bool>("data", "lowercase", true);
   s.normalize_digits = c.get<bool>("data", "normalize_digits", true);
-  try {
-    s.encoding = data::parse_encoding(c.get<std::string>("data", "encoding", "utf8"));
-  } catch (const std::invalid_argument& e) {
-    throw app::ConfigError(c.where("data", "encoding") + ": " + e.what());
-  }
+  s.encoding = c.get_encoding("data", "encoding");
   s.min_count = c.get_int("data", "min_count", 1, 1);
   s.max_vocab = c.get_int("data", "max_vocab", 0, 0);
   s.max_word_length = c.get_int("data", "max_word_length", s.max_word_length, 1);
 
-  s.cell = c.get<std::string>("model", "cell", s.cell);
-  s.char_cell = c.get<std::string>("model", "char_cell", s.char_cell);
-  for (const auto& [key, name] : {std::pair<const char*, std::string>{"cell", s.cell}, {"char_cell", s.char_cell}}) {
-    if (!has_cell(name)) {
-      std::string known;
-      for (const auto& n : cell_names()) known += (known.empty() ? "" : ", ") + n;
-      throw app::ConfigError(c.where("model", key) + ": unknown cell '" + name + "'; known cells: " + known);
-    }
-  }
+  s.cell = c.get_cell("model", "cell", s.cell);
+  s.char_cell = c.get_cell("model", "char_cell", s.char_cell);
   s.word_embedding_size = c.get_int("model", "word_embedding_size", s.word_embedding_size, 1);
   s.pretrained = c.get_path("model", "pretrained");
   s.char_features = c.get_choice("model", "char_features", s.char_features, {"none", "rnn", "cnn"});
@@ -363,10 +352,7 @@ class NerTask : public app::Task {
   std::string app_name() const override { return "ner"; }
   std::string architecture() const override { return ner::architecture(c_, lx_); }
   int64_t begin_epoch(int64_t epoch) override {
-    data::BatchPlanOptions o;
-    o.batch_size = static_cast<size_t>(c_.train.batch_size);
-    o.seed = static_cast<uint64_t>(c_.train.seed);
-    plan_ = data::plan_batches(lengths_, o, static_cast<uint64_t>(epoch));
+    plan_ = app::plan_epoch(lengths_, c_.train, epoch);
     return static_cast<int64_t>(plan_.size());
   }
   app::BatchLoss train_batch(int64_t i) override {

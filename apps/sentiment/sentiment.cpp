@@ -41,20 +41,11 @@ SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
   s.folds = c.get_int("data", "folds", s.folds, 2, 100);
   s.label_last = c.get<bool>("data", "label_last", false);
   s.lowercase = c.get<bool>("data", "lowercase", true);
-  try {
-    s.encoding = data::parse_encoding(c.get<std::string>("data", "encoding", "utf8"));
-  } catch (const std::invalid_argument& e) {
-    throw app::ConfigError(c.where("data", "encoding") + ": " + e.what());
-  }
+  s.encoding = c.get_encoding("data", "encoding");
   s.max_vocab = c.get_int("data", "max_vocab", 0, 0);
   s.min_count = c.get_int("data", "min_count", 1, 1);
 
-  s.cell = c.get<std::string>("model", "cell", s.cell);
-  if (!has_cell(s.cell)) {
-    std::string known;
-    for (const auto& n : cell_names()) known += (known.empty() ? "" : ", ") + n;
-    throw app::ConfigError(c.where("model", "cell") + ": unknown cell '" + s.cell + "'; known cells: " + known);
-  }
+  s.cell = c.get_cell("model", "cell", s.cell);
   s.embedding_size = c.get_int("model", "embedding_size", s.embedding_size, 1);
   s.hidden_size = c.get_int("model", "hidden_size", s.hidden_size, 1);
   s.num_layers = c.get_int("model", "num_layers", s.num_layers, 1);
@@ -206,10 +197,7 @@ class SentimentTask : public app::Task {
   std::string app_name() const override { return "sentiment"; }
   std::string architecture() const override { return c_.architecture(vocab_.size(), labels_); }
   int64_t begin_epoch(int64_t epoch) override {
-    data::BatchPlanOptions o;
-    o.batch_size = static_cast<size_t>(c_.train.batch_size);
-    o.seed = static_cast<uint64_t>(c_.train.seed);
-    plan_ = data::plan_batches(lengths_, o, static_cast<uint64_t>(epoch));
+    plan_ = app::plan_epoch(lengths_, c_.train, epoch);
     return static_cast<int64_t>(plan_.size());
   }
   app::BatchLoss train_batch(int64_t i) override {
