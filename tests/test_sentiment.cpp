@@ -124,6 +124,84 @@ TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
   EXPECT_GE(cv.mean_accuracy(), 0.8);
 }
 
+TEST(Sentiment, BiLMLossAgainstStepByStep) {
+  // Each text alone, each prediction written out: the padded batch must give the same sum.
+  torch::manual_seed(4);
+  for (const bool bidirectional : {true, false}) {
+    auto m = sentiment::Classifier(sentiment::ClassifierOptions(12, 2, "lstm")
+                                       .embedding_size(4).hidden_size(3).bidirectional(bidirectional));
+    sentiment::BiLM lm(m, 12);
+    lm->to(torch::kFloat64);
+    lm->eval();
+    const std::vector<std::vector<int64_t>> texts = {{5, 6, 7, 8}, {9, 10}, {11}};
+    const auto tokens = torch::tensor({5, 6, 7, 8, 9, 10, 0, 0, 11, 0, 0, 0}, torch::kLong).view({3, 4});
+    const auto lengths = torch::tensor({4, 2, 1}, torch::kLong);
+    const auto got = lm->loss(tokens, lengths);
+
+    double want = 0;
+    int64_t count = 0;
+    const int64_t H = 3;
+    for (const auto& x : texts) {
+      const auto n = static_cast<int64_t>(x.size());
+      const auto a = lm->rnn->forward(lm->embedding->forward(torch::tensor(x, torch::kLong).view({1, n})),
+                                      torch::tensor({n}, torch::kLong)).output[0];  // [n, K*H]
+      for (int64_t t = 0; t + 1 < n; ++t) {  // a→<t> predicts x<t+1>
+        const auto logp = torch::log_softmax(lm->forward_head->forward(a[t].narrow(0, 0, H)), 0);
+        want -= logp[x[t + 1]].item<double>();
+        ++count;
+      }
+      for (int64_t t = 1; bidirectional && t < n; ++t) {  // a←<t> predicts x<t-1>
+        const auto logp = torch::log_softmax(lm->backward_head->forward(a[t].narrow(0, H, H)), 0);
+        want -= logp[x[t - 1]].item<double>();
+        ++count;
+      }
+    }
+    EXPECT_EQ(got.count, count);
+    EXPECT_EQ(got.count, bidirectional ? 8 : 4);
+    EXPECT_NEAR(got.sum.item<double>(), want, 1e-10);
+  }
+  auto deep = sentiment::Classifier(sentiment::ClassifierOptions(12, 2, "gru").num_layers(2).bidirectional(true));
+  rnnkit_test::expect_message<c10::Error>([&] { sentiment::BiLM(deep, 12); },
+                                          {"would see the word it predicts", "got 2 bidirectional layers"});
+}
+
+TEST(Sentiment, PretrainThenClassifyAndResumeExactly) {
+  const auto dir = dir_for("pretrain");
+  const std::string extra = "[pretrain]\nepochs = 2\n";
+  app::ConfigReader c(tiny_config(dir, extra));
+  const auto full = sentiment::train(c, rnnkit_test::quiet_run(dir + "/full"));
+  EXPECT_GE(full.best.get("val_accuracy"), 0.9);
+  std::ifstream csv(dir + "/full/pretrain/metrics.csv");
+  std::string line;
+  int lines = 0;
+  while (std::getline(csv, line)) ++lines;
+  EXPECT_EQ(lines, 3) << "a header and two pretraining epochs";
+
+  // Stopped inside pretraining, then resumed: the same weights as the uninterrupted run.
+  auto cut = rnnkit_test::quiet_run(dir + "/cut");
+  cut.max_steps = 5;
+  app::ConfigReader c2(tiny_config(dir, extra));
+  EXPECT_TRUE(sentiment::train(c2, cut).interrupted);
+  EXPECT_FALSE(fs::exists(dir + "/cut/last.pt")) << "the classifier has not started";
+  cut.max_steps = 0;
+  cut.resume = true;
+  app::ConfigReader c3(tiny_config(dir, extra));
+  const auto resumed = sentiment::train(c3, cut);
+  EXPECT_DOUBLE_EQ(resumed.last.get("val_accuracy"), full.last.get("val_accuracy"));
+  auto a = sentiment::load_model(dir + "/full/last.pt", torch::kCPU);
+  auto b = sentiment::load_model(dir + "/cut/last.pt", torch::kCPU);
+  const auto pa = a.model->parameters(), pb = b.model->parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_EQ(max_abs_diff(pa[i], pb[i]), 0.0) << i;
+
+  app::ConfigReader deep(tiny_config(dir, extra), {"model.num_layers=2"});
+  rnnkit_test::expect_message<app::ConfigError>([&] { sentiment::SentimentConfig::read(deep); },
+                                                {"key pretrain.epochs", "would see the word it predicts"});
+  app::ConfigReader stop(tiny_config(dir, extra + "early_stopping = 2\n"));
+  rnnkit_test::expect_message<app::ConfigError>([&] { sentiment::SentimentConfig::read(stop); },
+                                                {"fixed number of epochs"});
+}
+
 TEST(Sentiment, ConfigErrors) {
   const auto dir = dir_for("cfg");
   app::ConfigReader c(tiny_config(dir), {"data.classes=[\"pos\"]"});

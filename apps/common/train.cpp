@@ -25,25 +25,25 @@ namespace rnnkit::app {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-TrainOptions TrainOptions::read(ConfigReader& c) {
-  TrainOptions o;
-  o.epochs = c.get_int("train", "epochs", o.epochs, 1);
-  o.max_minutes = c.get_double("train", "max_minutes", o.max_minutes, 0, 1e6);
-  o.batch_size = c.get_int("train", "batch_size", o.batch_size, 1);
-  o.optimizer = c.get_choice("train", "optimizer", o.optimizer, {"sgd", "adam", "adamw"});
-  o.learning_rate = c.get_double("train", "learning_rate", o.learning_rate, 1e-12, 1e3);
-  o.momentum = c.get_double("train", "momentum", o.momentum, 0, 0.999999);
-  o.weight_decay = c.get_double("train", "weight_decay", o.weight_decay, 0, 10);
-  o.clip_norm = c.get_double("train", "clip_norm", o.clip_norm, 0, 1e9);
-  o.clip_value = c.get_double("train", "clip_value", o.clip_value, 0, 1e9);
-  o.schedule = c.get_choice("train", "schedule", o.schedule, {"none", "step", "plateau"});
-  o.step_size = c.get_int("train", "step_size", o.step_size, 1);
-  o.decay_start = c.get_int("train", "decay_start", o.decay_start, 0);
-  o.gamma = c.get_double("train", "gamma", o.gamma, 1e-6, 1.0);
-  o.plateau_patience = c.get_int("train", "plateau_patience", o.plateau_patience, 0);
-  o.early_stopping = c.get_int("train", "early_stopping", o.early_stopping, 0);
-  o.seed = c.get_int("train", "seed", o.seed, 0);
-  o.log_every = c.get_int("train", "log_every", o.log_every, 1);
+TrainOptions TrainOptions::read(ConfigReader& c, const std::string& section, const TrainOptions& defaults) {
+  TrainOptions o = defaults;
+  o.epochs = c.get_int(section, "epochs", o.epochs, defaults.epochs == 0 ? 0 : 1);
+  o.max_minutes = c.get_double(section, "max_minutes", o.max_minutes, 0, 1e6);
+  o.batch_size = c.get_int(section, "batch_size", o.batch_size, 1);
+  o.optimizer = c.get_choice(section, "optimizer", o.optimizer, {"sgd", "adam", "adamw"});
+  o.learning_rate = c.get_double(section, "learning_rate", o.learning_rate, 1e-12, 1e3);
+  o.momentum = c.get_double(section, "momentum", o.momentum, 0, 0.999999);
+  o.weight_decay = c.get_double(section, "weight_decay", o.weight_decay, 0, 10);
+  o.clip_norm = c.get_double(section, "clip_norm", o.clip_norm, 0, 1e9);
+  o.clip_value = c.get_double(section, "clip_value", o.clip_value, 0, 1e9);
+  o.schedule = c.get_choice(section, "schedule", o.schedule, {"none", "step", "plateau"});
+  o.step_size = c.get_int(section, "step_size", o.step_size, 1);
+  o.decay_start = c.get_int(section, "decay_start", o.decay_start, 0);
+  o.gamma = c.get_double(section, "gamma", o.gamma, 1e-6, 1.0);
+  o.plateau_patience = c.get_int(section, "plateau_patience", o.plateau_patience, 0);
+  o.early_stopping = c.get_int(section, "early_stopping", o.early_stopping, 0);
+  o.seed = c.get_int(section, "seed", o.seed, 0);
+  o.log_every = c.get_int(section, "log_every", o.log_every, 1);
   return o;
 }
 

@@ -39,8 +39,12 @@ struct TrainOptions {
   int64_t seed = 1;
   int64_t log_every = 100;  ///< steps between progress lines when stderr is not a terminal
 
-  /// Reads [train]; fails on wrong types and out-of-range values.
-  static TrainOptions read(ConfigReader& config);
+  /// Reads [train] (or another section with the same keys, such as sentiment's [pretrain]),
+  /// falling back to `defaults`; fails on wrong types and out-of-range values. `epochs` may be 0
+  /// only where the default is 0 (an optional phase).
+  static TrainOptions read(ConfigReader& config, const std::string& section,
+                           const TrainOptions& defaults);
+  static TrainOptions read(ConfigReader& config) { return read(config, "train", TrainOptions()); }
 };
 
 /// The shuffled, length-bucketed batches of epoch `epoch` (0-based) under `options`' batch size

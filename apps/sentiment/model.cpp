@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include <c10/util/Exception.h>
+#include <torch/nn/functional/loss.h>
 
 namespace rnnkit::sentiment {
 
@@ -72,6 +73,43 @@ torch::Tensor ClassifierImpl::forward(const torch::Tensor& tokens, const torch::
   const auto out = rnn->forward(e, lengths);
   const auto s = torch::dropout(summarize(out, lengths), options.dropout(), is_training());
   return output->forward(s);
+}
+
+BiLMImpl::BiLMImpl(const Classifier& classifier, int64_t vocab_size) : options_(classifier->options) {
+  TORCH_CHECK(!(options_.bidirectional() && options_.num_layers() > 1),
+              "BiLM: a bidirectional language model of more than one layer would see the word it "
+              "predicts; expected num_layers = 1 or one direction, got ", options_.num_layers(),
+              " bidirectional layers");
+  embedding = register_module("embedding", classifier->embedding);
+  rnn = register_module("rnn", classifier->rnn);
+  const int64_t H = options_.hidden_size();
+  forward_head = register_module("forward_head", torch::nn::Linear(H, vocab_size));
+  if (options_.bidirectional()) backward_head = register_module("backward_head", torch::nn::Linear(H, vocab_size));
+}
+
+BiLMImpl::Loss BiLMImpl::loss(const torch::Tensor& tokens, const torch::Tensor& lengths) {
+  namespace F = torch::nn::functional;
+  static constexpr int64_t kPad = 0;
+  const int64_t T = tokens.size(1), H = options_.hidden_size();
+  const auto e = torch::dropout(embedding->forward(tokens), options_.embedding_dropout(), is_training());
+  const auto a = torch::dropout(rnn->forward(e, lengths).output, options_.dropout(), is_training());
+  if (T < 2) return {a.sum() * 0, 0};  // one-word texts: nothing to predict
+  const auto ce = [](torch::nn::Linear& head, const torch::Tensor& h, const torch::Tensor& target) {
+    const auto logits = head->forward(h);
+    return F::cross_entropy(logits.reshape({-1, logits.size(-1)}), target.reshape(-1),
+                            F::CrossEntropyFuncOptions().ignore_index(kPad).reduction(torch::kSum));
+  };
+  const auto next = tokens.narrow(1, 1, T - 1);  // padding past each length: ignored
+  Loss l{ce(forward_head, a.narrow(2, 0, H).narrow(1, 0, T - 1), next), (next != kPad).sum().item<int64_t>()};
+  if (options_.bidirectional()) {
+    // a←<t> for t = 2..T predicts x<t-1>, where t is a real step.
+    const auto t = torch::arange(1, T, tokens.options());
+    const auto real = t.unsqueeze(0) < lengths.to(tokens.device()).unsqueeze(1);
+    const auto previous = tokens.narrow(1, 0, T - 1).masked_fill(real.logical_not(), kPad);
+    l.sum = l.sum + ce(backward_head, a.narrow(2, H, H).narrow(1, 1, T - 1), previous);
+    l.count += real.sum().item<int64_t>();
+  }
+  return l;
 }
 
 }  // namespace rnnkit::sentiment

@@ -60,4 +60,35 @@ class ClassifierImpl : public torch::nn::Cloneable<ClassifierImpl> {
 };
 TORCH_MODULE(Classifier);
 
+/// Pretraining: the classifier's embeddings and RNN (shared, not copied) under a next-word
+/// softmax per direction, a language model of the training texts (Dai & Le 2015). The forward
+/// pass at step t has read x<1..t> and predicts x<t+1>; the backward pass has read x<t..T> and
+/// predicts x<t-1>. Dropout as in the classifier: on the embeddings, and on a<t> before the heads.
+///
+///     p→(· | a→<t>) = softmax(W→ a→<t> + b→)        p←(· | a←<t>) = softmax(W← a←<t> + b←)
+///     loss = -(Σ_t log p→(x<t+1>) + Σ_t log p←(x<t-1>))     over real steps, per text
+///
+/// More than one bidirectional layer would leak: layer 2's forward pass reads layer 1's backward
+/// pass, which has read the word to predict. The constructor refuses it.
+class BiLMImpl : public torch::nn::Module {
+ public:
+  BiLMImpl(const Classifier& classifier, int64_t vocab_size);
+
+  /// The summed cross-entropy of every prediction and how many there are.
+  struct Loss {
+    torch::Tensor sum;
+    int64_t count = 0;
+  };
+  /// tokens [B, T] int64 padded with 0, lengths [B] (on the CPU).
+  Loss loss(const torch::Tensor& tokens, const torch::Tensor& lengths);
+
+  torch::nn::Embedding embedding{nullptr};
+  RNN rnn{nullptr};
+  torch::nn::Linear forward_head{nullptr}, backward_head{nullptr};
+
+ private:
+  ClassifierOptions options_;
+};
+TORCH_MODULE(BiLM);
+
 }  // namespace rnnkit::sentiment

@@ -53,10 +53,30 @@ SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
   s.dropout = c.get_double("model", "dropout", s.dropout, 0, 0.99);
   s.embedding_dropout = c.get_double("model", "embedding_dropout", 0, 0, 0.99);
   s.recurrent_dropout = c.get_double("model", "recurrent_dropout", 0, 0, 0.99);
+  s.word_dropout = c.get_double("model", "word_dropout", 0, 0, 0.99);
   s.pooling = c.get_choice("model", "pooling", s.pooling, {"last", "mean", "max"});
   s.init = parse_init(c.get_choice("model", "init", "uniform", init_names()));
   s.pretrained = c.get_path("model", "pretrained");
   s.train = app::TrainOptions::read(c);
+  app::TrainOptions pre = s.train;
+  pre.epochs = 0;
+  pre.early_stopping = 0;
+  pre.schedule = "none";
+  pre.max_minutes = 0;
+  s.pretrain = app::TrainOptions::read(c, "pretrain", pre);
+  if (s.pretrain.epochs > 0) {
+    if (s.pretrain.early_stopping > 0 || s.pretrain.schedule == "plateau") {
+      throw app::ConfigError(c.where("pretrain", "epochs") +
+                             ": pretraining runs a fixed number of epochs and keeps the last; "
+                             "early_stopping and schedule = \"plateau\" would select on the validation data");
+    }
+    if (s.bidirectional && s.num_layers > 1) {
+      // Layer 2's forward pass reads layer 1's backward pass, which has read the next word.
+      throw app::ConfigError(c.where("pretrain", "epochs") +
+                             ": a bidirectional language model of more than one layer would see the "
+                             "word it predicts; pretrain with num_layers = 1 or bidirectional = false");
+    }
+  }
   c.reject_unknown_keys();
   return s;
 }
@@ -202,7 +222,12 @@ class SentimentTask : public app::Task {
   }
   app::BatchLoss train_batch(int64_t i) override {
     const auto& idx = plan_[i];
-    const auto p = data::pad_sequences(train_.x, idx, Vocab::kPad);
+    auto p = data::pad_sequences(train_.x, idx, Vocab::kPad);
+    if (c_.word_dropout > 0) {
+      // Words replaced by <unk> at random: the model learns what to do with unseen words.
+      const auto drop = torch::rand(p.tokens.sizes()) < c_.word_dropout;
+      p.tokens = p.tokens.masked_fill(drop & (p.tokens > Vocab::kUnk), Vocab::kUnk);
+    }
     std::vector<int64_t> y;
     for (auto k : idx) y.push_back(train_.y[k]);
     const auto logits = model_->forward(p.tokens.to(device_), p.lengths);
@@ -236,6 +261,65 @@ class SentimentTask : public app::Task {
   std::vector<std::vector<size_t>> plan_;
 };
 
+static_assert(Vocab::kPad == 0, "BiLM::loss pads with 0");
+
+class PretrainTask : public app::Task {
+ public:
+  PretrainTask(const SentimentConfig& c, const Vocab& vocab, const std::vector<std::string>& labels,
+               const Encoded& train, const Encoded& valid, BiLM lm, torch::Device device)
+      : c_(c), vocab_(vocab), labels_(labels), train_(train), valid_(valid), lm_(std::move(lm)), device_(device) {
+    for (const auto& s : train_.x) lengths_.push_back(s.size());
+  }
+  torch::nn::Module& model() override { return *lm_; }
+  std::string app_name() const override { return "sentiment"; }
+  std::string architecture() const override {
+    return "pretrain " + c_.architecture(vocab_.size(), labels_);
+  }
+  int64_t begin_epoch(int64_t epoch) override {
+    plan_ = app::plan_epoch(lengths_, c_.pretrain, epoch);
+    return static_cast<int64_t>(plan_.size());
+  }
+  app::BatchLoss train_batch(int64_t i) override {
+    const auto p = data::pad_sequences(train_.x, plan_[i], Vocab::kPad);
+    const auto l = lm_->loss(p.tokens.to(device_), p.lengths);
+    return {l.count > 0 ? l.sum / static_cast<double>(l.count) : l.sum, l.count};
+  }
+  app::Metrics evaluate() override {
+    // Reported, never selected on: the run keeps its last epoch.
+    torch::NoGradGuard no_grad;
+    lm_->eval();
+    double sum = 0;
+    int64_t count = 0;
+    for (size_t a = 0; a < valid_.x.size(); a += 256) {
+      std::vector<size_t> idx(std::min<size_t>(256, valid_.x.size() - a));
+      std::iota(idx.begin(), idx.end(), a);
+      const auto p = data::pad_sequences(valid_.x, idx, Vocab::kPad);
+      const auto l = lm_->loss(p.tokens.to(device_), p.lengths);
+      sum += l.sum.item<double>();
+      count += l.count;
+    }
+    lm_->train();
+    app::Metrics m;
+    m.values = {{"val_ppl", std::exp(sum / std::max<int64_t>(count, 1))}};
+    m.main = "val_ppl";
+    return m;
+  }
+  void save_state(torch::serialize::OutputArchive& a) const override {
+    app::put_string(a, "vocab", vocab_.to_string());
+  }
+
+ private:
+  const SentimentConfig& c_;
+  const Vocab& vocab_;
+  const std::vector<std::string>& labels_;
+  const Encoded& train_;
+  const Encoded& valid_;
+  BiLM lm_;
+  torch::Device device_;
+  std::vector<size_t> lengths_;
+  std::vector<std::vector<size_t>> plan_;
+};
+
 /// Builds the vocabulary and model from `train`, and fits with `valid` as validation.
 app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::LabelledText>& train,
                          const std::vector<data::LabelledText>& valid, const app::RunOptions& run,
@@ -263,8 +347,23 @@ app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::Label
     fmt::print(stderr, "train: {} texts, valid: {} texts, classes: {}, vocabulary: {}\n", train.size(),
                valid.size(), labels.size(), vocab.size());
   }
+  app::RunOptions classifier_run = run;
+  const bool classifier_started = fs::exists(fs::path(run.run_dir) / "last.pt");
+  if (c.pretrain.epochs > 0 && !(run.resume && classifier_started)) {
+    // Its checkpoints live in <run_dir>/pretrain, so an interrupted pretraining resumes too.
+    app::RunOptions pre = run;
+    pre.run_dir = (fs::path(run.run_dir) / "pretrain").string();
+    pre.resume = run.resume && fs::exists(fs::path(pre.run_dir) / "last.pt");
+    BiLM lm(model, static_cast<int64_t>(vocab.size()));
+    lm->to(device);
+    PretrainTask pretask(c, vocab, labels, tr, va, lm, device);
+    if (!run.quiet) fmt::print(stderr, "pretraining a language model for {} epochs\n", c.pretrain.epochs);
+    const auto r = app::fit(pretask, c.pretrain, pre, config_text);
+    if (r.interrupted) return r;
+  }
+  classifier_run.resume = run.resume && classifier_started;
   SentimentTask task(c, std::move(vocab), std::move(labels), std::move(tr), std::move(va), model, device);
-  return app::fit(task, c.train, run, config_text);
+  return app::fit(task, c.train, classifier_run, config_text);
 }
 
 /// Seeded permutation of 0..n-1.

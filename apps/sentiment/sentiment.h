@@ -30,11 +30,16 @@ struct SentimentConfig {
   int64_t embedding_size = 100, hidden_size = 128, num_layers = 1;
   bool bidirectional = true;
   double dropout = 0.5, embedding_dropout = 0.0, recurrent_dropout = 0.0;
+  double word_dropout = 0.0;  ///< training only: each word becomes <unk> with this probability
   std::string pooling = "last";
   Init init = Init::kUniform;
   std::string pretrained;  ///< GloVe / word2vec text file; empty: random embeddings
 
   app::TrainOptions train;
+  /// [pretrain]: epochs > 0 first trains the embeddings and RNN as a language model on the
+  /// training texts (each direction predicts its next word), then the classifier starts from
+  /// them (Dai & Le 2015). Unset keys take [train]'s values; it runs a fixed number of epochs.
+  app::TrainOptions pretrain;
 
   static SentimentConfig read(app::ConfigReader& config);
   /// Reads files in this config's format.
