@@ -5,6 +5,7 @@
 
 #include <rnnkit/data/embeddings.h>
 
+#include "common/checkpoint.h"
 #include "common/config.h"
 #include "sentiment/sentiment.h"
 #include "test_util.h"
@@ -122,6 +123,32 @@ TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
   ASSERT_EQ(cv.accuracy.size(), 3u);
   for (int k = 1; k <= 3; ++k) EXPECT_TRUE(fs::exists(dir + "/cv/fold" + std::to_string(k) + "/last.pt"));
   EXPECT_GE(cv.mean_accuracy(), 0.8);
+}
+
+TEST(Sentiment, EnsembleAveragesProbabilities) {
+  const auto dir = dir_for("ensemble");
+  for (const char* seed : {"2", "3"}) {
+    app::ConfigReader c(tiny_config(dir), {std::string("train.seed=") + seed, "train.epochs=2"});
+    sentiment::train(c, rnnkit_test::quiet_run(dir + "/s" + seed));
+  }
+  auto models = sentiment::load_models({dir + "/s2/last.pt", dir + "/s3/last.pt"}, torch::kCPU);
+  const std::vector<std::string> texts = {"a good plot", "a bad cast", "and"};
+  const auto mean = sentiment::ensemble_probabilities(models, texts, torch::kCPU);
+  const auto a = models[0].probabilities(texts, torch::kCPU), b = models[1].probabilities(texts, torch::kCPU);
+  EXPECT_GT(max_abs_diff(a, b), 1e-4) << "two seeds, two different models";
+  EXPECT_LE(max_abs_diff(mean, (a + b) / 2), 1e-7);
+  const auto one = sentiment::evaluate(models[0], {dir + "/x.pos", dir + "/x.neg"}, torch::kCPU);
+  const auto both = sentiment::evaluate(models, {dir + "/x.pos", dir + "/x.neg"}, torch::kCPU);
+  int64_t n = 0;
+  for (const auto& row : both.confusion) for (auto x : row) n += x;
+  EXPECT_EQ(n, 120);  // every text of both files, once
+  EXPECT_GE(both.accuracy, one.accuracy - 0.1);
+
+  app::ConfigReader other(tiny_config(dir), {"data.classes=[\"yes\", \"no\"]", "train.epochs=1"});
+  sentiment::train(other, rnnkit_test::quiet_run(dir + "/other"));
+  rnnkit_test::expect_message<app::CheckpointError>(
+      [&] { sentiment::load_models({dir + "/s2/last.pt", dir + "/other/last.pt"}, torch::kCPU); },
+      {"other/last.pt: labels no,yes, but", "an ensemble needs the same labels"});
 }
 
 TEST(Sentiment, BiLMLossAgainstStepByStep) {

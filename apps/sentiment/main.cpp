@@ -4,6 +4,7 @@
 //   rnnkit-sentiment cv      --config configs/sentiment_rt_polarity.toml      (k-fold)
 //   rnnkit-sentiment eval    --checkpoint runs/sentiment_uci/best.pt --file test.tsv [--json]
 //   rnnkit-sentiment predict --checkpoint runs/sentiment_uci/best.pt [--file lines.txt] [--json]
+//   ... --checkpoint A/best.pt --ensemble B/best.pt --ensemble C/best.pt   (mean probabilities)
 #include <iostream>
 
 #include <fmt/core.h>
@@ -47,9 +48,25 @@ int cmd_train(int argc, char** argv, bool cv) {
   return 0;
 }
 
+void add_ensemble_option(cxxopts::Options& cli) {
+  cli.add_options("model")("ensemble",
+                           "another checkpoint whose class probabilities are averaged with "
+                           "--checkpoint's (repeatable; same labels)",
+                           cxxopts::value<std::vector<std::string>>());
+}
+
+std::vector<sentiment::Loaded> load_models(const cxxopts::ParseResult& args, const torch::Device& device) {
+  std::vector<std::string> paths{app::required(args, "checkpoint")};
+  if (args.count("ensemble")) {
+    for (const auto& p : args["ensemble"].as<std::vector<std::string>>()) paths.push_back(p);
+  }
+  return sentiment::load_models(paths, device);
+}
+
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-sentiment eval", "Evaluate a checkpoint on labelled files");
   app::add_model_options(cli);
+  add_ensemble_option(cli);
   cli.add_options()
       ("file", "labelled file(s) in the config's format (repeatable)", cxxopts::value<std::vector<std::string>>())
       ("json", "print one JSON object of metrics on stdout")
@@ -57,9 +74,10 @@ int cmd_eval(int argc, char** argv) {
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
-  auto m = sentiment::load_model(app::required(args, "checkpoint"), device);
+  auto models = load_models(args, device);
+  const auto& m = models.front();
   if (!args.count("file")) throw cxxopts::exceptions::exception("--file is required");
-  const auto r = sentiment::evaluate(m, args["file"].as<std::vector<std::string>>(), device);
+  const auto r = sentiment::evaluate(models, args["file"].as<std::vector<std::string>>(), device);
   if (args.count("json")) {
     std::string confusion = "[";
     for (size_t i = 0; i < r.confusion.size(); ++i) {
@@ -80,6 +98,7 @@ int cmd_eval(int argc, char** argv) {
 int cmd_predict(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-sentiment predict", "Label each line of a file or of stdin");
   app::add_model_options(cli);
+  add_ensemble_option(cli);
   cli.add_options()
       ("file", "lines of text (default: stdin)", cxxopts::value<std::string>())
       ("json", "JSON lines: text, label, probabilities")
@@ -87,10 +106,11 @@ int cmd_predict(int argc, char** argv) {
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
-  auto m = sentiment::load_model(app::required(args, "checkpoint"), device);
+  auto models = load_models(args, device);
+  const auto& m = models.front();
   const auto lines = app::read_input_lines(args, m.config.encoding);
   if (lines.empty()) return 0;
-  const auto probs = m.probabilities(lines, device);
+  const auto probs = sentiment::ensemble_probabilities(models, lines, device);
   for (size_t i = 0; i < lines.size(); ++i) {
     const int64_t k = probs[i].argmax().item<int64_t>();
     if (args.count("json")) {

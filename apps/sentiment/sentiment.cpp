@@ -401,6 +401,30 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
   return m;
 }
 
+std::vector<Loaded> load_models(const std::vector<std::string>& checkpoints, const torch::Device& device) {
+  TORCH_CHECK(!checkpoints.empty(), "load_models: expected at least one checkpoint");
+  std::vector<Loaded> models;
+  for (const auto& path : checkpoints) {
+    models.push_back(load_model(path, device));
+    if (models.back().labels != models.front().labels) {
+      std::string a, b;
+      for (const auto& l : models.front().labels) a += (a.empty() ? "" : ",") + l;
+      for (const auto& l : models.back().labels) b += (b.empty() ? "" : ",") + l;
+      throw app::CheckpointError(path + ": labels " + b + ", but " + checkpoints.front() + " has " + a +
+                                 "; an ensemble needs the same labels");
+    }
+  }
+  return models;
+}
+
+Tensor ensemble_probabilities(std::vector<Loaded>& models, const std::vector<std::string>& texts,
+                              const torch::Device& device) {
+  TORCH_CHECK(!models.empty(), "ensemble_probabilities: expected at least one model");
+  Tensor sum = models.front().probabilities(texts, device);
+  for (size_t i = 1; i < models.size(); ++i) sum = sum + models[i].probabilities(texts, device);
+  return sum / static_cast<double>(models.size());
+}
+
 app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   const SentimentConfig c = SentimentConfig::read(config);
   const torch::Device device = app::setup_runtime(run, c.train.seed);
@@ -463,6 +487,14 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
 }
 
 ClassificationReport evaluate(Loaded& m, const std::vector<std::string>& paths, const torch::Device& device) {
+  std::vector<Loaded> one{m};
+  return evaluate(one, paths, device);
+}
+
+ClassificationReport evaluate(std::vector<Loaded>& models, const std::vector<std::string>& paths,
+                              const torch::Device& device) {
+  TORCH_CHECK(!models.empty(), "evaluate: expected at least one model");
+  const Loaded& m = models.front();
   const auto examples = m.config.read(paths);
   std::map<std::string, int64_t> index;
   for (size_t i = 0; i < m.labels.size(); ++i) index[m.labels[i]] = static_cast<int64_t>(i);
@@ -474,7 +506,7 @@ ClassificationReport evaluate(Loaded& m, const std::vector<std::string>& paths, 
     texts.push_back(e.text);
     gold.push_back(it->second);
   }
-  return classification_report(gold, predicted_classes(m.probabilities(texts, device)),
+  return classification_report(gold, predicted_classes(ensemble_probabilities(models, texts, device)),
                                static_cast<int64_t>(m.labels.size()));
 }
 

@@ -72,6 +72,14 @@ struct Loaded {
 };
 Loaded load_model(const std::string& checkpoint, const torch::Device& device);
 
+/// The mean of several classifiers' class probabilities [N, C] (an ensemble: models trained with
+/// different seeds or recipes). They must share their labels, in order; their vocabularies may
+/// differ.
+torch::Tensor ensemble_probabilities(std::vector<Loaded>& models, const std::vector<std::string>& texts,
+                                     const torch::Device& device);
+/// load_model for each checkpoint, checking that their labels agree.
+std::vector<Loaded> load_models(const std::vector<std::string>& checkpoints, const torch::Device& device);
+
 /// train: fits on the config's train split (validation: its valid file or a held-out fraction).
 app::FitResult train(app::ConfigReader& config, const app::RunOptions& run);
 
@@ -86,6 +94,9 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
 
 /// eval: the report of a checkpoint on labelled files in its config's format.
 ClassificationReport evaluate(Loaded& m, const std::vector<std::string>& paths,
+                              const torch::Device& device);
+/// The same for an ensemble's mean probabilities.
+ClassificationReport evaluate(std::vector<Loaded>& models, const std::vector<std::string>& paths,
                               const torch::Device& device);
 
 }  // namespace rnnkit::sentiment
