@@ -118,11 +118,34 @@ TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
   const auto report = sentiment::evaluate(m, {dir + "/x.pos", dir + "/x.neg"}, torch::kCPU);
   EXPECT_GE(report.accuracy, 0.9);
 
-  app::ConfigReader cvc(tiny_config(dir, "early_stopping = 2\n"));
-  const auto cv = sentiment::cross_validate(cvc, rnnkit_test::quiet_run(dir + "/cv"));
-  ASSERT_EQ(cv.accuracy.size(), 3u);
-  for (int k = 1; k <= 3; ++k) EXPECT_TRUE(fs::exists(dir + "/cv/fold" + std::to_string(k) + "/last.pt"));
-  EXPECT_GE(cv.mean_accuracy(), 0.8);
+  // Selection on a tenth of each fold's training part (the default valid_fraction), then the
+  // fixed-epoch variant that scores the last epoch.
+  for (const char* fraction : {"0.1", "0"}) {
+    app::ConfigReader cvc(tiny_config(dir, "early_stopping = 2\n"), {std::string("data.valid_fraction=") + fraction});
+    const auto out = dir + "/cv" + fraction;
+    const auto cv = sentiment::cross_validate(cvc, rnnkit_test::quiet_run(out));
+    EXPECT_FALSE(cv.interrupted);
+    ASSERT_EQ(cv.accuracy.size(), 3u);
+    for (int k = 1; k <= 3; ++k) EXPECT_TRUE(fs::exists(out + "/fold" + std::to_string(k) + "/last.pt"));
+    EXPECT_GE(cv.mean_accuracy(), 0.8);
+    // Resumed after it finished: the same folds, the same scores, nothing trained again (an
+    // early-stopped fold stays stopped).
+    const auto epochs_logged = [&] {
+      std::ifstream csv(out + "/fold1/metrics.csv");
+      int n = 0;
+      for (std::string line; std::getline(csv, line);) ++n;
+      return n;
+    };
+    const int before = epochs_logged();
+    if (std::string(fraction) == "0.1") {
+      EXPECT_LT(before, 7) << "fold 1 should have stopped early";
+    }
+    auto again = rnnkit_test::quiet_run(out);
+    again.resume = true;
+    app::ConfigReader cvr(tiny_config(dir, "early_stopping = 2\n"), {std::string("data.valid_fraction=") + fraction});
+    EXPECT_EQ(sentiment::cross_validate(cvr, again).accuracy, cv.accuracy);
+    EXPECT_EQ(epochs_logged(), before);
+  }
 }
 
 TEST(Sentiment, EnsembleAveragesProbabilities) {

@@ -291,7 +291,10 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
   };
   int64_t steps_this_run = 0;
 
-  for (; st.epoch < o.epochs; ++st.epoch) {
+  // A resumed run that had already stopped early stays stopped.
+  const bool stopped_early = o.early_stopping > 0 && st.bad_epochs >= o.early_stopping;
+  r.early_stopped = stopped_early;
+  for (; !stopped_early && st.epoch < o.epochs; ++st.epoch) {
     const int64_t n = task.begin_epoch(st.epoch);
     if (resumed_mid_epoch) {
       task.load_state(task_state);  // after begin_epoch, so the carried state wins

@@ -39,6 +39,11 @@ int cmd_train(int argc, char** argv, bool cv) {
     return 0;
   }
   const auto r = sentiment::cross_validate(config, run);
+  if (r.interrupted) {
+    std::cout << fmt::format("cross-validation stopped after {} complete folds; --resume continues it\n",
+                             r.accuracy.size());
+    return 1;
+  }
   std::cout << fmt::format("{}-fold cross-validation: accuracy {:.2f}% ± {:.2f} (std over folds)\n",
                            r.accuracy.size(), 100 * r.mean_accuracy(), 100 * r.std_accuracy());
   for (size_t k = 0; k < r.accuracy.size(); ++k) {

@@ -455,12 +455,35 @@ double CrossValidation::std_accuracy() const {
   return accuracy.size() > 1 ? std::sqrt(v / (accuracy.size() - 1)) : 0.0;
 }
 
+namespace {
+
+ClassificationReport evaluate_examples(std::vector<Loaded>& models, const std::vector<data::LabelledText>& examples,
+                                       const torch::Device& device) {
+  TORCH_CHECK(!models.empty(), "evaluate: expected at least one model");
+  const Loaded& m = models.front();
+  std::map<std::string, int64_t> index;
+  for (size_t i = 0; i < m.labels.size(); ++i) index[m.labels[i]] = static_cast<int64_t>(i);
+  std::vector<std::string> texts;
+  std::vector<int64_t> gold;
+  for (const auto& e : examples) {
+    const auto it = index.find(e.label);
+    if (it == index.end()) throw data::DataError(e.origin, 0, "label '" + e.label + "' is not one of the model's");
+    texts.push_back(e.text);
+    gold.push_back(it->second);
+  }
+  return classification_report(gold, predicted_classes(ensemble_probabilities(models, texts, device)),
+                               static_cast<int64_t>(m.labels.size()));
+}
+
+}  // namespace
+
 CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions& run) {
   SentimentConfig c = SentimentConfig::read(config);
-  if (c.train.early_stopping > 0 || c.train.schedule == "plateau") {
-    // Both would look at the held-out fold while training, which must stay unseen.
-    fmt::print(stderr, "cv: early_stopping and schedule = \"plateau\" are turned off: they would "
-                       "select on the test fold\n");
+  const bool select = c.valid_fraction > 0;
+  if (!select && (c.train.early_stopping > 0 || c.train.schedule == "plateau")) {
+    // Without a validation part both would look at the held-out fold, which must stay unseen.
+    fmt::print(stderr, "cv: data.valid_fraction = 0, so early_stopping and schedule = \"plateau\" are "
+                       "turned off: they would select on the test fold\n");
     c.train.early_stopping = 0;
     if (c.train.schedule == "plateau") c.train.schedule = "none";
   }
@@ -476,9 +499,32 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
     app::RunOptions fold_run = run;
     fold_run.run_dir = (fs::path(run.run_dir) / ("fold" + std::to_string(k + 1))).string();
     fold_run.resume = run.resume && fs::exists(fs::path(fold_run.run_dir) / "last.pt");
-    const auto r = fit_split(c, train, test, fold_run, device, config.resolved());
-    cv.accuracy.push_back(r.last.get("val_accuracy"));
-    cv.macro_f1.push_back(r.last.get("val_macro_f1"));
+    ClassificationReport r;
+    if (select) {
+      // Model selection (best epoch, early stopping, plateau) on a part of the fold's training
+      // data; the test fold is scored once, by the selected checkpoint.
+      const auto inner = shuffled(train.size(), static_cast<uint64_t>(c.train.seed + k + 1));
+      const size_t n_valid = std::max<size_t>(1, static_cast<size_t>(c.valid_fraction * train.size()));
+      std::vector<data::LabelledText> fit_part, valid_part;
+      for (size_t i = 0; i < inner.size(); ++i) (i < n_valid ? valid_part : fit_part).push_back(train[inner[i]]);
+      const auto fit = fit_split(c, fit_part, valid_part, fold_run, device, config.resolved());
+      if (fit.interrupted) {
+        cv.interrupted = true;
+        return cv;
+      }
+      std::vector<Loaded> best{load_model((fs::path(fold_run.run_dir) / "best.pt").string(), device)};
+      r = evaluate_examples(best, test, device);
+    } else {
+      const auto fit = fit_split(c, train, test, fold_run, device, config.resolved());
+      if (fit.interrupted) {
+        cv.interrupted = true;
+        return cv;
+      }
+      r.accuracy = fit.last.get("val_accuracy");
+      r.macro_f1 = fit.last.get("val_macro_f1");
+    }
+    cv.accuracy.push_back(r.accuracy);
+    cv.macro_f1.push_back(r.macro_f1);
     if (!run.quiet) {
       fmt::print(stderr, "fold {}/{}: accuracy {:.2f}%\n", k + 1, c.folds, 100 * cv.accuracy.back());
     }
@@ -494,20 +540,7 @@ ClassificationReport evaluate(Loaded& m, const std::vector<std::string>& paths, 
 ClassificationReport evaluate(std::vector<Loaded>& models, const std::vector<std::string>& paths,
                               const torch::Device& device) {
   TORCH_CHECK(!models.empty(), "evaluate: expected at least one model");
-  const Loaded& m = models.front();
-  const auto examples = m.config.read(paths);
-  std::map<std::string, int64_t> index;
-  for (size_t i = 0; i < m.labels.size(); ++i) index[m.labels[i]] = static_cast<int64_t>(i);
-  std::vector<std::string> texts;
-  std::vector<int64_t> gold;
-  for (const auto& e : examples) {
-    const auto it = index.find(e.label);
-    if (it == index.end()) throw data::DataError(e.origin, 0, "label '" + e.label + "' is not one of the model's");
-    texts.push_back(e.text);
-    gold.push_back(it->second);
-  }
-  return classification_report(gold, predicted_classes(ensemble_probabilities(models, texts, device)),
-                               static_cast<int64_t>(m.labels.size()));
+  return evaluate_examples(models, models.front().config.read(paths), device);
 }
 
 }  // namespace rnnkit::sentiment

@@ -83,10 +83,13 @@ std::vector<Loaded> load_models(const std::vector<std::string>& checkpoints, con
 /// train: fits on the config's train split (validation: its valid file or a held-out fraction).
 app::FitResult train(app::ConfigReader& config, const app::RunOptions& run);
 
-/// k-fold cross-validation: trains k models, each evaluated on its held-out fold after the
-/// configured epochs (no fold sees its test data during training or model selection).
+/// k-fold cross-validation: trains k models, each scored on its held-out fold, which it never sees
+/// in training or model selection. With data.valid_fraction > 0 that fraction of each fold's
+/// training part selects the epoch (best checkpoint, early stopping, plateau); with 0 the
+/// configured epochs run and the last is scored.
 struct CrossValidation {
   std::vector<double> accuracy, macro_f1;
+  bool interrupted = false;  ///< stopped inside a fold (signal or --max-steps): --resume continues
   double mean_accuracy() const;
   double std_accuracy() const;
 };
