@@ -70,6 +70,7 @@ TORCH_MODULE(Classifier);
 ///
 /// More than one bidirectional layer would leak: layer 2's forward pass reads layer 1's backward
 /// pass, which has read the word to predict. The constructor refuses it.
+/// A plain Module, not Cloneable: it borrows the classifier's submodules instead of owning them.
 class BiLMImpl : public torch::nn::Module {
  public:
   BiLMImpl(const Classifier& classifier, int64_t vocab_size);
