@@ -202,6 +202,22 @@ TEST(Batching, PaddingBucketingShufflingSharding) {
   EXPECT_EQ(plan_batches(lengths, r1, 0)[0], a[1]);
 }
 
+TEST(Batching, InOrderBatchesAndWordDropout) {
+  EXPECT_EQ(in_order_batches(5, 2), (std::vector<std::vector<size_t>>{{0, 1}, {2, 3}, {4}}));
+  EXPECT_TRUE(in_order_batches(0, 4).empty());
+  // ids 0 (padding) and 1 (<unk>) stay; every other id becomes 1 at p close to 1, none at p = 0.
+  const auto tokens = torch::tensor({5, 6, 1, 0, 7, 0}, torch::kLong).view({2, 3});
+  EXPECT_TRUE(torch::equal(drop_words(tokens, 0.0, 1), tokens));
+  torch::manual_seed(0);
+  const auto all = drop_words(tokens, 0.999999, 1);
+  EXPECT_TRUE(torch::equal(all, torch::tensor({1, 1, 1, 0, 1, 0}, torch::kLong).view({2, 3})));
+  // At p = 0.5 over many ids about half are dropped, and only ever to <unk>.
+  const auto many = torch::full({100, 100}, 9, torch::kLong);
+  const auto half = drop_words(many, 0.5, 1);
+  EXPECT_TRUE(((half == 1) | (half == 9)).all().item<bool>());
+  EXPECT_NEAR((half == 1).to(torch::kDouble).mean().item<double>(), 0.5, 0.03);
+}
+
 TEST(Batching, StreamBatcherCutsParallelStreams) {
   std::vector<int64_t> ids(23);
   std::iota(ids.begin(), ids.end(), 0);

@@ -357,11 +357,7 @@ class NerTask : public app::Task {
   }
   app::BatchLoss train_batch(int64_t i) override {
     auto batch = make_batch(train_, plan_[i]);
-    if (c_.word_dropout > 0) {
-      // Words replaced by <unk> at random: the model learns what to do with unseen words.
-      const auto drop = torch::rand(batch.words.sizes()) < c_.word_dropout;
-      batch.words = batch.words.masked_fill(drop & (batch.words > Vocab::kUnk), Vocab::kUnk);
-    }
+    batch.words = data::drop_words(batch.words, c_.word_dropout, Vocab::kUnk);
     return {model_->loss(batch.to_device(device_)), static_cast<int64_t>(plan_[i].size())};
   }
   app::Metrics evaluate() override {

@@ -190,9 +190,7 @@ Tensor predict_probs(ClassifierImpl& model, const std::vector<std::vector<int64_
   const bool was_training = model.is_training();
   model.eval();
   std::vector<Tensor> out;
-  for (size_t a = 0; a < x.size(); a += 256) {
-    std::vector<size_t> idx(std::min<size_t>(256, x.size() - a));
-    std::iota(idx.begin(), idx.end(), a);
+  for (const auto& idx : data::in_order_batches(x.size(), 256)) {
     const auto p = data::pad_sequences(x, idx, Vocab::kPad);
     out.push_back(torch::softmax(model.forward(p.tokens.to(device), p.lengths), 1).cpu());
   }
@@ -222,15 +220,11 @@ class SentimentTask : public app::Task {
   }
   app::BatchLoss train_batch(int64_t i) override {
     const auto& idx = plan_[i];
-    auto p = data::pad_sequences(train_.x, idx, Vocab::kPad);
-    if (c_.word_dropout > 0) {
-      // Words replaced by <unk> at random: the model learns what to do with unseen words.
-      const auto drop = torch::rand(p.tokens.sizes()) < c_.word_dropout;
-      p.tokens = p.tokens.masked_fill(drop & (p.tokens > Vocab::kUnk), Vocab::kUnk);
-    }
+    const auto p = data::pad_sequences(train_.x, idx, Vocab::kPad);
+    const auto tokens = data::drop_words(p.tokens, c_.word_dropout, Vocab::kUnk);
     std::vector<int64_t> y;
     for (auto k : idx) y.push_back(train_.y[k]);
-    const auto logits = model_->forward(p.tokens.to(device_), p.lengths);
+    const auto logits = model_->forward(tokens.to(device_), p.lengths);
     return {F::cross_entropy(logits, torch::tensor(y, torch::kLong).to(device_)),
             static_cast<int64_t>(idx.size())};
   }
@@ -285,20 +279,16 @@ class PretrainTask : public app::Task {
     return {l.count > 0 ? l.sum / static_cast<double>(l.count) : l.sum, l.count};
   }
   app::Metrics evaluate() override {
-    // Reported, never selected on: the run keeps its last epoch.
-    torch::NoGradGuard no_grad;
-    lm_->eval();
+    // Reported, never selected on: the run keeps its last epoch. (fit() has switched to eval
+    // mode without gradients.)
     double sum = 0;
     int64_t count = 0;
-    for (size_t a = 0; a < valid_.x.size(); a += 256) {
-      std::vector<size_t> idx(std::min<size_t>(256, valid_.x.size() - a));
-      std::iota(idx.begin(), idx.end(), a);
+    for (const auto& idx : data::in_order_batches(valid_.x.size(), 256)) {
       const auto p = data::pad_sequences(valid_.x, idx, Vocab::kPad);
       const auto l = lm_->loss(p.tokens.to(device_), p.lengths);
       sum += l.sum.item<double>();
       count += l.count;
     }
-    lm_->train();
     app::Metrics m;
     m.values = {{"val_ppl", std::exp(sum / std::max<int64_t>(count, 1))}};
     m.main = "val_ppl";
@@ -347,7 +337,6 @@ app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::Label
     fmt::print(stderr, "train: {} texts, valid: {} texts, classes: {}, vocabulary: {}\n", train.size(),
                valid.size(), labels.size(), vocab.size());
   }
-  app::RunOptions classifier_run = run;
   const bool classifier_started = fs::exists(fs::path(run.run_dir) / "last.pt");
   if (c.pretrain.epochs > 0 && !(run.resume && classifier_started)) {
     // Its checkpoints live in <run_dir>/pretrain, so an interrupted pretraining resumes too.
@@ -361,6 +350,7 @@ app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::Label
     const auto r = app::fit(pretask, c.pretrain, pre, config_text);
     if (r.interrupted) return r;
   }
+  app::RunOptions classifier_run = run;
   classifier_run.resume = run.resume && classifier_started;
   SentimentTask task(c, std::move(vocab), std::move(labels), std::move(tr), std::move(va), model, device);
   return app::fit(task, c.train, classifier_run, config_text);
@@ -373,6 +363,16 @@ std::vector<size_t> shuffled(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::shuffle(idx.begin(), idx.end(), rng);
   return idx;
+}
+
+/// A seeded `fraction` of `examples` (at least one) held out: {the rest, the held-out part}.
+std::pair<std::vector<data::LabelledText>, std::vector<data::LabelledText>> hold_out(
+    const std::vector<data::LabelledText>& examples, double fraction, uint64_t seed) {
+  const auto idx = shuffled(examples.size(), seed);
+  const size_t n = std::max<size_t>(1, static_cast<size_t>(fraction * examples.size()));
+  std::pair<std::vector<data::LabelledText>, std::vector<data::LabelledText>> split;
+  for (size_t i = 0; i < idx.size(); ++i) (i < n ? split.second : split.first).push_back(examples[idx[i]]);
+  return split;
 }
 
 }  // namespace
@@ -434,11 +434,7 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
     valid = c.read({c.valid_path});
   } else {
     // No validation file: hold out a seeded fraction of the training data.
-    const auto idx = shuffled(train.size(), static_cast<uint64_t>(c.train.seed));
-    const size_t n_valid = std::max<size_t>(1, static_cast<size_t>(c.valid_fraction * train.size()));
-    std::vector<data::LabelledText> rest;
-    for (size_t i = 0; i < idx.size(); ++i) (i < n_valid ? valid : rest).push_back(train[idx[i]]);
-    train = std::move(rest);
+    std::tie(train, valid) = hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed));
   }
   if (!run.quiet) fmt::print(stderr, "{}", config.resolved());
   return fit_split(c, train, valid, run, device, config.resolved());
@@ -503,10 +499,7 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
     if (select) {
       // Model selection (best epoch, early stopping, plateau) on a part of the fold's training
       // data; the test fold is scored once, by the selected checkpoint.
-      const auto inner = shuffled(train.size(), static_cast<uint64_t>(c.train.seed + k + 1));
-      const size_t n_valid = std::max<size_t>(1, static_cast<size_t>(c.valid_fraction * train.size()));
-      std::vector<data::LabelledText> fit_part, valid_part;
-      for (size_t i = 0; i < inner.size(); ++i) (i < n_valid ? valid_part : fit_part).push_back(train[inner[i]]);
+      const auto [fit_part, valid_part] = hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed + k + 1));
       const auto fit = fit_split(c, fit_part, valid_part, fold_run, device, config.resolved());
       if (fit.interrupted) {
         cv.interrupted = true;

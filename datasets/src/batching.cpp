@@ -60,6 +60,23 @@ std::vector<std::vector<size_t>> plan_batches(const std::vector<size_t>& lengths
   return mine;
 }
 
+std::vector<std::vector<size_t>> in_order_batches(size_t n, size_t batch_size) {
+  TORCH_CHECK(batch_size > 0, "in_order_batches: expected a positive batch size, got 0");
+  std::vector<std::vector<size_t>> batches;
+  for (size_t a = 0; a < n; a += batch_size) {
+    batches.emplace_back(std::min(batch_size, n - a));
+    std::iota(batches.back().begin(), batches.back().end(), a);
+  }
+  return batches;
+}
+
+torch::Tensor drop_words(const torch::Tensor& tokens, double p, int64_t unk_id) {
+  TORCH_CHECK(p >= 0 && p < 1, "drop_words: expected a probability in [0, 1), got ", p);
+  if (p == 0) return tokens;
+  const auto drop = torch::rand(tokens.sizes(), tokens.options().dtype(torch::kFloat)) < p;
+  return tokens.masked_fill(drop & (tokens > unk_id), unk_id);
+}
+
 StreamBatcher::StreamBatcher(const std::vector<int64_t>& ids, int64_t batch_size) {
   TORCH_CHECK(batch_size > 0, "StreamBatcher: expected batch_size > 0, got ", batch_size);
   const int64_t n = static_cast<int64_t>(ids.size()) / batch_size;

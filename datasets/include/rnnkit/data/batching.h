@@ -33,6 +33,13 @@ struct BatchPlanOptions {
 std::vector<std::vector<size_t>> plan_batches(const std::vector<size_t>& lengths,
                                               const BatchPlanOptions& options, uint64_t epoch);
 
+/// Batches of 0..n-1 in order, `batch_size` at a time (the last may be shorter): for evaluation.
+std::vector<std::vector<size_t>> in_order_batches(size_t n, size_t batch_size);
+
+/// Word dropout for training: each id above `unk_id` becomes `unk_id` with probability p (ids up
+/// to `unk_id`, padding included, stay), so that the model learns what to do with unseen words.
+torch::Tensor drop_words(const torch::Tensor& tokens, double p, int64_t unk_id);
+
 /// One long token stream cut into B parallel streams ([N, B], the tail that does not fill a row
 /// dropped), read in windows of bptt steps; the hidden state is carried from one window to the
 /// next of the same stream (truncated BPTT).
