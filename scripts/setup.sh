@@ -2,7 +2,7 @@
 # Installs what rnnkit needs to build, test and run, from Debian 12 packages. Idempotent: it
 # asks apt only for the packages that are missing, and does nothing when all are there.
 #   scripts/setup.sh            build, test and app dependencies
-#   scripts/setup.sh --python   also python3-torch, for the Python comparison in bench/
+#   scripts/setup.sh --python   (kept for old instructions: python3-torch is now always installed)
 set -euo pipefail
 
 packages=(
@@ -10,10 +10,13 @@ packages=(
   libtorch-dev                     # LibTorch 1.13 (CPU)
   libopenblas0-openmp              # without it LibTorch falls back to the reference BLAS (~8x slower)
   libfmt-dev libcxxopts-dev libtomlplusplus-dev
+  nlohmann-json3-dev               # JSON output
+  zlib1g-dev                       # CRC-32 checksums of checkpoints
+  libgloo-dev                      # Gloo's headers, for c10d's ProcessGroupGloo (data-parallel training)
+  python3-torch                    # torchrun, the launcher of data-parallel runs (and its tests)
   libgtest-dev
   gnuplot-nox                      # loss and metric curves as PNG
 )
-[[ "${1:-}" == "--python" ]] && packages+=(python3-torch)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -17,7 +17,7 @@ grep -q "^processed 7255 tokens with 139 phrases; found: [0-9]* phrases; correct
 grep -q "^ *NAME: precision: " "$work/eval.txt" || fail "no NAME line in the table"
 
 "$ner" eval --checkpoint "$work/run/last.pt" --file "$src/datasets/names-binary/names.dev.txt" --json > "$work/eval.json"
-grep -q '^{"f1": [0-9.e-]*, "precision": .*"tokens": 7255, "gold": 139, .*"types": {"NAME": {' "$work/eval.json" \
+grep -q '^{"f1":[0-9.e-]*,"precision":.*"tokens":7255,"gold":139,.*"types":{"NAME":{' "$work/eval.json" \
   || fail "eval --json: $(cat "$work/eval.json")"
 
 # CoNLL in: every token line comes back with one more column, 0 or 1; sentences keep their breaks.
@@ -30,9 +30,9 @@ awk -F'\t' 'NF && (NF != 3 || ($3 != "0" && $3 != "1")) { bad = 1 } END { exit b
 printf 'Harry Potter and Hermione Granger invented a new spell.\nNothing here.\n' |
   "$ner" predict --checkpoint "$work/run/last.pt" --json > "$work/pred.jsonl"
 [[ $(wc -l < "$work/pred.jsonl") -eq 2 ]] || fail "expected 2 JSON lines: $(cat "$work/pred.jsonl")"
-head -1 "$work/pred.jsonl" | grep -q '^{"text": "Harry Potter and Hermione Granger invented a new spell.", "entities": \[' \
+head -1 "$work/pred.jsonl" | grep -q '^{"text":"Harry Potter and Hermione Granger invented a new spell.","entities":\[' \
   || fail "JSON line: $(head -1 "$work/pred.jsonl")"
-head -1 "$work/pred.jsonl" | grep -q '"type": "NAME"' || fail "no name found in the course's example: $(head -1 "$work/pred.jsonl")"
+head -1 "$work/pred.jsonl" | grep -q '"type":"NAME"' || fail "no name found in the course's example: $(head -1 "$work/pred.jsonl")"
 if command -v python3 > /dev/null; then
   python3 - "$work/pred.jsonl" <<'PY' || fail "JSON spans do not match their text"
 import json, sys

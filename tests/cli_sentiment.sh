@@ -18,16 +18,16 @@ done
 "$sent" eval --checkpoint "$work/s1/best.pt" --file "$data" > "$work/one.txt"
 grep -q "^accuracy [0-9.]*%  macro-F1 [0-9.]*$" "$work/one.txt" || fail "eval table: $(cat "$work/one.txt")"
 "$sent" eval --checkpoint "$work/s1/best.pt" --ensemble "$work/s2/best.pt" --file "$data" --json > "$work/both.json"
-grep -q '^{"accuracy": [0-9.e-]*, "macro_f1": [0-9.e-]*, "labels": \["0", "1"\], "confusion": \[\[[0-9]*, [0-9]*\], \[[0-9]*, [0-9]*\]\]}$' \
+grep -q '^{"accuracy":[0-9.e-]*,"macro_f1":[0-9.e-]*,"labels":\["0","1"\],"confusion":\[\[[0-9]*,[0-9]*\],\[[0-9]*,[0-9]*\]\]}$' \
   "$work/both.json" || fail "eval --json: $(cat "$work/both.json")"
 # The confusion matrix counts each of the file's 1,000 sentences once.
-total=$(sed 's/.*"confusion": //; s/[^0-9]/ /g' "$work/both.json" | awk '{ for (i = 1; i <= NF; ++i) s += $i } END { print s }')
+total=$(sed 's/.*"confusion"://; s/[^0-9]/ /g' "$work/both.json" | awk '{ for (i = 1; i <= NF; ++i) s += $i } END { print s }')
 [[ $total -eq 1000 ]] || fail "the confusion matrix counts $total sentences, expected 1000"
 
 printf 'The food was wonderful.\nTerrible service, never again.\n' |
   "$sent" predict --checkpoint "$work/s1/best.pt" --ensemble "$work/s2/best.pt" --json > "$work/pred.jsonl"
 [[ $(wc -l < "$work/pred.jsonl") -eq 2 ]] || fail "expected 2 JSON lines: $(cat "$work/pred.jsonl")"
-grep -q '^{"text": "The food was wonderful.", "label": "[01]", "probabilities": {"0": [0-9.e-]*, "1": [0-9.e-]*}}$' \
+grep -q '^{"text":"The food was wonderful.","label":"[01]","probabilities":{"0":[0-9.e-]*,"1":[0-9.e-]*}}$' \
   "$work/pred.jsonl" || fail "predict --json: $(head -1 "$work/pred.jsonl")"
 printf 'Great.\n' | "$sent" predict --checkpoint "$work/s1/best.pt" --ensemble "$work/s2/best.pt" > "$work/pred.txt"
 grep -qP '^[01]\t0=[0-9.]*\t1=[0-9.]*\tGreat\.$' "$work/pred.txt" || fail "predict: $(cat "$work/pred.txt")"

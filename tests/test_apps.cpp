@@ -97,7 +97,9 @@ TEST(Checkpoint, AtomicAndRefusesTruncatedForeignAndOtherModels) {
   app::write_checkpoint(path, "lm", "arch-A", [](torch::serialize::OutputArchive& a) {
     app::put_int(a, "x", 42);
   });
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  for (const auto& e : fs::directory_iterator(dir)) {
+    EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << "a temp file was left: " << e.path();
+  }
   auto a = app::open_checkpoint(path, "lm", "arch-A");
   EXPECT_EQ(app::get_int(a, "x"), 42);
   expect_message<app::CheckpointError>([&] { app::open_checkpoint(path, "lm", "arch-B"); },
@@ -245,10 +247,15 @@ TEST(LanguageModel, EvalSampleAndScoreFromACheckpoint) {
   EXPECT_NEAR(p.bits_per_token(), p.loss / std::log(2.0), 1e-12);
 }
 
-TEST(Cli, JsonObjectsAreValidJson) {
-  app::JsonObject j;
-  j.add("file", std::string("a\"b\\c\n")).add("n", int64_t{3}).add("x", 0.5).add("bad", NAN);
-  EXPECT_EQ(j.str(), "{\"file\": \"a\\\"b\\\\c\\n\", \"n\": 3, \"x\": 0.5, \"bad\": null}");
+TEST(Cli, JsonOutputIsValidUtf8AndNeverHidesANonFiniteMetric) {
+  EXPECT_EQ(app::json_line({{"file", "a\"b\\c\n"}, {"n", 3}, {"x", 0.5}}),
+            "{\"file\":\"a\\\"b\\\\c\\n\",\"n\":3,\"x\":0.5}");
+  // Invalid UTF-8 in user text is replaced (U+FFFD), never copied raw.
+  EXPECT_EQ(app::json_line({{"text", std::string("ok\xff")}}), "{\"text\":\"ok\xef\xbf\xbd\"}");
+  // NaN or infinity is an error naming the key, never null.
+  expect_message<app::NonFiniteMetric>([] { app::json_line({{"perplexity", NAN}}); }, {"'perplexity' is NaN"});
+  expect_message<app::NonFiniteMetric>(
+      [] { app::json_line({{"types", {{"PER", {{"f1", INFINITY}}}}}}); }, {"'types.PER.f1' is infinite"});
 }
 
 TEST(NGram, EverySmoothingIsADistributionAndSurvivesSaveAndLoad) {

@@ -198,8 +198,24 @@ TEST(Batching, PaddingBucketingShufflingSharding) {
   BatchPlanOptions r0 = o, r1 = o;
   r0.world = r1.world = 2;
   r1.rank = 1;
-  EXPECT_EQ(plan_batches(lengths, r0, 0).size() + plan_batches(lengths, r1, 0).size(), a.size());
-  EXPECT_EQ(plan_batches(lengths, r1, 0)[0], a[1]);
+  // Sharded as DistributedSampler strides: every rank has as many batches as the whole plan,
+  // and its share of batch k is elements rank, rank + 2, ... of a[k].
+  const auto p0 = plan_batches(lengths, r0, 0), p1 = plan_batches(lengths, r1, 0);
+  ASSERT_EQ(p0.size(), a.size());
+  ASSERT_EQ(p1.size(), a.size());
+  for (size_t k = 0; k < a.size(); ++k) {
+    std::vector<size_t> e0, e1;
+    for (size_t i = 0; i < a[k].size(); ++i) (i % 2 ? e1 : e0).push_back(a[k][i]);
+    EXPECT_EQ(p0[k], e0);
+    EXPECT_EQ(p1[k], e1);
+  }
+  BatchPlanOptions r3 = o;  // 1000 examples, batches of 32: the last holds 8, so rank 9 of 10 gets none
+  r3.batch_size = 32;
+  r3.world = 10;
+  r3.rank = 9;
+  r3.shuffle = false;
+  r3.bucket_pool = 0;
+  EXPECT_TRUE(plan_batches(lengths, r3, 0).back().empty());
 }
 
 TEST(Batching, InOrderBatchesAndWordDropout) {

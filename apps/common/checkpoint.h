@@ -1,14 +1,23 @@
 #pragma once
-// Checkpoints: torch archives written atomically (temp file, fsync, rename), tagged with the
-// app and the architecture, and checked on load so that a truncated file, a foreign file or a
-// checkpoint of another model is refused with a message that says which.
+// Checkpoints: torch archives written atomically (unique temp file, fsync, rename), tagged
+// with the app and the architecture, and checked on load so that a truncated file, a foreign
+// file, a damaged file or a checkpoint of another model is refused with a message that says
+// which.
+//
+// Layout (version 2): an outer torch archive holds the header (magic, app, architecture), the
+// payload (the inner torch archive with everything fill() wrote, as bytes) and the CRC-32 of
+// header and payload. LibTorch's zip reader does not check its own CRCs, so without this a
+// flipped byte inside a weight loaded silently.
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
+#include <torch/nn/module.h>
 #include <torch/serialize/archive.h>
 
 #include "config.h"
+#include "system.h"
 
 namespace rnnkit::app {
 
@@ -17,14 +26,29 @@ class CheckpointError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// Writes `fill`'s archive to `path` atomically, adding the identifying header.
+/// Writes `fill`'s archive to `path` atomically, adding the identifying header and checksum.
 void write_checkpoint(const std::string& path, const std::string& app,
                       const std::string& architecture,
                       const std::function<void(torch::serialize::OutputArchive&)>& fill);
+void write_checkpoint(const std::string& path, const std::string& app,
+                      const std::string& architecture, torch::serialize::OutputArchive& archive);
 
-/// Opens `path` and checks the header; `architecture` empty skips the architecture check.
-torch::serialize::InputArchive open_checkpoint(const std::string& path, const std::string& app,
-                                               const std::string& architecture);
+/// Opens `path`, checks the header and the checksum; `architecture` empty skips the
+/// architecture check. Tensors are mapped to `device` (default: the CPU, so that a checkpoint
+/// written on a GPU loads on a CPU-only build); nullopt keeps the devices they were saved on.
+torch::serialize::InputArchive open_checkpoint(
+    const std::string& path, const std::string& app, const std::string& architecture,
+    std::optional<torch::Device> device = torch::Device(torch::kCPU));
+
+/// The same from the file's bytes (`path` names it in messages): a data-parallel resume reads
+/// the file on rank 0 and sends the bytes to the others.
+torch::serialize::InputArchive open_checkpoint_bytes(
+    const std::string& bytes, const std::string& path, const std::string& app,
+    const std::string& architecture, std::optional<torch::Device> device = torch::Device(torch::kCPU));
+
+/// Refuses (CheckpointError naming `path` and the tensor) parameters and buffers holding NaN or
+/// infinity: a model loaded from `path` that could only produce garbage.
+void check_finite(const torch::nn::Module& model, const std::string& path);
 
 /// What a checkpoint written by fit() holds for an app that loads it to evaluate or predict: the
 /// config it was trained with, the model's weights and the task's state (its vocabularies).
@@ -41,8 +65,5 @@ void put_int(torch::serialize::OutputArchive& a, const std::string& key, int64_t
 int64_t get_int(torch::serialize::InputArchive& a, const std::string& key);
 void put_double(torch::serialize::OutputArchive& a, const std::string& key, double v);
 double get_double(torch::serialize::InputArchive& a, const std::string& key);
-
-/// Writes a small text file atomically.
-void write_text_atomically(const std::string& path, const std::string& text);
 
 }  // namespace rnnkit::app

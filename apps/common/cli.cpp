@@ -1,6 +1,8 @@
 #include "cli.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -41,9 +43,15 @@ void add_train_options(cxxopts::Options& cli) {
       ("seed", "override train.seed (the same seed on the same CPU gives the same numbers)",
        cxxopts::value<int64_t>())
       ("resume", "continue the run in --run-dir from its last checkpoint")
+      ("overwrite", "start afresh in a --run-dir that holds a run, replacing its checkpoints")
       ("max-steps", "stop after this many steps, writing the last checkpoint",
        cxxopts::value<int64_t>()->default_value("0"))
       ("quiet", "no progress output");
+  cli.add_options("data-parallel (under torchrun)")
+      ("dist-backend", "gloo or nccl (default: nccl for CUDA when built in, else gloo)",
+       cxxopts::value<std::string>()->default_value(""))
+      ("dist-timeout", "seconds before a lost rank or an unreachable rendezvous is an error",
+       cxxopts::value<double>()->default_value("300"));
   add_runtime_options(cli);
 }
 
@@ -55,11 +63,33 @@ RunOptions run_options(const cxxopts::ParseResult& args, const std::string& defa
   RunOptions r;
   r.device = args["device"].as<std::string>();
   r.threads = args["threads"].as<int>();
+  if (r.threads < 0) throw cxxopts::exceptions::exception("--threads must be 0 (all cores) or more, got " + std::to_string(r.threads));
+  r.run_dir = default_dir;
+  return r;
+}
+
+RunOptions train_run_options(const cxxopts::ParseResult& args, const std::string& default_dir) {
+  RunOptions r = run_options(args, default_dir);
   if (args.count("run-dir")) r.run_dir = args["run-dir"].as<std::string>();
-  else r.run_dir = default_dir;
-  if (args.count("resume")) r.resume = true;
-  if (args.count("max-steps")) r.max_steps = args["max-steps"].as<int64_t>();
-  if (args.count("quiet")) r.quiet = true;
+  if (r.run_dir.empty()) throw cxxopts::exceptions::exception("--run-dir must not be empty");
+  r.resume = args.count("resume") > 0;
+  r.overwrite = args.count("overwrite") > 0;
+  if (r.resume && r.overwrite) throw cxxopts::exceptions::exception("give --resume or --overwrite, not both");
+  r.max_steps = args["max-steps"].as<int64_t>();
+  if (r.max_steps < 0) {
+    throw cxxopts::exceptions::exception("--max-steps must be 0 (no limit) or a positive step count, got " +
+                                         std::to_string(r.max_steps));
+  }
+  r.quiet = args.count("quiet") > 0;
+  r.distributed = true;
+  r.dist.backend = args["dist-backend"].as<std::string>();
+  if (!r.dist.backend.empty() && r.dist.backend != "gloo" && r.dist.backend != "nccl") {
+    throw cxxopts::exceptions::exception("--dist-backend: expected gloo or nccl, got '" + r.dist.backend + "'");
+  }
+  r.dist.timeout_s = args["dist-timeout"].as<double>();
+  if (!(r.dist.timeout_s > 0)) throw cxxopts::exceptions::exception("--dist-timeout must be a positive number of seconds");
+  // Only rank 0 of a data-parallel run talks to the terminal.
+  if (dist::Env::read().rank != 0) r.quiet = true;
   return r;
 }
 
@@ -68,68 +98,35 @@ ConfigReader load_config(const cxxopts::ParseResult& args) {
   std::vector<std::string> sets;
   if (args.count("set")) sets = args["set"].as<std::vector<std::string>>();
   if (args.count("seed")) sets.push_back("train.seed=" + std::to_string(args["seed"].as<int64_t>()));
-  return ConfigReader(path, sets);
+  ConfigReader c(path, sets);
+  if (args.count("seed")) c.set_origin("train.seed", "--seed");
+  return c;
 }
 
-std::vector<std::string> read_input_lines(const cxxopts::ParseResult& args, data::Encoding encoding) {
-  std::vector<std::string> lines;
+InputBatches::InputBatches(const cxxopts::ParseResult& args, data::Encoding encoding)
+    : reader_(args.count("file") ? args["file"].as<std::string>() : "-", encoding),
+      streaming_(!args.count("file") || args["file"].as<std::string>() == "-") {}
+
+bool InputBatches::next(std::vector<std::string>& lines) {
+  lines.clear();
+  const size_t most = streaming_ ? 1 : 256;
   std::string line;
-  if (args.count("file")) {
-    data::LineReader r(args["file"].as<std::string>(), encoding);
-    while (r.next(line)) lines.push_back(line);
-  } else {
-    while (std::getline(std::cin, line)) lines.push_back(line);
-  }
-  return lines;
-}
-
-std::string JsonObject::quote(const std::string& s) {
-  std::ostringstream os;
-  os << '"';
-  for (const unsigned char c : s) {
-    switch (c) {
-      case '"': os << "\\\""; break;
-      case '\\': os << "\\\\"; break;
-      case '\n': os << "\\n"; break;
-      case '\r': os << "\\r"; break;
-      case '\t': os << "\\t"; break;
-      default:
-        if (c < 0x20) os << "\\u" << std::hex << std::setw(4) << std::setfill('0') << int(c) << std::dec;
-        else os << c;
-    }
-  }
-  os << '"';
-  return os.str();
-}
-
-JsonObject& JsonObject::add(const std::string& key, double value) {
-  fields_.emplace_back(key, std::isfinite(value) ? fmt::format("{:.10g}", value) : "null");
-  return *this;
-}
-JsonObject& JsonObject::add(const std::string& key, int64_t value) {
-  fields_.emplace_back(key, std::to_string(value));
-  return *this;
-}
-JsonObject& JsonObject::add(const std::string& key, const std::string& value) {
-  fields_.emplace_back(key, quote(value));
-  return *this;
-}
-JsonObject& JsonObject::add_raw(const std::string& key, const std::string& json) {
-  fields_.emplace_back(key, json);
-  return *this;
-}
-
-std::string JsonObject::str() const {
-  std::string s = "{";
-  for (size_t i = 0; i < fields_.size(); ++i) {
-    s += (i ? ", " : "") + quote(fields_[i].first) + ": " + fields_[i].second;
-  }
-  return s + "}";
+  while (lines.size() < most && reader_.next(line)) lines.push_back(std::move(line));
+  return !lines.empty();
 }
 
 int guarded_main(const char* program, int (*body)(int, char**), int argc, char** argv) {
   try {
-    return body(argc, argv);
+    const int status = body(argc, argv);
+    // Output that never reached its file or pipe (a full disk, a closed pipe) is a failure too.
+    errno = 0;
+    std::cout.flush();
+    if (!std::cout) {
+      std::cerr << program << ": error: cannot write to stdout: " << (errno ? std::strerror(errno) : "write error")
+                << "\n";
+      return 1;
+    }
+    return status;
   } catch (const cxxopts::exceptions::exception& e) {
     std::cerr << program << ": usage error: " << e.what() << " (see --help)\n";
     return 2;

@@ -1,6 +1,6 @@
 #pragma once
 // Command-line pieces every app shares: the run options, config loading with --set overrides,
-// and the one-JSON-object output of `eval --json`.
+// input read line by line, and error reporting.
 #include <string>
 #include <utility>
 #include <vector>
@@ -9,11 +9,13 @@
 #include <rnnkit/data/text.h>
 
 #include "config.h"
+#include "json.h"
 #include "train.h"
 
 namespace rnnkit::app {
 
-/// --config, --set, --seed, --device, --threads, --run-dir, --resume, --max-steps, --quiet.
+/// --config, --set, --seed, --device, --threads, --run-dir, --resume, --overwrite, --max-steps,
+/// --quiet, --dist-backend, --dist-timeout.
 void add_train_options(cxxopts::Options& cli);
 /// --device, --threads (for eval, predict, sample...).
 void add_runtime_options(cxxopts::Options& cli);
@@ -21,27 +23,30 @@ void add_runtime_options(cxxopts::Options& cli);
 void add_model_options(cxxopts::Options& cli);
 /// The value of a string option the command cannot do without ("--X is required" otherwise).
 std::string required(const cxxopts::ParseResult& args, const std::string& option);
+/// The runtime options of a command that loads a model (--device, --threads).
 RunOptions run_options(const cxxopts::ParseResult& args, const std::string& default_run_dir);
+/// Everything add_train_options defines, checked; `distributed` is set (torchrun's environment,
+/// when present, makes the run data-parallel), and ranks other than 0 are quiet.
+RunOptions train_run_options(const cxxopts::ParseResult& args, const std::string& default_run_dir);
 /// The config named by --config, with every --set applied.
 ConfigReader load_config(const cxxopts::ParseResult& args);
 /// runs/<config file stem>, relative to the working directory.
 std::string default_run_dir(const std::string& config_path);
 
-/// The lines of --file (read and checked as data::LineReader does), or of stdin without it.
-std::vector<std::string> read_input_lines(const cxxopts::ParseResult& args, data::Encoding encoding);
-
-/// A flat JSON object, keys in insertion order.
-class JsonObject {
+/// Input for predict and score, in batches: from a file up to 256 lines at a time (fast); from
+/// stdin (no --file, or --file -) one line at a time, so that each line's output can be written
+/// and flushed before the next is read and the command works as a filter in a pipe. Lines get
+/// data::LineReader's checks either way (CR, NUL bytes, UTF-8, encoding).
+class InputBatches {
  public:
-  JsonObject& add(const std::string& key, double value);
-  JsonObject& add(const std::string& key, int64_t value);
-  JsonObject& add(const std::string& key, const std::string& value);
-  JsonObject& add_raw(const std::string& key, const std::string& json);
-  std::string str() const;
-  static std::string quote(const std::string& s);
+  InputBatches(const cxxopts::ParseResult& args, data::Encoding encoding);
+  /// The next lines (at most 1 from stdin); false at the end.
+  bool next(std::vector<std::string>& lines);
+  bool streaming() const { return streaming_; }
 
  private:
-  std::vector<std::pair<std::string, std::string>> fields_;
+  data::LineReader reader_;
+  bool streaming_;
 };
 
 /// Runs an app's main: prints errors as "PROGRAM: error: ..." on stderr and returns 1; a usage

@@ -21,6 +21,7 @@ const char* type_name() {
 ConfigReader::ConfigReader(const std::string& path, const std::vector<std::string>& overrides)
     : path_(path) {
   if (!fs::exists(path)) throw ConfigError(path + ": config file not found");
+  if (fs::is_directory(path)) throw ConfigError(path + ": is a directory; expected a TOML config file (see configs/)");
   dir_ = fs::absolute(path).parent_path().string();
   try {
     table_ = toml::parse_file(path);
@@ -28,6 +29,9 @@ ConfigReader::ConfigReader(const std::string& path, const std::vector<std::strin
     std::ostringstream os;
     os << path << ":" << e.source().begin.line << ": TOML syntax error: " << e.description();
     throw ConfigError(os.str());
+  }
+  if (table_.empty()) {
+    throw ConfigError(path + ": the config is empty; it needs at least a [data] section (see configs/ for recipes)");
   }
   for (const auto& o : overrides) {
     const auto eq = o.find('='), dot = o.find('.');
@@ -61,8 +65,19 @@ ConfigReader ConfigReader::from_string(const std::string& text, const std::strin
   return r;
 }
 
+void ConfigReader::set_origin(const std::string& dotted_key, const std::string& option) {
+  origin_[dotted_key] = option;
+}
+
+bool ConfigReader::has_section(const std::string& section) const {
+  return table_[section].as_table() != nullptr;
+}
+
 std::string ConfigReader::where(const std::string& section, const std::string& key) const {
-  if (overridden_.count(section + "." + key)) return "--set " + section + "." + key;
+  if (overridden_.count(section + "." + key)) {
+    const auto it = origin_.find(section + "." + key);
+    return it != origin_.end() ? it->second : "--set " + section + "." + key;
+  }
   const auto* node = table_[section][key].node();
   std::ostringstream os;
   os << path_;
@@ -147,12 +162,16 @@ double ConfigReader::get_double(const std::string& section, const std::string& k
 std::string ConfigReader::get_choice(const std::string& section, const std::string& key,
                                      const std::string& fallback,
                                      const std::vector<std::string>& choices) {
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  if (fallback.empty() && !table_[section][key].node()) {
+    used_.insert(section + "." + key);
+    throw ConfigError(path_ + ": missing required key " + section + "." + key + " (one of " + list + ")");
+  }
   const std::string v = get<std::string>(section, key, fallback);
   for (const auto& c : choices) {
     if (c == v) return v;
   }
-  std::string list;
-  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
   fail(section, key, "expected one of " + list + ", got '" + v + "'");
 }
 

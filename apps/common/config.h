@@ -5,6 +5,7 @@
 // keys were read, so unknown keys (typos) fail before training, naming the file, the line and
 // the key; so do wrong types and out-of-range values.
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -39,7 +40,7 @@ class ConfigReader {
                   int64_t min, int64_t max = INT64_MAX);
   double get_double(const std::string& section, const std::string& key, double fallback,
                     double min, double max);
-  /// One of `choices`.
+  /// One of `choices`; an empty `fallback` makes the key required ("missing required key").
   std::string get_choice(const std::string& section, const std::string& key,
                          const std::string& fallback, const std::vector<std::string>& choices);
   /// A path: relative paths are taken relative to the config file's folder, never to the
@@ -67,6 +68,10 @@ class ConfigReader {
   const std::string& path() const { return path_; }
   /// "FILE:LINE: key section.key" (or "--set section.key"), for messages.
   std::string where(const std::string& section, const std::string& key) const;
+  /// Names the command-line option an override came from ("--seed" for train.seed), for where().
+  void set_origin(const std::string& dotted_key, const std::string& option);
+  /// Whether the config has a [section] (after overrides).
+  bool has_section(const std::string& section) const;
 
  private:
   ConfigReader() = default;
@@ -76,6 +81,7 @@ class ConfigReader {
   std::string path_, dir_;
   toml::table table_;
   std::set<std::string> used_, overridden_;
+  std::map<std::string, std::string> origin_;
 };
 
 }  // namespace rnnkit::app

@@ -2,16 +2,16 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
-#include <thread>
 
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <fmt/core.h>
 #include <torch/cuda.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -20,6 +20,8 @@
 #include <rnnkit/data/batching.h>
 
 #include "checkpoint.h"
+#include "signals.h"
+#include "system.h"
 
 namespace rnnkit::app {
 namespace fs = std::filesystem;
@@ -54,6 +56,7 @@ torch::Device setup_runtime(const RunOptions& run, int64_t seed) {
   } catch (const c10::Error&) {
     throw std::invalid_argument("--device: expected cpu, cuda or cuda:N, got '" + run.device + "'");
   }
+  const dist::Env env = run.distributed ? dist::Env::read() : dist::Env{};
   if (device->is_cuda()) {
     if (!torch::cuda::is_available()) {
       throw std::invalid_argument("--device " + run.device +
@@ -61,18 +64,20 @@ torch::Device setup_runtime(const RunOptions& run, int64_t seed) {
                                   "visible); use --device cpu");
     }
     const auto n = static_cast<int64_t>(torch::cuda::device_count());
+    // One process per GPU: torchrun's LOCAL_RANK picks it.
+    if (!device->has_index() && env.present) device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
     if (device->has_index() && device->index() >= n) {
-      throw std::invalid_argument("--device " + run.device + ": only " + std::to_string(n) +
+      throw std::invalid_argument("--device " + device->str() + ": only " + std::to_string(n) +
                                   " CUDA device(s) present");
     }
   } else if (!device->is_cpu()) {
     throw std::invalid_argument("--device: expected cpu, cuda or cuda:N, got '" + run.device + "'");
   }
-  const int threads =
-      run.threads > 0 ? run.threads : static_cast<int>(std::thread::hardware_concurrency());
-  at::set_num_threads(std::max(threads, 1));
-  torch::manual_seed(static_cast<uint64_t>(seed));
-  if (device->is_cuda()) torch::cuda::manual_seed_all(static_cast<uint64_t>(seed));
+  at::set_num_threads(resolve_threads(run.threads));
+  if (run.distributed) dist::init_from_env(run.dist, *device);
+  const auto s = static_cast<uint64_t>(seed + dist::rank());
+  torch::manual_seed(s);
+  if (device->is_cuda()) torch::cuda::manual_seed_all(s);
   return *device;
 }
 
@@ -84,24 +89,6 @@ double Metrics::get(const std::string& name) const {
 }
 
 namespace {
-
-std::atomic<int> g_signal{0};
-extern "C" void on_signal(int sig) { g_signal = sig; }
-
-/// SIGINT/SIGTERM finish the current step; a second signal kills as usual.
-struct SignalGuard {
-  using Handler = void (*)(int);
-  Handler old_int, old_term;
-  SignalGuard() {
-    g_signal = 0;
-    old_int = std::signal(SIGINT, on_signal);
-    old_term = std::signal(SIGTERM, on_signal);
-  }
-  ~SignalGuard() {
-    std::signal(SIGINT, old_int);
-    std::signal(SIGTERM, old_term);
-  }
-};
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<torch::Tensor> params,
                                                         const TrainOptions& o) {
@@ -123,11 +110,17 @@ void set_lr(torch::optim::Optimizer& opt, double lr) {
   for (auto& g : opt.param_groups()) g.options().set_lr(lr);
 }
 
+/// h:mm:ss, as tqdm shows elapsed time and ETA.
+std::string hms(double seconds) {
+  const auto s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
+  return fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+}
+
 /// The progress display: a bar redrawn in place on a terminal, periodic lines otherwise.
 class Progress {
  public:
-  Progress(bool quiet, int64_t log_every)
-      : tty_(::isatty(STDERR_FILENO)), quiet_(quiet), log_every_(log_every) {}
+  Progress(bool quiet, int64_t log_every, std::string unit)
+      : tty_(::isatty(STDERR_FILENO)), quiet_(quiet), log_every_(log_every), unit_(std::move(unit)) {}
   void start_epoch(int64_t epoch, int64_t total, int64_t first) {
     epoch_ = epoch, total_ = total, done_ = first, first_ = first, units_ = 0;
     t0_ = Clock::now();
@@ -139,14 +132,15 @@ class Progress {
     const double s = std::chrono::duration<double>(Clock::now() - t0_).count();
     const double rate = units_ / std::max(s, 1e-9);
     const double eta = s / std::max<int64_t>(done_ - first_, 1) * (total_ - done_);
+    const double pct = 100.0 * done_ / std::max<int64_t>(total_, 1);
     if (tty_) {
       const int width = 24, filled = static_cast<int>(width * done_ / std::max<int64_t>(total_, 1));
-      fmt::print(stderr, "\repoch {} [{}{}] {}/{} loss {:.4f} {:.0f} units/s ETA {:.0f}s   ",
-                 epoch_ + 1, std::string(filled, '='), std::string(width - filled, ' '), done_,
-                 total_, loss, rate, eta);
+      fmt::print(stderr, "\repoch {} {:3.0f}%|{}{}| {}/{} [{}<{}, {:.0f} {}/s] loss {:.4f}   ", epoch_ + 1,
+                 pct, std::string(filled, '#'), std::string(width - filled, ' '), done_, total_, hms(s),
+                 hms(eta), rate, unit_, loss);
     } else if (step % log_every_ == 0) {
-      fmt::print(stderr, "epoch {} step {} batch {}/{} loss {:.4f} {:.0f} units/s ETA {:.0f}s\n",
-                 epoch_ + 1, step, done_, total_, loss, rate, eta);
+      fmt::print(stderr, "epoch {} step {} batch {}/{} ({:.0f}%) loss {:.4f} {:.0f} {}/s elapsed {} ETA {}\n",
+                 epoch_ + 1, step, done_, total_, pct, loss, rate, unit_, hms(s), hms(eta));
     }
   }
   void end_epoch() {
@@ -155,7 +149,9 @@ class Progress {
 
  private:
   bool tty_, quiet_;
-  int64_t log_every_, epoch_ = 0, total_ = 0, done_ = 0, first_ = 0, units_ = 0;
+  int64_t log_every_;
+  std::string unit_;
+  int64_t epoch_ = 0, total_ = 0, done_ = 0, first_ = 0, units_ = 0;
   Clock::time_point t0_;
 };
 
@@ -169,7 +165,7 @@ std::string metrics_text(const Metrics& m) {
 void append_metrics(const std::string& path, int64_t epoch, int64_t step, double train_loss,
                     const Metrics& m, double lr, double seconds) {
   const bool fresh = !fs::exists(path);
-  std::ofstream out(path, std::ios::app);
+  OutputFile out(path, /*append=*/true);
   if (fresh) {
     out << "epoch,step,train_loss";
     for (const auto& kv : m.values) out << "," << kv.first;
@@ -178,18 +174,161 @@ void append_metrics(const std::string& path, int64_t epoch, int64_t step, double
   out << epoch << "," << step << "," << fmt::format("{:.6f}", train_loss);
   for (const auto& kv : m.values) out << "," << fmt::format("{:.6f}", kv.second);
   out << "," << lr << "," << fmt::format("{:.1f}", seconds) << "\n";
+  out.close();
 }
-
-struct LoopState {
-  int64_t epoch = 0, batch = 0, step = 0, bad_epochs = 0, plateau_bad = 0;
-  double best = NAN, plateau_best = NAN, elapsed = 0;
-  double loss_sum = 0;  // this epoch's training loss so far, so a resumed epoch reports it all
-  int64_t loss_count = 0;
-  std::string best_metrics;
-};
 
 bool better(double v, double ref, bool higher) {
   return std::isnan(ref) || (higher ? v > ref : v < ref);
+}
+
+/// The learning-rate schedule: none, step decay (every step_size epochs once decay_start are
+/// done) or reduce-on-plateau. LibTorch 1.13 has no plateau scheduler, and its schedulers cannot
+/// be checkpointed; this one's state is two numbers.
+class Scheduler {
+ public:
+  explicit Scheduler(const TrainOptions& o) : o_(o) {}
+  /// The learning rate after epoch `epoch` (0-based) ended with validation value `value`.
+  double after_epoch(int64_t epoch, double value, bool higher, double lr) {
+    if (o_.schedule == "step") {
+      if (epoch + 1 >= o_.decay_start && (epoch + 1) % o_.step_size == 0) lr *= o_.gamma;
+    } else if (o_.schedule == "plateau") {
+      if (better(value, best_, higher)) {
+        best_ = value;
+        bad_ = 0;
+      } else if (++bad_ > o_.plateau_patience) {
+        lr *= o_.gamma;
+        bad_ = 0;
+      }
+    }
+    return lr;
+  }
+  void save(torch::serialize::OutputArchive& a) const {
+    put_int(a, "train/plateau_bad", bad_);
+    put_double(a, "train/plateau_best", best_);
+  }
+  void load(torch::serialize::InputArchive& a) {
+    bad_ = get_int(a, "train/plateau_bad");
+    best_ = get_double(a, "train/plateau_best");
+  }
+
+ private:
+  const TrainOptions& o_;
+  double best_ = NAN;
+  int64_t bad_ = 0;
+};
+
+/// Where the loop is, and what it has seen: everything a resumed run needs besides the model,
+/// the optimizer, the task and the random streams.
+struct LoopState {
+  int64_t epoch = 0, batch = 0, step = 0, bad_epochs = 0;
+  double best = NAN, elapsed = 0;
+  double loss_sum = 0;  // this epoch's training loss so far, so a resumed epoch reports it all
+  int64_t loss_count = 0;
+  std::string best_metrics;
+
+  void save(torch::serialize::OutputArchive& a) const {
+    put_int(a, "train/epoch", epoch);
+    put_int(a, "train/batch", batch);
+    put_int(a, "train/step", step);
+    put_int(a, "train/bad_epochs", bad_epochs);
+    put_double(a, "train/best", best);
+    put_double(a, "train/elapsed", elapsed);
+    put_double(a, "train/loss_sum", loss_sum);
+    put_int(a, "train/loss_count", loss_count);
+    put_string(a, "train/best_metrics", best_metrics);
+  }
+  void load(torch::serialize::InputArchive& a) {
+    epoch = get_int(a, "train/epoch");
+    batch = get_int(a, "train/batch");
+    step = get_int(a, "train/step");
+    bad_epochs = get_int(a, "train/bad_epochs");
+    best = get_double(a, "train/best");
+    elapsed = get_double(a, "train/elapsed");
+    loss_sum = get_double(a, "train/loss_sum");
+    loss_count = get_int(a, "train/loss_count");
+    best_metrics = get_string(a, "train/best_metrics");
+  }
+};
+
+/// What every rank learns after each forward pass: the global loss sum and unit count, and the
+/// stop decisions (any rank's signal; rank 0's clock for max_minutes).
+struct StepControl {
+  double loss_sum = 0;
+  int64_t count = 0;
+  bool nonfinite = false, time_up = false;
+  int signal = 0;
+};
+
+StepControl exchange(double loss_sum, int64_t count, bool time_up_here) {
+  const int sig = stop_signal();
+  StepControl c;
+  if (!dist::enabled()) {
+    c.loss_sum = loss_sum;
+    c.count = count;
+    c.nonfinite = !std::isfinite(loss_sum);
+    c.time_up = time_up_here;
+    c.signal = sig;
+    return c;
+  }
+  const bool finite = std::isfinite(loss_sum);
+  auto t = torch::tensor({finite ? loss_sum : 0.0, static_cast<double>(count), finite ? 0.0 : 1.0,
+                          sig == SIGINT ? 1.0 : 0.0, sig != 0 && sig != SIGINT ? 1.0 : 0.0,
+                          dist::is_rank0() && time_up_here ? 1.0 : 0.0},
+                         torch::kDouble);
+  dist::all_reduce_sum_(t);
+  const auto v = t.accessor<double, 1>();
+  c.nonfinite = v[2] > 0;
+  c.loss_sum = c.nonfinite ? NAN : v[0];
+  c.count = static_cast<int64_t>(std::llround(v[1]));
+  c.signal = v[3] > 0 ? SIGINT : v[4] > 0 ? SIGTERM : 0;
+  c.time_up = v[5] > 0;
+  if (c.signal && !sig) set_stop_signal(c.signal);  // every rank reports the same exit status
+  return c;
+}
+
+/// Rank 0's metrics, on every rank: decisions (best, plateau, early stopping) are the same.
+Metrics agree_on(Metrics m) {
+  if (!dist::enabled()) return m;
+  std::vector<double> v;
+  for (const auto& kv : m.values) v.push_back(kv.second);
+  std::vector<torch::Tensor> t{torch::tensor(v, torch::kDouble)};
+  dist::broadcast_(t, 0);
+  for (size_t i = 0; i < v.size(); ++i) m.values[i].second = t[0][static_cast<int64_t>(i)].item<double>();
+  return m;
+}
+
+/// The random streams every rank keeps: CPU, and CUDA's when present. Gathered to rank 0, so
+/// that each rank resumes its own stream; a rank the checkpoint has no stream for keeps the one
+/// setup_runtime seeded.
+void save_rng(torch::serialize::OutputArchive& a, const torch::Device& device) {
+  const auto cpu = dist::all_gather(at::detail::getDefaultCPUGenerator().get_state());
+  put_int(a, "rng/world", static_cast<int64_t>(cpu.size()));
+  for (size_t r = 0; r < cpu.size(); ++r) a.write("rng/cpu/" + std::to_string(r), cpu[r], true);
+  if (device.is_cuda()) {
+    const auto gen = at::detail::getCUDAHooks().getDefaultCUDAGenerator(device.index() < 0 ? 0 : device.index());
+    const auto cuda = dist::all_gather(gen.get_state());
+    for (size_t r = 0; r < cuda.size(); ++r) a.write("rng/cuda/" + std::to_string(r), cuda[r], true);
+  }
+}
+
+void load_rng(torch::serialize::InputArchive& a, const torch::Device& device) {
+  const std::string r = std::to_string(dist::rank());
+  torch::Tensor state;
+  if (a.try_read("rng/cpu/" + r, state, true) || (dist::rank() == 0 && a.try_read("rng/cpu", state, true))) {
+    // The default generator is handed out const; its state is what torch::manual_seed sets.
+    auto gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(state.cpu());
+  }
+  if (device.is_cuda() && a.try_read("rng/cuda/" + r, state, true)) {
+    auto gen = at::detail::getCUDAHooks().getDefaultCUDAGenerator(device.index() < 0 ? 0 : device.index());
+    gen.set_state(state.cpu());
+  }
+}
+
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw_io_error("cannot open", path);
+  return {std::istreambuf_iterator<char>(in), {}};
 }
 
 }  // namespace
@@ -199,90 +338,121 @@ std::vector<std::vector<size_t>> plan_epoch(const std::vector<size_t>& lengths, 
   data::BatchPlanOptions o;
   o.batch_size = static_cast<size_t>(options.batch_size);
   o.seed = static_cast<uint64_t>(options.seed);
+  o.rank = static_cast<size_t>(dist::rank());
+  o.world = static_cast<size_t>(dist::world_size());
   return data::plan_batches(lengths, o, static_cast<uint64_t>(epoch));
 }
 
 FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
               const std::string& config_text) {
-  const bool rank0 = true;  // data-parallel training would set this from the process group
-  fs::create_directories(run.run_dir);
+  const bool rank0 = dist::is_rank0();
+  const bool quiet = run.quiet || !rank0;
+  const int world = dist::world_size();
+  if (o.batch_size % world != 0) {
+    throw std::invalid_argument(fmt::format(
+        "train.batch_size = {} is the global batch, shared by {} processes; it must be a multiple of "
+        "the world size (each rank takes batch_size / world_size)", o.batch_size, world));
+  }
   const std::string last_path = (fs::path(run.run_dir) / "last.pt").string();
   const std::string best_path = (fs::path(run.run_dir) / "best.pt").string();
   const std::string csv_path = (fs::path(run.run_dir) / "metrics.csv").string();
 
-  torch::nn::Module& model = task.model();
-  auto optimizer = make_optimizer(model.parameters(), o);
-  LoopState st;
-  const torch::Device device = model.parameters().front().device();
+  StopGuard signals;
+  // In a data-parallel run a stop is acted on at the next step, when every rank learns of it;
+  // an evaluation abandoned on one rank only would leave the others waiting.
+  const bool stops_in_evaluation = !dist::enabled();
 
-  auto save = [&](const std::string& path) {
-    if (!rank0) return;
-    write_checkpoint(path, task.app_name(), task.architecture(),
-                     [&](torch::serialize::OutputArchive& a) {
-                       torch::serialize::OutputArchive m, opt, t;
-                       model.save(m);
-                       optimizer->save(opt);
-                       task.save_state(t);
-                       a.write("model", m);
-                       a.write("optimizer", opt);
-                       a.write("task", t);
-                       put_string(a, "config", config_text);
-                       put_int(a, "train/epoch", st.epoch);
-                       put_int(a, "train/batch", st.batch);
-                       put_int(a, "train/step", st.step);
-                       put_int(a, "train/bad_epochs", st.bad_epochs);
-                       put_int(a, "train/plateau_bad", st.plateau_bad);
-                       put_double(a, "train/best", st.best);
-                       put_double(a, "train/plateau_best", st.plateau_best);
-                       put_double(a, "train/elapsed", st.elapsed);
-                       put_double(a, "train/loss_sum", st.loss_sum);
-                       put_int(a, "train/loss_count", st.loss_count);
-                       put_double(a, "train/lr", get_lr(*optimizer));
-                       put_string(a, "train/best_metrics", st.best_metrics);
-                       a.write("rng/cpu", at::detail::getDefaultCPUGenerator().get_state(), true);
-                     });
+  // Rank 0 owns the run dir: the lock, the overwrite check, the resolved config.
+  std::optional<RunDirLock> lock;
+  dist::on_rank0([&] {
+    lock.emplace(run.run_dir);
+    const int stale = remove_stale_temp_files(run.run_dir);
+    if (stale > 0 && !quiet) {
+      fmt::print(stderr, "removed {} unfinished temp file(s) of an interrupted write in {}\n", stale, run.run_dir);
+    }
+    const bool has_last = fs::exists(last_path), has_best = fs::exists(best_path);
+    if (run.resume) {
+      if (!has_last) {
+        throw RunDirError(fmt::format("--resume: {} holds no last.pt to continue from{}", run.run_dir,
+                                      has_best ? " (only best.pt)" : "; start a new run without --resume"));
+      }
+    } else if (has_last || has_best) {
+      if (!run.overwrite) {
+        throw RunDirError(fmt::format(
+            "{} already holds a run ({}); continue it with --resume, or start again with --overwrite "
+            "(which replaces its checkpoints and metrics), or give this run another --run-dir",
+            run.run_dir, has_last && has_best ? "last.pt and best.pt" : has_last ? "last.pt" : "best.pt"));
+      }
+      for (const auto& p : {last_path, best_path, csv_path}) fs::remove(p);
+    }
+    if (!run.resume) {
+      write_text_atomically((fs::path(run.run_dir) / "config.toml").string(), config_text);
+      fs::remove(csv_path);
+    }
+  });
+
+  torch::nn::Module& model = task.model();
+  const torch::Device device = model.parameters().front().device();
+  auto optimizer = make_optimizer(model.parameters(), o);
+  Scheduler scheduler(o);
+  LoopState st;
+
+  // Everything to continue from (next_epoch, next_batch). Every rank fills its archive (the
+  // task and the random streams gather from all ranks); rank 0 writes it.
+  auto save = [&](const std::string& path, int64_t next_epoch, int64_t next_batch) {
+    LoopState at = st;
+    at.epoch = next_epoch;
+    at.batch = next_batch;
+    torch::serialize::OutputArchive a, m, opt, t;
+    model.save(m);
+    optimizer->save(opt);
+    task.save_state(t);
+    a.write("model", m);
+    a.write("optimizer", opt);
+    a.write("task", t);
+    put_string(a, "config", config_text);
+    at.save(a);
+    scheduler.save(a);
+    put_double(a, "train/lr", get_lr(*optimizer));
+    put_int(a, "train/world_size", world);
+    save_rng(a, device);
+    dist::on_rank0([&] { write_checkpoint(path, task.app_name(), task.architecture(), a); });
   };
 
   bool resumed_mid_epoch = false;
   torch::serialize::InputArchive task_state;
   if (run.resume) {
-    auto a = open_checkpoint(last_path, task.app_name(), task.architecture());
+    // Rank 0 reads the file and hands its bytes to the others: the run dir need not be shared.
+    std::string bytes;
+    dist::on_rank0([&] { bytes = read_file_bytes(last_path); });
+    bytes = dist::broadcast_string(bytes);
+    auto a = open_checkpoint_bytes(bytes, last_path, task.app_name(), task.architecture(), device);
     torch::serialize::InputArchive m, opt;
     a.read("model", m);
     a.read("optimizer", opt);
     a.read("task", task_state);
     model.load(m);
     model.to(device);
+    check_finite(model, last_path);
     optimizer->load(opt);
-    st.epoch = get_int(a, "train/epoch");
-    st.batch = get_int(a, "train/batch");
-    st.step = get_int(a, "train/step");
-    st.bad_epochs = get_int(a, "train/bad_epochs");
-    st.plateau_bad = get_int(a, "train/plateau_bad");
-    st.best = get_double(a, "train/best");
-    st.plateau_best = get_double(a, "train/plateau_best");
-    st.elapsed = get_double(a, "train/elapsed");
-    st.loss_sum = get_double(a, "train/loss_sum");
-    st.loss_count = get_int(a, "train/loss_count");
-    st.best_metrics = get_string(a, "train/best_metrics");
+    st.load(a);
+    scheduler.load(a);
     set_lr(*optimizer, get_double(a, "train/lr"));
-    torch::Tensor rng;
-    a.read("rng/cpu", rng, true);
-    // The default generator is handed out const; its state is what torch::manual_seed sets.
-    auto gen = at::detail::getDefaultCPUGenerator();
-    gen.set_state(rng);
+    load_rng(a, device);
     resumed_mid_epoch = true;
-    if (!run.quiet) {
+    if (!quiet) {
       fmt::print(stderr, "resuming {} at epoch {}, batch {} (step {})\n", last_path, st.epoch + 1,
                  st.batch, st.step);
     }
-  } else if (rank0) {
-    write_text_atomically((fs::path(run.run_dir) / "config.toml").string(), config_text);
-    fs::remove(csv_path);
+  }
+  // One model on every rank: rank 0's initialisation (or the checkpoint it read).
+  {
+    std::vector<torch::Tensor> state = model.parameters();
+    for (const auto& b : model.buffers()) state.push_back(b);
+    dist::broadcast_module(state);
   }
 
-  SignalGuard signals;
-  Progress progress(run.quiet, o.log_every);
+  Progress progress(quiet, o.log_every, task.unit());
   FitResult r;
   const auto t_start = Clock::now();
   const double elapsed_before = st.elapsed;
@@ -290,6 +460,19 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
     return elapsed_before + std::chrono::duration<double>(Clock::now() - t_start).count();
   };
   int64_t steps_this_run = 0;
+  const auto params = model.parameters();
+
+  auto stopped = [&](int sig, const char* why) {
+    if (!quiet) {
+      fmt::print(stderr, "{}: stopped at step {}; wrote {} (continue with --resume)\n",
+                 sig ? signal_name(sig) : why, st.step, last_path);
+    }
+    r.interrupted = true;
+    r.signal = sig;
+    r.steps = st.step;
+    r.epochs_done = st.epoch;
+    return r;
+  };
 
   // A resumed run that had already stopped early stays stopped.
   const bool stopped_early = o.early_stopping > 0 && st.bad_epochs >= o.early_stopping;
@@ -309,48 +492,59 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
     for (; st.batch < n && !time_up; ++st.batch) {
       model.train();
       const BatchLoss b = task.train_batch(st.batch);
-      const double lv = b.loss.item<double>();
-      if (!std::isfinite(lv)) {
+      const double local_sum = b.count > 0 ? b.loss.item<double>() * static_cast<double>(b.count) : 0.0;
+      const StepControl c =
+          exchange(local_sum, b.count, o.max_minutes > 0 && elapsed() >= o.max_minutes * 60);
+      if (c.nonfinite) {
+        const bool any = fs::exists(last_path) || fs::exists(best_path);
         throw TrainingDiverged(fmt::format(
-            "training diverged: the loss is {} at step {} (epoch {}, batch {}); the last good "
-            "checkpoint is kept in {}{}",
-            lv, st.step + 1, st.epoch + 1, st.batch + 1, run.run_dir,
+            "training diverged: the loss is {} at step {} (epoch {}, batch {}); {}{}",
+            dist::enabled() ? "not finite" : fmt::format("{}", local_sum / static_cast<double>(b.count)),
+            st.step + 1, st.epoch + 1, st.batch + 1,
+            any ? "the last good checkpoint is kept in " + run.run_dir
+                : "no checkpoint was written before it",
             o.clip_norm == 0 ? "; try clip_norm or a lower learning_rate" : ""));
       }
       optimizer->zero_grad();
-      b.loss.backward();
-      // Data-parallel training would all-reduce the gradients here, before clipping.
-      if (o.clip_value > 0) torch::nn::utils::clip_grad_value_(model.parameters(), o.clip_value);
-      if (o.clip_norm > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), o.clip_norm);
+      if (b.count > 0) {
+        // Each rank's mean, weighted by its share of the global batch: after averaging over the
+        // ranks the gradient is the global batch's mean, whatever the shares.
+        const double share = static_cast<double>(world) * static_cast<double>(b.count) /
+                             static_cast<double>(std::max<int64_t>(c.count, 1));
+        (share == 1.0 ? b.loss : b.loss * share).backward();
+      }
+      dist::average_gradients(params);
+      if (o.clip_value > 0) torch::nn::utils::clip_grad_value_(params, o.clip_value);
+      if (o.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_norm);
       optimizer->step();
       ++st.step;
       ++steps_this_run;
-      st.loss_sum += lv * b.count;
-      st.loss_count += b.count;
-      progress.step(st.step, lv, b.count);
-      if (g_signal != 0 || (run.max_steps > 0 && steps_this_run >= run.max_steps)) {
-        ++st.batch;
+      st.loss_sum += c.loss_sum;
+      st.loss_count += c.count;
+      progress.step(st.step, c.loss_sum / static_cast<double>(std::max<int64_t>(c.count, 1)), c.count);
+      if (c.signal != 0 || (run.max_steps > 0 && steps_this_run >= run.max_steps)) {
         st.elapsed = elapsed();
-        save(last_path);
+        save(last_path, st.epoch, st.batch + 1);
         progress.end_epoch();
-        if (!run.quiet) {
-          fmt::print(stderr, "{}: stopped at step {}; wrote {} (continue with --resume)\n",
-                     g_signal ? (g_signal == SIGINT ? "SIGINT" : "SIGTERM") : "max_steps",
-                     st.step, last_path);
-        }
-        r.interrupted = true;
-        r.steps = st.step;
-        r.epochs_done = st.epoch;
-        return r;
+        return stopped(c.signal, "max_steps");
       }
       // The time budget is checked every step: an epoch can be long (a 1 MB corpus).
-      time_up = o.max_minutes > 0 && elapsed() >= o.max_minutes * 60;
+      time_up = c.time_up;
     }
     progress.end_epoch();
 
-    torch::NoGradGuard no_grad;
-    model.eval();
-    const Metrics m = task.evaluate();
+    Metrics m;
+    try {
+      torch::NoGradGuard no_grad;
+      model.eval();
+      const PollStops poll(stops_in_evaluation);
+      m = agree_on(task.evaluate());
+    } catch (const Interrupted& e) {
+      // This epoch's training is done: --resume evaluates it again, then goes on.
+      st.elapsed = elapsed();
+      save(last_path, st.epoch, st.batch);
+      return stopped(e.signal, "");
+    }
     r.last = m;
     const double value = m.get(m.main);
     if (better(value, st.best, m.higher_is_better)) {
@@ -358,53 +552,36 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
       st.best_metrics = metrics_text(m);
       st.bad_epochs = 0;
       r.best = m;
-      st.batch = 0;
-      st.epoch += 1;  // a checkpoint records where to continue
-      save(best_path);
-      st.epoch -= 1;
+      save(best_path, st.epoch + 1, 0);
     } else {
       ++st.bad_epochs;
     }
-    if (o.schedule == "step" && st.epoch + 1 >= o.decay_start &&
-        (st.epoch + 1) % o.step_size == 0) {
-      set_lr(*optimizer, get_lr(*optimizer) * o.gamma);
-    } else if (o.schedule == "plateau") {
-      if (better(value, st.plateau_best, m.higher_is_better)) {
-        st.plateau_best = value;
-        st.plateau_bad = 0;
-      } else if (++st.plateau_bad > o.plateau_patience) {
-        set_lr(*optimizer, get_lr(*optimizer) * o.gamma);
-        st.plateau_bad = 0;
-      }
-    }
-    const double train_loss = st.loss_count ? st.loss_sum / st.loss_count : NAN;
+    set_lr(*optimizer, scheduler.after_epoch(st.epoch, value, m.higher_is_better, get_lr(*optimizer)));
+    const double train_loss = st.loss_count ? st.loss_sum / static_cast<double>(st.loss_count) : NAN;
     if (rank0) {
       append_metrics(csv_path, st.epoch + 1, st.step, train_loss, m, get_lr(*optimizer), elapsed());
     }
-    if (!run.quiet) {
-      fmt::print(stderr, "epoch {}: train loss {:.4f}, {} (best {}: {:.4f}), lr {:.3g}, {:.0f}s\n",
+    if (!quiet) {
+      fmt::print(stderr, "epoch {}: train loss {:.4f}, {} (best {}: {:.4f}), lr {:.3g}, {}\n",
                  st.epoch + 1, train_loss, metrics_text(m), m.main, st.best, get_lr(*optimizer),
-                 elapsed());
+                 hms(elapsed()));
     }
     st.elapsed = elapsed();
     if (time_up && st.batch < n) {  // mid-epoch: --resume continues from this batch
-      save(last_path);
-      if (!run.quiet) fmt::print(stderr, "stopping: max_minutes = {} reached\n", o.max_minutes);
+      save(last_path, st.epoch, st.batch);
+      if (!quiet) fmt::print(stderr, "stopping: max_minutes = {} reached\n", o.max_minutes);
       r.epochs_done = st.epoch;
       break;
     }
-    st.batch = 0;
-    ++st.epoch;
-    save(last_path);
-    --st.epoch;
+    save(last_path, st.epoch + 1, 0);
     r.epochs_done = st.epoch + 1;
     if (o.early_stopping > 0 && st.bad_epochs >= o.early_stopping) {
       r.early_stopped = true;
-      if (!run.quiet) fmt::print(stderr, "early stopping: {} epochs without improvement\n", st.bad_epochs);
+      if (!quiet) fmt::print(stderr, "early stopping: {} epochs without improvement\n", st.bad_epochs);
       break;
     }
     if (time_up) {
-      if (!run.quiet) fmt::print(stderr, "stopping: max_minutes = {} reached\n", o.max_minutes);
+      if (!quiet) fmt::print(stderr, "stopping: max_minutes = {} reached\n", o.max_minutes);
       break;
     }
   }
@@ -412,7 +589,7 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
   if (r.last.values.empty()) {  // resumed a finished run: nothing trained, still report it
     torch::NoGradGuard no_grad;
     model.eval();
-    r.last = task.evaluate();
+    r.last = agree_on(task.evaluate());
     if (r.best.values.empty()) r.best = r.last;
   }
   return r;

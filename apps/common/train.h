@@ -3,11 +3,14 @@
 //
 // An app describes its work as a Task (model, batches, loss, evaluation); fit() does the rest:
 // optimizer, schedule, clipping, early stopping, progress, metrics log, atomic checkpoints
-// (`best` and `last`), exact resume, clean stop on SIGINT/SIGTERM, and divergence checks.
+// (`best` and `last`), exact resume, clean stop on SIGINT/SIGTERM, divergence checks, and
+// exclusive use of the run dir.
 //
-// Room for data parallelism: batches come from Task (which shards them by rank), gradients
-// pass through one reduce_gradients() call before clipping, and only rank 0 writes checkpoints
-// and logs. Today world_size is always 1.
+// Data parallelism (torchrun; distributed.h): each rank's Task trains on its share of every
+// global batch (plan_epoch and the LM stream batcher shard by rank), fit() all-reduces the
+// gradients before clipping, weighting each rank by its share, and only rank 0 writes
+// checkpoints, metrics and progress. Stop decisions (signals, max_minutes, NaN) are exchanged
+// every step, so every rank stops at the same step.
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -18,6 +21,7 @@
 #include <torch/types.h>
 
 #include "config.h"
+#include "distributed.h"
 
 namespace rnnkit::app {
 
@@ -49,20 +53,29 @@ struct TrainOptions {
 
 /// The shuffled, length-bucketed batches of epoch `epoch` (0-based) under `options`' batch size
 /// and seed: the same arguments give the same plan, so a resumed run sees the same batches.
+/// In a data-parallel run each global batch is this rank's share of it (elements r, r + W, ...),
+/// so a rank may get an empty batch at the end of an epoch; its task returns a zero count then.
 std::vector<std::vector<size_t>> plan_epoch(const std::vector<size_t>& lengths, const TrainOptions& options,
                                             int64_t epoch);
 
 /// Settings of one invocation, from the command line.
 struct RunOptions {
   std::string device = "cpu";  ///< cpu, cuda, cuda:N
-  int threads = 0;             ///< 0 = all cores
+  int threads = 0;             ///< 0 = the cores this process may use
   std::string run_dir;         ///< checkpoints, the resolved config and metrics.csv go here
   bool resume = false;
+  bool overwrite = false;      ///< start afresh in a run dir that holds a run, replacing it
   int64_t max_steps = 0;       ///< stop after this many optimizer steps in this invocation (0 = off)
   bool quiet = false;
+  /// Training commands join torchrun's process group when its environment is set.
+  bool distributed = false;
+  dist::Options dist;
 };
 
-/// Checks the device string (and that CUDA is there if asked), sets the thread count, seeds.
+/// Checks the device string (and that CUDA is there if asked), joins the process group for a
+/// distributed run (where `--device cuda` means cuda:LOCAL_RANK), sets the thread count, and
+/// seeds (rank r with seed + r; rank 0's model is broadcast, so the others' draws only differ
+/// in dropout).
 torch::Device setup_runtime(const RunOptions& run, int64_t seed);
 
 struct BatchLoss {
@@ -82,15 +95,23 @@ class Task {
  public:
   virtual ~Task() = default;
   virtual torch::nn::Module& model() = 0;
+  /// What BatchLoss::count counts, for the progress display ("tok", "sent").
+  virtual std::string unit() const { return "ex"; }
   /// Which app wrote a checkpoint, and the model's shape: a checkpoint whose architecture
   /// differs from the config is refused.
   virtual std::string app_name() const = 0;
   virtual std::string architecture() const = 0;
   /// Plans epoch `epoch` (0-based) and returns its number of batches.
   virtual int64_t begin_epoch(int64_t epoch) = 0;
+  /// This rank's share of batch `index`: the mean loss over its units, and their count (0, with
+  /// an undefined loss, for an empty share).
   virtual BatchLoss train_batch(int64_t index) = 0;
+  /// Metrics on the whole validation data (every rank computes them; rank 0's are used).
+  /// Long loops call throw_if_stopped() (signals.h) so that a stop is seen within a batch.
   virtual Metrics evaluate() = 0;
-  /// Task state that must survive an interruption (a carried LM state, the vocabularies).
+  /// Task state that must survive an interruption (a carried LM state, the vocabularies). Called
+  /// on every rank (it may gather from the others); rank 0's archive is the one written, and it
+  /// must not depend on the world size.
   virtual void save_state(torch::serialize::OutputArchive& archive) const { (void)archive; }
   virtual void load_state(torch::serialize::InputArchive& archive) { (void)archive; }
 };
@@ -98,12 +119,15 @@ class Task {
 struct FitResult {
   int64_t epochs_done = 0, steps = 0;
   bool interrupted = false, early_stopped = false;
+  int signal = 0;  ///< the signal that stopped it (interrupted by SIGINT/SIGTERM), else 0
   Metrics best;
   Metrics last;  ///< the evaluation after the last completed epoch
 };
 
 /// Trains `task` under `options`; `config_text` (the resolved config) is saved beside the
-/// checkpoints and inside them. Throws TrainingDiverged on a NaN or infinite loss.
+/// checkpoints and inside them. Throws TrainingDiverged on a NaN or infinite loss, RunDirBusy
+/// when another process trains in the run dir, and RunDirError when the run dir holds a run
+/// and neither `resume` nor `overwrite` is set.
 FitResult fit(Task& task, const TrainOptions& options, const RunOptions& run,
               const std::string& config_text);
 
@@ -111,5 +135,12 @@ class TrainingDiverged : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+class RunDirError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The exit status of a training command: 0, or 128 + the signal that stopped it.
+inline int exit_status(const FitResult& r) { return r.signal ? 128 + r.signal : 0; }
 
 }  // namespace rnnkit::app

@@ -10,10 +10,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include <fmt/core.h>
 
 #include "../common/cli.h"
+#include "../common/system.h"
 #include <rnnkit/registry.h>
 
 #include "gradflow.h"
@@ -59,21 +61,34 @@ std::vector<gradflow::CellSetup> setups(app::ConfigReader& c, const std::string&
   return out;
 }
 
-/// Plots columns first..last of a CSV against column 1 with gnuplot; says so if gnuplot is missing.
+/// Plots columns first..last of a CSV against column 1 with gnuplot (the script on its stdin);
+/// says so if gnuplot is missing or fails, and only then that the CSV alone is written.
 void plot(const std::string& csv, const std::string& png, const std::string& title,
           const std::string& xlabel, const std::string& ylabel, bool logy, int last_column,
           int first_column = 2) {
-  const std::string script = csv + ".gp";
-  std::ofstream gp(script);
-  gp << "set terminal pngcairo size 900,560 noenhanced\nset output '" << png << "'\n"
-     << "set datafile separator ','\nset key outside right\nset grid\n"
-     << (logy ? "set logscale y\nset format y '1e%T'\n" : "set yrange [0.4:1.02]\n")
-     << "set title '" << title << "'\nset xlabel '" << xlabel << "'\nset ylabel '" << ylabel << "'\n"
-     << "plot for [c=" << first_column << ":" << last_column << "] '" << csv << "' using 1:c with linespoints title columnheader(c)\n";
-  gp.close();
-  if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) != 0) {
+  // gnuplot strings in single quotes: a quote inside is doubled.
+  auto quoted = [](const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string script = "set terminal pngcairo size 900,560 noenhanced\nset output " + quoted(png) + "\n" +
+                       "set datafile separator ','\nset key outside right\nset grid\n" +
+                       (logy ? "set logscale y\nset format y '1e%T'\n" : "set yrange [0.4:1.02]\n") +
+                       "set title " + quoted(title) + "\nset xlabel " + quoted(xlabel) + "\nset ylabel " +
+                       quoted(ylabel) + "\n" + "plot for [c=" + std::to_string(first_column) + ":" +
+                       std::to_string(last_column) + "] " + quoted(csv) +
+                       " using 1:c with linespoints title columnheader(c)\n";
+  FILE* gp = ::popen("gnuplot 2>/dev/null", "w");
+  int status = -1;
+  if (gp) {
+    const bool written = std::fwrite(script.data(), 1, script.size(), gp) == script.size();
+    status = ::pclose(gp);
+    if (!written) status = -1;
+  }
+  if (status != 0 || !fs::exists(png)) {
     std::cerr << "rnnkit-gradflow: gnuplot failed or is missing (scripts/setup.sh installs it); " << csv
-              << " is written\n";
+              << " is written, " << png << " is not\n";
   } else {
     std::cerr << "wrote " << png << "\n";
   }
@@ -98,7 +113,7 @@ void run_norms(const NormsConfig& n, const std::string& out) {
   for (const auto& s : cells) g.push_back(gradflow::gradient_norms(s, T, B, D, H, seed));
   for (const std::string which : {"a", "x"}) {
     const std::string csv = out + "/grad_norms_d" + which + ".csv";
-    std::ofstream f(csv);
+    app::OutputFile f(csv);
     f << "t";
     for (const auto& s : cells) f << "," << s.label();
     f << "\n";
@@ -108,6 +123,7 @@ void run_norms(const NormsConfig& n, const std::string& out) {
       f << "\n";
     }
     f.close();
+    std::cerr << "wrote " << csv << "\n";
     plot(csv, out + "/grad_norms_d" + which + ".png",
          fmt::format("||dL/d{}<t>||, L on the last step only (T = {})", which, T), "t",
          "gradient norm (log scale)", true, static_cast<int>(cells.size()) + 1);
@@ -147,7 +163,7 @@ void run_agreement(const AgreementConfig& a, const std::string& out) {
   const auto& gaps = a.gaps;
   const auto& o = a.o;
   const std::string csv = out + "/agreement.csv";
-  std::ofstream f(csv);
+  app::OutputFile f(csv);
   f << "gap";
   for (const auto& s : cells) f << "," << s.label();
   f << "\n";
@@ -166,6 +182,7 @@ void run_agreement(const AgreementConfig& a, const std::string& out) {
     std::cout << "\n";
   }
   f.close();
+  std::cerr << "wrote " << csv << "\n";
   plot(csv, out + "/agreement.png", fmt::format("number agreement after {} Adam steps", o.steps),
        "gap (filler words between subject and verb)", "accuracy", false, static_cast<int>(cells.size()) + 1);
 }
@@ -202,7 +219,7 @@ void run_explode(const ExplodeConfig& e, const std::string& out) {
   ov.clip_value = clip_value;
   runs.push_back({fmt::format("clip by value {:g}", clip_value), gradflow::explode(ov)});
   const std::string csv = out + "/explode.csv";
-  std::ofstream f(csv);
+  app::OutputFile f(csv);
   f << "step";
   for (const auto& r : runs) f << "," << r.name << " (gradient norm)";
   for (const auto& r : runs) f << "," << r.name << " (loss)";
@@ -219,6 +236,7 @@ void run_explode(const ExplodeConfig& e, const std::string& out) {
     f << "\n";
   }
   f.close();
+  std::cerr << "wrote " << csv << "\n";
   const std::string title = fmt::format("relu RNN, recurrent init {:g} x orthogonal, T = {}, SGD", o.scale, o.T);
   plot(csv, out + "/explode_norm.png", title, "step", "gradient norm before clipping (log scale)", true, 1 + n);
   plot(csv, out + "/explode_loss.png", title, "step", "training loss (log scale)", true, 1 + 2 * n, 2 + n);
@@ -233,38 +251,63 @@ void run_explode(const ExplodeConfig& e, const std::string& out) {
   }
 }
 
+const char* kUsage =
+    "usage: rnnkit-gradflow COMMAND --config FILE [--out DIR]\n"
+    "commands:\n"
+    "  norms      ||dL/da<t>|| and ||dL/dx<t>|| back through time, per cell ([norms])\n"
+    "  agreement  number agreement across growing gaps: which cells learn it ([agreement])\n"
+    "  explode    a relu RNN made to explode, without and with clipping ([explode])\n"
+    "  all        the three, in that order\n"
+    "'rnnkit-gradflow COMMAND --help' lists a command's options.\n";
+
 int run(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
+  if (cmd.empty()) return std::cerr << kUsage, 2;
+  if (cmd == "--help" || cmd == "-h") return std::cout << kUsage, 0;
+  const bool all = cmd == "all";
+  if (!all && cmd != "norms" && cmd != "agreement" && cmd != "explode") {
+    std::cerr << "rnnkit-gradflow: unknown command '" << cmd << "'\n" << kUsage;
+    return 2;
+  }
   cxxopts::Options cli("rnnkit-gradflow " + cmd, "Vanishing and exploding gradients, measured");
   cli.add_options()
       ("config", "TOML config (configs/gradflow.toml)", cxxopts::value<std::string>())
       ("set", "override a config value: section.key=value", cxxopts::value<std::vector<std::string>>())
       ("out", "folder for the CSVs and PNGs", cxxopts::value<std::string>()->default_value("runs/gradflow"))
-      ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
+      ("threads", "CPU threads (0: the cores this process may use)", cxxopts::value<int>()->default_value("0"))
       ("h,help", "this help");
-  if (cmd.empty() || cmd == "--help" || cmd == "-h") {
-    std::cout << "usage: rnnkit-gradflow norms|agreement|explode|all --config FILE [--out DIR]\n";
-    return cmd.empty() ? 2 : 0;
-  }
   const auto args = cli.parse(argc - 1, argv + 1);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   auto config = app::load_config(args);
   const std::string out = args["out"].as<std::string>();
-  fs::create_directories(out);
-  const int threads = args["threads"].as<int>();
-  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
-  const bool all = cmd == "all";
-  if (!all && cmd != "norms" && cmd != "agreement" && cmd != "explode") {
-    throw cxxopts::exceptions::exception("unknown command '" + cmd + "'");
-  }
-  // Every section is read and checked first, so a typo fails before any experiment runs.
-  const auto norms = NormsConfig::read(config);
-  const auto agreement = AgreementConfig::read(config);
-  const auto explode = ExplodeConfig::read(config);
+  at::set_num_threads(app::resolve_threads(args["threads"].as<int>()));
+  // The sections this command runs must be there; the others are checked only if present, so a
+  // typo fails before any experiment runs and `norms` does not need [agreement].
+  const bool do_norms = all || cmd == "norms", do_agree = all || cmd == "agreement",
+             do_explode = all || cmd == "explode";
+  std::optional<NormsConfig> norms;
+  std::optional<AgreementConfig> agreement;
+  std::optional<ExplodeConfig> explode;
+  if (do_norms || config.has_section("norms")) norms = NormsConfig::read(config);
+  if (do_agree || config.has_section("agreement")) agreement = AgreementConfig::read(config);
+  if (do_explode || config.has_section("explode")) explode = ExplodeConfig::read(config);
   config.reject_unknown_keys();
-  if (all || cmd == "norms") run_norms(norms, out);
-  if (all || cmd == "agreement") run_agreement(agreement, out);
-  if (all || cmd == "explode") run_explode(explode, out);
+  // The folder is made now, and removed again if this call fails before writing anything in it.
+  const bool existed = fs::exists(out);
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec || !fs::is_directory(out)) {
+    throw app::IoError("cannot create the output folder " + out + ": " +
+                       (ec ? ec.message() : std::string("a file of that name exists")));
+  }
+  try {
+    if (do_norms) run_norms(*norms, out);
+    if (do_agree) run_agreement(*agreement, out);
+    if (do_explode) run_explode(*explode, out);
+  } catch (...) {
+    if (!existed && fs::is_empty(out, ec)) fs::remove(out, ec);
+    throw;
+  }
   return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <rnnkit/registry.h>
 
 #include "../common/checkpoint.h"
+#include "../common/signals.h"
 
 namespace rnnkit::lm {
 
@@ -150,6 +151,7 @@ class LMTask : public app::Task {
   }
 
   torch::nn::Module& model() override { return *model_; }
+  std::string unit() const override { return "tok"; }
   std::string app_name() const override { return "lm"; }
   std::string architecture() const override { return c_.architecture(vocab_.size()); }
 
@@ -164,6 +166,10 @@ class LMTask : public app::Task {
     const int64_t V = vocab_.size();
     if (batcher_) {
       auto [x, y] = batcher_->window(i, c_.bptt);
+      // Data-parallel: rank r trains on its own columns (streams) of the global batch.
+      const int64_t b = x.size(1) / app::dist::world_size();
+      x = x.narrow(1, app::dist::rank() * b, b);
+      y = y.narrow(1, app::dist::rank() * b, b);
       auto out = model_->forward(x.to(device_), carried_);
       carried_ = detached(out.states);  // truncated BPTT: carry the state, not its graph
       const Tensor yd = y.to(device_).reshape(-1);
@@ -171,6 +177,7 @@ class LMTask : public app::Task {
     }
     // sentences: input <eos> w1 .. wn, target w1 .. wn <eos>
     const auto& idx = plan_[i];
+    if (idx.empty()) return {};  // this rank's share of a short last batch
     std::vector<std::vector<int64_t>> inputs, targets;
     for (auto k : idx) {
       std::vector<int64_t> in{Vocab::kEos};
@@ -201,9 +208,12 @@ class LMTask : public app::Task {
   void save_state(torch::serialize::OutputArchive& a) const override {
     app::put_string(a, "vocab", vocab_.to_string());
     app::put_int(a, "carried", static_cast<int64_t>(carried_.size()));
+    // The whole global batch's state, gathered from every rank in stream order, so that a run
+    // resumes with any world size.
+    auto whole = [](const Tensor& t) { return torch::cat(app::dist::all_gather(t.cpu()), 0); };
     for (size_t i = 0; i < carried_.size(); ++i) {
-      a.write("a" + std::to_string(i), carried_[i].a, true);
-      if (carried_[i].c.defined()) a.write("c" + std::to_string(i), carried_[i].c, true);
+      a.write("a" + std::to_string(i), whole(carried_[i].a), true);
+      if (carried_[i].c.defined()) a.write("c" + std::to_string(i), whole(carried_[i].c), true);
     }
   }
 
@@ -213,12 +223,16 @@ class LMTask : public app::Task {
                                  "the config's data");
     }
     carried_.assign(static_cast<size_t>(app::get_int(a, "carried")), State{});
+    auto mine = [](const Tensor& t) {
+      const int64_t b = t.size(0) / app::dist::world_size();
+      return t.narrow(0, app::dist::rank() * b, b).contiguous();
+    };
     for (size_t i = 0; i < carried_.size(); ++i) {
       a.read("a" + std::to_string(i), carried_[i].a, true);
       Tensor c;
       if (a.try_read("c" + std::to_string(i), c, true)) carried_[i].c = c;
-      carried_[i].a = carried_[i].a.to(device_);
-      if (carried_[i].c.defined()) carried_[i].c = carried_[i].c.to(device_);
+      carried_[i].a = mine(carried_[i].a).to(device_);
+      if (carried_[i].c.defined()) carried_[i].c = mine(carried_[i].c).to(device_);
     }
   }
 
@@ -247,6 +261,7 @@ Perplexity evaluate_stream(LanguageModelImpl& model, const std::vector<int64_t>&
   double total = 0;
   int64_t count = 0;
   for (int64_t k = 0; k < batcher.num_windows(bptt); ++k) {
+    app::throw_if_stopped();
     auto [x, y] = batcher.window(k, bptt);
     auto out = model.forward(x.to(device), states);
     states = std::move(out.states);
@@ -267,6 +282,7 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
   m.vocab = Vocab::from_string(app::get_string(saved.task, "vocab"), checkpoint + "#vocab");
   m.model = LanguageModel(m.config.model_options(m.vocab.size()));
   m.model->load(saved.model);
+  app::check_finite(*m.model, checkpoint);
   m.model->to(device);
   m.model->eval();
   return m;
@@ -279,6 +295,8 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   Vocab vocab = build_vocab(c, train_tokens);
   const auto train_ids = encode_stream(vocab, train_tokens);
   auto valid_ids = encode_stream(vocab, c.tokenize_file(c.valid_path));
+  report_unk_rate(c.train_path, vocab, train_ids, run.quiet);
+  report_unk_rate(c.valid_path, vocab, valid_ids, run.quiet);
   LanguageModel model(c.model_options(vocab.size()));
   model->to(device);
   int64_t n_params = 0;
@@ -333,12 +351,42 @@ LineScore score_line(Loaded& m, const std::string& line, const torch::Device& de
   if (m.config.level == "word") tokens.emplace_back("<eos>");
   const auto ids = encode_stream(m.vocab, tokens);
   if (ids.size() < 2) return {};
-  const auto x = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end() - 1), torch::kLong);
-  const auto y = torch::tensor(std::vector<int64_t>(ids.begin() + 1, ids.end()), torch::kLong);
-  const auto out = m.model->forward(x.view({-1, 1}).to(device));
-  const auto logp = torch::log_softmax(out.logits.squeeze(1).to(torch::kDouble), 1);
-  const double lp = logp.gather(1, y.to(device).view({-1, 1})).sum().item<double>();
-  return {lp, static_cast<int64_t>(y.size(0))};
+  // In bptt-sized chunks with the state carried across, as eval reads a file: memory stays
+  // bounded however long the line, and the sum is the same as in one pass.
+  const auto all = torch::tensor(ids, torch::kLong);
+  const int64_t n = all.size(0) - 1, chunk = std::max<int64_t>(m.config.bptt, 1);
+  std::vector<State> states;
+  double lp = 0;
+  for (int64_t start = 0; start < n; start += chunk) {
+    const int64_t T = std::min(chunk, n - start);
+    const auto x = all.narrow(0, start, T).view({-1, 1}).to(device);
+    const auto y = all.narrow(0, start + 1, T).view({-1, 1}).to(device);
+    auto out = m.model->forward(x, states);
+    states = std::move(out.states);
+    const auto logp = torch::log_softmax(out.logits.squeeze(1).to(torch::kDouble), 1);
+    lp += logp.gather(1, y).sum().item<double>();
+  }
+  return {lp, n};
+}
+
+double unk_rate(const data::Vocab& vocab, const std::vector<int64_t>& ids) {
+  if (ids.size() < 2) return 0;
+  int64_t unk = 0;
+  for (size_t i = 1; i < ids.size(); ++i) unk += ids[i] == data::Vocab::kUnk;
+  return static_cast<double>(unk) / static_cast<double>(ids.size() - 1);
+}
+
+void report_unk_rate(const std::string& file, const data::Vocab& vocab, const std::vector<int64_t>& ids,
+                     bool quiet) {
+  const double rate = unk_rate(vocab, ids);
+  if (rate > kUnkWarning) {
+    fmt::print(stderr,
+               "warning: {:.1f}% of the tokens of {} are <unk> (out of the vocabulary); its perplexity "
+               "measures little, as <unk> is easy to predict\n",
+               100 * rate, file);
+  } else if (!quiet) {
+    fmt::print(stderr, "{}: {:.2f}% <unk>\n", file, 100 * rate);
+  }
 }
 
 }  // namespace rnnkit::lm

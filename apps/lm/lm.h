@@ -91,4 +91,12 @@ struct LineScore {
 };
 LineScore score_line(Loaded& m, const std::string& line, const torch::Device& device);
 
+/// The share of <unk> among the tokens of `ids` (after the leading <eos>).
+double unk_rate(const data::Vocab& vocab, const std::vector<int64_t>& ids);
+/// Above this share of <unk> a file's perplexity is flattered: warn.
+constexpr double kUnkWarning = 0.05;
+/// Prints the <unk> rate of an evaluated file (unless quiet), and warns above kUnkWarning.
+void report_unk_rate(const std::string& file, const data::Vocab& vocab, const std::vector<int64_t>& ids,
+                     bool quiet);
+
 }  // namespace rnnkit::lm

@@ -4,12 +4,14 @@
 //   rnnkit-lm eval   --checkpoint runs/lm_char_shakespeare/best.pt --file valid.txt [--json]
 //   rnnkit-lm sample --checkpoint ... [--prompt "ROMEO:"] [--temperature 0.8] [--top-k 10]
 //   rnnkit-lm score  --checkpoint ... [--file sentences.txt]   (stdin without --file)
+#include <cmath>
 #include <fstream>
 #include <iostream>
 
 #include <fmt/core.h>
 
 #include "../common/cli.h"
+#include "../common/signals.h"
 #include "lm.h"
 #include "ngram.h"
 
@@ -34,13 +36,14 @@ int cmd_train(int argc, char** argv) {
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   auto config = app::load_config(args);
-  const auto run = app::run_options(args, app::default_run_dir(config.path()));
+  const auto run = app::train_run_options(args, app::default_run_dir(config.path()));
+  const app::StopGuard stop;
   const auto r = lm::train(config, run);
   if (!run.quiet && !r.interrupted) {
     std::cerr << "done: " << r.epochs_done << " epochs, " << r.steps << " steps; checkpoints in "
               << run.run_dir << "\n";
   }
-  return 0;
+  return app::exit_status(r);
 }
 
 int cmd_eval(int argc, char** argv) {
@@ -59,13 +62,17 @@ int cmd_eval(int argc, char** argv) {
   auto m = lm::load_model(app::required(args, "checkpoint"), device);
   const std::string file = app::required(args, "file");
   const auto ids = lm::encode_stream(m.vocab, m.config.tokenize_file(file));
-  const auto p = lm::evaluate_stream(*m.model, ids, m.config.bptt,
-                                     args["batch-size"].as<int64_t>(), device);
+  lm::report_unk_rate(file, m.vocab, ids, /*quiet=*/false);
+  const int64_t batch_size = args["batch-size"].as<int64_t>();
+  if (batch_size < 1) throw cxxopts::exceptions::exception("--batch-size must be at least 1, got " + std::to_string(batch_size));
+  const auto p = lm::evaluate_stream(*m.model, ids, m.config.bptt, batch_size, device);
+  if (!std::isfinite(p.loss)) {
+    throw std::runtime_error(file + ": the loss is not finite; the model produces non-finite values");
+  }
   if (args.count("json")) {
-    app::JsonObject j;
-    j.add("file", file).add("tokens", p.tokens).add("loss", p.loss).add("perplexity", p.perplexity());
-    if (m.config.level == "char") j.add("bits_per_char", p.bits_per_token());
-    std::cout << j.str() << "\n";
+    app::Json j{{"file", file}, {"tokens", p.tokens}, {"loss", p.loss}, {"perplexity", p.perplexity()}};
+    if (m.config.level == "char") j["bits_per_char"] = p.bits_per_token();
+    app::print_json(std::cout, j);
   } else {
     std::cout << fmt::format("{}: {} tokens, loss {:.4f} nats/token, perplexity {:.2f}", file,
                              p.tokens, p.loss, p.perplexity());
@@ -81,7 +88,7 @@ int cmd_sample(int argc, char** argv) {
   cli.add_options()
       ("prompt", "text to start from", cxxopts::value<std::string>()->default_value(""))
       ("temperature", "divides the logits (lower: safer)", cxxopts::value<double>()->default_value("1.0"))
-      ("top-k", "draw among the k most likely tokens (0: all)", cxxopts::value<int64_t>()->default_value("0"))
+      ("top-k", "draw among the k most likely tokens (default: all)", cxxopts::value<int64_t>())
       ("greedy", "always take the most likely token")
       ("seed", "the same seed gives the same text", cxxopts::value<uint64_t>()->default_value("1"))
       ("length", "maximum tokens to generate", cxxopts::value<int64_t>()->default_value("500"))
@@ -90,18 +97,31 @@ int cmd_sample(int argc, char** argv) {
       ("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  const auto device = app::setup_runtime(app::run_options(args, ""), 0);
-  auto m = lm::load_model(app::required(args, "checkpoint"), device);
   lm::SampleOptions o;
   o.prompt = args["prompt"].as<std::string>();
   o.temperature = args["temperature"].as<double>();
-  o.top_k = args["top-k"].as<int64_t>();
+  o.top_k = args.count("top-k") ? args["top-k"].as<int64_t>() : 0;
   o.greedy = args.count("greedy") > 0;
   o.seed = args["seed"].as<uint64_t>();
   o.max_length = args["length"].as<int64_t>();
   o.stop_at_eos = !args.count("no-stop");
   o.no_unk = !args.count("allow-unk");
-  if (o.temperature < 0) throw cxxopts::exceptions::exception("--temperature must be >= 0");
+  // Checked before the model loads: a typo costs nothing.
+  if (!(o.temperature >= 0) || !std::isfinite(o.temperature)) {
+    throw cxxopts::exceptions::exception("--temperature must be a number >= 0 (0: greedy)");
+  }
+  if (args.count("top-k") && o.top_k < 1) {
+    throw cxxopts::exceptions::exception("--top-k must be at least 1, got " + std::to_string(o.top_k) +
+                                         " (leave it out to draw from the whole vocabulary)");
+  }
+  if (o.max_length < 1) {
+    throw cxxopts::exceptions::exception("--length must be at least 1, got " + std::to_string(o.max_length));
+  }
+  if (const auto bad = data::find_invalid_utf8(o.prompt); bad >= 0) {
+    throw cxxopts::exceptions::exception("--prompt is not valid UTF-8 (byte " + std::to_string(bad + 1) + ")");
+  }
+  const auto device = app::setup_runtime(app::run_options(args, ""), 0);
+  auto m = lm::load_model(app::required(args, "checkpoint"), device);
   std::cout << o.prompt << lm::sample(m, o, device) << "\n";
   return 0;
 }
@@ -117,13 +137,17 @@ int cmd_score(int argc, char** argv) {
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
   auto m = lm::load_model(app::required(args, "checkpoint"), device);
-  for (const auto& line : app::read_input_lines(args, m.config.encoding)) {
-    const auto s = lm::score_line(m, line, device);
-    if (args.count("json")) {
-      std::cout << app::JsonObject().add("text", line).add("tokens", s.tokens)
-                       .add("logprob", s.logprob).add("perplexity", s.perplexity()).str() << "\n";
-    } else {
-      std::cout << fmt::format("{:.4f}\t{:.2f}\t{}", s.logprob, s.perplexity(), line) << "\n";
+  app::InputBatches input(args, m.config.encoding);
+  for (std::vector<std::string> lines; input.next(lines);) {
+    for (const auto& line : lines) {
+      const auto s = lm::score_line(m, line, device);
+      if (!std::isfinite(s.logprob)) throw std::runtime_error("the log-probability of '" + line.substr(0, 60) + "' is not finite");
+      if (args.count("json")) {
+        app::print_json(std::cout, {{"text", line}, {"tokens", s.tokens}, {"logprob", s.logprob},
+                                    {"perplexity", s.perplexity()}});
+      } else {
+        std::cout << fmt::format("{:.4f}\t{:.2f}\t{}", s.logprob, s.perplexity(), line) << std::endl;
+      }
     }
   }
   return 0;
@@ -148,8 +172,10 @@ int cmd_ngram(int argc, char** argv) {
       ("seed", "sample: seed", cxxopts::value<uint64_t>()->default_value("1"))
       ("no-stop", "sample: do not stop at <eos>")
       ("h,help", "this help");
+  if (sub == "--help" || sub == "-h") return std::cout << cli.help() << "\n", 0;
   const auto args = cli.parse(argc - 1, argv + 1);
-  if (args.count("help") || sub.empty()) return std::cout << cli.help() << "\n", sub.empty() ? 2 : 0;
+  if (sub.empty()) return std::cerr << cli.help() << "\n", 2;
+  if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   if (sub == "train") {
     auto config = app::load_config(args);
     const auto c = lm::LMConfig::read(config);
@@ -177,9 +203,8 @@ int cmd_ngram(int argc, char** argv) {
       int64_t n = 0;
       const double ce = m.cross_entropy(lm::encode_stream(m.vocab(), c.tokenize_file(file)), &n);
       if (args.count("json")) {
-        std::cout << app::JsonObject().add("file", file).add("order", int64_t{m.order()})
-                         .add("smoothing", lm::to_string(m.smoothing())).add("tokens", n)
-                         .add("loss", ce).add("perplexity", std::exp(ce)).str() << "\n";
+        app::print_json(std::cout, {{"file", file}, {"order", m.order()}, {"smoothing", lm::to_string(m.smoothing())},
+                                    {"tokens", n}, {"loss", ce}, {"perplexity", std::exp(ce)}});
       } else {
         std::cout << fmt::format("{}: {} tokens, {}-gram {}, loss {:.4f}, perplexity {:.2f}\n",
                                  file, n, m.order(), lm::to_string(m.smoothing()), ce, std::exp(ce));
@@ -198,10 +223,8 @@ int cmd_ngram(int argc, char** argv) {
 }
 
 int run(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    std::cout << kUsage;
-    return argc < 2 ? 2 : 0;
-  }
+  if (argc < 2) return std::cerr << kUsage, 2;
+  if (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") return std::cout << kUsage, 0;
   const std::string cmd = argv[1];
   // cxxopts sees "rnnkit-lm COMMAND" as the program name.
   if (cmd == "train") return cmd_train(argc - 1, argv + 1);

@@ -8,6 +8,7 @@
 #include <fmt/core.h>
 
 #include "../common/cli.h"
+#include "../common/signals.h"
 #include "ner.h"
 
 namespace {
@@ -29,8 +30,14 @@ int cmd_train(int argc, char** argv) {
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   auto config = app::load_config(args);
-  ner::train(config, app::run_options(args, app::default_run_dir(config.path())));
-  return 0;
+  const auto run = app::train_run_options(args, app::default_run_dir(config.path()));
+  const app::StopGuard stop;
+  const auto r = ner::train(config, run);
+  if (!run.quiet && !r.interrupted) {
+    std::cerr << "done: " << r.epochs_done << " epochs, " << r.steps << " steps; checkpoints in "
+              << run.run_dir << "\n";
+  }
+  return app::exit_status(r);
 }
 
 int cmd_eval(int argc, char** argv) {
@@ -49,30 +56,29 @@ int cmd_eval(int argc, char** argv) {
     std::cout << ev.report();
     return 0;
   }
-  app::JsonObject types;
+  app::Json types = app::Json::object();
   for (const auto& t : ev.by_type()) {
-    types.add_raw(t.type, app::JsonObject().add("precision", t.precision).add("recall", t.recall).add("f1", t.f1)
-                              .add("gold", t.found_correct).add("found", t.found_guessed).add("correct", t.correct).str());
+    types[t.type] = {{"precision", t.precision}, {"recall", t.recall}, {"f1", t.f1},
+                     {"gold", t.found_correct}, {"found", t.found_guessed}, {"correct", t.correct}};
   }
-  std::cout << app::JsonObject().add("f1", ev.f1()).add("precision", ev.precision()).add("recall", ev.recall())
-                   .add("accuracy", ev.accuracy()).add("tokens", ev.tokens()).add("gold", ev.found_correct())
-                   .add("found", ev.found_guessed()).add("correct", ev.correct_chunks())
-                   .add_raw("types", types.str()).str() << "\n";
+  app::print_json(std::cout, {{"f1", ev.f1()}, {"precision", ev.precision()}, {"recall", ev.recall()},
+                              {"accuracy", ev.accuracy()}, {"tokens", ev.tokens()}, {"gold", ev.found_correct()},
+                              {"found", ev.found_guessed()}, {"correct", ev.correct_chunks()}, {"types", types}});
   return 0;
 }
 
-/// One JSON line: the text and its entities, with code-point offsets [start, end).
-std::string json_line(const std::string& text, const std::vector<ner::TextToken>& tokens,
-                      const std::vector<std::string>& internal_tags, const ner::Loaded& m) {
-  std::string entities = "[";
+/// One JSON object: the text and its entities, with code-point offsets [start, end).
+app::Json entities_json(const std::string& text, const std::vector<ner::TextToken>& tokens,
+                        const std::vector<std::string>& internal_tags, const ner::Loaded& m) {
+  app::Json entities = app::Json::array();
   for (const auto& s : data::tags_to_spans(internal_tags, m.lexicon.internal_scheme)) {
     const size_t b = tokens[s.start].begin, e = tokens[s.end - 1].end;
-    entities += (entities.size() > 1 ? ", " : "") +
-                app::JsonObject().add("start", static_cast<int64_t>(ner::code_point_offset(text, b)))
-                    .add("end", static_cast<int64_t>(ner::code_point_offset(text, e)))
-                    .add("type", s.type).add("text", text.substr(b, e - b)).str();
+    entities.push_back({{"start", ner::code_point_offset(text, b)},
+                        {"end", ner::code_point_offset(text, e)},
+                        {"type", s.type},
+                        {"text", text.substr(b, e - b)}});
   }
-  return app::JsonObject().add("text", text).add_raw("entities", entities + "]").str();
+  return {{"text", text}, {"entities", entities}};
 }
 
 int cmd_predict(int argc, char** argv) {
@@ -91,11 +97,35 @@ int cmd_predict(int argc, char** argv) {
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
   auto m = ner::load_model(app::required(args, "checkpoint"), device);
 
-  // Sentences as tokens with byte offsets into their text.
-  std::vector<std::string> texts;
-  std::vector<std::vector<ner::TextToken>> tokens;
-  std::vector<std::vector<std::string>> echo;  // CoNLL input: each token's line
+  // Sentences as tokens with byte offsets into their text, tagged and written a batch at a time
+  // (one line at a time from stdin, so that predict works as a filter in a pipe).
+  auto emit = [&](const std::vector<std::string>& texts, const std::vector<std::vector<ner::TextToken>>& tokens,
+                  const std::vector<std::vector<std::string>>& echo) {
+    std::vector<std::vector<std::string>> words;
+    for (const auto& t : tokens) {
+      words.emplace_back();
+      for (const auto& x : t) words.back().push_back(x.text);
+    }
+    const auto internal = m.tag_internal(words, device);
+    for (size_t i = 0; i < texts.size(); ++i) {
+      if (args.count("json")) {
+        std::cout << app::json_line(entities_json(texts[i], tokens[i], internal[i], m)) << "\n";
+        continue;
+      }
+      const auto tags = data::convert_tags(internal[i], m.lexicon.internal_scheme, m.lexicon.input_scheme);
+      for (size_t k = 0; k < tags.size(); ++k) {
+        std::cout << (echo.empty() ? words[i][k] : echo[i][k])
+                  << (echo.empty() || echo[i][k].find('\t') == std::string::npos ? " " : "\t")
+                  << m.config.unrename(tags[k]) << "\n";
+      }
+      std::cout << "\n";
+    }
+    std::cout.flush();
+  };
   if (args.count("conll")) {
+    std::vector<std::string> texts;
+    std::vector<std::vector<ner::TextToken>> tokens;
+    std::vector<std::vector<std::string>> echo;  // CoNLL input: each token's line
     for (const auto& s : data::read_conll(args["conll"].as<std::string>(), m.config.conll_options(false))) {
       std::string text;
       std::vector<ner::TextToken> toks;
@@ -108,38 +138,21 @@ int cmd_predict(int argc, char** argv) {
       tokens.push_back(std::move(toks));
       echo.push_back(s.lines);
     }
-  } else {
-    for (const auto& line : app::read_input_lines(args, m.config.encoding)) {
-      texts.push_back(line);
-      tokens.push_back(ner::tokenize_text(line));
-    }
+    emit(texts, tokens, echo);
+    return 0;
   }
-  std::vector<std::vector<std::string>> words;
-  for (const auto& t : tokens) {
-    words.emplace_back();
-    for (const auto& x : t) words.back().push_back(x.text);
-  }
-  const auto internal = m.tag_internal(words, device);
-  for (size_t i = 0; i < texts.size(); ++i) {
-    if (args.count("json")) {
-      std::cout << json_line(texts[i], tokens[i], internal[i], m) << "\n";
-      continue;
-    }
-    const auto tags = data::convert_tags(internal[i], m.lexicon.internal_scheme, m.lexicon.input_scheme);
-    for (size_t k = 0; k < tags.size(); ++k) {
-      std::cout << (echo.empty() ? words[i][k] : echo[i][k]) << (echo.empty() || echo[i][k].find('\t') == std::string::npos ? " " : "\t")
-                << m.config.unrename(tags[k]) << "\n";
-    }
-    std::cout << "\n";
+  app::InputBatches input(args, m.config.encoding);
+  for (std::vector<std::string> lines; input.next(lines);) {
+    std::vector<std::vector<ner::TextToken>> tokens;
+    for (const auto& line : lines) tokens.push_back(ner::tokenize_text(line));
+    emit(lines, tokens, {});
   }
   return 0;
 }
 
 int run(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    std::cout << kUsage;
-    return argc < 2 ? 2 : 0;
-  }
+  if (argc < 2) return std::cerr << kUsage, 2;
+  if (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") return std::cout << kUsage, 0;
   const std::string cmd = argv[1];
   if (cmd == "train") return cmd_train(argc - 1, argv + 1);
   if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);

@@ -12,6 +12,7 @@
 #include <rnnkit/registry.h>
 
 #include "../common/checkpoint.h"
+#include "../common/signals.h"
 
 namespace rnnkit::ner {
 
@@ -27,6 +28,7 @@ NerConfig NerConfig::read(app::ConfigReader& c) {
     throw app::ConfigError(c.path() + ": [data] needs train and valid (CoNLL files)");
   }
   s.scheme = c.get_choice("data", "scheme", "auto", {"auto", "iob1", "iob2", "bio", "iobes", "io"});
+  s.repair_tags = c.get<bool>("data", "repair_tags", false);
   s.token_column = c.get_int("data", "token_column", 0, 0);
   s.tag_column = c.get_int("data", "tag_column", -1, -100);
   for (const auto& r : c.get_string_list("data", "rename_tags")) {
@@ -97,6 +99,12 @@ std::vector<data::TaggedSentence> read_renamed(const NerConfig& c, const std::st
 
 std::vector<data::TaggedSentence> NerConfig::read(const std::string& path, TagScheme scheme) const {
   auto sentences = read_renamed(*this, path);
+  if (repair_tags) {
+    if (const auto n = data::repair_tags(sentences, scheme); n > 0) {
+      fmt::print(stderr, "warning: {}: repaired {} tag(s) that broke the {} scheme (data.repair_tags)\n", path, n,
+                 data::to_string(scheme));
+    }
+  }
   data::check_tags(sentences, scheme, path);
   return sentences;
 }
@@ -274,6 +282,7 @@ std::vector<std::vector<int64_t>> decode_all(TaggerImpl& model, const std::vecto
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return data[a].words.size() < data[b].words.size(); });
   std::vector<std::vector<int64_t>> out(data.size());
   for (size_t a = 0; a < order.size(); a += 64) {
+    app::throw_if_stopped();
     std::vector<size_t> idx;
     for (size_t i = a; i < std::min(order.size(), a + 64); ++i) {
       if (!data[order[i]].words.empty()) idx.push_back(order[i]);
@@ -349,6 +358,7 @@ class NerTask : public app::Task {
     for (const auto& s : train_) lengths_.push_back(s.words.size());
   }
   torch::nn::Module& model() override { return *model_; }
+  std::string unit() const override { return "sent"; }
   std::string app_name() const override { return "ner"; }
   std::string architecture() const override { return ner::architecture(c_, lx_); }
   int64_t begin_epoch(int64_t epoch) override {
@@ -356,6 +366,7 @@ class NerTask : public app::Task {
     return static_cast<int64_t>(plan_.size());
   }
   app::BatchLoss train_batch(int64_t i) override {
+    if (plan_[i].empty()) return {};  // this rank's share of a short last batch
     auto batch = make_batch(train_, plan_[i]);
     batch.words = data::drop_words(batch.words, c_.word_dropout, Vocab::kUnk);
     return {model_->loss(batch.to_device(device_)), static_cast<int64_t>(plan_[i].size())};
@@ -401,9 +412,17 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   lx.normalize_digits = c.normalize_digits;
   lx.max_word_length = c.max_word_length;
   lx.internal_scheme = data::parse_tag_scheme(c.tag_scheme);
-  auto train = read_renamed(c, c.train_path);
-  lx.input_scheme = c.scheme == "auto" ? data::detect_tag_scheme(train) : data::parse_tag_scheme(c.scheme);
-  data::check_tags(train, lx.input_scheme, c.train_path);
+  if (c.scheme == "auto") {
+    const auto guess = data::guess_tag_scheme(read_renamed(c, c.train_path), c.train_path);
+    lx.input_scheme = guess.scheme;
+    if (!run.quiet) {
+      fmt::print(stderr, "tag scheme: {} (detected: {}; set data.scheme to declare it)\n",
+                 data::to_string(guess.scheme), guess.reason);
+    }
+  } else {
+    lx.input_scheme = data::parse_tag_scheme(c.scheme);
+  }
+  const auto train = c.read(c.train_path, lx.input_scheme);
   const auto valid = c.read(c.valid_path, lx.input_scheme);
 
   std::set<std::string> types;
@@ -489,6 +508,7 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
   lx.max_word_length = m.config.max_word_length;
   m.model = build_model(m.config, lx);
   m.model->load(saved.model);
+  app::check_finite(*m.model, checkpoint);
   m.model->to(device);
   m.model->eval();
   return m;

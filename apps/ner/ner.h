@@ -25,6 +25,9 @@ struct NerConfig {
   // [data]
   std::string train_path, valid_path;
   std::string scheme = "auto";  ///< the files' scheme: auto, iob1, iob2, iobes, io
+  /// Tags with transitions the scheme forbids (I-X after O in IOB2) are an error; with this they
+  /// are rewritten as conlleval reads them, and a warning counts them.
+  bool repair_tags = false;
   int64_t token_column = 0, tag_column = -1;
   std::vector<std::pair<std::string, std::string>> rename_tags;  ///< file tag -> entity tag
   bool lowercase = true, normalize_digits = true;  ///< word lookup keys (casing has its own feature)
@@ -46,7 +49,8 @@ struct NerConfig {
 
   static NerConfig read(app::ConfigReader& config);
   data::ConllOptions conll_options(bool has_tags = true) const;
-  /// Reads a CoNLL file, renames its tags and checks them against `scheme`.
+  /// Reads a CoNLL file, renames its tags and checks them against `scheme` (repairing them, with
+  /// a warning, under repair_tags).
   std::vector<data::TaggedSentence> read(const std::string& path, data::TagScheme scheme) const;
   std::string rename(const std::string& tag) const;    ///< file tag -> entity tag
   std::string unrename(const std::string& tag) const;  ///< entity tag -> file tag

@@ -10,6 +10,7 @@
 #include <fmt/core.h>
 
 #include "../common/cli.h"
+#include "../common/signals.h"
 #include "sentiment.h"
 
 namespace {
@@ -33,16 +34,21 @@ int cmd_train(int argc, char** argv, bool cv) {
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   auto config = app::load_config(args);
-  const auto run = app::run_options(args, app::default_run_dir(config.path()));
+  const auto run = app::train_run_options(args, app::default_run_dir(config.path()));
+  const app::StopGuard stop;
   if (!cv) {
-    sentiment::train(config, run);
-    return 0;
+    const auto r = sentiment::train(config, run);
+    if (!run.quiet && !r.interrupted) {
+      std::cerr << "done: " << r.epochs_done << " epochs, " << r.steps << " steps; checkpoints in "
+                << run.run_dir << "\n";
+    }
+    return app::exit_status(r);
   }
   const auto r = sentiment::cross_validate(config, run);
   if (r.interrupted) {
     std::cout << fmt::format("cross-validation stopped after {} complete folds; --resume continues it\n",
                              r.accuracy.size());
-    return 1;
+    return r.signal ? app::exit_status_for_signal(r.signal) : 1;
   }
   std::cout << fmt::format("{}-fold cross-validation: accuracy {:.2f}% ± {:.2f} (std over folds)\n",
                            r.accuracy.size(), 100 * r.mean_accuracy(), 100 * r.std_accuracy());
@@ -84,16 +90,8 @@ int cmd_eval(int argc, char** argv) {
   if (!args.count("file")) throw cxxopts::exceptions::exception("--file is required");
   const auto r = sentiment::evaluate(models, args["file"].as<std::vector<std::string>>(), device);
   if (args.count("json")) {
-    std::string confusion = "[";
-    for (size_t i = 0; i < r.confusion.size(); ++i) {
-      confusion += i ? ", [" : "[";
-      for (size_t j = 0; j < r.confusion[i].size(); ++j) confusion += (j ? ", " : "") + std::to_string(r.confusion[i][j]);
-      confusion += "]";
-    }
-    std::string labels = "[";
-    for (size_t i = 0; i < m.labels.size(); ++i) labels += (i ? ", " : "") + app::JsonObject::quote(m.labels[i]);
-    std::cout << app::JsonObject().add("accuracy", r.accuracy).add("macro_f1", r.macro_f1)
-                     .add_raw("labels", labels + "]").add_raw("confusion", confusion + "]").str() << "\n";
+    app::print_json(std::cout, {{"accuracy", r.accuracy}, {"macro_f1", r.macro_f1}, {"labels", m.labels},
+                                {"confusion", r.confusion}});
   } else {
     std::cout << sentiment::format_report(r, m.labels);
   }
@@ -113,32 +111,31 @@ int cmd_predict(int argc, char** argv) {
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
   auto models = load_models(args, device);
   const auto& m = models.front();
-  const auto lines = app::read_input_lines(args, m.config.encoding);
-  if (lines.empty()) return 0;
-  const auto probs = sentiment::ensemble_probabilities(models, lines, device);
-  for (size_t i = 0; i < lines.size(); ++i) {
-    const int64_t k = probs[i].argmax().item<int64_t>();
-    if (args.count("json")) {
-      app::JsonObject p;
-      for (size_t c = 0; c < m.labels.size(); ++c) p.add(m.labels[c], probs[i][c].item<double>());
-      std::cout << app::JsonObject().add("text", lines[i]).add("label", m.labels[k])
-                       .add_raw("probabilities", p.str()).str() << "\n";
-    } else {
-      std::cout << m.labels[k];
-      for (size_t c = 0; c < m.labels.size(); ++c) {
-        std::cout << fmt::format("\t{}={:.3f}", m.labels[c], probs[i][c].item<double>());
+  app::InputBatches input(args, m.config.encoding);
+  for (std::vector<std::string> lines; input.next(lines);) {
+    const auto probs = sentiment::ensemble_probabilities(models, lines, device);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      const int64_t k = probs[i].argmax().item<int64_t>();
+      if (args.count("json")) {
+        app::Json p = app::Json::object();
+        for (size_t c = 0; c < m.labels.size(); ++c) p[m.labels[c]] = probs[i][c].item<double>();
+        std::cout << app::json_line({{"text", lines[i]}, {"label", m.labels[k]}, {"probabilities", p}}) << "\n";
+      } else {
+        std::cout << m.labels[k];
+        for (size_t c = 0; c < m.labels.size(); ++c) {
+          std::cout << fmt::format("\t{}={:.3f}", m.labels[c], probs[i][c].item<double>());
+        }
+        std::cout << "\t" << lines[i] << "\n";
       }
-      std::cout << "\t" << lines[i] << "\n";
     }
+    std::cout.flush();
   }
   return 0;
 }
 
 int run(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    std::cout << kUsage;
-    return argc < 2 ? 2 : 0;
-  }
+  if (argc < 2) return std::cerr << kUsage, 2;
+  if (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") return std::cout << kUsage, 0;
   const std::string cmd = argv[1];
   if (cmd == "train") return cmd_train(argc - 1, argv + 1, false);
   if (cmd == "cv") return cmd_train(argc - 1, argv + 1, true);

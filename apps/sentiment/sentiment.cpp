@@ -17,6 +17,7 @@
 #include <rnnkit/registry.h>
 
 #include "../common/checkpoint.h"
+#include "../common/signals.h"
 
 namespace rnnkit::sentiment {
 
@@ -161,6 +162,24 @@ struct Encoded {
   std::vector<int64_t> y;
 };
 
+/// A label that hardly occurs is most likely a typo that would silently add a class.
+void warn_rare_labels(const std::vector<data::LabelledText>& examples) {
+  std::map<std::string, std::pair<int64_t, std::string>> seen;  // label -> count, first origin
+  for (const auto& e : examples) {
+    auto& [n, origin] = seen[e.label];
+    if (n++ == 0) origin = e.origin;
+  }
+  const auto total = static_cast<double>(examples.size());
+  for (const auto& [label, info] : seen) {
+    if (info.first < kRareLabelCount || static_cast<double>(info.first) < kRareLabelShare * total) {
+      fmt::print(stderr,
+                 "warning: label '{}' occurs in only {} of {} training examples (first at {}); a typo? "
+                 "every distinct label is a class\n",
+                 label, info.first, examples.size(), info.second);
+    }
+  }
+}
+
 std::vector<std::string> sorted_labels(const std::vector<data::LabelledText>& examples) {
   std::set<std::string> s;
   for (const auto& e : examples) s.insert(e.label);
@@ -191,6 +210,7 @@ Tensor predict_probs(ClassifierImpl& model, const std::vector<std::vector<int64_
   model.eval();
   std::vector<Tensor> out;
   for (const auto& idx : data::in_order_batches(x.size(), 256)) {
+    app::throw_if_stopped();
     const auto p = data::pad_sequences(x, idx, Vocab::kPad);
     out.push_back(torch::softmax(model.forward(p.tokens.to(device), p.lengths), 1).cpu());
   }
@@ -212,6 +232,7 @@ class SentimentTask : public app::Task {
     for (const auto& s : train_.x) lengths_.push_back(s.size());
   }
   torch::nn::Module& model() override { return *model_; }
+  std::string unit() const override { return "sent"; }
   std::string app_name() const override { return "sentiment"; }
   std::string architecture() const override { return c_.architecture(vocab_.size(), labels_); }
   int64_t begin_epoch(int64_t epoch) override {
@@ -220,6 +241,7 @@ class SentimentTask : public app::Task {
   }
   app::BatchLoss train_batch(int64_t i) override {
     const auto& idx = plan_[i];
+    if (idx.empty()) return {};  // this rank's share of a short last batch
     const auto p = data::pad_sequences(train_.x, idx, Vocab::kPad);
     const auto tokens = data::drop_words(p.tokens, c_.word_dropout, Vocab::kUnk);
     std::vector<int64_t> y;
@@ -265,6 +287,7 @@ class PretrainTask : public app::Task {
     for (const auto& s : train_.x) lengths_.push_back(s.size());
   }
   torch::nn::Module& model() override { return *lm_; }
+  std::string unit() const override { return "sent"; }
   std::string app_name() const override { return "sentiment"; }
   std::string architecture() const override {
     return "pretrain " + c_.architecture(vocab_.size(), labels_);
@@ -274,6 +297,7 @@ class PretrainTask : public app::Task {
     return static_cast<int64_t>(plan_.size());
   }
   app::BatchLoss train_batch(int64_t i) override {
+    if (plan_[i].empty()) return {};
     const auto p = data::pad_sequences(train_.x, plan_[i], Vocab::kPad);
     const auto l = lm_->loss(p.tokens.to(device_), p.lengths);
     return {l.count > 0 ? l.sum / static_cast<double>(l.count) : l.sum, l.count};
@@ -284,6 +308,7 @@ class PretrainTask : public app::Task {
     double sum = 0;
     int64_t count = 0;
     for (const auto& idx : data::in_order_batches(valid_.x.size(), 256)) {
+      app::throw_if_stopped();
       const auto p = data::pad_sequences(valid_.x, idx, Vocab::kPad);
       const auto l = lm_->loss(p.tokens.to(device_), p.lengths);
       sum += l.sum.item<double>();
@@ -396,6 +421,7 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
   for (std::string l; std::getline(labels, l);) m.labels.push_back(l);
   m.model = Classifier(m.config.model_options(m.vocab.size(), static_cast<int64_t>(m.labels.size())));
   m.model->load(saved.model);
+  app::check_finite(*m.model, checkpoint);
   m.model->to(device);
   m.model->eval();
   return m;
@@ -437,6 +463,7 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
     std::tie(train, valid) = hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed));
   }
   if (!run.quiet) fmt::print(stderr, "{}", config.resolved());
+  if (app::dist::is_rank0()) warn_rare_labels(train);
   return fit_split(c, train, valid, run, device, config.resolved());
 }
 
@@ -485,13 +512,46 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
   }
   const torch::Device device = app::setup_runtime(run, c.train.seed);
   const auto all = c.read(c.train_paths);
+  warn_rare_labels(all);
   const auto idx = shuffled(all.size(), static_cast<uint64_t>(c.train.seed));
+  auto fold = [&](int64_t k) {
+    std::pair<std::vector<data::LabelledText>, std::vector<data::LabelledText>> split;  // train, test
+    for (size_t i = 0; i < idx.size(); ++i) {
+      (static_cast<int64_t>(i % c.folds) == k ? split.second : split.first).push_back(all[idx[i]]);
+    }
+    return split;
+  };
+  // Every fold is checked before the first trains: a fold that cannot work fails now, not
+  // after hours, and leaves nothing on disk.
+  if (static_cast<int64_t>(all.size()) < 2 * c.folds) {
+    throw app::ConfigError(c.train_paths.front() + ": " + std::to_string(all.size()) + " examples are too few for " +
+                           std::to_string(c.folds) + "-fold cross-validation (data.folds); at least " +
+                           std::to_string(2 * c.folds) + " are needed");
+  }
+  for (int64_t k = 0; k < c.folds; ++k) {
+    const auto [train, test] = fold(k);
+    const auto fit_part = select ? hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed + k + 1)).first
+                                 : train;
+    if (fit_part.empty()) {
+      throw app::ConfigError(fmt::format("fold {}: no training examples left after data.valid_fraction = {}", k + 1,
+                                         c.valid_fraction));
+    }
+    const auto labels = sorted_labels(fit_part);
+    if (labels.size() < 2) {
+      throw app::ConfigError(fmt::format("fold {}: its training part holds only the label '{}'; a classifier "
+                                         "needs two classes (more examples, or fewer folds)", k + 1, labels.front()));
+    }
+    for (const auto& e : test) {
+      if (!std::binary_search(labels.begin(), labels.end(), e.label)) {
+        throw data::DataError(e.origin, 0, fmt::format("label '{}' falls in test fold {} but not in its training "
+                                                       "part; every class needs examples in every fold (fewer "
+                                                       "folds, or more examples of '{}')", e.label, k + 1, e.label));
+      }
+    }
+  }
   CrossValidation cv;
   for (int64_t k = 0; k < c.folds; ++k) {
-    std::vector<data::LabelledText> train, test;
-    for (size_t i = 0; i < idx.size(); ++i) {
-      (static_cast<int64_t>(i % c.folds) == k ? test : train).push_back(all[idx[i]]);
-    }
+    const auto [train, test] = fold(k);
     app::RunOptions fold_run = run;
     fold_run.run_dir = (fs::path(run.run_dir) / ("fold" + std::to_string(k + 1))).string();
     fold_run.resume = run.resume && fs::exists(fs::path(fold_run.run_dir) / "last.pt");
@@ -503,6 +563,7 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
       const auto fit = fit_split(c, fit_part, valid_part, fold_run, device, config.resolved());
       if (fit.interrupted) {
         cv.interrupted = true;
+        cv.signal = fit.signal;
         return cv;
       }
       std::vector<Loaded> best{load_model((fs::path(fold_run.run_dir) / "best.pt").string(), device)};
@@ -511,6 +572,7 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
       const auto fit = fit_split(c, train, test, fold_run, device, config.resolved());
       if (fit.interrupted) {
         cv.interrupted = true;
+        cv.signal = fit.signal;
         return cv;
       }
       r.accuracy = fit.last.get("val_accuracy");

@@ -87,9 +87,15 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run);
 /// in training or model selection. With data.valid_fraction > 0 that fraction of each fold's
 /// training part selects the epoch (best checkpoint, early stopping, plateau); with 0 the
 /// configured epochs run and the last is scored.
+/// A label seen fewer than kRareLabelCount times, or in less than kRareLabelShare of the training
+/// examples, gets a warning: it is most likely a typo that adds a class.
+constexpr int64_t kRareLabelCount = 5;
+constexpr double kRareLabelShare = 0.001;
+
 struct CrossValidation {
   std::vector<double> accuracy, macro_f1;
   bool interrupted = false;  ///< stopped inside a fold (signal or --max-steps): --resume continues
+  int signal = 0;            ///< the signal that stopped it, if one did
   double mean_accuracy() const;
   double std_accuracy() const;
 };

@@ -55,9 +55,14 @@ std::vector<std::vector<size_t>> plan_batches(const std::vector<size_t>& lengths
   }
   if (o.shuffle && o.bucket_pool > 0) std::shuffle(batches.begin(), batches.end(), rng);
   if (o.world == 1) return batches;
-  std::vector<std::vector<size_t>> mine;
-  for (size_t i = o.rank; i < batches.size(); i += o.world) mine.push_back(batches[i]);
-  return mine;
+  // Every rank gets the same number of batches (its share of each global one, elements rank,
+  // rank + world, ...), so that no rank waits in a collective for one that has run out.
+  for (auto& b : batches) {
+    std::vector<size_t> mine;
+    for (size_t i = o.rank; i < b.size(); i += o.world) mine.push_back(b[i]);
+    b = std::move(mine);
+  }
+  return batches;
 }
 
 std::vector<std::vector<size_t>> in_order_batches(size_t n, size_t batch_size) {

@@ -204,22 +204,43 @@ bool allowed_transition(const std::string& prev, const std::string& tag, TagSche
   return false;
 }
 
-TagScheme detect_tag_scheme(const std::vector<TaggedSentence>& sentences) {
-  bool has_b = false, has_es = false, i_starts = false;
+SchemeGuess guess_tag_scheme(const std::vector<TaggedSentence>& sentences, const std::string& path) {
+  size_t b_line = 0, es_line = 0, i_start_line = 0;
+  std::string es_tag, i_start_tag, i_start_prev;
   for (const auto& s : sentences) {
     std::string prev = "O";
-    for (const auto& tag : s.tags) {
+    for (size_t k = 0; k < s.tags.size(); ++k) {
+      const std::string& tag = s.tags[k];
       const Tag t = split_tag(tag), p = split_tag(prev);
-      has_b |= t.prefix == 'B';
-      has_es |= t.prefix == 'E' || t.prefix == 'S';
-      if (t.prefix == 'I' && (p.prefix == 'O' || p.type != t.type)) i_starts = true;
+      const size_t line = s.line + k;
+      if (t.prefix == 'B' && !b_line) b_line = line;
+      if ((t.prefix == 'E' || t.prefix == 'S') && !es_line) es_line = line, es_tag = tag;
+      if (t.prefix == 'I' && (p.prefix == 'O' || p.type != t.type) && !i_start_line) {
+        i_start_line = line, i_start_tag = tag, i_start_prev = prev;
+      }
       prev = tag;
     }
   }
-  if (has_es) return TagScheme::kIOBES;
-  if (i_starts && has_b) return TagScheme::kIOB1;
-  if (has_b) return TagScheme::kIOB2;
-  return i_starts ? TagScheme::kIO : TagScheme::kIOB2;
+  const std::string at = path.empty() ? "line " : path + ":";
+  if (es_line && i_start_line) {
+    throw DataError(path, es_line,
+                    "the tags contradict every scheme: '" + es_tag + "' here is IOBES, but at " + at +
+                        std::to_string(i_start_line) + " '" + i_start_tag + "' follows '" + i_start_prev +
+                        "', which IOBES forbids (an IOBES entity starts with B- or S-); fix the stray "
+                        "tag, or declare data.scheme");
+  }
+  if (es_line) return {TagScheme::kIOBES, "E- or S- tags occur (first '" + es_tag + "' at " + at + std::to_string(es_line) + ")"};
+  if (i_start_line && b_line) {
+    return {TagScheme::kIOB1, "entities start with I- (first '" + i_start_tag + "' after '" + i_start_prev + "' at " + at +
+                                  std::to_string(i_start_line) + ") and B- occurs"};
+  }
+  if (b_line) return {TagScheme::kIOB2, "every entity starts with B- (first at " + at + std::to_string(b_line) + ")"};
+  if (i_start_line) return {TagScheme::kIO, "only I- and O tags occur"};
+  return {TagScheme::kIOB2, "no entity tags at all"};
+}
+
+TagScheme detect_tag_scheme(const std::vector<TaggedSentence>& sentences) {
+  return guess_tag_scheme(sentences, "").scheme;
 }
 
 void check_tags(const std::vector<TaggedSentence>& sentences, TagScheme scheme,
@@ -235,7 +256,47 @@ void check_tags(const std::vector<TaggedSentence>& sentences, TagScheme scheme,
                                                        : "B-, I-") +
                           "TYPE)");
     }
+    const auto k = first_invalid_transition(s.tags, scheme);
+    if (k < 0) continue;
+    const auto i = static_cast<size_t>(k);
+    const std::string prev = i == 0 ? "" : s.tags[i - 1];
+    const std::string tag = i < s.tags.size() ? s.tags[i] : "";
+    std::string why;
+    if (tag.empty()) {
+      why = "the sentence ends inside an entity ('" + prev + "' must be followed by E- of its type)";
+    } else {
+      why = "'" + tag + "' " + (prev.empty() ? std::string("starts the sentence") : "follows '" + prev + "'");
+      switch (scheme) {
+        case TagScheme::kIOB2: why += ", but an IOB2 entity starts with B-; if the file is IOB1, declare data.scheme = \"iob1\""; break;
+        case TagScheme::kIOB1: why += ", but IOB1 uses B- only between two entities of one type; if the file is IOB2, declare data.scheme = \"iob2\""; break;
+        default: why += ", which " + to_string(scheme) + " forbids";
+      }
+    }
+    throw DataError(path, s.line + std::min(i, s.tags.size() - 1),
+                    "invalid " + to_string(scheme) + " tags: " + why +
+                        " (data.repair_tags = true repairs such tags, with a warning)");
   }
+}
+
+int64_t first_invalid_transition(const std::vector<std::string>& tags, TagScheme scheme) {
+  for (size_t i = 0; i <= tags.size(); ++i) {
+    const std::string prev = i == 0 ? "" : tags[i - 1];
+    const std::string tag = i < tags.size() ? tags[i] : "";
+    if (i == tags.size() && tags.empty()) break;
+    if (!allowed_transition(prev, tag, scheme)) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+int64_t repair_tags(std::vector<TaggedSentence>& sentences, TagScheme scheme) {
+  int64_t changed = 0;
+  for (auto& s : sentences) {
+    if (first_invalid_transition(s.tags, scheme) < 0) continue;
+    auto fixed = convert_tags(s.tags, scheme, scheme);
+    for (size_t i = 0; i < fixed.size(); ++i) changed += fixed[i] != s.tags[i];
+    s.tags = std::move(fixed);
+  }
+  return changed;
 }
 
 }  // namespace rnnkit::data

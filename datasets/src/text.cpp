@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 
 namespace rnnkit::data {
@@ -107,17 +108,32 @@ std::string to_utf8(const std::string& bytes, Encoding from) {
 }
 
 LineReader::LineReader(const std::string& path, Encoding encoding)
-    : path_(path), encoding_(encoding), in_(path, std::ios::binary) {
+    : path_(path == "-" ? "<stdin>" : path), encoding_(encoding) {
+  std::error_code ec;
+  if (path != "-" && std::filesystem::is_directory(path, ec)) {
+    throw DataError(path, 0, "is a directory; expected a text file");
+  }
+  // "-" is standard input; reading it line by line keeps a pipe streaming.
+  in_.open(path == "-" ? "/dev/stdin" : path, std::ios::binary);
   if (!in_) throw DataError(path, 0, std::string("cannot open file: ") + std::strerror(errno));
 }
 
 bool LineReader::next(std::string& line) {
   if (!std::getline(in_, line)) {
-    if (in_.bad()) throw error("read error");
+    if (in_.bad()) throw error(std::string("read error: ") + std::strerror(errno));
     return false;
   }
   ++line_number_;
+  check_line(line);
+  return true;
+}
+
+void LineReader::check_line(std::string& line) const {
   if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (const auto nul = line.find('\0'); nul != std::string::npos) {
+    throw error("NUL byte at byte " + std::to_string(nul + 1) +
+                " of the line; a text file holds none (is this a binary file?)");
+  }
   if (encoding_ == Encoding::kUtf8) {
     const int64_t bad = find_invalid_utf8(line);
     if (bad >= 0) {
@@ -131,7 +147,6 @@ bool LineReader::next(std::string& line) {
   } else {
     line = to_utf8(line, encoding_);
   }
-  return true;
 }
 
 std::string read_text(const std::string& path, Encoding encoding, bool allow_empty) {

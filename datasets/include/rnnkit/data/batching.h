@@ -24,12 +24,14 @@ struct BatchPlanOptions {
   /// similar length (less padding); 0 turns bucketing off.
   size_t bucket_pool = 50;
   uint64_t seed = 0;
-  /// Data-parallel sharding: this process keeps batches rank, rank + world, ...
+  /// Data-parallel sharding: every global batch is split, this process keeping its elements
+  /// rank, rank + world, ... (as DistributedSampler strides); a short last batch may leave a
+  /// rank with an empty share.
   size_t rank = 0, world = 1;
 };
 
 /// Batches of example indices. The same options and epoch give the same plan; each epoch
-/// reshuffles (seed + epoch).
+/// reshuffles (seed + epoch). With world > 1, this rank's share of each batch (maybe empty).
 std::vector<std::vector<size_t>> plan_batches(const std::vector<size_t>& lengths,
                                               const BatchPlanOptions& options, uint64_t epoch);
 

@@ -58,11 +58,24 @@ std::vector<std::string> convert_tags(const std::vector<std::string>& tags, TagS
 /// B-X after anything but I-X or B-X; IOBES also forbids O, B-, S- or the end after B- or I-,
 /// and I-X or E-X after anything but B-X or I-X. IO allows everything.
 bool allowed_transition(const std::string& prev, const std::string& tag, TagScheme scheme);
-/// Guesses the scheme of a corpus: IOBES if S-/E- occur, else IOB1 if some entity starts
-/// with I-, else IOB2 if B- occurs, else IO.
+/// The scheme of a corpus, and why: IOBES if S-/E- occur, else IOB1 if some entity starts
+/// with I- and B- occurs, else IOB2 if B- occurs, else IO. A file that fits none (E-/S- tags and
+/// entities that start with I-) is a DataError naming both lines of `path`.
+struct SchemeGuess {
+  TagScheme scheme;
+  std::string reason;
+};
+SchemeGuess guess_tag_scheme(const std::vector<TaggedSentence>& sentences, const std::string& path);
 TagScheme detect_tag_scheme(const std::vector<TaggedSentence>& sentences);
-/// Throws DataError naming the file and the line of the first tag outside `scheme`.
+/// Throws DataError naming the file and the line of the first tag outside `scheme`, or of the
+/// first transition the scheme forbids (allowed_transition), such as I-X after O in IOB2.
 void check_tags(const std::vector<TaggedSentence>& sentences, TagScheme scheme,
                 const std::string& path);
+/// The index of the first tag whose transition from the previous one `scheme` forbids
+/// (tags.size() for a forbidden end), or -1.
+int64_t first_invalid_transition(const std::vector<std::string>& tags, TagScheme scheme);
+/// Rewrites sentences with forbidden transitions as conlleval would read them (tags_to_spans,
+/// then spans_to_tags in the same scheme); returns how many tags changed.
+int64_t repair_tags(std::vector<TaggedSentence>& sentences, TagScheme scheme);
 
 }  // namespace rnnkit::data

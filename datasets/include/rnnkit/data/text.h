@@ -29,13 +29,17 @@ enum class Encoding { kUtf8, kLatin1, kCp1252 };
 Encoding parse_encoding(const std::string& name);
 
 /// Reads a text file line by line: strips the line ending (LF or CRLF), decodes the encoding,
-/// and checks UTF-8. Throws DataError for a missing file, and for an invalid byte sequence at
-/// its line and byte.
+/// and checks UTF-8. Throws DataError for a missing file or a directory, and for a NUL byte or
+/// an invalid byte sequence at its line and byte.
 class LineReader {
  public:
+  /// `path` "-" reads standard input (named "<stdin>" in messages).
   explicit LineReader(const std::string& path, Encoding encoding = Encoding::kUtf8);
   /// The next line (without its ending), or false at the end of the file.
   bool next(std::string& line);
+  /// What next() does to each line, for lines from elsewhere (stdin): strips a CR, rejects NUL
+  /// bytes and invalid UTF-8 (naming this reader's path and line), decodes the encoding.
+  void check_line(std::string& line) const;
   size_t line_number() const { return line_number_; }
   const std::string& path() const { return path_; }
   /// A DataError at the current line.
