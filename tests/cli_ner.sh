@@ -10,6 +10,10 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$ner" train --config "$src/configs/ner_names_binary.toml" --run-dir "$work/run" --threads 1 \
   --set train.epochs=3 --set train.max_minutes=0 --max-steps 200 --quiet
 [[ -f "$work/run/last.pt" ]] || fail "no checkpoint"
+"$ner" train --config "$src/configs/ner_names_binary.toml" --run-dir "$work/short" --threads 1 \
+  --set train.epochs=1 --set train.max_minutes=0 --set train.log_every=1000 --set data.scheme=auto 2> "$work/train.log" > /dev/null
+grep -q "^tag scheme: io (detected: only I- and O tags occur" "$work/train.log" || fail "no scheme report: $(head "$work/train.log")"
+grep -q "^done: 1 epochs, [0-9]* steps; checkpoints in $work/short$" "$work/train.log" || fail "no done line"
 
 "$ner" eval --checkpoint "$work/run/last.pt" --file "$src/datasets/names-binary/names.dev.txt" > "$work/eval.txt"
 grep -q "^processed 7255 tokens with 139 phrases; found: [0-9]* phrases; correct: [0-9]*\.$" "$work/eval.txt" \

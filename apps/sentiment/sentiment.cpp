@@ -170,8 +170,12 @@ void warn_rare_labels(const std::vector<data::LabelledText>& examples) {
     if (n++ == 0) origin = e.origin;
   }
   const auto total = static_cast<double>(examples.size());
+  int64_t most = 0;
+  for (const auto& kv : seen) most = std::max(most, kv.second.first);
   for (const auto& [label, info] : seen) {
-    if (info.first < kRareLabelCount || static_cast<double>(info.first) < kRareLabelShare * total) {
+    // A handful where other labels have many (tiny data sets stay quiet), or a sliver of a large set.
+    if ((info.first < kRareLabelCount && info.first * 20 <= most) ||
+        static_cast<double>(info.first) < kRareLabelShare * total) {
       fmt::print(stderr,
                  "warning: label '{}' occurs in only {} of {} training examples (first at {}); a typo? "
                  "every distinct label is a class\n",
@@ -455,6 +459,7 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   const SentimentConfig c = SentimentConfig::read(config);
   const torch::Device device = app::setup_runtime(run, c.train.seed);
   auto train = c.read(c.train_paths);
+  if (app::dist::is_rank0()) warn_rare_labels(train);
   std::vector<data::LabelledText> valid;
   if (!c.valid_path.empty()) {
     valid = c.read({c.valid_path});
@@ -463,7 +468,6 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
     std::tie(train, valid) = hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed));
   }
   if (!run.quiet) fmt::print(stderr, "{}", config.resolved());
-  if (app::dist::is_rank0()) warn_rare_labels(train);
   return fit_split(c, train, valid, run, device, config.resolved());
 }
 

@@ -87,8 +87,9 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run);
 /// in training or model selection. With data.valid_fraction > 0 that fraction of each fold's
 /// training part selects the epoch (best checkpoint, early stopping, plateau); with 0 the
 /// configured epochs run and the last is scored.
-/// A label seen fewer than kRareLabelCount times, or in less than kRareLabelShare of the training
-/// examples, gets a warning: it is most likely a typo that adds a class.
+/// A label seen fewer than kRareLabelCount times while another is 20 times as common, or in less
+/// than kRareLabelShare of the training examples, gets a warning: most likely a typo that adds a
+/// class.
 constexpr int64_t kRareLabelCount = 5;
 constexpr double kRareLabelShare = 0.001;
 

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Data-parallel training on loopback: torchrun launches 2 processes on Gloo.
+#   - float64, SGD with momentum, clipping, no dropout: 2 processes against 1 process with the
+#     whole batch agree to 1e-10 in every parameter, for the LM stream batcher and for sentiment's
+#     sentence batches (a short last batch leaves one rank an empty share);
+#   - a checkpoint written by 2 processes resumes with 1 and ends where 1 process ends;
+#   - rnnkit-lm under torchrun ends with the single process's validation loss (float32);
+#   - a killed rank makes the other exit non-zero naming it; Ctrl-C on torchrun stops every
+#     rank and rank 0 writes last.pt;
+#   - bad set-ups: a batch that does not divide, WORLD_SIZE without RANK, an unreachable master.
+# usage: cli_distributed.sh RNNKIT_DIST_WORKER RNNKIT_LM SOURCE_DIR WORK_DIR
+set -euo pipefail
+worker=$1 lm=$2 src=$3 work=$4
+rm -rf "$work" && mkdir -p "$work"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+command -v torchrun > /dev/null || fail "torchrun is missing (scripts/setup.sh installs python3-torch)"
+export GLOO_SOCKET_IFNAME=lo
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# torchrun 1.13 needs --redirects/--tee (see the README); a private rendezvous port per launch,
+# so that parallel tests never meet.
+trun() { torchrun --nnodes 1 --nproc_per_node 2 --rdzv_backend c10d --rdzv_endpoint "127.0.0.1:$(free_port)" \
+           --redirects 2 --tee 2 --no_python "$@"; }
+
+# Tiny data: a character corpus and 49 labelled sentences.
+head -c 6000 "$src/datasets/tinyshakespeare/train.txt" > "$work/lm_train.txt"
+head -c 1500 "$src/datasets/tinyshakespeare/valid.txt" > "$work/lm_valid.txt"
+head -n 49 "$src/datasets/sentiment-labelled-sentences/yelp_labelled.txt" > "$work/s_train.tsv"
+sed -n '200,260p' "$src/datasets/sentiment-labelled-sentences/yelp_labelled.txt" > "$work/s_valid.tsv"
+cat > "$work/lm.toml" <<EOF
+[data]
+level = "char"
+train = "lm_train.txt"
+valid = "lm_valid.txt"
+bptt = 10
+[model]
+cell = "lstm"
+embedding_size = 8
+hidden_size = 16
+num_layers = 2
+[train]
+epochs = 3
+batch_size = 4
+optimizer = "sgd"
+learning_rate = 0.5
+momentum = 0.9
+clip_norm = 0.5
+seed = 5
+EOF
+cat > "$work/sent.toml" <<EOF
+[data]
+format = "tsv"
+label_last = true
+train = "s_train.tsv"
+valid = "s_valid.tsv"
+[model]
+cell = "gru"
+embedding_size = 8
+hidden_size = 8
+bidirectional = true
+pooling = "max"
+dropout = 0.0
+[train]
+epochs = 2
+batch_size = 4
+optimizer = "sgd"
+learning_rate = 0.5
+momentum = 0.5
+clip_norm = 1.0
+seed = 2
+EOF
+
+# 1. Two processes against one, float64.
+"$worker" train lm "$work/lm.toml" "$work/lm1" 12
+trun "$worker" train lm "$work/lm.toml" "$work/lm2" 12 > "$work/lm2.log" 2>&1 || fail "lm, 2 processes: $(tail "$work/lm2.log")"
+"$worker" compare lm "$work/lm1/last.pt" "$work/lm2/last.pt" 1e-10 || fail "lm: 2 processes differ from 1"
+"$worker" train sentiment "$work/sent.toml" "$work/s1" 0
+trun "$worker" train sentiment "$work/sent.toml" "$work/s2" 0 > "$work/s2.log" 2>&1 || fail "sentiment, 2 processes: $(tail "$work/s2.log")"
+"$worker" compare sentiment "$work/s1/last.pt" "$work/s2/last.pt" 1e-10 || fail "sentiment: 2 processes differ from 1"
+
+# 2. Saved by 2 processes mid-epoch (the LM carries its state), resumed by 1.
+trun "$worker" train lm "$work/lm.toml" "$work/lm21" 7 > "$work/lm21.log" 2>&1 || fail "lm 2->1: $(tail "$work/lm21.log")"
+"$worker" train lm "$work/lm.toml" "$work/lm21" 5 resume
+"$worker" compare lm "$work/lm1/last.pt" "$work/lm21/last.pt" 1e-10 || fail "a 2-process checkpoint resumed by 1 process went elsewhere"
+
+# 3. The app itself, float32: the same validation loss at the end as one process.
+"$lm" train --config "$work/lm.toml" --run-dir "$work/app1" --threads 1 --set train.epochs=1 --quiet
+trun "$lm" train --config "$work/lm.toml" --run-dir "$work/app2" --threads 1 --set train.epochs=1 \
+  > "$work/app2.log" 2>&1 || fail "rnnkit-lm under torchrun: $(tail "$work/app2.log")"
+python3 - "$work/app1/metrics.csv" "$work/app2/metrics.csv" <<'PY' || fail "validation loss differs between 1 and 2 processes"
+import csv, sys
+a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:])
+va, vb = float(a[-1]["val_loss"]), float(b[-1]["val_loss"])
+print(f"val_loss: 1 process {va:.6f}, 2 processes {vb:.6f}")
+assert abs(va - vb) <= 1e-5 * abs(va), (va, vb)
+PY
+[[ $(grep -c "train: " "$work/app2.log") -eq 1 ]] || fail "only rank 0 prints: $(cat "$work/app2.log")"
+
+# 4. A killed rank: the other exits non-zero, naming it, well within --dist-timeout.
+port=$(free_port)
+long=(train --config "$work/lm.toml" --threads 1 --set train.epochs=1000 --set train.log_every=1 --dist-timeout 30)
+WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+  "$lm" "${long[@]}" --run-dir "$work/kill" > "$work/kill0.log" 2>&1 & r0=$!
+WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+  "$lm" "${long[@]}" --run-dir "$work/kill_r1" > "$work/kill1.log" 2>&1 & r1=$!
+for _ in $(seq 300); do grep -qs "step 20 " "$work/kill0.log" && break; sleep 0.1; done
+grep -q "step 20 " "$work/kill0.log" || { kill -9 $r0 $r1; fail "the 2 ranks did not train: $(tail "$work/kill0.log")"; }
+kill -9 $r1
+wait $r1 2> /dev/null || true
+start=$SECONDS
+status=0; wait $r0 || status=$?
+[[ $status -ne 0 ]] || fail "rank 0 exited 0 after rank 1 was killed"
+# Not a speed check: the bound is --dist-timeout, past which rank 0 would be hanging.
+(( SECONDS - start <= 30 )) || fail "rank 0 took $((SECONDS - start)) s to give up (--dist-timeout 30)"
+grep -q "lost rank 1" "$work/kill0.log" || fail "rank 0 does not name the lost rank: $(tail -3 "$work/kill0.log")"
+
+# 5. Ctrl-C on torchrun: every rank stops, rank 0 writes last.pt, which evaluates.
+setsid torchrun --nnodes 1 --nproc_per_node 2 --rdzv_backend c10d --rdzv_endpoint "127.0.0.1:$(free_port)" \
+  --redirects 2 --tee 2 --no_python "$lm" "${long[@]}" --run-dir "$work/int" > "$work/int.log" 2>&1 & tr=$!
+for _ in $(seq 300); do grep -qs "step 20 " "$work/int.log" && break; sleep 0.1; done
+kill -INT $tr
+status=0; wait $tr || status=$?
+[[ $status -ne 0 ]] || fail "torchrun exited 0 after SIGINT"
+grep -q "SIGINT: stopped at step" "$work/int.log" || fail "rank 0 did not stop cleanly: $(tail "$work/int.log")"
+"$lm" eval --checkpoint "$work/int/last.pt" --file "$work/lm_valid.txt" > /dev/null || fail "last.pt after SIGINT does not load"
+
+# 6. Bad set-ups get clear errors.
+out=$(trun "$lm" train --config "$work/lm.toml" --run-dir "$work/odd" --set train.batch_size=3 2>&1) && fail "batch 3 on 2 ranks accepted"
+grep -q "train.batch_size = 3 is the global batch, shared by 2 processes" <<< "$out" || fail "odd batch: $out"
+out=$(WORLD_SIZE=2 "$lm" train --config "$work/lm.toml" --run-dir "$work/norank" 2>&1) && fail "WORLD_SIZE without RANK accepted"
+grep -q "WORLD_SIZE=2 is set but RANK is not" <<< "$out" || fail "no RANK: $out"
+port=$(free_port)
+start=$SECONDS
+out=$(WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+      "$lm" train --config "$work/lm.toml" --run-dir "$work/nomaster" --dist-timeout 3 2>&1) && fail "no master accepted"
+grep -q "cannot reach the rendezvous store at 127.0.0.1:$port" <<< "$out" || fail "unreachable master: $out"
+(( SECONDS - start <= 20 )) || fail "the unreachable master took $((SECONDS - start)) s to report"
+echo "cli_distributed: ok"

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The command line under faults and careless use: exit statuses of interrupted runs, a second
+# run in the same run dir, damaged checkpoints, unwritable output, options out of range, and
+# predict/score as streaming filters. (The library side is in tests/test_hardening.cpp.)
+# usage: cli_hardening.sh BUILD_DIR SOURCE_DIR WORK_DIR
+set -euo pipefail
+build=$1 src=$2 work=$3
+lm=$build/apps/rnnkit-lm gradflow=$build/apps/rnnkit-gradflow
+rm -rf "$work" && mkdir -p "$work"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# expect STATUS PATTERN CMD...: the command exits with STATUS and its stderr matches PATTERN.
+expect() {
+  local want=$1 pattern=$2; shift 2
+  local status=0
+  "$@" > "$work/out.txt" 2> "$work/err.txt" || status=$?
+  [[ $status -eq $want ]] || fail "$* exited $status, expected $want: $(cat "$work/err.txt")"
+  grep -q -- "$pattern" "$work/err.txt" || fail "$*: stderr lacks '$pattern': $(cat "$work/err.txt")"
+}
+
+head -c 20000 "$src/datasets/tinyshakespeare/train.txt" > "$work/train.txt"
+head -c 2000 "$src/datasets/tinyshakespeare/valid.txt" > "$work/valid.txt"
+cat > "$work/lm.toml" <<EOF
+[data]
+level = "char"
+train = "train.txt"
+valid = "valid.txt"
+bptt = 20
+[model]
+embedding_size = 8
+hidden_size = 32
+[train]
+epochs = 1
+batch_size = 4
+log_every = 1
+EOF
+train=(train --config "$work/lm.toml" --threads 1)
+
+# Options out of range fail before anything runs (usage errors: status 2).
+expect 2 "max-steps must be 0" "$lm" "${train[@]}" --run-dir "$work/a" --max-steps -3
+expect 2 "give --resume or --overwrite, not both" "$lm" "${train[@]}" --run-dir "$work/a" --resume --overwrite
+expect 1 "seed: must be in" "$lm" "${train[@]}" --run-dir "$work/a" --seed -5
+[[ ! -e "$work/a" ]] || fail "a refused command left $work/a behind"
+"$lm" "${train[@]}" --run-dir "$work/a" --max-steps 5 --quiet
+expect 1 "is far above the" "$lm" eval --checkpoint "$work/a/last.pt" --file "$work/valid.txt" --threads 100000
+expect 2 "top-k must be at least 1" "$lm" sample --checkpoint "$work/a/last.pt" --top-k 0
+expect 2 "top-k must be at least 1" "$lm" sample --checkpoint "$work/a/last.pt" --top-k -5
+expect 2 "length must be at least 1" "$lm" sample --checkpoint "$work/a/last.pt" --length -1
+expect 2 "prompt is not valid UTF-8" "$lm" sample --checkpoint "$work/a/last.pt" --prompt $'\xff\xfe'
+"$lm" ngram --help > "$work/out.txt" || fail "ngram --help is not a usage error"
+expect 2 "usage: rnnkit-lm COMMAND" "$lm"
+[[ ! -s "$work/out.txt" ]] || fail "usage went to stdout"
+
+# The same run dir: refused without --resume/--overwrite; a concurrent run is refused by name.
+expect 1 "already holds a run (last.pt)" "$lm" "${train[@]}" --run-dir "$work/a"
+"$lm" "${train[@]}" --run-dir "$work/b" --set train.epochs=1000 > "$work/b.log" 2>&1 & holder=$!
+for _ in $(seq 300); do grep -qs "step 3 " "$work/b.log" && break; sleep 0.1; done
+expect 1 "is in use by another run (process $holder" "$lm" "${train[@]}" --run-dir "$work/b" --overwrite
+# SIGINT: finish the step, write last.pt, exit 130. SIGTERM: the same with 143.
+kill -INT $holder
+status=0; wait $holder || status=$?
+[[ $status -eq 130 ]] || fail "SIGINT: exit status $status, expected 130"
+grep -q "SIGINT: stopped at step" "$work/b.log" || fail "SIGINT: $(tail -2 "$work/b.log")"
+"$lm" "${train[@]}" --run-dir "$work/b" --set train.epochs=1000 --resume > "$work/b2.log" 2>&1 & holder=$!
+for _ in $(seq 300); do (( $(grep -cs " step " "$work/b2.log") >= 3 )) && break; sleep 0.1; done
+kill -TERM $holder
+status=0; wait $holder || status=$?
+[[ $status -eq 143 ]] || fail "SIGTERM: exit status $status, expected 143"
+grep -q "^resuming .*last.pt at epoch" "$work/b2.log" || fail "the second run did not resume: $(head -3 "$work/b2.log")"
+
+# A damaged checkpoint is refused by every command that loads it.
+python3 - "$work/a/last.pt" "$work/flipped.pt" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+for i in range(len(b) // 2, len(b) // 2 + 64):
+    b[i] ^= 0xFF
+open(sys.argv[2], "wb").write(b)
+PY
+expect 1 "flipped.pt: the checkpoint is damaged" "$lm" eval --checkpoint "$work/flipped.pt" --file "$work/valid.txt"
+cp "$work/flipped.pt" "$work/a/last.pt"
+expect 1 "last.pt: the checkpoint is damaged" "$lm" "${train[@]}" --run-dir "$work/a" --resume
+
+# score and predict stream: the first line's answer comes before stdin is closed.
+"$lm" "${train[@]}" --run-dir "$work/c" --max-steps 3 --quiet
+mkfifo "$work/in"
+"$lm" score --checkpoint "$work/c/last.pt" --file - < "$work/in" > "$work/scores.txt" 2> "$work/score_err.txt" & scorer=$!
+exec 3> "$work/in"
+printf 'First Citizen:\n' >&3
+for _ in $(seq 300); do [[ -s "$work/scores.txt" ]] && break; sleep 0.1; done
+[[ -s "$work/scores.txt" ]] || fail "score wrote nothing before its input ended"
+printf 'bad \xff line\n' >&3
+exec 3>&-
+status=0; wait $scorer || status=$?
+[[ $status -eq 1 ]] || fail "invalid UTF-8 on stdin: status $status"
+grep -q "<stdin>:2: invalid UTF-8" "$work/score_err.txt" || fail "stdin check: $(cat "$work/score_err.txt")"
+
+# gradflow: output it cannot write is an error with errno's text, and leaves no empty folder.
+cat > "$work/g.toml" <<EOF
+[norms]
+cells = ["rnn", "lstm"]
+T = 10
+batch = 2
+hidden_size = 8
+EOF
+touch "$work/file"
+expect 1 "Not a directory" "$gradflow" norms --config "$work/g.toml" --out "$work/file/sub"
+# norms needs only [norms]; a failing run removes the folder it made.
+"$gradflow" norms --config "$work/g.toml" --out "$work/g" > /dev/null 2>&1 || fail "norms without [agreement]"
+[[ -s "$work/g/grad_norms_da.csv" ]] || fail "norms wrote no CSV"
+expect 1 "needs cells" "$gradflow" agreement --config "$work/g.toml" --out "$work/g2"
+[[ ! -e "$work/g2" ]] || fail "a failed gradflow call left $work/g2"
+expect 2 "usage: rnnkit-gradflow COMMAND" "$gradflow"
+"$gradflow" --help | grep -q "norms  " || fail "gradflow --help lists no commands"
+echo "cli_hardening: ok"
