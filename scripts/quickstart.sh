@@ -48,5 +48,7 @@ case "$mode" in
     cmake --build "$build/example" -j "$jobs"
     "$build/example/train_mgu" --config "$root/configs/example_mgu.toml"
     ctest --test-dir "$build" --output-on-failure -j "$jobs"
+    # The standing guards: the suite under ASan and UBSan, and the fuzz targets.
+    "$root/scripts/sanitize.sh"
     ;;
 esac

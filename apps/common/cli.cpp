@@ -88,8 +88,12 @@ RunOptions train_run_options(const cxxopts::ParseResult& args, const std::string
   }
   r.dist.timeout_s = args["dist-timeout"].as<double>();
   if (!(r.dist.timeout_s > 0)) throw cxxopts::exceptions::exception("--dist-timeout must be a positive number of seconds");
-  // Only rank 0 of a data-parallel run talks to the terminal.
-  if (dist::Env::read().rank != 0) r.quiet = true;
+  // Only rank 0 of a data-parallel run talks to the terminal and owns the run dir.
+  if (dist::Env::read().rank != 0) {
+    r.quiet = true;
+  } else {
+    check_run_dir(r);  // before any data is read: a refused run costs nothing
+  }
   return r;
 }
 

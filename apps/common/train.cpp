@@ -343,6 +343,17 @@ std::vector<std::vector<size_t>> plan_epoch(const std::vector<size_t>& lengths, 
   return data::plan_batches(lengths, o, static_cast<uint64_t>(epoch));
 }
 
+void check_run_dir(const RunOptions& run) {
+  if (run.resume || run.overwrite) return;
+  const bool has_last = fs::exists(fs::path(run.run_dir) / "last.pt");
+  const bool has_best = fs::exists(fs::path(run.run_dir) / "best.pt");
+  if (!has_last && !has_best) return;
+  throw RunDirError(fmt::format(
+      "{} already holds a run ({}); continue it with --resume, or start again with --overwrite "
+      "(which replaces its checkpoints and metrics), or give this run another --run-dir",
+      run.run_dir, has_last && has_best ? "last.pt and best.pt" : has_last ? "last.pt" : "best.pt"));
+}
+
 FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
               const std::string& config_text) {
   const bool rank0 = dist::is_rank0();
@@ -377,12 +388,7 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
                                       has_best ? " (only best.pt)" : "; start a new run without --resume"));
       }
     } else if (has_last || has_best) {
-      if (!run.overwrite) {
-        throw RunDirError(fmt::format(
-            "{} already holds a run ({}); continue it with --resume, or start again with --overwrite "
-            "(which replaces its checkpoints and metrics), or give this run another --run-dir",
-            run.run_dir, has_last && has_best ? "last.pt and best.pt" : has_last ? "last.pt" : "best.pt"));
-      }
+      check_run_dir(run);
       for (const auto& p : {last_path, best_path, csv_path}) fs::remove(p);
     }
     if (!run.resume) {

@@ -140,6 +140,10 @@ class RunDirError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Throws RunDirError if `run.run_dir` holds a run (best.pt or last.pt) and neither resume nor
+/// overwrite is set: train commands call it before loading any data, fit() again under the lock.
+void check_run_dir(const RunOptions& run);
+
 /// The exit status of a training command: 0, or 128 + the signal that stopped it.
 inline int exit_status(const FitResult& r) { return r.signal ? 128 + r.signal : 0; }
 

@@ -1,5 +1,7 @@
 #include "ngram.h"
 
+#include "../common/system.h"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -116,11 +118,13 @@ double NGramModel::prob_kn(const int64_t* h, int k, int64_t w) const {
   // P_k(w | h) with h the k-1 preceding ids; recursion down to the uniform distribution.
   const double V = static_cast<double>(vocab_.size());
   if (k == 0) return 1.0 / V;
-  const double lower = prob_kn(h + 1, k - 1, w);
+  // The lower order drops the oldest word; from a unigram (k = 1, maybe no history at all, h null)
+  // it goes to the uniform distribution, which reads none.
+  const double lower = prob_kn(k > 1 ? h + 1 : h, k - 1, w);
   const auto it = ctx_[k].find(pack(h, k - 1));
   if (it == ctx_[k].end() || it->second.total == 0) return lower;
   const ContextStats& st = it->second;
-  std::vector<int64_t> g(h, h + k - 1);
+  std::vector<int64_t> g(h, h + (k - 1));
   g.push_back(w);
   const auto c_it = kn_counts_[k].find(pack(g.data(), k));
   const int64_t c = c_it == kn_counts_[k].end() ? 0 : c_it->second;
@@ -186,18 +190,22 @@ std::vector<size_t> NGramModel::sizes() const {
 }
 
 void NGramModel::save(const std::string& path) const {
-  std::ofstream out(path + ".tmp", std::ios::binary);
-  const std::string vocab = vocab_.to_string();
-  out << "#rnnkit-ngram v1\n" << order_ << " " << to_string(smoothing_) << " " << delta_ << " "
-      << level_ << " " << vocab.size() << "\n" << vocab;
-  for (int k = 1; k <= order_; ++k) {
-    out << raw_[k].size() << "\n";
-    for (const auto& [key, c] : raw_[k]) out << key.lo << " " << key.hi << " " << c << "\n";
+  const std::string tmp = app::unique_temp_path(path);
+  try {
+    app::OutputFile out(tmp);
+    const std::string vocab = vocab_.to_string();
+    out << "#rnnkit-ngram v1\n" << order_ << " " << to_string(smoothing_) << " " << delta_ << " "
+        << level_ << " " << vocab.size() << "\n" << vocab;
+    for (int k = 1; k <= order_; ++k) {
+      out << raw_[k].size() << "\n";
+      for (const auto& [key, c] : raw_[k]) out << key.lo << " " << key.hi << " " << c << "\n";
+    }
+    out.close();
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
   }
-  out.close();
-  if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0) {
-    throw std::runtime_error("cannot write the n-gram model to " + path);
-  }
+  app::commit_file(tmp, path);
 }
 
 NGramModel NGramModel::load(const std::string& path) {

@@ -1,5 +1,8 @@
 #include "rnnkit/data/vocab.h"
 
+#include <cerrno>
+#include <cstring>
+
 #include <algorithm>
 #include <fstream>
 #include <map>
@@ -119,7 +122,8 @@ std::string Vocab::to_string() const {
 void Vocab::save(const std::string& path) const {
   std::ofstream out(path, std::ios::binary);
   out << to_string();
-  if (!out) throw DataError(path, 0, "cannot write the vocabulary");
+  out.close();
+  if (!out) throw DataError(path, 0, std::string("cannot write the vocabulary: ") + std::strerror(errno));
 }
 
 Vocab Vocab::from_string(const std::string& text, const std::string& origin) {
