@@ -123,7 +123,22 @@ status=0; wait $tr || status=$?
 grep -q "SIGINT: stopped at step" "$work/int.log" || fail "rank 0 did not stop cleanly: $(tail "$work/int.log")"
 "$lm" eval --checkpoint "$work/int/last.pt" --file "$work/lm_valid.txt" > /dev/null || fail "last.pt after SIGINT does not load"
 
-# 6. Bad set-ups get clear errors.
+# 6. Preemption: torchrun --max_restarts restarts the workers after one is killed, and
+# --auto-resume continues from the last checkpoint to the end.
+setsid torchrun --nnodes 1 --nproc_per_node 2 --rdzv_backend c10d --rdzv_endpoint "127.0.0.1:$(free_port)" \
+  --max_restarts 1 --redirects 2 --tee 2 --no_python "$lm" train --config "$work/lm.toml" --threads 1 \
+  --set train.epochs=6 --run-dir "$work/restart" --auto-resume > "$work/restart.log" 2>&1 & tr=$!
+for _ in $(seq 600); do grep -qs "epoch 2: train loss" "$work/restart.log" && break; sleep 0.1; done
+victim=$(pgrep -f -- "--run-dir $work/restart --auto-resume" | while read -r p; do
+  [[ $(cat /proc/$p/comm 2>/dev/null) == rnnkit-lm ]] && echo $p; done | tail -1)
+[[ -n $victim ]] || fail "no worker to kill: $(tail -3 "$work/restart.log")"
+kill -9 "$victim"
+status=0; wait $tr || status=$?
+[[ $status -eq 0 ]] || fail "torchrun --max_restarts 1 did not recover (status $status): $(tail -5 "$work/restart.log")"
+grep -q "resuming .*restart/last.pt at epoch" "$work/restart.log" || fail "the restarted workers did not resume"
+[[ $(grep -c "^6," "$work/restart/metrics.csv") -eq 1 ]] || fail "the restarted run did not finish: $(cat "$work/restart/metrics.csv")"
+
+# 7. Bad set-ups get clear errors.
 out=$(trun "$lm" train --config "$work/lm.toml" --run-dir "$work/odd" --set train.batch_size=3 2>&1) && fail "batch 3 on 2 ranks accepted"
 grep -q "train.batch_size = 3 is the global batch, shared by 2 processes" <<< "$out" || fail "odd batch: $out"
 out=$(WORLD_SIZE=2 "$lm" train --config "$work/lm.toml" --run-dir "$work/norank" 2>&1) && fail "WORLD_SIZE without RANK accepted"

@@ -37,7 +37,7 @@ train=(train --config "$work/lm.toml" --threads 1)
 
 # Options out of range fail before anything runs (usage errors: status 2).
 expect 2 "max-steps must be 0" "$lm" "${train[@]}" --run-dir "$work/a" --max-steps -3
-expect 2 "give --resume or --overwrite, not both" "$lm" "${train[@]}" --run-dir "$work/a" --resume --overwrite
+expect 2 "give one of --resume, --auto-resume and --overwrite" "$lm" "${train[@]}" --run-dir "$work/a" --resume --overwrite
 expect 1 "seed: must be in" "$lm" "${train[@]}" --run-dir "$work/a" --seed -5
 [[ ! -e "$work/a" ]] || fail "a refused command left $work/a behind"
 "$lm" "${train[@]}" --run-dir "$work/a" --max-steps 5 --quiet

@@ -19,6 +19,7 @@
 #include "common/system.h"
 #include "common/train.h"
 #include "lm/lm.h"
+#include "lm/ngram.h"
 #include "ner/ner.h"
 #include "sentiment/sentiment.h"
 #include "test_util.h"
@@ -282,6 +283,21 @@ TEST(Hardening, TextReadersRefuseNulBytesAndDirectories) {
   expect_message<data::DataError>([&] { data::LineReader r(dir); }, {"is a directory; expected a text file"});
   const auto conll = write_file(dir, "nul.conll", std::string("a O\nb\0 O\n", 10));
   expect_message<data::DataError>([&] { data::read_conll(conll); }, {"nul.conll:2", "NUL byte"});
+}
+
+TEST(Hardening, FuzzFindingsStayFixed) {
+  const auto dir = temp_dir("fuzzfound");
+  // fuzz_conll: a line of carriage returns only was not blank, split into no columns, and was
+  // indexed (undefined behaviour). It is a sentence break now.
+  const auto crs = write_file(dir, "cr.conll", "a O\n\r\r\r\nb O\n");
+  EXPECT_EQ(data::read_conll(crs).size(), 2u);
+  expect_message<data::DataError>([&] { data::read_conll(write_file(dir, "e.conll", "a O\n\tO\n")); },
+                                  {"e.conll:2", "empty token in column 1"});
+  // UBSan: the Kneser-Ney n-gram stepped a null history pointer (an empty history).
+  const std::vector<std::string> words{"a", "b", "a", "c"};
+  lm::NGramModel kn(3, lm::Smoothing::kKneserNey, 0, data::Vocab::build(words));
+  kn.train(lm::encode_stream(kn.vocab(), words));
+  EXPECT_TRUE(std::isfinite(kn.logprob(nullptr, 0, kn.vocab().id("a"))));
 }
 
 TEST(Hardening, ConfigMessagesSayWhatIsWrong) {

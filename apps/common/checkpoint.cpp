@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 
+#include <rnnkit/compat.h>
 #include <torch/torch.h>
 
 namespace rnnkit::app {
@@ -133,8 +134,8 @@ torch::serialize::InputArchive open_checkpoint_bytes(const std::string& bytes, c
   if (bytes.size() < 4 || bytes.compare(0, 4, std::string("PK\x03\x04", 4)) != 0) {
     throw CheckpointError(path + ": not an rnnkit checkpoint (not a torch archive at all)");
   }
-  const c10::optional<torch::Device> map_to =
-      device ? c10::optional<torch::Device>(*device) : c10::nullopt;
+  const rnnkit::optional<torch::Device> map_to =
+      device ? rnnkit::optional<torch::Device>(*device) : rnnkit::nullopt;
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(bytes.data(), bytes.size(), map_to);

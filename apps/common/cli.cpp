@@ -43,6 +43,7 @@ void add_train_options(cxxopts::Options& cli) {
       ("seed", "override train.seed (the same seed on the same CPU gives the same numbers)",
        cxxopts::value<int64_t>())
       ("resume", "continue the run in --run-dir from its last checkpoint")
+      ("auto-resume", "continue the run in --run-dir if it holds last.pt, else start it (for restarted jobs)")
       ("overwrite", "start afresh in a --run-dir that holds a run, replacing its checkpoints")
       ("max-steps", "stop after this many steps, writing the last checkpoint",
        cxxopts::value<int64_t>()->default_value("0"))
@@ -73,8 +74,11 @@ RunOptions train_run_options(const cxxopts::ParseResult& args, const std::string
   if (args.count("run-dir")) r.run_dir = args["run-dir"].as<std::string>();
   if (r.run_dir.empty()) throw cxxopts::exceptions::exception("--run-dir must not be empty");
   r.resume = args.count("resume") > 0;
+  r.auto_resume = args.count("auto-resume") > 0;
   r.overwrite = args.count("overwrite") > 0;
-  if (r.resume && r.overwrite) throw cxxopts::exceptions::exception("give --resume or --overwrite, not both");
+  if (r.resume + r.auto_resume + r.overwrite > 1) {
+    throw cxxopts::exceptions::exception("give one of --resume, --auto-resume and --overwrite");
+  }
   r.max_steps = args["max-steps"].as<int64_t>();
   if (r.max_steps < 0) {
     throw cxxopts::exceptions::exception("--max-steps must be 0 (no limit) or a positive step count, got " +

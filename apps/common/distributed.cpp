@@ -23,8 +23,12 @@
 #endif
 #include <torch/torch.h>
 
+#include <rnnkit/compat.h>
+
 namespace rnnkit::app::dist {
 namespace {
+
+using rnnkit::CommBackend;
 
 using Millis = std::chrono::milliseconds;
 
@@ -48,7 +52,7 @@ struct Group {
   Env env;
   Options options;
   c10::intrusive_ptr<c10d::Store> store;      // the prefixed store of this run
-  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  c10::intrusive_ptr<CommBackend> pg;  // Gloo or NCCL
   std::string backend;
   std::thread heartbeat;
   std::mutex mutex;
@@ -274,14 +278,14 @@ void broadcast_(std::vector<torch::Tensor>& tensors, int root) {
     std::vector<torch::Tensor> one{t};
     c10d::BroadcastOptions o;
     o.rootRank = root;
-    collective("broadcast", [&](c10d::ProcessGroup& pg) { return pg.broadcast(one, o); });
+    collective("broadcast", [&](CommBackend& pg) { return pg.broadcast(one, o); });
   }
 }
 
 void all_reduce_sum_(torch::Tensor& tensor) {
   if (!g_group) return;
   std::vector<torch::Tensor> one{tensor};
-  collective("all-reduce", [&](c10d::ProcessGroup& pg) { return pg.allreduce(one); });
+  collective("all-reduce", [&](CommBackend& pg) { return pg.allreduce(one); });
 }
 
 std::vector<torch::Tensor> all_gather(const torch::Tensor& tensor) {
@@ -289,7 +293,7 @@ std::vector<torch::Tensor> all_gather(const torch::Tensor& tensor) {
   std::vector<torch::Tensor> in{tensor.contiguous()};
   std::vector<std::vector<torch::Tensor>> out(1);
   for (int r = 0; r < world_size(); ++r) out[0].push_back(torch::empty_like(in[0]));
-  collective("all-gather", [&](c10d::ProcessGroup& pg) { return pg.allgather(out, in); });
+  collective("all-gather", [&](CommBackend& pg) { return pg.allgather(out, in); });
   return out[0];
 }
 

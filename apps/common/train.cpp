@@ -11,12 +11,12 @@
 #include <optional>
 #include <sstream>
 
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <fmt/core.h>
 #include <torch/cuda.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim.h>
 
+#include <rnnkit/compat.h>
 #include <rnnkit/data/batching.h>
 
 #include "checkpoint.h"
@@ -177,6 +177,23 @@ void append_metrics(const std::string& path, int64_t epoch, int64_t step, double
   out.close();
 }
 
+/// Drops the rows of metrics.csv after epoch `epochs_done` (1-based epochs in column 1).
+void trim_metrics(const std::string& path, int64_t epochs_done) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string text, line;
+  bool header = true, dropped = false;
+  while (std::getline(in, line)) {
+    if (!header && std::strtoll(line.c_str(), nullptr, 10) > epochs_done) {
+      dropped = true;
+      continue;
+    }
+    header = false;
+    text += line + "\n";
+  }
+  if (dropped) write_text_atomically(path, text);
+}
+
 bool better(double v, double ref, bool higher) {
   return std::isnan(ref) || (higher ? v > ref : v < ref);
 }
@@ -305,8 +322,7 @@ void save_rng(torch::serialize::OutputArchive& a, const torch::Device& device) {
   put_int(a, "rng/world", static_cast<int64_t>(cpu.size()));
   for (size_t r = 0; r < cpu.size(); ++r) a.write("rng/cpu/" + std::to_string(r), cpu[r], true);
   if (device.is_cuda()) {
-    const auto gen = at::detail::getCUDAHooks().getDefaultCUDAGenerator(device.index() < 0 ? 0 : device.index());
-    const auto cuda = dist::all_gather(gen.get_state());
+    const auto cuda = dist::all_gather(cuda_generator(device.index() < 0 ? 0 : device.index()).get_state());
     for (size_t r = 0; r < cuda.size(); ++r) a.write("rng/cuda/" + std::to_string(r), cuda[r], true);
   }
 }
@@ -320,7 +336,7 @@ void load_rng(torch::serialize::InputArchive& a, const torch::Device& device) {
     gen.set_state(state.cpu());
   }
   if (device.is_cuda() && a.try_read("rng/cuda/" + r, state, true)) {
-    auto gen = at::detail::getCUDAHooks().getDefaultCUDAGenerator(device.index() < 0 ? 0 : device.index());
+    auto gen = cuda_generator(device.index() < 0 ? 0 : device.index());
     gen.set_state(state.cpu());
   }
 }
@@ -344,7 +360,7 @@ std::vector<std::vector<size_t>> plan_epoch(const std::vector<size_t>& lengths, 
 }
 
 void check_run_dir(const RunOptions& run) {
-  if (run.resume || run.overwrite) return;
+  if (run.resume || run.overwrite || run.auto_resume) return;
   const bool has_last = fs::exists(fs::path(run.run_dir) / "last.pt");
   const bool has_best = fs::exists(fs::path(run.run_dir) / "best.pt");
   if (!has_last && !has_best) return;
@@ -375,6 +391,7 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
 
   // Rank 0 owns the run dir: the lock, the overwrite check, the resolved config.
   std::optional<RunDirLock> lock;
+  bool resume = run.resume;
   dist::on_rank0([&] {
     lock.emplace(run.run_dir);
     const int stale = remove_stale_temp_files(run.run_dir);
@@ -382,16 +399,17 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
       fmt::print(stderr, "removed {} unfinished temp file(s) of an interrupted write in {}\n", stale, run.run_dir);
     }
     const bool has_last = fs::exists(last_path), has_best = fs::exists(best_path);
-    if (run.resume) {
+    if (run.auto_resume && has_last) resume = true;
+    if (resume) {
       if (!has_last) {
         throw RunDirError(fmt::format("--resume: {} holds no last.pt to continue from{}", run.run_dir,
                                       has_best ? " (only best.pt)" : "; start a new run without --resume"));
       }
     } else if (has_last || has_best) {
-      check_run_dir(run);
+      if (!run.auto_resume) check_run_dir(run);
       for (const auto& p : {last_path, best_path, csv_path}) fs::remove(p);
     }
-    if (!run.resume) {
+    if (!resume) {
       write_text_atomically((fs::path(run.run_dir) / "config.toml").string(), config_text);
       fs::remove(csv_path);
     }
@@ -425,9 +443,10 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
     dist::on_rank0([&] { write_checkpoint(path, task.app_name(), task.architecture(), a); });
   };
 
+  resume = dist::broadcast_string(resume ? "1" : "0") == "1";  // rank 0 saw the run dir
   bool resumed_mid_epoch = false;
   torch::serialize::InputArchive task_state;
-  if (run.resume) {
+  if (resume) {
     // Rank 0 reads the file and hands its bytes to the others: the run dir need not be shared.
     std::string bytes;
     dist::on_rank0([&] { bytes = read_file_bytes(last_path); });
@@ -446,6 +465,9 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
     set_lr(*optimizer, get_double(a, "train/lr"));
     load_rng(a, device);
     resumed_mid_epoch = true;
+    // A run killed between writing an epoch's metrics row and its last.pt would repeat the row:
+    // keep the rows of the epochs this checkpoint has completed.
+    if (rank0) trim_metrics(csv_path, st.epoch);
     if (!quiet) {
       fmt::print(stderr, "resuming {} at epoch {}, batch {} (step {})\n", last_path, st.epoch + 1,
                  st.batch, st.step);

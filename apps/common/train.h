@@ -64,6 +64,8 @@ struct RunOptions {
   int threads = 0;             ///< 0 = the cores this process may use
   std::string run_dir;         ///< checkpoints, the resolved config and metrics.csv go here
   bool resume = false;
+  /// Resume when the run dir holds last.pt, start afresh when it is new (restarted jobs).
+  bool auto_resume = false;
   bool overwrite = false;      ///< start afresh in a run dir that holds a run, replacing it
   int64_t max_steps = 0;       ///< stop after this many optimizer steps in this invocation (0 = off)
   bool quiet = false;

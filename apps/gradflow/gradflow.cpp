@@ -111,7 +111,7 @@ double agreement_accuracy(const CellSetup& setup, int64_t gap, const AgreementOp
 
 ExplodeTrace explode(const ExplodeOptions& o) {
   torch::manual_seed(o.seed);
-  const CellSetup setup{"rnn_relu", Init::kOrthogonal, c10::nullopt};
+  const CellSetup setup{"rnn_relu", Init::kOrthogonal, nullopt};
   auto m = agreement_model(setup, 16, o.hidden_size);
   {
     torch::NoGradGuard g;

@@ -10,13 +10,14 @@
 #include <vector>
 
 #include <rnnkit/init.h>
+#include <rnnkit/compat.h>
 
 namespace rnnkit::gradflow {
 
 struct CellSetup {
   std::string cell;
   Init init = Init::kUniform;
-  c10::optional<double> forget_bias;  ///< LSTM cells
+  optional<double> forget_bias;  ///< LSTM cells
   std::string label() const;          ///< e.g. "lstm (forget bias 1)"; no commas
 };
 

@@ -70,7 +70,7 @@ LanguageModelOptions LMConfig::model_options(int64_t vocab_size) const {
       .recurrent_dropout(recurrent_dropout)
       .tie_weights(tie_weights)
       .init(init)
-      .forget_bias(std::isnan(forget_bias) ? c10::nullopt : c10::optional<double>(forget_bias));
+      .forget_bias(std::isnan(forget_bias) ? nullopt : optional<double>(forget_bias));
 }
 
 std::string LMConfig::architecture(int64_t vocab_size) const {

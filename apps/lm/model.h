@@ -17,6 +17,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <rnnkit/rnn.h>
+#include <rnnkit/compat.h>
 
 namespace rnnkit::lm {
 
@@ -33,7 +34,7 @@ struct LanguageModelOptions {
   TORCH_ARG(double, recurrent_dropout) = 0.0;   ///< variational, on a<t-1>
   TORCH_ARG(bool, tie_weights) = false;         ///< W_y = E (needs embedding_size == hidden_size)
   TORCH_ARG(Init, init) = Init::kUniform;
-  TORCH_ARG(c10::optional<double>, forget_bias) = c10::nullopt;
+  TORCH_ARG(optional<double>, forget_bias) = nullopt;
 };
 
 struct LMOutput {

@@ -367,11 +367,13 @@ app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::Label
                valid.size(), labels.size(), vocab.size());
   }
   const bool classifier_started = fs::exists(fs::path(run.run_dir) / "last.pt");
-  if (c.pretrain.epochs > 0 && !(run.resume && classifier_started)) {
+  const bool resuming = run.resume || run.auto_resume;
+  if (c.pretrain.epochs > 0 && !(resuming && classifier_started)) {
     // Its checkpoints live in <run_dir>/pretrain, so an interrupted pretraining resumes too.
     app::RunOptions pre = run;
     pre.run_dir = (fs::path(run.run_dir) / "pretrain").string();
-    pre.resume = run.resume && fs::exists(fs::path(pre.run_dir) / "last.pt");
+    pre.resume = resuming && fs::exists(fs::path(pre.run_dir) / "last.pt");
+    pre.auto_resume = false;
     BiLM lm(model, static_cast<int64_t>(vocab.size()));
     lm->to(device);
     PretrainTask pretask(c, vocab, labels, tr, va, lm, device);
@@ -380,7 +382,8 @@ app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::Label
     if (r.interrupted) return r;
   }
   app::RunOptions classifier_run = run;
-  classifier_run.resume = run.resume && classifier_started;
+  classifier_run.resume = resuming && classifier_started;
+  classifier_run.auto_resume = false;
   SentimentTask task(c, std::move(vocab), std::move(labels), std::move(tr), std::move(va), model, device);
   return app::fit(task, c.train, classifier_run, config_text);
 }
@@ -558,7 +561,8 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
     const auto [train, test] = fold(k);
     app::RunOptions fold_run = run;
     fold_run.run_dir = (fs::path(run.run_dir) / ("fold" + std::to_string(k + 1))).string();
-    fold_run.resume = run.resume && fs::exists(fs::path(fold_run.run_dir) / "last.pt");
+    fold_run.resume = (run.resume || run.auto_resume) && fs::exists(fs::path(fold_run.run_dir) / "last.pt");
+    fold_run.auto_resume = false;
     ClassificationReport r;
     if (select) {
       // Model selection (best epoch, early stopping, plateau) on a part of the fold's training

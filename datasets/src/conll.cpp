@@ -22,7 +22,8 @@ std::vector<std::string> split_columns(const std::string& line) {
 }
 
 bool blank(const std::string& line) {
-  return line.find_first_not_of(" \t\v\f") == std::string::npos;
+  // Every character the column split treats as a separator: a line of stray CRs is blank too.
+  return line.find_first_not_of(" \t\v\f\r\n") == std::string::npos;
 }
 
 struct Tag {
@@ -55,6 +56,10 @@ std::vector<TaggedSentence> read_conll(const std::string& path, const ConllOptio
       continue;
     }
     const auto cols = split_columns(line);
+    if (cols.empty()) {  // only separators (blank() and the split agree; this guards the index)
+      flush();
+      continue;
+    }
     if (cols[0] == "-DOCSTART-") {
       flush();
       continue;
@@ -74,12 +79,14 @@ std::vector<TaggedSentence> read_conll(const std::string& path, const ConllOptio
          << "), got " << n << ": '" << line.substr(0, 80) << "'";
       throw reader.error(os.str());
     }
+    if (cols[tok].empty()) throw reader.error("empty token in column " + std::to_string(tok + 1));
     if (current.tokens.empty()) current.line = reader.line_number();
     current.tokens.push_back(cols[tok]);
     current.lines.push_back(line);
     if (!options.has_tags) continue;
     const int tag = options.tag_column < 0 ? n + options.tag_column : options.tag_column;
     if (tag == tok) throw reader.error("the token and the tag column are the same column");
+    if (cols[tag].empty()) throw reader.error("empty tag in column " + std::to_string(tag + 1));
     current.tags.push_back(cols[tag]);
   }
   flush();
@@ -268,7 +275,6 @@ void check_tags(const std::vector<TaggedSentence>& sentences, TagScheme scheme,
       why = "'" + tag + "' " + (prev.empty() ? std::string("starts the sentence") : "follows '" + prev + "'");
       switch (scheme) {
         case TagScheme::kIOB2: why += ", but an IOB2 entity starts with B-; if the file is IOB1, declare data.scheme = \"iob1\""; break;
-        case TagScheme::kIOB1: why += ", but IOB1 uses B- only between two entities of one type; if the file is IOB2, declare data.scheme = \"iob2\""; break;
         default: why += ", which " + to_string(scheme) + " forbids";
       }
     }
@@ -279,6 +285,9 @@ void check_tags(const std::vector<TaggedSentence>& sentences, TagScheme scheme,
 }
 
 int64_t first_invalid_transition(const std::vector<std::string>& tags, TagScheme scheme) {
+  // IOB1 files are read as conlleval reads them: B-X after O or another type is unambiguous (it
+  // starts an entity), and real IOB1 data has it (CoNLL-2003's eng.train, line 152428).
+  if (scheme == TagScheme::kIOB1 || scheme == TagScheme::kIO) return -1;
   for (size_t i = 0; i <= tags.size(); ++i) {
     const std::string prev = i == 0 ? "" : tags[i - 1];
     const std::string tag = i < tags.size() ? tags[i] : "";

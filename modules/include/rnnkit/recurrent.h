@@ -18,6 +18,7 @@
 #include "rnnkit/cell.h"
 #include "rnnkit/init.h"
 #include "rnnkit/state.h"
+#include "rnnkit/compat.h"
 
 namespace rnnkit {
 
@@ -33,7 +34,7 @@ struct RecurrentOptions {
   /// reused at every step (Gal & Ghahramani 2016). Training mode only.
   TORCH_ARG(double, recurrent_dropout) = 0.0;
   TORCH_ARG(Init, init) = Init::kUniform;
-  TORCH_ARG(c10::optional<double>, forget_bias) = c10::nullopt;
+  TORCH_ARG(optional<double>, forget_bias) = nullopt;
 };
 
 struct RecurrentOutput {

@@ -15,6 +15,7 @@
 
 #include "rnnkit/cell.h"
 #include "rnnkit/init.h"
+#include "rnnkit/compat.h"
 
 namespace rnnkit {
 
@@ -27,7 +28,7 @@ struct CellSpec {
   TORCH_ARG(Init, init) = Init::kUniform;
   /// Gated cells: the bias towards keeping c<t-1> after initialisation (LSTM: b_f; GRUs:
   /// b_u = -forget_bias). The vanilla RNN ignores it.
-  TORCH_ARG(c10::optional<double>, forget_bias) = c10::nullopt;
+  TORCH_ARG(optional<double>, forget_bias) = nullopt;
 };
 
 using CellFactory = std::function<std::shared_ptr<CellImplBase>(const CellSpec&)>;

@@ -22,6 +22,7 @@
 #include "rnnkit/init.h"
 #include "rnnkit/recurrent.h"
 #include "rnnkit/state.h"
+#include "rnnkit/compat.h"
 
 namespace rnnkit {
 
@@ -37,7 +38,7 @@ struct RNNOptions {
   TORCH_ARG(double, recurrent_dropout) = 0.0;
   TORCH_ARG(bool, batch_first) = false;
   TORCH_ARG(Init, init) = Init::kUniform;
-  TORCH_ARG(c10::optional<double>, forget_bias) = c10::nullopt;
+  TORCH_ARG(optional<double>, forget_bias) = nullopt;
 };
 
 struct RNNOutput {

@@ -68,11 +68,13 @@ struct SchemeGuess {
 SchemeGuess guess_tag_scheme(const std::vector<TaggedSentence>& sentences, const std::string& path);
 TagScheme detect_tag_scheme(const std::vector<TaggedSentence>& sentences);
 /// Throws DataError naming the file and the line of the first tag outside `scheme`, or of the
-/// first transition the scheme forbids (allowed_transition), such as I-X after O in IOB2.
+/// first transition the scheme forbids (allowed_transition), such as I-X after O in IOB2 or a
+/// sentence that ends inside an IOBES entity. IOB1 and IO have no transition to forbid here (a
+/// B-X after O starts an entity, as conlleval reads it).
 void check_tags(const std::vector<TaggedSentence>& sentences, TagScheme scheme,
                 const std::string& path);
 /// The index of the first tag whose transition from the previous one `scheme` forbids
-/// (tags.size() for a forbidden end), or -1.
+/// (tags.size() for a forbidden end), or -1; always -1 for IOB1 and IO.
 int64_t first_invalid_transition(const std::vector<std::string>& tags, TagScheme scheme);
 /// Rewrites sentences with forbidden transitions as conlleval would read them (tags_to_spans,
 /// then spans_to_tags in the same scheme); returns how many tags changed.

@@ -21,6 +21,7 @@
 
 #include "rnnkit/cell.h"
 #include "rnnkit/init.h"
+#include "rnnkit/compat.h"
 
 namespace rnnkit {
 
@@ -32,7 +33,7 @@ struct LSTMCellOptions {
   TORCH_ARG(bool, peephole) = false;
   TORCH_ARG(Init, init) = Init::kUniform;
   /// If set, b_f is filled with this value after initialisation.
-  TORCH_ARG(c10::optional<double>, forget_bias) = c10::nullopt;
+  TORCH_ARG(optional<double>, forget_bias) = nullopt;
 };
 
 class LSTMCellImpl : public torch::nn::Cloneable<LSTMCellImpl>, public CellImplBase {

@@ -14,6 +14,7 @@
 
 #include "rnnkit/cell.h"
 #include "rnnkit/init.h"
+#include "rnnkit/compat.h"
 
 namespace rnnkit {
 
@@ -25,7 +26,7 @@ struct SimpleGRUCellOptions {
   TORCH_ARG(Init, init) = Init::kUniform;
   /// If set, b_u = -forget_bias after initialisation: the share of c<t-1> kept, 1 - Γu, starts
   /// at σ(forget_bias), as an LSTM's forget gate does with its forget bias.
-  TORCH_ARG(c10::optional<double>, forget_bias) = c10::nullopt;
+  TORCH_ARG(optional<double>, forget_bias) = nullopt;
 };
 
 class SimpleGRUCellImpl : public torch::nn::Cloneable<SimpleGRUCellImpl>, public CellImplBase {
