@@ -370,257 +370,286 @@ void check_run_dir(const RunOptions& run) {
       run.run_dir, has_last && has_best ? "last.pt and best.pt" : has_last ? "last.pt" : "best.pt"));
 }
 
-FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
-              const std::string& config_text) {
-  const bool rank0 = dist::is_rank0();
-  const bool quiet = run.quiet || !rank0;
-  const int world = dist::world_size();
-  if (o.batch_size % world != 0) {
-    throw std::invalid_argument(fmt::format(
-        "train.batch_size = {} is the global batch, shared by {} processes; it must be a multiple of "
-        "the world size (each rank takes batch_size / world_size)", o.batch_size, world));
-  }
-  const std::string last_path = (fs::path(run.run_dir) / "last.pt").string();
-  const std::string best_path = (fs::path(run.run_dir) / "best.pt").string();
-  const std::string csv_path = (fs::path(run.run_dir) / "metrics.csv").string();
+namespace {
 
-  StopGuard signals;
-  // In a data-parallel run a stop is acted on at the next step, when every rank learns of it;
-  // an evaluation abandoned on one rank only would leave the others waiting.
-  const bool stops_in_evaluation = !dist::enabled();
-
-  // Rank 0 owns the run dir: the lock, the overwrite check, the resolved config.
-  std::optional<RunDirLock> lock;
-  bool resume = run.resume;
-  dist::on_rank0([&] {
-    lock.emplace(run.run_dir);
-    const int stale = remove_stale_temp_files(run.run_dir);
-    if (stale > 0 && !quiet) {
-      fmt::print(stderr, "removed {} unfinished temp file(s) of an interrupted write in {}\n", stale, run.run_dir);
+/// fit(), as the state it keeps and the phases it goes through.
+class FitLoop {
+ public:
+  FitLoop(Task& task, const TrainOptions& o, const RunOptions& run, const std::string& config_text)
+      : task_(task), o_(o), run_(run), config_text_(config_text), rank0_(dist::is_rank0()),
+        quiet_(run.quiet || !rank0_), world_(dist::world_size()),
+        last_path_((fs::path(run.run_dir) / "last.pt").string()),
+        best_path_((fs::path(run.run_dir) / "best.pt").string()),
+        csv_path_((fs::path(run.run_dir) / "metrics.csv").string()),
+        model_(task.model()), device_(model_.parameters().front().device()),
+        params_(model_.parameters()), optimizer_(make_optimizer(params_, o)), scheduler_(o),
+        progress_(quiet_, o.log_every, task.unit()) {
+    if (o.batch_size % world_ != 0) {
+      throw std::invalid_argument(fmt::format(
+          "train.batch_size = {} is the global batch, shared by {} processes; it must be a multiple of "
+          "the world size (each rank takes batch_size / world_size)", o.batch_size, world_));
     }
-    const bool has_last = fs::exists(last_path), has_best = fs::exists(best_path);
-    if (run.auto_resume && has_last) resume = true;
-    if (resume) {
-      if (!has_last) {
-        throw RunDirError(fmt::format("--resume: {} holds no last.pt to continue from{}", run.run_dir,
+  }
+
+  FitResult run() {
+    if (prepare_run_dir()) resume_from_last();
+    // One model on every rank: rank 0's initialisation (or the checkpoint it read).
+    std::vector<torch::Tensor> state = model_.parameters();
+    for (const auto& b : model_.buffers()) state.push_back(b);
+    dist::broadcast_module(state);
+    t_start_ = Clock::now();
+    elapsed_before_ = st_.elapsed;
+
+    // A resumed run that had already stopped early stays stopped.
+    const bool stopped_early = o_.early_stopping > 0 && st_.bad_epochs >= o_.early_stopping;
+    r_.early_stopped = stopped_early;
+    for (; !stopped_early && st_.epoch < o_.epochs; ++st_.epoch) {
+      const int64_t n = task_.begin_epoch(st_.epoch);
+      if (resumed_mid_epoch_) {
+        task_.load_state(task_state_);  // after begin_epoch, so the carried state wins
+        resumed_mid_epoch_ = false;
+      } else {
+        st_.batch = 0;
+        st_.loss_sum = 0;
+        st_.loss_count = 0;
+      }
+      progress_.start_epoch(st_.epoch, n, st_.batch);
+      bool time_up = false;
+      for (; st_.batch < n && !time_up; ++st_.batch) {
+        const StepControl c = step();
+        if (c.signal != 0 || (run_.max_steps > 0 && steps_this_run_ >= run_.max_steps)) {
+          st_.elapsed = elapsed();
+          save(last_path_, st_.epoch, st_.batch + 1);
+          progress_.end_epoch();
+          return stopped(c.signal, "max_steps");
+        }
+        // The time budget is checked every step: an epoch can be long (a 1 MB corpus).
+        time_up = c.time_up;
+      }
+      progress_.end_epoch();
+      Metrics m;
+      try {
+        m = evaluate();
+      } catch (const Interrupted& e) {
+        // This epoch's training is done: --resume evaluates it again, then goes on.
+        st_.elapsed = elapsed();
+        save(last_path_, st_.epoch, st_.batch);
+        return stopped(e.signal, "");
+      }
+      if (end_epoch(m, time_up, n)) break;
+    }
+    r_.steps = st_.step;
+    if (r_.last.values.empty()) {  // resumed a finished run: nothing trained, still report it
+      r_.last = evaluate();
+      if (r_.best.values.empty()) r_.best = r_.last;
+    }
+    return r_;
+  }
+
+ private:
+  /// Rank 0 owns the run dir: the lock, leftover temp files, the overwrite rule, the resolved
+  /// config. Returns whether to resume, as rank 0 found it.
+  bool prepare_run_dir() {
+    bool resume = run_.resume;
+    dist::on_rank0([&] {
+      lock_.emplace(run_.run_dir);
+      const int stale = remove_stale_temp_files(run_.run_dir);
+      if (stale > 0 && !quiet_) {
+        fmt::print(stderr, "removed {} unfinished temp file(s) of an interrupted write in {}\n", stale,
+                   run_.run_dir);
+      }
+      const bool has_last = fs::exists(last_path_), has_best = fs::exists(best_path_);
+      if (run_.auto_resume && has_last) resume = true;
+      if (resume && !has_last) {
+        throw RunDirError(fmt::format("--resume: {} holds no last.pt to continue from{}", run_.run_dir,
                                       has_best ? " (only best.pt)" : "; start a new run without --resume"));
       }
-    } else if (has_last || has_best) {
-      if (!run.auto_resume) check_run_dir(run);
-      for (const auto& p : {last_path, best_path, csv_path}) fs::remove(p);
-    }
-    if (!resume) {
-      write_text_atomically((fs::path(run.run_dir) / "config.toml").string(), config_text);
-      fs::remove(csv_path);
-    }
-  });
+      if (!resume) {
+        if (!run_.auto_resume) check_run_dir(run_);
+        for (const auto& p : {last_path_, best_path_, csv_path_}) fs::remove(p);
+        write_text_atomically((fs::path(run_.run_dir) / "config.toml").string(), config_text_);
+      }
+    });
+    return dist::broadcast_string(resume ? "1" : "0") == "1";
+  }
 
-  torch::nn::Module& model = task.model();
-  const torch::Device device = model.parameters().front().device();
-  auto optimizer = make_optimizer(model.parameters(), o);
-  Scheduler scheduler(o);
-  LoopState st;
-
-  // Everything to continue from (next_epoch, next_batch). Every rank fills its archive (the
-  // task and the random streams gather from all ranks); rank 0 writes it.
-  auto save = [&](const std::string& path, int64_t next_epoch, int64_t next_batch) {
-    LoopState at = st;
-    at.epoch = next_epoch;
-    at.batch = next_batch;
-    torch::serialize::OutputArchive a, m, opt, t;
-    model.save(m);
-    optimizer->save(opt);
-    task.save_state(t);
-    a.write("model", m);
-    a.write("optimizer", opt);
-    a.write("task", t);
-    put_string(a, "config", config_text);
-    at.save(a);
-    scheduler.save(a);
-    put_double(a, "train/lr", get_lr(*optimizer));
-    put_int(a, "train/world_size", world);
-    save_rng(a, device);
-    dist::on_rank0([&] { write_checkpoint(path, task.app_name(), task.architecture(), a); });
-  };
-
-  resume = dist::broadcast_string(resume ? "1" : "0") == "1";  // rank 0 saw the run dir
-  bool resumed_mid_epoch = false;
-  torch::serialize::InputArchive task_state;
-  if (resume) {
+  void resume_from_last() {
     // Rank 0 reads the file and hands its bytes to the others: the run dir need not be shared.
     std::string bytes;
-    dist::on_rank0([&] { bytes = read_file_bytes(last_path); });
+    dist::on_rank0([&] { bytes = read_file_bytes(last_path_); });
     bytes = dist::broadcast_string(bytes);
-    auto a = open_checkpoint_bytes(bytes, last_path, task.app_name(), task.architecture(), device);
+    auto a = open_checkpoint_bytes(bytes, last_path_, task_.app_name(), task_.architecture(), device_);
     torch::serialize::InputArchive m, opt;
     a.read("model", m);
     a.read("optimizer", opt);
-    a.read("task", task_state);
-    model.load(m);
-    model.to(device);
-    check_finite(model, last_path);
-    optimizer->load(opt);
-    st.load(a);
-    scheduler.load(a);
-    set_lr(*optimizer, get_double(a, "train/lr"));
-    load_rng(a, device);
-    resumed_mid_epoch = true;
+    a.read("task", task_state_);
+    model_.load(m);
+    model_.to(device_);
+    check_finite(model_, last_path_);
+    optimizer_->load(opt);
+    st_.load(a);
+    scheduler_.load(a);
+    set_lr(*optimizer_, get_double(a, "train/lr"));
+    load_rng(a, device_);
+    resumed_mid_epoch_ = true;
     // A run killed between writing an epoch's metrics row and its last.pt would repeat the row:
     // keep the rows of the epochs this checkpoint has completed.
-    if (rank0) trim_metrics(csv_path, st.epoch);
-    if (!quiet) {
-      fmt::print(stderr, "resuming {} at epoch {}, batch {} (step {})\n", last_path, st.epoch + 1,
-                 st.batch, st.step);
+    if (rank0_) trim_metrics(csv_path_, st_.epoch);
+    if (!quiet_) {
+      fmt::print(stderr, "resuming {} at epoch {}, batch {} (step {})\n", last_path_, st_.epoch + 1,
+                 st_.batch, st_.step);
     }
   }
-  // One model on every rank: rank 0's initialisation (or the checkpoint it read).
-  {
-    std::vector<torch::Tensor> state = model.parameters();
-    for (const auto& b : model.buffers()) state.push_back(b);
-    dist::broadcast_module(state);
+
+  /// Everything to continue from (next_epoch, next_batch). Every rank fills its archive (the
+  /// task and the random streams gather from all ranks); rank 0 writes it.
+  void save(const std::string& path, int64_t next_epoch, int64_t next_batch) {
+    LoopState at = st_;
+    at.epoch = next_epoch;
+    at.batch = next_batch;
+    torch::serialize::OutputArchive a, m, opt, t;
+    model_.save(m);
+    optimizer_->save(opt);
+    task_.save_state(t);
+    a.write("model", m);
+    a.write("optimizer", opt);
+    a.write("task", t);
+    put_string(a, "config", config_text_);
+    at.save(a);
+    scheduler_.save(a);
+    put_double(a, "train/lr", get_lr(*optimizer_));
+    put_int(a, "train/world_size", world_);
+    save_rng(a, device_);
+    dist::on_rank0([&] { write_checkpoint(path, task_.app_name(), task_.architecture(), a); });
   }
 
-  Progress progress(quiet, o.log_every, task.unit());
-  FitResult r;
-  const auto t_start = Clock::now();
-  const double elapsed_before = st.elapsed;
-  auto elapsed = [&] {
-    return elapsed_before + std::chrono::duration<double>(Clock::now() - t_start).count();
-  };
-  int64_t steps_this_run = 0;
-  const auto params = model.parameters();
-
-  auto stopped = [&](int sig, const char* why) {
-    if (!quiet) {
-      fmt::print(stderr, "{}: stopped at step {}; wrote {} (continue with --resume)\n",
-                 sig ? signal_name(sig) : why, st.step, last_path);
+  /// One optimizer step on batch st_.batch: this rank's share forward, the global loss and stop
+  /// decisions exchanged, backward weighted by the share, gradients averaged, clipped, applied.
+  StepControl step() {
+    model_.train();
+    const BatchLoss b = task_.train_batch(st_.batch);
+    const double local_sum = b.count > 0 ? b.loss.item<double>() * static_cast<double>(b.count) : 0.0;
+    const StepControl c = exchange(local_sum, b.count, o_.max_minutes > 0 && elapsed() >= o_.max_minutes * 60);
+    if (c.nonfinite) {
+      const bool any = fs::exists(last_path_) || fs::exists(best_path_);
+      throw TrainingDiverged(fmt::format(
+          "training diverged: the loss is {} at step {} (epoch {}, batch {}); {}{}",
+          dist::enabled() ? "not finite" : fmt::format("{}", local_sum / static_cast<double>(b.count)),
+          st_.step + 1, st_.epoch + 1, st_.batch + 1,
+          any ? "the last good checkpoint is kept in " + run_.run_dir : "no checkpoint was written before it",
+          o_.clip_norm == 0 ? "; try clip_norm or a lower learning_rate" : ""));
     }
-    r.interrupted = true;
-    r.signal = sig;
-    r.steps = st.step;
-    r.epochs_done = st.epoch;
-    return r;
-  };
-
-  // A resumed run that had already stopped early stays stopped.
-  const bool stopped_early = o.early_stopping > 0 && st.bad_epochs >= o.early_stopping;
-  r.early_stopped = stopped_early;
-  for (; !stopped_early && st.epoch < o.epochs; ++st.epoch) {
-    const int64_t n = task.begin_epoch(st.epoch);
-    if (resumed_mid_epoch) {
-      task.load_state(task_state);  // after begin_epoch, so the carried state wins
-      resumed_mid_epoch = false;
-    } else {
-      st.batch = 0;
-      st.loss_sum = 0;
-      st.loss_count = 0;
+    optimizer_->zero_grad();
+    if (b.count > 0) {
+      // Each rank's mean, weighted by its share of the global batch: after averaging over the
+      // ranks the gradient is the global batch's mean, whatever the shares.
+      const double share = static_cast<double>(world_) * static_cast<double>(b.count) /
+                           static_cast<double>(std::max<int64_t>(c.count, 1));
+      (share == 1.0 ? b.loss : b.loss * share).backward();
     }
-    progress.start_epoch(st.epoch, n, st.batch);
-    bool time_up = false;
-    for (; st.batch < n && !time_up; ++st.batch) {
-      model.train();
-      const BatchLoss b = task.train_batch(st.batch);
-      const double local_sum = b.count > 0 ? b.loss.item<double>() * static_cast<double>(b.count) : 0.0;
-      const StepControl c =
-          exchange(local_sum, b.count, o.max_minutes > 0 && elapsed() >= o.max_minutes * 60);
-      if (c.nonfinite) {
-        const bool any = fs::exists(last_path) || fs::exists(best_path);
-        throw TrainingDiverged(fmt::format(
-            "training diverged: the loss is {} at step {} (epoch {}, batch {}); {}{}",
-            dist::enabled() ? "not finite" : fmt::format("{}", local_sum / static_cast<double>(b.count)),
-            st.step + 1, st.epoch + 1, st.batch + 1,
-            any ? "the last good checkpoint is kept in " + run.run_dir
-                : "no checkpoint was written before it",
-            o.clip_norm == 0 ? "; try clip_norm or a lower learning_rate" : ""));
-      }
-      optimizer->zero_grad();
-      if (b.count > 0) {
-        // Each rank's mean, weighted by its share of the global batch: after averaging over the
-        // ranks the gradient is the global batch's mean, whatever the shares.
-        const double share = static_cast<double>(world) * static_cast<double>(b.count) /
-                             static_cast<double>(std::max<int64_t>(c.count, 1));
-        (share == 1.0 ? b.loss : b.loss * share).backward();
-      }
-      dist::average_gradients(params);
-      if (o.clip_value > 0) torch::nn::utils::clip_grad_value_(params, o.clip_value);
-      if (o.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_norm);
-      optimizer->step();
-      ++st.step;
-      ++steps_this_run;
-      st.loss_sum += c.loss_sum;
-      st.loss_count += c.count;
-      progress.step(st.step, c.loss_sum / static_cast<double>(std::max<int64_t>(c.count, 1)), c.count);
-      if (c.signal != 0 || (run.max_steps > 0 && steps_this_run >= run.max_steps)) {
-        st.elapsed = elapsed();
-        save(last_path, st.epoch, st.batch + 1);
-        progress.end_epoch();
-        return stopped(c.signal, "max_steps");
-      }
-      // The time budget is checked every step: an epoch can be long (a 1 MB corpus).
-      time_up = c.time_up;
-    }
-    progress.end_epoch();
-
-    Metrics m;
-    try {
-      torch::NoGradGuard no_grad;
-      model.eval();
-      const PollStops poll(stops_in_evaluation);
-      m = agree_on(task.evaluate());
-    } catch (const Interrupted& e) {
-      // This epoch's training is done: --resume evaluates it again, then goes on.
-      st.elapsed = elapsed();
-      save(last_path, st.epoch, st.batch);
-      return stopped(e.signal, "");
-    }
-    r.last = m;
-    const double value = m.get(m.main);
-    if (better(value, st.best, m.higher_is_better)) {
-      st.best = value;
-      st.best_metrics = metrics_text(m);
-      st.bad_epochs = 0;
-      r.best = m;
-      save(best_path, st.epoch + 1, 0);
-    } else {
-      ++st.bad_epochs;
-    }
-    set_lr(*optimizer, scheduler.after_epoch(st.epoch, value, m.higher_is_better, get_lr(*optimizer)));
-    const double train_loss = st.loss_count ? st.loss_sum / static_cast<double>(st.loss_count) : NAN;
-    if (rank0) {
-      append_metrics(csv_path, st.epoch + 1, st.step, train_loss, m, get_lr(*optimizer), elapsed());
-    }
-    if (!quiet) {
-      fmt::print(stderr, "epoch {}: train loss {:.4f}, {} (best {}: {:.4f}), lr {:.3g}, {}\n",
-                 st.epoch + 1, train_loss, metrics_text(m), m.main, st.best, get_lr(*optimizer),
-                 hms(elapsed()));
-    }
-    st.elapsed = elapsed();
-    if (time_up && st.batch < n) {  // mid-epoch: --resume continues from this batch
-      save(last_path, st.epoch, st.batch);
-      if (!quiet) fmt::print(stderr, "stopping: max_minutes = {} reached\n", o.max_minutes);
-      r.epochs_done = st.epoch;
-      break;
-    }
-    save(last_path, st.epoch + 1, 0);
-    r.epochs_done = st.epoch + 1;
-    if (o.early_stopping > 0 && st.bad_epochs >= o.early_stopping) {
-      r.early_stopped = true;
-      if (!quiet) fmt::print(stderr, "early stopping: {} epochs without improvement\n", st.bad_epochs);
-      break;
-    }
-    if (time_up) {
-      if (!quiet) fmt::print(stderr, "stopping: max_minutes = {} reached\n", o.max_minutes);
-      break;
-    }
+    dist::average_gradients(params_);
+    if (o_.clip_value > 0) torch::nn::utils::clip_grad_value_(params_, o_.clip_value);
+    if (o_.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params_, o_.clip_norm);
+    optimizer_->step();
+    ++st_.step;
+    ++steps_this_run_;
+    st_.loss_sum += c.loss_sum;
+    st_.loss_count += c.count;
+    progress_.step(st_.step, c.loss_sum / static_cast<double>(std::max<int64_t>(c.count, 1)), c.count);
+    return c;
   }
-  r.steps = st.step;
-  if (r.last.values.empty()) {  // resumed a finished run: nothing trained, still report it
+
+  Metrics evaluate() {
     torch::NoGradGuard no_grad;
-    model.eval();
-    r.last = agree_on(task.evaluate());
-    if (r.best.values.empty()) r.best = r.last;
+    model_.eval();
+    // In a data-parallel run a stop is acted on at the next step, when every rank learns of it:
+    // an evaluation abandoned on one rank only would leave the others waiting.
+    const PollStops poll(!dist::enabled());
+    return agree_on(task_.evaluate());
   }
-  return r;
+
+  /// Best checkpoint, schedule, metrics row, last checkpoint; returns whether to stop.
+  bool end_epoch(const Metrics& m, bool time_up, int64_t n) {
+    r_.last = m;
+    const double value = m.get(m.main);
+    if (better(value, st_.best, m.higher_is_better)) {
+      st_.best = value;
+      st_.best_metrics = metrics_text(m);
+      st_.bad_epochs = 0;
+      r_.best = m;
+      save(best_path_, st_.epoch + 1, 0);
+    } else {
+      ++st_.bad_epochs;
+    }
+    set_lr(*optimizer_, scheduler_.after_epoch(st_.epoch, value, m.higher_is_better, get_lr(*optimizer_)));
+    const double train_loss = st_.loss_count ? st_.loss_sum / static_cast<double>(st_.loss_count) : NAN;
+    if (rank0_) append_metrics(csv_path_, st_.epoch + 1, st_.step, train_loss, m, get_lr(*optimizer_), elapsed());
+    if (!quiet_) {
+      fmt::print(stderr, "epoch {}: train loss {:.4f}, {} (best {}: {:.4f}), lr {:.3g}, {}\n", st_.epoch + 1,
+                 train_loss, metrics_text(m), m.main, st_.best, get_lr(*optimizer_), hms(elapsed()));
+    }
+    st_.elapsed = elapsed();
+    if (time_up && st_.batch < n) {  // mid-epoch: --resume continues from this batch
+      save(last_path_, st_.epoch, st_.batch);
+      if (!quiet_) fmt::print(stderr, "stopping: max_minutes = {} reached\n", o_.max_minutes);
+      r_.epochs_done = st_.epoch;
+      return true;
+    }
+    save(last_path_, st_.epoch + 1, 0);
+    r_.epochs_done = st_.epoch + 1;
+    if (o_.early_stopping > 0 && st_.bad_epochs >= o_.early_stopping) {
+      r_.early_stopped = true;
+      if (!quiet_) fmt::print(stderr, "early stopping: {} epochs without improvement\n", st_.bad_epochs);
+      return true;
+    }
+    if (time_up && !quiet_) fmt::print(stderr, "stopping: max_minutes = {} reached\n", o_.max_minutes);
+    return time_up;
+  }
+
+  FitResult stopped(int sig, const char* why) {
+    if (!quiet_) {
+      fmt::print(stderr, "{}: stopped at step {}; wrote {} (continue with --resume)\n",
+                 sig ? signal_name(sig) : why, st_.step, last_path_);
+    }
+    r_.interrupted = true;
+    r_.signal = sig;
+    r_.steps = st_.step;
+    r_.epochs_done = st_.epoch;
+    return r_;
+  }
+
+  double elapsed() const {
+    return elapsed_before_ + std::chrono::duration<double>(Clock::now() - t_start_).count();
+  }
+
+  Task& task_;
+  const TrainOptions& o_;
+  const RunOptions& run_;
+  const std::string& config_text_;
+  const bool rank0_, quiet_;
+  const int world_;
+  const std::string last_path_, best_path_, csv_path_;
+  StopGuard signals_;
+  std::optional<RunDirLock> lock_;
+  torch::nn::Module& model_;
+  const torch::Device device_;
+  const std::vector<torch::Tensor> params_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  Scheduler scheduler_;
+  Progress progress_;
+  LoopState st_;
+  FitResult r_;
+  torch::serialize::InputArchive task_state_;
+  bool resumed_mid_epoch_ = false;
+  int64_t steps_this_run_ = 0;
+  Clock::time_point t_start_ = Clock::now();
+  double elapsed_before_ = 0;
+};
+
+}  // namespace
+
+FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run, const std::string& config_text) {
+  return FitLoop(task, o, run, config_text).run();
 }
 
 }  // namespace rnnkit::app
