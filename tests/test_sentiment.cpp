@@ -44,7 +44,7 @@ std::string tiny_config(const std::string& dir, const std::string& extra = "") {
 TEST(Sentiment, ClassificationReportWorkedExample) {
   // gold:      0 0 0 1 1 2
   // predicted: 0 0 1 1 2 2
-  const auto r = sentiment::classification_report({0, 0, 0, 1, 1, 2}, {0, 0, 1, 1, 2, 2}, 3);
+  const auto r = app::classification_report({0, 0, 0, 1, 1, 2}, {0, 0, 1, 1, 2, 2}, 3);
   EXPECT_DOUBLE_EQ(r.accuracy, 4.0 / 6);
   // class 0: P 1, R 2/3 -> F1 0.8; class 1: P 1/2, R 1/2 -> 0.5; class 2: P 1/2, R 1 -> 2/3
   EXPECT_NEAR(r.f1[0], 0.8, 1e-12);
@@ -52,8 +52,30 @@ TEST(Sentiment, ClassificationReportWorkedExample) {
   EXPECT_NEAR(r.f1[2], 2.0 / 3, 1e-12);
   EXPECT_NEAR(r.macro_f1, (0.8 + 0.5 + 2.0 / 3) / 3, 1e-12);
   EXPECT_EQ(r.confusion, (std::vector<std::vector<int64_t>>{{2, 1, 0}, {0, 1, 1}, {0, 0, 1}}));
-  const auto text = sentiment::format_report(r, {"neg", "neu", "pos"});
-  EXPECT_NE(text.find("accuracy 66.67%"), std::string::npos) << text;
+  // scikit-learn's classification_report(gold, predicted, target_names=[...], digits=4), character
+  // for character (the expected text is what sklearn/metrics/_classification.py's formatting
+  // code gives for these numbers); the confusion matrix follows it.
+  EXPECT_NEAR(r.precision[2], 0.5, 1e-12);
+  EXPECT_NEAR(r.recall[0], 2.0 / 3, 1e-12);
+  EXPECT_EQ(r.support, (std::vector<int64_t>{3, 2, 1}));
+  EXPECT_NEAR(r.macro_precision, (1 + 0.5 + 0.5) / 3, 1e-12);
+  EXPECT_NEAR(r.weighted_f1, (3 * 0.8 + 2 * 0.5 + 1 * 2.0 / 3) / 6, 1e-12);
+  const std::string sklearn =
+      "              precision    recall  f1-score   support\n"
+      "\n"
+      "         neg     1.0000    0.6667    0.8000         3\n"
+      "         neu     0.5000    0.5000    0.5000         2\n"
+      "         pos     0.5000    1.0000    0.6667         1\n"
+      "\n"
+      "    accuracy                         0.6667         6\n"
+      "   macro avg     0.6667    0.7222    0.6556         6\n"
+      "weighted avg     0.7500    0.6667    0.6778         6\n";
+  const auto text = app::format_report(r, {"neg", "neu", "pos"});
+  EXPECT_EQ(text.substr(0, sklearn.size()), sklearn) << text;
+  EXPECT_NE(text.find("confusion matrix"), std::string::npos);
+  const auto j = app::to_json(r, {"neg", "neu", "pos"});
+  EXPECT_EQ(j["classes"]["neu"]["support"], 2);
+  EXPECT_NEAR(j["weighted avg"]["f1"].get<double>(), r.weighted_f1, 1e-15);
 }
 
 TEST(Sentiment, SummariesUseRealStepsOnly) {

@@ -10,7 +10,10 @@
 
 #include <c10/util/Exception.h>
 #include <fmt/core.h>
+#include <rnnkit/compat.h>
 #include <rnnkit/data/text.h>
+#include <rnnkit/version.h>
+#include <torch/cuda.h>
 
 #include "checkpoint.h"
 
@@ -123,7 +126,7 @@ bool InputBatches::next(std::vector<std::string>& lines) {
   return !lines.empty();
 }
 
-int guarded_main(const char* program, int (*body)(int, char**), int argc, char** argv) {
+int guarded_main(const char* program, const std::function<int(int, char**)>& body, int argc, char** argv) {
   try {
     const int status = body(argc, argv);
     // Output that never reached its file or pipe (a full disk, a closed pipe) is a failure too.
@@ -144,6 +147,41 @@ int guarded_main(const char* program, int (*body)(int, char**), int argc, char**
     std::cerr << program << ": error: " << e.what() << "\n";
   }
   return 1;
+}
+
+}  // namespace rnnkit::app
+
+namespace rnnkit::app {
+
+std::string version_text(const std::string& program) {
+  std::string cuda;
+  if (!torch::cuda::is_available()) {
+    cuda = at::hasCUDA() ? "built in, no GPU visible" : "not in this LibTorch build";
+  } else {
+    cuda = fmt::format("{} GPU(s)", torch::cuda::device_count());
+  }
+  return fmt::format("{} {} (LibTorch {}, CUDA: {})", program, RNNKIT_VERSION, torch_version(), cuda);
+}
+
+int run_app(const char* program, const std::vector<Command>& commands, int argc, char** argv) {
+  std::string usage = fmt::format("usage: {} COMMAND [options]\ncommands:\n", program);
+  size_t width = 0;
+  for (const auto& c : commands) width = std::max(width, std::string(c.name).size());
+  for (const auto& c : commands) usage += fmt::format("  {:<{}}  {}\n", c.name, width, c.help);
+  usage += fmt::format("'{} COMMAND --help' lists a command's options; '{} --version' the versions.\n",
+                       program, program);
+  return guarded_main(program, [&](int n, char** v) {
+    if (n < 2) return std::cerr << usage, 2;
+    const std::string cmd = v[1];
+    if (cmd == "--help" || cmd == "-h") return std::cout << usage, 0;
+    if (cmd == "--version") return std::cout << version_text(program) << "\n", 0;
+    for (const auto& c : commands) {
+      // cxxopts sees "PROGRAM COMMAND" as the program name.
+      if (cmd == c.name) return c.run(n - 1, v + 1);
+    }
+    std::cerr << program << ": unknown command '" << cmd << "'\n" << usage;
+    return 2;
+  }, argc, argv);
 }
 
 }  // namespace rnnkit::app

@@ -1,6 +1,7 @@
 #pragma once
 // Command-line pieces every app shares: the run options, config loading with --set overrides,
 // input read line by line, and error reporting.
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,6 +52,19 @@ class InputBatches {
 
 /// Runs an app's main: prints errors as "PROGRAM: error: ..." on stderr and returns 1; a usage
 /// error returns 2.
-int guarded_main(const char* program, int (*body)(int, char**), int argc, char** argv);
+int guarded_main(const char* program, const std::function<int(int, char**)>& body, int argc, char** argv);
+
+/// One subcommand of an app: `PROGRAM NAME [options]` runs `run(argc - 1, argv + 1)`.
+struct Command {
+  const char* name;
+  const char* help;  ///< one line for the usage text
+  int (*run)(int argc, char** argv);
+};
+/// An app's whole main: the commands in a table. `--help`/`-h` lists them on stdout,
+/// `--version` prints the versions; no command or an unknown one is a usage error (stderr, 2);
+/// errors as guarded_main reports them.
+int run_app(const char* program, const std::vector<Command>& commands, int argc, char** argv);
+/// "PROGRAM 0.1.0 (LibTorch 1.13.0, CUDA: ...)": what --version prints.
+std::string version_text(const std::string& program);
 
 }  // namespace rnnkit::app

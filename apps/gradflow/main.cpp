@@ -251,24 +251,10 @@ void run_explode(const ExplodeConfig& e, const std::string& out) {
   }
 }
 
-const char* kUsage =
-    "usage: rnnkit-gradflow COMMAND --config FILE [--out DIR]\n"
-    "commands:\n"
-    "  norms      ||dL/da<t>|| and ||dL/dx<t>|| back through time, per cell ([norms])\n"
-    "  agreement  number agreement across growing gaps: which cells learn it ([agreement])\n"
-    "  explode    a relu RNN made to explode, without and with clipping ([explode])\n"
-    "  all        the three, in that order\n"
-    "'rnnkit-gradflow COMMAND --help' lists a command's options.\n";
-
+/// argv[0] is the command (norms, agreement, explode or all).
 int run(int argc, char** argv) {
-  const std::string cmd = argc > 1 ? argv[1] : "";
-  if (cmd.empty()) return std::cerr << kUsage, 2;
-  if (cmd == "--help" || cmd == "-h") return std::cout << kUsage, 0;
+  const std::string cmd = argv[0];
   const bool all = cmd == "all";
-  if (!all && cmd != "norms" && cmd != "agreement" && cmd != "explode") {
-    std::cerr << "rnnkit-gradflow: unknown command '" << cmd << "'\n" << kUsage;
-    return 2;
-  }
   cxxopts::Options cli("rnnkit-gradflow " + cmd, "Vanishing and exploding gradients, measured");
   cli.add_options()
       ("config", "TOML config (configs/gradflow.toml)", cxxopts::value<std::string>())
@@ -276,7 +262,7 @@ int run(int argc, char** argv) {
       ("out", "folder for the CSVs and PNGs", cxxopts::value<std::string>()->default_value("runs/gradflow"))
       ("threads", "CPU threads (0: the cores this process may use)", cxxopts::value<int>()->default_value("0"))
       ("h,help", "this help");
-  const auto args = cli.parse(argc - 1, argv + 1);
+  const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   auto config = app::load_config(args);
   const std::string out = args["out"].as<std::string>();
@@ -313,4 +299,12 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return rnnkit::app::guarded_main("rnnkit-gradflow", run, argc, argv); }
+int main(int argc, char** argv) {
+  return rnnkit::app::run_app(
+      "rnnkit-gradflow",
+      {{"norms", "||dL/da<t>|| and ||dL/dx<t>|| back through time, per cell ([norms])", run},
+       {"agreement", "number agreement across growing gaps: which cells learn it ([agreement])", run},
+       {"explode", "a relu RNN made to explode, without and with clipping ([explode])", run},
+       {"all", "the three, in that order", run}},
+      argc, argv);
+}

@@ -19,16 +19,6 @@ namespace {
 
 using namespace rnnkit;
 
-const char* kUsage =
-    "usage: rnnkit-lm COMMAND [options]\n"
-    "commands:\n"
-    "  train   train a model from a TOML config\n"
-    "  eval    perplexity (and bits per character) of a checkpoint on a text file\n"
-    "  sample  generate text from a checkpoint\n"
-    "  score   log-probability and perplexity of each line of a file or of stdin\n"
-    "  ngram   the n-gram baseline: ngram train|eval|sample\n"
-    "'rnnkit-lm COMMAND --help' lists a command's options.\n";
-
 int cmd_train(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-lm train", "Train a recurrent language model");
   app::add_train_options(cli);
@@ -222,20 +212,14 @@ int cmd_ngram(int argc, char** argv) {
   throw cxxopts::exceptions::exception("ngram: expected train, eval or sample, got '" + sub + "'");
 }
 
-int run(int argc, char** argv) {
-  if (argc < 2) return std::cerr << kUsage, 2;
-  if (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") return std::cout << kUsage, 0;
-  const std::string cmd = argv[1];
-  // cxxopts sees "rnnkit-lm COMMAND" as the program name.
-  if (cmd == "train") return cmd_train(argc - 1, argv + 1);
-  if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
-  if (cmd == "sample") return cmd_sample(argc - 1, argv + 1);
-  if (cmd == "score") return cmd_score(argc - 1, argv + 1);
-  if (cmd == "ngram") return cmd_ngram(argc - 1, argv + 1);
-  std::cerr << "rnnkit-lm: unknown command '" << cmd << "'\n" << kUsage;
-  return 2;
-}
-
 }  // namespace
 
-int main(int argc, char** argv) { return rnnkit::app::guarded_main("rnnkit-lm", run, argc, argv); }
+int main(int argc, char** argv) {
+  return rnnkit::app::run_app("rnnkit-lm",
+                              {{"train", "train a model from a TOML config", cmd_train},
+                               {"eval", "perplexity (and bits per character) of a checkpoint on a text file", cmd_eval},
+                               {"sample", "generate text from a checkpoint", cmd_sample},
+                               {"score", "log-probability and perplexity of each line of a file or of stdin", cmd_score},
+                               {"ngram", "the n-gram baseline: ngram train|eval|sample", cmd_ngram}},
+                              argc, argv);
+}

@@ -15,14 +15,6 @@ namespace {
 
 using namespace rnnkit;
 
-const char* kUsage =
-    "usage: rnnkit-ner COMMAND [options]\n"
-    "commands:\n"
-    "  train    train a tagger from a TOML config\n"
-    "  eval     conlleval's entity precision, recall and F1 (overall and per type) on a CoNLL file\n"
-    "  predict  tag a CoNLL file, or raw text (one sentence per line) from a file or stdin\n"
-    "'rnnkit-ner COMMAND --help' lists a command's options.\n";
-
 int cmd_train(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-ner train", "Train a tagger");
   app::add_train_options(cli);
@@ -150,17 +142,13 @@ int cmd_predict(int argc, char** argv) {
   return 0;
 }
 
-int run(int argc, char** argv) {
-  if (argc < 2) return std::cerr << kUsage, 2;
-  if (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") return std::cout << kUsage, 0;
-  const std::string cmd = argv[1];
-  if (cmd == "train") return cmd_train(argc - 1, argv + 1);
-  if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
-  if (cmd == "predict") return cmd_predict(argc - 1, argv + 1);
-  std::cerr << "rnnkit-ner: unknown command '" << cmd << "'\n" << kUsage;
-  return 2;
-}
-
 }  // namespace
 
-int main(int argc, char** argv) { return rnnkit::app::guarded_main("rnnkit-ner", run, argc, argv); }
+int main(int argc, char** argv) {
+  return rnnkit::app::run_app(
+      "rnnkit-ner",
+      {{"train", "train a tagger from a TOML config", cmd_train},
+       {"eval", "conlleval's entity precision, recall and F1 (overall and per type) on a CoNLL file", cmd_eval},
+       {"predict", "tag a CoNLL file, or raw text (one sentence per line) from a file or stdin", cmd_predict}},
+      argc, argv);
+}

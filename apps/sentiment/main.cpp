@@ -17,15 +17,6 @@ namespace {
 
 using namespace rnnkit;
 
-const char* kUsage =
-    "usage: rnnkit-sentiment COMMAND [options]\n"
-    "commands:\n"
-    "  train    train a classifier from a TOML config\n"
-    "  cv       k-fold cross-validation of the config's recipe on its training data\n"
-    "  eval     accuracy, macro-F1 and the confusion matrix on labelled files\n"
-    "  predict  the label and class probabilities of each line of a file or of stdin\n"
-    "'rnnkit-sentiment COMMAND --help' lists a command's options.\n";
-
 int cmd_train(int argc, char** argv, bool cv) {
   cxxopts::Options cli(cv ? "rnnkit-sentiment cv" : "rnnkit-sentiment train",
                        cv ? "k-fold cross-validation (data.folds)" : "Train a classifier");
@@ -90,10 +81,9 @@ int cmd_eval(int argc, char** argv) {
   if (!args.count("file")) throw cxxopts::exceptions::exception("--file is required");
   const auto r = sentiment::evaluate(models, args["file"].as<std::vector<std::string>>(), device);
   if (args.count("json")) {
-    app::print_json(std::cout, {{"accuracy", r.accuracy}, {"macro_f1", r.macro_f1}, {"labels", m.labels},
-                                {"confusion", r.confusion}});
+    app::print_json(std::cout, app::to_json(r, m.labels));
   } else {
-    std::cout << sentiment::format_report(r, m.labels);
+    std::cout << app::format_report(r, m.labels);
   }
   return 0;
 }
@@ -133,20 +123,17 @@ int cmd_predict(int argc, char** argv) {
   return 0;
 }
 
-int run(int argc, char** argv) {
-  if (argc < 2) return std::cerr << kUsage, 2;
-  if (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") return std::cout << kUsage, 0;
-  const std::string cmd = argv[1];
-  if (cmd == "train") return cmd_train(argc - 1, argv + 1, false);
-  if (cmd == "cv") return cmd_train(argc - 1, argv + 1, true);
-  if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
-  if (cmd == "predict") return cmd_predict(argc - 1, argv + 1);
-  std::cerr << "rnnkit-sentiment: unknown command '" << cmd << "'\n" << kUsage;
-  return 2;
-}
+int cmd_fit(int argc, char** argv) { return cmd_train(argc, argv, false); }
+int cmd_cv(int argc, char** argv) { return cmd_train(argc, argv, true); }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  return rnnkit::app::guarded_main("rnnkit-sentiment", run, argc, argv);
+  return rnnkit::app::run_app(
+      "rnnkit-sentiment",
+      {{"train", "train a classifier from a TOML config", cmd_fit},
+       {"cv", "k-fold cross-validation of the config's recipe on its training data", cmd_cv},
+       {"eval", "precision, recall, F1 per class, accuracy and the confusion matrix on labelled files", cmd_eval},
+       {"predict", "the label and class probabilities of each line of a file or of stdin", cmd_predict}},
+      argc, argv);
 }

@@ -120,41 +120,6 @@ std::string SentimentConfig::architecture(int64_t vocab_size, const std::vector<
                      vocab_size, l, cell, embedding_size, hidden_size, num_layers, bidirectional, pooling);
 }
 
-ClassificationReport classification_report(const std::vector<int64_t>& gold,
-                                           const std::vector<int64_t>& predicted, int64_t C) {
-  TORCH_CHECK(gold.size() == predicted.size(), "classification_report: ", gold.size(), " gold labels, ",
-              predicted.size(), " predictions");
-  ClassificationReport r;
-  r.confusion.assign(C, std::vector<int64_t>(C, 0));
-  int64_t correct = 0;
-  for (size_t i = 0; i < gold.size(); ++i) {
-    ++r.confusion.at(gold[i]).at(predicted[i]);
-    correct += gold[i] == predicted[i];
-  }
-  r.accuracy = gold.empty() ? 0.0 : static_cast<double>(correct) / gold.size();
-  for (int64_t k = 0; k < C; ++k) {
-    int64_t tp = r.confusion[k][k], gold_k = 0, pred_k = 0;
-    for (int64_t j = 0; j < C; ++j) gold_k += r.confusion[k][j], pred_k += r.confusion[j][k];
-    const double p = pred_k ? static_cast<double>(tp) / pred_k : 0.0;
-    const double rec = gold_k ? static_cast<double>(tp) / gold_k : 0.0;
-    r.f1.push_back(p + rec > 0 ? 2 * p * rec / (p + rec) : 0.0);
-  }
-  r.macro_f1 = C ? std::accumulate(r.f1.begin(), r.f1.end(), 0.0) / C : 0.0;
-  return r;
-}
-
-std::string format_report(const ClassificationReport& r, const std::vector<std::string>& labels) {
-  std::ostringstream os;
-  os << fmt::format("accuracy {:.2f}%  macro-F1 {:.2f}\n\n", 100 * r.accuracy, 100 * r.macro_f1);
-  os << fmt::format("{:>12} {:>7}   confusion (rows: gold, columns: predicted)\n", "class", "F1");
-  for (size_t k = 0; k < labels.size(); ++k) {
-    os << fmt::format("{:>12} {:>7.2f}  ", labels[k], 100 * r.f1[k]);
-    for (auto n : r.confusion[k]) os << fmt::format(" {:>6}", n);
-    os << "\n";
-  }
-  return os.str();
-}
-
 namespace {
 
 struct Encoded {
@@ -255,7 +220,7 @@ class SentimentTask : public app::Task {
             static_cast<int64_t>(idx.size())};
   }
   app::Metrics evaluate() override {
-    const auto r = classification_report(valid_.y, predicted_classes(predict_probs(*model_, valid_.x, device_)),
+    const auto r = app::classification_report(valid_.y, predicted_classes(predict_probs(*model_, valid_.x, device_)),
                                          static_cast<int64_t>(labels_.size()));
     app::Metrics m;
     m.values = {{"val_accuracy", r.accuracy}, {"val_macro_f1", r.macro_f1}};
@@ -501,7 +466,7 @@ ClassificationReport evaluate_examples(std::vector<Loaded>& models, const std::v
     texts.push_back(e.text);
     gold.push_back(it->second);
   }
-  return classification_report(gold, predicted_classes(ensemble_probabilities(models, texts, device)),
+  return app::classification_report(gold, predicted_classes(ensemble_probabilities(models, texts, device)),
                                static_cast<int64_t>(m.labels.size()));
 }
 

@@ -7,6 +7,7 @@
 #include <rnnkit/data/text.h>
 #include <rnnkit/data/vocab.h>
 
+#include "../common/classification.h"
 #include "../common/config.h"
 #include "../common/train.h"
 #include "model.h"
@@ -49,17 +50,7 @@ struct SentimentConfig {
   std::string architecture(int64_t vocab_size, const std::vector<std::string>& labels) const;
 };
 
-/// Accuracy, macro-F1 and the confusion matrix (rows: gold, columns: predicted).
-struct ClassificationReport {
-  double accuracy = 0, macro_f1 = 0;
-  std::vector<std::vector<int64_t>> confusion;
-  std::vector<double> f1;  ///< per class
-};
-ClassificationReport classification_report(const std::vector<int64_t>& gold,
-                                           const std::vector<int64_t>& predicted,
-                                           int64_t num_classes);
-/// The report as a table: labels, per-class F1, the confusion matrix.
-std::string format_report(const ClassificationReport& r, const std::vector<std::string>& labels);
+using app::ClassificationReport;
 
 /// A trained classifier with what it needs to read text.
 struct Loaded {
