@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -57,6 +59,12 @@ void add_train_options(cxxopts::Options& cli) {
       ("dist-timeout", "seconds before a lost rank or an unreachable rendezvous is an error",
        cxxopts::value<double>()->default_value("300"));
   add_runtime_options(cli);
+}
+
+std::string input_file(const cxxopts::ParseResult& args) {
+  if (args.count("file")) return args["file"].as<std::string>();
+  if (!::isatty(STDIN_FILENO)) return "-";
+  throw cxxopts::exceptions::exception("--file is required (or pipe the text to stdin, or give --file -)");
 }
 
 std::string default_run_dir(const std::string& config_path) {

@@ -29,6 +29,9 @@ RunOptions run_options(const cxxopts::ParseResult& args, const std::string& defa
 /// Everything add_train_options defines, checked; `distributed` is set (torchrun's environment,
 /// when present, makes the run data-parallel), and ranks other than 0 are quiet.
 RunOptions train_run_options(const cxxopts::ParseResult& args, const std::string& default_run_dir);
+/// The input file of an eval command: --file (where "-" is stdin), or stdin when it is piped;
+/// a usage error when there is neither (a terminal would wait for typed input).
+std::string input_file(const cxxopts::ParseResult& args);
 /// The config named by --config, with every --set applied.
 ConfigReader load_config(const cxxopts::ParseResult& args);
 /// runs/<config file stem>, relative to the working directory.

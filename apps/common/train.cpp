@@ -20,6 +20,7 @@
 #include <rnnkit/data/batching.h>
 
 #include "checkpoint.h"
+#include "json.h"
 #include "signals.h"
 #include "system.h"
 
@@ -357,6 +358,14 @@ std::vector<std::vector<size_t>> plan_epoch(const std::vector<size_t>& lengths, 
   o.rank = static_cast<size_t>(dist::rank());
   o.world = static_cast<size_t>(dist::world_size());
   return data::plan_batches(lengths, o, static_cast<uint64_t>(epoch));
+}
+
+void report_test(const RunOptions& run, const Metrics& test) {
+  if (!dist::is_rank0() || test.values.empty()) return;
+  Json j = Json::object();
+  for (const auto& [k, v] : test.values) j[k] = v;
+  fmt::print(stderr, "test (best checkpoint): {}\n", metrics_text(test));
+  write_text_atomically((fs::path(run.run_dir) / "test.json").string(), json_line(j) + "\n");
 }
 
 void check_run_dir(const RunOptions& run) {

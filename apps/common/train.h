@@ -124,6 +124,7 @@ struct FitResult {
   int signal = 0;  ///< the signal that stopped it (interrupted by SIGINT/SIGTERM), else 0
   Metrics best;
   Metrics last;  ///< the evaluation after the last completed epoch
+  Metrics test;  ///< data.test scored once by the best checkpoint, when the config has one
 };
 
 /// Trains `task` under `options`; `config_text` (the resolved config) is saved beside the
@@ -141,6 +142,9 @@ class RunDirError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+/// Prints data.test's metrics ("test: ...") and writes them to RUN_DIR/test.json (rank 0).
+void report_test(const RunOptions& run, const Metrics& test);
 
 /// Throws RunDirError if `run.run_dir` holds a run (best.pt or last.pt) and neither resume nor
 /// overwrite is set: train commands call it before loading any data, fit() again under the lock.

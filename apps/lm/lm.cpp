@@ -28,6 +28,7 @@ LMConfig LMConfig::read(app::ConfigReader& c) {
   if (l.train_path.empty() || l.valid_path.empty()) {
     throw app::ConfigError(c.path() + ": [data] needs both train and valid files");
   }
+  l.test_path = c.get_path("data", "test");
   l.encoding = c.get_encoding("data", "encoding");
   l.lowercase = c.get<bool>("data", "lowercase", false);
   l.max_vocab = c.get_int("data", "max_vocab", 0, 0);
@@ -307,10 +308,23 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
                train_ids.size() - 1, valid_ids.size() - 1, vocab.size(), n_params);
   }
   LMTask task(c, std::move(vocab), train_ids, std::move(valid_ids), model, device);
-  return app::fit(task, c.train, run, config.resolved());
+  auto r = app::fit(task, c.train, run, config.resolved());
+  if (!r.interrupted && !c.test_path.empty() && app::dist::is_rank0()) {
+    // As word_language_model does: the test set once, by the model selected on validation.
+    auto best = load_model((std::filesystem::path(run.run_dir) / "best.pt").string(), device);
+    const auto ids = encode_stream(best.vocab, best.config.tokenize_file(c.test_path));
+    report_unk_rate(c.test_path, best.vocab, ids, run.quiet);
+    const Perplexity p = evaluate_stream(*best.model, ids, c.bptt, c.eval_batch_size, device);
+    r.test.values = {{"test_loss", p.loss}, {"test_ppl", p.perplexity()}};
+    if (c.level == "char") r.test.values.push_back({"test_bpc", p.bits_per_token()});
+    r.test.main = "test_loss";
+    app::report_test(run, r.test);
+  }
+  return r;
 }
 
-std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& device) {
+std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& device,
+                   const std::function<void(const std::string&)>& on_text) {
   torch::NoGradGuard no_grad;
   auto gen = at::detail::createCPUGenerator(o.seed);
   const auto prompt = encode_stream(m.vocab, m.config.tokenize_line(o.prompt));
@@ -322,7 +336,23 @@ std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& devic
   };
   std::vector<State> states;
   Tensor logits = feed(prompt, states);
-  std::vector<std::string> emitted;
+  // The text grows a token at a time, as detokenize() would join it: words after a space unless
+  // a line (or the whole text, when there is no prompt) begins.
+  std::string text;
+  bool line_start = o.prompt.empty() || o.prompt.back() == '\n';
+  auto emit = [&](const std::string& token) {
+    std::string piece;
+    if (m.config.level == "char") {
+      piece = token;
+    } else if (token == "<eos>") {
+      piece = "\n";
+    } else {
+      piece = (line_start ? "" : " ") + token;
+    }
+    line_start = m.config.level == "word" && piece == "\n";
+    text += piece;
+    if (on_text) on_text(piece);
+  };
   for (int64_t i = 0; i < o.max_length; ++i) {
     logits[Vocab::kPad] = -INFINITY;
     logits[Vocab::kBos] = -INFINITY;
@@ -339,10 +369,10 @@ std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& devic
       next = torch::multinomial(torch::softmax(l, 0), 1, false, gen).item<int64_t>();
     }
     if (next == Vocab::kEos && o.stop_at_eos && m.config.level == "word") break;
-    emitted.push_back(m.vocab.token(next));
+    emit(m.vocab.token(next));
     logits = feed({next}, states);
   }
-  return m.config.detokenize(emitted);
+  return text;
 }
 
 LineScore score_line(Loaded& m, const std::string& line, const torch::Device& device) {

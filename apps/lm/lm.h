@@ -1,5 +1,6 @@
 #pragma once
 // rnnkit-lm: what its subcommands do, separated from the command line.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@ struct LMConfig {
   // [data]
   std::string level;  ///< char or word
   std::string train_path, valid_path;
+  std::string test_path;  ///< optional: scored once by the best checkpoint after training
   data::Encoding encoding = data::Encoding::kUtf8;
   bool lowercase = false;
   int64_t max_vocab = 0, min_count = 1;
@@ -80,8 +82,10 @@ struct SampleOptions {
   bool no_unk = true;
   uint64_t seed = 1;
 };
-/// Generated text (the prompt not included).
-std::string sample(Loaded& m, const SampleOptions& options, const torch::Device& device);
+/// Generated text (the prompt not included). `on_text`, when given, receives each piece as it is
+/// generated (a character, or a word with its leading space), so a caller can print as it goes.
+std::string sample(Loaded& m, const SampleOptions& options, const torch::Device& device,
+                   const std::function<void(const std::string&)>& on_text = {});
 
 /// The log-probability (nats) of one line, its tokens and <eos>, from a fresh <eos> context.
 struct LineScore {

@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 
 #include "../common/cli.h"
+#include "../common/log.h"
 #include "../common/signals.h"
 #include "lm.h"
 #include "ngram.h"
@@ -28,19 +29,21 @@ int cmd_train(int argc, char** argv) {
   auto config = app::load_config(args);
   const auto run = app::train_run_options(args, app::default_run_dir(config.path()));
   const app::StopGuard stop;
-  const auto r = lm::train(config, run);
-  if (!run.quiet && !r.interrupted) {
-    std::cerr << "done: " << r.epochs_done << " epochs, " << r.steps << " steps; checkpoints in "
-              << run.run_dir << "\n";
-  }
-  return app::exit_status(r);
+  return app::with_train_log(run, "rnnkit-lm " + app::command_line(argc, argv), [&] {
+    const auto r = lm::train(config, run);
+    if (!run.quiet && !r.interrupted) {
+      std::cerr << "done: " << r.epochs_done << " epochs, " << r.steps << " steps; checkpoints in "
+                << run.run_dir << "\n";
+    }
+    return app::exit_status(r);
+  });
 }
 
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-lm eval", "Perplexity of a checkpoint on a text file");
   app::add_model_options(cli);
   cli.add_options()
-      ("file", "text file, read with the training vocabulary", cxxopts::value<std::string>())
+      ("file", "text file, read with the training vocabulary ('-' or none: stdin)", cxxopts::value<std::string>())
       ("batch-size", "parallel streams (1: the state carried through the whole file)",
        cxxopts::value<int64_t>()->default_value("1"))
       ("json", "print one JSON object of metrics on stdout")
@@ -50,7 +53,7 @@ int cmd_eval(int argc, char** argv) {
   app::RunOptions run = app::run_options(args, "");
   const auto device = app::setup_runtime(run, 0);
   auto m = lm::load_model(app::required(args, "checkpoint"), device);
-  const std::string file = app::required(args, "file");
+  const std::string file = app::input_file(args);
   const auto ids = lm::encode_stream(m.vocab, m.config.tokenize_file(file));
   lm::report_unk_rate(file, m.vocab, ids, /*quiet=*/false);
   const int64_t batch_size = args["batch-size"].as<int64_t>();
@@ -112,7 +115,9 @@ int cmd_sample(int argc, char** argv) {
   }
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
   auto m = lm::load_model(app::required(args, "checkpoint"), device);
-  std::cout << o.prompt << lm::sample(m, o, device) << "\n";
+  std::cout << o.prompt << std::flush;
+  lm::sample(m, o, device, [](const std::string& piece) { std::cout << piece << std::flush; });
+  std::cout << "\n";
   return 0;
 }
 

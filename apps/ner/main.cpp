@@ -8,6 +8,7 @@
 #include <fmt/core.h>
 
 #include "../common/cli.h"
+#include "../common/log.h"
 #include "../common/signals.h"
 #include "ner.h"
 
@@ -24,26 +25,29 @@ int cmd_train(int argc, char** argv) {
   auto config = app::load_config(args);
   const auto run = app::train_run_options(args, app::default_run_dir(config.path()));
   const app::StopGuard stop;
-  const auto r = ner::train(config, run);
-  if (!run.quiet && !r.interrupted) {
-    std::cerr << "done: " << r.epochs_done << " epochs, " << r.steps << " steps; checkpoints in "
-              << run.run_dir << "\n";
-  }
-  return app::exit_status(r);
+  return app::with_train_log(run, "rnnkit-ner " + app::command_line(argc, argv), [&] {
+    const auto r = ner::train(config, run);
+    if (!run.quiet && !r.interrupted) {
+      std::cerr << "done: " << r.epochs_done << " epochs, " << r.steps << " steps; checkpoints in "
+                << run.run_dir << "\n";
+    }
+    return app::exit_status(r);
+  });
 }
 
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-ner eval", "Evaluate a checkpoint on a CoNLL file, as conlleval does");
   app::add_model_options(cli);
   cli.add_options()
-      ("file", "CoNLL file with gold tags, in the model's scheme and columns", cxxopts::value<std::string>())
+      ("file", "CoNLL file with gold tags, in the model's scheme and columns ('-' or none: stdin)",
+       cxxopts::value<std::string>())
       ("json", "print one JSON object of metrics on stdout")
       ("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
   auto m = ner::load_model(app::required(args, "checkpoint"), device);
-  const auto ev = ner::evaluate(m, app::required(args, "file"), device);
+  const auto ev = ner::evaluate(m, app::input_file(args), device);
   if (!args.count("json")) {
     std::cout << ev.report();
     return 0;

@@ -1,6 +1,7 @@
 #include "ner.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -27,6 +28,7 @@ NerConfig NerConfig::read(app::ConfigReader& c) {
   if (s.train_path.empty() || s.valid_path.empty()) {
     throw app::ConfigError(c.path() + ": [data] needs train and valid (CoNLL files)");
   }
+  s.test_path = c.get_path("data", "test");
   s.scheme = c.get_choice("data", "scheme", "auto", {"auto", "iob1", "iob2", "bio", "iobes", "io"});
   s.repair_tags = c.get<bool>("data", "repair_tags", false);
   s.token_column = c.get_int("data", "token_column", 0, 0);
@@ -474,7 +476,15 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
                [&] { int64_t n = 0; for (const auto& p : model->parameters()) n += p.numel(); return n; }());
   }
   NerTask task(c, std::move(lx), std::move(tr), std::move(va), std::move(valid_gold), model, device);
-  return app::fit(task, c.train, run, config.resolved());
+  auto r = app::fit(task, c.train, run, config.resolved());
+  if (!r.interrupted && !c.test_path.empty() && app::dist::is_rank0()) {
+    auto best = load_model((std::filesystem::path(run.run_dir) / "best.pt").string(), device);
+    const auto ev = evaluate(best, c.test_path, device);
+    r.test.values = {{"test_f1", ev.f1()}, {"test_precision", ev.precision()}, {"test_recall", ev.recall()}};
+    r.test.main = "test_f1";
+    app::report_test(run, r.test);
+  }
+  return r;
 }
 
 std::vector<std::vector<std::string>> Loaded::tag_internal(const std::vector<std::vector<std::string>>& sentences,

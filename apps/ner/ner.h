@@ -24,6 +24,7 @@ namespace rnnkit::ner {
 struct NerConfig {
   // [data]
   std::string train_path, valid_path;
+  std::string test_path;  ///< optional: scored once by the best checkpoint after training
   std::string scheme = "auto";  ///< the files' scheme: auto, iob1, iob2, iobes, io
   /// Tags with transitions the scheme forbids (I-X after O in IOB2) are an error; with this they
   /// are rewritten as conlleval reads them, and a warning counts them.

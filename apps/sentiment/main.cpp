@@ -10,6 +10,7 @@
 #include <fmt/core.h>
 
 #include "../common/cli.h"
+#include "../common/log.h"
 #include "../common/signals.h"
 #include "sentiment.h"
 
@@ -17,24 +18,16 @@ namespace {
 
 using namespace rnnkit;
 
-int cmd_train(int argc, char** argv, bool cv) {
-  cxxopts::Options cli(cv ? "rnnkit-sentiment cv" : "rnnkit-sentiment train",
-                       cv ? "k-fold cross-validation (data.folds)" : "Train a classifier");
-  app::add_train_options(cli);
-  cli.add_options()("h,help", "this help");
-  const auto args = cli.parse(argc, argv);
-  if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  auto config = app::load_config(args);
-  const auto run = app::train_run_options(args, app::default_run_dir(config.path()));
-  const app::StopGuard stop;
-  if (!cv) {
-    const auto r = sentiment::train(config, run);
-    if (!run.quiet && !r.interrupted) {
-      std::cerr << "done: " << r.epochs_done << " epochs, " << r.steps << " steps; checkpoints in "
-                << run.run_dir << "\n";
-    }
-    return app::exit_status(r);
+int run_train(app::ConfigReader& config, const app::RunOptions& run) {
+  const auto r = sentiment::train(config, run);
+  if (!run.quiet && !r.interrupted) {
+    std::cerr << "done: " << r.epochs_done << " epochs, " << r.steps << " steps; checkpoints in "
+              << run.run_dir << "\n";
   }
+  return app::exit_status(r);
+}
+
+int run_cv(app::ConfigReader& config, const app::RunOptions& run) {
   const auto r = sentiment::cross_validate(config, run);
   if (r.interrupted) {
     std::cout << fmt::format("cross-validation stopped after {} complete folds; --resume continues it\n",
@@ -48,6 +41,20 @@ int cmd_train(int argc, char** argv, bool cv) {
                              100 * r.accuracy[k], 100 * r.macro_f1[k]);
   }
   return 0;
+}
+
+int cmd_train(int argc, char** argv, bool cv) {
+  cxxopts::Options cli(cv ? "rnnkit-sentiment cv" : "rnnkit-sentiment train",
+                       cv ? "k-fold cross-validation (data.folds)" : "Train a classifier");
+  app::add_train_options(cli);
+  cli.add_options()("h,help", "this help");
+  const auto args = cli.parse(argc, argv);
+  if (args.count("help")) return std::cout << cli.help() << "\n", 0;
+  auto config = app::load_config(args);
+  const auto run = app::train_run_options(args, app::default_run_dir(config.path()));
+  const app::StopGuard stop;
+  return app::with_train_log(run, "rnnkit-sentiment " + app::command_line(argc, argv),
+                             [&] { return cv ? run_cv(config, run) : run_train(config, run); });
 }
 
 void add_ensemble_option(cxxopts::Options& cli) {
@@ -70,7 +77,8 @@ int cmd_eval(int argc, char** argv) {
   app::add_model_options(cli);
   add_ensemble_option(cli);
   cli.add_options()
-      ("file", "labelled file(s) in the config's format (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("file", "labelled file(s) in the config's format (repeatable; '-' or none: stdin)",
+       cxxopts::value<std::vector<std::string>>())
       ("json", "print one JSON object of metrics on stdout")
       ("h,help", "this help");
   const auto args = cli.parse(argc, argv);
@@ -78,8 +86,9 @@ int cmd_eval(int argc, char** argv) {
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
   auto models = load_models(args, device);
   const auto& m = models.front();
-  if (!args.count("file")) throw cxxopts::exceptions::exception("--file is required");
-  const auto r = sentiment::evaluate(models, args["file"].as<std::vector<std::string>>(), device);
+  const auto files = args.count("file") ? args["file"].as<std::vector<std::string>>()
+                                        : std::vector<std::string>{app::input_file(args)};
+  const auto r = sentiment::evaluate(models, files, device);
   if (args.count("json")) {
     app::print_json(std::cout, app::to_json(r, m.labels));
   } else {

@@ -38,6 +38,7 @@ SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
                            std::to_string(s.classes.size()) + " classes)");
   }
   s.valid_path = c.get_path("data", "valid");
+  s.test_path = c.get_path("data", "test");
   s.valid_fraction = c.get_double("data", "valid_fraction", s.valid_fraction, 0.0, 0.9);
   s.folds = c.get_int("data", "folds", s.folds, 2, 100);
   s.label_last = c.get<bool>("data", "label_last", false);
@@ -436,7 +437,15 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
     std::tie(train, valid) = hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed));
   }
   if (!run.quiet) fmt::print(stderr, "{}", config.resolved());
-  return fit_split(c, train, valid, run, device, config.resolved());
+  auto r = fit_split(c, train, valid, run, device, config.resolved());
+  if (!r.interrupted && !c.test_path.empty() && app::dist::is_rank0()) {
+    std::vector<Loaded> best{load_model((fs::path(run.run_dir) / "best.pt").string(), device)};
+    const auto report = evaluate(best, {c.test_path}, device);
+    r.test.values = {{"test_accuracy", report.accuracy}, {"test_macro_f1", report.macro_f1}};
+    r.test.main = "test_accuracy";
+    app::report_test(run, r.test);
+  }
+  return r;
 }
 
 double CrossValidation::mean_accuracy() const {

@@ -20,6 +20,7 @@ struct SentimentConfig {
   std::vector<std::string> train_paths;   ///< one or more files (class_files: one per class)
   std::vector<std::string> classes;       ///< class_files: the label of each train file
   std::string valid_path;                 ///< optional
+  std::string test_path;                  ///< optional: scored once by the best checkpoint after training
   double valid_fraction = 0.1;            ///< held out of train (seeded) when there is no valid file
   int64_t folds = 10;                     ///< the `cv` command's k
   bool label_last = false;                ///< tsv: text<TAB>label

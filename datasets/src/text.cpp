@@ -124,6 +124,7 @@ bool LineReader::next(std::string& line) {
     return false;
   }
   ++line_number_;
+  newline_ = !in_.eof();  // getline stops at EOF before the delimiter on an unterminated last line
   check_line(line);
   return true;
 }
@@ -158,13 +159,9 @@ std::string read_text(const std::string& path, Encoding encoding, bool allow_emp
     text += line;
     first = false;
   }
-  if (text.empty() && !allow_empty) throw DataError(path, 0, "the file is empty");
+  if (text.empty() && !allow_empty) throw DataError(reader.path(), 0, "the file is empty");
   // getline drops the final newline; keep it, as it is part of the text.
-  std::ifstream tail(path, std::ios::binary | std::ios::ate);
-  if (tail && tail.tellg() > 0) {
-    tail.seekg(-1, std::ios::end);
-    if (tail.get() == '\n') text += '\n';
-  }
+  if (!first && reader.ended_with_newline()) text += '\n';
   return text;
 }
 

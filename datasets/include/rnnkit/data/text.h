@@ -41,6 +41,8 @@ class LineReader {
   /// bytes and invalid UTF-8 (naming this reader's path and line), decodes the encoding.
   void check_line(std::string& line) const;
   size_t line_number() const { return line_number_; }
+  /// Whether the line last returned ended with a newline (only the file's last may not).
+  bool ended_with_newline() const { return newline_; }
   const std::string& path() const { return path_; }
   /// A DataError at the current line.
   DataError error(const std::string& message) const { return {path_, line_number_, message}; }
@@ -50,6 +52,7 @@ class LineReader {
   Encoding encoding_;
   std::ifstream in_;
   size_t line_number_ = 0;
+  bool newline_ = true;
 };
 
 /// Reads a whole file through LineReader, joining lines with '\n' (a final newline is kept if
