@@ -27,14 +27,16 @@ EOT
 run=(train --config "$work/k.toml" --run-dir "$work/run" --threads 1 --quiet)
 hit_tmp=0 loaded=0
 for i in $(seq "$kills"); do
-  if [[ -f "$work/run/last.pt" ]]; then "$lm" "${run[@]}" --resume & else "$lm" "${run[@]}" & fi
+  # --auto-resume: continue from last.pt, or start again if a kill came before the first one.
+  "$lm" "${run[@]}" --auto-resume &
   pid=$!
   if (( i % 2 )); then  # at a random moment
     sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", 1.5 + rand() * 3.0 }')"
   else                  # as soon as a checkpoint write has begun
     for _ in $(seq 3000); do compgen -G "$work/run/*.tmp.*" > /dev/null && break; sleep 0.005; done
   fi
-  kill -9 $pid; wait $pid 2> /dev/null || true
+  kill -9 $pid 2> /dev/null || fail "kill $i: the run ended by itself: $(ls "$work/run")"
+  wait $pid 2> /dev/null || true
   ls "$work/run" | grep -q '\.tmp\.' && hit_tmp=$((hit_tmp + 1))
   for f in best last; do
     [[ -f "$work/run/$f.pt" ]] || continue
@@ -44,6 +46,6 @@ for i in $(seq "$kills"); do
   done
 done
 # One more resume, stopped cleanly: the leftovers of the last kill are gone.
-"$lm" "${run[@]}" --resume --max-steps 1
+"$lm" "${run[@]}" --auto-resume --max-steps 1
 ! ls "$work/run" | grep -q '\.tmp\.' || fail "temp files remain after a resume"
 echo "kill_during_checkpoint: $kills kills, $hit_tmp inside a checkpoint write (temp file left), $loaded checkpoint loads, all good"

@@ -12,6 +12,7 @@ packages=(
   libopenblas0-openmp              # without it LibTorch falls back to the reference BLAS (~8x slower)
   libfmt-dev libcxxopts-dev libtomlplusplus-dev
   nlohmann-json3-dev               # JSON output
+  libutf8proc-dev                  # Unicode lowercasing, digits, character classes, NFC
   zlib1g-dev                       # CRC-32 checksums of checkpoints
   libgloo-dev                      # Gloo's headers, for c10d's ProcessGroupGloo (data-parallel training)
   python3-torch                    # torchrun, the launcher of data-parallel runs (and its tests)

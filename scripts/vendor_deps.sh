@@ -4,6 +4,7 @@
 # CUDA PyTorch 2.x) can build rnnkit with -DRNNKIT_USE_VENDORED=ON:
 #   include/fmt, include/cxxopts.hpp, include/toml++, include/nlohmann   (header-only)
 #   googletest/                                                        (sources, from libgtest-dev)
+#   include/utf8proc.h, lib/libutf8proc.a        (utf8proc, static, x86-64 glibc: libutf8proc-dev)
 #   include/gloo                                  (only with --with-gloo: Gloo's headers, for a
 #                                                  LibTorch without them; they must match the Gloo
 #                                                  that LibTorch was built with)
@@ -22,7 +23,10 @@ cp /usr/include/cxxopts.hpp "$out/include/"
 cp -r /usr/include/toml++ "$out/include/"
 cp -r /usr/include/nlohmann "$out/include/"
 cp -r /usr/src/googletest "$out/googletest"
-packages=(libfmt-dev libcxxopts-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev)
+mkdir -p "$out/lib"
+cp /usr/include/utf8proc.h "$out/include/"
+cp /usr/lib/x86_64-linux-gnu/libutf8proc.a "$out/lib/"
+packages=(libfmt-dev libcxxopts-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev libutf8proc-dev)
 if ((with_gloo)); then
   cp -r /usr/include/gloo "$out/include/"
   packages+=(libgloo-dev)

@@ -256,3 +256,24 @@ TEST(Corpus, WordsGetEosCharactersKeepNewlines) {
   EXPECT_EQ(read_char_corpus(path).size(), 13u);
   EXPECT_EQ(read_char_corpus(path)[7], "\n");
 }
+
+TEST(Text, UnicodeCaseDigitsAndNfcThroughUtf8proc) {
+  // Beyond ASCII and Latin-1: Greek, Cyrillic, Polish.
+  EXPECT_EQ(to_lower("\u0391\u0398\u0397\u039d\u0391 \u0141\u00f3d\u017a \u041f\u0420\u0418\u0412\u0415\u0422 ABC"),
+            "\u03b1\u03b8\u03b7\u03bd\u03b1 \u0142\u00f3d\u017a \u043f\u0440\u0438\u0432\u0435\u0442 abc");
+  // Arabic-Indic and full-width digits are digits too.
+  EXPECT_EQ(normalize_digits("\u0663\u0664 and \uff13, 1999"), "00 and 0, 0000");
+  EXPECT_EQ(nfc("Cafe\u0301"), "Caf\u00e9");
+  EXPECT_EQ(nfc("plain ascii"), "plain ascii");
+  const auto c = case_counts("\u0141\u00f3d\u017a7");
+  EXPECT_TRUE(c.first_upper);
+  EXPECT_EQ(c.upper, 1);
+  EXPECT_EQ(c.lower, 3);
+  EXPECT_EQ(c.digits, 1);
+  EXPECT_EQ(c.total, 5);
+  EXPECT_EQ((WordTokenizer{true, true}.normalize("\u0141\u00d3D\u0179-2024")), "\u0142\u00f3d\u017a-0000");
+  // The readers return NFC: a decomposed file reads as its composed form.
+  const auto dir = ::testing::TempDir();
+  std::ofstream(dir + "/nfd.txt") << "Cafe\u0301\n";
+  EXPECT_EQ(read_text(dir + "/nfd.txt"), "Caf\u00e9\n");
+}

@@ -383,6 +383,14 @@ std::string toy_config(const std::string& dir, const std::string& extra = "") {
 
 }  // namespace
 
+TEST(NerModel, CasingClassesAreUnicodeAware) {
+  EXPECT_EQ(ner::casing("\u0391\u0398\u0397\u039d\u0391"), ner::casing("ATHENS"));  // all upper
+  EXPECT_EQ(ner::casing("\u0141\u00f3d\u017a"), ner::casing("Paris"));               // initial upper
+  EXPECT_EQ(ner::casing("\u043f\u0440\u0438\u0432\u0435\u0442"), ner::casing("hello"));  // all lower
+  EXPECT_EQ(ner::casing("\u0663\u0664"), ner::casing("34"));                           // numeric
+  EXPECT_NE(ner::casing("ATHENS"), ner::casing("Paris"));
+}
+
 TEST(NerApp, TrainsEvaluatesAndPredictsInTheInputScheme) {
   const auto dir = rnnkit_test::temp_dir("ner_e2e");
   app::ConfigReader config(toy_config(dir));

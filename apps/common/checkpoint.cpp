@@ -81,13 +81,10 @@ double get_double(torch::serialize::InputArchive& a, const std::string& key) {
   return t.item<double>();
 }
 
-void write_checkpoint(const std::string& path, const std::string& app,
-                      const std::string& architecture, torch::serialize::OutputArchive& inner) {
-  std::string payload;
-  inner.save_to([&](const void* data, size_t n) -> size_t {
-    payload.append(static_cast<const char*>(data), n);
-    return n;
-  });
+namespace {
+
+torch::serialize::OutputArchive outer_archive(const std::string& app, const std::string& architecture,
+                                              std::string& payload) {
   torch::serialize::OutputArchive outer;
   put_string(outer, "rnnkit/magic", kMagic);
   put_string(outer, "rnnkit/app", app);
@@ -96,6 +93,28 @@ void write_checkpoint(const std::string& path, const std::string& app,
   outer.write("rnnkit/payload",
               torch::from_blob(payload.data(), {static_cast<int64_t>(payload.size())}, torch::kUInt8),
               /*is_buffer=*/true);
+  return outer;
+}
+
+}  // namespace
+
+std::string checkpoint_bytes(const std::string& app, const std::string& architecture, const std::string& payload) {
+  std::string copy = payload, out;
+  outer_archive(app, architecture, copy).save_to([&](const void* data, size_t n) -> size_t {
+    out.append(static_cast<const char*>(data), n);
+    return n;
+  });
+  return out;
+}
+
+void write_checkpoint(const std::string& path, const std::string& app,
+                      const std::string& architecture, torch::serialize::OutputArchive& inner) {
+  std::string payload;
+  inner.save_to([&](const void* data, size_t n) -> size_t {
+    payload.append(static_cast<const char*>(data), n);
+    return n;
+  });
+  auto outer = outer_archive(app, architecture, payload);
   const std::string tmp = unique_temp_path(path);
   errno = 0;
   try {

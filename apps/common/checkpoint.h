@@ -26,6 +26,10 @@ class CheckpointError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The bytes of a checkpoint file around `payload` (a serialized inner archive): the header and
+/// the CRC-32 over both, as write_checkpoint writes them.
+std::string checkpoint_bytes(const std::string& app, const std::string& architecture, const std::string& payload);
+
 /// Writes `fill`'s archive to `path` atomically, adding the identifying header and checksum.
 void write_checkpoint(const std::string& path, const std::string& app,
                       const std::string& architecture,

@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <rnnkit/data/text.h>
+
 #include <limits>
 #include <ostream>
 #include <stdexcept>
@@ -26,20 +28,15 @@ Decoder parse_decoder(const std::string& name) {
 }
 
 int64_t casing(const std::string& word) {
-  // ASCII classes; bytes of other scripts count as neither digits nor upper/lower case.
-  int64_t digits = 0, upper = 0, lower = 0;
-  for (const unsigned char ch : word) {
-    digits += ch >= '0' && ch <= '9';
-    upper += ch >= 'A' && ch <= 'Z';
-    lower += ch >= 'a' && ch <= 'z';
-  }
-  const auto n = static_cast<int64_t>(word.size());
-  if (n > 0 && digits == n) return kNumeric;
-  if (n > 0 && 2 * digits > n) return kMainlyNumeric;
-  if (lower > 0 && upper == 0) return kAllLower;
-  if (upper > 0 && lower == 0) return kAllUpper;
-  if (!word.empty() && word[0] >= 'A' && word[0] <= 'Z') return kInitialUpper;
-  if (digits > 0) return kContainsDigit;
+  // Classes over code points (utf8proc's categories), so "ΑΘΗΝΑ" is all upper and "Łódź" starts
+  // upper, as "PARIS" and "Paris" do.
+  const auto c = data::case_counts(word);
+  if (c.total > 0 && c.digits == c.total) return kNumeric;
+  if (c.total > 0 && 2 * c.digits > c.total) return kMainlyNumeric;
+  if (c.lower > 0 && c.upper == 0) return kAllLower;
+  if (c.upper > 0 && c.lower == 0) return kAllUpper;
+  if (c.first_upper) return kInitialUpper;
+  if (c.digits > 0) return kContainsDigit;
   return kOther;
 }
 

@@ -168,8 +168,7 @@ void split_chunk(const std::string& line, size_t b, size_t e, std::vector<TextTo
     break;
   }
   if (e > b) {
-    std::string lower = line.substr(b, e - b);
-    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    const std::string lower = data::to_lower(line.substr(b, e - b));
     size_t cut = e;
     for (const std::string suffix : {"n't", "'s", "'re", "'ve", "'ll", "'d", "'m"}) {
       if (lower.size() > suffix.size() && lower.compare(lower.size() - suffix.size(), suffix.size(), suffix) == 0) {

@@ -1,6 +1,10 @@
 #include "rnnkit/data/text.h"
 
+#include <utf8proc.h>
+
+#include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
@@ -148,6 +152,7 @@ void LineReader::check_line(std::string& line) const {
   } else {
     line = to_utf8(line, encoding_);
   }
+  line = nfc(line);
 }
 
 std::string read_text(const std::string& path, Encoding encoding, bool allow_empty) {
@@ -165,27 +170,86 @@ std::string read_text(const std::string& path, Encoding encoding, bool allow_emp
   return text;
 }
 
+namespace {
+
+bool ascii(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
+/// Applies `f` to each code point of valid UTF-8 `s`.
+template <class F>
+std::string map_code_points(const std::string& s, F f) {
+  std::string out;
+  out.reserve(s.size());
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
+  utf8proc_ssize_t left = static_cast<utf8proc_ssize_t>(s.size());
+  while (left > 0) {
+    utf8proc_int32_t cp = 0;
+    const utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
+    if (n <= 0) {  // not valid UTF-8 (callers validate): keep the byte as it is
+      out += static_cast<char>(*p);
+      ++p, --left;
+      continue;
+    }
+    utf8proc_uint8_t buf[4];
+    const utf8proc_ssize_t m = utf8proc_encode_char(f(cp), buf);
+    out.append(reinterpret_cast<const char*>(buf), static_cast<size_t>(m));
+    p += n, left -= n;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string to_lower(const std::string& s) {
+  if (ascii(s)) {
+    std::string out = s;
+    for (auto& c : out) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    }
+    return out;
+  }
+  return map_code_points(s, [](utf8proc_int32_t cp) { return utf8proc_tolower(cp); });
+}
+
+std::string normalize_digits(const std::string& s) {
+  return map_code_points(s, [](utf8proc_int32_t cp) {
+    return utf8proc_category(cp) == UTF8PROC_CATEGORY_ND ? utf8proc_int32_t{'0'} : cp;
+  });
+}
+
+std::string nfc(const std::string& s) {
+  if (ascii(s)) return s;  // ASCII is NFC already; most lines of most corpora are
+  utf8proc_uint8_t* out = utf8proc_NFC(reinterpret_cast<const utf8proc_uint8_t*>(s.c_str()));
+  if (!out) return s;  // invalid UTF-8: the readers have refused it before
+  std::string r(reinterpret_cast<const char*>(out));
+  std::free(out);
+  return r;
+}
+
+CaseCounts case_counts(const std::string& s) {
+  CaseCounts c;
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
+  utf8proc_ssize_t left = static_cast<utf8proc_ssize_t>(s.size());
+  while (left > 0) {
+    utf8proc_int32_t cp = 0;
+    utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
+    if (n <= 0) n = 1, cp = -1;
+    const auto cat = cp < 0 ? UTF8PROC_CATEGORY_CN : utf8proc_category(cp);
+    const bool upper = cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LT;
+    if (c.total == 0) c.first_upper = upper;
+    c.upper += upper;
+    c.lower += cat == UTF8PROC_CATEGORY_LL;
+    c.digits += cat == UTF8PROC_CATEGORY_ND;
+    ++c.total;
+    p += n, left -= n;
+  }
+  return c;
+}
+
 std::string WordTokenizer::normalize(const std::string& word) const {
-  std::string w = word;
-  if (lowercase) {
-    // ASCII letters, plus the UTF-8 two-byte Latin-1 capitals U+00C0-U+00DE (not U+00D7).
-    for (size_t i = 0; i < w.size(); ++i) {
-      const auto c = static_cast<unsigned char>(w[i]);
-      if (c >= 'A' && c <= 'Z') {
-        w[i] = static_cast<char>(c + 32);
-      } else if (c == 0xC3 && i + 1 < w.size()) {
-        const auto d = static_cast<unsigned char>(w[i + 1]);
-        if (d >= 0x80 && d <= 0x9E && d != 0x97) w[i + 1] = static_cast<char>(d + 0x20);
-        ++i;
-      }
-    }
-  }
-  if (normalize_digits) {
-    for (auto& c : w) {
-      if (c >= '0' && c <= '9') c = '0';
-    }
-  }
-  return w;
+  std::string w = lowercase ? to_lower(word) : word;
+  return normalize_digits ? data::normalize_digits(w) : w;
 }
 
 std::vector<std::string> WordTokenizer::operator()(const std::string& line) const {

@@ -29,7 +29,7 @@ enum class Encoding { kUtf8, kLatin1, kCp1252 };
 Encoding parse_encoding(const std::string& name);
 
 /// Reads a text file line by line: strips the line ending (LF or CRLF), decodes the encoding,
-/// and checks UTF-8. Throws DataError for a missing file or a directory, and for a NUL byte or
+/// checks UTF-8 and normalises to NFC (every line the readers return is NFC). Throws DataError for a missing file or a directory, and for a NUL byte or
 /// an invalid byte sequence at its line and byte.
 class LineReader {
  public:
@@ -67,8 +67,23 @@ std::vector<std::string> split_code_points(const std::string& s);
 /// Decodes Latin-1 or Windows-1252 bytes to UTF-8.
 std::string to_utf8(const std::string& bytes, Encoding from);
 
-/// Whitespace tokenizer with optional lowercasing (ASCII letters and Latin-1 letters) and digit
-/// normalisation (every ASCII digit becomes '0', as in many NER systems).
+/// Unicode, through utf8proc. Lowercasing maps each code point to its simple lowercase (Greek,
+/// Cyrillic, "Ł" as well as ASCII); digit normalisation turns every decimal digit (category Nd,
+/// "٣" and "３" too) into '0'; NFC composes "e" + U+0301 into "é", so that a word has one
+/// spelling. `s` must be valid UTF-8.
+std::string to_lower(const std::string& s);
+std::string normalize_digits(const std::string& s);
+std::string nfc(const std::string& s);
+/// How many code points of `s` are upper case (Lu, Lt), lower case (Ll), decimal digits (Nd),
+/// and in all; and whether the first is upper case.
+struct CaseCounts {
+  int64_t upper = 0, lower = 0, digits = 0, total = 0;
+  bool first_upper = false;
+};
+CaseCounts case_counts(const std::string& s);
+
+/// Whitespace tokenizer with optional lowercasing and digit normalisation (every decimal digit
+/// becomes '0', as in many NER systems), both Unicode-aware (see to_lower).
 struct WordTokenizer {
   bool lowercase = false;
   bool normalize_digits = false;
