@@ -1,6 +1,6 @@
-// The checkpoint loader on arbitrary bytes. An input starting with a 0 byte is a payload: it is
-// wrapped in a valid container (header and CRC), so that the fuzzer reaches the inner archive
-// and the language model's loader behind the checksum; any other input is a whole file.
+// The checkpoint loader on arbitrary bytes: the header, the length and the checksum (checked
+// before LibTorch parses anything), and the language model's loader behind them. Inputs are whole
+// files; mutations of a seed checkpoint are refused by the checksum unless they hit the header.
 #include <torch/torch.h>
 
 #include "common/checkpoint.h"
@@ -15,10 +15,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::string bytes(reinterpret_cast<const char*>(data), size);
-  if (!bytes.empty() && bytes[0] == '\0') bytes = app::checkpoint_bytes("lm", "", bytes.substr(1));
+  const std::string bytes(reinterpret_cast<const char*>(data), size);
   rnnkit_fuzz::expect_clean([&] { app::open_checkpoint_bytes(bytes, "fuzz.pt", "lm", ""); });
-  const rnnkit_fuzz::MemFile file(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  const rnnkit_fuzz::MemFile file(data, size);
   rnnkit_fuzz::expect_clean([&] { lm::load_model(file.path(), torch::kCPU); });
   return 0;
 }

@@ -28,14 +28,6 @@ head -c 3000 "$root/datasets/tinyshakespeare/valid.txt" > "$work/t.txt"
 printf '[data]\nlevel = "char"\ntrain = "t.txt"\nvalid = "t.txt"\nbptt = 8\n[model]\nembedding_size = 4\nhidden_size = 4\n[train]\nepochs = 1\nbatch_size = 2\n' > "$work/t.toml"
 "$build/apps/rnnkit-lm" train --config "$work/t.toml" --run-dir "$work/t" --threads 1 --max-steps 2 --quiet
 cp "$work/t/last.pt" "$seeds_ckpt/last.pt"
-# ...and its payload alone, behind a 0 byte (fuzz_checkpoint wraps such inputs in a valid header
-# and CRC, so that mutations reach the inner archive): the largest record of the outer zip.
-python3 - "$work/t/last.pt" "$seeds_ckpt/payload" <<'PY'
-import sys, zipfile
-z = zipfile.ZipFile(sys.argv[1])
-big = max(z.infolist(), key=lambda i: i.file_size)
-open(sys.argv[2], "wb").write(b"\0" + z.read(big))
-PY
 
 status=0
 for t in "${targets[@]}"; do
@@ -44,7 +36,7 @@ for t in "${targets[@]}"; do
   corpus="$work/corpus-$t"
   mkdir -p "$corpus"
   cp -r "$root/fuzz/corpus/$t/." "$corpus/" 2>/dev/null || true
-  [[ $t == checkpoint ]] && cp "$seeds_ckpt/last.pt" "$seeds_ckpt/payload" "$corpus/"
+  [[ $t == checkpoint ]] && cp "$seeds_ckpt/last.pt" "$corpus/"
   regressions=("$root/fuzz/regressions/$t"/*)
   if [[ -e "${regressions[0]}" ]]; then
     "$exe" "${regressions[@]}" > "$work/$t-regressions.log" 2>&1 || {

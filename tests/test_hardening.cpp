@@ -243,6 +243,26 @@ TEST(Hardening, DamagedAndNonFiniteCheckpointsAreRefused) {
                                        {"nan.pt", "NaN or infinite values"});
 }
 
+TEST(Hardening, ADamagedLengthNeverReachesLibTorch) {
+  // fuzz_checkpoint: a mutated length inside the archive's pickle made LibTorch's unpickler
+  // allocate gigabytes before anything was checked. The header's CRC now covers the whole archive
+  // and is checked first, whatever byte is damaged.
+  const auto dir = temp_dir("header");
+  const auto path = (fs::path(dir) / "c.pt").string();
+  app::write_checkpoint(path, "lm", "a", [](torch::serialize::OutputArchive& a) { app::put_int(a, "x", 1); });
+  const std::string good = read_all(path);
+  ASSERT_EQ(good.substr(0, 8), "RNNKITCK");
+  for (size_t at : {size_t{30}, good.size() / 3, good.size() - 30}) {  // zip header, middle, central directory
+    std::string bad = good;
+    bad[at] = static_cast<char>(bad[at] ^ 0x40);
+    const auto p = write_file(dir, "bad.pt", bad);
+    expect_message<app::CheckpointError>([&] { app::open_checkpoint(p, "lm", ""); }, {"checksum mismatch"});
+  }
+  std::string longer = good + "tail";
+  expect_message<app::CheckpointError>([&] { app::open_checkpoint(write_file(dir, "long.pt", longer), "lm", ""); },
+                                       {"longer than it says"});
+}
+
 TEST(Hardening, DivergenceWithoutACheckpointSaysSo) {
   const auto dir = temp_dir("diverge0");
   struct NanTask : EvalTask {

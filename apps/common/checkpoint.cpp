@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -15,19 +16,31 @@ namespace rnnkit::app {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr const char* kMagicV1 = "rnnkit-checkpoint-v1";  // no checksum; still readable
-constexpr const char* kMagic = "rnnkit-checkpoint-v2";
+// Version 3: a 24-byte header, then a torch archive. The header is checked before LibTorch
+// parses a byte: the archive's own zip CRCs go unchecked by LibTorch's reader, and its unpickler
+// trusts the lengths it reads, so a damaged file could make it allocate gigabytes.
+//   bytes 0-7    "RNNKITCK"
+//   bytes 8-11   format version, little-endian (3)
+//   bytes 12-15  CRC-32 (zlib) of the archive
+//   bytes 16-23  the archive's length in bytes, little-endian
+constexpr char kFileMagic[8] = {'R', 'N', 'N', 'K', 'I', 'T', 'C', 'K'};
+constexpr uint32_t kVersion = 3;
+constexpr size_t kHeaderSize = 24;
+// Version 1 (rnnkit 0.1): a bare torch archive holding this string, without a checksum.
+constexpr const char* kMagicV1 = "rnnkit-checkpoint-v1";
+constexpr const char* kMagicInArchive = "rnnkit-checkpoint-v3";
 
-uint32_t crc32_of(uint32_t crc, const void* data, size_t size) {
-  // zlib's crc32 takes 32-bit lengths: feed large payloads in pieces.
+uint32_t crc32_of(const void* data, size_t size) {
+  // zlib's crc32 takes 32-bit lengths: feed large archives in pieces.
+  uLong crc = ::crc32(0L, Z_NULL, 0);
   const auto* p = static_cast<const Bytef*>(data);
   while (size > 0) {
     const auto n = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
-    crc = static_cast<uint32_t>(::crc32(crc, p, n));
+    crc = ::crc32(crc, p, n);
     p += n;
     size -= n;
   }
-  return crc;
+  return static_cast<uint32_t>(crc);
 }
 
 std::string fmt_checksum_error(const std::string& path, uint32_t stored, uint32_t actual) {
@@ -37,13 +50,14 @@ std::string fmt_checksum_error(const std::string& path, uint32_t stored, uint32_
          "; it is refused rather than used (train again, or use the run's other checkpoint)";
 }
 
-uint32_t header_and_payload_crc(const std::string& app, const std::string& arch, const void* payload,
-                                size_t size) {
-  uint32_t crc = crc32_of(0, app.data(), app.size());
-  crc = crc32_of(crc, "\n", 1);
-  crc = crc32_of(crc, arch.data(), arch.size());
-  crc = crc32_of(crc, "\n", 1);
-  return crc32_of(crc, payload, size);
+void put_le(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
+}
+
+uint64_t get_le(const std::string& in, size_t at, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + i])) << (8 * i);
+  return v;
 }
 
 }  // namespace
@@ -81,49 +95,33 @@ double get_double(torch::serialize::InputArchive& a, const std::string& key) {
   return t.item<double>();
 }
 
-namespace {
-
-torch::serialize::OutputArchive outer_archive(const std::string& app, const std::string& architecture,
-                                              std::string& payload) {
-  torch::serialize::OutputArchive outer;
-  put_string(outer, "rnnkit/magic", kMagic);
-  put_string(outer, "rnnkit/app", app);
-  put_string(outer, "rnnkit/architecture", architecture);
-  put_int(outer, "rnnkit/crc32", header_and_payload_crc(app, architecture, payload.data(), payload.size()));
-  outer.write("rnnkit/payload",
-              torch::from_blob(payload.data(), {static_cast<int64_t>(payload.size())}, torch::kUInt8),
-              /*is_buffer=*/true);
-  return outer;
-}
-
-}  // namespace
-
-std::string checkpoint_bytes(const std::string& app, const std::string& architecture, const std::string& payload) {
-  std::string copy = payload, out;
-  outer_archive(app, architecture, copy).save_to([&](const void* data, size_t n) -> size_t {
-    out.append(static_cast<const char*>(data), n);
-    return n;
-  });
-  return out;
+std::string checkpoint_bytes(const std::string& archive) {
+  std::string out(kFileMagic, sizeof(kFileMagic));
+  put_le(out, kVersion, 4);
+  put_le(out, crc32_of(archive.data(), archive.size()), 4);
+  put_le(out, archive.size(), 8);
+  return out + archive;
 }
 
 void write_checkpoint(const std::string& path, const std::string& app,
-                      const std::string& architecture, torch::serialize::OutputArchive& inner) {
-  std::string payload;
-  inner.save_to([&](const void* data, size_t n) -> size_t {
-    payload.append(static_cast<const char*>(data), n);
+                      const std::string& architecture, torch::serialize::OutputArchive& archive) {
+  put_string(archive, "rnnkit/magic", kMagicInArchive);
+  put_string(archive, "rnnkit/app", app);
+  put_string(archive, "rnnkit/architecture", architecture);
+  std::string bytes;
+  archive.save_to([&](const void* data, size_t n) -> size_t {
+    bytes.append(static_cast<const char*>(data), n);
     return n;
   });
-  auto outer = outer_archive(app, architecture, payload);
+  bytes = checkpoint_bytes(bytes);
   const std::string tmp = unique_temp_path(path);
-  errno = 0;
   try {
-    outer.save_to(tmp);
-  } catch (const c10::Error& e) {
-    const int err = errno;
+    OutputFile out(tmp);
+    out.stream().write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+  } catch (...) {
     std::remove(tmp.c_str());
-    throw IoError("cannot write the checkpoint " + tmp + ": " +
-                  (err ? std::strerror(err) : e.what_without_backtrace()));
+    throw;
   }
   commit_file(tmp, path);
 }
@@ -150,17 +148,46 @@ torch::serialize::InputArchive open_checkpoint(const std::string& path, const st
 torch::serialize::InputArchive open_checkpoint_bytes(const std::string& bytes, const std::string& path,
                                                      const std::string& app, const std::string& architecture,
                                                      std::optional<torch::Device> device) {
-  if (bytes.size() < 4 || bytes.compare(0, 4, std::string("PK\x03\x04", 4)) != 0) {
-    throw CheckpointError(path + ": not an rnnkit checkpoint (not a torch archive at all)");
-  }
   const rnnkit::optional<torch::Device> map_to =
       device ? rnnkit::optional<torch::Device>(*device) : rnnkit::nullopt;
+  const bool v3 = bytes.size() >= sizeof(kFileMagic) && bytes.compare(0, sizeof(kFileMagic), kFileMagic, sizeof(kFileMagic)) == 0;
+  const bool zip = bytes.size() >= 4 && bytes.compare(0, 4, std::string("PK\x03\x04", 4)) == 0;
+  if (!v3 && !zip) throw CheckpointError(path + ": not an rnnkit checkpoint (neither its header nor a torch archive)");
+  if (!v3 && std::getenv("RNNKIT_ALLOW_UNVERIFIED_CHECKPOINTS") == nullptr) {
+    // rnnkit 0.1's checkpoints (and any bare torch archive) carry no checksum: a damaged one
+    // cannot be told from a good one before LibTorch parses it.
+    throw CheckpointError(path + ": a checkpoint without a checksum (rnnkit 0.1's format, or not rnnkit's); "
+                          "it cannot be verified, so it is refused. To load an old checkpoint you trust, set "
+                          "RNNKIT_ALLOW_UNVERIFIED_CHECKPOINTS=1 (a run resumed from it writes the new format)");
+  }
+  size_t offset = 0;
+  if (v3) {
+    if (bytes.size() < kHeaderSize) {
+      throw CheckpointError(path + ": the checkpoint is truncated (" + std::to_string(bytes.size()) +
+                            " bytes, shorter than its header)");
+    }
+    const auto version = get_le(bytes, 8, 4);
+    if (version != kVersion) {
+      throw CheckpointError(path + ": checkpoint format version " + std::to_string(version) + ", this rnnkit reads " +
+                            std::to_string(kVersion));
+    }
+    const auto stored = static_cast<uint32_t>(get_le(bytes, 12, 4));
+    const uint64_t length = get_le(bytes, 16, 8);
+    if (length != bytes.size() - kHeaderSize) {
+      throw CheckpointError(path + ": the checkpoint is " +
+                            (length > bytes.size() - kHeaderSize ? std::string("truncated") : "longer than it says") +
+                            " (" + std::to_string(bytes.size() - kHeaderSize) + " bytes after the header, " +
+                            std::to_string(length) + " expected)");
+    }
+    const uint32_t actual = crc32_of(bytes.data() + kHeaderSize, static_cast<size_t>(length));
+    if (stored != actual) throw CheckpointError(fmt_checksum_error(path, stored, actual));
+    offset = kHeaderSize;
+  }
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(bytes.data(), bytes.size(), map_to);
+    archive.load_from(bytes.data() + offset, bytes.size() - offset, map_to);
   } catch (const c10::Error& e) {
-    throw CheckpointError(path + ": the checkpoint is truncated or corrupt (" +
-                          e.what_without_backtrace() + ")");
+    throw CheckpointError(path + ": the checkpoint is truncated or corrupt (" + e.what_without_backtrace() + ")");
   }
   std::string magic;
   try {
@@ -168,7 +195,7 @@ torch::serialize::InputArchive open_checkpoint_bytes(const std::string& bytes, c
   } catch (const std::exception&) {
     throw CheckpointError(path + ": a torch archive, but not an rnnkit checkpoint");
   }
-  if (magic != kMagic && magic != kMagicV1) {
+  if (magic != (v3 ? kMagicInArchive : kMagicV1)) {
     throw CheckpointError(path + ": unknown checkpoint version '" + magic + "'");
   }
   const std::string their_app = get_string(archive, "rnnkit/app");
@@ -177,33 +204,14 @@ torch::serialize::InputArchive open_checkpoint_bytes(const std::string& bytes, c
   }
   const std::string arch = get_string(archive, "rnnkit/architecture");
   if (!architecture.empty() && arch != architecture) {
-    throw CheckpointError(path + ": the checkpoint's model differs from the config's\n  checkpoint: " +
-                          arch + "\n  config:     " + architecture);
+    throw CheckpointError(path + ": the checkpoint's model differs from the config's\n  checkpoint: " + arch +
+                          "\n  config:     " + architecture);
   }
-  if (magic == kMagicV1) {
+  if (!v3) {
     std::cerr << "warning: " << path
               << " was written by an rnnkit without checksums; its tensors cannot be verified\n";
-    return archive;
   }
-  torch::Tensor payload;
-  if (!archive.try_read("rnnkit/payload", payload, true)) {
-    throw CheckpointError(path + ": the checkpoint lacks its payload");
-  }
-  payload = payload.to(torch::kCPU).contiguous();
-  const auto* data = static_cast<const char*>(payload.data_ptr());
-  const auto size = static_cast<size_t>(payload.numel());
-  const auto stored = static_cast<uint32_t>(get_int(archive, "rnnkit/crc32"));
-  const uint32_t actual = header_and_payload_crc(their_app, arch, data, size);
-  if (stored != actual) {
-    throw CheckpointError(fmt_checksum_error(path, stored, actual));
-  }
-  torch::serialize::InputArchive inner;
-  try {
-    inner.load_from(data, size, map_to);
-  } catch (const c10::Error& e) {
-    throw CheckpointError(path + ": the checkpoint's payload is corrupt (" + e.what_without_backtrace() + ")");
-  }
-  return inner;
+  return archive;
 }
 
 void check_finite(const torch::nn::Module& model, const std::string& path) {

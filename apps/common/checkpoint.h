@@ -4,10 +4,13 @@
 // file, a damaged file or a checkpoint of another model is refused with a message that says
 // which.
 //
-// Layout (version 2): an outer torch archive holds the header (magic, app, architecture), the
-// payload (the inner torch archive with everything fill() wrote, as bytes) and the CRC-32 of
-// header and payload. LibTorch's zip reader does not check its own CRCs, so without this a
-// flipped byte inside a weight loaded silently.
+// Layout (version 3): a 24-byte header (magic "RNNKITCK", the version, the CRC-32 and the length
+// of what follows), then a torch archive with everything fill() wrote plus the app and the
+// architecture. The header is checked before LibTorch parses anything: LibTorch's zip reader
+// does not check its own CRCs (a flipped byte inside a weight loaded silently), and its
+// unpickler trusts the lengths it reads (a damaged length made it allocate gigabytes: found by
+// fuzz_checkpoint). A checkpoint that passes the check is one rnnkit wrote; a crafted file with a
+// valid CRC reaches LibTorch's unpickler, which, like torch.load, is not meant for untrusted files.
 #include <functional>
 #include <optional>
 #include <stdexcept>
@@ -26,9 +29,9 @@ class CheckpointError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// The bytes of a checkpoint file around `payload` (a serialized inner archive): the header and
-/// the CRC-32 over both, as write_checkpoint writes them.
-std::string checkpoint_bytes(const std::string& app, const std::string& architecture, const std::string& payload);
+/// The bytes of a checkpoint file holding `archive` (a serialized torch archive): the header
+/// with the CRC-32 and length, then the archive, as write_checkpoint writes them.
+std::string checkpoint_bytes(const std::string& archive);
 
 /// Writes `fill`'s archive to `path` atomically, adding the identifying header and checksum.
 void write_checkpoint(const std::string& path, const std::string& app,
