@@ -8,9 +8,9 @@
 #   - a killed rank makes the other exit non-zero naming it; Ctrl-C on torchrun stops every
 #     rank and rank 0 writes last.pt;
 #   - bad set-ups: a batch that does not divide, WORLD_SIZE without RANK, an unreachable master.
-# usage: cli_distributed.sh RNNKIT_DIST_WORKER RNNKIT_LM SOURCE_DIR WORK_DIR
+# usage: cli_distributed.sh RNNKIT_DIST_WORKER RNNKIT_LM RNNKIT_NER SOURCE_DIR WORK_DIR
 set -euo pipefail
-worker=$1 lm=$2 src=$3 work=$4
+worker=$1 lm=$2 ner=$3 src=$4 work=$5
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 command -v torchrun > /dev/null || fail "torchrun is missing (scripts/setup.sh installs python3-torch)"
@@ -76,6 +76,12 @@ trun "$worker" train lm "$work/lm.toml" "$work/lm2" 12 > "$work/lm2.log" 2>&1 ||
 "$worker" train sentiment "$work/sent.toml" "$work/s1" 0
 trun "$worker" train sentiment "$work/sent.toml" "$work/s2" 0 > "$work/s2.log" 2>&1 || fail "sentiment, 2 processes: $(tail "$work/s2.log")"
 "$worker" compare sentiment "$work/s1/last.pt" "$work/s2/last.pt" 1e-10 || fail "sentiment: 2 processes differ from 1"
+
+# The tagger too (its CRF keeps bool masks as buffers, which Gloo cannot send as such).
+trun "$ner" train --config "$src/configs/ner_names_binary.toml" --run-dir "$work/ner2" --threads 1 \
+  --set train.epochs=1 --set train.max_minutes=0 --max-steps 6 > "$work/ner2.log" 2>&1 \
+  || fail "rnnkit-ner under torchrun: $(grep -m3 error "$work/ner2.log")"
+[[ -f "$work/ner2/last.pt" ]] || fail "rnnkit-ner under torchrun wrote no checkpoint"
 
 # 2. Saved by 2 processes mid-epoch (the LM carries its state), resumed by 1.
 trun "$worker" train lm "$work/lm.toml" "$work/lm21" 7 > "$work/lm21.log" 2>&1 || fail "lm 2->1: $(tail "$work/lm21.log")"

@@ -334,14 +334,14 @@ INSTANTIATE_TEST_SUITE_P(Ner, TaggerVariants, ::testing::Values("cnn", "rnn", "n
 TEST(NerText, TokenizerFollowsConllConventions) {
   const std::string line = "Mr. Smith's car (a \"Ford\") isn't in the U.S. today, said J. Doe.";
   std::vector<std::string> toks;
-  for (const auto& t : ner::tokenize_text(line)) {
+  for (const auto& t : data::tokenize_ptb(line)) {
     toks.push_back(t.text);
     EXPECT_EQ(line.substr(t.begin, t.end - t.begin), t.text);
   }
   EXPECT_EQ(toks, (std::vector<std::string>{"Mr", ".", "Smith", "'s", "car", "(", "a", "\"", "Ford", "\"", ")", "is",
                                             "n't", "in", "the", "U.S.", "today", ",", "said", "J.", "Doe", "."}));
-  EXPECT_TRUE(ner::tokenize_text("   ").empty());
-  EXPECT_EQ(ner::code_point_offset("Zoë a", 4), 3u);  // ë is two bytes
+  EXPECT_TRUE(data::tokenize_ptb("   ").empty());
+  EXPECT_EQ(data::code_point_offset("Zoë a", 4), 3u);  // ë is two bytes
   EXPECT_EQ(ner::casing("1996"), ner::kNumeric);
   EXPECT_EQ(ner::casing("1996-08-22"), ner::kMainlyNumeric);
   EXPECT_EQ(ner::casing("EU"), ner::kAllUpper);

@@ -69,6 +69,10 @@ void ConfigReader::set_origin(const std::string& dotted_key, const std::string& 
   origin_[dotted_key] = option;
 }
 
+bool ConfigReader::has_key(const std::string& section, const std::string& key) {
+  return find(section, key) != nullptr;
+}
+
 bool ConfigReader::has_section(const std::string& section) const {
   return table_[section].as_table() != nullptr;
 }

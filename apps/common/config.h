@@ -72,6 +72,8 @@ class ConfigReader {
   void set_origin(const std::string& dotted_key, const std::string& option);
   /// Whether the config has a [section] (after overrides).
   bool has_section(const std::string& section) const;
+  /// Whether section.key is set (after overrides); it counts as read.
+  bool has_key(const std::string& section, const std::string& key);
 
  private:
   ConfigReader() = default;

@@ -274,11 +274,15 @@ int world_size() { return g_group ? g_group->env.world_size : 1; }
 
 void broadcast_(std::vector<torch::Tensor>& tensors, int root) {
   if (!g_group || tensors.empty()) return;
+  torch::NoGradGuard no_grad;
   for (auto& t : tensors) {
-    std::vector<torch::Tensor> one{t};
+    // Gloo has no bool type (the CRF's transition masks are bool buffers): send those as bytes.
+    const bool as_bytes = t.scalar_type() == torch::kBool;
+    std::vector<torch::Tensor> one{as_bytes ? t.to(torch::kUInt8) : t};
     c10d::BroadcastOptions o;
     o.rootRank = root;
     collective("broadcast", [&](CommBackend& pg) { return pg.broadcast(one, o); });
+    if (as_bytes) t.copy_(one[0].to(torch::kBool));
   }
 }
 

@@ -41,42 +41,37 @@ LMConfig LMConfig::read(app::ConfigReader& c) {
   l.bptt = c.get_int("data", "bptt", 100, 1);
   l.eval_batch_size = c.get_int("data", "eval_batch_size", 1, 1);
 
-  l.cell = c.get_cell("model", "cell", "lstm");
+  l.rnn = app::RecurrentSpec::read(c, "model", l.rnn);
   l.embedding_size = c.get_int("model", "embedding_size", 64, 0);
-  l.hidden_size = c.get_int("model", "hidden_size", 256, 1);
-  l.num_layers = c.get_int("model", "num_layers", 1, 1);
   l.dropout = c.get_double("model", "dropout", 0, 0, 0.99);
   l.embedding_dropout = c.get_double("model", "embedding_dropout", 0, 0, 0.99);
-  l.recurrent_dropout = c.get_double("model", "recurrent_dropout", 0, 0, 0.99);
   l.tie_weights = c.get<bool>("model", "tie_weights", false);
-  if (l.tie_weights && l.embedding_size != l.hidden_size) {
+  if (l.tie_weights && l.embedding_size != l.rnn.hidden_size) {
     throw app::ConfigError(c.where("model", "tie_weights") +
                            ": tied weights need embedding_size == hidden_size, got " +
                            std::to_string(l.embedding_size) + " and " +
-                           std::to_string(l.hidden_size));
+                           std::to_string(l.rnn.hidden_size));
   }
-  l.init = parse_init(c.get_choice("model", "init", "uniform", init_names()));
-  l.forget_bias = c.get<double>("model", "forget_bias", NAN);
   l.train = app::TrainOptions::read(c);
   c.reject_unknown_keys();
   return l;
 }
 
 LanguageModelOptions LMConfig::model_options(int64_t vocab_size) const {
-  return LanguageModelOptions(vocab_size, cell, hidden_size)
+  return LanguageModelOptions(vocab_size, rnn.cell, rnn.hidden_size)
       .embedding_size(embedding_size)
-      .num_layers(num_layers)
+      .num_layers(rnn.num_layers)
       .dropout(dropout)
       .embedding_dropout(embedding_dropout)
-      .recurrent_dropout(recurrent_dropout)
+      .recurrent_dropout(rnn.recurrent_dropout)
       .tie_weights(tie_weights)
-      .init(init)
-      .forget_bias(std::isnan(forget_bias) ? nullopt : optional<double>(forget_bias));
+      .init(rnn.init)
+      .forget_bias(rnn.forget_bias);
 }
 
 std::string LMConfig::architecture(int64_t vocab_size) const {
   return fmt::format("level={} vocab={} cell={} embedding={} hidden={} layers={} tied={}", level,
-                     vocab_size, cell, embedding_size, hidden_size, num_layers, tie_weights);
+                     vocab_size, rnn.cell, embedding_size, rnn.hidden_size, rnn.num_layers, tie_weights);
 }
 
 std::vector<std::string> LMConfig::tokenize_file(const std::string& path) const {

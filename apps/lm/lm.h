@@ -8,6 +8,7 @@
 #include <rnnkit/data/vocab.h>
 
 #include "../common/config.h"
+#include "../common/model_config.h"
 #include "../common/train.h"
 #include "model.h"
 
@@ -26,12 +27,10 @@ struct LMConfig {
   int64_t bptt = 100;
   int64_t eval_batch_size = 1;      ///< 1: every token scored with the state carried through
   // [model]
-  std::string cell = "lstm";
-  int64_t embedding_size = 64, hidden_size = 256, num_layers = 1;
-  double dropout = 0, embedding_dropout = 0, recurrent_dropout = 0;
+  app::RecurrentSpec rnn{"lstm", 256};
+  int64_t embedding_size = 64;
+  double dropout = 0, embedding_dropout = 0;
   bool tie_weights = false;
-  Init init = Init::kUniform;
-  double forget_bias = NAN;  ///< NaN: the init's own
 
   app::TrainOptions train;
 

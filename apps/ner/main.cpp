@@ -64,13 +64,13 @@ int cmd_eval(int argc, char** argv) {
 }
 
 /// One JSON object: the text and its entities, with code-point offsets [start, end).
-app::Json entities_json(const std::string& text, const std::vector<ner::TextToken>& tokens,
+app::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
                         const std::vector<std::string>& internal_tags, const ner::Loaded& m) {
   app::Json entities = app::Json::array();
   for (const auto& s : data::tags_to_spans(internal_tags, m.lexicon.internal_scheme)) {
     const size_t b = tokens[s.start].begin, e = tokens[s.end - 1].end;
-    entities.push_back({{"start", ner::code_point_offset(text, b)},
-                        {"end", ner::code_point_offset(text, e)},
+    entities.push_back({{"start", data::code_point_offset(text, b)},
+                        {"end", data::code_point_offset(text, e)},
                         {"type", s.type},
                         {"text", text.substr(b, e - b)}});
   }
@@ -95,7 +95,7 @@ int cmd_predict(int argc, char** argv) {
 
   // Sentences as tokens with byte offsets into their text, tagged and written a batch at a time
   // (one line at a time from stdin, so that predict works as a filter in a pipe).
-  auto emit = [&](const std::vector<std::string>& texts, const std::vector<std::vector<ner::TextToken>>& tokens,
+  auto emit = [&](const std::vector<std::string>& texts, const std::vector<std::vector<data::TextToken>>& tokens,
                   const std::vector<std::vector<std::string>>& echo) {
     std::vector<std::vector<std::string>> words;
     for (const auto& t : tokens) {
@@ -120,11 +120,11 @@ int cmd_predict(int argc, char** argv) {
   };
   if (args.count("conll")) {
     std::vector<std::string> texts;
-    std::vector<std::vector<ner::TextToken>> tokens;
+    std::vector<std::vector<data::TextToken>> tokens;
     std::vector<std::vector<std::string>> echo;  // CoNLL input: each token's line
     for (const auto& s : data::read_conll(args["conll"].as<std::string>(), m.config.conll_options(false))) {
       std::string text;
-      std::vector<ner::TextToken> toks;
+      std::vector<data::TextToken> toks;
       for (const auto& t : s.tokens) {
         if (!text.empty()) text += " ";
         toks.push_back({t, text.size(), text.size() + t.size()});
@@ -139,8 +139,8 @@ int cmd_predict(int argc, char** argv) {
   }
   app::InputBatches input(args, m.config.encoding);
   for (std::vector<std::string> lines; input.next(lines);) {
-    std::vector<std::vector<ner::TextToken>> tokens;
-    for (const auto& line : lines) tokens.push_back(ner::tokenize_text(line));
+    std::vector<std::vector<data::TextToken>> tokens;
+    for (const auto& line : lines) tokens.push_back(data::tokenize_ptb(line));
     emit(lines, tokens, {});
   }
   return 0;

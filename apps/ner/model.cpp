@@ -82,7 +82,8 @@ void TaggerImpl::reset() {
                                        .dropout(o.dropout())
                                        .recurrent_dropout(o.recurrent_dropout())
                                        .batch_first(true)
-                                       .init(o.init())));
+                                       .init(o.init())
+                                       .forget_bias(o.forget_bias())));
   output = register_module("output", torch::nn::Linear(2 * o.hidden_size(), o.num_tags()));
   if (o.decoder() == Decoder::kCRF) crf = register_module("crf", CRF(o.num_tags()));
 }

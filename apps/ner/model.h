@@ -24,6 +24,7 @@
 
 #include <rnnkit/crf.h>
 #include <rnnkit/rnn.h>
+#include <rnnkit/compat.h>
 
 namespace rnnkit::ner {
 
@@ -59,6 +60,7 @@ struct TaggerOptions {
   TORCH_ARG(double, recurrent_dropout) = 0.0;
   TORCH_ARG(Decoder, decoder) = Decoder::kCRF;
   TORCH_ARG(Init, init) = Init::kUniform;
+  TORCH_ARG(optional<double>, forget_bias) = nullopt;
 };
 
 /// One padded batch of sentences.

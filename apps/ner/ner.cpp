@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 
 #include <rnnkit/data/batching.h>
 #include <rnnkit/data/embeddings.h>
@@ -47,7 +48,7 @@ NerConfig NerConfig::read(app::ConfigReader& c) {
   s.max_vocab = c.get_int("data", "max_vocab", 0, 0);
   s.max_word_length = c.get_int("data", "max_word_length", s.max_word_length, 1);
 
-  s.cell = c.get_cell("model", "cell", s.cell);
+  s.rnn = app::RecurrentSpec::read(c, "model", s.rnn);
   s.char_cell = c.get_cell("model", "char_cell", s.char_cell);
   s.word_embedding_size = c.get_int("model", "word_embedding_size", s.word_embedding_size, 1);
   s.pretrained = c.get_path("model", "pretrained");
@@ -57,14 +58,10 @@ NerConfig NerConfig::read(app::ConfigReader& c) {
   s.char_kernel = c.get_int("model", "char_kernel", s.char_kernel, 1);
   if (s.char_kernel % 2 == 0) throw app::ConfigError(c.where("model", "char_kernel") + ": must be odd, got " + std::to_string(s.char_kernel));
   s.casing_size = c.get_int("model", "casing_size", s.casing_size, 0);
-  s.hidden_size = c.get_int("model", "hidden_size", s.hidden_size, 1);
-  s.num_layers = c.get_int("model", "num_layers", s.num_layers, 1);
   s.dropout = c.get_double("model", "dropout", s.dropout, 0, 0.99);
-  s.recurrent_dropout = c.get_double("model", "recurrent_dropout", 0, 0, 0.99);
   s.word_dropout = c.get_double("model", "word_dropout", 0, 0, 0.99);
   s.decoder = c.get_choice("model", "decoder", s.decoder, {"crf", "softmax"});
   s.tag_scheme = c.get_choice("model", "tag_scheme", s.tag_scheme, {"iobes", "iob2", "bio"});
-  s.init = parse_init(c.get_choice("model", "init", "uniform", init_names()));
   s.train = app::TrainOptions::read(c);
   c.reject_unknown_keys();
   return s;
@@ -135,72 +132,6 @@ Constraints constraints(const std::vector<std::string>& tags, TagScheme scheme) 
     for (int64_t i = 0; i < K; ++i) a[i][j] = data::allowed_transition(tags[i], tags[j], scheme);
   }
   return c;
-}
-
-namespace {
-
-bool is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f'; }
-bool is_alpha(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'); }
-
-void split_chunk(const std::string& line, size_t b, size_t e, std::vector<TextToken>& out) {
-  static const std::string openers = "([{\"`", closers = ")]}\"!?,;:";
-  auto one = [&](size_t at) { return TextToken{line.substr(at, 1), at, at + 1}; };
-  while (b < e && openers.find(line[b]) != std::string::npos) out.push_back(one(b++));
-  std::vector<TextToken> tail;  // split off from the end, in reverse order
-  while (e > b) {
-    const char ch = line[e - 1];
-    if (closers.find(ch) != std::string::npos) {
-      tail.push_back(one(--e));
-      continue;
-    }
-    if (ch == '.') {
-      const std::string rest = line.substr(b, e - 1 - b);
-      const bool abbreviation = rest.find('.') != std::string::npos || (rest.size() == 1 && is_alpha(rest[0]));
-      if (!abbreviation || rest.empty()) {
-        tail.push_back(one(--e));
-        continue;
-      }
-    }
-    if (ch == '\'' && e - b > 2 && (line[e - 2] == 's' || line[e - 2] == 'S')) {  // players'
-      tail.push_back(one(--e));
-      continue;
-    }
-    break;
-  }
-  if (e > b) {
-    const std::string lower = data::to_lower(line.substr(b, e - b));
-    size_t cut = e;
-    for (const std::string suffix : {"n't", "'s", "'re", "'ve", "'ll", "'d", "'m"}) {
-      if (lower.size() > suffix.size() && lower.compare(lower.size() - suffix.size(), suffix.size(), suffix) == 0) {
-        cut = e - suffix.size();
-        break;
-      }
-    }
-    out.push_back({line.substr(b, cut - b), b, cut});
-    if (cut < e) out.push_back({line.substr(cut, e - cut), cut, e});
-  }
-  out.insert(out.end(), tail.rbegin(), tail.rend());
-}
-
-}  // namespace
-
-std::vector<TextToken> tokenize_text(const std::string& line) {
-  std::vector<TextToken> out;
-  size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && is_space(line[i])) ++i;
-    size_t j = i;
-    while (j < line.size() && !is_space(line[j])) ++j;
-    if (j > i) split_chunk(line, i, j, out);
-    i = j;
-  }
-  return out;
-}
-
-size_t code_point_offset(const std::string& s, size_t byte) {
-  size_t n = 0;
-  for (size_t i = 0; i < byte && i < s.size(); ++i) n += (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80;
-  return n;
 }
 
 int64_t Lexicon::word_id(const std::string& token) const {
@@ -316,7 +247,7 @@ std::vector<std::string> split_lines(const std::string& s) {
 }
 
 TaggerOptions model_options(const NerConfig& c, const Lexicon& lx) {
-  return TaggerOptions(lx.words.size(), lx.chars.size(), static_cast<int64_t>(lx.tags.size()), c.cell)
+  return TaggerOptions(lx.words.size(), lx.chars.size(), static_cast<int64_t>(lx.tags.size()), c.rnn.cell)
       .word_embedding_size(c.word_embedding_size)
       .char_features(parse_char_features(c.char_features))
       .char_cell(c.char_cell)
@@ -324,21 +255,20 @@ TaggerOptions model_options(const NerConfig& c, const Lexicon& lx) {
       .char_hidden_size(c.char_hidden_size)
       .char_kernel(c.char_kernel)
       .casing_size(c.casing_size)
-      .hidden_size(c.hidden_size)
-      .num_layers(c.num_layers)
+      .hidden_size(c.rnn.hidden_size)
+      .num_layers(c.rnn.num_layers)
       .dropout(c.dropout)
-      .recurrent_dropout(c.recurrent_dropout)
+      .recurrent_dropout(c.rnn.recurrent_dropout)
       .decoder(parse_decoder(c.decoder))
-      .init(c.init);
+      .init(c.rnn.init)
+      .forget_bias(c.rnn.forget_bias);
 }
 
 std::string architecture(const NerConfig& c, const Lexicon& lx) {
-  std::string tags;
-  for (const auto& t : lx.tags) tags += (tags.empty() ? "" : ",") + t;
   return fmt::format("words={} chars={} tags={} cell={} embedding={} char={}/{}/{}/{} casing={} hidden={} layers={} decoder={}",
-                     lx.words.size(), lx.chars.size(), tags, c.cell, c.word_embedding_size, c.char_features,
-                     c.char_cell, c.char_embedding_size, c.char_hidden_size, c.casing_size, c.hidden_size,
-                     c.num_layers, c.decoder);
+                     lx.words.size(), lx.chars.size(), fmt::join(lx.tags, ","), c.rnn.cell, c.word_embedding_size,
+                     c.char_features, c.char_cell, c.char_embedding_size, c.char_hidden_size, c.casing_size,
+                     c.rnn.hidden_size, c.rnn.num_layers, c.decoder);
 }
 
 Tagger build_model(const NerConfig& c, const Lexicon& lx) {
@@ -452,17 +382,7 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   }
   Tagger model = build_model(c, lx);
   if (!c.pretrained.empty()) {
-    // Keep the vectors that init_embeddings can use: a word's own, or its lowercased form's.
-    std::set<std::string> lowered;
-    for (int64_t i = 0; i < lx.words.size(); ++i) lowered.insert(data::WordTokenizer{true, false}.normalize(lx.words.token(i)));
-    const auto vectors = data::read_word_vectors(c.pretrained, [&](const std::string& w) {
-      return lx.words.contains(w) || lowered.count(w) > 0;
-    });
-    if (vectors.dim != c.word_embedding_size) {
-      throw app::ConfigError(c.pretrained + ": vectors of " + std::to_string(vectors.dim) +
-                             " dimensions, but model.word_embedding_size is " + std::to_string(c.word_embedding_size));
-    }
-    const auto found = data::init_embeddings(model->words->weight, lx.words, vectors);
+    const auto found = data::load_pretrained(c.pretrained, lx.words, model->words->weight, "model.word_embedding_size");
     if (!run.quiet) fmt::print(stderr, "pretrained vectors for {} of {} words\n", found, lx.words.size());
   }
   model->to(device);

@@ -12,9 +12,11 @@
 
 #include <rnnkit/data/conll.h>
 #include <rnnkit/data/text.h>
+#include <rnnkit/data/tokenize.h>
 #include <rnnkit/data/vocab.h>
 
 #include "../common/config.h"
+#include "../common/model_config.h"
 #include "../common/train.h"
 #include "conlleval.h"
 #include "model.h"
@@ -35,16 +37,14 @@ struct NerConfig {
   data::Encoding encoding = data::Encoding::kUtf8;
   int64_t min_count = 1, max_vocab = 0, max_word_length = 30;
   // [model]
-  std::string cell = "lstm";
+  app::RecurrentSpec rnn{"lstm", 100};
   int64_t word_embedding_size = 100;
   std::string pretrained;  ///< GloVe / word2vec text file; empty: random embeddings
   std::string char_features = "cnn", char_cell = "lstm";
   int64_t char_embedding_size = 25, char_hidden_size = 25, char_kernel = 3, casing_size = 8;
-  int64_t hidden_size = 100, num_layers = 1;
-  double dropout = 0.5, recurrent_dropout = 0.0, word_dropout = 0.0;
+  double dropout = 0.5, word_dropout = 0.0;
   std::string decoder = "crf";
   std::string tag_scheme = "iobes";  ///< the internal scheme
-  Init init = Init::kUniform;
 
   app::TrainOptions train;
 
@@ -64,17 +64,6 @@ struct Constraints {
   torch::Tensor allowed, start, end;
 };
 Constraints constraints(const std::vector<std::string>& tags, data::TagScheme scheme);
-
-/// Raw-text tokenization with the conventions of the CoNLL-2003 data (Penn Treebank style):
-/// whitespace, then brackets, quotes and final punctuation split off ("U.S." keeps its period),
-/// and the clitics 's, 're, 've, 'll, 'd, 'm and n't as tokens of their own.
-struct TextToken {
-  std::string text;
-  size_t begin, end;  ///< byte offsets into the line, [begin, end)
-};
-std::vector<TextToken> tokenize_text(const std::string& line);
-/// The code-point offset of byte offset `byte` in UTF-8 `s`.
-size_t code_point_offset(const std::string& s, size_t byte);
 
 /// Vocabularies and tag set: what turns words into model inputs, saved in every checkpoint.
 struct Lexicon {

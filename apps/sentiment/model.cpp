@@ -27,7 +27,8 @@ void ClassifierImpl::reset() {
                                        .dropout(o.dropout())
                                        .recurrent_dropout(o.recurrent_dropout())
                                        .batch_first(true)
-                                       .init(o.init())));
+                                       .init(o.init())
+                                       .forget_bias(o.forget_bias())));
   const int64_t K = o.bidirectional() ? 2 : 1;
   output = register_module("output", torch::nn::Linear(K * o.hidden_size(), o.num_classes()));
 }

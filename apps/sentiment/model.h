@@ -19,6 +19,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <rnnkit/rnn.h>
+#include <rnnkit/compat.h>
 
 namespace rnnkit::sentiment {
 
@@ -40,6 +41,7 @@ struct ClassifierOptions {
   TORCH_ARG(double, recurrent_dropout) = 0.0;
   TORCH_ARG(Pooling, pooling) = Pooling::kLast;
   TORCH_ARG(Init, init) = Init::kUniform;
+  TORCH_ARG(optional<double>, forget_bias) = nullopt;
 };
 
 class ClassifierImpl : public torch::nn::Cloneable<ClassifierImpl> {

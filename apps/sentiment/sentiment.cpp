@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 #include <torch/nn/functional/loss.h>
 
 #include <rnnkit/data/batching.h>
@@ -47,17 +48,13 @@ SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
   s.max_vocab = c.get_int("data", "max_vocab", 0, 0);
   s.min_count = c.get_int("data", "min_count", 1, 1);
 
-  s.cell = c.get_cell("model", "cell", s.cell);
+  s.rnn = app::RecurrentSpec::read(c, "model", s.rnn);
   s.embedding_size = c.get_int("model", "embedding_size", s.embedding_size, 1);
-  s.hidden_size = c.get_int("model", "hidden_size", s.hidden_size, 1);
-  s.num_layers = c.get_int("model", "num_layers", s.num_layers, 1);
   s.bidirectional = c.get<bool>("model", "bidirectional", s.bidirectional);
   s.dropout = c.get_double("model", "dropout", s.dropout, 0, 0.99);
   s.embedding_dropout = c.get_double("model", "embedding_dropout", 0, 0, 0.99);
-  s.recurrent_dropout = c.get_double("model", "recurrent_dropout", 0, 0, 0.99);
   s.word_dropout = c.get_double("model", "word_dropout", 0, 0, 0.99);
   s.pooling = c.get_choice("model", "pooling", s.pooling, {"last", "mean", "max"});
-  s.init = parse_init(c.get_choice("model", "init", "uniform", init_names()));
   s.pretrained = c.get_path("model", "pretrained");
   s.train = app::TrainOptions::read(c);
   app::TrainOptions pre = s.train;
@@ -72,7 +69,7 @@ SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
                              ": pretraining runs a fixed number of epochs and keeps the last; "
                              "early_stopping and schedule = \"plateau\" would select on the validation data");
     }
-    if (s.bidirectional && s.num_layers > 1) {
+    if (s.bidirectional && s.rnn.num_layers > 1) {
       // Layer 2's forward pass reads layer 1's backward pass, which has read the next word.
       throw app::ConfigError(c.where("pretrain", "epochs") +
                              ": a bidirectional language model of more than one layer would see the "
@@ -102,23 +99,23 @@ std::vector<std::string> SentimentConfig::tokenize(const std::string& text) cons
 }
 
 ClassifierOptions SentimentConfig::model_options(int64_t vocab_size, int64_t classes) const {
-  return ClassifierOptions(vocab_size, classes, cell)
+  return ClassifierOptions(vocab_size, classes, rnn.cell)
       .embedding_size(embedding_size)
-      .hidden_size(hidden_size)
-      .num_layers(num_layers)
+      .hidden_size(rnn.hidden_size)
+      .num_layers(rnn.num_layers)
       .bidirectional(bidirectional)
       .dropout(dropout)
       .embedding_dropout(embedding_dropout)
-      .recurrent_dropout(recurrent_dropout)
+      .recurrent_dropout(rnn.recurrent_dropout)
       .pooling(parse_pooling(pooling))
-      .init(init);
+      .init(rnn.init)
+      .forget_bias(rnn.forget_bias);
 }
 
 std::string SentimentConfig::architecture(int64_t vocab_size, const std::vector<std::string>& labels) const {
-  std::string l;
-  for (const auto& x : labels) l += (l.empty() ? "" : ",") + x;
   return fmt::format("vocab={} classes={} cell={} embedding={} hidden={} layers={} bidirectional={} pooling={}",
-                     vocab_size, l, cell, embedding_size, hidden_size, num_layers, bidirectional, pooling);
+                     vocab_size, fmt::join(labels, ","), rnn.cell, embedding_size, rnn.hidden_size, rnn.num_layers,
+                     bidirectional, pooling);
 }
 
 namespace {
@@ -317,14 +314,7 @@ app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::Label
   auto va = encode(c, vocab, labels, valid);
   Classifier model(c.model_options(vocab.size(), static_cast<int64_t>(labels.size())));
   if (!c.pretrained.empty()) {
-    const auto vectors = data::read_word_vectors(c.pretrained, [&](const std::string& w) {
-      return vocab.contains(w) || vocab.contains(data::WordTokenizer{true, false}.normalize(w));
-    });
-    if (vectors.dim != c.embedding_size) {
-      throw app::ConfigError(c.pretrained + ": vectors of " + std::to_string(vectors.dim) +
-                             " dimensions, but model.embedding_size is " + std::to_string(c.embedding_size));
-    }
-    const auto found = data::init_embeddings(model->embedding->weight, vocab, vectors);
+    const auto found = data::load_pretrained(c.pretrained, vocab, model->embedding->weight, "model.embedding_size");
     if (!run.quiet) fmt::print(stderr, "pretrained vectors for {} of {} words\n", found, vocab.size());
   }
   model->to(device);
@@ -352,25 +342,6 @@ app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::Label
   classifier_run.auto_resume = false;
   SentimentTask task(c, std::move(vocab), std::move(labels), std::move(tr), std::move(va), model, device);
   return app::fit(task, c.train, classifier_run, config_text);
-}
-
-/// Seeded permutation of 0..n-1.
-std::vector<size_t> shuffled(size_t n, uint64_t seed) {
-  std::vector<size_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::mt19937_64 rng(seed);
-  std::shuffle(idx.begin(), idx.end(), rng);
-  return idx;
-}
-
-/// A seeded `fraction` of `examples` (at least one) held out: {the rest, the held-out part}.
-std::pair<std::vector<data::LabelledText>, std::vector<data::LabelledText>> hold_out(
-    const std::vector<data::LabelledText>& examples, double fraction, uint64_t seed) {
-  const auto idx = shuffled(examples.size(), seed);
-  const size_t n = std::max<size_t>(1, static_cast<size_t>(fraction * examples.size()));
-  std::pair<std::vector<data::LabelledText>, std::vector<data::LabelledText>> split;
-  for (size_t i = 0; i < idx.size(); ++i) (i < n ? split.second : split.first).push_back(examples[idx[i]]);
-  return split;
 }
 
 }  // namespace
@@ -434,7 +405,7 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
     valid = c.read({c.valid_path});
   } else {
     // No validation file: hold out a seeded fraction of the training data.
-    std::tie(train, valid) = hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed));
+    std::tie(train, valid) = data::hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed));
   }
   if (!run.quiet) fmt::print(stderr, "{}", config.resolved());
   auto r = fit_split(c, train, valid, run, device, config.resolved());
@@ -494,7 +465,7 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
   const torch::Device device = app::setup_runtime(run, c.train.seed);
   const auto all = c.read(c.train_paths);
   warn_rare_labels(all);
-  const auto idx = shuffled(all.size(), static_cast<uint64_t>(c.train.seed));
+  const auto idx = data::shuffled(all.size(), static_cast<uint64_t>(c.train.seed));
   auto fold = [&](int64_t k) {
     std::pair<std::vector<data::LabelledText>, std::vector<data::LabelledText>> split;  // train, test
     for (size_t i = 0; i < idx.size(); ++i) {
@@ -511,7 +482,7 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
   }
   for (int64_t k = 0; k < c.folds; ++k) {
     const auto [train, test] = fold(k);
-    const auto fit_part = select ? hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed + k + 1)).first
+    const auto fit_part = select ? data::hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed + k + 1)).first
                                  : train;
     if (fit_part.empty()) {
       throw app::ConfigError(fmt::format("fold {}: no training examples left after data.valid_fraction = {}", k + 1,
@@ -541,7 +512,7 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
     if (select) {
       // Model selection (best epoch, early stopping, plateau) on a part of the fold's training
       // data; the test fold is scored once, by the selected checkpoint.
-      const auto [fit_part, valid_part] = hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed + k + 1));
+      const auto [fit_part, valid_part] = data::hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed + k + 1));
       const auto fit = fit_split(c, fit_part, valid_part, fold_run, device, config.resolved());
       if (fit.interrupted) {
         cv.interrupted = true;

@@ -9,6 +9,7 @@
 
 #include "../common/classification.h"
 #include "../common/config.h"
+#include "../common/model_config.h"
 #include "../common/train.h"
 #include "model.h"
 
@@ -28,13 +29,12 @@ struct SentimentConfig {
   data::Encoding encoding = data::Encoding::kUtf8;
   int64_t max_vocab = 0, min_count = 1;
   // [model]
-  std::string cell = "lstm";
-  int64_t embedding_size = 100, hidden_size = 128, num_layers = 1;
+  app::RecurrentSpec rnn{"lstm", 128};
+  int64_t embedding_size = 100;
   bool bidirectional = true;
-  double dropout = 0.5, embedding_dropout = 0.0, recurrent_dropout = 0.0;
+  double dropout = 0.5, embedding_dropout = 0.0;
   double word_dropout = 0.0;  ///< training only: each word becomes <unk> with this probability
   std::string pooling = "last";
-  Init init = Init::kUniform;
   std::string pretrained;  ///< GloVe / word2vec text file; empty: random embeddings
 
   app::TrainOptions train;

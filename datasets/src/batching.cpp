@@ -65,6 +65,14 @@ std::vector<std::vector<size_t>> plan_batches(const std::vector<size_t>& lengths
   return batches;
 }
 
+std::vector<size_t> shuffled(size_t n, uint64_t seed) {
+  std::vector<size_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::mt19937_64 rng(seed);
+  std::shuffle(idx.begin(), idx.end(), rng);
+  return idx;
+}
+
 std::vector<std::vector<size_t>> in_order_batches(size_t n, size_t batch_size) {
   TORCH_CHECK(batch_size > 0, "in_order_batches: expected a positive batch size, got 0");
   std::vector<std::vector<size_t>> batches;

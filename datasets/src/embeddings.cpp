@@ -1,5 +1,9 @@
 #include "rnnkit/data/embeddings.h"
 
+#include <set>
+
+#include "rnnkit/data/text.h"
+
 #include <cstdlib>
 #include <sstream>
 
@@ -62,6 +66,22 @@ int64_t init_embeddings(const torch::Tensor& weight, const Vocab& vocab, const W
     ++found;
   }
   return found;
+}
+
+WordVectors read_word_vectors_for(const std::string& path, const Vocab& vocab) {
+  std::set<std::string> lowered;
+  for (int64_t i = 0; i < vocab.size(); ++i) lowered.insert(to_lower(vocab.token(i)));
+  return read_word_vectors(path, [&](const std::string& w) { return vocab.contains(w) || lowered.count(w) > 0; });
+}
+
+int64_t load_pretrained(const std::string& path, const Vocab& vocab, const torch::Tensor& weight,
+                        const std::string& dim_key) {
+  const auto vectors = read_word_vectors_for(path, vocab);
+  if (vectors.dim != weight.size(1)) {
+    throw DataError(path, 0, "vectors of " + std::to_string(vectors.dim) + " dimensions, but " + dim_key + " is " +
+                                 std::to_string(weight.size(1)));
+  }
+  return init_embeddings(weight, vocab, vectors);
 }
 
 }  // namespace rnnkit::data

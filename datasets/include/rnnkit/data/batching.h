@@ -1,7 +1,9 @@
 #pragma once
 // Batching: padding with lengths, length bucketing, seeded shuffling, sharding by rank, and the
 // language-model batcher for truncated BPTT.
+#include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <torch/types.h>
@@ -34,6 +36,19 @@ struct BatchPlanOptions {
 /// reshuffles (seed + epoch). With world > 1, this rank's share of each batch (maybe empty).
 std::vector<std::vector<size_t>> plan_batches(const std::vector<size_t>& lengths,
                                               const BatchPlanOptions& options, uint64_t epoch);
+
+/// A seeded permutation of 0..n-1 (the same seed, the same permutation).
+std::vector<size_t> shuffled(size_t n, uint64_t seed);
+
+/// A seeded `fraction` of `examples` (at least one) held out: {the rest, the held-out part}.
+template <class T>
+std::pair<std::vector<T>, std::vector<T>> hold_out(const std::vector<T>& examples, double fraction, uint64_t seed) {
+  const auto idx = shuffled(examples.size(), seed);
+  const size_t n = std::max<size_t>(1, static_cast<size_t>(fraction * static_cast<double>(examples.size())));
+  std::pair<std::vector<T>, std::vector<T>> split;
+  for (size_t i = 0; i < idx.size(); ++i) (i < n ? split.second : split.first).push_back(examples[idx[i]]);
+  return split;
+}
 
 /// Batches of 0..n-1 in order, `batch_size` at a time (the last may be shorter): for evaluation.
 std::vector<std::vector<size_t>> in_order_batches(size_t n, size_t batch_size);
