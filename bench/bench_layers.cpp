@@ -8,9 +8,9 @@
 #include <functional>
 #include <iostream>
 
-#include <cxxopts.hpp>
 #include <fmt/core.h>
 #include <torch/torch.h>
+#include <cxxopts.hpp>
 
 #include <rnnkit/rnnkit.h>
 
@@ -25,8 +25,8 @@ struct Sizes {
 
 /// Runs a and b alternately (a, b, a, b, ...) so that both see the same machine state, and
 /// returns the median wall time of each in milliseconds. b may be empty.
-std::pair<double, double> median_ms(const std::function<void()>& a,
-                                    const std::function<void()>& b, int warmup, int iters) {
+std::pair<double, double> median_ms(const std::function<void()>& a, const std::function<void()>& b,
+                                    int warmup, int iters) {
   auto time = [](const std::function<void()>& f) {
     const auto t0 = Clock::now();
     f();
@@ -87,18 +87,18 @@ int64_t gate_count(const std::string& cell) {
 
 int main(int argc, char** argv) {
   cxxopts::Options cli("rnnkit_bench", "rnnkit layers against torch::nn, same process");
-  cli.add_options()
-      ("cells", "cells to time", cxxopts::value<std::vector<std::string>>()->default_value(
-          "rnn,gru_reset_after,lstm,gru,gru_simple,lstm_peephole"))
-      ("threads", "thread counts", cxxopts::value<std::vector<int>>()->default_value("1,2"))
-      ("layers", "layer counts", cxxopts::value<std::vector<int64_t>>()->default_value("1,2"))
-      ("B", "batch", cxxopts::value<int64_t>()->default_value("32"))
-      ("T", "time steps", cxxopts::value<int64_t>()->default_value("100"))
-      ("D", "input size", cxxopts::value<int64_t>()->default_value("128"))
-      ("H", "hidden size", cxxopts::value<int64_t>()->default_value("256"))
-      ("iters", "timed iterations (median)", cxxopts::value<int>()->default_value("9"))
-      ("warmup", "untimed iterations", cxxopts::value<int>()->default_value("2"))
-      ("h,help", "this help");
+  cli.add_options()("cells", "cells to time",
+                    cxxopts::value<std::vector<std::string>>()->default_value(
+                        "rnn,gru_reset_after,lstm,gru,gru_simple,lstm_peephole"))(
+      "threads", "thread counts", cxxopts::value<std::vector<int>>()->default_value("1,2"))(
+      "layers", "layer counts", cxxopts::value<std::vector<int64_t>>()->default_value("1,2"))(
+      "B", "batch", cxxopts::value<int64_t>()->default_value("32"))(
+      "T", "time steps", cxxopts::value<int64_t>()->default_value("100"))(
+      "D", "input size", cxxopts::value<int64_t>()->default_value("128"))(
+      "H", "hidden size", cxxopts::value<int64_t>()->default_value("256"))(
+      "iters", "timed iterations (median)", cxxopts::value<int>()->default_value("9"))(
+      "warmup", "untimed iterations", cxxopts::value<int>()->default_value("2"))("h,help",
+                                                                                 "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) {
     std::cout << cli.help() << "\n";
@@ -108,9 +108,10 @@ int main(int argc, char** argv) {
                 args["H"].as<int64_t>()};
   const int iters = args["iters"].as<int>(), warmup = args["warmup"].as<int>();
 
-  fmt::print("B={} T={} D={} H={}, median of {} runs after {} warm-up runs, float32, CPU\n\n",
-             s.B, s.T, s.D, s.H, iters, warmup);
-  fmt::print("| cell | layers | threads | pass | rnnkit ms | torch::nn ms | ratio | rnnkit GFLOP/s |\n");
+  fmt::print("B={} T={} D={} H={}, median of {} runs after {} warm-up runs, float32, CPU\n\n", s.B,
+             s.T, s.D, s.H, iters, warmup);
+  fmt::print(
+      "| cell | layers | threads | pass | rnnkit ms | torch::nn ms | ratio | rnnkit GFLOP/s |\n");
   fmt::print("|---|---|---|---|---|---|---|---|\n");
   for (int threads : args["threads"].as<std::vector<int>>()) {
     at::set_num_threads(threads);
@@ -123,15 +124,21 @@ int main(int argc, char** argv) {
         const double gflop = forward_gflop(s, layers, gate_count(cell));
 
         const std::function<void()> train_ours = [&] { ours->forward(x).output.sum().backward(); };
-        const std::function<void()> infer_ours = [&] { torch::NoGradGuard g; ours->forward(x); };
+        const std::function<void()> infer_ours = [&] {
+          torch::NoGradGuard g;
+          ours->forward(x);
+        };
         const std::function<void()> train_theirs = [&] { run_torch(*theirs, x).sum().backward(); };
-        const std::function<void()> infer_theirs = [&] { torch::NoGradGuard g; run_torch(*theirs, x); };
+        const std::function<void()> infer_theirs = [&] {
+          torch::NoGradGuard g;
+          run_torch(*theirs, x);
+        };
 
         for (const bool train : {true, false}) {
-          const auto [ms, ref] = median_ms(train ? train_ours : infer_ours,
-                                           theirs ? (train ? train_theirs : infer_theirs)
-                                                  : std::function<void()>(),
-                                           warmup, iters);
+          const auto [ms, ref] =
+              median_ms(train ? train_ours : infer_ours,
+                        theirs ? (train ? train_theirs : infer_theirs) : std::function<void()>(),
+                        warmup, iters);
           // Backward does about twice the forward's products.
           const double rate = (train ? 3 : 1) * gflop / (ms / 1e3);
           if (theirs) {

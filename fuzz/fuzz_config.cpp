@@ -15,8 +15,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string toml, line;
   std::vector<std::string> sets;
   while (std::getline(in, line)) {
-    if (line.rfind("--set ", 0) == 0) sets.push_back(line.substr(6));
-    else toml += line + "\n";
+    if (line.rfind("--set ", 0) == 0)
+      sets.push_back(line.substr(6));
+    else
+      toml += line + "\n";
   }
   const rnnkit_fuzz::MemFile file(reinterpret_cast<const uint8_t*>(toml.data()), toml.size());
   rnnkit_fuzz::expect_clean([&] {

@@ -15,6 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   rnnkit_fuzz::expect_clean([&] { check(read_tsv(file.path(), false)); });
   rnnkit_fuzz::expect_clean([&] { check(read_tsv(file.path(), true, Encoding::kLatin1)); });
   rnnkit_fuzz::expect_clean([&] { check(read_stsa(file.path())); });
-  rnnkit_fuzz::expect_clean([&] { check(read_class_files({{"pos", file.path()}, {"neg", file.path()}})); });
+  rnnkit_fuzz::expect_clean([&] {
+    check(read_class_files({{"pos", file.path()}, {"neg", file.path()}}));
+  });
   return 0;
 }

@@ -26,7 +26,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     });
     rnnkit_fuzz::expect_clean([&] { read_char_corpus(file.path(), enc); });
-    rnnkit_fuzz::expect_clean([&] { read_word_corpus(file.path(), WordTokenizer{true, false}, enc); });
+    rnnkit_fuzz::expect_clean([&] {
+      read_word_corpus(file.path(), WordTokenizer{true, false}, enc);
+    });
   }
   // The helpers on raw bytes, valid or not.
   const std::string raw(reinterpret_cast<const char*>(data), size);

@@ -15,6 +15,8 @@ build="${RNNKIT_BUILD_DIR:-$root/build}"
 jobs="$(nproc)"
 
 "$root/scripts/setup.sh"
+# The code's format first: a mismatch fails in a second, not after the build.
+[[ "$mode" == "test" ]] && "$root/scripts/format.sh" --check
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j "$jobs"
 

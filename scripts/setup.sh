@@ -8,6 +8,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++            # toolchain (CMake >= 3.25: Debian 12 has 3.25)
   clang libclang-rt-14-dev         # the sanitizer and libFuzzer build (scripts/sanitize.sh)
+  clang-format                     # the format check (scripts/format.sh)
   libtorch-dev                     # LibTorch 1.13 (CPU)
   libopenblas0-openmp              # without it LibTorch falls back to the reference BLAS (~8x slower)
   libfmt-dev libcxxopts-dev libtomlplusplus-dev

@@ -20,10 +20,12 @@ using namespace rnnkit;
 
 namespace {
 
-std::vector<std::pair<std::string, torch::Tensor>> parameters(const std::string& app, const std::string& path) {
+std::vector<std::pair<std::string, torch::Tensor>> parameters(const std::string& app,
+                                                              const std::string& path) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   auto take = [&](const torch::nn::Module& m) {
-    for (const auto& p : m.named_parameters()) out.emplace_back(p.key(), p.value().detach().clone());
+    for (const auto& p : m.named_parameters())
+      out.emplace_back(p.key(), p.value().detach().clone());
   };
   if (app == "lm") {
     take(*lm::load_model(path, torch::kCPU).model);
@@ -64,13 +66,17 @@ int body(int argc, char** argv) {
       const double d = (a[i].second - b[i].second).abs().max().item<double>();
       if (d > worst) worst = d, where = a[i].first;
     }
-    std::cout << fmt::format("max |difference| {:.3e} ({}) over {} parameters\n", worst, where, a.size());
+    std::cout << fmt::format("max |difference| {:.3e} ({}) over {} parameters\n", worst, where,
+                             a.size());
     return worst <= tol ? 0 : 1;
   }
-  std::cerr << "usage: rnnkit_dist_worker train APP CONFIG RUN_DIR MAX_STEPS [resume] | compare APP A B TOL\n";
+  std::cerr << "usage: rnnkit_dist_worker train APP CONFIG RUN_DIR MAX_STEPS [resume] | compare "
+               "APP A B TOL\n";
   return 2;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) { return app::guarded_main("rnnkit_dist_worker", body, argc, argv); }
+int main(int argc, char** argv) {
+  return app::guarded_main("rnnkit_dist_worker", body, argc, argv);
+}

@@ -39,7 +39,8 @@ std::string tiny_lm_config(const std::string& dir, const std::string& extra = ""
                "[data]\nlevel = \"char\"\ntrain = \"train.txt\"\nvalid = \"valid.txt\"\nbptt = 8\n"
                "[model]\ncell = \"lstm\"\nembedding_size = 8\nhidden_size = 16\n"
                "embedding_dropout = 0.1\n"
-               "[train]\nepochs = 2\nbatch_size = 4\nlearning_rate = 0.01\nseed = 3\n" + extra);
+               "[train]\nepochs = 2\nbatch_size = 4\nlearning_rate = 0.01\nseed = 3\n" +
+                   extra);
 }
 
 std::string read_all(const std::string& path) {
@@ -73,8 +74,9 @@ TEST(Config, TyposWrongTypesAndRangesNameFileLineAndKey) {
   app::ConfigReader cell(tiny_lm_config(dir), {"model.cell=lstn"});
   expect_message<app::ConfigError>([&] { lm::LMConfig::read(cell); },
                                    {"unknown cell 'lstn'", "lstm_peephole"});
-  expect_message<app::ConfigError>([&] { app::ConfigReader(write(dir, "bad.toml", "[a]\nx = = 1\n")); },
-                                   {"bad.toml:2", "TOML syntax error"});
+  expect_message<app::ConfigError>(
+      [&] { app::ConfigReader(write(dir, "bad.toml", "[a]\nx = = 1\n")); },
+      {"bad.toml:2", "TOML syntax error"});
   expect_message<app::ConfigError>([&] { app::ConfigReader(dir + "/missing.toml"); },
                                    {"missing.toml", "not found"});
 }
@@ -94,11 +96,11 @@ TEST(Config, OverridesAndPathsRelativeToTheConfigFile) {
 TEST(Checkpoint, AtomicAndRefusesTruncatedForeignAndOtherModels) {
   const auto dir = temp_dir("ckpt");
   const auto path = (fs::path(dir) / "c.pt").string();
-  app::write_checkpoint(path, "lm", "arch-A", [](torch::serialize::OutputArchive& a) {
-    app::put_int(a, "x", 42);
-  });
+  app::write_checkpoint(path, "lm", "arch-A",
+                        [](torch::serialize::OutputArchive& a) { app::put_int(a, "x", 42); });
   for (const auto& e : fs::directory_iterator(dir)) {
-    EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << "a temp file was left: " << e.path();
+    EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos)
+        << "a temp file was left: " << e.path();
   }
   auto a = app::open_checkpoint(path, "lm", "arch-A");
   EXPECT_EQ(app::get_int(a, "x"), 42);
@@ -117,8 +119,9 @@ TEST(Checkpoint, AtomicAndRefusesTruncatedForeignAndOtherModels) {
   plain.write("w", torch::ones({2}));
   const auto other = (fs::path(dir) / "o.pt").string();
   plain.save_to(other);
-  expect_message<app::CheckpointError>([&] { app::open_checkpoint(other, "lm", ""); },
-                                       {"o.pt", "without a checksum", "RNNKIT_ALLOW_UNVERIFIED_CHECKPOINTS"});
+  expect_message<app::CheckpointError>(
+      [&] { app::open_checkpoint(other, "lm", ""); },
+      {"o.pt", "without a checksum", "RNNKIT_ALLOW_UNVERIFIED_CHECKPOINTS"});
   ::setenv("RNNKIT_ALLOW_UNVERIFIED_CHECKPOINTS", "1", 1);
   expect_message<app::CheckpointError>([&] { app::open_checkpoint(other, "lm", ""); },
                                        {"a torch archive, but not an rnnkit checkpoint"});
@@ -203,9 +206,9 @@ TEST(Training, DivergenceStopsNamingTheStepAndKeepsTheLastGoodCheckpoint) {
   auto run = rnnkit_test::quiet_run(dir);
   run.resume = true;
   FakeTask bad(/*nan_at=*/3);
-  expect_message<app::TrainingDiverged>([&] { app::fit(bad, o, run, "x = 1\n"); },
-                                        {"loss is nan at step 8", "epoch 2, batch 3",
-                                         "last good checkpoint"});
+  expect_message<app::TrainingDiverged>(
+      [&] { app::fit(bad, o, run, "x = 1\n"); },
+      {"loss is nan at step 8", "epoch 2, batch 3", "last good checkpoint"});
   EXPECT_EQ(read_all(dir + "/last.pt"), before);
 }
 
@@ -257,15 +260,23 @@ TEST(Cli, JsonOutputIsValidUtf8AndNeverHidesANonFiniteMetric) {
   // Invalid UTF-8 in user text is replaced (U+FFFD), never copied raw.
   EXPECT_EQ(app::json_line({{"text", std::string("ok\xff")}}), "{\"text\":\"ok\xef\xbf\xbd\"}");
   // NaN or infinity is an error naming the key, never null.
-  expect_message<app::NonFiniteMetric>([] { app::json_line({{"perplexity", NAN}}); }, {"'perplexity' is NaN"});
   expect_message<app::NonFiniteMetric>(
-      [] { app::json_line({{"types", {{"PER", {{"f1", INFINITY}}}}}}); }, {"'types.PER.f1' is infinite"});
+      [] {
+        app::json_line({{"perplexity", NAN}});
+      },
+      {"'perplexity' is NaN"});
+  expect_message<app::NonFiniteMetric>(
+      [] {
+        app::json_line({{"types", {{"PER", {{"f1", INFINITY}}}}}});
+      },
+      {"'types.PER.f1' is infinite"});
 }
 
 TEST(NGram, EverySmoothingIsADistributionAndSurvivesSaveAndLoad) {
   const auto dir = temp_dir("ngram");
-  const std::vector<std::string> words{"the", "cat", "sat", "on", "the", "mat", "<eos>", "the",
-                                       "dog", "sat", "on", "a", "log", "<eos>", "a", "cat", "ran"};
+  const std::vector<std::string> words{"the",   "cat",   "sat", "on",  "the", "mat",
+                                       "<eos>", "the",   "dog", "sat", "on",  "a",
+                                       "log",   "<eos>", "a",   "cat", "ran"};
   const auto vocab = data::Vocab::build(words);
   const auto ids = lm::encode_stream(vocab, words);
   for (auto sm : {lm::Smoothing::kAddDelta, lm::Smoothing::kBackoff, lm::Smoothing::kKneserNey}) {
@@ -274,11 +285,14 @@ TEST(NGram, EverySmoothingIsADistributionAndSurvivesSaveAndLoad) {
       m.train(ids);
       // Seen, unseen and partly seen histories: P(. | h) sums to 1 over the vocabulary.
       const std::vector<std::vector<int64_t>> histories{
-          {vocab.id("the"), vocab.id("cat")}, {vocab.id("log"), vocab.id("the")},
-          {vocab.id("ran"), vocab.id("ran"), vocab.id("ran"), vocab.id("ran")}, {}};
+          {vocab.id("the"), vocab.id("cat")},
+          {vocab.id("log"), vocab.id("the")},
+          {vocab.id("ran"), vocab.id("ran"), vocab.id("ran"), vocab.id("ran")},
+          {}};
       for (const auto& h : histories) {
         double sum = 0;
-        for (int64_t w = 0; w < vocab.size(); ++w) sum += std::exp(m.logprob(h.data(), h.size(), w));
+        for (int64_t w = 0; w < vocab.size(); ++w)
+          sum += std::exp(m.logprob(h.data(), h.size(), w));
         EXPECT_NEAR(sum, 1.0, 1e-9) << lm::to_string(sm) << " order " << order;
       }
       const std::string path = dir + "/m.txt";
@@ -291,7 +305,8 @@ TEST(NGram, EverySmoothingIsADistributionAndSurvivesSaveAndLoad) {
   lm::NGramModel add(2, lm::Smoothing::kAddDelta, 0.5, vocab);
   add.train(ids);
   const int64_t cat = vocab.id("cat");
-  EXPECT_NEAR(std::exp(add.logprob(&cat, 1, vocab.id("sat"))), 1.5 / (2 + 0.5 * vocab.size()), 1e-12);
+  EXPECT_NEAR(std::exp(add.logprob(&cat, 1, vocab.id("sat"))), 1.5 / (2 + 0.5 * vocab.size()),
+              1e-12);
   // On held-out text from the same source (a seeded second-order Markov chain), Kneser–Ney
   // beats add-δ.
   std::mt19937_64 rng(5);
@@ -307,8 +322,10 @@ TEST(NGram, EverySmoothingIsADistributionAndSurvivesSaveAndLoad) {
   lm::NGramModel kn(3, lm::Smoothing::kKneserNey, 0, v2), ad(3, lm::Smoothing::kAddDelta, 1.0, v2);
   kn.train(lm::encode_stream(v2, train));
   ad.train(lm::encode_stream(v2, train));
-  EXPECT_LT(kn.cross_entropy(lm::encode_stream(v2, test)), ad.cross_entropy(lm::encode_stream(v2, test)));
-  EXPECT_LT(std::exp(kn.cross_entropy(lm::encode_stream(v2, test))), 3.8) << "the source has 3 choices per step";
+  EXPECT_LT(kn.cross_entropy(lm::encode_stream(v2, test)),
+            ad.cross_entropy(lm::encode_stream(v2, test)));
+  EXPECT_LT(std::exp(kn.cross_entropy(lm::encode_stream(v2, test))), 3.8)
+      << "the source has 3 choices per step";
   expect_message<data::DataError>([&] { lm::NGramModel::load(write(dir, "x.txt", "nope\n")); },
                                   {"x.txt:1", "not an rnnkit n-gram model"});
   EXPECT_THROW(lm::NGramModel(6, lm::Smoothing::kKneserNey, 0, vocab), std::invalid_argument);

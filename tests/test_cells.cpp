@@ -86,8 +86,7 @@ TEST_P(EveryCell, RunsInFloat64AndFloat32) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cells, EveryCell,
-                         ::testing::ValuesIn(rnnkit_test::all_cells()),
+INSTANTIATE_TEST_SUITE_P(Cells, EveryCell, ::testing::ValuesIn(rnnkit_test::all_cells()),
                          rnnkit_test::param_name);
 
 TEST(Cells, ParameterNamesAndShapesFollowEquationsMd) {
@@ -101,11 +100,26 @@ TEST(Cells, ParameterNamesAndShapesFollowEquationsMd) {
       {"gru_reset_after",
        {{"W_r", W}, {"b_r", b}, {"W_u", W}, {"b_u", b}, {"W_c", W}, {"b_c", b}, {"b_cc", b}}},
       {"lstm",
-       {{"W_c", W}, {"b_c", b}, {"W_u", W}, {"b_u", b}, {"W_f", W}, {"b_f", b}, {"W_o", W},
+       {{"W_c", W},
+        {"b_c", b},
+        {"W_u", W},
+        {"b_u", b},
+        {"W_f", W},
+        {"b_f", b},
+        {"W_o", W},
         {"b_o", b}}},
       {"lstm_peephole",
-       {{"W_c", W}, {"b_c", b}, {"W_u", W}, {"b_u", b}, {"W_f", W}, {"b_f", b}, {"W_o", W},
-        {"b_o", b}, {"p_u", b}, {"p_f", b}, {"p_o", b}}},
+       {{"W_c", W},
+        {"b_c", b},
+        {"W_u", W},
+        {"b_u", b},
+        {"W_f", W},
+        {"b_f", b},
+        {"W_o", W},
+        {"b_o", b},
+        {"p_u", b},
+        {"p_f", b},
+        {"p_o", b}}},
   };
   for (const auto& [name, shapes] : expected) {
     auto params = params_of(*make_cell(name, CellSpec(D, H)));
@@ -164,7 +178,10 @@ TEST(StepReference, ResetAfterGRUDiffersFromCourseGRU) {
     torch::NoGradGuard g;
     after->cell->named_parameters()[kv.key()].copy_(kv.value());
   }
-  { torch::NoGradGuard g; after->cell->named_parameters()["b_cc"].zero_(); }
+  {
+    torch::NoGradGuard g;
+    after->cell->named_parameters()["b_cc"].zero_();
+  }
   const Tensor x = torch::randn({6, 2, 3});
   EXPECT_GT(max_abs_diff(course->forward(x).output, after->forward(x).output), 1e-4);
 }
@@ -253,7 +270,10 @@ TEST(Modules, CloneIsDeepAndEqual) {
   ASSERT_TRUE(copy);
   const Tensor x = torch::randn({5, 2, 3});
   EXPECT_EQ(max_abs_diff(rnn->forward(x).output, copy->forward(x).output), 0.0);
-  { torch::NoGradGuard g; for (auto& p : copy->parameters()) p.add_(1.0); }
+  {
+    torch::NoGradGuard g;
+    for (auto& p : copy->parameters()) p.add_(1.0);
+  }
   EXPECT_GT(max_abs_diff(rnn->forward(x).output, copy->forward(x).output), 0.0);
   EXPECT_EQ(rnn->named_parameters().size(), copy->named_parameters().size());
   EXPECT_TRUE(rnn->named_parameters().contains("l1_reverse.cell.b_cc"));

@@ -62,6 +62,5 @@ TEST(CudaParity, LstmAgreesWithTorchOnGpu) {
   EXPECT_LE(max_abs_diff(mine.c_n(), std::get<1>(hc)), 1e-10);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cells, Cuda,
-                         ::testing::ValuesIn(rnnkit_test::all_cells()),
+INSTANTIATE_TEST_SUITE_P(Cells, Cuda, ::testing::ValuesIn(rnnkit_test::all_cells()),
                          rnnkit_test::param_name);

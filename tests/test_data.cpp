@@ -91,10 +91,10 @@ TEST(Text, MissingAndEmptyFiles) {
 }
 
 TEST(Conll, DocstartBlankLinesCrlfAndTabs) {
-  const std::string path = temp_file(
-      "a.conll",
-      "-DOCSTART- -X- O O\r\n\r\nEU NNP I-ORG\r\nrejects VBZ O\r\n   \r\n"
-      "German JJ I-MISC\r\n\t\n\nPeter NNP I-PER\n");
+  const std::string path =
+      temp_file("a.conll",
+                "-DOCSTART- -X- O O\r\n\r\nEU NNP I-ORG\r\nrejects VBZ O\r\n   \r\n"
+                "German JJ I-MISC\r\n\t\n\nPeter NNP I-PER\n");
   const auto s = read_conll(path);
   ASSERT_EQ(s.size(), 3u);
   EXPECT_EQ(s[0].tokens, (std::vector<std::string>{"EU", "rejects"}));
@@ -135,7 +135,8 @@ TEST(TagSchemes, Iob1EdgeCasesAndConversions) {
   // conlleval's lenient reading: an I- after O, or after another type, starts an entity.
   EXPECT_EQ(tags_to_spans({"O", "I-PER", "B-LOC", "I-PER"}, TagScheme::kIOB2),
             (std::vector<Span>{{1, 2, "PER"}, {2, 3, "LOC"}, {3, 4, "PER"}}));
-  EXPECT_EQ(detect_tag_scheme({{{"a", "b", "c"}, {"I-PER", "B-PER", "O"}, 1, {}}}), TagScheme::kIOB1);
+  EXPECT_EQ(detect_tag_scheme({{{"a", "b", "c"}, {"I-PER", "B-PER", "O"}, 1, {}}}),
+            TagScheme::kIOB1);
   EXPECT_EQ(detect_tag_scheme({{{"a", "b"}, {"B-PER", "I-PER"}, 1, {}}}), TagScheme::kIOB2);
   EXPECT_EQ(detect_tag_scheme({{{"a"}, {"S-PER"}, 1, {}}}), TagScheme::kIOBES);
   EXPECT_EQ(parse_tag_scheme("bio"), TagScheme::kIOB2);
@@ -209,7 +210,8 @@ TEST(Batching, PaddingBucketingShufflingSharding) {
     EXPECT_EQ(p0[k], e0);
     EXPECT_EQ(p1[k], e1);
   }
-  BatchPlanOptions r3 = o;  // 1000 examples, batches of 32: the last holds 8, so rank 9 of 10 gets none
+  BatchPlanOptions r3 =
+      o;  // 1000 examples, batches of 32: the last holds 8, so rank 9 of 10 gets none
   r3.batch_size = 32;
   r3.world = 10;
   r3.rank = 9;
@@ -259,8 +261,10 @@ TEST(Corpus, WordsGetEosCharactersKeepNewlines) {
 
 TEST(Text, UnicodeCaseDigitsAndNfcThroughUtf8proc) {
   // Beyond ASCII and Latin-1: Greek, Cyrillic, Polish.
-  EXPECT_EQ(to_lower("\u0391\u0398\u0397\u039d\u0391 \u0141\u00f3d\u017a \u041f\u0420\u0418\u0412\u0415\u0422 ABC"),
-            "\u03b1\u03b8\u03b7\u03bd\u03b1 \u0142\u00f3d\u017a \u043f\u0440\u0438\u0432\u0435\u0442 abc");
+  EXPECT_EQ(to_lower("\u0391\u0398\u0397\u039d\u0391 \u0141\u00f3d\u017a "
+                     "\u041f\u0420\u0418\u0412\u0415\u0422 ABC"),
+            "\u03b1\u03b8\u03b7\u03bd\u03b1 \u0142\u00f3d\u017a "
+            "\u043f\u0440\u0438\u0432\u0435\u0442 abc");
   // Arabic-Indic and full-width digits are digits too.
   EXPECT_EQ(normalize_digits("\u0663\u0664 and \uff13, 1999"), "00 and 0, 0000");
   EXPECT_EQ(nfc("Cafe\u0301"), "Caf\u00e9");
@@ -271,7 +275,8 @@ TEST(Text, UnicodeCaseDigitsAndNfcThroughUtf8proc) {
   EXPECT_EQ(c.lower, 3);
   EXPECT_EQ(c.digits, 1);
   EXPECT_EQ(c.total, 5);
-  EXPECT_EQ((WordTokenizer{true, true}.normalize("\u0141\u00d3D\u0179-2024")), "\u0142\u00f3d\u017a-0000");
+  EXPECT_EQ((WordTokenizer{true, true}.normalize("\u0141\u00d3D\u0179-2024")),
+            "\u0142\u00f3d\u017a-0000");
   // The readers return NFC: a decomposed file reads as its composed form.
   const auto dir = ::testing::TempDir();
   std::ofstream(dir + "/nfd.txt") << "Cafe\u0301\n";

@@ -25,8 +25,7 @@ TEST_P(GradCheck, ThroughTwentyStepsWithPadding) {
   gradcheck(loss, vars, GetParam());
 }
 
-INSTANTIATE_TEST_SUITE_P(Cells, GradCheck,
-                         ::testing::ValuesIn(rnnkit_test::all_cells()),
+INSTANTIATE_TEST_SUITE_P(Cells, GradCheck, ::testing::ValuesIn(rnnkit_test::all_cells()),
                          rnnkit_test::param_name);
 
 TEST(GradCheckDeep, BidirectionalStackWithVariationalDropout) {

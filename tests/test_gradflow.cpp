@@ -8,7 +8,8 @@ using namespace rnnkit;
 
 TEST(GradFlow, VanillaGradientAtTheStartIsOrdersOfMagnitudeBelowTheLstms) {
   const int64_t T = 100;
-  const auto rnn = gradflow::gradient_norms({"rnn", Init::kUniform, rnnkit::nullopt}, T, 8, 8, 32, 1);
+  const auto rnn =
+      gradflow::gradient_norms({"rnn", Init::kUniform, rnnkit::nullopt}, T, 8, 8, 32, 1);
   const auto lstm = gradflow::gradient_norms({"lstm", Init::kUniform, 1.0}, T, 8, 8, 32, 1);
   ASSERT_EQ(rnn.da.size(), static_cast<size_t>(T));
   // The same loss on the same last step: the two start from the same kind of signal...

@@ -37,10 +37,12 @@ std::string tiny_lm(const std::string& dir, const std::string& extra = "") {
   for (int i = 0; i < 40; ++i) text += "the cat sat on the mat " + std::to_string(i % 5) + "\n";
   write_file(dir, "train.txt", text);
   write_file(dir, "valid.txt", text.substr(0, 300));
-  return write_file(dir, "lm.toml",
-                    "[data]\nlevel = \"char\"\ntrain = \"train.txt\"\nvalid = \"valid.txt\"\nbptt = 8\n"
-                    "[model]\ncell = \"lstm\"\nembedding_size = 8\nhidden_size = 16\n"
-                    "[train]\nepochs = 1\nbatch_size = 4\nlearning_rate = 0.01\nseed = 3\n" + extra);
+  return write_file(
+      dir, "lm.toml",
+      "[data]\nlevel = \"char\"\ntrain = \"train.txt\"\nvalid = \"valid.txt\"\nbptt = 8\n"
+      "[model]\ncell = \"lstm\"\nembedding_size = 8\nhidden_size = 16\n"
+      "[train]\nepochs = 1\nbatch_size = 4\nlearning_rate = 0.01\nseed = 3\n" +
+          extra);
 }
 
 std::string read_all(const std::string& path) {
@@ -51,12 +53,15 @@ std::string read_all(const std::string& path) {
 /// A quadratic task whose evaluation can raise a signal part-way and then polls for stops.
 class EvalTask : public app::Task {
  public:
-  explicit EvalTask(int signal_in_eval = 0) : signal_(signal_in_eval), lin_(torch::nn::Linear(2, 1)) {}
+  explicit EvalTask(int signal_in_eval = 0)
+      : signal_(signal_in_eval), lin_(torch::nn::Linear(2, 1)) {}
   torch::nn::Module& model() override { return *lin_; }
   std::string app_name() const override { return "fake"; }
   std::string architecture() const override { return "linear"; }
   int64_t begin_epoch(int64_t) override { return 3; }
-  app::BatchLoss train_batch(int64_t) override { return {lin_->forward(torch::ones({4, 2})).pow(2).mean(), 4}; }
+  app::BatchLoss train_batch(int64_t) override {
+    return {lin_->forward(torch::ones({4, 2})).pow(2).mean(), 4};
+  }
   app::Metrics evaluate() override {
     for (int batch = 0; batch < 100; ++batch) {
       app::throw_if_stopped();
@@ -84,13 +89,16 @@ TEST(Hardening, ThreadCountsAreBoundedAndFollowAffinityAndOmp) {
   ::unsetenv("OMP_NUM_THREADS");
   EXPECT_EQ(app::resolve_threads(0), cores);
   EXPECT_EQ(app::resolve_threads(1), 1);
-  expect_message<std::invalid_argument>([] { app::resolve_threads(-1); }, {"--threads must be 0", "got -1"});
-  expect_message<std::invalid_argument>([] { app::resolve_threads(100000); },
-                                        {"--threads 100000 is far above", "core(s) this process may use"});
+  expect_message<std::invalid_argument>([] { app::resolve_threads(-1); },
+                                        {"--threads must be 0", "got -1"});
+  expect_message<std::invalid_argument>(
+      [] { app::resolve_threads(100000); },
+      {"--threads 100000 is far above", "core(s) this process may use"});
   ::setenv("OMP_NUM_THREADS", "1", 1);
   EXPECT_EQ(app::resolve_threads(0), 1) << "OMP_NUM_THREADS is the default when set";
   ::setenv("OMP_NUM_THREADS", "lots", 1);
-  expect_message<std::invalid_argument>([] { app::resolve_threads(0); }, {"OMP_NUM_THREADS='lots'"});
+  expect_message<std::invalid_argument>([] { app::resolve_threads(0); },
+                                        {"OMP_NUM_THREADS='lots'"});
   ::unsetenv("OMP_NUM_THREADS");
 }
 
@@ -161,7 +169,8 @@ TEST(Hardening, TrainRefusesToOverwriteARunUnlessAsked) {
 
 TEST(Hardening, StaleTempFilesOfAKilledWriterAreRemovedAndNamesAreUnique) {
   const auto dir = temp_dir("stale");
-  const auto a = app::unique_temp_path(dir + "/last.pt"), b = app::unique_temp_path(dir + "/last.pt");
+  const auto a = app::unique_temp_path(dir + "/last.pt"),
+             b = app::unique_temp_path(dir + "/last.pt");
   EXPECT_NE(a, b);
   write_file(dir, fs::path(a).filename().string(), "half a checkpoint");
   app::TrainOptions o;
@@ -249,18 +258,22 @@ TEST(Hardening, ADamagedLengthNeverReachesLibTorch) {
   // and is checked first, whatever byte is damaged.
   const auto dir = temp_dir("header");
   const auto path = (fs::path(dir) / "c.pt").string();
-  app::write_checkpoint(path, "lm", "a", [](torch::serialize::OutputArchive& a) { app::put_int(a, "x", 1); });
+  app::write_checkpoint(path, "lm", "a",
+                        [](torch::serialize::OutputArchive& a) { app::put_int(a, "x", 1); });
   const std::string good = read_all(path);
   ASSERT_EQ(good.substr(0, 8), "RNNKITCK");
-  for (size_t at : {size_t{30}, good.size() / 3, good.size() - 30}) {  // zip header, middle, central directory
+  for (size_t at :
+       {size_t{30}, good.size() / 3, good.size() - 30}) {  // zip header, middle, central directory
     std::string bad = good;
     bad[at] = static_cast<char>(bad[at] ^ 0x40);
     const auto p = write_file(dir, "bad.pt", bad);
-    expect_message<app::CheckpointError>([&] { app::open_checkpoint(p, "lm", ""); }, {"checksum mismatch"});
+    expect_message<app::CheckpointError>([&] { app::open_checkpoint(p, "lm", ""); },
+                                         {"checksum mismatch"});
   }
   std::string longer = good + "tail";
-  expect_message<app::CheckpointError>([&] { app::open_checkpoint(write_file(dir, "long.pt", longer), "lm", ""); },
-                                       {"longer than it says"});
+  expect_message<app::CheckpointError>(
+      [&] { app::open_checkpoint(write_file(dir, "long.pt", longer), "lm", ""); },
+      {"longer than it says"});
 }
 
 TEST(Hardening, DivergenceWithoutACheckpointSaysSo) {
@@ -273,8 +286,9 @@ TEST(Hardening, DivergenceWithoutACheckpointSaysSo) {
     }
   } t;
   app::TrainOptions o;
-  expect_message<app::TrainingDiverged>([&] { app::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n"); },
-                                        {"loss is nan at step 1", "no checkpoint was written"});
+  expect_message<app::TrainingDiverged>(
+      [&] { app::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n"); },
+      {"loss is nan at step 1", "no checkpoint was written"});
 }
 
 TEST(Hardening, LongLinesAreScoredInChunksWithTheSameResult) {
@@ -293,14 +307,17 @@ TEST(Hardening, LongLinesAreScoredInChunksWithTheSameResult) {
   const auto logp = torch::log_softmax(m.model->forward(x).logits.squeeze(1).to(torch::kDouble), 1);
   EXPECT_EQ(chunked.tokens, static_cast<int64_t>(line.size()));
   // float32 sums in another order: equal to about 1e-9 of the total.
-  EXPECT_NEAR(chunked.logprob, logp.gather(1, y).sum().item<double>(), 1e-8 * std::abs(chunked.logprob));
+  EXPECT_NEAR(chunked.logprob, logp.gather(1, y).sum().item<double>(),
+              1e-8 * std::abs(chunked.logprob));
 }
 
 TEST(Hardening, TextReadersRefuseNulBytesAndDirectories) {
   const auto dir = temp_dir("nul");
   const auto path = write_file(dir, "nul.txt", std::string("fine\nbad\0line\n", 14));
-  expect_message<data::DataError>([&] { data::read_text(path); }, {"nul.txt:2", "NUL byte at byte 4"});
-  expect_message<data::DataError>([&] { data::LineReader r(dir); }, {"is a directory; expected a text file"});
+  expect_message<data::DataError>([&] { data::read_text(path); },
+                                  {"nul.txt:2", "NUL byte at byte 4"});
+  expect_message<data::DataError>([&] { data::LineReader r(dir); },
+                                  {"is a directory; expected a text file"});
   const auto conll = write_file(dir, "nul.conll", std::string("a O\nb\0 O\n", 10));
   expect_message<data::DataError>([&] { data::read_conll(conll); }, {"nul.conll:2", "NUL byte"});
 }
@@ -311,8 +328,9 @@ TEST(Hardening, FuzzFindingsStayFixed) {
   // indexed (undefined behaviour). It is a sentence break now.
   const auto crs = write_file(dir, "cr.conll", "a O\n\r\r\r\nb O\n");
   EXPECT_EQ(data::read_conll(crs).size(), 2u);
-  expect_message<data::DataError>([&] { data::read_conll(write_file(dir, "e.conll", "a O\n\tO\n")); },
-                                  {"e.conll:2", "empty token in column 1"});
+  expect_message<data::DataError>(
+      [&] { data::read_conll(write_file(dir, "e.conll", "a O\n\tO\n")); },
+      {"e.conll:2", "empty token in column 1"});
   // UBSan: the Kneser-Ney n-gram stepped a null history pointer (an empty history).
   const std::vector<std::string> words{"a", "b", "a", "c"};
   lm::NGramModel kn(3, lm::Smoothing::kKneserNey, 0, data::Vocab::build(words));
@@ -330,16 +348,17 @@ TEST(Hardening, ConfigMessagesSayWhatIsWrong) {
   expect_message<app::ConfigError>([&] { app::ConfigReader r(dir); }, {"is a directory"});
   app::ConfigReader seed(tiny_lm(dir), {"train.seed=-5"});
   seed.set_origin("train.seed", "--seed");
-  expect_message<app::ConfigError>([&] { lm::LMConfig::read(seed); }, {"--seed: must be in [0, inf], got -5"});
+  expect_message<app::ConfigError>([&] { lm::LMConfig::read(seed); },
+                                   {"--seed: must be in [0, inf], got -5"});
 }
 
 TEST(Hardening, TagSchemesAreCheckedNotSilentlyRepaired) {
   const auto dir = temp_dir("schemes");
   const auto iob2 = write_file(dir, "x.conll", "John B-PER\nSmith I-PER\n\nin O\nParis I-LOC\n");
   const auto sentences = data::read_conll(iob2);
-  expect_message<data::DataError>([&] { data::check_tags(sentences, data::TagScheme::kIOB2, iob2); },
-                                  {"x.conll:5", "'I-LOC' follows 'O'", "IOB2 entity starts with B-",
-                                   "data.repair_tags"});
+  expect_message<data::DataError>(
+      [&] { data::check_tags(sentences, data::TagScheme::kIOB2, iob2); },
+      {"x.conll:5", "'I-LOC' follows 'O'", "IOB2 entity starts with B-", "data.repair_tags"});
   auto repaired = sentences;
   EXPECT_EQ(data::repair_tags(repaired, data::TagScheme::kIOB2), 1);
   EXPECT_EQ(repaired[1].tags[1], "B-LOC");
@@ -353,30 +372,34 @@ TEST(Hardening, TagSchemesAreCheckedNotSilentlyRepaired) {
   EXPECT_NE(guess.reason.find("x.conll:5"), std::string::npos) << guess.reason;
   // The NER app: declared iob2 with an I- start is refused at its line; repair_tags warns.
   write_file(dir, "dev.conll", "Anna B-PER\nwent O\n");
-  const auto cfg = write_file(dir, "ner.toml",
-                              "[data]\ntrain = \"x.conll\"\nvalid = \"dev.conll\"\nscheme = \"iob2\"\n"
-                              "[model]\nhidden_size = 4\nword_embedding_size = 4\nchar_features = \"none\"\n"
-                              "[train]\nepochs = 1\n");
+  const auto cfg =
+      write_file(dir, "ner.toml",
+                 "[data]\ntrain = \"x.conll\"\nvalid = \"dev.conll\"\nscheme = \"iob2\"\n"
+                 "[model]\nhidden_size = 4\nword_embedding_size = 4\nchar_features = \"none\"\n"
+                 "[train]\nepochs = 1\n");
   app::ConfigReader strict(cfg);
   expect_message<data::DataError>([&] { ner::train(strict, rnnkit_test::quiet_run(dir + "/run")); },
                                   {"x.conll:5", "invalid iob2 tags"});
   app::ConfigReader lenient(cfg, {"data.repair_tags=true"});
   testing::internal::CaptureStderr();
   ner::train(lenient, rnnkit_test::quiet_run(dir + "/run2"));
-  EXPECT_NE(testing::internal::GetCapturedStderr().find("repaired 1 tag(s) that broke the iob2 scheme"),
-            std::string::npos);
+  EXPECT_NE(
+      testing::internal::GetCapturedStderr().find("repaired 1 tag(s) that broke the iob2 scheme"),
+      std::string::npos);
 }
 
 TEST(Hardening, RareLabelsAndUnknownWordsGetWarnings) {
   const auto dir = temp_dir("warnings");
   std::string tsv;
-  for (int i = 0; i < 40; ++i) tsv += std::string(i % 2 ? "1" : "0") + "\tsome text " + std::to_string(i) + "\n";
+  for (int i = 0; i < 40; ++i)
+    tsv += std::string(i % 2 ? "1" : "0") + "\tsome text " + std::to_string(i) + "\n";
   tsv += "positive\ta typo label\n";
   write_file(dir, "t.tsv", tsv);
   write_file(dir, "v.tsv", "0\tsome text\n1\tother text\n");
-  const auto cfg = write_file(dir, "s.toml",
-                              "[data]\nformat = \"tsv\"\ntrain = \"t.tsv\"\nvalid = \"v.tsv\"\n"
-                              "[model]\nembedding_size = 4\nhidden_size = 4\n[train]\nepochs = 1\n");
+  const auto cfg =
+      write_file(dir, "s.toml",
+                 "[data]\nformat = \"tsv\"\ntrain = \"t.tsv\"\nvalid = \"v.tsv\"\n"
+                 "[model]\nembedding_size = 4\nhidden_size = 4\n[train]\nepochs = 1\n");
   app::ConfigReader c(cfg);
   testing::internal::CaptureStderr();
   sentiment::train(c, rnnkit_test::quiet_run(dir + "/run"));
@@ -390,20 +413,25 @@ TEST(Hardening, RareLabelsAndUnknownWordsGetWarnings) {
                                       data::split_code_points("zzzz yyyy xxxx\n"));
   EXPECT_GT(lm::unk_rate(data::Vocab::build(data::split_code_points("ab \n")), data), 0.7);
   testing::internal::CaptureStderr();
-  lm::report_unk_rate("valid.txt", data::Vocab::build(data::split_code_points("ab \n")), data, true);
-  EXPECT_NE(testing::internal::GetCapturedStderr().find("% of the tokens of valid.txt are <unk>"), std::string::npos);
+  lm::report_unk_rate("valid.txt", data::Vocab::build(data::split_code_points("ab \n")), data,
+                      true);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("% of the tokens of valid.txt are <unk>"),
+            std::string::npos);
 }
 
 TEST(Hardening, CrossValidationChecksEveryFoldBeforeTraining) {
   const auto dir = temp_dir("cvcheck");
   std::string tsv;
-  for (int i = 0; i < 7; ++i) tsv += std::string(i % 2 ? "1" : "0") + "\ttext " + std::to_string(i) + "\n";
+  for (int i = 0; i < 7; ++i)
+    tsv += std::string(i % 2 ? "1" : "0") + "\ttext " + std::to_string(i) + "\n";
   write_file(dir, "t.tsv", tsv);
-  const auto cfg = write_file(dir, "s.toml",
-                              "[data]\nformat = \"tsv\"\ntrain = \"t.tsv\"\nfolds = 5\n"
-                              "[model]\nembedding_size = 4\nhidden_size = 4\n[train]\nepochs = 1\n");
+  const auto cfg =
+      write_file(dir, "s.toml",
+                 "[data]\nformat = \"tsv\"\ntrain = \"t.tsv\"\nfolds = 5\n"
+                 "[model]\nembedding_size = 4\nhidden_size = 4\n[train]\nepochs = 1\n");
   app::ConfigReader c(cfg);
-  expect_message<app::ConfigError>([&] { sentiment::cross_validate(c, rnnkit_test::quiet_run(dir + "/cv")); },
-                                   {"7 examples are too few for 5-fold"});
+  expect_message<app::ConfigError>(
+      [&] { sentiment::cross_validate(c, rnnkit_test::quiet_run(dir + "/cv")); },
+      {"7 examples are too few for 5-fold"});
   EXPECT_FALSE(fs::exists(dir + "/cv/fold1")) << "nothing trained, nothing left on disk";
 }

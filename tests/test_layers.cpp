@@ -21,7 +21,8 @@ TEST_P(EveryCellLayer, PaddedBatchEqualsEachSequenceAlone) {
   auto batch = rnn->forward(x, torch::tensor(lens, torch::kLong));
   (batch.output * R).sum().backward();
   std::vector<Tensor> batch_grads;
-  for (auto& p : rnn->parameters()) batch_grads.push_back(p.grad().clone()), p.mutable_grad().zero_();
+  for (auto& p : rnn->parameters())
+    batch_grads.push_back(p.grad().clone()), p.mutable_grad().zero_();
 
   for (int64_t b = 0; b < B; ++b) {
     const int64_t L = lens[b];
@@ -46,8 +47,7 @@ TEST_P(EveryCellLayer, PaddedBatchEqualsEachSequenceAlone) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cells, EveryCellLayer,
-                         ::testing::ValuesIn(rnnkit_test::all_cells()),
+INSTANTIATE_TEST_SUITE_P(Cells, EveryCellLayer, ::testing::ValuesIn(rnnkit_test::all_cells()),
                          rnnkit_test::param_name);
 
 TEST(Layers, ReverseStartsAtTheLastRealToken) {

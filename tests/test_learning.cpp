@@ -51,6 +51,5 @@ TEST_P(Learning, DelayedCopyWithinAStepCap) {
   EXPECT_GE(accuracy, 0.98) << GetParam() << " after " << step << " steps";
 }
 
-INSTANTIATE_TEST_SUITE_P(Cells, Learning,
-                         ::testing::ValuesIn(rnnkit_test::all_cells()),
+INSTANTIATE_TEST_SUITE_P(Cells, Learning, ::testing::ValuesIn(rnnkit_test::all_cells()),
                          rnnkit_test::param_name);

@@ -48,7 +48,8 @@ std::string data_file(const std::string& name) {
   return (fs::path(RNNKIT_SOURCE_DIR) / "tests" / "data" / name).string();
 }
 
-ner::Conlleval eval_one(const std::vector<std::string>& gold, const std::vector<std::string>& guessed) {
+ner::Conlleval eval_one(const std::vector<std::string>& gold,
+                        const std::vector<std::string>& guessed) {
   ner::Conlleval ev;
   ev.add(gold, guessed);
   return ev;
@@ -141,7 +142,8 @@ TEST(TagSchemes, AllowedTransitions) {
   EXPECT_TRUE(allowed_transition("O", "I-PER", TagScheme::kIO));
 
   const auto tags = ner::tag_inventory({"LOC", "PER"}, TagScheme::kIOBES);
-  EXPECT_EQ(tags, (std::vector<std::string>{"O", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "B-PER", "I-PER", "E-PER", "S-PER"}));
+  EXPECT_EQ(tags, (std::vector<std::string>{"O", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "B-PER",
+                                            "I-PER", "E-PER", "S-PER"}));
   const auto k = ner::constraints(tags, TagScheme::kIOBES);
   EXPECT_FALSE(k.allowed[0][2].item<bool>());  // O -> I-LOC
   EXPECT_TRUE(k.allowed[1][3].item<bool>());   // B-LOC -> E-LOC
@@ -210,8 +212,10 @@ TEST(CRF, AgreesWithBruteForceEnumeration) {
         scores.push_back(s);
         if (s > top) top = s, argmax = y;
       }
-      const double ref = torch::logsumexp(torch::tensor(scores, rnnkit_test::f64()), 0).item<double>();
-      EXPECT_NEAR(logz[b].item<double>(), ref, 1e-10) << "b=" << b << " constrained=" << constrained;
+      const double ref =
+          torch::logsumexp(torch::tensor(scores, rnnkit_test::f64()), 0).item<double>();
+      EXPECT_NEAR(logz[b].item<double>(), ref, 1e-10)
+          << "b=" << b << " constrained=" << constrained;
       EXPECT_EQ(best[b], argmax) << "b=" << b << " constrained=" << constrained;
       // score() of that path through the batched code agrees too.
       Tensor tags = torch::zeros({3, T}, torch::kLong);
@@ -231,14 +235,17 @@ TEST(CRF, ViterbiNeverTakesAForbiddenTransition) {
   for (const auto& path : crf->decode(e, lengths)) {
     std::string prev;
     for (auto k : path) {
-      EXPECT_TRUE(data::allowed_transition(prev, names[k], TagScheme::kIOBES)) << prev << " -> " << names[k];
+      EXPECT_TRUE(data::allowed_transition(prev, names[k], TagScheme::kIOBES))
+          << prev << " -> " << names[k];
       prev = names[k];
     }
     EXPECT_TRUE(data::allowed_transition(prev, "", TagScheme::kIOBES)) << prev << " at the end";
   }
   // A forbidden gold path has zero probability: an infinite loss.
   const Tensor bad = torch::tensor({{0, 2}}, torch::kLong);  // O -> I-X
-  EXPECT_TRUE(std::isinf(crf->nll(e.narrow(0, 0, 1).narrow(1, 0, 2), bad, torch::tensor({2}, torch::kLong))[0].item<double>()));
+  EXPECT_TRUE(std::isinf(
+      crf->nll(e.narrow(0, 0, 1).narrow(1, 0, 2), bad, torch::tensor({2}, torch::kLong))[0]
+          .item<double>()));
 }
 
 TEST(CRF, GradientMatchesFiniteDifferences) {
@@ -252,7 +259,9 @@ TEST(CRF, GradientMatchesFiniteDifferences) {
   std::vector<Tensor> vars{e, crf->transitions, crf->start_transitions, crf->end_transitions};
   rnnkit_test::gradcheck(loss, vars, "crf nll");
   // Nothing flows into forbidden transitions.
-  EXPECT_EQ(crf->transitions.grad().masked_select(crf->allowed.logical_not()).abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(
+      crf->transitions.grad().masked_select(crf->allowed.logical_not()).abs().sum().item<double>(),
+      0.0);
 }
 
 TEST(CRF, PaddingDoesNotChangeAnything) {
@@ -262,12 +271,21 @@ TEST(CRF, PaddingDoesNotChangeAnything) {
   const Tensor lengths = torch::tensor({7, 3}, torch::kLong);
   const Tensor alone = e[1].narrow(0, 0, 3).unsqueeze(0);
   const Tensor one = torch::tensor({3}, torch::kLong);
-  EXPECT_NEAR(crf->log_partition(e, lengths)[1].item<double>(), crf->log_partition(alone, one)[0].item<double>(), 1e-12);
+  EXPECT_NEAR(crf->log_partition(e, lengths)[1].item<double>(),
+              crf->log_partition(alone, one)[0].item<double>(), 1e-12);
   EXPECT_EQ(crf->decode(e, lengths)[1], crf->decode(alone, one)[0]);
-  rnnkit_test::expect_error([&] { crf->log_partition(e, torch::tensor({8, 3}, torch::kLong)); }, {"lengths in [1, 7]", "8"});
-  rnnkit_test::expect_error([&] { crf->log_partition(e.narrow(2, 0, 4), lengths); }, {"emissions [B, T, 5]", "[2, 7, 4]"});
-  rnnkit_test::expect_error([&] { crf->set_constraints(torch::ones({4, 4}), torch::ones({5}), torch::ones({5})); },
-                            {"allowed [5, 5]", "[4, 4]"});
+  rnnkit_test::expect_error(
+      [&] {
+        crf->log_partition(e, torch::tensor({8, 3}, torch::kLong));
+      },
+      {"lengths in [1, 7]", "8"});
+  rnnkit_test::expect_error([&] { crf->log_partition(e.narrow(2, 0, 4), lengths); },
+                            {"emissions [B, T, 5]", "[2, 7, 4]"});
+  rnnkit_test::expect_error(
+      [&] {
+        crf->set_constraints(torch::ones({4, 4}), torch::ones({5}), torch::ones({5}));
+      },
+      {"allowed [5, 5]", "[4, 4]"});
 }
 
 namespace {
@@ -278,7 +296,8 @@ ner::TaggerBatch tiny_batch() {
   b.words = torch::tensor({5, 6, 7, 8, 9, 4, 0, 0}, torch::kLong).view({2, 4});
   b.casing = torch::tensor({1, 3, 4, 5, 5, 3, 0, 0}, torch::kLong).view({2, 4});
   b.lengths = torch::tensor({4, 2}, torch::kLong);
-  b.chars = torch::tensor({4, 5, 6, 4, 7, 0, 8, 0, 0, 9, 10, 11, 5, 5, 0, 6, 0, 0}, torch::kLong).view({6, 3});
+  b.chars = torch::tensor({4, 5, 6, 4, 7, 0, 8, 0, 0, 9, 10, 11, 5, 5, 0, 6, 0, 0}, torch::kLong)
+                .view({6, 3});
   b.char_lengths = torch::tensor({3, 2, 1, 3, 2, 1}, torch::kLong);
   b.positions = torch::tensor({0, 1, 2, 3, 4, 5}, torch::kLong);
   b.tags = torch::tensor({1, 2, 3, 0, 4, 0, 0, 0}, torch::kLong).view({2, 4});
@@ -308,9 +327,16 @@ TEST_P(TaggerVariants, Float64PaddingAndGradients) {
   const std::string v = GetParam();
   torch::manual_seed(8);
   auto o = ner::TaggerOptions(12, 12, 5, v == "gru_softmax" ? "gru" : "lstm")
-               .word_embedding_size(4).char_embedding_size(3).char_hidden_size(3).casing_size(2)
-               .hidden_size(3).num_layers(2).dropout(0.0)
-               .char_features(v == "cnn" ? ner::CharFeatures::kCNN : v == "rnn" ? ner::CharFeatures::kRNN : ner::CharFeatures::kNone)
+               .word_embedding_size(4)
+               .char_embedding_size(3)
+               .char_hidden_size(3)
+               .casing_size(2)
+               .hidden_size(3)
+               .num_layers(2)
+               .dropout(0.0)
+               .char_features(v == "cnn"   ? ner::CharFeatures::kCNN
+                              : v == "rnn" ? ner::CharFeatures::kRNN
+                                           : ner::CharFeatures::kNone)
                .decoder(v == "gru_softmax" ? ner::Decoder::kSoftmax : ner::Decoder::kCRF);
   ner::Tagger m(o);
   m->to(torch::kDouble);
@@ -329,7 +355,8 @@ TEST_P(TaggerVariants, Float64PaddingAndGradients) {
   if (m->crf) vars.push_back(m->crf->end_transitions);
   rnnkit_test::gradcheck(loss, vars, "tagger " + v);
 }
-INSTANTIATE_TEST_SUITE_P(Ner, TaggerVariants, ::testing::Values("cnn", "rnn", "none", "gru_softmax"));
+INSTANTIATE_TEST_SUITE_P(Ner, TaggerVariants,
+                         ::testing::Values("cnn", "rnn", "none", "gru_softmax"));
 
 TEST(NerText, TokenizerFollowsConllConventions) {
   const std::string line = "Mr. Smith's car (a \"Ford\") isn't in the U.S. today, said J. Doe.";
@@ -338,8 +365,10 @@ TEST(NerText, TokenizerFollowsConllConventions) {
     toks.push_back(t.text);
     EXPECT_EQ(line.substr(t.begin, t.end - t.begin), t.text);
   }
-  EXPECT_EQ(toks, (std::vector<std::string>{"Mr", ".", "Smith", "'s", "car", "(", "a", "\"", "Ford", "\"", ")", "is",
-                                            "n't", "in", "the", "U.S.", "today", ",", "said", "J.", "Doe", "."}));
+  EXPECT_EQ(toks,
+            (std::vector<std::string>{"Mr",    ".",  "Smith", "'s", "car", "(",  "a",   "\"",
+                                      "Ford",  "\"", ")",     "is", "n't", "in", "the", "U.S.",
+                                      "today", ",",  "said",  "J.", "Doe", "."}));
   EXPECT_TRUE(data::tokenize_ptb("   ").empty());
   EXPECT_EQ(data::code_point_offset("Zoë a", 4), 3u);  // ë is two bytes
   EXPECT_EQ(ner::casing("1996"), ner::kNumeric);
@@ -362,8 +391,8 @@ std::string toy_conll(int n, int seed) {
   std::string s = "-DOCSTART- -X- O O\n\n";
   for (int i = 0; i < n; ++i) {
     const int a = (i * 7 + seed) % 8, b = (i * 3 + seed) % 6, c = (i * 5 + 1 + seed) % 8;
-    s += std::string("we O\nmet O\n") + people[a] + " I-PER\n" + "Smith I-PER\n" + "in O\n" + places[b] +
-         " I-LOC\n";
+    s += std::string("we O\nmet O\n") + people[a] + " I-PER\n" + "Smith I-PER\n" + "in O\n" +
+         places[b] + " I-LOC\n";
     if (i % 3 == 0) s += std::string(places[(b + 1) % 6]) + " B-LOC\n";
     s += std::string("with O\n") + people[c] + " I-PER\n. O\n\n";
   }
@@ -376,18 +405,20 @@ std::string toy_config(const std::string& dir, const std::string& extra = "") {
   return rnnkit_test::write_file(
       dir, "ner.toml",
       "[data]\ntrain = \"train.conll\"\nvalid = \"dev.conll\"\n"
-      "[model]\nword_embedding_size = 8\nchar_embedding_size = 4\nchar_hidden_size = 4\ncasing_size = 2\n"
-      "hidden_size = 8\ndropout = 0.0\n" + extra +
-      "[train]\nepochs = 8\nbatch_size = 8\nlearning_rate = 0.02\nseed = 3\n");
+      "[model]\nword_embedding_size = 8\nchar_embedding_size = 4\nchar_hidden_size = "
+      "4\ncasing_size = 2\n"
+      "hidden_size = 8\ndropout = 0.0\n" +
+          extra + "[train]\nepochs = 8\nbatch_size = 8\nlearning_rate = 0.02\nseed = 3\n");
 }
 
 }  // namespace
 
 TEST(NerModel, CasingClassesAreUnicodeAware) {
   EXPECT_EQ(ner::casing("\u0391\u0398\u0397\u039d\u0391"), ner::casing("ATHENS"));  // all upper
-  EXPECT_EQ(ner::casing("\u0141\u00f3d\u017a"), ner::casing("Paris"));               // initial upper
-  EXPECT_EQ(ner::casing("\u043f\u0440\u0438\u0432\u0435\u0442"), ner::casing("hello"));  // all lower
-  EXPECT_EQ(ner::casing("\u0663\u0664"), ner::casing("34"));                           // numeric
+  EXPECT_EQ(ner::casing("\u0141\u00f3d\u017a"), ner::casing("Paris"));              // initial upper
+  EXPECT_EQ(ner::casing("\u043f\u0440\u0438\u0432\u0435\u0442"),
+            ner::casing("hello"));                            // all lower
+  EXPECT_EQ(ner::casing("\u0663\u0664"), ner::casing("34"));  // numeric
   EXPECT_NE(ner::casing("ATHENS"), ner::casing("Paris"));
 }
 
@@ -403,8 +434,10 @@ TEST(NerApp, TrainsEvaluatesAndPredictsInTheInputScheme) {
   const auto ev = ner::evaluate(m, dir + "/dev.conll", torch::kCPU);
   EXPECT_NEAR(ev.f1(), r.best.get("val_f1"), 1e-12) << "eval reproduces the validation score";
   // Output in IOB1: "Oslo Lima" as two adjacent places gets I-LOC B-LOC back.
-  const auto tags = m.tag({{"we", "met", "Anna", "Smith", "in", "Oslo", "Lima", "with", "Boris", "."}}, torch::kCPU);
-  EXPECT_EQ(tags[0], (std::vector<std::string>{"O", "O", "I-PER", "I-PER", "O", "I-LOC", "B-LOC", "O", "I-PER", "O"}));
+  const auto tags = m.tag(
+      {{"we", "met", "Anna", "Smith", "in", "Oslo", "Lima", "with", "Boris", "."}}, torch::kCPU);
+  EXPECT_EQ(tags[0], (std::vector<std::string>{"O", "O", "I-PER", "I-PER", "O", "I-LOC", "B-LOC",
+                                               "O", "I-PER", "O"}));
   // Inside, the model speaks IOBES.
   const auto internal = m.tag_internal({{"we", "met", "Anna", "Smith", "in", "Oslo"}}, torch::kCPU);
   EXPECT_EQ(internal[0], (std::vector<std::string>{"O", "O", "B-PER", "E-PER", "O", "S-LOC"}));
@@ -417,20 +450,25 @@ TEST(NerApp, BinaryNameTagsThroughRenaming) {
   const char* first[] = {"Harry", "Hermione", "Ron", "Luna", "Neville", "Ginny"};
   const char* last[] = {"Potter", "Granger", "Weasley", "Lovegood", "Longbottom"};
   for (int i = 0; i < 60; ++i) {
-    text += std::string(first[i % 6]) + "\t1\n" + last[i % 5] + "\t1\nand\t0\n" + first[(i + 2) % 6] + "\t1\n" +
-            last[(i + 3) % 5] + "\t1\ninvented\t0\na\t0\nnew\t0\nspell\t0\n\n";
+    text += std::string(first[i % 6]) + "\t1\n" + last[i % 5] + "\t1\nand\t0\n" +
+            first[(i + 2) % 6] + "\t1\n" + last[(i + 3) % 5] +
+            "\t1\ninvented\t0\na\t0\nnew\t0\nspell\t0\n\n";
   }
   rnnkit_test::write_file(dir, "names.txt", text);
   const auto cfg = rnnkit_test::write_file(
       dir, "b.toml",
-      "[data]\ntrain = \"names.txt\"\nvalid = \"names.txt\"\nscheme = \"io\"\nrename_tags = [\"1=I-NAME\", \"0=O\"]\n"
-      "[model]\nword_embedding_size = 8\nchar_features = \"none\"\ncasing_size = 2\nhidden_size = 8\ndropout = 0.0\n"
+      "[data]\ntrain = \"names.txt\"\nvalid = \"names.txt\"\nscheme = \"io\"\nrename_tags = "
+      "[\"1=I-NAME\", \"0=O\"]\n"
+      "[model]\nword_embedding_size = 8\nchar_features = \"none\"\ncasing_size = 2\nhidden_size = "
+      "8\ndropout = 0.0\n"
       "[train]\nepochs = 4\nbatch_size = 8\nlearning_rate = 0.02\nseed = 1\n");
   app::ConfigReader config(cfg);
   const auto r = ner::train(config, rnnkit_test::quiet_run(dir + "/run"));
   EXPECT_GE(r.best.get("val_f1"), 0.95);
   auto m = ner::load_model(dir + "/run/best.pt", torch::kCPU);
-  const auto tags = m.tag({{"Harry", "Potter", "and", "Hermione", "Granger", "invented", "a", "new", "spell"}}, torch::kCPU);
+  const auto tags =
+      m.tag({{"Harry", "Potter", "and", "Hermione", "Granger", "invented", "a", "new", "spell"}},
+            torch::kCPU);
   std::vector<std::string> file_tags;
   for (const auto& t : tags[0]) file_tags.push_back(m.config.unrename(t));
   EXPECT_EQ(file_tags, (std::vector<std::string>{"1", "1", "0", "1", "1", "0", "0", "0", "0"}));
@@ -458,30 +496,40 @@ TEST(NerApp, BadInputNamesFileLineAndExpectation) {
   const auto cfg = toy_config(dir, "tag_scheme = \"iobes\"\n");
   rnnkit_test::write_file(dir, "dev.conll", "Anna I-PER\nSmith X-PER\n");
   app::ConfigReader config(cfg);
-  rnnkit_test::expect_message<data::DataError>([&] { ner::train(config, rnnkit_test::quiet_run(dir + "/run")); },
-                                               {"dev.conll:2", "X-PER", "iob1"});
-  const auto bad = rnnkit_test::write_file(dir, "bad.toml", "[data]\ntrain = \"train.conll\"\nvalid = \"dev.conll\"\n"
-                                                           "[model]\ndecoder = \"hmm\"\n");
+  rnnkit_test::expect_message<data::DataError>(
+      [&] { ner::train(config, rnnkit_test::quiet_run(dir + "/run")); },
+      {"dev.conll:2", "X-PER", "iob1"});
+  const auto bad =
+      rnnkit_test::write_file(dir, "bad.toml",
+                              "[data]\ntrain = \"train.conll\"\nvalid = \"dev.conll\"\n"
+                              "[model]\ndecoder = \"hmm\"\n");
   app::ConfigReader c2(bad);
-  rnnkit_test::expect_message<app::ConfigError>([&] { ner::NerConfig::read(c2); }, {"decoder", "hmm", "crf"});
-  const auto rename = rnnkit_test::write_file(dir, "r.toml", "[data]\ntrain = \"train.conll\"\nvalid = \"dev.conll\"\n"
-                                                             "rename_tags = [\"1:I-NAME\"]\n");
+  rnnkit_test::expect_message<app::ConfigError>([&] { ner::NerConfig::read(c2); },
+                                                {"decoder", "hmm", "crf"});
+  const auto rename =
+      rnnkit_test::write_file(dir, "r.toml",
+                              "[data]\ntrain = \"train.conll\"\nvalid = \"dev.conll\"\n"
+                              "rename_tags = [\"1:I-NAME\"]\n");
   app::ConfigReader c3(rename);
-  rnnkit_test::expect_message<app::ConfigError>([&] { ner::NerConfig::read(c3); }, {"rename_tags", "FILE_TAG=ENTITY_TAG", "1:I-NAME"});
+  rnnkit_test::expect_message<app::ConfigError>([&] { ner::NerConfig::read(c3); },
+                                                {"rename_tags", "FILE_TAG=ENTITY_TAG", "1:I-NAME"});
 }
 
 TEST(NerApp, PretrainedVectorsWithLowercaseFallback) {
   const auto dir = rnnkit_test::temp_dir("ner_pretrained");
   // Case-sensitive word keys: "Anna" finds the vector of "anna" (the lowercase fallback),
   // "Smith" its own; other words keep random vectors.
-  rnnkit_test::write_file(dir, "vec.txt",
-                          "anna 1 2 3 4 5 6 7 8\nSmith -1 -2 -3 -4 -5 -6 -7 -8\nsmith 9 9 9 9 9 9 9 9\n");
+  rnnkit_test::write_file(
+      dir, "vec.txt",
+      "anna 1 2 3 4 5 6 7 8\nSmith -1 -2 -3 -4 -5 -6 -7 -8\nsmith 9 9 9 9 9 9 9 9\n");
   const auto cfg = toy_config(dir, "pretrained = \"vec.txt\"\n");
-  app::ConfigReader config(cfg, {"data.lowercase=false", "train.optimizer=\"sgd\"", "train.learning_rate=1e-12",
-                                 "train.epochs=1"});
+  app::ConfigReader config(cfg, {"data.lowercase=false", "train.optimizer=\"sgd\"",
+                                 "train.learning_rate=1e-12", "train.epochs=1"});
   ner::train(config, rnnkit_test::quiet_run(dir + "/run"));
   auto m = ner::load_model(dir + "/run/last.pt", torch::kCPU);
-  const auto row = [&](const std::string& w) { return m.model->words->weight[m.lexicon.words.id(w)]; };
+  const auto row = [&](const std::string& w) {
+    return m.model->words->weight[m.lexicon.words.id(w)];
+  };
   ASSERT_TRUE(m.lexicon.words.contains("Anna"));
   EXPECT_LE(max_abs_diff(row("Anna"), torch::arange(1, 9, torch::kFloat)), 1e-6);
   EXPECT_LE(max_abs_diff(row("Smith"), -torch::arange(1, 9, torch::kFloat)), 1e-6);
@@ -500,11 +548,18 @@ TEST(NerCuda, CrfAndTaggerOnGpuAgreeWithCpu) {
   auto crf_gpu = std::dynamic_pointer_cast<CRFImpl>(crf->clone(gpu));
   const Tensor e = torch::randn({3, 6, 5}, rnnkit_test::f64());
   const Tensor lengths = torch::tensor({6, 2, 4}, torch::kLong);
-  EXPECT_LE(max_abs_diff(crf->log_partition(e, lengths), crf_gpu->log_partition(e.to(gpu), lengths).cpu()), 1e-10);
+  EXPECT_LE(max_abs_diff(crf->log_partition(e, lengths),
+                         crf_gpu->log_partition(e.to(gpu), lengths).cpu()),
+            1e-10);
   EXPECT_EQ(crf->decode(e, lengths), crf_gpu->decode(e.to(gpu), lengths));
 
-  ner::Tagger m(ner::TaggerOptions(12, 12, 5, "lstm").word_embedding_size(4).char_embedding_size(3)
-                    .char_hidden_size(3).casing_size(2).hidden_size(3).dropout(0.0));
+  ner::Tagger m(ner::TaggerOptions(12, 12, 5, "lstm")
+                    .word_embedding_size(4)
+                    .char_embedding_size(3)
+                    .char_hidden_size(3)
+                    .casing_size(2)
+                    .hidden_size(3)
+                    .dropout(0.0));
   m->to(torch::kDouble);
   m->eval();
   auto g = std::dynamic_pointer_cast<ner::TaggerImpl>(m->clone(gpu));

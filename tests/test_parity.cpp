@@ -26,9 +26,8 @@ const std::vector<GateMap>& gate_maps(const std::string& cell) {
                                          {"W_f", "b_f", 1, 1, false},
                                          {"W_c", "b_c", 2, 1, false},
                                          {"W_o", "b_o", 3, 1, false}};
-  static const std::vector<GateMap> gru{{"W_r", "b_r", 0, 1, false},
-                                        {"W_u", "b_u", 1, -1, false},
-                                        {"W_c", "b_c", 2, 1, true}};
+  static const std::vector<GateMap> gru{
+      {"W_r", "b_r", 0, 1, false}, {"W_u", "b_u", 1, -1, false}, {"W_c", "b_c", 2, 1, true}};
   if (cell == "lstm") return lstm;
   if (cell == "gru_reset_after") return gru;
   return rnn;
@@ -193,11 +192,14 @@ TEST_P(TorchParity, OutputsStatesAndGradientsAgree) {
 
   const Tensor x_theirs = x.clone().requires_grad_(true), x_ours = x.clone().requires_grad_(true);
   Result r;
-  if (lstm) r = run_lstm(lstm, x_theirs, lengths, h0, c0);
-  else if (gru) r = run_packed_or_padded(gru, x_theirs, lengths, h0);
-  else r = run_packed_or_padded(rnn, x_theirs, lengths, h0);
-  const auto o = ours->forward(x_ours, lengths,
-                               h0.defined() ? unstack_states(h0, c0) : std::vector<State>{});
+  if (lstm)
+    r = run_lstm(lstm, x_theirs, lengths, h0, c0);
+  else if (gru)
+    r = run_packed_or_padded(gru, x_theirs, lengths, h0);
+  else
+    r = run_packed_or_padded(rnn, x_theirs, lengths, h0);
+  const auto o =
+      ours->forward(x_ours, lengths, h0.defined() ? unstack_states(h0, c0) : std::vector<State>{});
 
   EXPECT_LE(max_abs_diff(o.output, r.out), kTol);
   EXPECT_LE(max_abs_diff(o.a_n(), r.h), kTol);

@@ -36,7 +36,8 @@ std::string tiny_config(const std::string& dir, const std::string& extra = "") {
              "[data]\nformat = \"class_files\"\nclasses = [\"pos\", \"neg\"]\n"
              "train = [\"x.pos\", \"x.neg\"]\nfolds = 3\n"
              "[model]\nembedding_size = 8\nhidden_size = 8\ndropout = 0.0\n"
-             "[train]\nepochs = 6\nbatch_size = 8\nlearning_rate = 0.02\nseed = 2\n" + extra);
+             "[train]\nepochs = 6\nbatch_size = 8\nlearning_rate = 0.02\nseed = 2\n" +
+                 extra);
 }
 
 }  // namespace
@@ -80,21 +81,27 @@ TEST(Sentiment, ClassificationReportWorkedExample) {
 
 TEST(Sentiment, SummariesUseRealStepsOnly) {
   torch::manual_seed(3);
-  for (const auto pooling : {sentiment::Pooling::kLast, sentiment::Pooling::kMean, sentiment::Pooling::kMax}) {
+  for (const auto pooling :
+       {sentiment::Pooling::kLast, sentiment::Pooling::kMean, sentiment::Pooling::kMax}) {
     auto m = sentiment::Classifier(sentiment::ClassifierOptions(20, 3, "gru")
-                                       .embedding_size(4).hidden_size(5).num_layers(2)
-                                       .bidirectional(true).pooling(pooling));
+                                       .embedding_size(4)
+                                       .hidden_size(5)
+                                       .num_layers(2)
+                                       .bidirectional(true)
+                                       .pooling(pooling));
     m->eval();
     const auto tokens = torch::tensor({5, 6, 7, 8, 9, 10, 0, 0}, torch::kLong).view({2, 4});
     const auto lengths = torch::tensor({4, 2}, torch::kLong);
     const auto batch = m->forward(tokens, lengths);
     // The second sequence alone, without padding, gives the same logits.
-    const auto alone = m->forward(tokens.narrow(0, 1, 1).narrow(1, 0, 2), torch::tensor({2}, torch::kLong));
+    const auto alone =
+        m->forward(tokens.narrow(0, 1, 1).narrow(1, 0, 2), torch::tensor({2}, torch::kLong));
     EXPECT_LE(max_abs_diff(batch.narrow(0, 1, 1), alone), 1e-6);
   }
   // "last" for two directions: the forward state at the last real token, the backward state
   // after reading the first token.
-  auto m = sentiment::Classifier(sentiment::ClassifierOptions(20, 2, "lstm").embedding_size(4).hidden_size(3));
+  auto m = sentiment::Classifier(
+      sentiment::ClassifierOptions(20, 2, "lstm").embedding_size(4).hidden_size(3));
   m->eval();
   const auto tokens = torch::tensor({5, 6, 7, 0}, torch::kLong).view({1, 4});
   const auto lengths = torch::tensor({3}, torch::kLong);
@@ -143,12 +150,14 @@ TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
   // Selection on a tenth of each fold's training part (the default valid_fraction), then the
   // fixed-epoch variant that scores the last epoch.
   for (const char* fraction : {"0.1", "0"}) {
-    app::ConfigReader cvc(tiny_config(dir, "early_stopping = 2\n"), {std::string("data.valid_fraction=") + fraction});
+    app::ConfigReader cvc(tiny_config(dir, "early_stopping = 2\n"),
+                          {std::string("data.valid_fraction=") + fraction});
     const auto out = dir + "/cv" + fraction;
     const auto cv = sentiment::cross_validate(cvc, rnnkit_test::quiet_run(out));
     EXPECT_FALSE(cv.interrupted);
     ASSERT_EQ(cv.accuracy.size(), 3u);
-    for (int k = 1; k <= 3; ++k) EXPECT_TRUE(fs::exists(out + "/fold" + std::to_string(k) + "/last.pt"));
+    for (int k = 1; k <= 3; ++k)
+      EXPECT_TRUE(fs::exists(out + "/fold" + std::to_string(k) + "/last.pt"));
     EXPECT_GE(cv.mean_accuracy(), 0.8);
     // Resumed after it finished: the same folds, the same scores, nothing trained again (an
     // early-stopped fold stays stopped).
@@ -164,7 +173,8 @@ TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
     }
     auto again = rnnkit_test::quiet_run(out);
     again.resume = true;
-    app::ConfigReader cvr(tiny_config(dir, "early_stopping = 2\n"), {std::string("data.valid_fraction=") + fraction});
+    app::ConfigReader cvr(tiny_config(dir, "early_stopping = 2\n"),
+                          {std::string("data.valid_fraction=") + fraction});
     EXPECT_EQ(sentiment::cross_validate(cvr, again).accuracy, cv.accuracy);
     EXPECT_EQ(epochs_logged(), before);
   }
@@ -179,20 +189,24 @@ TEST(Sentiment, EnsembleAveragesProbabilities) {
   auto models = sentiment::load_models({dir + "/s2/last.pt", dir + "/s3/last.pt"}, torch::kCPU);
   const std::vector<std::string> texts = {"a good plot", "a bad cast", "and"};
   const auto mean = sentiment::ensemble_probabilities(models, texts, torch::kCPU);
-  const auto a = models[0].probabilities(texts, torch::kCPU), b = models[1].probabilities(texts, torch::kCPU);
+  const auto a = models[0].probabilities(texts, torch::kCPU),
+             b = models[1].probabilities(texts, torch::kCPU);
   EXPECT_GT(max_abs_diff(a, b), 1e-4) << "two seeds, two different models";
   EXPECT_LE(max_abs_diff(mean, (a + b) / 2), 1e-7);
   const auto one = sentiment::evaluate(models[0], {dir + "/x.pos", dir + "/x.neg"}, torch::kCPU);
   const auto both = sentiment::evaluate(models, {dir + "/x.pos", dir + "/x.neg"}, torch::kCPU);
   int64_t n = 0;
-  for (const auto& row : both.confusion) for (auto x : row) n += x;
+  for (const auto& row : both.confusion)
+    for (auto x : row) n += x;
   EXPECT_EQ(n, 120);  // every text of both files, once
   EXPECT_GE(both.accuracy, one.accuracy - 0.1);
 
   app::ConfigReader other(tiny_config(dir), {"data.classes=[\"yes\", \"no\"]", "train.epochs=1"});
   sentiment::train(other, rnnkit_test::quiet_run(dir + "/other"));
   rnnkit_test::expect_message<app::CheckpointError>(
-      [&] { sentiment::load_models({dir + "/s2/last.pt", dir + "/other/last.pt"}, torch::kCPU); },
+      [&] {
+        sentiment::load_models({dir + "/s2/last.pt", dir + "/other/last.pt"}, torch::kCPU);
+      },
       {"other/last.pt: labels no,yes, but", "an ensemble needs the same labels"});
 }
 
@@ -201,12 +215,15 @@ TEST(Sentiment, BiLMLossAgainstStepByStep) {
   torch::manual_seed(4);
   for (const bool bidirectional : {true, false}) {
     auto m = sentiment::Classifier(sentiment::ClassifierOptions(12, 2, "lstm")
-                                       .embedding_size(4).hidden_size(3).bidirectional(bidirectional));
+                                       .embedding_size(4)
+                                       .hidden_size(3)
+                                       .bidirectional(bidirectional));
     sentiment::BiLM lm(m, 12);
     lm->to(torch::kFloat64);
     lm->eval();
     const std::vector<std::vector<int64_t>> texts = {{5, 6, 7, 8}, {9, 10}, {11}};
-    const auto tokens = torch::tensor({5, 6, 7, 8, 9, 10, 0, 0, 11, 0, 0, 0}, torch::kLong).view({3, 4});
+    const auto tokens =
+        torch::tensor({5, 6, 7, 8, 9, 10, 0, 0, 11, 0, 0, 0}, torch::kLong).view({3, 4});
     const auto lengths = torch::tensor({4, 2, 1}, torch::kLong);
     const auto got = lm->loss(tokens, lengths);
 
@@ -215,8 +232,11 @@ TEST(Sentiment, BiLMLossAgainstStepByStep) {
     const int64_t H = 3;
     for (const auto& x : texts) {
       const auto n = static_cast<int64_t>(x.size());
-      const auto a = lm->rnn->forward(lm->embedding->forward(torch::tensor(x, torch::kLong).view({1, n})),
-                                      torch::tensor({n}, torch::kLong)).output[0];  // [n, K*H]
+      const auto a =
+          lm->rnn
+              ->forward(lm->embedding->forward(torch::tensor(x, torch::kLong).view({1, n})),
+                        torch::tensor({n}, torch::kLong))
+              .output[0];                    // [n, K*H]
       for (int64_t t = 0; t + 1 < n; ++t) {  // a→<t> predicts x<t+1>
         const auto logp = torch::log_softmax(lm->forward_head->forward(a[t].narrow(0, 0, H)), 0);
         want -= logp[x[t + 1]].item<double>();
@@ -232,9 +252,11 @@ TEST(Sentiment, BiLMLossAgainstStepByStep) {
     EXPECT_EQ(got.count, bidirectional ? 8 : 4);
     EXPECT_NEAR(got.sum.item<double>(), want, 1e-10);
   }
-  auto deep = sentiment::Classifier(sentiment::ClassifierOptions(12, 2, "gru").num_layers(2).bidirectional(true));
-  rnnkit_test::expect_message<c10::Error>([&] { sentiment::BiLM(deep, 12); },
-                                          {"would see the word it predicts", "got 2 bidirectional layers"});
+  auto deep = sentiment::Classifier(
+      sentiment::ClassifierOptions(12, 2, "gru").num_layers(2).bidirectional(true));
+  rnnkit_test::expect_message<c10::Error>(
+      [&] { sentiment::BiLM(deep, 12); },
+      {"would see the word it predicts", "got 2 bidirectional layers"});
 }
 
 TEST(Sentiment, PretrainThenClassifyAndResumeExactly) {
@@ -267,8 +289,9 @@ TEST(Sentiment, PretrainThenClassifyAndResumeExactly) {
   for (size_t i = 0; i < pa.size(); ++i) EXPECT_EQ(max_abs_diff(pa[i], pb[i]), 0.0) << i;
 
   app::ConfigReader deep(tiny_config(dir, extra), {"model.num_layers=2"});
-  rnnkit_test::expect_message<app::ConfigError>([&] { sentiment::SentimentConfig::read(deep); },
-                                                {"key pretrain.epochs", "would see the word it predicts"});
+  rnnkit_test::expect_message<app::ConfigError>(
+      [&] { sentiment::SentimentConfig::read(deep); },
+      {"key pretrain.epochs", "would see the word it predicts"});
   app::ConfigReader stop(tiny_config(dir, extra + "early_stopping = 2\n"));
   rnnkit_test::expect_message<app::ConfigError>([&] { sentiment::SentimentConfig::read(stop); },
                                                 {"fixed number of epochs"});

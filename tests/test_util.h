@@ -3,8 +3,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -22,8 +22,8 @@ inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 inline const std::vector<std::string>& builtin_cells() {
-  static const std::vector<std::string> names{"rnn", "rnn_relu", "gru_simple", "gru",
-                                              "gru_reset_after", "lstm", "lstm_peephole"};
+  static const std::vector<std::string> names{
+      "rnn", "rnn_relu", "gru_simple", "gru", "gru_reset_after", "lstm", "lstm_peephole"};
   return names;
 }
 
@@ -77,7 +77,8 @@ inline std::string temp_dir(const std::string& name) {
 }
 
 /// Writes `text` to dir/name (bytes as given) and returns the path.
-inline std::string write_file(const std::string& dir, const std::string& name, const std::string& text) {
+inline std::string write_file(const std::string& dir, const std::string& name,
+                              const std::string& text) {
   const auto p = (std::filesystem::path(dir) / name).string();
   std::ofstream(p, std::ios::binary) << text;
   return p;
@@ -91,7 +92,8 @@ void expect_message(F&& f, std::initializer_list<std::string> parts) {
     ADD_FAILURE() << "expected an error mentioning '" << *parts.begin() << "', got none";
   } catch (const E& e) {
     const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
+    for (const auto& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
   }
 }
 
@@ -108,8 +110,8 @@ inline torch::Tensor weighted_sum(const std::vector<torch::Tensor>& ts, uint64_t
 
 /// Compares d loss / d v from autograd with central differences for every element of every
 /// tensor in `vars`. `loss` must be deterministic (reseed inside it if it draws).
-inline void gradcheck(const std::function<torch::Tensor()>& loss, const std::vector<torch::Tensor>& vars,
-               const std::string& what) {
+inline void gradcheck(const std::function<torch::Tensor()>& loss,
+                      const std::vector<torch::Tensor>& vars, const std::string& what) {
   for (const auto& v : vars) {
     if (v.grad().defined()) v.mutable_grad().zero_();
   }
@@ -140,7 +142,6 @@ inline void gradcheck(const std::function<torch::Tensor()>& loss, const std::vec
   }
   EXPECT_GT(checked, 0);
 }
-
 
 /// Run options for a training run inside a test: one thread, no progress output.
 inline rnnkit::app::RunOptions quiet_run(const std::string& dir) {

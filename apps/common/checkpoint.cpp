@@ -56,7 +56,8 @@ void put_le(std::string& out, uint64_t v, int bytes) {
 
 uint64_t get_le(const std::string& in, size_t at, int bytes) {
   uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + i])) << (8 * i);
+  for (int i = 0; i < bytes; ++i)
+    v |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + i])) << (8 * i);
   return v;
 }
 
@@ -141,43 +142,52 @@ torch::serialize::InputArchive open_checkpoint(const std::string& path, const st
   std::ifstream in(path, std::ios::binary);
   if (!in) throw CheckpointError(path + ": cannot open the checkpoint: " + std::strerror(errno));
   const std::string bytes{std::istreambuf_iterator<char>(in), {}};
-  if (in.bad()) throw CheckpointError(path + ": cannot read the checkpoint: " + std::strerror(errno));
+  if (in.bad())
+    throw CheckpointError(path + ": cannot read the checkpoint: " + std::strerror(errno));
   return open_checkpoint_bytes(bytes, path, app, architecture, device);
 }
 
-torch::serialize::InputArchive open_checkpoint_bytes(const std::string& bytes, const std::string& path,
-                                                     const std::string& app, const std::string& architecture,
+torch::serialize::InputArchive open_checkpoint_bytes(const std::string& bytes,
+                                                     const std::string& path,
+                                                     const std::string& app,
+                                                     const std::string& architecture,
                                                      std::optional<torch::Device> device) {
   const rnnkit::optional<torch::Device> map_to =
       device ? rnnkit::optional<torch::Device>(*device) : rnnkit::nullopt;
-  const bool v3 = bytes.size() >= sizeof(kFileMagic) && bytes.compare(0, sizeof(kFileMagic), kFileMagic, sizeof(kFileMagic)) == 0;
+  const bool v3 = bytes.size() >= sizeof(kFileMagic) &&
+                  bytes.compare(0, sizeof(kFileMagic), kFileMagic, sizeof(kFileMagic)) == 0;
   const bool zip = bytes.size() >= 4 && bytes.compare(0, 4, std::string("PK\x03\x04", 4)) == 0;
-  if (!v3 && !zip) throw CheckpointError(path + ": not an rnnkit checkpoint (neither its header nor a torch archive)");
+  if (!v3 && !zip)
+    throw CheckpointError(path +
+                          ": not an rnnkit checkpoint (neither its header nor a torch archive)");
   if (!v3 && std::getenv("RNNKIT_ALLOW_UNVERIFIED_CHECKPOINTS") == nullptr) {
     // rnnkit 0.1's checkpoints (and any bare torch archive) carry no checksum: a damaged one
     // cannot be told from a good one before LibTorch parses it.
-    throw CheckpointError(path + ": a checkpoint without a checksum (rnnkit 0.1's format, or not rnnkit's); "
-                          "it cannot be verified, so it is refused. To load an old checkpoint you trust, set "
-                          "RNNKIT_ALLOW_UNVERIFIED_CHECKPOINTS=1 (a run resumed from it writes the new format)");
+    throw CheckpointError(
+        path +
+        ": a checkpoint without a checksum (rnnkit 0.1's format, or not rnnkit's); "
+        "it cannot be verified, so it is refused. To load an old checkpoint you trust, set "
+        "RNNKIT_ALLOW_UNVERIFIED_CHECKPOINTS=1 (a run resumed from it writes the new format)");
   }
   size_t offset = 0;
   if (v3) {
     if (bytes.size() < kHeaderSize) {
-      throw CheckpointError(path + ": the checkpoint is truncated (" + std::to_string(bytes.size()) +
-                            " bytes, shorter than its header)");
+      throw CheckpointError(path + ": the checkpoint is truncated (" +
+                            std::to_string(bytes.size()) + " bytes, shorter than its header)");
     }
     const auto version = get_le(bytes, 8, 4);
     if (version != kVersion) {
-      throw CheckpointError(path + ": checkpoint format version " + std::to_string(version) + ", this rnnkit reads " +
-                            std::to_string(kVersion));
+      throw CheckpointError(path + ": checkpoint format version " + std::to_string(version) +
+                            ", this rnnkit reads " + std::to_string(kVersion));
     }
     const auto stored = static_cast<uint32_t>(get_le(bytes, 12, 4));
     const uint64_t length = get_le(bytes, 16, 8);
     if (length != bytes.size() - kHeaderSize) {
-      throw CheckpointError(path + ": the checkpoint is " +
-                            (length > bytes.size() - kHeaderSize ? std::string("truncated") : "longer than it says") +
-                            " (" + std::to_string(bytes.size() - kHeaderSize) + " bytes after the header, " +
-                            std::to_string(length) + " expected)");
+      throw CheckpointError(
+          path + ": the checkpoint is " +
+          (length > bytes.size() - kHeaderSize ? std::string("truncated") : "longer than it says") +
+          " (" + std::to_string(bytes.size() - kHeaderSize) + " bytes after the header, " +
+          std::to_string(length) + " expected)");
     }
     const uint32_t actual = crc32_of(bytes.data() + kHeaderSize, static_cast<size_t>(length));
     if (stored != actual) throw CheckpointError(fmt_checksum_error(path, stored, actual));
@@ -187,7 +197,8 @@ torch::serialize::InputArchive open_checkpoint_bytes(const std::string& bytes, c
   try {
     archive.load_from(bytes.data() + offset, bytes.size() - offset, map_to);
   } catch (const c10::Error& e) {
-    throw CheckpointError(path + ": the checkpoint is truncated or corrupt (" + e.what_without_backtrace() + ")");
+    throw CheckpointError(path + ": the checkpoint is truncated or corrupt (" +
+                          e.what_without_backtrace() + ")");
   }
   std::string magic;
   try {
@@ -200,12 +211,14 @@ torch::serialize::InputArchive open_checkpoint_bytes(const std::string& bytes, c
   }
   const std::string their_app = get_string(archive, "rnnkit/app");
   if (their_app != app) {
-    throw CheckpointError(path + ": a checkpoint of rnnkit-" + their_app + ", not of rnnkit-" + app);
+    throw CheckpointError(path + ": a checkpoint of rnnkit-" + their_app + ", not of rnnkit-" +
+                          app);
   }
   const std::string arch = get_string(archive, "rnnkit/architecture");
   if (!architecture.empty() && arch != architecture) {
-    throw CheckpointError(path + ": the checkpoint's model differs from the config's\n  checkpoint: " + arch +
-                          "\n  config:     " + architecture);
+    throw CheckpointError(
+        path + ": the checkpoint's model differs from the config's\n  checkpoint: " + arch +
+        "\n  config:     " + architecture);
   }
   if (!v3) {
     std::cerr << "warning: " << path
@@ -218,9 +231,10 @@ void check_finite(const torch::nn::Module& model, const std::string& path) {
   torch::NoGradGuard no_grad;
   auto check = [&](const std::string& name, const torch::Tensor& t) {
     if (t.defined() && t.is_floating_point() && !torch::isfinite(t).all().item<bool>()) {
-      throw CheckpointError(path + ": " + name +
-                            " holds NaN or infinite values; the checkpoint is damaged or comes from a "
-                            "run that diverged");
+      throw CheckpointError(
+          path + ": " + name +
+          " holds NaN or infinite values; the checkpoint is damaged or comes from a "
+          "run that diverged");
     }
   };
   for (const auto& p : model.named_parameters()) check("parameter " + p.key(), p.value());

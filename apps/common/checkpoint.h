@@ -51,7 +51,8 @@ torch::serialize::InputArchive open_checkpoint(
 /// the file on rank 0 and sends the bytes to the others.
 torch::serialize::InputArchive open_checkpoint_bytes(
     const std::string& bytes, const std::string& path, const std::string& app,
-    const std::string& architecture, std::optional<torch::Device> device = torch::Device(torch::kCPU));
+    const std::string& architecture,
+    std::optional<torch::Device> device = torch::Device(torch::kCPU));
 
 /// Refuses (CheckpointError naming `path` and the tensor) parameters and buffers holding NaN or
 /// infinity: a model loaded from `path` that could only produce garbage.

@@ -15,8 +15,8 @@ int64_t ClassificationReport::total() const {
 
 ClassificationReport classification_report(const std::vector<int64_t>& gold,
                                            const std::vector<int64_t>& predicted, int64_t C) {
-  TORCH_CHECK(gold.size() == predicted.size(), "classification_report: ", gold.size(), " gold labels, ",
-              predicted.size(), " predictions");
+  TORCH_CHECK(gold.size() == predicted.size(), "classification_report: ", gold.size(),
+              " gold labels, ", predicted.size(), " predictions");
   ClassificationReport r;
   r.confusion.assign(static_cast<size_t>(C), std::vector<int64_t>(static_cast<size_t>(C), 0));
   int64_t correct = 0;
@@ -30,7 +30,8 @@ ClassificationReport classification_report(const std::vector<int64_t>& gold,
   const double n = static_cast<double>(gold.size());
   for (size_t k = 0; k < static_cast<size_t>(C); ++k) {
     int64_t gold_k = 0, pred_k = 0;
-    for (size_t j = 0; j < static_cast<size_t>(C); ++j) gold_k += r.confusion[k][j], pred_k += r.confusion[j][k];
+    for (size_t j = 0; j < static_cast<size_t>(C); ++j)
+      gold_k += r.confusion[k][j], pred_k += r.confusion[j][k];
     const auto tp = static_cast<double>(r.confusion[k][k]);
     const double p = pred_k ? tp / static_cast<double>(pred_k) : 0.0;
     const double rec = gold_k ? tp / static_cast<double>(gold_k) : 0.0;
@@ -59,16 +60,22 @@ std::string format_report(const ClassificationReport& r, const std::vector<std::
   size_t width = std::string("weighted avg").size();
   for (const auto& l : labels) width = std::max(width, l.size());
   auto row = [&](const std::string& name, double p, double rec, double f1, int64_t support) {
-    return fmt::format("{:>{}}  {:>9.4f} {:>9.4f} {:>9.4f} {:>9}\n", name, width, p, rec, f1, support);
+    return fmt::format("{:>{}}  {:>9.4f} {:>9.4f} {:>9.4f} {:>9}\n", name, width, p, rec, f1,
+                       support);
   };
   std::ostringstream os;
-  os << fmt::format("{:>{}}  {:>9} {:>9} {:>9} {:>9}\n\n", "", width, "precision", "recall", "f1-score", "support");
-  for (size_t k = 0; k < labels.size(); ++k) os << row(labels[k], r.precision[k], r.recall[k], r.f1[k], r.support[k]);
+  os << fmt::format("{:>{}}  {:>9} {:>9} {:>9} {:>9}\n\n", "", width, "precision", "recall",
+                    "f1-score", "support");
+  for (size_t k = 0; k < labels.size(); ++k)
+    os << row(labels[k], r.precision[k], r.recall[k], r.f1[k], r.support[k]);
   const int64_t n = r.total();
-  os << "\n" << fmt::format("{:>{}}  {:>9} {:>9} {:>9.4f} {:>9}\n", "accuracy", width, "", "", r.accuracy, n);
+  os << "\n"
+     << fmt::format("{:>{}}  {:>9} {:>9} {:>9.4f} {:>9}\n", "accuracy", width, "", "", r.accuracy,
+                    n);
   os << row("macro avg", r.macro_precision, r.macro_recall, r.macro_f1, n);
   os << row("weighted avg", r.weighted_precision, r.weighted_recall, r.weighted_f1, n);
-  os << "\nconfusion matrix (rows: gold, columns: predicted)\n" << fmt::format("{:>{}} ", "", width);
+  os << "\nconfusion matrix (rows: gold, columns: predicted)\n"
+     << fmt::format("{:>{}} ", "", width);
   for (const auto& l : labels) os << fmt::format(" {:>9}", l);
   os << "\n";
   for (size_t k = 0; k < labels.size(); ++k) {
@@ -82,17 +89,25 @@ std::string format_report(const ClassificationReport& r, const std::vector<std::
 Json to_json(const ClassificationReport& r, const std::vector<std::string>& labels) {
   Json classes = Json::object();
   for (size_t k = 0; k < labels.size(); ++k) {
-    classes[labels[k]] = {{"precision", r.precision[k]}, {"recall", r.recall[k]}, {"f1", r.f1[k]},
+    classes[labels[k]] = {{"precision", r.precision[k]},
+                          {"recall", r.recall[k]},
+                          {"f1", r.f1[k]},
                           {"support", r.support[k]}};
   }
   return {{"accuracy", r.accuracy},
           {"macro_f1", r.macro_f1},
           {"labels", labels},
           {"classes", classes},
-          {"macro avg", {{"precision", r.macro_precision}, {"recall", r.macro_recall}, {"f1", r.macro_f1},
-                         {"support", r.total()}}},
-          {"weighted avg", {{"precision", r.weighted_precision}, {"recall", r.weighted_recall},
-                            {"f1", r.weighted_f1}, {"support", r.total()}}},
+          {"macro avg",
+           {{"precision", r.macro_precision},
+            {"recall", r.macro_recall},
+            {"f1", r.macro_f1},
+            {"support", r.total()}}},
+          {"weighted avg",
+           {{"precision", r.weighted_precision},
+            {"recall", r.weighted_recall},
+            {"f1", r.weighted_f1},
+            {"support", r.total()}}},
           {"confusion", r.confusion}};
 }
 

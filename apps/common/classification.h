@@ -11,8 +11,9 @@
 namespace rnnkit::app {
 
 struct ClassificationReport {
-  std::vector<double> precision, recall, f1;  ///< per class (0 where undefined, as sklearn's zero_division=0)
-  std::vector<int64_t> support;               ///< gold examples per class
+  std::vector<double> precision, recall,
+      f1;                        ///< per class (0 where undefined, as sklearn's zero_division=0)
+  std::vector<int64_t> support;  ///< gold examples per class
   double accuracy = 0;
   double macro_precision = 0, macro_recall = 0, macro_f1 = 0;
   double weighted_precision = 0, weighted_recall = 0, weighted_f1 = 0;
@@ -22,7 +23,8 @@ struct ClassificationReport {
 
 /// The report of `predicted` against `gold`, both class indices below `num_classes`.
 ClassificationReport classification_report(const std::vector<int64_t>& gold,
-                                           const std::vector<int64_t>& predicted, int64_t num_classes);
+                                           const std::vector<int64_t>& predicted,
+                                           int64_t num_classes);
 
 /// classification_report's table (4 digits), then the confusion matrix.
 std::string format_report(const ClassificationReport& r, const std::vector<std::string>& labels);

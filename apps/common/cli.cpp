@@ -22,9 +22,9 @@
 namespace rnnkit::app {
 
 void add_runtime_options(cxxopts::Options& cli) {
-  cli.add_options("runtime")
-      ("device", "cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("cpu"))
-      ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"));
+  cli.add_options("runtime")("device", "cpu, cuda or cuda:N",
+                             cxxopts::value<std::string>()->default_value("cpu"))(
+      "threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"));
 }
 
 void add_model_options(cxxopts::Options& cli) {
@@ -39,32 +39,33 @@ std::string required(const cxxopts::ParseResult& args, const std::string& option
 }
 
 void add_train_options(cxxopts::Options& cli) {
-  cli.add_options("training")
-      ("config", "TOML config (see configs/)", cxxopts::value<std::string>())
-      ("set", "override a config value: section.key=value (repeatable)",
-       cxxopts::value<std::vector<std::string>>())
-      ("run-dir", "checkpoints, config and metrics go here (default: runs/<config name>)",
-       cxxopts::value<std::string>())
-      ("seed", "override train.seed (the same seed on the same CPU gives the same numbers)",
-       cxxopts::value<int64_t>())
-      ("resume", "continue the run in --run-dir from its last checkpoint")
-      ("auto-resume", "continue the run in --run-dir if it holds last.pt, else start it (for restarted jobs)")
-      ("overwrite", "start afresh in a --run-dir that holds a run, replacing its checkpoints")
-      ("max-steps", "stop after this many steps, writing the last checkpoint",
-       cxxopts::value<int64_t>()->default_value("0"))
-      ("quiet", "no progress output");
-  cli.add_options("data-parallel (under torchrun)")
-      ("dist-backend", "gloo or nccl (default: nccl for CUDA when built in, else gloo)",
-       cxxopts::value<std::string>()->default_value(""))
-      ("dist-timeout", "seconds before a lost rank or an unreachable rendezvous is an error",
-       cxxopts::value<double>()->default_value("300"));
+  cli.add_options("training")("config", "TOML config (see configs/)",
+                              cxxopts::value<std::string>())(
+      "set", "override a config value: section.key=value (repeatable)",
+      cxxopts::value<std::vector<std::string>>())(
+      "run-dir", "checkpoints, config and metrics go here (default: runs/<config name>)",
+      cxxopts::value<std::string>())(
+      "seed", "override train.seed (the same seed on the same CPU gives the same numbers)",
+      cxxopts::value<int64_t>())("resume",
+                                 "continue the run in --run-dir from its last checkpoint")(
+      "auto-resume",
+      "continue the run in --run-dir if it holds last.pt, else start it (for restarted jobs)")(
+      "overwrite", "start afresh in a --run-dir that holds a run, replacing its checkpoints")(
+      "max-steps", "stop after this many steps, writing the last checkpoint",
+      cxxopts::value<int64_t>()->default_value("0"))("quiet", "no progress output");
+  cli.add_options("data-parallel (under torchrun)")(
+      "dist-backend", "gloo or nccl (default: nccl for CUDA when built in, else gloo)",
+      cxxopts::value<std::string>()->default_value(""))(
+      "dist-timeout", "seconds before a lost rank or an unreachable rendezvous is an error",
+      cxxopts::value<double>()->default_value("300"));
   add_runtime_options(cli);
 }
 
 std::string input_file(const cxxopts::ParseResult& args) {
   if (args.count("file")) return args["file"].as<std::string>();
   if (!::isatty(STDIN_FILENO)) return "-";
-  throw cxxopts::exceptions::exception("--file is required (or pipe the text to stdin, or give --file -)");
+  throw cxxopts::exceptions::exception(
+      "--file is required (or pipe the text to stdin, or give --file -)");
 }
 
 std::string default_run_dir(const std::string& config_path) {
@@ -75,7 +76,9 @@ RunOptions run_options(const cxxopts::ParseResult& args, const std::string& defa
   RunOptions r;
   r.device = args["device"].as<std::string>();
   r.threads = args["threads"].as<int>();
-  if (r.threads < 0) throw cxxopts::exceptions::exception("--threads must be 0 (all cores) or more, got " + std::to_string(r.threads));
+  if (r.threads < 0)
+    throw cxxopts::exceptions::exception("--threads must be 0 (all cores) or more, got " +
+                                         std::to_string(r.threads));
   r.run_dir = default_dir;
   return r;
 }
@@ -92,17 +95,20 @@ RunOptions train_run_options(const cxxopts::ParseResult& args, const std::string
   }
   r.max_steps = args["max-steps"].as<int64_t>();
   if (r.max_steps < 0) {
-    throw cxxopts::exceptions::exception("--max-steps must be 0 (no limit) or a positive step count, got " +
-                                         std::to_string(r.max_steps));
+    throw cxxopts::exceptions::exception(
+        "--max-steps must be 0 (no limit) or a positive step count, got " +
+        std::to_string(r.max_steps));
   }
   r.quiet = args.count("quiet") > 0;
   r.distributed = true;
   r.dist.backend = args["dist-backend"].as<std::string>();
   if (!r.dist.backend.empty() && r.dist.backend != "gloo" && r.dist.backend != "nccl") {
-    throw cxxopts::exceptions::exception("--dist-backend: expected gloo or nccl, got '" + r.dist.backend + "'");
+    throw cxxopts::exceptions::exception("--dist-backend: expected gloo or nccl, got '" +
+                                         r.dist.backend + "'");
   }
   r.dist.timeout_s = args["dist-timeout"].as<double>();
-  if (!(r.dist.timeout_s > 0)) throw cxxopts::exceptions::exception("--dist-timeout must be a positive number of seconds");
+  if (!(r.dist.timeout_s > 0))
+    throw cxxopts::exceptions::exception("--dist-timeout must be a positive number of seconds");
   // Only rank 0 of a data-parallel run talks to the terminal and owns the run dir.
   if (dist::Env::read().rank != 0) {
     r.quiet = true;
@@ -116,7 +122,8 @@ ConfigReader load_config(const cxxopts::ParseResult& args) {
   const std::string path = required(args, "config");
   std::vector<std::string> sets;
   if (args.count("set")) sets = args["set"].as<std::vector<std::string>>();
-  if (args.count("seed")) sets.push_back("train.seed=" + std::to_string(args["seed"].as<int64_t>()));
+  if (args.count("seed"))
+    sets.push_back("train.seed=" + std::to_string(args["seed"].as<int64_t>()));
   ConfigReader c(path, sets);
   if (args.count("seed")) c.set_origin("train.seed", "--seed");
   return c;
@@ -134,15 +141,16 @@ bool InputBatches::next(std::vector<std::string>& lines) {
   return !lines.empty();
 }
 
-int guarded_main(const char* program, const std::function<int(int, char**)>& body, int argc, char** argv) {
+int guarded_main(const char* program, const std::function<int(int, char**)>& body, int argc,
+                 char** argv) {
   try {
     const int status = body(argc, argv);
     // Output that never reached its file or pipe (a full disk, a closed pipe) is a failure too.
     errno = 0;
     std::cout.flush();
     if (!std::cout) {
-      std::cerr << program << ": error: cannot write to stdout: " << (errno ? std::strerror(errno) : "write error")
-                << "\n";
+      std::cerr << program << ": error: cannot write to stdout: "
+                << (errno ? std::strerror(errno) : "write error") << "\n";
       return 1;
     }
     return status;
@@ -168,7 +176,8 @@ std::string version_text(const std::string& program) {
   } else {
     cuda = fmt::format("{} GPU(s)", torch::cuda::device_count());
   }
-  return fmt::format("{} {} (LibTorch {}, CUDA: {})", program, RNNKIT_VERSION, torch_version(), cuda);
+  return fmt::format("{} {} (LibTorch {}, CUDA: {})", program, RNNKIT_VERSION, torch_version(),
+                     cuda);
 }
 
 int run_app(const char* program, const std::vector<Command>& commands, int argc, char** argv) {
@@ -176,20 +185,24 @@ int run_app(const char* program, const std::vector<Command>& commands, int argc,
   size_t width = 0;
   for (const auto& c : commands) width = std::max(width, std::string(c.name).size());
   for (const auto& c : commands) usage += fmt::format("  {:<{}}  {}\n", c.name, width, c.help);
-  usage += fmt::format("'{} COMMAND --help' lists a command's options; '{} --version' the versions.\n",
-                       program, program);
-  return guarded_main(program, [&](int n, char** v) {
-    if (n < 2) return std::cerr << usage, 2;
-    const std::string cmd = v[1];
-    if (cmd == "--help" || cmd == "-h") return std::cout << usage, 0;
-    if (cmd == "--version") return std::cout << version_text(program) << "\n", 0;
-    for (const auto& c : commands) {
-      // cxxopts sees "PROGRAM COMMAND" as the program name.
-      if (cmd == c.name) return c.run(n - 1, v + 1);
-    }
-    std::cerr << program << ": unknown command '" << cmd << "'\n" << usage;
-    return 2;
-  }, argc, argv);
+  usage +=
+      fmt::format("'{} COMMAND --help' lists a command's options; '{} --version' the versions.\n",
+                  program, program);
+  return guarded_main(
+      program,
+      [&](int n, char** v) {
+        if (n < 2) return std::cerr << usage, 2;
+        const std::string cmd = v[1];
+        if (cmd == "--help" || cmd == "-h") return std::cout << usage, 0;
+        if (cmd == "--version") return std::cout << version_text(program) << "\n", 0;
+        for (const auto& c : commands) {
+          // cxxopts sees "PROGRAM COMMAND" as the program name.
+          if (cmd == c.name) return c.run(n - 1, v + 1);
+        }
+        std::cerr << program << ": unknown command '" << cmd << "'\n" << usage;
+        return 2;
+      },
+      argc, argv);
 }
 
 }  // namespace rnnkit::app

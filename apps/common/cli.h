@@ -6,8 +6,8 @@
 #include <utility>
 #include <vector>
 
-#include <cxxopts.hpp>
 #include <rnnkit/data/text.h>
+#include <cxxopts.hpp>
 
 #include "config.h"
 #include "json.h"
@@ -55,7 +55,8 @@ class InputBatches {
 
 /// Runs an app's main: prints errors as "PROGRAM: error: ..." on stderr and returns 1; a usage
 /// error returns 2.
-int guarded_main(const char* program, const std::function<int(int, char**)>& body, int argc, char** argv);
+int guarded_main(const char* program, const std::function<int(int, char**)>& body, int argc,
+                 char** argv);
 
 /// One subcommand of an app: `PROGRAM NAME [options]` runs `run(argc - 1, argv + 1)`.
 struct Command {

@@ -3,6 +3,9 @@
 #include <filesystem>
 #include <sstream>
 
+#include <fmt/core.h>
+#include <fmt/ranges.h>
+
 #include <rnnkit/registry.h>
 
 namespace rnnkit::app {
@@ -11,17 +14,22 @@ namespace fs = std::filesystem;
 namespace {
 template <class T>
 const char* type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "a boolean (true/false)";
-  else if constexpr (std::is_integral_v<T>) return "an integer";
-  else if constexpr (std::is_floating_point_v<T>) return "a number";
-  else return "a string";
+  if constexpr (std::is_same_v<T, bool>)
+    return "a boolean (true/false)";
+  else if constexpr (std::is_integral_v<T>)
+    return "an integer";
+  else if constexpr (std::is_floating_point_v<T>)
+    return "a number";
+  else
+    return "a string";
 }
 }  // namespace
 
 ConfigReader::ConfigReader(const std::string& path, const std::vector<std::string>& overrides)
     : path_(path) {
   if (!fs::exists(path)) throw ConfigError(path + ": config file not found");
-  if (fs::is_directory(path)) throw ConfigError(path + ": is a directory; expected a TOML config file (see configs/)");
+  if (fs::is_directory(path))
+    throw ConfigError(path + ": is a directory; expected a TOML config file (see configs/)");
   dir_ = fs::absolute(path).parent_path().string();
   try {
     table_ = toml::parse_file(path);
@@ -31,7 +39,9 @@ ConfigReader::ConfigReader(const std::string& path, const std::vector<std::strin
     throw ConfigError(os.str());
   }
   if (table_.empty()) {
-    throw ConfigError(path + ": the config is empty; it needs at least a [data] section (see configs/ for recipes)");
+    throw ConfigError(
+        path +
+        ": the config is empty; it needs at least a [data] section (see configs/ for recipes)");
   }
   for (const auto& o : overrides) {
     const auto eq = o.find('='), dot = o.find('.');
@@ -107,8 +117,10 @@ T ConfigReader::get(const std::string& section, const std::string& key, const T&
   std::optional<T> v;
   if constexpr (std::is_floating_point_v<T>) {
     // An integer where a number is expected is fine (lr = 1).
-    if (auto i = node->value_exact<int64_t>()) v = static_cast<T>(*i);
-    else v = node->value_exact<double>();
+    if (auto i = node->value_exact<int64_t>())
+      v = static_cast<T>(*i);
+    else
+      v = node->value_exact<double>();
   } else if constexpr (std::is_same_v<T, std::string>) {
     v = node->value_exact<std::string>();
   } else {
@@ -132,28 +144,27 @@ T ConfigReader::require(const std::string& section, const std::string& key) {
 }
 
 template bool ConfigReader::get<bool>(const std::string&, const std::string&, const bool&);
-template int64_t ConfigReader::get<int64_t>(const std::string&, const std::string&,
-                                            const int64_t&);
+template int64_t ConfigReader::get<int64_t>(const std::string&, const std::string&, const int64_t&);
 template double ConfigReader::get<double>(const std::string&, const std::string&, const double&);
 template std::string ConfigReader::get<std::string>(const std::string&, const std::string&,
                                                     const std::string&);
 template std::string ConfigReader::require<std::string>(const std::string&, const std::string&);
 template int64_t ConfigReader::require<int64_t>(const std::string&, const std::string&);
 
-int64_t ConfigReader::get_int(const std::string& section, const std::string& key,
-                              int64_t fallback, int64_t min, int64_t max) {
+int64_t ConfigReader::get_int(const std::string& section, const std::string& key, int64_t fallback,
+                              int64_t min, int64_t max) {
   const int64_t v = get<int64_t>(section, key, fallback);
   if (v < min || v > max) {
     std::ostringstream os;
-    os << "must be in [" << min << ", " << (max == INT64_MAX ? std::string("inf") : std::to_string(max))
-       << "], got " << v;
+    os << "must be in [" << min << ", "
+       << (max == INT64_MAX ? std::string("inf") : std::to_string(max)) << "], got " << v;
     fail(section, key, os.str());
   }
   return v;
 }
 
-double ConfigReader::get_double(const std::string& section, const std::string& key,
-                                double fallback, double min, double max) {
+double ConfigReader::get_double(const std::string& section, const std::string& key, double fallback,
+                                double min, double max) {
   const double v = get<double>(section, key, fallback);
   if (!(v >= min && v <= max)) {
     std::ostringstream os;
@@ -166,11 +177,11 @@ double ConfigReader::get_double(const std::string& section, const std::string& k
 std::string ConfigReader::get_choice(const std::string& section, const std::string& key,
                                      const std::string& fallback,
                                      const std::vector<std::string>& choices) {
-  std::string list;
-  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  const std::string list = fmt::format("{}", fmt::join(choices, ", "));
   if (fallback.empty() && !table_[section][key].node()) {
     used_.insert(section + "." + key);
-    throw ConfigError(path_ + ": missing required key " + section + "." + key + " (one of " + list + ")");
+    throw ConfigError(path_ + ": missing required key " + section + "." + key + " (one of " + list +
+                      ")");
   }
   const std::string v = get<std::string>(section, key, fallback);
   for (const auto& c : choices) {
@@ -191,9 +202,8 @@ std::string ConfigReader::get_cell(const std::string& section, const std::string
                                    const std::string& fallback) {
   const std::string v = get<std::string>(section, key, fallback);
   if (has_cell(v)) return v;
-  std::string known;
-  for (const auto& n : cell_names()) known += (known.empty() ? "" : ", ") + n;
-  throw ConfigError(where(section, key) + ": unknown cell '" + v + "'; known cells: " + known);
+  throw ConfigError(fmt::format("{}: unknown cell '{}'; known cells: {}", where(section, key), v,
+                                fmt::join(cell_names(), ", ")));
 }
 
 std::string ConfigReader::get_path(const std::string& section, const std::string& key,
@@ -234,7 +244,9 @@ std::vector<int64_t> ConfigReader::get_int_list(const std::string& section, cons
   for (const auto& item : *arr) {
     const auto v = item.value_exact<int64_t>();
     if (!v) fail(section, key, "expected an array of integers");
-    if (*v < min) fail(section, key, "every value must be at least " + std::to_string(min) + ", got " + std::to_string(*v));
+    if (*v < min)
+      fail(section, key,
+           "every value must be at least " + std::to_string(min) + ", got " + std::to_string(*v));
     out.push_back(*v);
   }
   return out;
@@ -273,15 +285,13 @@ void ConfigReader::reject_unknown_keys() const {
     for (const auto& [key, value] : *t) {
       const std::string full = std::string(sec.str()) + "." + std::string(key.str());
       if (!used_.count(full)) {
-        unknown.push_back(where(std::string(sec.str()), std::string(key.str())) +
-                          ": unknown key");
+        unknown.push_back(where(std::string(sec.str()), std::string(key.str())) + ": unknown key");
       }
     }
   }
   if (unknown.empty()) return;
-  std::string msg;
-  for (const auto& u : unknown) msg += (msg.empty() ? "" : "\n") + u;
-  throw ConfigError(msg + "\n(check the spelling; see configs/README.md for every key)");
+  throw ConfigError(fmt::format("{}\n(check the spelling; see configs/README.md for every key)",
+                                fmt::join(unknown, "\n")));
 }
 
 std::string ConfigReader::resolved() const {

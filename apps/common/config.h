@@ -36,10 +36,10 @@ class ConfigReader {
   T require(const std::string& section, const std::string& key);
 
   /// Numeric checks: "where: key must be ..., got ...".
-  int64_t get_int(const std::string& section, const std::string& key, int64_t fallback,
-                  int64_t min, int64_t max = INT64_MAX);
-  double get_double(const std::string& section, const std::string& key, double fallback,
-                    double min, double max);
+  int64_t get_int(const std::string& section, const std::string& key, int64_t fallback, int64_t min,
+                  int64_t max = INT64_MAX);
+  double get_double(const std::string& section, const std::string& key, double fallback, double min,
+                    double max);
   /// One of `choices`; an empty `fallback` makes the key required ("missing required key").
   std::string get_choice(const std::string& section, const std::string& key,
                          const std::string& fallback, const std::vector<std::string>& choices);
@@ -51,7 +51,8 @@ class ConfigReader {
   /// A text encoding name (data::parse_encoding), default "utf8".
   data::Encoding get_encoding(const std::string& section, const std::string& key);
   /// The name of a registered cell; an unknown name fails listing the known ones.
-  std::string get_cell(const std::string& section, const std::string& key, const std::string& fallback);
+  std::string get_cell(const std::string& section, const std::string& key,
+                       const std::string& fallback);
 
   /// An array of strings (a single string is a list of one).
   std::vector<std::string> get_string_list(const std::string& section, const std::string& key);

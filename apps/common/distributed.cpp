@@ -12,6 +12,7 @@
 #include <thread>
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #if defined(USE_C10D_GLOO) && __has_include(<gloo/config.h>)
@@ -41,7 +42,8 @@ int parse_int_env(const char* name, const std::string& text, int min, int max) {
   char* end = nullptr;
   const long v = std::strtol(text.c_str(), &end, 10);
   if (text.empty() || !end || *end != '\0' || v < min || v > max) {
-    throw DistributedError(fmt::format("{}='{}': expected an integer from {} to {}", name, text, min, max));
+    throw DistributedError(
+        fmt::format("{}='{}': expected an integer from {} to {}", name, text, min, max));
   }
   return static_cast<int>(v);
 }
@@ -51,8 +53,8 @@ constexpr auto kHeartbeat = std::chrono::milliseconds(1000);
 struct Group {
   Env env;
   Options options;
-  c10::intrusive_ptr<c10d::Store> store;      // the prefixed store of this run
-  c10::intrusive_ptr<CommBackend> pg;  // Gloo or NCCL
+  c10::intrusive_ptr<c10d::Store> store;  // the prefixed store of this run
+  c10::intrusive_ptr<CommBackend> pg;     // Gloo or NCCL
   std::string backend;
   std::thread heartbeat;
   std::mutex mutex;
@@ -65,7 +67,7 @@ struct Group {
 std::unique_ptr<Group> g_group;
 
 c10::intrusive_ptr<c10d::Store> connect_store(const Env& env, bool server, bool wait_workers,
-                                               Millis timeout, const std::string& prefix) {
+                                              Millis timeout, const std::string& prefix) {
   c10d::TCPStoreOptions o;
   o.port = static_cast<uint16_t>(env.master_port);
   o.isServer = server;
@@ -86,8 +88,9 @@ std::string diagnose(Group& g) {
   try {
     s = connect_store(env, false, false, Millis(3000), g.store_prefix);
   } catch (const std::exception&) {
-    return fmt::format("the rendezvous store at {}:{} is gone{}", env.master_addr, env.master_port,
-                       g.agent_store ? " (the launcher stopped)" : ", and with it rank 0, which hosts it");
+    return fmt::format(
+        "the rendezvous store at {}:{} is gone{}", env.master_addr, env.master_port,
+        g.agent_store ? " (the launcher stopped)" : ", and with it rank 0, which hosts it");
   }
   auto read = [&] {
     std::vector<std::string> v(static_cast<size_t>(env.world_size));
@@ -109,13 +112,14 @@ std::string diagnose(Group& g) {
         lost.push_back(std::to_string(r));
       }
     }
-    if (lost.empty()) return "every other rank still answers (a network fault, or a rank that gave up)";
-    std::string list;
-    for (const auto& l : lost) list += (list.empty() ? "" : ", ") + l;
-    return fmt::format("lost rank{} {} (no heartbeat for {:.1f} s)", lost.size() > 1 ? "s" : "", list,
+    if (lost.empty())
+      return "every other rank still answers (a network fault, or a rank that gave up)";
+    return fmt::format("lost rank{} {} (no heartbeat for {:.1f} s)", lost.size() > 1 ? "s" : "",
+                       fmt::join(lost, ", "),
                        std::chrono::duration<double>(kHeartbeat * 5 / 2).count());
   } catch (const std::exception&) {
-    return fmt::format("the rendezvous store at {}:{} stopped answering", env.master_addr, env.master_port);
+    return fmt::format("the rendezvous store at {}:{} stopped answering", env.master_addr,
+                       env.master_port);
   }
 }
 
@@ -137,8 +141,8 @@ void collective(const char* what, F&& fn) {
 void heartbeat_loop(Group* g) {
   c10::intrusive_ptr<c10d::Store> s;
   try {
-    s = connect_store(g->env, false, false, Millis(static_cast<int64_t>(g->options.timeout_s * 1000)),
-                      g->store_prefix);
+    s = connect_store(g->env, false, false,
+                      Millis(static_cast<int64_t>(g->options.timeout_s * 1000)), g->store_prefix);
   } catch (const std::exception&) {
     return;  // no heartbeat: the others will call this rank lost if it also stops answering
   }
@@ -163,8 +167,9 @@ Env Env::read() {
   const std::string world = env_or("WORLD_SIZE");
   if (world.empty()) {
     if (!env_or("RANK").empty()) {
-      throw DistributedError("RANK is set but WORLD_SIZE is not; launch data-parallel runs with torchrun, "
-                             "which sets both");
+      throw DistributedError(
+          "RANK is set but WORLD_SIZE is not; launch data-parallel runs with torchrun, "
+          "which sets both");
     }
     return e;
   }
@@ -172,8 +177,10 @@ Env Env::read() {
   e.world_size = parse_int_env("WORLD_SIZE", world, 1, 1 << 20);
   const std::string rank = env_or("RANK");
   if (rank.empty()) {
-    throw DistributedError("WORLD_SIZE=" + world + " is set but RANK is not; launch data-parallel runs with "
-                           "torchrun, which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT");
+    throw DistributedError(
+        "WORLD_SIZE=" + world +
+        " is set but RANK is not; launch data-parallel runs with "
+        "torchrun, which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT");
   }
   e.rank = parse_int_env("RANK", rank, 0, e.world_size - 1);
   e.local_rank = parse_int_env("LOCAL_RANK", env_or("LOCAL_RANK", rank), 0, 1 << 20);
@@ -181,8 +188,10 @@ Env Env::read() {
     e.master_addr = env_or("MASTER_ADDR");
     const std::string port = env_or("MASTER_PORT");
     if (e.master_addr.empty() || port.empty()) {
-      throw DistributedError(fmt::format("WORLD_SIZE={} needs MASTER_ADDR and MASTER_PORT (the rendezvous "
-                                         "store's address); torchrun sets them", e.world_size));
+      throw DistributedError(
+          fmt::format("WORLD_SIZE={} needs MASTER_ADDR and MASTER_PORT (the rendezvous "
+                      "store's address); torchrun sets them",
+                      e.world_size));
     }
     e.master_port = parse_int_env("MASTER_PORT", port, 1, 65535);
   }
@@ -207,14 +216,16 @@ void init_from_env(const Options& options, const torch::Device& device) {
   const Millis timeout(static_cast<int64_t>(options.timeout_s * 1000));
   // torchrun from PyTorch 2.x may host the store in its agent (as Python's env:// does then).
   g->agent_store = env_or("TORCHELASTIC_USE_AGENT_STORE") == "True";
-  g->store_prefix = g->agent_store ? "/worker/attempt_" + env_or("TORCHELASTIC_RESTART_COUNT", "0") + "/" : "";
+  g->store_prefix =
+      g->agent_store ? "/worker/attempt_" + env_or("TORCHELASTIC_RESTART_COUNT", "0") + "/" : "";
   try {
     g->store = connect_store(env, env.rank == 0 && !g->agent_store, true, timeout, g->store_prefix);
   } catch (const std::exception& e) {
-    throw DistributedError(fmt::format("rank {} of {}: cannot reach the rendezvous store at {}:{} "
-                                       "(MASTER_ADDR, MASTER_PORT) within {:g} s: {}",
-                                       env.rank, env.world_size, env.master_addr, env.master_port,
-                                       options.timeout_s, first_line(e.what())));
+    throw DistributedError(
+        fmt::format("rank {} of {}: cannot reach the rendezvous store at {}:{} "
+                    "(MASTER_ADDR, MASTER_PORT) within {:g} s: {}",
+                    env.rank, env.world_size, env.master_addr, env.master_port, options.timeout_s,
+                    first_line(e.what())));
   }
   auto pg_store = c10::make_intrusive<c10d::PrefixStore>("default_pg/", g->store);
   try {
@@ -229,7 +240,8 @@ void init_from_env(const Options& options, const torch::Device& device) {
       }
       g->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(pg_store, env.rank, env.world_size, o);
 #else
-      throw DistributedError("--dist-backend gloo: this LibTorch build has no Gloo (or its headers are missing)");
+      throw DistributedError(
+          "--dist-backend gloo: this LibTorch build has no Gloo (or its headers are missing)");
 #endif
     } else if (g->backend == "nccl") {
 #ifdef USE_C10D_NCCL
@@ -240,7 +252,8 @@ void init_from_env(const Options& options, const torch::Device& device) {
       o->timeout = timeout;
       g->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(pg_store, env.rank, env.world_size, o);
 #else
-      throw DistributedError("--dist-backend nccl: this LibTorch build has no NCCL (a CPU build); use gloo");
+      throw DistributedError(
+          "--dist-backend nccl: this LibTorch build has no NCCL (a CPU build); use gloo");
 #endif
     } else {
       throw DistributedError("--dist-backend: expected gloo or nccl, got '" + g->backend + "'");
@@ -248,9 +261,9 @@ void init_from_env(const Options& options, const torch::Device& device) {
   } catch (const DistributedError&) {
     throw;
   } catch (const std::exception& e) {
-    throw DistributedError(fmt::format("rank {} of {}: the {} process group did not form within {:g} s: {}",
-                                       env.rank, env.world_size, g->backend, options.timeout_s,
-                                       first_line(e.what())));
+    throw DistributedError(
+        fmt::format("rank {} of {}: the {} process group did not form within {:g} s: {}", env.rank,
+                    env.world_size, g->backend, options.timeout_s, first_line(e.what())));
   }
   g->heartbeat = std::thread(heartbeat_loop, g.get());
   g_group = std::move(g);
@@ -331,7 +344,8 @@ void average_gradients(const std::vector<torch::Tensor>& params, int64_t bucket_
     auto& grad = const_cast<torch::Tensor&>(p).mutable_grad();
     if (!grad.defined()) grad = torch::zeros_like(p);
     const int64_t b = grad.numel() * static_cast<int64_t>(grad.element_size());
-    if (buckets.empty() || bytes + b > bucket_bytes || buckets.back().front().dtype() != grad.dtype() ||
+    if (buckets.empty() || bytes + b > bucket_bytes ||
+        buckets.back().front().dtype() != grad.dtype() ||
         buckets.back().front().device() != grad.device()) {
       buckets.emplace_back();
       bytes = 0;

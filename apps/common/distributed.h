@@ -25,7 +25,7 @@ class DistributedError : public std::runtime_error {
 };
 
 struct Options {
-  std::string backend;   ///< "gloo", "nccl", or empty: nccl for CUDA when built in, else gloo
+  std::string backend;     ///< "gloo", "nccl", or empty: nccl for CUDA when built in, else gloo
   double timeout_s = 300;  ///< collectives and the rendezvous give up after this long
 };
 
@@ -47,9 +47,9 @@ void init_from_env(const Options& options, const torch::Device& device);
 /// Leaves the group (also at exit).
 void shutdown();
 
-bool enabled();     ///< a process group of more than one process is up
-int rank();         ///< 0 without a group
-int world_size();   ///< 1 without a group
+bool enabled();    ///< a process group of more than one process is up
+int rank();        ///< 0 without a group
+int world_size();  ///< 1 without a group
 inline bool is_rank0() { return rank() == 0; }
 
 /// In-place collectives over the default group; no-ops for one process.

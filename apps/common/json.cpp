@@ -9,9 +9,10 @@ void check_finite(const Json& j, const std::string& path) {
   if (j.is_number_float()) {
     const double v = j.get<double>();
     if (!std::isfinite(v)) {
-      throw NonFiniteMetric("'" + path + "' is " + (std::isnan(v) ? "NaN" : "infinite") +
-                            "; the model produces non-finite values (a damaged checkpoint, or a run that "
-                            "diverged)");
+      throw NonFiniteMetric(
+          "'" + path + "' is " + (std::isnan(v) ? "NaN" : "infinite") +
+          "; the model produces non-finite values (a damaged checkpoint, or a run that "
+          "diverged)");
     }
   } else if (j.is_object()) {
     for (const auto& [k, v] : j.items()) check_finite(v, path.empty() ? k : path + "." + k);

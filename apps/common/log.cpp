@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <streambuf>
@@ -167,14 +167,30 @@ void TrainLog::note(const std::string& line) {
   impl_->sink->write("\n", 1);
 }
 
-int with_train_log(const RunOptions& run, const std::string& command_line, const std::function<int()>& body) {
+int with_train_log(const RunOptions& run, const std::string& command_line,
+                   const std::function<int()>& body) {
   if (dist::Env::read().rank != 0) return body();
-  const RunDirLock lock(run.run_dir);
-  TrainLog log((std::filesystem::path(run.run_dir) / "train.log").string(), !run.overwrite, command_line);
+  namespace fs = std::filesystem;
+  const bool existed = fs::exists(run.run_dir);
   try {
-    return body();
-  } catch (const std::exception& e) {
-    log.note(std::string("error: ") + e.what());
+    const RunDirLock lock(run.run_dir);
+    TrainLog log((fs::path(run.run_dir) / "train.log").string(), !run.overwrite, command_line);
+    try {
+      return body();
+    } catch (const std::exception& e) {
+      log.note(std::string("error: ") + e.what());
+      throw;
+    }
+  } catch (...) {
+    // A run that failed before writing anything (a bad config, a missing file) leaves no run
+    // dir behind: only one it made itself, holding only its lock and its log, is removed.
+    std::error_code ec;
+    bool only_ours = !existed;
+    for (const auto& e : fs::directory_iterator(run.run_dir, ec)) {
+      const auto name = e.path().filename().string();
+      if (name != ".lock" && name != "train.log") only_ours = false;
+    }
+    if (only_ours && !ec) fs::remove_all(run.run_dir, ec);
     throw;
   }
 }

@@ -34,6 +34,7 @@ struct RunOptions;
 /// Runs a training command's body with the run dir locked and RUN_DIR/train.log kept (rank 0 of
 /// a data-parallel run; the others just run it). The log is appended to, except under
 /// --overwrite; an error that ends the command is noted in it too.
-int with_train_log(const RunOptions& run, const std::string& command_line, const std::function<int()>& body);
+int with_train_log(const RunOptions& run, const std::string& command_line,
+                   const std::function<int()>& body);
 
 }  // namespace rnnkit::app

@@ -5,14 +5,17 @@
 
 namespace rnnkit::app {
 
-RecurrentSpec RecurrentSpec::read(ConfigReader& c, const std::string& section, const RecurrentSpec& defaults) {
+RecurrentSpec RecurrentSpec::read(ConfigReader& c, const std::string& section,
+                                  const RecurrentSpec& defaults) {
   RecurrentSpec r = defaults;
   r.cell = c.get_cell(section, "cell", defaults.cell);
   r.hidden_size = c.get_int(section, "hidden_size", defaults.hidden_size, 1);
   r.num_layers = c.get_int(section, "num_layers", defaults.num_layers, 1);
-  r.recurrent_dropout = c.get_double(section, "recurrent_dropout", defaults.recurrent_dropout, 0, 0.99);
+  r.recurrent_dropout =
+      c.get_double(section, "recurrent_dropout", defaults.recurrent_dropout, 0, 0.99);
   r.init = parse_init(c.get_choice(section, "init", to_string(defaults.init), init_names()));
-  if (c.has_key(section, "forget_bias")) r.forget_bias = c.get_double(section, "forget_bias", 0, -100, 100);
+  if (c.has_key(section, "forget_bias"))
+    r.forget_bias = c.get_double(section, "forget_bias", 0, -100, 100);
   return r;
 }
 

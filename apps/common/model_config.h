@@ -21,7 +21,8 @@ struct RecurrentSpec {
 
   /// Reads cell, hidden_size, num_layers, recurrent_dropout, init and forget_bias from `section`,
   /// falling back to `defaults`, with the usual checks (unknown cell, ranges, types).
-  static RecurrentSpec read(ConfigReader& config, const std::string& section, const RecurrentSpec& defaults);
+  static RecurrentSpec read(ConfigReader& config, const std::string& section,
+                            const RecurrentSpec& defaults);
 };
 
 }  // namespace rnnkit::app

@@ -28,7 +28,8 @@ inline int exit_status_for_signal(int sig) { return 128 + sig; }
 /// that a stop is seen within a batch, not at the end of the loop.
 class Interrupted : public std::runtime_error {
  public:
-  explicit Interrupted(int sig) : std::runtime_error("stopped by " + signal_name(sig)), signal(sig) {}
+  explicit Interrupted(int sig)
+      : std::runtime_error("stopped by " + signal_name(sig)), signal(sig) {}
   int signal;
 };
 void throw_if_stopped();

@@ -86,8 +86,9 @@ int resolve_threads(int requested) {
   const int cores = available_cores();
   const int limit = 4 * cores;
   if (requested < 0) {
-    throw std::invalid_argument("--threads must be 0 (all available cores) or a positive count, got " +
-                                std::to_string(requested));
+    throw std::invalid_argument(
+        "--threads must be 0 (all available cores) or a positive count, got " +
+        std::to_string(requested));
   }
   if (requested > limit) {
     throw std::invalid_argument("--threads " + std::to_string(requested) + " is far above the " +

@@ -28,7 +28,8 @@ namespace rnnkit::app {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-TrainOptions TrainOptions::read(ConfigReader& c, const std::string& section, const TrainOptions& defaults) {
+TrainOptions TrainOptions::read(ConfigReader& c, const std::string& section,
+                                const TrainOptions& defaults) {
   TrainOptions o = defaults;
   o.epochs = c.get_int(section, "epochs", o.epochs, defaults.epochs == 0 ? 0 : 1);
   o.max_minutes = c.get_double(section, "max_minutes", o.max_minutes, 0, 1e6);
@@ -66,7 +67,8 @@ torch::Device setup_runtime(const RunOptions& run, int64_t seed) {
     }
     const auto n = static_cast<int64_t>(torch::cuda::device_count());
     // One process per GPU: torchrun's LOCAL_RANK picks it.
-    if (!device->has_index() && env.present) device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+    if (!device->has_index() && env.present)
+      device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
     if (device->has_index() && device->index() >= n) {
       throw std::invalid_argument("--device " + device->str() + ": only " + std::to_string(n) +
                                   " CUDA device(s) present");
@@ -94,9 +96,9 @@ namespace {
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<torch::Tensor> params,
                                                         const TrainOptions& o) {
   if (o.optimizer == "sgd") {
-    return std::make_unique<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(o.learning_rate).momentum(o.momentum)
-                    .weight_decay(o.weight_decay));
+    return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(o.learning_rate)
+                                                           .momentum(o.momentum)
+                                                           .weight_decay(o.weight_decay));
   }
   if (o.optimizer == "adamw") {
     return std::make_unique<torch::optim::AdamW>(
@@ -106,7 +108,9 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(std::vector<torch::Tenso
       params, torch::optim::AdamOptions(o.learning_rate).weight_decay(o.weight_decay));
 }
 
-double get_lr(torch::optim::Optimizer& opt) { return opt.param_groups().front().options().get_lr(); }
+double get_lr(torch::optim::Optimizer& opt) {
+  return opt.param_groups().front().options().get_lr();
+}
 void set_lr(torch::optim::Optimizer& opt, double lr) {
   for (auto& g : opt.param_groups()) g.options().set_lr(lr);
 }
@@ -121,7 +125,10 @@ std::string hms(double seconds) {
 class Progress {
  public:
   Progress(bool quiet, int64_t log_every, std::string unit)
-      : tty_(::isatty(STDERR_FILENO)), quiet_(quiet), log_every_(log_every), unit_(std::move(unit)) {}
+      : tty_(::isatty(STDERR_FILENO)),
+        quiet_(quiet),
+        log_every_(log_every),
+        unit_(std::move(unit)) {}
   void start_epoch(int64_t epoch, int64_t total, int64_t first) {
     epoch_ = epoch, total_ = total, done_ = first, first_ = first, units_ = 0;
     t0_ = Clock::now();
@@ -136,12 +143,14 @@ class Progress {
     const double pct = 100.0 * done_ / std::max<int64_t>(total_, 1);
     if (tty_) {
       const int width = 24, filled = static_cast<int>(width * done_ / std::max<int64_t>(total_, 1));
-      fmt::print(stderr, "\repoch {} {:3.0f}%|{}{}| {}/{} [{}<{}, {:.0f} {}/s] loss {:.4f}   ", epoch_ + 1,
-                 pct, std::string(filled, '#'), std::string(width - filled, ' '), done_, total_, hms(s),
-                 hms(eta), rate, unit_, loss);
+      fmt::print(stderr, "\repoch {} {:3.0f}%|{}{}| {}/{} [{}<{}, {:.0f} {}/s] loss {:.4f}   ",
+                 epoch_ + 1, pct, std::string(filled, '#'), std::string(width - filled, ' '), done_,
+                 total_, hms(s), hms(eta), rate, unit_, loss);
     } else if (step % log_every_ == 0) {
-      fmt::print(stderr, "epoch {} step {} batch {}/{} ({:.0f}%) loss {:.4f} {:.0f} {}/s elapsed {} ETA {}\n",
-                 epoch_ + 1, step, done_, total_, pct, loss, rate, unit_, hms(s), hms(eta));
+      fmt::print(
+          stderr,
+          "epoch {} step {} batch {}/{} ({:.0f}%) loss {:.4f} {:.0f} {}/s elapsed {} ETA {}\n",
+          epoch_ + 1, step, done_, total_, pct, loss, rate, unit_, hms(s), hms(eta));
     }
   }
   void end_epoch() {
@@ -311,7 +320,8 @@ Metrics agree_on(Metrics m) {
   for (const auto& kv : m.values) v.push_back(kv.second);
   std::vector<torch::Tensor> t{torch::tensor(v, torch::kDouble)};
   dist::broadcast_(t, 0);
-  for (size_t i = 0; i < v.size(); ++i) m.values[i].second = t[0][static_cast<int64_t>(i)].item<double>();
+  for (size_t i = 0; i < v.size(); ++i)
+    m.values[i].second = t[0][static_cast<int64_t>(i)].item<double>();
   return m;
 }
 
@@ -323,15 +333,18 @@ void save_rng(torch::serialize::OutputArchive& a, const torch::Device& device) {
   put_int(a, "rng/world", static_cast<int64_t>(cpu.size()));
   for (size_t r = 0; r < cpu.size(); ++r) a.write("rng/cpu/" + std::to_string(r), cpu[r], true);
   if (device.is_cuda()) {
-    const auto cuda = dist::all_gather(cuda_generator(device.index() < 0 ? 0 : device.index()).get_state());
-    for (size_t r = 0; r < cuda.size(); ++r) a.write("rng/cuda/" + std::to_string(r), cuda[r], true);
+    const auto cuda =
+        dist::all_gather(cuda_generator(device.index() < 0 ? 0 : device.index()).get_state());
+    for (size_t r = 0; r < cuda.size(); ++r)
+      a.write("rng/cuda/" + std::to_string(r), cuda[r], true);
   }
 }
 
 void load_rng(torch::serialize::InputArchive& a, const torch::Device& device) {
   const std::string r = std::to_string(dist::rank());
   torch::Tensor state;
-  if (a.try_read("rng/cpu/" + r, state, true) || (dist::rank() == 0 && a.try_read("rng/cpu", state, true))) {
+  if (a.try_read("rng/cpu/" + r, state, true) ||
+      (dist::rank() == 0 && a.try_read("rng/cpu", state, true))) {
     // The default generator is handed out const; its state is what torch::manual_seed sets.
     auto gen = at::detail::getDefaultCPUGenerator();
     gen.set_state(state.cpu());
@@ -350,8 +363,8 @@ std::string read_file_bytes(const std::string& path) {
 
 }  // namespace
 
-std::vector<std::vector<size_t>> plan_epoch(const std::vector<size_t>& lengths, const TrainOptions& options,
-                                            int64_t epoch) {
+std::vector<std::vector<size_t>> plan_epoch(const std::vector<size_t>& lengths,
+                                            const TrainOptions& options, int64_t epoch) {
   data::BatchPlanOptions o;
   o.batch_size = static_cast<size_t>(options.batch_size);
   o.seed = static_cast<uint64_t>(options.seed);
@@ -376,7 +389,10 @@ void check_run_dir(const RunOptions& run) {
   throw RunDirError(fmt::format(
       "{} already holds a run ({}); continue it with --resume, or start again with --overwrite "
       "(which replaces its checkpoints and metrics), or give this run another --run-dir",
-      run.run_dir, has_last && has_best ? "last.pt and best.pt" : has_last ? "last.pt" : "best.pt"));
+      run.run_dir,
+      has_last && has_best ? "last.pt and best.pt"
+      : has_last           ? "last.pt"
+                           : "best.pt"));
 }
 
 namespace {
@@ -385,18 +401,28 @@ namespace {
 class FitLoop {
  public:
   FitLoop(Task& task, const TrainOptions& o, const RunOptions& run, const std::string& config_text)
-      : task_(task), o_(o), run_(run), config_text_(config_text), rank0_(dist::is_rank0()),
-        quiet_(run.quiet || !rank0_), world_(dist::world_size()),
+      : task_(task),
+        o_(o),
+        run_(run),
+        config_text_(config_text),
+        rank0_(dist::is_rank0()),
+        quiet_(run.quiet || !rank0_),
+        world_(dist::world_size()),
         last_path_((fs::path(run.run_dir) / "last.pt").string()),
         best_path_((fs::path(run.run_dir) / "best.pt").string()),
         csv_path_((fs::path(run.run_dir) / "metrics.csv").string()),
-        model_(task.model()), device_(model_.parameters().front().device()),
-        params_(model_.parameters()), optimizer_(make_optimizer(params_, o)), scheduler_(o),
+        model_(task.model()),
+        device_(model_.parameters().front().device()),
+        params_(model_.parameters()),
+        optimizer_(make_optimizer(params_, o)),
+        scheduler_(o),
         progress_(quiet_, o.log_every, task.unit()) {
     if (o.batch_size % world_ != 0) {
-      throw std::invalid_argument(fmt::format(
-          "train.batch_size = {} is the global batch, shared by {} processes; it must be a multiple of "
-          "the world size (each rank takes batch_size / world_size)", o.batch_size, world_));
+      throw std::invalid_argument(
+          fmt::format("train.batch_size = {} is the global batch, shared by {} processes; it must "
+                      "be a multiple of "
+                      "the world size (each rank takes batch_size / world_size)",
+                      o.batch_size, world_));
     }
   }
 
@@ -464,14 +490,15 @@ class FitLoop {
       lock_.emplace(run_.run_dir);
       const int stale = remove_stale_temp_files(run_.run_dir);
       if (stale > 0 && !quiet_) {
-        fmt::print(stderr, "removed {} unfinished temp file(s) of an interrupted write in {}\n", stale,
-                   run_.run_dir);
+        fmt::print(stderr, "removed {} unfinished temp file(s) of an interrupted write in {}\n",
+                   stale, run_.run_dir);
       }
       const bool has_last = fs::exists(last_path_), has_best = fs::exists(best_path_);
       if (run_.auto_resume && has_last) resume = true;
       if (resume && !has_last) {
-        throw RunDirError(fmt::format("--resume: {} holds no last.pt to continue from{}", run_.run_dir,
-                                      has_best ? " (only best.pt)" : "; start a new run without --resume"));
+        throw RunDirError(
+            fmt::format("--resume: {} holds no last.pt to continue from{}", run_.run_dir,
+                        has_best ? " (only best.pt)" : "; start a new run without --resume"));
       }
       if (!resume) {
         if (!run_.auto_resume) check_run_dir(run_);
@@ -487,7 +514,8 @@ class FitLoop {
     std::string bytes;
     dist::on_rank0([&] { bytes = read_file_bytes(last_path_); });
     bytes = dist::broadcast_string(bytes);
-    auto a = open_checkpoint_bytes(bytes, last_path_, task_.app_name(), task_.architecture(), device_);
+    auto a =
+        open_checkpoint_bytes(bytes, last_path_, task_.app_name(), task_.architecture(), device_);
     torch::serialize::InputArchive m, opt;
     a.read("model", m);
     a.read("optimizer", opt);
@@ -537,16 +565,20 @@ class FitLoop {
   StepControl step() {
     model_.train();
     const BatchLoss b = task_.train_batch(st_.batch);
-    const double local_sum = b.count > 0 ? b.loss.item<double>() * static_cast<double>(b.count) : 0.0;
-    const StepControl c = exchange(local_sum, b.count, o_.max_minutes > 0 && elapsed() >= o_.max_minutes * 60);
+    const double local_sum =
+        b.count > 0 ? b.loss.item<double>() * static_cast<double>(b.count) : 0.0;
+    const StepControl c =
+        exchange(local_sum, b.count, o_.max_minutes > 0 && elapsed() >= o_.max_minutes * 60);
     if (c.nonfinite) {
       const bool any = fs::exists(last_path_) || fs::exists(best_path_);
-      throw TrainingDiverged(fmt::format(
-          "training diverged: the loss is {} at step {} (epoch {}, batch {}); {}{}",
-          dist::enabled() ? "not finite" : fmt::format("{}", local_sum / static_cast<double>(b.count)),
-          st_.step + 1, st_.epoch + 1, st_.batch + 1,
-          any ? "the last good checkpoint is kept in " + run_.run_dir : "no checkpoint was written before it",
-          o_.clip_norm == 0 ? "; try clip_norm or a lower learning_rate" : ""));
+      throw TrainingDiverged(
+          fmt::format("training diverged: the loss is {} at step {} (epoch {}, batch {}); {}{}",
+                      dist::enabled() ? "not finite"
+                                      : fmt::format("{}", local_sum / static_cast<double>(b.count)),
+                      st_.step + 1, st_.epoch + 1, st_.batch + 1,
+                      any ? "the last good checkpoint is kept in " + run_.run_dir
+                          : "no checkpoint was written before it",
+                      o_.clip_norm == 0 ? "; try clip_norm or a lower learning_rate" : ""));
     }
     optimizer_->zero_grad();
     if (b.count > 0) {
@@ -564,7 +596,8 @@ class FitLoop {
     ++steps_this_run_;
     st_.loss_sum += c.loss_sum;
     st_.loss_count += c.count;
-    progress_.step(st_.step, c.loss_sum / static_cast<double>(std::max<int64_t>(c.count, 1)), c.count);
+    progress_.step(st_.step, c.loss_sum / static_cast<double>(std::max<int64_t>(c.count, 1)),
+                   c.count);
     return c;
   }
 
@@ -590,12 +623,17 @@ class FitLoop {
     } else {
       ++st_.bad_epochs;
     }
-    set_lr(*optimizer_, scheduler_.after_epoch(st_.epoch, value, m.higher_is_better, get_lr(*optimizer_)));
-    const double train_loss = st_.loss_count ? st_.loss_sum / static_cast<double>(st_.loss_count) : NAN;
-    if (rank0_) append_metrics(csv_path_, st_.epoch + 1, st_.step, train_loss, m, get_lr(*optimizer_), elapsed());
+    set_lr(*optimizer_,
+           scheduler_.after_epoch(st_.epoch, value, m.higher_is_better, get_lr(*optimizer_)));
+    const double train_loss =
+        st_.loss_count ? st_.loss_sum / static_cast<double>(st_.loss_count) : NAN;
+    if (rank0_)
+      append_metrics(csv_path_, st_.epoch + 1, st_.step, train_loss, m, get_lr(*optimizer_),
+                     elapsed());
     if (!quiet_) {
-      fmt::print(stderr, "epoch {}: train loss {:.4f}, {} (best {}: {:.4f}), lr {:.3g}, {}\n", st_.epoch + 1,
-                 train_loss, metrics_text(m), m.main, st_.best, get_lr(*optimizer_), hms(elapsed()));
+      fmt::print(stderr, "epoch {}: train loss {:.4f}, {} (best {}: {:.4f}), lr {:.3g}, {}\n",
+                 st_.epoch + 1, train_loss, metrics_text(m), m.main, st_.best, get_lr(*optimizer_),
+                 hms(elapsed()));
     }
     st_.elapsed = elapsed();
     if (time_up && st_.batch < n) {  // mid-epoch: --resume continues from this batch
@@ -608,10 +646,12 @@ class FitLoop {
     r_.epochs_done = st_.epoch + 1;
     if (o_.early_stopping > 0 && st_.bad_epochs >= o_.early_stopping) {
       r_.early_stopped = true;
-      if (!quiet_) fmt::print(stderr, "early stopping: {} epochs without improvement\n", st_.bad_epochs);
+      if (!quiet_)
+        fmt::print(stderr, "early stopping: {} epochs without improvement\n", st_.bad_epochs);
       return true;
     }
-    if (time_up && !quiet_) fmt::print(stderr, "stopping: max_minutes = {} reached\n", o_.max_minutes);
+    if (time_up && !quiet_)
+      fmt::print(stderr, "stopping: max_minutes = {} reached\n", o_.max_minutes);
     return time_up;
   }
 
@@ -657,7 +697,8 @@ class FitLoop {
 
 }  // namespace
 
-FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run, const std::string& config_text) {
+FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
+              const std::string& config_text) {
   return FitLoop(task, o, run, config_text).run();
 }
 

@@ -28,12 +28,13 @@ namespace rnnkit::app {
 /// Settings of the [train] section shared by every app.
 struct TrainOptions {
   int64_t epochs = 10;
-  double max_minutes = 0;  ///< stop (after a full evaluation) once this much time has passed; 0 = off
+  double max_minutes =
+      0;  ///< stop (after a full evaluation) once this much time has passed; 0 = off
   int64_t batch_size = 32;
   std::string optimizer = "adam";  ///< sgd, adam, adamw
   double learning_rate = 1e-3, momentum = 0.0, weight_decay = 0.0;
-  double clip_norm = 0.0;   ///< rescale gradients whose global L2 norm exceeds this; 0 = off
-  double clip_value = 0.0;  ///< clamp each gradient element into [-v, v]; 0 = off
+  double clip_norm = 0.0;         ///< rescale gradients whose global L2 norm exceeds this; 0 = off
+  double clip_value = 0.0;        ///< clamp each gradient element into [-v, v]; 0 = off
   std::string schedule = "none";  ///< none, step, plateau
   int64_t step_size = 1;          ///< step: decay every step_size epochs...
   int64_t decay_start = 0;        ///< ...once this many epochs are done (Zaremba et al.: 4)
@@ -55,8 +56,8 @@ struct TrainOptions {
 /// and seed: the same arguments give the same plan, so a resumed run sees the same batches.
 /// In a data-parallel run each global batch is this rank's share of it (elements r, r + W, ...),
 /// so a rank may get an empty batch at the end of an epoch; its task returns a zero count then.
-std::vector<std::vector<size_t>> plan_epoch(const std::vector<size_t>& lengths, const TrainOptions& options,
-                                            int64_t epoch);
+std::vector<std::vector<size_t>> plan_epoch(const std::vector<size_t>& lengths,
+                                            const TrainOptions& options, int64_t epoch);
 
 /// Settings of one invocation, from the command line.
 struct RunOptions {
@@ -66,8 +67,8 @@ struct RunOptions {
   bool resume = false;
   /// Resume when the run dir holds last.pt, start afresh when it is new (restarted jobs).
   bool auto_resume = false;
-  bool overwrite = false;      ///< start afresh in a run dir that holds a run, replacing it
-  int64_t max_steps = 0;       ///< stop after this many optimizer steps in this invocation (0 = off)
+  bool overwrite = false;  ///< start afresh in a run dir that holds a run, replacing it
+  int64_t max_steps = 0;   ///< stop after this many optimizer steps in this invocation (0 = off)
   bool quiet = false;
   /// Training commands join torchrun's process group when its environment is set.
   bool distributed = false;
@@ -116,6 +117,33 @@ class Task {
   /// must not depend on the world size.
   virtual void save_state(torch::serialize::OutputArchive& archive) const { (void)archive; }
   virtual void load_state(torch::serialize::InputArchive& archive) { (void)archive; }
+};
+
+/// A Task over a fixed set of sentences (or texts) batched by length: it owns their lengths,
+/// plans each epoch's batches with plan_epoch (this rank's share in a data-parallel run) and
+/// hands train_on the indices of one batch, never an empty share.
+class SentenceTask : public Task {
+ public:
+  int64_t begin_epoch(int64_t epoch) final {
+    plan_ = plan_epoch(lengths_, options_, epoch);
+    return static_cast<int64_t>(plan_.size());
+  }
+  BatchLoss train_batch(int64_t index) final {
+    const auto& idx = plan_.at(static_cast<size_t>(index));
+    if (idx.empty()) return {};  // this rank's share of a short last batch
+    return train_on(idx);
+  }
+
+ protected:
+  /// `options` gives the batch size and seed; `lengths` one entry per training example.
+  SentenceTask(const TrainOptions& options, std::vector<size_t> lengths)
+      : options_(options), lengths_(std::move(lengths)) {}
+  virtual BatchLoss train_on(const std::vector<size_t>& indices) = 0;
+
+ private:
+  const TrainOptions& options_;
+  std::vector<size_t> lengths_;
+  std::vector<std::vector<size_t>> plan_;
 };
 
 struct FitResult {

@@ -56,7 +56,8 @@ GradNorms gradient_norms(const CellSetup& setup, int64_t T, int64_t B, int64_t D
 namespace {
 
 // Tokens: 5 singular nouns, 5 plural nouns, 20 fillers, 1 query.
-constexpr int64_t kNouns = 5, kFillers = 20, kVocab = 2 * kNouns + kFillers + 1, kQuery = kVocab - 1;
+constexpr int64_t kNouns = 5, kFillers = 20, kVocab = 2 * kNouns + kFillers + 1,
+                  kQuery = kVocab - 1;
 
 /// x [gap + 2, B] token ids, y [B]: 0 singular ("was"), 1 plural ("were").
 std::pair<Tensor, Tensor> agreement_batch(int64_t gap, int64_t B) {

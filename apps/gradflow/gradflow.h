@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include <rnnkit/init.h>
 #include <rnnkit/compat.h>
+#include <rnnkit/init.h>
 
 namespace rnnkit::gradflow {
 
@@ -18,7 +18,7 @@ struct CellSetup {
   std::string cell;
   Init init = Init::kUniform;
   optional<double> forget_bias;  ///< LSTM cells
-  std::string label() const;          ///< e.g. "lstm (forget bias 1)"; no commas
+  std::string label() const;     ///< e.g. "lstm (forget bias 1)"; no commas
 };
 
 struct GradNorms {

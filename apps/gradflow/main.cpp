@@ -14,9 +14,9 @@
 
 #include <fmt/core.h>
 
+#include <rnnkit/registry.h>
 #include "../common/cli.h"
 #include "../common/system.h"
-#include <rnnkit/registry.h>
 
 #include "gradflow.h"
 
@@ -31,7 +31,8 @@ gradflow::CellSetup parse_setup(const std::string& spec, const std::string& wher
   std::string rest = spec;
   size_t colon = rest.find(':');
   s.cell = rest.substr(0, colon);
-  if (!has_cell(s.cell)) throw app::ConfigError(where + ": unknown cell '" + s.cell + "' in '" + spec + "'");
+  if (!has_cell(s.cell))
+    throw app::ConfigError(where + ": unknown cell '" + s.cell + "' in '" + spec + "'");
   while (colon != std::string::npos) {
     rest = rest.substr(colon + 1);
     colon = rest.find(':');
@@ -46,8 +47,9 @@ gradflow::CellSetup parse_setup(const std::string& spec, const std::string& wher
       try {
         s.init = parse_init(part);
       } catch (const c10::Error&) {
-        throw app::ConfigError(where + ": expected an init (uniform, xavier, he, orthogonal) or fb=X, got '" +
-                               part + "' in '" + spec + "'");
+        throw app::ConfigError(
+            where + ": expected an init (uniform, xavier, he, orthogonal) or fb=X, got '" + part +
+            "' in '" + spec + "'");
       }
     }
   }
@@ -56,7 +58,8 @@ gradflow::CellSetup parse_setup(const std::string& spec, const std::string& wher
 
 std::vector<gradflow::CellSetup> setups(app::ConfigReader& c, const std::string& section) {
   std::vector<gradflow::CellSetup> out;
-  for (const auto& spec : c.get_string_list(section, "cells")) out.push_back(parse_setup(spec, c.where(section, "cells")));
+  for (const auto& spec : c.get_string_list(section, "cells"))
+    out.push_back(parse_setup(spec, c.where(section, "cells")));
   if (out.empty()) throw app::ConfigError(c.path() + ": [" + section + "] needs cells");
   return out;
 }
@@ -72,13 +75,13 @@ void plot(const std::string& csv, const std::string& png, const std::string& tit
     for (char c : s) q += c == '\'' ? std::string("''") : std::string(1, c);
     return q + "'";
   };
-  std::string script = "set terminal pngcairo size 900,560 noenhanced\nset output " + quoted(png) + "\n" +
-                       "set datafile separator ','\nset key outside right\nset grid\n" +
-                       (logy ? "set logscale y\nset format y '1e%T'\n" : "set yrange [0.4:1.02]\n") +
-                       "set title " + quoted(title) + "\nset xlabel " + quoted(xlabel) + "\nset ylabel " +
-                       quoted(ylabel) + "\n" + "plot for [c=" + std::to_string(first_column) + ":" +
-                       std::to_string(last_column) + "] " + quoted(csv) +
-                       " using 1:c with linespoints title columnheader(c)\n";
+  std::string script =
+      "set terminal pngcairo size 900,560 noenhanced\nset output " + quoted(png) + "\n" +
+      "set datafile separator ','\nset key outside right\nset grid\n" +
+      (logy ? "set logscale y\nset format y '1e%T'\n" : "set yrange [0.4:1.02]\n") + "set title " +
+      quoted(title) + "\nset xlabel " + quoted(xlabel) + "\nset ylabel " + quoted(ylabel) + "\n" +
+      "plot for [c=" + std::to_string(first_column) + ":" + std::to_string(last_column) + "] " +
+      quoted(csv) + " using 1:c with linespoints title columnheader(c)\n";
   FILE* gp = ::popen("gnuplot 2>/dev/null", "w");
   int status = -1;
   if (gp) {
@@ -87,8 +90,8 @@ void plot(const std::string& csv, const std::string& png, const std::string& tit
     if (!written) status = -1;
   }
   if (status != 0 || !fs::exists(png)) {
-    std::cerr << "rnnkit-gradflow: gnuplot failed or is missing (scripts/setup.sh installs it); " << csv
-              << " is written, " << png << " is not\n";
+    std::cerr << "rnnkit-gradflow: gnuplot failed or is missing (scripts/setup.sh installs it); "
+              << csv << " is written, " << png << " is not\n";
   } else {
     std::cerr << "wrote " << png << "\n";
   }
@@ -99,8 +102,11 @@ struct NormsConfig {
   int64_t T, B, D, H;
   uint64_t seed;
   static NormsConfig read(app::ConfigReader& c) {
-    return {setups(c, "norms"), c.get_int("norms", "T", 100, 2), c.get_int("norms", "batch", 16, 1),
-            c.get_int("norms", "input_size", 8, 1), c.get_int("norms", "hidden_size", 64, 1),
+    return {setups(c, "norms"),
+            c.get_int("norms", "T", 100, 2),
+            c.get_int("norms", "batch", 16, 1),
+            c.get_int("norms", "input_size", 8, 1),
+            c.get_int("norms", "hidden_size", 64, 1),
             static_cast<uint64_t>(c.get_int("norms", "seed", 1, 0))};
   }
 };
@@ -167,7 +173,8 @@ void run_agreement(const AgreementConfig& a, const std::string& out) {
   f << "gap";
   for (const auto& s : cells) f << "," << s.label();
   f << "\n";
-  std::cout << fmt::format("number agreement, accuracy after {} steps (chance: 0.5):\n{:>6}", o.steps, "gap");
+  std::cout << fmt::format("number agreement, accuracy after {} steps (chance: 0.5):\n{:>6}",
+                           o.steps, "gap");
   for (const auto& s : cells) std::cout << fmt::format(" {:>24}", s.label());
   std::cout << "\n";
   for (const auto gap : gaps) {
@@ -184,7 +191,8 @@ void run_agreement(const AgreementConfig& a, const std::string& out) {
   f.close();
   std::cerr << "wrote " << csv << "\n";
   plot(csv, out + "/agreement.png", fmt::format("number agreement after {} Adam steps", o.steps),
-       "gap (filler words between subject and verb)", "accuracy", false, static_cast<int>(cells.size()) + 1);
+       "gap (filler words between subject and verb)", "accuracy", false,
+       static_cast<int>(cells.size()) + 1);
 }
 
 struct ExplodeConfig {
@@ -209,7 +217,10 @@ struct ExplodeConfig {
 void run_explode(const ExplodeConfig& e, const std::string& out) {
   const auto& o = e.o;
   const double clip_norm = e.clip_norm, clip_value = e.clip_value;
-  struct Run { std::string name; gradflow::ExplodeTrace t; };
+  struct Run {
+    std::string name;
+    gradflow::ExplodeTrace t;
+  };
   std::vector<Run> runs;
   runs.push_back({"no clipping", gradflow::explode(o)});
   auto on = o;
@@ -231,23 +242,30 @@ void run_explode(const ExplodeConfig& e, const std::string& out) {
       const auto& t = runs[k % n].t;
       const auto& v = k < n ? t.norm_before : t.loss;
       f << ",";
-      if (s < static_cast<int64_t>(v.size()) && std::isfinite(v[s])) f << fmt::format("{:.6g}", v[s]);
+      if (s < static_cast<int64_t>(v.size()) && std::isfinite(v[s]))
+        f << fmt::format("{:.6g}", v[s]);
     }
     f << "\n";
   }
   f.close();
   std::cerr << "wrote " << csv << "\n";
-  const std::string title = fmt::format("relu RNN, recurrent init {:g} x orthogonal, T = {}, SGD", o.scale, o.T);
-  plot(csv, out + "/explode_norm.png", title, "step", "gradient norm before clipping (log scale)", true, 1 + n);
-  plot(csv, out + "/explode_loss.png", title, "step", "training loss (log scale)", true, 1 + 2 * n, 2 + n);
+  const std::string title =
+      fmt::format("relu RNN, recurrent init {:g} x orthogonal, T = {}, SGD", o.scale, o.T);
+  plot(csv, out + "/explode_norm.png", title, "step", "gradient norm before clipping (log scale)",
+       true, 1 + n);
+  plot(csv, out + "/explode_loss.png", title, "step", "training loss (log scale)", true, 1 + 2 * n,
+       2 + n);
   for (const auto& r : runs) {
     double max_after = 0;
     for (double n : r.t.norm_after) max_after = std::max(max_after, n);
-    std::cout << fmt::format("{:>20}: {}; largest gradient norm before clipping {:.3g}, after {:.3g}; last loss {:.4g}\n",
-                             r.name, r.t.diverged_at >= 0 ? fmt::format("diverged at step {}", r.t.diverged_at + 1)
-                                                          : fmt::format("finite for {} steps", r.t.loss.size()),
-                             *std::max_element(r.t.norm_before.begin(), r.t.norm_before.end()), max_after,
-                             r.t.loss.back());
+    std::cout << fmt::format(
+        "{:>20}: {}; largest gradient norm before clipping {:.3g}, after {:.3g}; last loss "
+        "{:.4g}\n",
+        r.name,
+        r.t.diverged_at >= 0 ? fmt::format("diverged at step {}", r.t.diverged_at + 1)
+                             : fmt::format("finite for {} steps", r.t.loss.size()),
+        *std::max_element(r.t.norm_before.begin(), r.t.norm_before.end()), max_after,
+        r.t.loss.back());
   }
 }
 
@@ -256,12 +274,13 @@ int run(int argc, char** argv) {
   const std::string cmd = argv[0];
   const bool all = cmd == "all";
   cxxopts::Options cli("rnnkit-gradflow " + cmd, "Vanishing and exploding gradients, measured");
-  cli.add_options()
-      ("config", "TOML config (configs/gradflow.toml)", cxxopts::value<std::string>())
-      ("set", "override a config value: section.key=value", cxxopts::value<std::vector<std::string>>())
-      ("out", "folder for the CSVs and PNGs", cxxopts::value<std::string>()->default_value("runs/gradflow"))
-      ("threads", "CPU threads (0: the cores this process may use)", cxxopts::value<int>()->default_value("0"))
-      ("h,help", "this help");
+  cli.add_options()("config", "TOML config (configs/gradflow.toml)", cxxopts::value<std::string>())(
+      "set", "override a config value: section.key=value",
+      cxxopts::value<std::vector<std::string>>())(
+      "out", "folder for the CSVs and PNGs",
+      cxxopts::value<std::string>()->default_value("runs/gradflow"))(
+      "threads", "CPU threads (0: the cores this process may use)",
+      cxxopts::value<int>()->default_value("0"))("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   auto config = app::load_config(args);
@@ -303,7 +322,8 @@ int main(int argc, char** argv) {
   return rnnkit::app::run_app(
       "rnnkit-gradflow",
       {{"norms", "||dL/da<t>|| and ||dL/dx<t>|| back through time, per cell ([norms])", run},
-       {"agreement", "number agreement across growing gaps: which cells learn it ([agreement])", run},
+       {"agreement", "number agreement across growing gaps: which cells learn it ([agreement])",
+        run},
        {"explode", "a relu RNN made to explode, without and with clipping ([explode])", run},
        {"all", "the three, in that order", run}},
       argc, argv);

@@ -71,7 +71,8 @@ LanguageModelOptions LMConfig::model_options(int64_t vocab_size) const {
 
 std::string LMConfig::architecture(int64_t vocab_size) const {
   return fmt::format("level={} vocab={} cell={} embedding={} hidden={} layers={} tied={}", level,
-                     vocab_size, rnn.cell, embedding_size, rnn.hidden_size, rnn.num_layers, tie_weights);
+                     vocab_size, rnn.cell, embedding_size, rnn.hidden_size, rnn.num_layers,
+                     tie_weights);
 }
 
 std::vector<std::string> LMConfig::tokenize_file(const std::string& path) const {
@@ -132,8 +133,11 @@ class LMTask : public app::Task {
         model_(std::move(model)),
         device_(device) {
     if (c.batching == "stream") {
+      // The global batch's streams; in a data-parallel run each rank reads its own columns.
       batcher_.emplace(train_ids, c.train.batch_size);
-    } else {  // sentences: the stream split after each <eos>
+    } else {
+      // Sentences: the stream split after each <eos>, each sentence predicted from a fresh
+      // <eos> context (as score does), never from the one before it.
       std::vector<int64_t> cur;
       for (size_t i = 1; i < train_ids.size(); ++i) {
         cur.push_back(train_ids[i]);
@@ -152,6 +156,8 @@ class LMTask : public app::Task {
   std::string architecture() const override { return c_.architecture(vocab_.size()); }
 
   int64_t begin_epoch(int64_t epoch) override {
+    // Every epoch reads the streams from their start again: the state carried from the last
+    // window of the previous epoch belongs to the streams' ends.
     carried_.clear();
     if (batcher_) return batcher_->num_windows(c_.bptt);
     plan_ = app::plan_epoch(lengths_, c_.train, epoch);
@@ -215,8 +221,9 @@ class LMTask : public app::Task {
 
   void load_state(torch::serialize::InputArchive& a) override {
     if (!(Vocab::from_string(app::get_string(a, "vocab"), "checkpoint") == vocab_)) {
-      throw app::CheckpointError("the checkpoint's vocabulary differs from the one built from "
-                                 "the config's data");
+      throw app::CheckpointError(
+          "the checkpoint's vocabulary differs from the one built from "
+          "the config's data");
     }
     carried_.assign(static_cast<size_t>(app::get_int(a, "carried")), State{});
     auto mine = [](const Tensor& t) {
@@ -247,8 +254,8 @@ class LMTask : public app::Task {
 
 }  // namespace
 
-Perplexity evaluate_stream(LanguageModelImpl& model, const std::vector<int64_t>& ids,
-                           int64_t bptt, int64_t batch_size, const torch::Device& device) {
+Perplexity evaluate_stream(LanguageModelImpl& model, const std::vector<int64_t>& ids, int64_t bptt,
+                           int64_t batch_size, const torch::Device& device) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
@@ -349,6 +356,8 @@ std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& devic
     if (on_text) on_text(piece);
   };
   for (int64_t i = 0; i < o.max_length; ++i) {
+    // Never draw tokens that are not text: padding and <bos> (and <unk> unless allowed, as
+    // char-rnn's samples never print "<unk>").
     logits[Vocab::kPad] = -INFINITY;
     logits[Vocab::kBos] = -INFINITY;
     if (o.no_unk) logits[Vocab::kUnk] = -INFINITY;
@@ -401,14 +410,15 @@ double unk_rate(const data::Vocab& vocab, const std::vector<int64_t>& ids) {
   return static_cast<double>(unk) / static_cast<double>(ids.size() - 1);
 }
 
-void report_unk_rate(const std::string& file, const data::Vocab& vocab, const std::vector<int64_t>& ids,
-                     bool quiet) {
+void report_unk_rate(const std::string& file, const data::Vocab& vocab,
+                     const std::vector<int64_t>& ids, bool quiet) {
   const double rate = unk_rate(vocab, ids);
   if (rate > kUnkWarning) {
-    fmt::print(stderr,
-               "warning: {:.1f}% of the tokens of {} are <unk> (out of the vocabulary); its perplexity "
-               "measures little, as <unk> is easy to predict\n",
-               100 * rate, file);
+    fmt::print(
+        stderr,
+        "warning: {:.1f}% of the tokens of {} are <unk> (out of the vocabulary); its perplexity "
+        "measures little, as <unk> is easy to predict\n",
+        100 * rate, file);
   } else if (!quiet) {
     fmt::print(stderr, "{}: {:.2f}% <unk>\n", file, 100 * rate);
   }

@@ -25,7 +25,7 @@ struct LMConfig {
   int64_t max_vocab = 0, min_count = 1;
   std::string batching = "stream";  ///< stream (truncated BPTT) or sentences
   int64_t bptt = 100;
-  int64_t eval_batch_size = 1;      ///< 1: every token scored with the state carried through
+  int64_t eval_batch_size = 1;  ///< 1: every token scored with the state carried through
   // [model]
   app::RecurrentSpec rnn{"lstm", 256};
   int64_t embedding_size = 64;
@@ -47,7 +47,8 @@ struct LMConfig {
 /// The vocabulary the config asks for (max_vocab, min_count) over the training tokens.
 data::Vocab build_vocab(const LMConfig& config, const std::vector<std::string>& train_tokens);
 /// <eos> (the start context) followed by the ids of `tokens`: every token of a file is scored.
-std::vector<int64_t> encode_stream(const data::Vocab& vocab, const std::vector<std::string>& tokens);
+std::vector<int64_t> encode_stream(const data::Vocab& vocab,
+                                   const std::vector<std::string>& tokens);
 
 /// A trained model with its vocabulary and config, loaded from a checkpoint.
 struct Loaded {
@@ -68,8 +69,8 @@ struct Perplexity {
 };
 /// Mean cross-entropy over every token of `ids`, predicted from <eos> as the start and the
 /// state carried through the whole stream (in `batch_size` parallel streams when > 1).
-Perplexity evaluate_stream(LanguageModelImpl& model, const std::vector<int64_t>& ids,
-                           int64_t bptt, int64_t batch_size, const torch::Device& device);
+Perplexity evaluate_stream(LanguageModelImpl& model, const std::vector<int64_t>& ids, int64_t bptt,
+                           int64_t batch_size, const torch::Device& device);
 
 struct SampleOptions {
   std::string prompt;
@@ -99,7 +100,7 @@ double unk_rate(const data::Vocab& vocab, const std::vector<int64_t>& ids);
 /// Above this share of <unk> a file's perplexity is flattered: warn.
 constexpr double kUnkWarning = 0.05;
 /// Prints the <unk> rate of an evaluated file (unless quiet), and warns above kUnkWarning.
-void report_unk_rate(const std::string& file, const data::Vocab& vocab, const std::vector<int64_t>& ids,
-                     bool quiet);
+void report_unk_rate(const std::string& file, const data::Vocab& vocab,
+                     const std::vector<int64_t>& ids, bool quiet);
 
 }  // namespace rnnkit::lm

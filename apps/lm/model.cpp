@@ -19,7 +19,8 @@ void LanguageModelImpl::reset() {
               o.embedding_size(), " and ", o.hidden_size());
   const int64_t in = o.embedding_size() > 0 ? o.embedding_size() : o.vocab_size();
   if (o.embedding_size() > 0) {
-    embedding = register_module("embedding", torch::nn::Embedding(o.vocab_size(), o.embedding_size()));
+    embedding =
+        register_module("embedding", torch::nn::Embedding(o.vocab_size(), o.embedding_size()));
     torch::NoGradGuard g;
     embedding->weight.uniform_(-0.1, 0.1);
   } else {
@@ -32,8 +33,9 @@ void LanguageModelImpl::reset() {
                                        .init(o.init())
                                        .forget_bias(o.forget_bias())));
   // Tied weights: the embedding matrix [V, E = H] is the softmax matrix; nothing more to register.
-  W_y = o.tie_weights() ? embedding->weight
-                        : register_parameter("W_y", torch::empty({o.vocab_size(), o.hidden_size()}));
+  W_y = o.tie_weights()
+            ? embedding->weight
+            : register_parameter("W_y", torch::empty({o.vocab_size(), o.hidden_size()}));
   b_y = register_parameter("b_y", torch::zeros({o.vocab_size()}));
   if (!o.tie_weights()) {
     torch::NoGradGuard g;

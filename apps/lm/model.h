@@ -16,8 +16,8 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/pimpl.h>
 
-#include <rnnkit/rnn.h>
 #include <rnnkit/compat.h>
+#include <rnnkit/rnn.h>
 
 namespace rnnkit::lm {
 
@@ -29,10 +29,10 @@ struct LanguageModelOptions {
   TORCH_ARG(int64_t, hidden_size);
   TORCH_ARG(int64_t, embedding_size) = 0;  ///< 0: one-hot inputs (tiny vocabularies)
   TORCH_ARG(int64_t, num_layers) = 1;
-  TORCH_ARG(double, dropout) = 0.0;             ///< between layers and before the softmax
-  TORCH_ARG(double, embedding_dropout) = 0.0;   ///< on the embeddings
-  TORCH_ARG(double, recurrent_dropout) = 0.0;   ///< variational, on a<t-1>
-  TORCH_ARG(bool, tie_weights) = false;         ///< W_y = E (needs embedding_size == hidden_size)
+  TORCH_ARG(double, dropout) = 0.0;            ///< between layers and before the softmax
+  TORCH_ARG(double, embedding_dropout) = 0.0;  ///< on the embeddings
+  TORCH_ARG(double, recurrent_dropout) = 0.0;  ///< variational, on a<t-1>
+  TORCH_ARG(bool, tie_weights) = false;        ///< W_y = E (needs embedding_size == hidden_size)
   TORCH_ARG(Init, init) = Init::kUniform;
   TORCH_ARG(optional<double>, forget_bias) = nullopt;
 };

@@ -16,14 +16,18 @@ Smoothing parse_smoothing(const std::string& name) {
   if (name == "add_delta") return Smoothing::kAddDelta;
   if (name == "backoff") return Smoothing::kBackoff;
   if (name == "kn") return Smoothing::kKneserNey;
-  throw std::invalid_argument("unknown smoothing '" + name + "'; expected add_delta, backoff or kn");
+  throw std::invalid_argument("unknown smoothing '" + name +
+                              "'; expected add_delta, backoff or kn");
 }
 
 std::string to_string(Smoothing s) {
   switch (s) {
-    case Smoothing::kAddDelta: return "add_delta";
-    case Smoothing::kBackoff: return "backoff";
-    case Smoothing::kKneserNey: return "kn";
+    case Smoothing::kAddDelta:
+      return "add_delta";
+    case Smoothing::kBackoff:
+      return "backoff";
+    case Smoothing::kKneserNey:
+      return "kn";
   }
   return "?";
 }
@@ -54,9 +58,12 @@ NGramModel::Key NGramModel::pack(const int64_t* ids, int n) {
   k.hi = static_cast<uint64_t>(n) << 60;
   for (int i = 0; i < n; ++i) {
     const auto id = static_cast<uint64_t>(ids[i]) & 0xFFFFFF;
-    if (i < 2) k.lo |= id << (24 * i);
-    else if (i == 2) k.lo |= id << 48, k.hi |= id >> 16;
-    else k.hi |= id << (8 + 24 * (i - 3));
+    if (i < 2)
+      k.lo |= id << (24 * i);
+    else if (i == 2)
+      k.lo |= id << 48, k.hi |= id >> 16;
+    else
+      k.hi |= id << (8 + 24 * (i - 3));
   }
   return k;
 }
@@ -80,9 +87,12 @@ void NGramModel::finalize() {
     std::vector<int64_t> ids(n);
     for (int i = 0; i < n; ++i) {
       uint64_t id;
-      if (i < 2) id = key.lo >> (24 * i);
-      else if (i == 2) id = (key.lo >> 48) | (key.hi << 16);
-      else id = key.hi >> (8 + 24 * (i - 3));
+      if (i < 2)
+        id = key.lo >> (24 * i);
+      else if (i == 2)
+        id = (key.lo >> 48) | (key.hi << 16);
+      else
+        id = key.hi >> (8 + 24 * (i - 3));
       ids[i] = static_cast<int64_t>(id & 0xFFFFFF);
     }
     return ids;
@@ -108,7 +118,9 @@ void NGramModel::finalize() {
     const double n1 = count_of_counts[1], n2 = count_of_counts[2], n3 = count_of_counts[3],
                  n4 = count_of_counts[4];
     const double Y = n1 > 0 && n2 > 0 ? n1 / (n1 + 2 * n2) : 0.5;
-    auto clamp = [](double d, double hi) { return std::isfinite(d) ? std::clamp(d, 0.0, hi) : hi / 2; };
+    auto clamp = [](double d, double hi) {
+      return std::isfinite(d) ? std::clamp(d, 0.0, hi) : hi / 2;
+    };
     discount_[k] = {clamp(1 - 2 * Y * n2 / n1, 1.0), clamp(2 - 3 * Y * n3 / n2, 2.0),
                     clamp(3 - 4 * Y * n4 / n3, 3.0)};
   }
@@ -165,14 +177,15 @@ double NGramModel::cross_entropy(const std::vector<int64_t>& ids, int64_t* count
   return n > 0 ? total / n : 0.0;
 }
 
-std::vector<int64_t> NGramModel::sample(std::vector<int64_t> ids, int64_t length,
-                                        bool stop_at_eos, uint64_t seed) const {
+std::vector<int64_t> NGramModel::sample(std::vector<int64_t> ids, int64_t length, bool stop_at_eos,
+                                        uint64_t seed) const {
   std::mt19937_64 rng(seed);
   std::vector<double> p(vocab_.size());
   std::vector<int64_t> out;
   for (int64_t n = 0; n < length; ++n) {
     for (int64_t w = 0; w < vocab_.size(); ++w) {
-      const bool banned = w == data::Vocab::kPad || w == data::Vocab::kBos || w == data::Vocab::kUnk;
+      const bool banned =
+          w == data::Vocab::kPad || w == data::Vocab::kBos || w == data::Vocab::kUnk;
       p[w] = banned ? 0.0 : std::exp(logprob(ids.data(), ids.size(), w));
     }
     const int64_t w = std::discrete_distribution<int64_t>(p.begin(), p.end())(rng);
@@ -194,8 +207,10 @@ void NGramModel::save(const std::string& path) const {
   try {
     app::OutputFile out(tmp);
     const std::string vocab = vocab_.to_string();
-    out << "#rnnkit-ngram v1\n" << order_ << " " << to_string(smoothing_) << " " << delta_ << " "
-        << level_ << " " << vocab.size() << "\n" << vocab;
+    out << "#rnnkit-ngram v1\n"
+        << order_ << " " << to_string(smoothing_) << " " << delta_ << " " << level_ << " "
+        << vocab.size() << "\n"
+        << vocab;
     for (int k = 1; k <= order_; ++k) {
       out << raw_[k].size() << "\n";
       for (const auto& [key, c] : raw_[k]) out << key.lo << " " << key.hi << " " << c << "\n";
@@ -230,7 +245,9 @@ NGramModel NGramModel::load(const std::string& path) {
                level);
   for (int k = 1; k <= order; ++k) {
     size_t n;
-    if (!(in >> n)) throw data::DataError(path, 0, "truncated: missing the " + std::to_string(k) + "-gram counts");
+    if (!(in >> n))
+      throw data::DataError(path, 0,
+                            "truncated: missing the " + std::to_string(k) + "-gram counts");
     m.raw_[k].reserve(n);
     for (size_t i = 0; i < n; ++i) {
       Key key;

@@ -58,11 +58,13 @@ class NGramModel {
     bool operator==(const Key& o) const { return lo == o.lo && hi == o.hi; }
   };
   struct KeyHash {
-    size_t operator()(const Key& k) const { return k.lo * 0x9E3779B97F4A7C15ULL ^ (k.hi + (k.hi << 7)); }
+    size_t operator()(const Key& k) const {
+      return k.lo * 0x9E3779B97F4A7C15ULL ^ (k.hi + (k.hi << 7));
+    }
   };
   struct ContextStats {
-    int64_t total = 0;               ///< Σ_w c(hw)
-    std::array<int64_t, 3> n{};      ///< words w with c(hw) = 1, = 2, >= 3
+    int64_t total = 0;           ///< Σ_w c(hw)
+    std::array<int64_t, 3> n{};  ///< words w with c(hw) = 1, = 2, >= 3
   };
   using Counts = std::unordered_map<Key, int64_t, KeyHash>;
   static Key pack(const int64_t* ids, int n);
@@ -76,10 +78,10 @@ class NGramModel {
   double delta_;
   data::Vocab vocab_;
   std::string level_;
-  std::vector<Counts> raw_;                  // [k]: k-gram -> count
-  std::vector<Counts> kn_counts_;            // [k]: the counts KN uses (continuation below top)
+  std::vector<Counts> raw_;        // [k]: k-gram -> count
+  std::vector<Counts> kn_counts_;  // [k]: the counts KN uses (continuation below top)
   std::vector<std::unordered_map<Key, ContextStats, KeyHash>> ctx_;  // [k]: (k-1)-gram stats
-  std::vector<std::array<double, 3>> discount_;  // [k]: D1, D2, D3+
+  std::vector<std::array<double, 3>> discount_;                      // [k]: D1, D2, D3+
 };
 
 }  // namespace rnnkit::lm

@@ -37,8 +37,8 @@ bool end_of_chunk(const std::string& prev_tag, const std::string& tag, const std
   return end;
 }
 
-bool start_of_chunk(const std::string& prev_tag, const std::string& tag, const std::string& prev_type,
-                    const std::string& type) {
+bool start_of_chunk(const std::string& prev_tag, const std::string& tag,
+                    const std::string& prev_type, const std::string& type) {
   bool start = false;
   if (prev_tag == "B" && tag == "B") start = true;
   if (prev_tag == "I" && tag == "B") start = true;
@@ -66,7 +66,8 @@ void Conlleval::add(const std::vector<std::string>& gold, const std::vector<std:
   step("O", "O", true);  // the blank line after the sentence
 }
 
-void Conlleval::step(const std::string& correct_tag, const std::string& guessed_tag, bool boundary) {
+void Conlleval::step(const std::string& correct_tag, const std::string& guessed_tag,
+                     bool boundary) {
   std::string correct, correct_type, guessed, guessed_type;
   split(guessed_tag, guessed, guessed_type);
   split(correct_tag, correct, correct_type);
@@ -126,8 +127,9 @@ std::vector<TypeScore> Conlleval::by_type() const {
 }
 
 std::string Conlleval::report() const {
-  std::string r = fmt::format("processed {} tokens with {} phrases; found: {} phrases; correct: {}.\n",
-                              tokens_, found_correct_, found_guessed_, correct_chunks_);
+  std::string r =
+      fmt::format("processed {} tokens with {} phrases; found: {} phrases; correct: {}.\n", tokens_,
+                  found_correct_, found_guessed_, correct_chunks_);
   if (tokens_ > 0) {
     r += fmt::format("accuracy: {:6.2f}%; precision: {:6.2f}%; recall: {:6.2f}%; FB1: {:6.2f}\n",
                      100 * accuracy(), 100 * precision(), 100 * recall(), 100 * f1());

@@ -44,7 +44,8 @@ class Conlleval {
 
  private:
   void step(const std::string& correct_tag, const std::string& guessed_tag, bool boundary);
-  int64_t tokens_ = 0, correct_tags_ = 0, found_correct_ = 0, found_guessed_ = 0, correct_chunks_ = 0;
+  int64_t tokens_ = 0, correct_tags_ = 0, found_correct_ = 0, found_guessed_ = 0,
+          correct_chunks_ = 0;
   std::map<std::string, int64_t> found_correct_by_type_, found_guessed_by_type_, correct_by_type_;
   bool in_correct_ = false;
   std::string last_correct_ = "O", last_guessed_ = "O", last_correct_type_, last_guessed_type_;

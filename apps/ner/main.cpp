@@ -36,13 +36,13 @@ int cmd_train(int argc, char** argv) {
 }
 
 int cmd_eval(int argc, char** argv) {
-  cxxopts::Options cli("rnnkit-ner eval", "Evaluate a checkpoint on a CoNLL file, as conlleval does");
+  cxxopts::Options cli("rnnkit-ner eval",
+                       "Evaluate a checkpoint on a CoNLL file, as conlleval does");
   app::add_model_options(cli);
-  cli.add_options()
-      ("file", "CoNLL file with gold tags, in the model's scheme and columns ('-' or none: stdin)",
-       cxxopts::value<std::string>())
-      ("json", "print one JSON object of metrics on stdout")
-      ("h,help", "this help");
+  cli.add_options()(
+      "file", "CoNLL file with gold tags, in the model's scheme and columns ('-' or none: stdin)",
+      cxxopts::value<std::string>())("json", "print one JSON object of metrics on stdout")(
+      "h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
@@ -54,12 +54,19 @@ int cmd_eval(int argc, char** argv) {
   }
   app::Json types = app::Json::object();
   for (const auto& t : ev.by_type()) {
-    types[t.type] = {{"precision", t.precision}, {"recall", t.recall}, {"f1", t.f1},
-                     {"gold", t.found_correct}, {"found", t.found_guessed}, {"correct", t.correct}};
+    types[t.type] = {
+        {"precision", t.precision}, {"recall", t.recall},       {"f1", t.f1},
+        {"gold", t.found_correct},  {"found", t.found_guessed}, {"correct", t.correct}};
   }
-  app::print_json(std::cout, {{"f1", ev.f1()}, {"precision", ev.precision()}, {"recall", ev.recall()},
-                              {"accuracy", ev.accuracy()}, {"tokens", ev.tokens()}, {"gold", ev.found_correct()},
-                              {"found", ev.found_guessed()}, {"correct", ev.correct_chunks()}, {"types", types}});
+  app::print_json(std::cout, {{"f1", ev.f1()},
+                              {"precision", ev.precision()},
+                              {"recall", ev.recall()},
+                              {"accuracy", ev.accuracy()},
+                              {"tokens", ev.tokens()},
+                              {"gold", ev.found_correct()},
+                              {"found", ev.found_guessed()},
+                              {"correct", ev.correct_chunks()},
+                              {"types", types}});
   return 0;
 }
 
@@ -78,24 +85,29 @@ app::Json entities_json(const std::string& text, const std::vector<data::TextTok
 }
 
 int cmd_predict(int argc, char** argv) {
-  cxxopts::Options cli("rnnkit-ner predict",
-                       "Tag a CoNLL file (--conll), or raw text: one sentence per line of --file or stdin");
+  cxxopts::Options cli(
+      "rnnkit-ner predict",
+      "Tag a CoNLL file (--conll), or raw text: one sentence per line of --file or stdin");
   app::add_model_options(cli);
-  cli.add_options()
-      ("conll", "CoNLL file: tokens in the model's token column; each line is echoed with the predicted tag appended",
-       cxxopts::value<std::string>())
-      ("file", "raw text, one sentence per line (default: stdin)", cxxopts::value<std::string>())
-      ("json", "JSON lines {\"text\", \"entities\": [{\"start\", \"end\", \"type\", \"text\"}]} instead of CoNLL columns")
-      ("h,help", "this help");
+  cli.add_options()("conll",
+                    "CoNLL file: tokens in the model's token column; each line is echoed with the "
+                    "predicted tag appended",
+                    cxxopts::value<std::string>())(
+      "file", "raw text, one sentence per line (default: stdin)", cxxopts::value<std::string>())(
+      "json",
+      "JSON lines {\"text\", \"entities\": [{\"start\", \"end\", \"type\", \"text\"}]} instead of "
+      "CoNLL columns")("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  if (args.count("conll") && args.count("file")) throw cxxopts::exceptions::exception("give --conll or --file, not both");
+  if (args.count("conll") && args.count("file"))
+    throw cxxopts::exceptions::exception("give --conll or --file, not both");
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
   auto m = ner::load_model(app::required(args, "checkpoint"), device);
 
   // Sentences as tokens with byte offsets into their text, tagged and written a batch at a time
   // (one line at a time from stdin, so that predict works as a filter in a pipe).
-  auto emit = [&](const std::vector<std::string>& texts, const std::vector<std::vector<data::TextToken>>& tokens,
+  auto emit = [&](const std::vector<std::string>& texts,
+                  const std::vector<std::vector<data::TextToken>>& tokens,
                   const std::vector<std::vector<std::string>>& echo) {
     std::vector<std::vector<std::string>> words;
     for (const auto& t : tokens) {
@@ -108,7 +120,8 @@ int cmd_predict(int argc, char** argv) {
         std::cout << app::json_line(entities_json(texts[i], tokens[i], internal[i], m)) << "\n";
         continue;
       }
-      const auto tags = data::convert_tags(internal[i], m.lexicon.internal_scheme, m.lexicon.input_scheme);
+      const auto tags =
+          data::convert_tags(internal[i], m.lexicon.internal_scheme, m.lexicon.input_scheme);
       for (size_t k = 0; k < tags.size(); ++k) {
         std::cout << (echo.empty() ? words[i][k] : echo[i][k])
                   << (echo.empty() || echo[i][k].find('\t') == std::string::npos ? " " : "\t")
@@ -122,7 +135,8 @@ int cmd_predict(int argc, char** argv) {
     std::vector<std::string> texts;
     std::vector<std::vector<data::TextToken>> tokens;
     std::vector<std::vector<std::string>> echo;  // CoNLL input: each token's line
-    for (const auto& s : data::read_conll(args["conll"].as<std::string>(), m.config.conll_options(false))) {
+    for (const auto& s :
+         data::read_conll(args["conll"].as<std::string>(), m.config.conll_options(false))) {
       std::string text;
       std::vector<data::TextToken> toks;
       for (const auto& t : s.tokens) {
@@ -152,7 +166,10 @@ int main(int argc, char** argv) {
   return rnnkit::app::run_app(
       "rnnkit-ner",
       {{"train", "train a tagger from a TOML config", cmd_train},
-       {"eval", "conlleval's entity precision, recall and F1 (overall and per type) on a CoNLL file", cmd_eval},
-       {"predict", "tag a CoNLL file, or raw text (one sentence per line) from a file or stdin", cmd_predict}},
+       {"eval",
+        "conlleval's entity precision, recall and F1 (overall and per type) on a CoNLL file",
+        cmd_eval},
+       {"predict", "tag a CoNLL file, or raw text (one sentence per line) from a file or stdin",
+        cmd_predict}},
       argc, argv);
 }

@@ -57,11 +57,13 @@ void TaggerImpl::reset() {
   if (o.char_features() != CharFeatures::kNone) {
     chars = register_module("chars", torch::nn::Embedding(o.num_chars(), o.char_embedding_size()));
     if (o.char_features() == CharFeatures::kCNN) {
-      TORCH_CHECK(o.char_kernel() % 2 == 1, "Tagger: expected an odd char_kernel, got ", o.char_kernel());
+      TORCH_CHECK(o.char_kernel() % 2 == 1, "Tagger: expected an odd char_kernel, got ",
+                  o.char_kernel());
       char_cnn = register_module(
-          "char_cnn", torch::nn::Conv1d(torch::nn::Conv1dOptions(o.char_embedding_size(), o.char_hidden_size(),
-                                                                 o.char_kernel())
-                                            .padding(o.char_kernel() / 2)));
+          "char_cnn",
+          torch::nn::Conv1d(torch::nn::Conv1dOptions(o.char_embedding_size(), o.char_hidden_size(),
+                                                     o.char_kernel())
+                                .padding(o.char_kernel() / 2)));
       input += o.char_hidden_size();
     } else {
       char_rnn = register_module(
@@ -99,16 +101,19 @@ void TaggerImpl::pretty_print(std::ostream& os) const {
 }
 
 Tensor TaggerImpl::char_features(const TaggerBatch& b) {
-  TORCH_CHECK(b.chars.dim() == 2 && b.char_lengths.dim() == 1 && b.chars.size(0) == b.char_lengths.size(0),
-              "Tagger: expected chars [W, L] and char_lengths [W], got ", b.chars.sizes(), " and ",
-              b.char_lengths.sizes());
-  const auto e = torch::dropout(chars->forward(b.chars), options.dropout(), is_training());  // [W, L, Ec]
+  TORCH_CHECK(
+      b.chars.dim() == 2 && b.char_lengths.dim() == 1 && b.chars.size(0) == b.char_lengths.size(0),
+      "Tagger: expected chars [W, L] and char_lengths [W], got ", b.chars.sizes(), " and ",
+      b.char_lengths.sizes());
+  const auto e =
+      torch::dropout(chars->forward(b.chars), options.dropout(), is_training());  // [W, L, Ec]
   if (options.char_features() == CharFeatures::kCNN) {
     const auto h = char_cnn->forward(e.transpose(1, 2));  // [W, C, L]
     const int64_t L = h.size(2);
     const auto len = b.char_lengths.to(h.device());
     const auto pad = torch::arange(L, len.options()).unsqueeze(0) >= len.unsqueeze(1);  // [W, L]
-    return std::get<0>(h.masked_fill(pad.unsqueeze(1), -std::numeric_limits<double>::infinity()).max(2));
+    return std::get<0>(
+        h.masked_fill(pad.unsqueeze(1), -std::numeric_limits<double>::infinity()).max(2));
   }
   const auto out = char_rnn->forward(e, b.char_lengths.cpu());
   return torch::cat({out.states[0].a, out.states[1].a}, 1);  // [W, 2 Hc]
@@ -116,14 +121,17 @@ Tensor TaggerImpl::char_features(const TaggerBatch& b) {
 
 Tensor TaggerImpl::forward(const TaggerBatch& b) {
   TORCH_CHECK(b.words.dim() == 2 && b.words.scalar_type() == torch::kLong,
-              "Tagger: expected words [B, T] of int64, got ", b.words.sizes(), " ", b.words.scalar_type());
+              "Tagger: expected words [B, T] of int64, got ", b.words.sizes(), " ",
+              b.words.scalar_type());
   const int64_t B = b.words.size(0), T = b.words.size(1);
   std::vector<Tensor> parts{words->forward(b.words)};
   if (options.char_features() != CharFeatures::kNone) {
     const auto c = char_features(b);  // [W, C]
-    TORCH_CHECK(b.positions.numel() == c.size(0), "Tagger: expected ", c.size(0), " positions, got ",
-                b.positions.numel());
-    parts.push_back(torch::zeros({B * T, c.size(1)}, c.options()).index_copy(0, b.positions, c).view({B, T, -1}));
+    TORCH_CHECK(b.positions.numel() == c.size(0), "Tagger: expected ", c.size(0),
+                " positions, got ", b.positions.numel());
+    parts.push_back(torch::zeros({B * T, c.size(1)}, c.options())
+                        .index_copy(0, b.positions, c)
+                        .view({B, T, -1}));
   }
   if (options.casing_size() > 0) parts.push_back(casing->forward(b.casing));
   const auto x = torch::dropout(torch::cat(parts, 2), options.dropout(), is_training());
@@ -139,7 +147,8 @@ Tensor TaggerImpl::loss(const TaggerBatch& b) {
   if (options.decoder() == Decoder::kCRF) return crf->nll(s, b.tags, b.lengths).mean();
   const int64_t B = s.size(0), T = s.size(1);
   const auto len = b.lengths.to(s.device());
-  const auto real = (torch::arange(T, len.options()).unsqueeze(0) < len.unsqueeze(1)).to(s.scalar_type());
+  const auto real =
+      (torch::arange(T, len.options()).unsqueeze(0) < len.unsqueeze(1)).to(s.scalar_type());
   const auto ce = F::cross_entropy(s.reshape({B * T, -1}), b.tags.reshape({-1}),
                                    F::CrossEntropyFuncOptions().reduction(torch::kNone));
   return (ce.view({B, T}) * real).sum() / B;

@@ -22,9 +22,9 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include <rnnkit/compat.h>
 #include <rnnkit/crf.h>
 #include <rnnkit/rnn.h>
-#include <rnnkit/compat.h>
 
 namespace rnnkit::ner {
 
@@ -35,14 +35,24 @@ Decoder parse_decoder(const std::string& name);  ///< softmax, crf
 
 /// Casing classes of a word (Reimers & Gurevych 2017): 0 is padding.
 enum Casing : int64_t {
-  kCasingPad = 0, kNumeric, kMainlyNumeric, kAllLower, kAllUpper, kInitialUpper, kContainsDigit,
-  kOther, kNumCasings
+  kCasingPad = 0,
+  kNumeric,
+  kMainlyNumeric,
+  kAllLower,
+  kAllUpper,
+  kInitialUpper,
+  kContainsDigit,
+  kOther,
+  kNumCasings
 };
 int64_t casing(const std::string& word);
 
 struct TaggerOptions {
   TaggerOptions(int64_t vocab_size, int64_t num_chars, int64_t num_tags, std::string cell)
-      : vocab_size_(vocab_size), num_chars_(num_chars), num_tags_(num_tags), cell_(std::move(cell)) {}
+      : vocab_size_(vocab_size),
+        num_chars_(num_chars),
+        num_tags_(num_tags),
+        cell_(std::move(cell)) {}
   TORCH_ARG(int64_t, vocab_size);
   TORCH_ARG(int64_t, num_chars);
   TORCH_ARG(int64_t, num_tags);
@@ -65,13 +75,13 @@ struct TaggerOptions {
 
 /// One padded batch of sentences.
 struct TaggerBatch {
-  torch::Tensor words;        ///< [B, T] int64, 0 past each length
-  torch::Tensor casing;       ///< [B, T] int64
-  torch::Tensor lengths;      ///< [B] int64
-  torch::Tensor chars;        ///< [W, L] int64: the characters of each real word, in (b, t) order
-  torch::Tensor char_lengths; ///< [W] int64
-  torch::Tensor positions;    ///< [W] int64: b * T + t of each real word
-  torch::Tensor tags;         ///< [B, T] int64 (training); 0 past each length
+  torch::Tensor words;         ///< [B, T] int64, 0 past each length
+  torch::Tensor casing;        ///< [B, T] int64
+  torch::Tensor lengths;       ///< [B] int64
+  torch::Tensor chars;         ///< [W, L] int64: the characters of each real word, in (b, t) order
+  torch::Tensor char_lengths;  ///< [W] int64
+  torch::Tensor positions;     ///< [W] int64: b * T + t of each real word
+  torch::Tensor tags;          ///< [B, T] int64 (training); 0 past each length
   TaggerBatch to_device(const torch::Device& device) const;
 };
 

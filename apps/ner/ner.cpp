@@ -37,7 +37,8 @@ NerConfig NerConfig::read(app::ConfigReader& c) {
   for (const auto& r : c.get_string_list("data", "rename_tags")) {
     const auto eq = r.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == r.size()) {
-      throw app::ConfigError(c.where("data", "rename_tags") + ": expected entries \"FILE_TAG=ENTITY_TAG\", got '" + r + "'");
+      throw app::ConfigError(c.where("data", "rename_tags") +
+                             ": expected entries \"FILE_TAG=ENTITY_TAG\", got '" + r + "'");
     }
     s.rename_tags.emplace_back(r.substr(0, eq), r.substr(eq + 1));
   }
@@ -56,7 +57,9 @@ NerConfig NerConfig::read(app::ConfigReader& c) {
   s.char_embedding_size = c.get_int("model", "char_embedding_size", s.char_embedding_size, 1);
   s.char_hidden_size = c.get_int("model", "char_hidden_size", s.char_hidden_size, 1);
   s.char_kernel = c.get_int("model", "char_kernel", s.char_kernel, 1);
-  if (s.char_kernel % 2 == 0) throw app::ConfigError(c.where("model", "char_kernel") + ": must be odd, got " + std::to_string(s.char_kernel));
+  if (s.char_kernel % 2 == 0)
+    throw app::ConfigError(c.where("model", "char_kernel") + ": must be odd, got " +
+                           std::to_string(s.char_kernel));
   s.casing_size = c.get_int("model", "casing_size", s.casing_size, 0);
   s.dropout = c.get_double("model", "dropout", s.dropout, 0, 0.99);
   s.word_dropout = c.get_double("model", "word_dropout", 0, 0, 0.99);
@@ -77,12 +80,14 @@ data::ConllOptions NerConfig::conll_options(bool has_tags) const {
 }
 
 std::string NerConfig::rename(const std::string& tag) const {
-  for (const auto& [from, to] : rename_tags) if (tag == from) return to;
+  for (const auto& [from, to] : rename_tags)
+    if (tag == from) return to;
   return tag;
 }
 
 std::string NerConfig::unrename(const std::string& tag) const {
-  for (const auto& [from, to] : rename_tags) if (tag == to) return from;
+  for (const auto& [from, to] : rename_tags)
+    if (tag == to) return from;
   return tag;
 }
 
@@ -90,7 +95,8 @@ namespace {
 
 std::vector<data::TaggedSentence> read_renamed(const NerConfig& c, const std::string& path) {
   auto sentences = data::read_conll(path, c.conll_options());
-  for (auto& s : sentences) for (auto& t : s.tags) t = c.rename(t);
+  for (auto& s : sentences)
+    for (auto& t : s.tags) t = c.rename(t);
   return sentences;
 }
 
@@ -100,8 +106,9 @@ std::vector<data::TaggedSentence> NerConfig::read(const std::string& path, TagSc
   auto sentences = read_renamed(*this, path);
   if (repair_tags) {
     if (const auto n = data::repair_tags(sentences, scheme); n > 0) {
-      fmt::print(stderr, "warning: {}: repaired {} tag(s) that broke the {} scheme (data.repair_tags)\n", path, n,
-                 data::to_string(scheme));
+      fmt::print(stderr,
+                 "warning: {}: repaired {} tag(s) that broke the {} scheme (data.repair_tags)\n",
+                 path, n, data::to_string(scheme));
     }
   }
   data::check_tags(sentences, scheme, path);
@@ -111,18 +118,25 @@ std::vector<data::TaggedSentence> NerConfig::read(const std::string& path, TagSc
 std::vector<std::string> tag_inventory(const std::vector<std::string>& types, TagScheme scheme) {
   std::vector<std::string> prefixes;
   switch (scheme) {
-    case TagScheme::kIOBES: prefixes = {"B", "I", "E", "S"}; break;
-    case TagScheme::kIO: prefixes = {"I"}; break;
-    default: prefixes = {"B", "I"};
+    case TagScheme::kIOBES:
+      prefixes = {"B", "I", "E", "S"};
+      break;
+    case TagScheme::kIO:
+      prefixes = {"I"};
+      break;
+    default:
+      prefixes = {"B", "I"};
   }
   std::vector<std::string> tags{"O"};
-  for (const auto& t : types) for (const auto& p : prefixes) tags.push_back(p + "-" + t);
+  for (const auto& t : types)
+    for (const auto& p : prefixes) tags.push_back(p + "-" + t);
   return tags;
 }
 
 Constraints constraints(const std::vector<std::string>& tags, TagScheme scheme) {
   const auto K = static_cast<int64_t>(tags.size());
-  Constraints c{torch::zeros({K, K}, torch::kBool), torch::zeros({K}, torch::kBool), torch::zeros({K}, torch::kBool)};
+  Constraints c{torch::zeros({K, K}, torch::kBool), torch::zeros({K}, torch::kBool),
+                torch::zeros({K}, torch::kBool)};
   auto a = c.allowed.accessor<bool, 2>();
   auto s = c.start.accessor<bool, 1>();
   auto e = c.end.accessor<bool, 1>();
@@ -146,7 +160,8 @@ int64_t Lexicon::word_id(const std::string& token) const {
 
 int64_t Lexicon::tag_id(const std::string& tag) const {
   const auto it = std::find(tags.begin(), tags.end(), tag);
-  if (it == tags.end()) throw std::invalid_argument("tag '" + tag + "' is not one of the model's tags");
+  if (it == tags.end())
+    throw std::invalid_argument("tag '" + tag + "' is not one of the model's tags");
   return it - tags.begin();
 }
 
@@ -164,7 +179,8 @@ Encoded encode(const Lexicon& lx, const std::vector<std::string>& tokens,
     e.words.push_back(lx.word_id(tok));
     e.casing.push_back(casing(tok));
     auto cps = data::split_code_points(tok);
-    if (static_cast<int64_t>(cps.size()) > lx.max_word_length) cps.resize(static_cast<size_t>(lx.max_word_length));
+    if (static_cast<int64_t>(cps.size()) > lx.max_word_length)
+      cps.resize(static_cast<size_t>(lx.max_word_length));
     e.chars.push_back(lx.chars.encode(cps));
   }
   for (const auto& t : internal_tags) e.tags.push_back(lx.tag_id(t));
@@ -180,8 +196,8 @@ TaggerBatch make_batch(const std::vector<Encoded>& data, const std::vector<size_
     for (const auto& c : data[i].chars) L = std::max<int64_t>(L, static_cast<int64_t>(c.size()));
   }
   const bool tagged = !data[idx[0]].tags.empty();
-  std::vector<int64_t> words(B * T, 0), cas(B * T, kCasingPad), tags(B * T, 0), lengths(B), chars(W * L, 0),
-      char_lengths, positions;
+  std::vector<int64_t> words(B * T, 0), cas(B * T, kCasingPad), tags(B * T, 0), lengths(B),
+      chars(W * L, 0), char_lengths, positions;
   int64_t w = 0;
   for (int64_t b = 0; b < B; ++b) {
     const auto& e = data[idx[b]];
@@ -192,14 +208,15 @@ TaggerBatch make_batch(const std::vector<Encoded>& data, const std::vector<size_
       if (tagged) tags[b * T + t] = e.tags[t];
       const auto& c = e.chars[t];
       std::copy(c.begin(), c.end(), chars.begin() + w * L);
-      char_lengths.push_back(std::max<int64_t>(1, static_cast<int64_t>(c.size())));  // "" -> one <pad>
+      char_lengths.push_back(
+          std::max<int64_t>(1, static_cast<int64_t>(c.size())));  // "" -> one <pad>
       positions.push_back(b * T + t);
       ++w;
     }
   }
   auto t = [](const std::vector<int64_t>& v) { return torch::tensor(v, torch::kLong); };
   TaggerBatch batch{t(words).view({B, T}), t(cas).view({B, T}), t(lengths), t(chars).view({W, L}),
-                    t(char_lengths), t(positions), {}};
+                    t(char_lengths),       t(positions),        {}};
   if (tagged) batch.tags = t(tags).view({B, T});
   return batch;
 }
@@ -207,11 +224,13 @@ TaggerBatch make_batch(const std::vector<Encoded>& data, const std::vector<size_
 /// The tag ids of every sentence, decoded in batches of similar length.
 std::vector<std::vector<int64_t>> decode_all(TaggerImpl& model, const std::vector<Encoded>& data,
                                              const torch::Device& device) {
+  // Sorted by length so that a batch pads little; the paths go back to the input order.
   const bool was_training = model.is_training();
   model.eval();
   std::vector<size_t> order(data.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return data[a].words.size() < data[b].words.size(); });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return data[a].words.size() < data[b].words.size(); });
   std::vector<std::vector<int64_t>> out(data.size());
   for (size_t a = 0; a < order.size(); a += 64) {
     app::throw_if_stopped();
@@ -247,7 +266,8 @@ std::vector<std::string> split_lines(const std::string& s) {
 }
 
 TaggerOptions model_options(const NerConfig& c, const Lexicon& lx) {
-  return TaggerOptions(lx.words.size(), lx.chars.size(), static_cast<int64_t>(lx.tags.size()), c.rnn.cell)
+  return TaggerOptions(lx.words.size(), lx.chars.size(), static_cast<int64_t>(lx.tags.size()),
+                       c.rnn.cell)
       .word_embedding_size(c.word_embedding_size)
       .char_features(parse_char_features(c.char_features))
       .char_cell(c.char_cell)
@@ -265,10 +285,12 @@ TaggerOptions model_options(const NerConfig& c, const Lexicon& lx) {
 }
 
 std::string architecture(const NerConfig& c, const Lexicon& lx) {
-  return fmt::format("words={} chars={} tags={} cell={} embedding={} char={}/{}/{}/{} casing={} hidden={} layers={} decoder={}",
-                     lx.words.size(), lx.chars.size(), fmt::join(lx.tags, ","), c.rnn.cell, c.word_embedding_size,
-                     c.char_features, c.char_cell, c.char_embedding_size, c.char_hidden_size, c.casing_size,
-                     c.rnn.hidden_size, c.rnn.num_layers, c.decoder);
+  return fmt::format(
+      "words={} chars={} tags={} cell={} embedding={} char={}/{}/{}/{} casing={} hidden={} "
+      "layers={} decoder={}",
+      lx.words.size(), lx.chars.size(), fmt::join(lx.tags, ","), c.rnn.cell, c.word_embedding_size,
+      c.char_features, c.char_cell, c.char_embedding_size, c.char_hidden_size, c.casing_size,
+      c.rnn.hidden_size, c.rnn.num_layers, c.decoder);
 }
 
 Tagger build_model(const NerConfig& c, const Lexicon& lx) {
@@ -280,36 +302,46 @@ Tagger build_model(const NerConfig& c, const Lexicon& lx) {
   return model;
 }
 
-class NerTask : public app::Task {
+std::vector<size_t> sentence_lengths(const std::vector<Encoded>& sentences) {
+  std::vector<size_t> out;
+  for (const auto& s : sentences) out.push_back(s.words.size());
+  return out;
+}
+
+class NerTask : public app::SentenceTask {
  public:
-  NerTask(const NerConfig& c, Lexicon lexicon, std::vector<Encoded> train, std::vector<Encoded> valid,
-          std::vector<std::vector<std::string>> valid_gold, Tagger model, torch::Device device)
-      : c_(c), lx_(std::move(lexicon)), train_(std::move(train)), valid_(std::move(valid)),
-        valid_gold_(std::move(valid_gold)), model_(std::move(model)), device_(device) {
-    for (const auto& s : train_) lengths_.push_back(s.words.size());
-  }
+  NerTask(const NerConfig& c, Lexicon lexicon, std::vector<Encoded> train,
+          std::vector<Encoded> valid, std::vector<std::vector<std::string>> valid_gold,
+          Tagger model, torch::Device device)
+      : SentenceTask(c.train, sentence_lengths(train)),
+        c_(c),
+        lx_(std::move(lexicon)),
+        train_(std::move(train)),
+        valid_(std::move(valid)),
+        valid_gold_(std::move(valid_gold)),
+        model_(std::move(model)),
+        device_(device) {}
   torch::nn::Module& model() override { return *model_; }
   std::string unit() const override { return "sent"; }
   std::string app_name() const override { return "ner"; }
   std::string architecture() const override { return ner::architecture(c_, lx_); }
-  int64_t begin_epoch(int64_t epoch) override {
-    plan_ = app::plan_epoch(lengths_, c_.train, epoch);
-    return static_cast<int64_t>(plan_.size());
-  }
-  app::BatchLoss train_batch(int64_t i) override {
-    if (plan_[i].empty()) return {};  // this rank's share of a short last batch
-    auto batch = make_batch(train_, plan_[i]);
+  app::BatchLoss train_on(const std::vector<size_t>& idx) override {
+    auto batch = make_batch(train_, idx);
+    // Word dropout: the model learns what to do with words it has not seen.
     batch.words = data::drop_words(batch.words, c_.word_dropout, Vocab::kUnk);
-    return {model_->loss(batch.to_device(device_)), static_cast<int64_t>(plan_[i].size())};
+    return {model_->loss(batch.to_device(device_)), static_cast<int64_t>(idx.size())};
   }
   app::Metrics evaluate() override {
     const auto paths = decode_all(*model_, valid_, device_);
     Conlleval ev;
     for (size_t i = 0; i < paths.size(); ++i) {
-      ev.add(valid_gold_[i], data::convert_tags(tag_names(lx_, paths[i]), lx_.internal_scheme, lx_.input_scheme));
+      ev.add(valid_gold_[i],
+             data::convert_tags(tag_names(lx_, paths[i]), lx_.internal_scheme, lx_.input_scheme));
     }
     app::Metrics m;
-    m.values = {{"val_f1", ev.f1()}, {"val_precision", ev.precision()}, {"val_recall", ev.recall()},
+    m.values = {{"val_f1", ev.f1()},
+                {"val_precision", ev.precision()},
+                {"val_recall", ev.recall()},
                 {"val_accuracy", ev.accuracy()}};
     m.main = "val_f1";
     m.higher_is_better = true;
@@ -329,8 +361,6 @@ class NerTask : public app::Task {
   std::vector<std::vector<std::string>> valid_gold_;
   Tagger model_;
   torch::Device device_;
-  std::vector<size_t> lengths_;
-  std::vector<std::vector<size_t>> plan_;
 };
 
 }  // namespace
@@ -368,46 +398,57 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
     }
     keys.push_back(std::move(k));
   }
-  if (types.empty()) throw data::DataError(c.train_path, 0, "no entity in the training file: every tag is O");
+  if (types.empty())
+    throw data::DataError(c.train_path, 0, "no entity in the training file: every tag is O");
   lx.words = Vocab::build(keys, static_cast<size_t>(c.max_vocab), c.min_count);
   lx.chars = Vocab::build(chars);
   lx.tags = tag_inventory({types.begin(), types.end()}, lx.internal_scheme);
 
   std::vector<Encoded> tr, va;
   std::vector<std::vector<std::string>> valid_gold;
-  for (const auto& s : train) tr.push_back(encode(lx, s.tokens, data::convert_tags(s.tags, lx.input_scheme, lx.internal_scheme)));
+  for (const auto& s : train)
+    tr.push_back(
+        encode(lx, s.tokens, data::convert_tags(s.tags, lx.input_scheme, lx.internal_scheme)));
   for (const auto& s : valid) {
     va.push_back(encode(lx, s.tokens));
     valid_gold.push_back(s.tags);
   }
   Tagger model = build_model(c, lx);
   if (!c.pretrained.empty()) {
-    const auto found = data::load_pretrained(c.pretrained, lx.words, model->words->weight, "model.word_embedding_size");
-    if (!run.quiet) fmt::print(stderr, "pretrained vectors for {} of {} words\n", found, lx.words.size());
+    const auto found = data::load_pretrained(c.pretrained, lx.words, model->words->weight,
+                                             "model.word_embedding_size");
+    if (!run.quiet)
+      fmt::print(stderr, "pretrained vectors for {} of {} words\n", found, lx.words.size());
   }
   model->to(device);
   if (!run.quiet) {
     fmt::print(stderr, "{}", config.resolved());
-    fmt::print(stderr, "train: {} sentences, valid: {} sentences, tags: {} ({} in the files, {} inside), "
-                       "vocabulary: {} words, {} characters, parameters: {}\n",
+    fmt::print(stderr,
+               "train: {} sentences, valid: {} sentences, tags: {} ({} in the files, {} inside), "
+               "vocabulary: {} words, {} characters, parameters: {}\n",
                tr.size(), va.size(), lx.tags.size(), data::to_string(lx.input_scheme),
-               data::to_string(lx.internal_scheme), lx.words.size(), lx.chars.size(),
-               [&] { int64_t n = 0; for (const auto& p : model->parameters()) n += p.numel(); return n; }());
+               data::to_string(lx.internal_scheme), lx.words.size(), lx.chars.size(), [&] {
+                 int64_t n = 0;
+                 for (const auto& p : model->parameters()) n += p.numel();
+                 return n;
+               }());
   }
-  NerTask task(c, std::move(lx), std::move(tr), std::move(va), std::move(valid_gold), model, device);
+  NerTask task(c, std::move(lx), std::move(tr), std::move(va), std::move(valid_gold), model,
+               device);
   auto r = app::fit(task, c.train, run, config.resolved());
   if (!r.interrupted && !c.test_path.empty() && app::dist::is_rank0()) {
     auto best = load_model((std::filesystem::path(run.run_dir) / "best.pt").string(), device);
     const auto ev = evaluate(best, c.test_path, device);
-    r.test.values = {{"test_f1", ev.f1()}, {"test_precision", ev.precision()}, {"test_recall", ev.recall()}};
+    r.test.values = {
+        {"test_f1", ev.f1()}, {"test_precision", ev.precision()}, {"test_recall", ev.recall()}};
     r.test.main = "test_f1";
     app::report_test(run, r.test);
   }
   return r;
 }
 
-std::vector<std::vector<std::string>> Loaded::tag_internal(const std::vector<std::vector<std::string>>& sentences,
-                                                           const torch::Device& device) {
+std::vector<std::vector<std::string>> Loaded::tag_internal(
+    const std::vector<std::vector<std::string>>& sentences, const torch::Device& device) {
   std::vector<Encoded> enc;
   for (const auto& s : sentences) enc.push_back(encode(lexicon, s));
   std::vector<std::vector<std::string>> out;
@@ -415,8 +456,8 @@ std::vector<std::vector<std::string>> Loaded::tag_internal(const std::vector<std
   return out;
 }
 
-std::vector<std::vector<std::string>> Loaded::tag(const std::vector<std::vector<std::string>>& sentences,
-                                                  const torch::Device& device) {
+std::vector<std::vector<std::string>> Loaded::tag(
+    const std::vector<std::vector<std::string>>& sentences, const torch::Device& device) {
   auto out = tag_internal(sentences, device);
   for (auto& t : out) t = data::convert_tags(t, lexicon.internal_scheme, lexicon.input_scheme);
   return out;

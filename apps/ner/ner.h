@@ -26,14 +26,15 @@ namespace rnnkit::ner {
 struct NerConfig {
   // [data]
   std::string train_path, valid_path;
-  std::string test_path;  ///< optional: scored once by the best checkpoint after training
+  std::string test_path;        ///< optional: scored once by the best checkpoint after training
   std::string scheme = "auto";  ///< the files' scheme: auto, iob1, iob2, iobes, io
   /// Tags with transitions the scheme forbids (I-X after O in IOB2) are an error; with this they
   /// are rewritten as conlleval reads them, and a warning counts them.
   bool repair_tags = false;
   int64_t token_column = 0, tag_column = -1;
   std::vector<std::pair<std::string, std::string>> rename_tags;  ///< file tag -> entity tag
-  bool lowercase = true, normalize_digits = true;  ///< word lookup keys (casing has its own feature)
+  bool lowercase = true,
+       normalize_digits = true;  ///< word lookup keys (casing has its own feature)
   data::Encoding encoding = data::Encoding::kUtf8;
   int64_t min_count = 1, max_vocab = 0, max_word_length = 30;
   // [model]
@@ -58,7 +59,8 @@ struct NerConfig {
 };
 
 /// The tag set of the internal scheme: "O", then every prefix of the scheme for every type.
-std::vector<std::string> tag_inventory(const std::vector<std::string>& types, data::TagScheme scheme);
+std::vector<std::string> tag_inventory(const std::vector<std::string>& types,
+                                       data::TagScheme scheme);
 /// allowed [K, K], allowed_start [K], allowed_end [K] for a CRF over `tags`.
 struct Constraints {
   torch::Tensor allowed, start, end;
@@ -83,8 +85,8 @@ struct Loaded {
   Lexicon lexicon;
   Tagger model{nullptr};
   /// The internal-scheme tags of each sentence.
-  std::vector<std::vector<std::string>> tag_internal(const std::vector<std::vector<std::string>>& sentences,
-                                                     const torch::Device& device);
+  std::vector<std::vector<std::string>> tag_internal(
+      const std::vector<std::vector<std::string>>& sentences, const torch::Device& device);
   /// Entity tags in the input scheme (before un-renaming).
   std::vector<std::vector<std::string>> tag(const std::vector<std::vector<std::string>>& sentences,
                                             const torch::Device& device);

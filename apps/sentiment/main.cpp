@@ -30,8 +30,9 @@ int run_train(app::ConfigReader& config, const app::RunOptions& run) {
 int run_cv(app::ConfigReader& config, const app::RunOptions& run) {
   const auto r = sentiment::cross_validate(config, run);
   if (r.interrupted) {
-    std::cout << fmt::format("cross-validation stopped after {} complete folds; --resume continues it\n",
-                             r.accuracy.size());
+    std::cout << fmt::format(
+        "cross-validation stopped after {} complete folds; --resume continues it\n",
+        r.accuracy.size());
     return r.signal ? app::exit_status_for_signal(r.signal) : 1;
   }
   std::cout << fmt::format("{}-fold cross-validation: accuracy {:.2f}% ± {:.2f} (std over folds)\n",
@@ -64,7 +65,8 @@ void add_ensemble_option(cxxopts::Options& cli) {
                            cxxopts::value<std::vector<std::string>>());
 }
 
-std::vector<sentiment::Loaded> load_models(const cxxopts::ParseResult& args, const torch::Device& device) {
+std::vector<sentiment::Loaded> load_models(const cxxopts::ParseResult& args,
+                                           const torch::Device& device) {
   std::vector<std::string> paths{app::required(args, "checkpoint")};
   if (args.count("ensemble")) {
     for (const auto& p : args["ensemble"].as<std::vector<std::string>>()) paths.push_back(p);
@@ -76,11 +78,10 @@ int cmd_eval(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-sentiment eval", "Evaluate a checkpoint on labelled files");
   app::add_model_options(cli);
   add_ensemble_option(cli);
-  cli.add_options()
-      ("file", "labelled file(s) in the config's format (repeatable; '-' or none: stdin)",
-       cxxopts::value<std::vector<std::string>>())
-      ("json", "print one JSON object of metrics on stdout")
-      ("h,help", "this help");
+  cli.add_options()("file",
+                    "labelled file(s) in the config's format (repeatable; '-' or none: stdin)",
+                    cxxopts::value<std::vector<std::string>>())(
+      "json", "print one JSON object of metrics on stdout")("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
@@ -101,10 +102,8 @@ int cmd_predict(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-sentiment predict", "Label each line of a file or of stdin");
   app::add_model_options(cli);
   add_ensemble_option(cli);
-  cli.add_options()
-      ("file", "lines of text (default: stdin)", cxxopts::value<std::string>())
-      ("json", "JSON lines: text, label, probabilities")
-      ("h,help", "this help");
+  cli.add_options()("file", "lines of text (default: stdin)", cxxopts::value<std::string>())(
+      "json", "JSON lines: text, label, probabilities")("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
@@ -118,7 +117,9 @@ int cmd_predict(int argc, char** argv) {
       if (args.count("json")) {
         app::Json p = app::Json::object();
         for (size_t c = 0; c < m.labels.size(); ++c) p[m.labels[c]] = probs[i][c].item<double>();
-        std::cout << app::json_line({{"text", lines[i]}, {"label", m.labels[k]}, {"probabilities", p}}) << "\n";
+        std::cout << app::json_line(
+                         {{"text", lines[i]}, {"label", m.labels[k]}, {"probabilities", p}})
+                  << "\n";
       } else {
         std::cout << m.labels[k];
         for (size_t c = 0; c < m.labels.size(); ++c) {
@@ -142,7 +143,10 @@ int main(int argc, char** argv) {
       "rnnkit-sentiment",
       {{"train", "train a classifier from a TOML config", cmd_fit},
        {"cv", "k-fold cross-validation of the config's recipe on its training data", cmd_cv},
-       {"eval", "precision, recall, F1 per class, accuracy and the confusion matrix on labelled files", cmd_eval},
-       {"predict", "the label and class probabilities of each line of a file or of stdin", cmd_predict}},
+       {"eval",
+        "precision, recall, F1 per class, accuracy and the confusion matrix on labelled files",
+        cmd_eval},
+       {"predict", "the label and class probabilities of each line of a file or of stdin",
+        cmd_predict}},
       argc, argv);
 }

@@ -15,12 +15,16 @@ Pooling parse_pooling(const std::string& name) {
   throw std::invalid_argument("unknown pooling '" + name + "'; expected last, mean or max");
 }
 
-ClassifierImpl::ClassifierImpl(ClassifierOptions options_) : options(std::move(options_)) { reset(); }
+ClassifierImpl::ClassifierImpl(ClassifierOptions options_) : options(std::move(options_)) {
+  reset();
+}
 
 void ClassifierImpl::reset() {
   const auto& o = options;
-  TORCH_CHECK(o.num_classes() >= 2, "Classifier: expected at least 2 classes, got ", o.num_classes());
-  embedding = register_module("embedding", torch::nn::Embedding(o.vocab_size(), o.embedding_size()));
+  TORCH_CHECK(o.num_classes() >= 2, "Classifier: expected at least 2 classes, got ",
+              o.num_classes());
+  embedding =
+      register_module("embedding", torch::nn::Embedding(o.vocab_size(), o.embedding_size()));
   rnn = register_module("rnn", RNN(RNNOptions(o.cell(), o.embedding_size(), o.hidden_size())
                                        .num_layers(o.num_layers())
                                        .bidirectional(o.bidirectional())
@@ -59,7 +63,8 @@ torch::Tensor ClassifierImpl::summarize(const RNNOutput& out, const torch::Tenso
     case Pooling::kMax: {
       const int64_t T = out.output.size(1);
       const auto t = torch::arange(T, lengths.options().device(out.output.device()));
-      const auto pad = (t.unsqueeze(0) >= lengths.to(out.output.device()).unsqueeze(1)).unsqueeze(2);
+      const auto pad =
+          (t.unsqueeze(0) >= lengths.to(out.output.device()).unsqueeze(1)).unsqueeze(2);
       return std::get<0>(out.output.masked_fill(pad, -INFINITY).max(1));
     }
   }
@@ -70,29 +75,33 @@ torch::Tensor ClassifierImpl::forward(const torch::Tensor& tokens, const torch::
   TORCH_CHECK(tokens.dim() == 2 && tokens.scalar_type() == torch::kLong,
               "Classifier: expected tokens [B, T] of int64, got ", tokens.sizes(), " ",
               tokens.scalar_type());
-  const auto e = torch::dropout(embedding->forward(tokens), options.embedding_dropout(), is_training());
+  const auto e =
+      torch::dropout(embedding->forward(tokens), options.embedding_dropout(), is_training());
   const auto out = rnn->forward(e, lengths);
   const auto s = torch::dropout(summarize(out, lengths), options.dropout(), is_training());
   return output->forward(s);
 }
 
-BiLMImpl::BiLMImpl(const Classifier& classifier, int64_t vocab_size) : options_(classifier->options) {
+BiLMImpl::BiLMImpl(const Classifier& classifier, int64_t vocab_size)
+    : options_(classifier->options) {
   TORCH_CHECK(!(options_.bidirectional() && options_.num_layers() > 1),
               "BiLM: a bidirectional language model of more than one layer would see the word it "
-              "predicts; expected num_layers = 1 or one direction, got ", options_.num_layers(),
-              " bidirectional layers");
+              "predicts; expected num_layers = 1 or one direction, got ",
+              options_.num_layers(), " bidirectional layers");
   embedding = register_module("embedding", classifier->embedding);
   rnn = register_module("rnn", classifier->rnn);
   const int64_t H = options_.hidden_size();
   forward_head = register_module("forward_head", torch::nn::Linear(H, vocab_size));
-  if (options_.bidirectional()) backward_head = register_module("backward_head", torch::nn::Linear(H, vocab_size));
+  if (options_.bidirectional())
+    backward_head = register_module("backward_head", torch::nn::Linear(H, vocab_size));
 }
 
 BiLMImpl::Loss BiLMImpl::loss(const torch::Tensor& tokens, const torch::Tensor& lengths) {
   namespace F = torch::nn::functional;
   static constexpr int64_t kPad = 0;
   const int64_t T = tokens.size(1), H = options_.hidden_size();
-  const auto e = torch::dropout(embedding->forward(tokens), options_.embedding_dropout(), is_training());
+  const auto e =
+      torch::dropout(embedding->forward(tokens), options_.embedding_dropout(), is_training());
   const auto a = torch::dropout(rnn->forward(e, lengths).output, options_.dropout(), is_training());
   if (T < 2) return {a.sum() * 0, 0};  // one-word texts: nothing to predict
   const auto ce = [](torch::nn::Linear& head, const torch::Tensor& h, const torch::Tensor& target) {
@@ -101,7 +110,8 @@ BiLMImpl::Loss BiLMImpl::loss(const torch::Tensor& tokens, const torch::Tensor& 
                             F::CrossEntropyFuncOptions().ignore_index(kPad).reduction(torch::kSum));
   };
   const auto next = tokens.narrow(1, 1, T - 1);  // padding past each length: ignored
-  Loss l{ce(forward_head, a.narrow(2, 0, H).narrow(1, 0, T - 1), next), (next != kPad).sum().item<int64_t>()};
+  Loss l{ce(forward_head, a.narrow(2, 0, H).narrow(1, 0, T - 1), next),
+         (next != kPad).sum().item<int64_t>()};
   if (options_.bidirectional()) {
     // a←<t> for t = 2..T predicts x<t-1>, where t is a real step.
     const auto t = torch::arange(1, T, tokens.options());

@@ -18,8 +18,8 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
-#include <rnnkit/rnn.h>
 #include <rnnkit/compat.h>
+#include <rnnkit/rnn.h>
 
 namespace rnnkit::sentiment {
 

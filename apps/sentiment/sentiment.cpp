@@ -34,7 +34,8 @@ SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
   if (s.train_paths.empty()) throw app::ConfigError(c.path() + ": [data] needs train");
   s.classes = c.get_string_list("data", "classes");
   if (s.format == "class_files" && s.classes.size() != s.train_paths.size()) {
-    throw app::ConfigError(c.where("data", "classes") + ": class_files needs one class per train file (" +
+    throw app::ConfigError(c.where("data", "classes") +
+                           ": class_files needs one class per train file (" +
                            std::to_string(s.train_paths.size()) + " files, " +
                            std::to_string(s.classes.size()) + " classes)");
   }
@@ -65,15 +66,17 @@ SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
   s.pretrain = app::TrainOptions::read(c, "pretrain", pre);
   if (s.pretrain.epochs > 0) {
     if (s.pretrain.early_stopping > 0 || s.pretrain.schedule == "plateau") {
-      throw app::ConfigError(c.where("pretrain", "epochs") +
-                             ": pretraining runs a fixed number of epochs and keeps the last; "
-                             "early_stopping and schedule = \"plateau\" would select on the validation data");
+      throw app::ConfigError(
+          c.where("pretrain", "epochs") +
+          ": pretraining runs a fixed number of epochs and keeps the last; "
+          "early_stopping and schedule = \"plateau\" would select on the validation data");
     }
     if (s.bidirectional && s.rnn.num_layers > 1) {
       // Layer 2's forward pass reads layer 1's backward pass, which has read the next word.
-      throw app::ConfigError(c.where("pretrain", "epochs") +
-                             ": a bidirectional language model of more than one layer would see the "
-                             "word it predicts; pretrain with num_layers = 1 or bidirectional = false");
+      throw app::ConfigError(
+          c.where("pretrain", "epochs") +
+          ": a bidirectional language model of more than one layer would see the "
+          "word it predicts; pretrain with num_layers = 1 or bidirectional = false");
     }
   }
   c.reject_unknown_keys();
@@ -88,7 +91,8 @@ std::vector<data::LabelledText> SentimentConfig::read(const std::vector<std::str
   }
   std::vector<data::LabelledText> all;
   for (const auto& p : paths) {
-    auto part = format == "stsa" ? data::read_stsa(p, encoding) : data::read_tsv(p, label_last, encoding);
+    auto part =
+        format == "stsa" ? data::read_stsa(p, encoding) : data::read_tsv(p, label_last, encoding);
     all.insert(all.end(), part.begin(), part.end());
   }
   return all;
@@ -112,10 +116,12 @@ ClassifierOptions SentimentConfig::model_options(int64_t vocab_size, int64_t cla
       .forget_bias(rnn.forget_bias);
 }
 
-std::string SentimentConfig::architecture(int64_t vocab_size, const std::vector<std::string>& labels) const {
-  return fmt::format("vocab={} classes={} cell={} embedding={} hidden={} layers={} bidirectional={} pooling={}",
-                     vocab_size, fmt::join(labels, ","), rnn.cell, embedding_size, rnn.hidden_size, rnn.num_layers,
-                     bidirectional, pooling);
+std::string SentimentConfig::architecture(int64_t vocab_size,
+                                          const std::vector<std::string>& labels) const {
+  return fmt::format(
+      "vocab={} classes={} cell={} embedding={} hidden={} layers={} bidirectional={} pooling={}",
+      vocab_size, fmt::join(labels, ","), rnn.cell, embedding_size, rnn.hidden_size, rnn.num_layers,
+      bidirectional, pooling);
 }
 
 namespace {
@@ -136,13 +142,15 @@ void warn_rare_labels(const std::vector<data::LabelledText>& examples) {
   int64_t most = 0;
   for (const auto& kv : seen) most = std::max(most, kv.second.first);
   for (const auto& [label, info] : seen) {
-    // A handful where other labels have many (tiny data sets stay quiet), or a sliver of a large set.
+    // A handful where other labels have many (tiny data sets stay quiet), or a sliver of a large
+    // set.
     if ((info.first < kRareLabelCount && info.first * 20 <= most) ||
         static_cast<double>(info.first) < kRareLabelShare * total) {
-      fmt::print(stderr,
-                 "warning: label '{}' occurs in only {} of {} training examples (first at {}); a typo? "
-                 "every distinct label is a class\n",
-                 label, info.first, examples.size(), info.second);
+      fmt::print(
+          stderr,
+          "warning: label '{}' occurs in only {} of {} training examples (first at {}); a typo? "
+          "every distinct label is a class\n",
+          label, info.first, examples.size(), info.second);
     }
   }
 }
@@ -161,7 +169,8 @@ Encoded encode(const SentimentConfig& c, const Vocab& vocab, const std::vector<s
   for (const auto& ex : examples) {
     const auto it = index.find(ex.label);
     if (it == index.end()) {
-      throw data::DataError(ex.origin, 0, "label '" + ex.label + "' does not occur in the training data");
+      throw data::DataError(ex.origin, 0,
+                            "label '" + ex.label + "' does not occur in the training data");
     }
     e.x.push_back(vocab.encode(c.tokenize(ex.text)));
     e.y.push_back(it->second);
@@ -190,25 +199,31 @@ std::vector<int64_t> predicted_classes(const Tensor& probs) {
   return {a.data_ptr<int64_t>(), a.data_ptr<int64_t>() + a.numel()};
 }
 
-class SentimentTask : public app::Task {
+/// The length of every sequence, for the batch planner.
+template <class Seq>
+std::vector<size_t> lengths_of(const std::vector<Seq>& seqs) {
+  std::vector<size_t> out;
+  for (const auto& s : seqs) out.push_back(s.size());
+  return out;
+}
+
+class SentimentTask : public app::SentenceTask {
  public:
-  SentimentTask(const SentimentConfig& c, Vocab vocab, std::vector<std::string> labels, Encoded train,
-                Encoded valid, Classifier model, torch::Device device)
-      : c_(c), vocab_(std::move(vocab)), labels_(std::move(labels)), train_(std::move(train)),
-        valid_(std::move(valid)), model_(std::move(model)), device_(device) {
-    for (const auto& s : train_.x) lengths_.push_back(s.size());
-  }
+  SentimentTask(const SentimentConfig& c, Vocab vocab, std::vector<std::string> labels,
+                Encoded train, Encoded valid, Classifier model, torch::Device device)
+      : SentenceTask(c.train, lengths_of(train.x)),
+        c_(c),
+        vocab_(std::move(vocab)),
+        labels_(std::move(labels)),
+        train_(std::move(train)),
+        valid_(std::move(valid)),
+        model_(std::move(model)),
+        device_(device) {}
   torch::nn::Module& model() override { return *model_; }
   std::string unit() const override { return "sent"; }
   std::string app_name() const override { return "sentiment"; }
   std::string architecture() const override { return c_.architecture(vocab_.size(), labels_); }
-  int64_t begin_epoch(int64_t epoch) override {
-    plan_ = app::plan_epoch(lengths_, c_.train, epoch);
-    return static_cast<int64_t>(plan_.size());
-  }
-  app::BatchLoss train_batch(int64_t i) override {
-    const auto& idx = plan_[i];
-    if (idx.empty()) return {};  // this rank's share of a short last batch
+  app::BatchLoss train_on(const std::vector<size_t>& idx) override {
     const auto p = data::pad_sequences(train_.x, idx, Vocab::kPad);
     const auto tokens = data::drop_words(p.tokens, c_.word_dropout, Vocab::kUnk);
     std::vector<int64_t> y;
@@ -218,8 +233,9 @@ class SentimentTask : public app::Task {
             static_cast<int64_t>(idx.size())};
   }
   app::Metrics evaluate() override {
-    const auto r = app::classification_report(valid_.y, predicted_classes(predict_probs(*model_, valid_.x, device_)),
-                                         static_cast<int64_t>(labels_.size()));
+    const auto r = app::classification_report(
+        valid_.y, predicted_classes(predict_probs(*model_, valid_.x, device_)),
+        static_cast<int64_t>(labels_.size()));
     app::Metrics m;
     m.values = {{"val_accuracy", r.accuracy}, {"val_macro_f1", r.macro_f1}};
     m.main = "val_accuracy";
@@ -240,32 +256,30 @@ class SentimentTask : public app::Task {
   Encoded train_, valid_;
   Classifier model_;
   torch::Device device_;
-  std::vector<size_t> lengths_;
-  std::vector<std::vector<size_t>> plan_;
 };
 
 static_assert(Vocab::kPad == 0, "BiLM::loss pads with 0");
 
-class PretrainTask : public app::Task {
+class PretrainTask : public app::SentenceTask {
  public:
   PretrainTask(const SentimentConfig& c, const Vocab& vocab, const std::vector<std::string>& labels,
                const Encoded& train, const Encoded& valid, BiLM lm, torch::Device device)
-      : c_(c), vocab_(vocab), labels_(labels), train_(train), valid_(valid), lm_(std::move(lm)), device_(device) {
-    for (const auto& s : train_.x) lengths_.push_back(s.size());
-  }
+      : SentenceTask(c.pretrain, lengths_of(train.x)),
+        c_(c),
+        vocab_(vocab),
+        labels_(labels),
+        train_(train),
+        valid_(valid),
+        lm_(std::move(lm)),
+        device_(device) {}
   torch::nn::Module& model() override { return *lm_; }
   std::string unit() const override { return "sent"; }
   std::string app_name() const override { return "sentiment"; }
   std::string architecture() const override {
     return "pretrain " + c_.architecture(vocab_.size(), labels_);
   }
-  int64_t begin_epoch(int64_t epoch) override {
-    plan_ = app::plan_epoch(lengths_, c_.pretrain, epoch);
-    return static_cast<int64_t>(plan_.size());
-  }
-  app::BatchLoss train_batch(int64_t i) override {
-    if (plan_[i].empty()) return {};
-    const auto p = data::pad_sequences(train_.x, plan_[i], Vocab::kPad);
+  app::BatchLoss train_on(const std::vector<size_t>& idx) override {
+    const auto p = data::pad_sequences(train_.x, idx, Vocab::kPad);
     const auto l = lm_->loss(p.tokens.to(device_), p.lengths);
     return {l.count > 0 ? l.sum / static_cast<double>(l.count) : l.sum, l.count};
   }
@@ -298,8 +312,6 @@ class PretrainTask : public app::Task {
   const Encoded& valid_;
   BiLM lm_;
   torch::Device device_;
-  std::vector<size_t> lengths_;
-  std::vector<std::vector<size_t>> plan_;
 };
 
 /// Builds the vocabulary and model from `train`, and fits with `valid` as validation.
@@ -314,13 +326,15 @@ app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::Label
   auto va = encode(c, vocab, labels, valid);
   Classifier model(c.model_options(vocab.size(), static_cast<int64_t>(labels.size())));
   if (!c.pretrained.empty()) {
-    const auto found = data::load_pretrained(c.pretrained, vocab, model->embedding->weight, "model.embedding_size");
-    if (!run.quiet) fmt::print(stderr, "pretrained vectors for {} of {} words\n", found, vocab.size());
+    const auto found = data::load_pretrained(c.pretrained, vocab, model->embedding->weight,
+                                             "model.embedding_size");
+    if (!run.quiet)
+      fmt::print(stderr, "pretrained vectors for {} of {} words\n", found, vocab.size());
   }
   model->to(device);
   if (!run.quiet) {
-    fmt::print(stderr, "train: {} texts, valid: {} texts, classes: {}, vocabulary: {}\n", train.size(),
-               valid.size(), labels.size(), vocab.size());
+    fmt::print(stderr, "train: {} texts, valid: {} texts, classes: {}, vocabulary: {}\n",
+               train.size(), valid.size(), labels.size(), vocab.size());
   }
   const bool classifier_started = fs::exists(fs::path(run.run_dir) / "last.pt");
   const bool resuming = run.resume || run.auto_resume;
@@ -333,14 +347,16 @@ app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::Label
     BiLM lm(model, static_cast<int64_t>(vocab.size()));
     lm->to(device);
     PretrainTask pretask(c, vocab, labels, tr, va, lm, device);
-    if (!run.quiet) fmt::print(stderr, "pretraining a language model for {} epochs\n", c.pretrain.epochs);
+    if (!run.quiet)
+      fmt::print(stderr, "pretraining a language model for {} epochs\n", c.pretrain.epochs);
     const auto r = app::fit(pretask, c.pretrain, pre, config_text);
     if (r.interrupted) return r;
   }
   app::RunOptions classifier_run = run;
   classifier_run.resume = resuming && classifier_started;
   classifier_run.auto_resume = false;
-  SentimentTask task(c, std::move(vocab), std::move(labels), std::move(tr), std::move(va), model, device);
+  SentimentTask task(c, std::move(vocab), std::move(labels), std::move(tr), std::move(va), model,
+                     device);
   return app::fit(task, c.train, classifier_run, config_text);
 }
 
@@ -363,7 +379,8 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
   m.vocab = Vocab::from_string(app::get_string(saved.task, "vocab"), checkpoint + "#vocab");
   std::istringstream labels(app::get_string(saved.task, "labels"));
   for (std::string l; std::getline(labels, l);) m.labels.push_back(l);
-  m.model = Classifier(m.config.model_options(m.vocab.size(), static_cast<int64_t>(m.labels.size())));
+  m.model =
+      Classifier(m.config.model_options(m.vocab.size(), static_cast<int64_t>(m.labels.size())));
   m.model->load(saved.model);
   app::check_finite(*m.model, checkpoint);
   m.model->to(device);
@@ -371,17 +388,17 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
   return m;
 }
 
-std::vector<Loaded> load_models(const std::vector<std::string>& checkpoints, const torch::Device& device) {
+std::vector<Loaded> load_models(const std::vector<std::string>& checkpoints,
+                                const torch::Device& device) {
   TORCH_CHECK(!checkpoints.empty(), "load_models: expected at least one checkpoint");
   std::vector<Loaded> models;
   for (const auto& path : checkpoints) {
     models.push_back(load_model(path, device));
     if (models.back().labels != models.front().labels) {
-      std::string a, b;
-      for (const auto& l : models.front().labels) a += (a.empty() ? "" : ",") + l;
-      for (const auto& l : models.back().labels) b += (b.empty() ? "" : ",") + l;
-      throw app::CheckpointError(path + ": labels " + b + ", but " + checkpoints.front() + " has " + a +
-                                 "; an ensemble needs the same labels");
+      throw app::CheckpointError(
+          fmt::format("{}: labels {}, but {} has {}; an ensemble needs the same labels", path,
+                      fmt::join(models.back().labels, ","), checkpoints.front(),
+                      fmt::join(models.front().labels, ",")));
     }
   }
   return models;
@@ -405,7 +422,8 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
     valid = c.read({c.valid_path});
   } else {
     // No validation file: hold out a seeded fraction of the training data.
-    std::tie(train, valid) = data::hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed));
+    std::tie(train, valid) =
+        data::hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed));
   }
   if (!run.quiet) fmt::print(stderr, "{}", config.resolved());
   auto r = fit_split(c, train, valid, run, device, config.resolved());
@@ -420,7 +438,9 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
 }
 
 double CrossValidation::mean_accuracy() const {
-  return accuracy.empty() ? 0.0 : std::accumulate(accuracy.begin(), accuracy.end(), 0.0) / accuracy.size();
+  return accuracy.empty()
+             ? 0.0
+             : std::accumulate(accuracy.begin(), accuracy.end(), 0.0) / accuracy.size();
 }
 
 double CrossValidation::std_accuracy() const {
@@ -432,7 +452,8 @@ double CrossValidation::std_accuracy() const {
 
 namespace {
 
-ClassificationReport evaluate_examples(std::vector<Loaded>& models, const std::vector<data::LabelledText>& examples,
+ClassificationReport evaluate_examples(std::vector<Loaded>& models,
+                                       const std::vector<data::LabelledText>& examples,
                                        const torch::Device& device) {
   TORCH_CHECK(!models.empty(), "evaluate: expected at least one model");
   const Loaded& m = models.front();
@@ -442,12 +463,14 @@ ClassificationReport evaluate_examples(std::vector<Loaded>& models, const std::v
   std::vector<int64_t> gold;
   for (const auto& e : examples) {
     const auto it = index.find(e.label);
-    if (it == index.end()) throw data::DataError(e.origin, 0, "label '" + e.label + "' is not one of the model's");
+    if (it == index.end())
+      throw data::DataError(e.origin, 0, "label '" + e.label + "' is not one of the model's");
     texts.push_back(e.text);
     gold.push_back(it->second);
   }
-  return app::classification_report(gold, predicted_classes(ensemble_probabilities(models, texts, device)),
-                               static_cast<int64_t>(m.labels.size()));
+  return app::classification_report(
+      gold, predicted_classes(ensemble_probabilities(models, texts, device)),
+      static_cast<int64_t>(m.labels.size()));
 }
 
 }  // namespace
@@ -457,8 +480,9 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
   const bool select = c.valid_fraction > 0;
   if (!select && (c.train.early_stopping > 0 || c.train.schedule == "plateau")) {
     // Without a validation part both would look at the held-out fold, which must stay unseen.
-    fmt::print(stderr, "cv: data.valid_fraction = 0, so early_stopping and schedule = \"plateau\" are "
-                       "turned off: they would select on the test fold\n");
+    fmt::print(stderr,
+               "cv: data.valid_fraction = 0, so early_stopping and schedule = \"plateau\" are "
+               "turned off: they would select on the test fold\n");
     c.train.early_stopping = 0;
     if (c.train.schedule == "plateau") c.train.schedule = "none";
   }
@@ -467,7 +491,8 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
   warn_rare_labels(all);
   const auto idx = data::shuffled(all.size(), static_cast<uint64_t>(c.train.seed));
   auto fold = [&](int64_t k) {
-    std::pair<std::vector<data::LabelledText>, std::vector<data::LabelledText>> split;  // train, test
+    std::pair<std::vector<data::LabelledText>, std::vector<data::LabelledText>>
+        split;  // train, test
     for (size_t i = 0; i < idx.size(); ++i) {
       (static_cast<int64_t>(i % c.folds) == k ? split.second : split.first).push_back(all[idx[i]]);
     }
@@ -476,28 +501,37 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
   // Every fold is checked before the first trains: a fold that cannot work fails now, not
   // after hours, and leaves nothing on disk.
   if (static_cast<int64_t>(all.size()) < 2 * c.folds) {
-    throw app::ConfigError(c.train_paths.front() + ": " + std::to_string(all.size()) + " examples are too few for " +
-                           std::to_string(c.folds) + "-fold cross-validation (data.folds); at least " +
+    throw app::ConfigError(c.train_paths.front() + ": " + std::to_string(all.size()) +
+                           " examples are too few for " + std::to_string(c.folds) +
+                           "-fold cross-validation (data.folds); at least " +
                            std::to_string(2 * c.folds) + " are needed");
   }
   for (int64_t k = 0; k < c.folds; ++k) {
     const auto [train, test] = fold(k);
-    const auto fit_part = select ? data::hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed + k + 1)).first
+    const auto fit_part = select ? data::hold_out(train, c.valid_fraction,
+                                                  static_cast<uint64_t>(c.train.seed + k + 1))
+                                       .first
                                  : train;
     if (fit_part.empty()) {
-      throw app::ConfigError(fmt::format("fold {}: no training examples left after data.valid_fraction = {}", k + 1,
-                                         c.valid_fraction));
+      throw app::ConfigError(
+          fmt::format("fold {}: no training examples left after data.valid_fraction = {}", k + 1,
+                      c.valid_fraction));
     }
     const auto labels = sorted_labels(fit_part);
     if (labels.size() < 2) {
-      throw app::ConfigError(fmt::format("fold {}: its training part holds only the label '{}'; a classifier "
-                                         "needs two classes (more examples, or fewer folds)", k + 1, labels.front()));
+      throw app::ConfigError(
+          fmt::format("fold {}: its training part holds only the label '{}'; a classifier "
+                      "needs two classes (more examples, or fewer folds)",
+                      k + 1, labels.front()));
     }
     for (const auto& e : test) {
       if (!std::binary_search(labels.begin(), labels.end(), e.label)) {
-        throw data::DataError(e.origin, 0, fmt::format("label '{}' falls in test fold {} but not in its training "
-                                                       "part; every class needs examples in every fold (fewer "
-                                                       "folds, or more examples of '{}')", e.label, k + 1, e.label));
+        throw data::DataError(
+            e.origin, 0,
+            fmt::format("label '{}' falls in test fold {} but not in its training "
+                        "part; every class needs examples in every fold (fewer "
+                        "folds, or more examples of '{}')",
+                        e.label, k + 1, e.label));
       }
     }
   }
@@ -506,20 +540,23 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
     const auto [train, test] = fold(k);
     app::RunOptions fold_run = run;
     fold_run.run_dir = (fs::path(run.run_dir) / ("fold" + std::to_string(k + 1))).string();
-    fold_run.resume = (run.resume || run.auto_resume) && fs::exists(fs::path(fold_run.run_dir) / "last.pt");
+    fold_run.resume =
+        (run.resume || run.auto_resume) && fs::exists(fs::path(fold_run.run_dir) / "last.pt");
     fold_run.auto_resume = false;
     ClassificationReport r;
     if (select) {
       // Model selection (best epoch, early stopping, plateau) on a part of the fold's training
       // data; the test fold is scored once, by the selected checkpoint.
-      const auto [fit_part, valid_part] = data::hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed + k + 1));
+      const auto [fit_part, valid_part] =
+          data::hold_out(train, c.valid_fraction, static_cast<uint64_t>(c.train.seed + k + 1));
       const auto fit = fit_split(c, fit_part, valid_part, fold_run, device, config.resolved());
       if (fit.interrupted) {
         cv.interrupted = true;
         cv.signal = fit.signal;
         return cv;
       }
-      std::vector<Loaded> best{load_model((fs::path(fold_run.run_dir) / "best.pt").string(), device)};
+      std::vector<Loaded> best{
+          load_model((fs::path(fold_run.run_dir) / "best.pt").string(), device)};
       r = evaluate_examples(best, test, device);
     } else {
       const auto fit = fit_split(c, train, test, fold_run, device, config.resolved());
@@ -534,13 +571,15 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
     cv.accuracy.push_back(r.accuracy);
     cv.macro_f1.push_back(r.macro_f1);
     if (!run.quiet) {
-      fmt::print(stderr, "fold {}/{}: accuracy {:.2f}%\n", k + 1, c.folds, 100 * cv.accuracy.back());
+      fmt::print(stderr, "fold {}/{}: accuracy {:.2f}%\n", k + 1, c.folds,
+                 100 * cv.accuracy.back());
     }
   }
   return cv;
 }
 
-ClassificationReport evaluate(Loaded& m, const std::vector<std::string>& paths, const torch::Device& device) {
+ClassificationReport evaluate(Loaded& m, const std::vector<std::string>& paths,
+                              const torch::Device& device) {
   std::vector<Loaded> one{m};
   return evaluate(one, paths, device);
 }

@@ -17,14 +17,14 @@ namespace rnnkit::sentiment {
 
 struct SentimentConfig {
   // [data]
-  std::string format;                     ///< tsv, stsa or class_files
-  std::vector<std::string> train_paths;   ///< one or more files (class_files: one per class)
-  std::vector<std::string> classes;       ///< class_files: the label of each train file
-  std::string valid_path;                 ///< optional
-  std::string test_path;                  ///< optional: scored once by the best checkpoint after training
-  double valid_fraction = 0.1;            ///< held out of train (seeded) when there is no valid file
-  int64_t folds = 10;                     ///< the `cv` command's k
-  bool label_last = false;                ///< tsv: text<TAB>label
+  std::string format;                    ///< tsv, stsa or class_files
+  std::vector<std::string> train_paths;  ///< one or more files (class_files: one per class)
+  std::vector<std::string> classes;      ///< class_files: the label of each train file
+  std::string valid_path;                ///< optional
+  std::string test_path;        ///< optional: scored once by the best checkpoint after training
+  double valid_fraction = 0.1;  ///< held out of train (seeded) when there is no valid file
+  int64_t folds = 10;           ///< the `cv` command's k
+  bool label_last = false;      ///< tsv: text<TAB>label
   bool lowercase = true;
   data::Encoding encoding = data::Encoding::kUtf8;
   int64_t max_vocab = 0, min_count = 1;
@@ -67,10 +67,12 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device);
 /// The mean of several classifiers' class probabilities [N, C] (an ensemble: models trained with
 /// different seeds or recipes). They must share their labels, in order; their vocabularies may
 /// differ.
-torch::Tensor ensemble_probabilities(std::vector<Loaded>& models, const std::vector<std::string>& texts,
+torch::Tensor ensemble_probabilities(std::vector<Loaded>& models,
+                                     const std::vector<std::string>& texts,
                                      const torch::Device& device);
 /// load_model for each checkpoint, checking that their labels agree.
-std::vector<Loaded> load_models(const std::vector<std::string>& checkpoints, const torch::Device& device);
+std::vector<Loaded> load_models(const std::vector<std::string>& checkpoints,
+                                const torch::Device& device);
 
 /// train: fits on the config's train split (validation: its valid file or a held-out fraction).
 app::FitResult train(app::ConfigReader& config, const app::RunOptions& run);

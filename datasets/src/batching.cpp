@@ -13,7 +13,8 @@ Padded pad_sequences(const std::vector<std::vector<int64_t>>& seqs,
   TORCH_CHECK(!indices.empty(), "pad_sequences: expected at least one sequence, got none");
   size_t T = 0;
   for (auto i : indices) {
-    TORCH_CHECK(i < seqs.size(), "pad_sequences: index ", i, " outside ", seqs.size(), " sequences");
+    TORCH_CHECK(i < seqs.size(), "pad_sequences: index ", i, " outside ", seqs.size(),
+                " sequences");
     TORCH_CHECK(!seqs[i].empty(), "pad_sequences: sequence ", i, " is empty");
     T = std::max(T, seqs[i].size());
   }

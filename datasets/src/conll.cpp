@@ -66,17 +66,17 @@ std::vector<TaggedSentence> read_conll(const std::string& path, const ConllOptio
     }
     const int n = static_cast<int>(cols.size());
     const int tok = options.token_column;
-    const int need = !options.has_tags
-                         ? tok + 1
-                         : std::max({2, tok + 1,
-                                     options.tag_column < 0 ? -options.tag_column
-                                                            : options.tag_column + 1});
+    const int need =
+        !options.has_tags
+            ? tok + 1
+            : std::max({2, tok + 1,
+                        options.tag_column < 0 ? -options.tag_column : options.tag_column + 1});
     if (n < need) {
       std::ostringstream os;
       os << "expected at least " << need << " columns (token in column " << tok + 1
          << ", tag in column "
-         << (options.tag_column < 0 ? "last" : std::to_string(options.tag_column + 1))
-         << "), got " << n << ": '" << line.substr(0, 80) << "'";
+         << (options.tag_column < 0 ? "last" : std::to_string(options.tag_column + 1)) << "), got "
+         << n << ": '" << line.substr(0, 80) << "'";
       throw reader.error(os.str());
     }
     if (cols[tok].empty()) throw reader.error("empty token in column " + std::to_string(tok + 1));
@@ -106,10 +106,14 @@ TagScheme parse_tag_scheme(const std::string& name) {
 
 std::string to_string(TagScheme s) {
   switch (s) {
-    case TagScheme::kIOB1: return "iob1";
-    case TagScheme::kIOB2: return "iob2";
-    case TagScheme::kIOBES: return "iobes";
-    case TagScheme::kIO: return "io";
+    case TagScheme::kIOB1:
+      return "iob1";
+    case TagScheme::kIOB2:
+      return "iob2";
+    case TagScheme::kIOBES:
+      return "iobes";
+    case TagScheme::kIO:
+      return "io";
   }
   return "?";
 }
@@ -120,12 +124,16 @@ int64_t first_tag_outside_scheme(const std::vector<std::string>& tags, TagScheme
     bool ok;
     switch (scheme) {
       case TagScheme::kIOB1:
-      case TagScheme::kIOB2: ok = t.prefix == 'O' || t.prefix == 'B' || t.prefix == 'I'; break;
+      case TagScheme::kIOB2:
+        ok = t.prefix == 'O' || t.prefix == 'B' || t.prefix == 'I';
+        break;
       case TagScheme::kIOBES:
         ok = t.prefix == 'O' || t.prefix == 'B' || t.prefix == 'I' || t.prefix == 'E' ||
              t.prefix == 'S';
         break;
-      case TagScheme::kIO: ok = t.prefix == 'O' || t.prefix == 'I'; break;
+      case TagScheme::kIO:
+        ok = t.prefix == 'O' || t.prefix == 'I';
+        break;
     }
     if (!ok) return static_cast<int64_t>(i);
   }
@@ -149,7 +157,9 @@ std::vector<Span> tags_to_spans(const std::vector<std::string>& tags, TagScheme 
     bool starts;
     switch (t.prefix) {
       case 'B':
-      case 'S': starts = true; break;
+      case 'S':
+        starts = true;
+        break;
       default:  // I or E continue an open entity of the same type (IO: always, if same type)
         starts = !open || cur.type != t.type;
     }
@@ -179,9 +189,15 @@ std::vector<std::string> spans_to_tags(const std::vector<Span>& spans, size_t le
           // B- only where this entity directly follows one of the same type.
           p = first && s.start == prev_end && prev_type == s.type && s.start > 0 ? 'B' : 'I';
           break;
-        case TagScheme::kIOB2: p = first ? 'B' : 'I'; break;
-        case TagScheme::kIOBES: p = first && last ? 'S' : first ? 'B' : last ? 'E' : 'I'; break;
-        case TagScheme::kIO: p = 'I'; break;
+        case TagScheme::kIOB2:
+          p = first ? 'B' : 'I';
+          break;
+        case TagScheme::kIOBES:
+          p = first && last ? 'S' : first ? 'B' : last ? 'E' : 'I';
+          break;
+        case TagScheme::kIO:
+          p = 'I';
+          break;
       }
       tags[i] = std::string(1, p) + "-" + s.type;
     }
@@ -201,9 +217,12 @@ bool allowed_transition(const std::string& prev, const std::string& tag, TagSche
   const Tag t = tag.empty() ? Tag{'$', ""} : split_tag(tag);
   const bool continues = (p.prefix == 'B' || p.prefix == 'I') && p.type == t.type;
   switch (scheme) {
-    case TagScheme::kIO: return true;
-    case TagScheme::kIOB2: return t.prefix != 'I' || continues;
-    case TagScheme::kIOB1: return t.prefix != 'B' || continues;
+    case TagScheme::kIO:
+      return true;
+    case TagScheme::kIOB2:
+      return t.prefix != 'I' || continues;
+    case TagScheme::kIOB1:
+      return t.prefix != 'B' || continues;
     case TagScheme::kIOBES:
       if (t.prefix == 'I' || t.prefix == 'E') return continues;
       return p.prefix != 'B' && p.prefix != 'I';
@@ -211,7 +230,8 @@ bool allowed_transition(const std::string& prev, const std::string& tag, TagSche
   return false;
 }
 
-SchemeGuess guess_tag_scheme(const std::vector<TaggedSentence>& sentences, const std::string& path) {
+SchemeGuess guess_tag_scheme(const std::vector<TaggedSentence>& sentences,
+                             const std::string& path) {
   size_t b_line = 0, es_line = 0, i_start_line = 0;
   std::string es_tag, i_start_tag, i_start_prev;
   for (const auto& s : sentences) {
@@ -230,18 +250,24 @@ SchemeGuess guess_tag_scheme(const std::vector<TaggedSentence>& sentences, const
   }
   const std::string at = path.empty() ? "line " : path + ":";
   if (es_line && i_start_line) {
-    throw DataError(path, es_line,
-                    "the tags contradict every scheme: '" + es_tag + "' here is IOBES, but at " + at +
-                        std::to_string(i_start_line) + " '" + i_start_tag + "' follows '" + i_start_prev +
-                        "', which IOBES forbids (an IOBES entity starts with B- or S-); fix the stray "
-                        "tag, or declare data.scheme");
+    throw DataError(
+        path, es_line,
+        "the tags contradict every scheme: '" + es_tag + "' here is IOBES, but at " + at +
+            std::to_string(i_start_line) + " '" + i_start_tag + "' follows '" + i_start_prev +
+            "', which IOBES forbids (an IOBES entity starts with B- or S-); fix the stray "
+            "tag, or declare data.scheme");
   }
-  if (es_line) return {TagScheme::kIOBES, "E- or S- tags occur (first '" + es_tag + "' at " + at + std::to_string(es_line) + ")"};
+  if (es_line)
+    return {TagScheme::kIOBES,
+            "E- or S- tags occur (first '" + es_tag + "' at " + at + std::to_string(es_line) + ")"};
   if (i_start_line && b_line) {
-    return {TagScheme::kIOB1, "entities start with I- (first '" + i_start_tag + "' after '" + i_start_prev + "' at " + at +
-                                  std::to_string(i_start_line) + ") and B- occurs"};
+    return {TagScheme::kIOB1, "entities start with I- (first '" + i_start_tag + "' after '" +
+                                  i_start_prev + "' at " + at + std::to_string(i_start_line) +
+                                  ") and B- occurs"};
   }
-  if (b_line) return {TagScheme::kIOB2, "every entity starts with B- (first at " + at + std::to_string(b_line) + ")"};
+  if (b_line)
+    return {TagScheme::kIOB2,
+            "every entity starts with B- (first at " + at + std::to_string(b_line) + ")"};
   if (i_start_line) return {TagScheme::kIO, "only I- and O tags occur"};
   return {TagScheme::kIOB2, "no entity tags at all"};
 }
@@ -270,12 +296,19 @@ void check_tags(const std::vector<TaggedSentence>& sentences, TagScheme scheme,
     const std::string tag = i < s.tags.size() ? s.tags[i] : "";
     std::string why;
     if (tag.empty()) {
-      why = "the sentence ends inside an entity ('" + prev + "' must be followed by E- of its type)";
+      why =
+          "the sentence ends inside an entity ('" + prev + "' must be followed by E- of its type)";
     } else {
-      why = "'" + tag + "' " + (prev.empty() ? std::string("starts the sentence") : "follows '" + prev + "'");
+      why = "'" + tag + "' " +
+            (prev.empty() ? std::string("starts the sentence") : "follows '" + prev + "'");
       switch (scheme) {
-        case TagScheme::kIOB2: why += ", but an IOB2 entity starts with B-; if the file is IOB1, declare data.scheme = \"iob1\""; break;
-        default: why += ", which " + to_string(scheme) + " forbids";
+        case TagScheme::kIOB2:
+          why +=
+              ", but an IOB2 entity starts with B-; if the file is IOB1, declare data.scheme = "
+              "\"iob1\"";
+          break;
+        default:
+          why += ", which " + to_string(scheme) + " forbids";
       }
     }
     throw DataError(path, s.line + std::min(i, s.tags.size() - 1),

@@ -2,8 +2,8 @@
 
 namespace rnnkit::data {
 
-std::vector<std::string> read_word_corpus(const std::string& path,
-                                          const WordTokenizer& tokenizer, Encoding encoding) {
+std::vector<std::string> read_word_corpus(const std::string& path, const WordTokenizer& tokenizer,
+                                          Encoding encoding) {
   LineReader r(path, encoding);
   std::vector<std::string> tokens;
   std::string line;

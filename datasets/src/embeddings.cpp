@@ -52,7 +52,8 @@ WordVectors read_word_vectors(const std::string& path,
 
 int64_t init_embeddings(const torch::Tensor& weight, const Vocab& vocab, const WordVectors& v) {
   TORCH_CHECK(weight.dim() == 2 && weight.size(0) == vocab.size(),
-              "init_embeddings: expected a weight of [", vocab.size(), ", D], got ", weight.sizes());
+              "init_embeddings: expected a weight of [", vocab.size(), ", D], got ",
+              weight.sizes());
   TORCH_CHECK(weight.size(1) == v.dim, "init_embeddings: the embeddings have ", weight.size(1),
               " dimensions, the vectors ", v.dim);
   torch::NoGradGuard no_grad;
@@ -62,7 +63,8 @@ int64_t init_embeddings(const torch::Tensor& weight, const Vocab& vocab, const W
     auto it = v.vectors.find(tok);
     if (it == v.vectors.end()) it = v.vectors.find(WordTokenizer{true, false}.normalize(tok));
     if (it == v.vectors.end()) continue;
-    weight[i].copy_(torch::tensor(it->second, weight.options().device(torch::kCPU)).to(weight.device()));
+    weight[i].copy_(
+        torch::tensor(it->second, weight.options().device(torch::kCPU)).to(weight.device()));
     ++found;
   }
   return found;
@@ -71,15 +73,17 @@ int64_t init_embeddings(const torch::Tensor& weight, const Vocab& vocab, const W
 WordVectors read_word_vectors_for(const std::string& path, const Vocab& vocab) {
   std::set<std::string> lowered;
   for (int64_t i = 0; i < vocab.size(); ++i) lowered.insert(to_lower(vocab.token(i)));
-  return read_word_vectors(path, [&](const std::string& w) { return vocab.contains(w) || lowered.count(w) > 0; });
+  return read_word_vectors(
+      path, [&](const std::string& w) { return vocab.contains(w) || lowered.count(w) > 0; });
 }
 
 int64_t load_pretrained(const std::string& path, const Vocab& vocab, const torch::Tensor& weight,
                         const std::string& dim_key) {
   const auto vectors = read_word_vectors_for(path, vocab);
   if (vectors.dim != weight.size(1)) {
-    throw DataError(path, 0, "vectors of " + std::to_string(vectors.dim) + " dimensions, but " + dim_key + " is " +
-                                 std::to_string(weight.size(1)));
+    throw DataError(path, 0,
+                    "vectors of " + std::to_string(vectors.dim) + " dimensions, but " + dim_key +
+                        " is " + std::to_string(weight.size(1)));
   }
   return init_embeddings(weight, vocab, vectors);
 }

@@ -21,8 +21,7 @@ Encoding parse_encoding(const std::string& name) {
   if (name == "utf8" || name == "utf-8") return Encoding::kUtf8;
   if (name == "latin1" || name == "iso-8859-1") return Encoding::kLatin1;
   if (name == "cp1252" || name == "windows-1252") return Encoding::kCp1252;
-  throw std::invalid_argument("unknown encoding '" + name +
-                              "'; expected utf8, latin1 or cp1252");
+  throw std::invalid_argument("unknown encoding '" + name + "'; expected utf8, latin1 or cp1252");
 }
 
 namespace {
@@ -59,10 +58,14 @@ size_t utf8_sequence_length(const std::string& s, size_t i) {
   if (c < 0x80) return 1;
   size_t n;
   char32_t cp;
-  if ((c & 0xE0) == 0xC0) n = 2, cp = c & 0x1F;
-  else if ((c & 0xF0) == 0xE0) n = 3, cp = c & 0x0F;
-  else if ((c & 0xF8) == 0xF0) n = 4, cp = c & 0x07;
-  else return 0;
+  if ((c & 0xE0) == 0xC0)
+    n = 2, cp = c & 0x1F;
+  else if ((c & 0xF0) == 0xE0)
+    n = 3, cp = c & 0x0F;
+  else if ((c & 0xF8) == 0xF0)
+    n = 4, cp = c & 0x07;
+  else
+    return 0;
   if (i + n > s.size()) return 0;
   for (size_t k = 1; k < n; ++k) {
     if ((b(i + k) & 0xC0) != 0x80) return 0;
@@ -173,7 +176,8 @@ std::string read_text(const std::string& path, Encoding encoding, bool allow_emp
 namespace {
 
 bool ascii(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 /// Applies `f` to each code point of valid UTF-8 `s`.

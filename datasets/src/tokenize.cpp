@@ -6,7 +6,9 @@ namespace rnnkit::data {
 
 namespace {
 
-bool is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f'; }
+bool is_space(char ch) {
+  return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
+}
 bool is_alpha(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'); }
 
 void split_chunk(const std::string& line, size_t b, size_t e, std::vector<TextToken>& out) {
@@ -22,7 +24,8 @@ void split_chunk(const std::string& line, size_t b, size_t e, std::vector<TextTo
     }
     if (ch == '.') {
       const std::string rest = line.substr(b, e - 1 - b);
-      const bool abbreviation = rest.find('.') != std::string::npos || (rest.size() == 1 && is_alpha(rest[0]));
+      const bool abbreviation =
+          rest.find('.') != std::string::npos || (rest.size() == 1 && is_alpha(rest[0]));
       if (!abbreviation || rest.empty()) {
         tail.push_back(one(--e));
         continue;
@@ -38,7 +41,8 @@ void split_chunk(const std::string& line, size_t b, size_t e, std::vector<TextTo
     const std::string lower = to_lower(line.substr(b, e - b));
     size_t cut = e;
     for (const std::string suffix : {"n't", "'s", "'re", "'ve", "'ll", "'d", "'m"}) {
-      if (lower.size() > suffix.size() && lower.compare(lower.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      if (lower.size() > suffix.size() &&
+          lower.compare(lower.size() - suffix.size(), suffix.size(), suffix) == 0) {
         cut = e - suffix.size();
         break;
       }
@@ -66,7 +70,8 @@ std::vector<TextToken> tokenize_ptb(const std::string& line) {
 
 size_t code_point_offset(const std::string& s, size_t byte) {
   size_t n = 0;
-  for (size_t i = 0; i < byte && i < s.size(); ++i) n += (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80;
+  for (size_t i = 0; i < byte && i < s.size(); ++i)
+    n += (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80;
   return n;
 }
 

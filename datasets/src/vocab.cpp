@@ -19,11 +19,16 @@ constexpr const char* kHeader = "#rnnkit-vocab v1";
 std::string escape(const std::string& t) {
   std::string out;
   for (char c : t) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else if (c == '\t') out += "\\t";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else if (c == '\t')
+      out += "\\t";
+    else
+      out += c;
   }
   return out;
 }
@@ -37,16 +42,25 @@ bool unescape(const std::string& s, std::string& out) {
     }
     if (++i == s.size()) return false;
     switch (s[i]) {
-      case '\\': out += '\\'; break;
-      case 'n': out += '\n'; break;
-      case 'r': out += '\r'; break;
-      case 't': out += '\t'; break;
-      default: return false;
+      case '\\':
+        out += '\\';
+        break;
+      case 'n':
+        out += '\n';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      default:
+        return false;
     }
   }
   return !out.empty();
 }
-}
+}  // namespace
 
 const std::vector<std::string>& Vocab::specials() {
   static const std::vector<std::string> s{"<pad>", "<unk>", "<bos>", "<eos>"};
@@ -123,7 +137,8 @@ void Vocab::save(const std::string& path) const {
   std::ofstream out(path, std::ios::binary);
   out << to_string();
   out.close();
-  if (!out) throw DataError(path, 0, std::string("cannot write the vocabulary: ") + std::strerror(errno));
+  if (!out)
+    throw DataError(path, 0, std::string("cannot write the vocabulary: ") + std::strerror(errno));
 }
 
 Vocab Vocab::from_string(const std::string& text, const std::string& origin) {
@@ -131,8 +146,9 @@ Vocab Vocab::from_string(const std::string& text, const std::string& origin) {
   std::string line;
   size_t n = 0;
   if (!std::getline(in, line) || line != kHeader) {
-    throw DataError(origin, 1, std::string("expected the header '") + kHeader + "', got '" +
-                                   line.substr(0, 40) + "'");
+    throw DataError(
+        origin, 1,
+        std::string("expected the header '") + kHeader + "', got '" + line.substr(0, 40) + "'");
   }
   ++n;
   Vocab v;
@@ -142,8 +158,8 @@ Vocab Vocab::from_string(const std::string& text, const std::string& origin) {
     ++n;
     std::string token;
     if (!unescape(line, token)) {
-      throw DataError(origin, n, "expected one token per line (escapes \\\\ \\n \\r \\t), got '" +
-                                     line + "'");
+      throw DataError(origin, n,
+                      "expected one token per line (escapes \\\\ \\n \\r \\t), got '" + line + "'");
     }
     if (v.stoi_.count(token)) throw DataError(origin, n, "token '" + line + "' appears twice");
     v.add(token);

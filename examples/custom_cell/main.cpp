@@ -5,11 +5,11 @@
 #include <cstdlib>
 #include <iostream>
 
-#include <cxxopts.hpp>
 #include <toml++/toml.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/optim/adam.h>
+#include <cxxopts.hpp>
 
 #include "mgu_cell.h"
 
@@ -57,21 +57,22 @@ std::pair<torch::Tensor, torch::Tensor> batch(const Config& c, int64_t B) {
 int main(int argc, char** argv) try {
   cxxopts::Options cli("train_mgu", "Train a user-defined rnnkit cell from a TOML config");
   cli.add_options()("config", "TOML config", cxxopts::value<std::string>())(
-      "threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))(
-      "h,help", "this help");
+      "threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))("h,help",
+                                                                                      "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help") || !args.count("config")) {
     std::cout << cli.help() << "\n";
     return args.count("help") ? 0 : 2;
   }
   const int threads = args["threads"].as<int>();
-  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
+  at::set_num_threads(threads > 0 ? threads
+                                  : static_cast<int>(std::thread::hardware_concurrency()));
 
   const Config c = load(args["config"].as<std::string>());
   mgu::register_mgu();
   torch::manual_seed(c.seed);
-  auto rnn = rnnkit::RNN(rnnkit::RNNOptions(c.cell, c.vocab_size, c.hidden_size)
-                             .num_layers(c.num_layers));
+  auto rnn =
+      rnnkit::RNN(rnnkit::RNNOptions(c.cell, c.vocab_size, c.hidden_size).num_layers(c.num_layers));
   auto head = torch::nn::Linear(c.hidden_size, c.vocab_size);
   std::cout << *rnn << "\n";
   auto params = rnn->parameters();
@@ -89,8 +90,12 @@ int main(int argc, char** argv) try {
   }
   torch::NoGradGuard no_grad;
   const auto [x, y] = batch(c, 1000);
-  const double acc =
-      head->forward(rnn->forward(x).states.back().a).argmax(1).eq(y).to(torch::kDouble).mean().item<double>();
+  const double acc = head->forward(rnn->forward(x).states.back().a)
+                         .argmax(1)
+                         .eq(y)
+                         .to(torch::kDouble)
+                         .mean()
+                         .item<double>();
   std::cout << "held-out accuracy " << acc << " (target " << c.target_accuracy << ")\n";
   return acc >= c.target_accuracy ? EXIT_SUCCESS : EXIT_FAILURE;
 } catch (const std::exception& e) {

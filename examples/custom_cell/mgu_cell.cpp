@@ -32,7 +32,8 @@ void MGUCellImpl::pretty_print(std::ostream& os) const {
 rnnkit::State MGUCellImpl::step(const Tensor& x_t, const rnnkit::State& prev_) {
   const rnnkit::State prev = check_step_args(x_t, prev_);
   const Tensor gamma_f = torch::sigmoid(torch::linear(torch::cat({prev.a, x_t}, 1), W_f, b_f));
-  const Tensor a_tilde = torch::tanh(torch::linear(torch::cat({gamma_f * prev.a, x_t}, 1), W_a, b_a));
+  const Tensor a_tilde =
+      torch::tanh(torch::linear(torch::cat({gamma_f * prev.a, x_t}, 1), W_a, b_a));
   const Tensor a = gamma_f * a_tilde + (1 - gamma_f) * prev.a;
   return {a, {}};
 }

@@ -13,8 +13,8 @@ using torch::autograd::variable_list;
 /// Step t >= 1: bias + a @ W with W detached. Backward gives the bias and a their gradients and
 /// parks dG<t> in the sequence's buffer for WeightAnchor.
 struct StepProduct : torch::autograd::Function<StepProduct> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& bias, const Tensor& a,
-                        const Tensor& W, const Tensor& acts, const Tensor& grads, int64_t t) {
+  static Tensor forward(AutogradContext* ctx, const Tensor& bias, const Tensor& a, const Tensor& W,
+                        const Tensor& acts, const Tensor& grads, int64_t t) {
     acts[t].copy_(a);
     ctx->save_for_backward({W});
     ctx->saved_data["grads"] = grads;
@@ -91,8 +91,8 @@ State CellImplBase::check_step_args(const torch::Tensor& x_t, const State& prev)
               " features (input_size), got ", x_t.size(1));
   if (!prev.defined()) return zero_state(x_t.size(0), x_t.options());
   const std::vector<int64_t> want{x_t.size(0), hidden_size()};
-  TORCH_CHECK(prev.a.sizes() == want, name(), ": expected state a of shape ", c10::IntArrayRef(want), ", got ",
-              prev.a.sizes());
+  TORCH_CHECK(prev.a.sizes() == want, name(), ": expected state a of shape ",
+              c10::IntArrayRef(want), ", got ", prev.a.sizes());
   if (has_memory_cell()) {
     TORCH_CHECK(prev.c.defined() && prev.c.sizes() == want, name(),
                 ": expected memory cell c of shape ", c10::IntArrayRef(want), ", got ",

@@ -54,15 +54,15 @@ void RNNCellImpl::reset_parameters() { detail::init_gate(W_a, b_a, options.init(
 
 void RNNCellImpl::pretty_print(std::ostream& os) const {
   os << "rnnkit::RNNCell(input_size=" << options.input_size()
-     << ", hidden_size=" << options.hidden_size() << ", activation="
-     << (options.activation() == Activation::kTanh ? "tanh" : "relu")
+     << ", hidden_size=" << options.hidden_size()
+     << ", activation=" << (options.activation() == Activation::kTanh ? "tanh" : "relu")
      << ", init=" << to_string(options.init()) << ")";
 }
 
 State RNNCellImpl::step(const Tensor& x_t, const State& prev_) {
   const State prev = check_step_args(x_t, prev_);
-  const Tensor ax = torch::cat({prev.a, x_t}, 1);                          // [a<t-1>, x<t>]
-  const Tensor z = torch::linear(ax, W_a, b_a);                            // W_a [..] + b_a
+  const Tensor ax = torch::cat({prev.a, x_t}, 1);  // [a<t-1>, x<t>]
+  const Tensor z = torch::linear(ax, W_a, b_a);    // W_a [..] + b_a
   return {options.activation() == Activation::kTanh ? torch::tanh(z) : torch::relu(z), {}};
 }
 
@@ -82,8 +82,7 @@ Unrolled RNNCellImpl::unroll(const Tensor& x) {
 // ---------------------------------------------------------------------------------------------
 // SimpleGRUCell
 
-SimpleGRUCellImpl::SimpleGRUCellImpl(SimpleGRUCellOptions options_)
-    : options(std::move(options_)) {
+SimpleGRUCellImpl::SimpleGRUCellImpl(SimpleGRUCellOptions options_) : options(std::move(options_)) {
   reset();
 }
 
@@ -108,18 +107,17 @@ void SimpleGRUCellImpl::reset_parameters() {
 
 void SimpleGRUCellImpl::pretty_print(std::ostream& os) const {
   os << "rnnkit::SimpleGRUCell(input_size=" << options.input_size()
-     << ", hidden_size=" << options.hidden_size() << ", init=" << to_string(options.init())
-     << ")";
+     << ", hidden_size=" << options.hidden_size() << ", init=" << to_string(options.init()) << ")";
 }
 
 State SimpleGRUCellImpl::step(const Tensor& x_t, const State& prev_) {
   const State prev = check_step_args(x_t, prev_);
-  const Tensor& c_prev = prev.a;                                           // c<t-1> = a<t-1>
-  const Tensor cx = torch::cat({c_prev, x_t}, 1);                          // [c<t-1>, x<t>]
-  const Tensor c_tilde = torch::tanh(torch::linear(cx, W_c, b_c));        // c̃<t>
-  const Tensor gamma_u = torch::sigmoid(torch::linear(cx, W_u, b_u));     // Γu
-  const Tensor c = gamma_u * c_tilde + (1 - gamma_u) * c_prev;            // c<t>
-  return {c, {}};                                                          // a<t> = c<t>
+  const Tensor& c_prev = prev.a;                                       // c<t-1> = a<t-1>
+  const Tensor cx = torch::cat({c_prev, x_t}, 1);                      // [c<t-1>, x<t>]
+  const Tensor c_tilde = torch::tanh(torch::linear(cx, W_c, b_c));     // c̃<t>
+  const Tensor gamma_u = torch::sigmoid(torch::linear(cx, W_u, b_u));  // Γu
+  const Tensor c = gamma_u * c_tilde + (1 - gamma_u) * c_prev;         // c<t>
+  return {c, {}};                                                      // a<t> = c<t>
 }
 
 Unrolled SimpleGRUCellImpl::unroll(const Tensor& x) {
@@ -176,20 +174,20 @@ void GRUCellImpl::pretty_print(std::ostream& os) const {
 State GRUCellImpl::step(const Tensor& x_t, const State& prev_) {
   const State prev = check_step_args(x_t, prev_);
   const int64_t H = options.hidden_size();
-  const Tensor& c_prev = prev.a;                                           // c<t-1> = a<t-1>
-  const Tensor cx = torch::cat({c_prev, x_t}, 1);                          // [c<t-1>, x<t>]
-  const Tensor gamma_r = torch::sigmoid(torch::linear(cx, W_r, b_r));     // Γr
-  const Tensor gamma_u = torch::sigmoid(torch::linear(cx, W_u, b_u));     // Γu
+  const Tensor& c_prev = prev.a;                                       // c<t-1> = a<t-1>
+  const Tensor cx = torch::cat({c_prev, x_t}, 1);                      // [c<t-1>, x<t>]
+  const Tensor gamma_r = torch::sigmoid(torch::linear(cx, W_r, b_r));  // Γr
+  const Tensor gamma_u = torch::sigmoid(torch::linear(cx, W_u, b_u));  // Γu
   Tensor c_tilde;
   if (!options.reset_after()) {
     c_tilde = torch::tanh(torch::linear(torch::cat({gamma_r * c_prev, x_t}, 1), W_c, b_c));
   } else {  // c̃ = tanh(W_cx x + b_c + Γr * (W_cc c<t-1> + b_cc))
     const Tensor W_cc = W_c.narrow(1, 0, H), W_cx = W_c.narrow(1, H, options.input_size());
-    c_tilde = torch::tanh(torch::linear(x_t, W_cx, b_c) +
-                          gamma_r * torch::linear(c_prev, W_cc, b_cc));
+    c_tilde =
+        torch::tanh(torch::linear(x_t, W_cx, b_c) + gamma_r * torch::linear(c_prev, W_cc, b_cc));
   }
-  const Tensor c = gamma_u * c_tilde + (1 - gamma_u) * c_prev;            // c<t>
-  return {c, {}};                                                          // a<t> = c<t>
+  const Tensor c = gamma_u * c_tilde + (1 - gamma_u) * c_prev;  // c<t>
+  return {c, {}};                                               // a<t> = c<t>
 }
 
 Unrolled GRUCellImpl::unroll(const Tensor& x) {
@@ -225,9 +223,7 @@ Unrolled GRUCellImpl::unroll(const Tensor& x) {
 // ---------------------------------------------------------------------------------------------
 // LSTMCell
 
-LSTMCellImpl::LSTMCellImpl(LSTMCellOptions options_) : options(std::move(options_)) {
-  reset();
-}
+LSTMCellImpl::LSTMCellImpl(LSTMCellOptions options_) : options(std::move(options_)) { reset(); }
 
 void LSTMCellImpl::reset() {
   check_sizes("rnnkit::LSTMCell", options.input_size(), options.hidden_size());
@@ -273,18 +269,18 @@ void LSTMCellImpl::pretty_print(std::ostream& os) const {
 
 State LSTMCellImpl::step(const Tensor& x_t, const State& prev_) {
   const State prev = check_step_args(x_t, prev_);
-  const Tensor ax = torch::cat({prev.a, x_t}, 1);                          // [a<t-1>, x<t>]
+  const Tensor ax = torch::cat({prev.a, x_t}, 1);  // [a<t-1>, x<t>]
   // σ(W [a<t-1>, x<t>] + p * c<t-1> + b); the peephole term only with peephole(true).
   auto gate = [&](const Tensor& W, const Tensor& b, const Tensor& p) {
     const Tensor z = torch::linear(ax, W, b);
     return torch::sigmoid(p.defined() ? z + p * prev.c : z);
   };
-  const Tensor c_tilde = torch::tanh(torch::linear(ax, W_c, b_c));        // c̃<t>
-  const Tensor gamma_u = gate(W_u, b_u, p_u);                              // Γu
-  const Tensor gamma_f = gate(W_f, b_f, p_f);                              // Γf
-  const Tensor gamma_o = gate(W_o, b_o, p_o);                              // Γo
-  const Tensor c = gamma_u * c_tilde + gamma_f * prev.c;                   // c<t>
-  const Tensor a = gamma_o * torch::tanh(c);                               // a<t>
+  const Tensor c_tilde = torch::tanh(torch::linear(ax, W_c, b_c));  // c̃<t>
+  const Tensor gamma_u = gate(W_u, b_u, p_u);                       // Γu
+  const Tensor gamma_f = gate(W_f, b_f, p_f);                       // Γf
+  const Tensor gamma_o = gate(W_o, b_o, p_o);                       // Γo
+  const Tensor c = gamma_u * c_tilde + gamma_f * prev.c;            // c<t>
+  const Tensor a = gamma_o * torch::tanh(c);                        // a<t>
   return {a, c};
 }
 

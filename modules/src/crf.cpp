@@ -39,8 +39,9 @@ void CRFImpl::set_constraints(const Tensor& a, const Tensor& s, const Tensor& e)
                   e.sizes() == torch::IntArrayRef({K}),
               "CRF::set_constraints: expected allowed [", K, ", ", K, "], allowed_start [", K,
               "] and allowed_end [", K, "], got ", a.sizes(), ", ", s.sizes(), " and ", e.sizes());
-  TORCH_CHECK(s.any().item<bool>() && e.any().item<bool>(),
-              "CRF::set_constraints: at least one tag must be allowed to start and to end a sequence");
+  TORCH_CHECK(
+      s.any().item<bool>() && e.any().item<bool>(),
+      "CRF::set_constraints: at least one tag must be allowed to start and to end a sequence");
   torch::NoGradGuard no_grad;
   allowed.copy_(a.to(torch::kBool));
   allowed_start.copy_(s.to(torch::kBool));
@@ -51,10 +52,12 @@ Tensor CRFImpl::masked_transitions() const {
   return transitions.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
 }
 Tensor CRFImpl::masked_start() const {
-  return start_transitions.masked_fill(allowed_start.logical_not(), -std::numeric_limits<double>::infinity());
+  return start_transitions.masked_fill(allowed_start.logical_not(),
+                                       -std::numeric_limits<double>::infinity());
 }
 Tensor CRFImpl::masked_end() const {
-  return end_transitions.masked_fill(allowed_end.logical_not(), -std::numeric_limits<double>::infinity());
+  return end_transitions.masked_fill(allowed_end.logical_not(),
+                                     -std::numeric_limits<double>::infinity());
 }
 
 void CRFImpl::check(const Tensor& emissions, const Tensor& lengths, const char* what) const {
@@ -101,7 +104,8 @@ Tensor CRFImpl::score(const Tensor& emissions, const Tensor& tags, const Tensor&
   s = s + torch::where(real, emissions.gather(2, y.unsqueeze(2)).squeeze(2), zero).sum(1);
   if (T > 1) {
     const auto pairs = y.narrow(1, 0, T - 1) * K + y.narrow(1, 1, T - 1);  // [B, T-1]
-    const auto a = masked_transitions().reshape({-1}).index_select(0, pairs.reshape({-1})).view({B, T - 1});
+    const auto a =
+        masked_transitions().reshape({-1}).index_select(0, pairs.reshape({-1})).view({B, T - 1});
     s = s + torch::where(real.narrow(1, 1, T - 1), a, zero).sum(1);
   }
   const auto last = y.gather(1, (len - 1).unsqueeze(1)).squeeze(1);
@@ -112,7 +116,8 @@ Tensor CRFImpl::nll(const Tensor& emissions, const Tensor& tags, const Tensor& l
   return log_partition(emissions, lengths) - score(emissions, tags, lengths);
 }
 
-std::vector<std::vector<int64_t>> CRFImpl::decode(const Tensor& emissions, const Tensor& lengths) const {
+std::vector<std::vector<int64_t>> CRFImpl::decode(const Tensor& emissions,
+                                                  const Tensor& lengths) const {
   check(emissions, lengths, "decode");
   torch::NoGradGuard no_grad;
   const auto A = masked_transitions().unsqueeze(0);

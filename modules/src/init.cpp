@@ -23,10 +23,14 @@ Init parse_init(const std::string& name) {
 
 std::string to_string(Init init) {
   switch (init) {
-    case Init::kUniform: return "uniform";
-    case Init::kXavier: return "xavier";
-    case Init::kHe: return "he";
-    case Init::kOrthogonal: return "orthogonal";
+    case Init::kUniform:
+      return "uniform";
+    case Init::kXavier:
+      return "xavier";
+    case Init::kHe:
+      return "he";
+    case Init::kOrthogonal:
+      return "orthogonal";
   }
   return "?";
 }

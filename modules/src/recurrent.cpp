@@ -12,12 +12,11 @@ using torch::Tensor;
 
 namespace detail {
 
-Tensor to_time_major(const Tensor& input, bool batch_first, int64_t input_size,
-                     const char* who) {
+Tensor to_time_major(const Tensor& input, bool batch_first, int64_t input_size, const char* who) {
   TORCH_CHECK(input.defined(), who, ": expected an input tensor, got an undefined one");
   TORCH_CHECK(input.dim() == 3, who, ": expected input of rank 3 (",
-              batch_first ? "[B, T, D] with batch_first" : "[T, B, D]", "), got rank ",
-              input.dim(), " with shape ", input.sizes());
+              batch_first ? "[B, T, D] with batch_first" : "[T, B, D]", "), got rank ", input.dim(),
+              " with shape ", input.sizes());
   TORCH_CHECK(input.size(2) == input_size, who, ": expected input with D = ", input_size,
               " features (input_size), got ", input.size(2), " (shape ", input.sizes(), ")");
   TORCH_CHECK(input.is_floating_point(), who, ": expected a floating-point input, got ",
@@ -48,7 +47,7 @@ SequenceMask make_sequence_mask(const Tensor& x, const Tensor& lengths, const ch
   if (lo == m.T) return m;  // no padding: skip the masking work entirely
   m.lengths = lens;
   const Tensor t = torch::arange(m.T, lens.options()).unsqueeze(1);  // [T, 1]
-  const Tensor valid = t < lens.unsqueeze(0);                         // [T, B]
+  const Tensor valid = t < lens.unsqueeze(0);                        // [T, B]
   m.valid = valid.unsqueeze(2);
   m.valid_steps = m.valid.unbind(0);
   m.reverse_index = torch::where(valid, lens.unsqueeze(0) - 1 - t, t);
@@ -73,8 +72,8 @@ Tensor reverse_time(const Tensor& x, const detail::SequenceMask& mask) {
 
 void check_state(const CellImplBase& cell, const State& s, const Tensor& x, const char* who) {
   const std::vector<int64_t> want{x.size(1), cell.hidden_size()};
-  TORCH_CHECK(s.a.sizes() == want, who, ": expected an initial state a of shape ", c10::IntArrayRef(want),
-              ", got ", s.a.sizes());
+  TORCH_CHECK(s.a.sizes() == want, who, ": expected an initial state a of shape ",
+              c10::IntArrayRef(want), ", got ", s.a.sizes());
   TORCH_CHECK(s.a.device() == x.device() && s.a.scalar_type() == x.scalar_type(), who,
               ": expected the initial state on ", x.device(), " as ", x.scalar_type(), ", got ",
               s.a.device(), " as ", s.a.scalar_type());
@@ -87,18 +86,16 @@ void check_state(const CellImplBase& cell, const State& s, const Tensor& x, cons
 
 }  // namespace
 
-RecurrentImpl::RecurrentImpl(RecurrentOptions options_) : options(std::move(options_)) {
-  reset();
-}
+RecurrentImpl::RecurrentImpl(RecurrentOptions options_) : options(std::move(options_)) { reset(); }
 
 void RecurrentImpl::reset() {
   TORCH_CHECK(options.recurrent_dropout() >= 0.0 && options.recurrent_dropout() < 1.0,
               "rnnkit::Recurrent: expected recurrent_dropout in [0, 1), got ",
               options.recurrent_dropout());
-  cell = register_module("cell", make_cell(options.cell(),
-                                           CellSpec(options.input_size(), options.hidden_size())
-                                               .init(options.init())
-                                               .forget_bias(options.forget_bias())));
+  cell = register_module(
+      "cell", make_cell(options.cell(), CellSpec(options.input_size(), options.hidden_size())
+                                            .init(options.init())
+                                            .forget_bias(options.forget_bias())));
 }
 
 void RecurrentImpl::reset_parameters() { cell->reset_parameters(); }

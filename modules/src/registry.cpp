@@ -24,11 +24,10 @@ std::shared_ptr<CellImplBase> make_rnn(const CellSpec& s, Activation act) {
       RNNCellOptions(s.input_size(), s.hidden_size()).activation(act).init(s.init()));
 }
 std::shared_ptr<CellImplBase> make_gru(const CellSpec& s, bool reset_after) {
-  return std::make_shared<GRUCellImpl>(
-      GRUCellOptions(s.input_size(), s.hidden_size())
-          .reset_after(reset_after)
-          .init(s.init())
-          .forget_bias(s.forget_bias()));
+  return std::make_shared<GRUCellImpl>(GRUCellOptions(s.input_size(), s.hidden_size())
+                                           .reset_after(reset_after)
+                                           .init(s.init())
+                                           .forget_bias(s.forget_bias()));
 }
 std::shared_ptr<CellImplBase> make_lstm(const CellSpec& s, bool peephole) {
   return std::make_shared<LSTMCellImpl>(LSTMCellOptions(s.input_size(), s.hidden_size())

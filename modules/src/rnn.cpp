@@ -22,11 +22,9 @@ Tensor RNNOutput::c_n() const {
 }
 
 std::vector<State> unstack_states(const Tensor& a0, const Tensor& c0) {
-  TORCH_CHECK(a0.dim() == 3, "unstack_states: expected a0 of shape [L*K, B, H], got ",
-              a0.sizes());
+  TORCH_CHECK(a0.dim() == 3, "unstack_states: expected a0 of shape [L*K, B, H], got ", a0.sizes());
   TORCH_CHECK(!c0.defined() || c0.sizes() == a0.sizes(),
-              "unstack_states: expected c0 of the shape of a0 ", a0.sizes(), ", got ",
-              c0.sizes());
+              "unstack_states: expected c0 of the shape of a0 ", a0.sizes(), ", got ", c0.sizes());
   std::vector<State> states;
   for (int64_t i = 0; i < a0.size(0); ++i) {
     states.push_back({a0[i], c0.defined() ? c0[i] : Tensor()});
@@ -67,8 +65,7 @@ void RNNImpl::pretty_print(std::ostream& os) const {
   os << "rnnkit::RNN(cell=" << options.cell() << ", input_size=" << options.input_size()
      << ", hidden_size=" << options.hidden_size() << ", num_layers=" << options.num_layers()
      << ", bidirectional=" << (options.bidirectional() ? "true" : "false")
-     << ", dropout=" << options.dropout()
-     << ", recurrent_dropout=" << options.recurrent_dropout()
+     << ", dropout=" << options.dropout() << ", recurrent_dropout=" << options.recurrent_dropout()
      << ", batch_first=" << (options.batch_first() ? "true" : "false")
      << ", init=" << to_string(options.init()) << ")";
 }

@@ -16,9 +16,9 @@
 #include <torch/nn/pimpl.h>
 
 #include "rnnkit/cell.h"
+#include "rnnkit/compat.h"
 #include "rnnkit/init.h"
 #include "rnnkit/state.h"
-#include "rnnkit/compat.h"
 
 namespace rnnkit {
 
@@ -47,10 +47,10 @@ namespace detail {
 /// shared by every layer and direction.
 struct SequenceMask {
   int64_t T = 0, B = 0;
-  torch::Tensor lengths;                 ///< [B] int64 on the input's device
-  torch::Tensor valid;                   ///< [T, B, 1] bool: step t is a real token of sequence b
-  std::vector<torch::Tensor> valid_steps;///< valid unbound over time: [B, 1] each
-  torch::Tensor reverse_index;           ///< [T, B] int64: t -> len-1-t for real steps, t past it
+  torch::Tensor lengths;                   ///< [B] int64 on the input's device
+  torch::Tensor valid;                     ///< [T, B, 1] bool: step t is a real token of sequence b
+  std::vector<torch::Tensor> valid_steps;  ///< valid unbound over time: [B, 1] each
+  torch::Tensor reverse_index;             ///< [T, B] int64: t -> len-1-t for real steps, t past it
   bool empty() const { return !valid.defined(); }
 };
 

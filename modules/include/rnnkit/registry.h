@@ -14,8 +14,8 @@
 #include <torch/arg.h>
 
 #include "rnnkit/cell.h"
-#include "rnnkit/init.h"
 #include "rnnkit/compat.h"
+#include "rnnkit/init.h"
 
 namespace rnnkit {
 

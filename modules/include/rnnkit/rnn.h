@@ -19,10 +19,10 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
+#include "rnnkit/compat.h"
 #include "rnnkit/init.h"
 #include "rnnkit/recurrent.h"
 #include "rnnkit/state.h"
-#include "rnnkit/compat.h"
 
 namespace rnnkit {
 

@@ -42,11 +42,14 @@ std::vector<size_t> shuffled(size_t n, uint64_t seed);
 
 /// A seeded `fraction` of `examples` (at least one) held out: {the rest, the held-out part}.
 template <class T>
-std::pair<std::vector<T>, std::vector<T>> hold_out(const std::vector<T>& examples, double fraction, uint64_t seed) {
+std::pair<std::vector<T>, std::vector<T>> hold_out(const std::vector<T>& examples, double fraction,
+                                                   uint64_t seed) {
   const auto idx = shuffled(examples.size(), seed);
-  const size_t n = std::max<size_t>(1, static_cast<size_t>(fraction * static_cast<double>(examples.size())));
+  const size_t n =
+      std::max<size_t>(1, static_cast<size_t>(fraction * static_cast<double>(examples.size())));
   std::pair<std::vector<T>, std::vector<T>> split;
-  for (size_t i = 0; i < idx.size(); ++i) (i < n ? split.second : split.first).push_back(examples[idx[i]]);
+  for (size_t i = 0; i < idx.size(); ++i)
+    (i < n ? split.second : split.first).push_back(examples[idx[i]]);
   return split;
 }
 

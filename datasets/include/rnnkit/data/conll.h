@@ -8,16 +8,16 @@
 namespace rnnkit::data {
 
 struct ConllOptions {
-  int token_column = 0;   ///< 0-based
-  int tag_column = -1;    ///< 0-based; negative counts from the end (-1: the last column)
+  int token_column = 0;  ///< 0-based
+  int tag_column = -1;   ///< 0-based; negative counts from the end (-1: the last column)
   Encoding encoding = Encoding::kUtf8;
-  bool has_tags = true;   ///< false: only the token column is required; tags stay empty
+  bool has_tags = true;  ///< false: only the token column is required; tags stay empty
 };
 
 struct TaggedSentence {
   std::vector<std::string> tokens;
   std::vector<std::string> tags;
-  size_t line = 0;  ///< the line of the first token, for messages
+  size_t line = 0;                 ///< the line of the first token, for messages
   std::vector<std::string> lines;  ///< each token's line as read, to echo it with a prediction
 };
 

@@ -27,13 +27,15 @@ WordVectors read_word_vectors(const std::string& path,
 WordVectors read_word_vectors_for(const std::string& path, const Vocab& vocab);
 
 /// read_word_vectors_for, then init_embeddings into `weight` [V, D]; a file whose dimension is not
-/// D is a DataError naming `dim_key` (the config key that sets D). Returns how many tokens got a vector.
+/// D is a DataError naming `dim_key` (the config key that sets D). Returns how many tokens got a
+/// vector.
 int64_t load_pretrained(const std::string& path, const Vocab& vocab, const torch::Tensor& weight,
                         const std::string& dim_key);
 
 /// Copies the vector of each vocabulary token into its row of weight [V, D]: an exact match
 /// first, then the lowercased token. Rows of other tokens keep their (random) values. Returns
 /// how many tokens got a vector.
-int64_t init_embeddings(const torch::Tensor& weight, const Vocab& vocab, const WordVectors& vectors);
+int64_t init_embeddings(const torch::Tensor& weight, const Vocab& vocab,
+                        const WordVectors& vectors);
 
 }  // namespace rnnkit::data

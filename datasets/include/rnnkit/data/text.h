@@ -29,8 +29,9 @@ enum class Encoding { kUtf8, kLatin1, kCp1252 };
 Encoding parse_encoding(const std::string& name);
 
 /// Reads a text file line by line: strips the line ending (LF or CRLF), decodes the encoding,
-/// checks UTF-8 and normalises to NFC (every line the readers return is NFC). Throws DataError for a missing file or a directory, and for a NUL byte or
-/// an invalid byte sequence at its line and byte.
+/// checks UTF-8 and normalises to NFC (every line the readers return is NFC). Throws DataError for
+/// a missing file or a directory, and for a NUL byte or an invalid byte sequence at its line and
+/// byte.
 class LineReader {
  public:
   /// `path` "-" reads standard input (named "<stdin>" in messages).

@@ -22,8 +22,8 @@
 #include <torch/nn/pimpl.h>
 
 #include "rnnkit/cell.h"
-#include "rnnkit/init.h"
 #include "rnnkit/compat.h"
+#include "rnnkit/init.h"
 
 namespace rnnkit {
 
