@@ -3,6 +3,9 @@
 //
 //   build/bench/rnnkit_bench                       # B=32 T=100 D=128 H=256, 1 and 2 layers,
 //                                                  # 1 and 2 threads
+//   build/bench/rnnkit_bench --bidirectional --cells lstm,gru_reset_after --threads 2
+//       # both directions: rnnkit with them concurrent (the default with 2 threads) and one after
+//       # the other, against torch::nn's bidirectional LSTM/GRU
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -14,6 +17,8 @@
 
 #include <rnnkit/rnnkit.h>
 
+#include "common/system.h"
+
 namespace {
 
 using torch::Tensor;
@@ -23,24 +28,29 @@ struct Sizes {
   int64_t B, T, D, H;
 };
 
-/// Runs a and b alternately (a, b, a, b, ...) so that both see the same machine state, and
-/// returns the median wall time of each in milliseconds. b may be empty.
-std::pair<double, double> median_ms(const std::function<void()>& a, const std::function<void()>& b,
-                                    int warmup, int iters) {
+/// Runs the functions in turn (a, b, c, a, b, c, ...) so that all see the same machine state,
+/// and returns the median wall time of each in milliseconds (0 for an empty one).
+std::vector<double> median_ms(const std::vector<std::function<void()>>& fs, int warmup,
+                              int iters) {
   auto time = [](const std::function<void()>& f) {
+    if (!f) return 0.0;
     const auto t0 = Clock::now();
     f();
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   };
-  std::vector<double> ta, tb;
+  std::vector<std::vector<double>> t(fs.size());
   for (int i = 0; i < warmup + iters; ++i) {
-    const double x = time(a);
-    const double y = b ? time(b) : 0.0;
-    if (i >= warmup) ta.push_back(x), tb.push_back(y);
+    for (size_t k = 0; k < fs.size(); ++k) {
+      const double ms = time(fs[k]);
+      if (i >= warmup) t[k].push_back(ms);
+    }
   }
-  std::sort(ta.begin(), ta.end());
-  std::sort(tb.begin(), tb.end());
-  return {ta[ta.size() / 2], tb[tb.size() / 2]};
+  std::vector<double> medians;
+  for (auto& v : t) {
+    std::sort(v.begin(), v.end());
+    medians.push_back(v[v.size() / 2]);
+  }
+  return medians;
 }
 
 /// Matrix-product FLOPs of one forward pass: per layer, the input projection and the
@@ -55,15 +65,17 @@ double forward_gflop(const Sizes& s, int64_t layers, int64_t gates) {
 }
 
 std::shared_ptr<torch::nn::Module> torch_counterpart(const std::string& cell, const Sizes& s,
-                                                     int64_t layers) {
+                                                     int64_t layers, bool bi) {
   if (cell == "lstm") {
-    return torch::nn::LSTM(torch::nn::LSTMOptions(s.D, s.H).num_layers(layers)).ptr();
+    return torch::nn::LSTM(torch::nn::LSTMOptions(s.D, s.H).num_layers(layers).bidirectional(bi))
+        .ptr();
   }
   if (cell == "gru_reset_after") {
-    return torch::nn::GRU(torch::nn::GRUOptions(s.D, s.H).num_layers(layers)).ptr();
+    return torch::nn::GRU(torch::nn::GRUOptions(s.D, s.H).num_layers(layers).bidirectional(bi))
+        .ptr();
   }
   if (cell == "rnn" || cell == "rnn_relu") {
-    auto o = torch::nn::RNNOptions(s.D, s.H).num_layers(layers);
+    auto o = torch::nn::RNNOptions(s.D, s.H).num_layers(layers).bidirectional(bi);
     if (cell == "rnn_relu") o.nonlinearity(torch::kReLU);
     return torch::nn::RNN(o).ptr();
   }
@@ -97,8 +109,9 @@ int main(int argc, char** argv) {
       "D", "input size", cxxopts::value<int64_t>()->default_value("128"))(
       "H", "hidden size", cxxopts::value<int64_t>()->default_value("256"))(
       "iters", "timed iterations (median)", cxxopts::value<int>()->default_value("9"))(
-      "warmup", "untimed iterations", cxxopts::value<int>()->default_value("2"))("h,help",
-                                                                                 "this help");
+      "warmup", "untimed iterations", cxxopts::value<int>()->default_value("2"))(
+      "bidirectional", "both directions; rnnkit timed concurrent and sequential")("h,help",
+                                                                                  "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) {
     std::cout << cli.help() << "\n";
@@ -108,21 +121,43 @@ int main(int argc, char** argv) {
                 args["H"].as<int64_t>()};
   const int iters = args["iters"].as<int>(), warmup = args["warmup"].as<int>();
 
-  fmt::print("B={} T={} D={} H={}, median of {} runs after {} warm-up runs, float32, CPU\n\n", s.B,
-             s.T, s.D, s.H, iters, warmup);
+  // As the apps do (RNNKIT_MALLOC=glibc: glibc's defaults, for comparison).
+  const bool kept = rnnkit::app::keep_freed_memory();
+  const bool bi = args.count("bidirectional") > 0;
+  const int64_t K = bi ? 2 : 1;
+
   fmt::print(
-      "| cell | layers | threads | pass | rnnkit ms | torch::nn ms | ratio | rnnkit GFLOP/s |\n");
-  fmt::print("|---|---|---|---|---|---|---|---|\n");
+      "B={} T={} D={} H={}{}, median of {} runs after {} warm-up runs, float32, CPU, malloc: {}\n\n",
+      s.B, s.T, s.D, s.H, bi ? ", bidirectional" : "", iters, warmup,
+      kept ? "freed memory kept" : "glibc defaults");
+  if (bi) {
+    fmt::print(
+        "| cell | layers | threads | pass | rnnkit concurrent ms | rnnkit sequential ms | "
+        "torch::nn ms | concurrent / torch | sequential / torch | concurrent speed-up |\n");
+    fmt::print("|---|---|---|---|---|---|---|---|---|---|\n");
+  } else {
+    fmt::print(
+        "| cell | layers | threads | pass | rnnkit ms | torch::nn ms | ratio | rnnkit GFLOP/s |\n");
+    fmt::print("|---|---|---|---|---|---|---|---|\n");
+  }
   for (int threads : args["threads"].as<std::vector<int>>()) {
     at::set_num_threads(threads);
     for (int64_t layers : args["layers"].as<std::vector<int64_t>>()) {
       for (const auto& cell : args["cells"].as<std::vector<std::string>>()) {
         torch::manual_seed(0);
-        auto ours = rnnkit::RNN(rnnkit::RNNOptions(cell, s.D, s.H).num_layers(layers));
-        auto theirs = torch_counterpart(cell, s, layers);
+        auto ours =
+            rnnkit::RNN(rnnkit::RNNOptions(cell, s.D, s.H).num_layers(layers).bidirectional(bi));
+        auto theirs = torch_counterpart(cell, s, layers, bi);
         const Tensor x = torch::randn({s.T, s.B, s.D});
-        const double gflop = forward_gflop(s, layers, gate_count(cell));
-
+        const double gflop = K * forward_gflop(s, layers, gate_count(cell));
+        // The sequential path is timed with concurrency forced off, the other with the default.
+        auto with = [&](bool concurrent, const std::function<void()>& f) {
+          return [&ours, concurrent, f] {
+            ours->options.concurrent_directions(concurrent ? rnnkit::optional<bool>()
+                                                           : rnnkit::optional<bool>(false));
+            f();
+          };
+        };
         const std::function<void()> train_ours = [&] { ours->forward(x).output.sum().backward(); };
         const std::function<void()> infer_ours = [&] {
           torch::NoGradGuard g;
@@ -135,18 +170,30 @@ int main(int argc, char** argv) {
         };
 
         for (const bool train : {true, false}) {
-          const auto [ms, ref] =
-              median_ms(train ? train_ours : infer_ours,
-                        theirs ? (train ? train_theirs : infer_theirs) : std::function<void()>(),
-                        warmup, iters);
-          // Backward does about twice the forward's products.
-          const double rate = (train ? 3 : 1) * gflop / (ms / 1e3);
-          if (theirs) {
-            fmt::print("| {} | {} | {} | {} | {:.1f} | {:.1f} | {:.2f} | {:.1f} |\n", cell, layers,
-                       threads, train ? "fwd+bwd" : "fwd", ms, ref, ms / ref, rate);
+          const auto& mine = train ? train_ours : infer_ours;
+          const std::function<void()> ref =
+              theirs ? (train ? train_theirs : infer_theirs) : std::function<void()>();
+          const char* pass = train ? "fwd+bwd" : "fwd";
+          if (bi) {
+            const auto t = median_ms({with(true, mine), with(false, mine), ref}, warmup, iters);
+            auto ratio = [&](double ms) {
+              return theirs ? fmt::format("{:.2f}", ms / t[2]) : std::string("-");
+            };
+            fmt::print("| {} | {} | {} | {} | {:.1f} | {:.1f} | {} | {} | {} | {:.2f} |\n", cell,
+                       layers, threads, pass, t[0], t[1],
+                       theirs ? fmt::format("{:.1f}", t[2]) : std::string("-"), ratio(t[0]),
+                       ratio(t[1]), t[1] / t[0]);
           } else {
-            fmt::print("| {} | {} | {} | {} | {:.1f} | - | - | {:.1f} |\n", cell, layers, threads,
-                       train ? "fwd+bwd" : "fwd", ms, rate);
+            const auto t = median_ms({mine, ref}, warmup, iters);
+            // Backward does about twice the forward's products.
+            const double rate = (train ? 3 : 1) * gflop / (t[0] / 1e3);
+            if (theirs) {
+              fmt::print("| {} | {} | {} | {} | {:.1f} | {:.1f} | {:.2f} | {:.1f} |\n", cell,
+                         layers, threads, pass, t[0], t[1], t[0] / t[1], rate);
+            } else {
+              fmt::print("| {} | {} | {} | {} | {:.1f} | - | - | {:.1f} |\n", cell, layers,
+                         threads, pass, t[0], rate);
+            }
           }
           std::fflush(stdout);
         }

@@ -218,7 +218,9 @@ TEST(Hardening, ASecondSignalAbortsAtOnce) {
   int status = 0;
   ::waitpid(child, &status, 0);
   EXPECT_TRUE(WIFSIGNALED(status)) << "exited with " << WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) EXPECT_EQ(WTERMSIG(status), SIGINT);
+  if (WIFSIGNALED(status)) {
+    EXPECT_EQ(WTERMSIG(status), SIGINT);
+  }
 }
 
 TEST(Hardening, DamagedAndNonFiniteCheckpointsAreRefused) {

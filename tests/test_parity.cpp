@@ -137,17 +137,20 @@ struct Case {
   bool bidirectional;
   bool variable_lengths;
   bool initial_state;
+  bool concurrent = false;  ///< bidirectional: the two directions on two threads
 };
 
 void PrintTo(const Case& c, std::ostream* os) {
   *os << c.cell << " layers=" << c.layers << " bidirectional=" << c.bidirectional
-      << " variable_lengths=" << c.variable_lengths << " initial_state=" << c.initial_state;
+      << " variable_lengths=" << c.variable_lengths << " initial_state=" << c.initial_state
+      << " concurrent=" << c.concurrent;
 }
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   const Case& c = info.param;
   return c.cell + "_L" + std::to_string(c.layers) + (c.bidirectional ? "_bi" : "_uni") +
-         (c.variable_lengths ? "_varlen" : "_full") + (c.initial_state ? "_h0" : "");
+         (c.variable_lengths ? "_varlen" : "_full") + (c.initial_state ? "_h0" : "") +
+         (c.concurrent ? "_concurrent" : "");
 }
 
 }  // namespace
@@ -178,7 +181,10 @@ TEST_P(TorchParity, OutputsStatesAndGradientsAgree) {
     theirs = rnn.ptr();
   }
   theirs->to(torch::kDouble);
-  auto ours = RNN(RNNOptions(c.cell, D, H).num_layers(c.layers).bidirectional(c.bidirectional));
+  auto ours = RNN(RNNOptions(c.cell, D, H)
+                      .num_layers(c.layers)
+                      .bidirectional(c.bidirectional)
+                      .concurrent_directions(c.concurrent));
   ours->to(torch::kDouble);
   copy_weights(*theirs, *ours, c.cell);
 
@@ -222,6 +228,9 @@ std::vector<Case> parity_cases() {
     cases.push_back({cell, 1, true, false, false});
     cases.push_back({cell, 1, true, true, false});
     cases.push_back({cell, 3, true, true, true});
+    // The bidirectional cases again with the directions on two threads.
+    cases.push_back({cell, 1, true, true, false, true});
+    cases.push_back({cell, 3, true, true, true, true});
   }
   return cases;
 }

@@ -143,6 +143,7 @@ bool InputBatches::next(std::vector<std::string>& lines) {
 
 int guarded_main(const char* program, const std::function<int(int, char**)>& body, int argc,
                  char** argv) {
+  keep_freed_memory();
   try {
     const int status = body(argc, argv);
     // Output that never reached its file or pipe (a full disk, a closed pipe) is a failure too.

@@ -17,7 +17,7 @@ struct RecurrentSpec {
   int64_t hidden_size = 128, num_layers = 1;
   double recurrent_dropout = 0;  ///< variational dropout on a<t-1>, one mask per sequence
   Init init = Init::kUniform;
-  optional<double> forget_bias;  ///< gated cells; unset: the init's own
+  optional<double> forget_bias{};  ///< gated cells; unset: the init's own
 
   /// Reads cell, hidden_size, num_layers, recurrent_dropout, init and forget_bias from `section`,
   /// falling back to `defaults`, with the usual checks (unknown cell, ranges, types).

@@ -1,6 +1,7 @@
 #include "system.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sched.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -70,6 +72,15 @@ double cgroup_cores() {
 }
 
 }  // namespace
+
+bool keep_freed_memory() {
+  const char* choice = std::getenv("RNNKIT_MALLOC");
+  if (choice != nullptr && std::string(choice) == "glibc") return false;
+  // Blocks up to 1 GiB come from the heap and stay there when freed (the top of the heap is
+  // trimmed only past 2 GiB free); larger ones are still mapped on their own.
+  const bool ok = ::mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1;
+  return ::mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max()) == 1 && ok;
+}
 
 int available_cores() {
   int cores = 0;

@@ -19,6 +19,15 @@ class IoError : public std::runtime_error {
 /// The cores this process may run on: the CPU affinity mask (sched_getaffinity), capped by a
 /// cgroup CPU quota (cgroup v2 cpu.max, v1 cfs_quota_us) when one is set. At least 1.
 int available_cores();
+
+/// Makes glibc keep freed memory for reuse instead of handing every large block back to the
+/// kernel. By default each block over a few MB (a step's activations and gradients) is an
+/// mmap of its own, unmapped when freed and page-faulted in again on the next step; on the
+/// 2-core VM of docs/benchmarks.md that was 25-40% of a training step, and it serialized the two
+/// threads of a bidirectional layer in the kernel. Memory then stays at the peak of a step, as
+/// with PyTorch's caching allocators. RNNKIT_MALLOC=glibc keeps glibc's defaults. Returns
+/// whether it changed anything.
+bool keep_freed_memory();
 /// The thread count for `requested` (--threads): 0 means OMP_NUM_THREADS when it is set, else
 /// available_cores(). Negative values, and values far above the available cores (more than
 /// 4x; oversubscription only slows LibTorch's pools down), are an std::invalid_argument.

@@ -118,9 +118,20 @@ RecurrentOutput RecurrentImpl::forward(const Tensor& input, const Tensor& length
   return out;
 }
 
+Tensor RecurrentImpl::draw_dropout_mask(int64_t B, const torch::TensorOptions& like) {
+  if (!is_training() || options.recurrent_dropout() <= 0.0) return {};
+  return detail::recurrent_dropout_mask(B, cell->hidden_size(), options.recurrent_dropout(), like);
+}
+
 RecurrentOutput RecurrentImpl::forward_time_major(const Tensor& x_in,
                                                   const detail::SequenceMask& mask,
                                                   const State& initial_state) {
+  return forward_time_major(x_in, mask, initial_state, draw_dropout_mask(x_in.size(1), x_in.options()));
+}
+
+RecurrentOutput RecurrentImpl::forward_time_major(const Tensor& x_in,
+                                                  const detail::SequenceMask& mask,
+                                                  const State& initial_state, const Tensor& drop) {
   const int64_t T = x_in.size(0), B = x_in.size(1);
   const Tensor x = options.reverse() ? reverse_time(x_in, mask) : x_in;
 
@@ -130,11 +141,6 @@ RecurrentOutput RecurrentImpl::forward_time_major(const Tensor& x_in,
     state = initial_state;
   } else {
     state = cell->zero_state(B, x.options());
-  }
-  Tensor drop;  // one variational mask for the whole sequence
-  if (is_training() && options.recurrent_dropout() > 0.0) {
-    drop = detail::recurrent_dropout_mask(B, cell->hidden_size(), options.recurrent_dropout(),
-                                          x.options());
   }
 
   const Unrolled unrolled = cell->unroll(x);

@@ -84,6 +84,13 @@ class RecurrentImpl : public torch::nn::Cloneable<RecurrentImpl> {
   /// The unrolling itself, for callers that already validated: x time-major [T, B, D].
   RecurrentOutput forward_time_major(const torch::Tensor& x, const detail::SequenceMask& mask,
                                      const State& initial_state);
+  /// The variational dropout mask forward_time_major would draw for batch size B (undefined
+  /// when not training or recurrent_dropout is 0), drawn now from the default generator.
+  torch::Tensor draw_dropout_mask(int64_t B, const torch::TensorOptions& like);
+  /// forward_time_major with a mask drawn before (draw_dropout_mask; undefined: none): the two
+  /// directions of a layer run on other threads draw nothing there.
+  RecurrentOutput forward_time_major(const torch::Tensor& x, const detail::SequenceMask& mask,
+                                     const State& initial_state, const torch::Tensor& dropout_mask);
 
   RecurrentOptions options;
   std::shared_ptr<CellImplBase> cell;

@@ -11,6 +11,11 @@
 //
 // Dropout acts on the output of every layer but the last, and never on the recurrent
 // connection; recurrent_dropout is the variational form on a<t-1> (one mask per sequence).
+//
+// The two directions of a bidirectional layer are independent until their outputs are joined,
+// so with more than one thread they run concurrently, forward and backward (CPU autograd runs
+// one graph's nodes one at a time on the thread that called backward, so a custom node over the
+// pair starts one backward per direction, each on its own thread).
 // Shapes: T time steps, B batch, D input size, H hidden size, L layers, K directions (1 or 2).
 #include <string>
 #include <vector>
@@ -39,6 +44,12 @@ struct RNNOptions {
   TORCH_ARG(bool, batch_first) = false;
   TORCH_ARG(Init, init) = Init::kUniform;
   TORCH_ARG(optional<double>, forget_bias) = nullopt;
+  /// Bidirectional layers: run the two directions at the same time, forward and backward, each
+  /// on its own thread with half the intra-op threads. Unset: when LibTorch has more than one
+  /// thread (at::get_num_threads()) and RNNKIT_CONCURRENT_DIRECTIONS is not 0; true: always
+  /// (tests); false: never. Results are the sequential path's to float rounding, dropout draws
+  /// included. A second derivative (create_graph) through it is refused: set false for that.
+  TORCH_ARG(optional<bool>, concurrent_directions) = nullopt;
 };
 
 struct RNNOutput {
@@ -70,6 +81,8 @@ class RNNImpl : public torch::nn::Cloneable<RNNImpl> {
                     const std::vector<State>& initial_state = {});
 
   int64_t num_directions() const { return options.bidirectional() ? 2 : 1; }
+  /// Whether forward() runs the two directions of a layer concurrently now.
+  bool concurrent() const;
   /// The unrolled layer of layer l, direction d (0 forward, 1 reverse).
   Recurrent& layer(int64_t l, int64_t d) { return layers_.at(l * num_directions() + d); }
   CellImplBase& cell(int64_t l, int64_t d) { return *layer(l, d)->cell; }
