@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include <fmt/core.h>
+#include <fmt/format.h>
 #include <torch/torch.h>
 #include <cxxopts.hpp>
 
@@ -30,8 +31,7 @@ struct Sizes {
 
 /// Runs the functions in turn (a, b, c, a, b, c, ...) so that all see the same machine state,
 /// and returns the median wall time of each in milliseconds (0 for an empty one).
-std::vector<double> median_ms(const std::vector<std::function<void()>>& fs, int warmup,
-                              int iters) {
+std::vector<double> median_ms(const std::vector<std::function<void()>>& fs, int warmup, int iters) {
   auto time = [](const std::function<void()>& f) {
     if (!f) return 0.0;
     const auto t0 = Clock::now();
@@ -53,13 +53,14 @@ std::vector<double> median_ms(const std::vector<std::function<void()>>& fs, int 
   return medians;
 }
 
-/// Matrix-product FLOPs of one forward pass: per layer, the input projection and the
-/// recurrent products of all gates (G gate blocks of H rows each).
-double forward_gflop(const Sizes& s, int64_t layers, int64_t gates) {
+/// Matrix-product FLOPs of one forward pass of `rnn` over T steps of a batch of B, from the
+/// cells themselves (CellImplBase::matmul_flops_per_step), in GFLOP.
+double forward_gflop(rnnkit::RNN& rnn, const Sizes& s) {
   double flop = 0;
-  for (int64_t l = 0; l < layers; ++l) {
-    const double in = l == 0 ? s.D : s.H;
-    flop += 2.0 * s.T * s.B * gates * s.H * (in + s.H);
+  for (int64_t l = 0; l < rnn->options.num_layers(); ++l) {
+    for (int64_t d = 0; d < rnn->num_directions(); ++d) {
+      flop += s.T * rnn->cell(l, d).matmul_flops_per_step(s.B);
+    }
   }
   return flop / 1e9;
 }
@@ -88,20 +89,13 @@ Tensor run_torch(torch::nn::Module& m, const Tensor& x) {
   return std::get<0>(dynamic_cast<torch::nn::RNNImpl&>(m).forward(x));
 }
 
-int64_t gate_count(const std::string& cell) {
-  if (cell == "lstm" || cell == "lstm_peephole") return 4;
-  if (cell == "gru" || cell == "gru_reset_after") return 3;
-  if (cell == "gru_simple") return 2;
-  return 1;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   cxxopts::Options cli("rnnkit_bench", "rnnkit layers against torch::nn, same process");
   cli.add_options()("cells", "cells to time",
                     cxxopts::value<std::vector<std::string>>()->default_value(
-                        "rnn,gru_reset_after,lstm,gru,gru_simple,lstm_peephole"))(
+                        fmt::format("{}", fmt::join(rnnkit::builtin_cell_names(), ","))))(
       "threads", "thread counts", cxxopts::value<std::vector<int>>()->default_value("1,2"))(
       "layers", "layer counts", cxxopts::value<std::vector<int64_t>>()->default_value("1,2"))(
       "B", "batch", cxxopts::value<int64_t>()->default_value("32"))(
@@ -124,10 +118,10 @@ int main(int argc, char** argv) {
   // As the apps do (RNNKIT_MALLOC=glibc: glibc's defaults, for comparison).
   const bool kept = rnnkit::app::keep_freed_memory();
   const bool bi = args.count("bidirectional") > 0;
-  const int64_t K = bi ? 2 : 1;
 
   fmt::print(
-      "B={} T={} D={} H={}{}, median of {} runs after {} warm-up runs, float32, CPU, malloc: {}\n\n",
+      "B={} T={} D={} H={}{}, median of {} runs after {} warm-up runs, float32, CPU, malloc: "
+      "{}\n\n",
       s.B, s.T, s.D, s.H, bi ? ", bidirectional" : "", iters, warmup,
       kept ? "freed memory kept" : "glibc defaults");
   if (bi) {
@@ -149,7 +143,7 @@ int main(int argc, char** argv) {
             rnnkit::RNN(rnnkit::RNNOptions(cell, s.D, s.H).num_layers(layers).bidirectional(bi));
         auto theirs = torch_counterpart(cell, s, layers, bi);
         const Tensor x = torch::randn({s.T, s.B, s.D});
-        const double gflop = K * forward_gflop(s, layers, gate_count(cell));
+        const double gflop = forward_gflop(ours, s);
         // The sequential path is timed with concurrency forced off, the other with the default.
         auto with = [&](bool concurrent, const std::function<void()>& f) {
           return [&ours, concurrent, f] {
@@ -191,8 +185,8 @@ int main(int argc, char** argv) {
               fmt::print("| {} | {} | {} | {} | {:.1f} | {:.1f} | {:.2f} | {:.1f} |\n", cell,
                          layers, threads, pass, t[0], t[1], t[0] / t[1], rate);
             } else {
-              fmt::print("| {} | {} | {} | {} | {:.1f} | - | - | {:.1f} |\n", cell, layers,
-                         threads, pass, t[0], rate);
+              fmt::print("| {} | {} | {} | {} | {:.1f} | - | - | {:.1f} |\n", cell, layers, threads,
+                         pass, t[0], rate);
             }
           }
           std::fflush(stdout);

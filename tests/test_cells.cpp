@@ -279,6 +279,21 @@ TEST(Modules, CloneIsDeepAndEqual) {
   EXPECT_TRUE(rnn->named_parameters().contains("l1_reverse.cell.b_cc"));
 }
 
+TEST(Registry, BuiltinCellsAreListedAndCountTheirProducts) {
+  const std::vector<std::string> expected{
+      "gru", "gru_reset_after", "gru_simple", "lstm", "lstm_peephole", "rnn", "rnn_relu"};
+  const auto builtin = builtin_cell_names();
+  EXPECT_EQ(builtin, expected);
+  EXPECT_EQ(std::count(builtin.begin(), builtin.end(), "mgu"), 0) << "a user cell is not built in";
+  const int64_t B = 5, D = 3, H = 4;
+  // One [H, H + D] matrix per gate block: 4 for the LSTM, 1 for the vanilla RNN.
+  EXPECT_EQ(make_cell("lstm", CellSpec(D, H))->matmul_flops_per_step(B), 2.0 * B * 4 * H * (H + D));
+  EXPECT_EQ(make_cell("rnn", CellSpec(D, H))->matmul_flops_per_step(B), 2.0 * B * H * (H + D));
+  EXPECT_EQ(make_cell("lstm_peephole", CellSpec(D, H))->matmul_flops_per_step(B),
+            2.0 * B * 4 * H * (H + D))
+      << "the peephole vectors are element-wise, not products";
+}
+
 TEST(Registry, UserCellIsUsableByNameEverywhere) {
   const auto names = cell_names();
   for (const auto& n : builtin_cells()) {

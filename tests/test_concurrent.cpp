@@ -25,7 +25,7 @@ struct Pass {
 /// One training-mode forward and backward of `rnn` with concurrency `on`, from seed `seed`
 /// (dropout between layers and the variational masks draw from it).
 Pass run(RNN& rnn, bool on, const Tensor& x, const Tensor& lengths, const std::vector<State>& h0,
-        uint64_t seed) {
+         uint64_t seed) {
   rnn->options.concurrent_directions(on);
   EXPECT_EQ(rnn->concurrent(), on);
   for (auto& p : rnn->parameters()) p.mutable_grad() = Tensor();
@@ -64,16 +64,30 @@ void expect_same(const Pass& a, const Pass& b, const std::string& what) {
   }
 }
 
+void same_as_sequential(const std::string& cell);
+
 }  // namespace
 
 class ConcurrentDirections : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ConcurrentDirections, SameOutputsAndGradientsAsSequential) {
-  ThreadCount threads(2);
+  // 2 threads: the caller's OpenMP team runs the pair; 4: two worker threads with 2 each.
+  for (int n : {2, 4}) {
+    SCOPED_TRACE(std::to_string(n) + " threads");
+    ThreadCount threads(n);
+    same_as_sequential(GetParam());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cells, ConcurrentDirections, ::testing::ValuesIn(rnnkit_test::all_cells()),
+                         rnnkit_test::param_name);
+
+namespace {
+void same_as_sequential(const std::string& cell) {
   torch::manual_seed(31);
   const int64_t T = 9, B = 4, D = 3, H = 5, L = 2;
-  auto rnn = RNN(RNNOptions(GetParam(), D, H).num_layers(L).bidirectional(true).dropout(0.3)
-                     .recurrent_dropout(0.2));
+  auto rnn = RNN(
+      RNNOptions(cell, D, H).num_layers(L).bidirectional(true).dropout(0.3).recurrent_dropout(0.2));
   rnn->to(torch::kDouble);
   rnn->train();
   const Tensor x = torch::randn({T, B, D}, rnnkit_test::f64());
@@ -86,15 +100,13 @@ TEST_P(ConcurrentDirections, SameOutputsAndGradientsAsSequential) {
   }
   const Pass seq = run(rnn, false, x, lengths, h0, 7);
   const Pass con = run(rnn, true, x, lengths, h0, 7);
-  expect_same(seq, con, GetParam() + " with initial states");
+  expect_same(seq, con, cell + " with initial states");
   expect_same(run(rnn, false, x, lengths, {}, 8), run(rnn, true, x, lengths, {}, 8),
-              GetParam() + " from zero states");
+              cell + " from zero states");
   // A different seed draws different masks, so the comparison above is not vacuous.
   EXPECT_GT(max_abs_diff(run(rnn, true, x, lengths, h0, 9).out.output, con.out.output), 1e-6);
 }
-
-INSTANTIATE_TEST_SUITE_P(Cells, ConcurrentDirections,
-                         ::testing::ValuesIn(rnnkit_test::all_cells()), rnnkit_test::param_name);
+}  // namespace
 
 TEST(ConcurrentDirectionsMode, DefaultFollowsTheThreadCount) {
   auto bi = RNN(RNNOptions("lstm", 3, 4).bidirectional(true));
@@ -185,8 +197,12 @@ TEST(ConcurrentDirectionsMode, FailureOnTheOtherThreadReachesTheCaller) {
 TEST(ConcurrentDirectionsMode, GradcheckWithConcurrencyOn) {
   ThreadCount two(2);
   torch::manual_seed(35);
-  auto rnn = RNN(RNNOptions("lstm", 2, 3).num_layers(2).bidirectional(true).recurrent_dropout(0.3)
-                     .dropout(0.2).concurrent_directions(true));
+  auto rnn = RNN(RNNOptions("lstm", 2, 3)
+                     .num_layers(2)
+                     .bidirectional(true)
+                     .recurrent_dropout(0.3)
+                     .dropout(0.2)
+                     .concurrent_directions(true));
   rnn->to(torch::kDouble);
   rnn->train();
   const Tensor x = torch::randn({8, 2, 2}, rnnkit_test::f64()).requires_grad_(true);
@@ -220,5 +236,6 @@ TEST(ConcurrentDirectionsMode, InputWithoutGradientStillTrainsTheWeights) {
   for (size_t i = 0; i < grads[0].size(); ++i) {
     EXPECT_LE(max_abs_diff(grads[0][i], grads[1][i]), 1e-12) << "parameter " << i;
   }
-  for (const auto& p : rnn->parameters()) EXPECT_FALSE(p.grad().defined()) << "grad() accumulates nothing";
+  for (const auto& p : rnn->parameters())
+    EXPECT_FALSE(p.grad().defined()) << "grad() accumulates nothing";
 }

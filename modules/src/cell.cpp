@@ -77,6 +77,14 @@ Tensor RecurrentProduct::operator()(const Tensor& bias, const Tensor& a) {
   return StepProduct::apply(bias, a, W_rest_, acts_, grads_, t);
 }
 
+double CellImplBase::matmul_flops_per_step(int64_t batch) const {
+  double weights = 0;
+  for (const auto& p : parameters()) {
+    if (p.dim() == 2) weights += static_cast<double>(p.numel());
+  }
+  return 2.0 * static_cast<double>(batch) * weights;
+}
+
 State CellImplBase::zero_state(int64_t batch, const torch::TensorOptions& like) const {
   State s;
   s.a = torch::zeros({batch, hidden_size()}, like);

@@ -126,7 +126,8 @@ Tensor RecurrentImpl::draw_dropout_mask(int64_t B, const torch::TensorOptions& l
 RecurrentOutput RecurrentImpl::forward_time_major(const Tensor& x_in,
                                                   const detail::SequenceMask& mask,
                                                   const State& initial_state) {
-  return forward_time_major(x_in, mask, initial_state, draw_dropout_mask(x_in.size(1), x_in.options()));
+  return forward_time_major(x_in, mask, initial_state,
+                            draw_dropout_mask(x_in.size(1), x_in.options()));
 }
 
 RecurrentOutput RecurrentImpl::forward_time_major(const Tensor& x_in,

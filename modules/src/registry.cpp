@@ -17,6 +17,7 @@ namespace {
 struct Registry {
   std::mutex mutex;
   std::map<std::string, CellFactory> factories;
+  std::vector<std::string> builtin;  // the keys of `factories` as built
 };
 
 std::shared_ptr<CellImplBase> make_rnn(const CellSpec& s, Activation act) {
@@ -54,7 +55,13 @@ Registry& registry() {
           {"gru_reset_after", [](const CellSpec& s) { return make_gru(s, true); }},
           {"lstm", [](const CellSpec& s) { return make_lstm(s, false); }},
           {"lstm_peephole", [](const CellSpec& s) { return make_lstm(s, true); }},
-      }};
+      },
+      {}};
+  static const bool listed = [] {
+    for (const auto& [name, factory] : r.factories) r.builtin.push_back(name);
+    return true;
+  }();
+  (void)listed;
   return r;
 }
 
@@ -108,5 +115,7 @@ std::vector<std::string> cell_names() {
   for (const auto& kv : r.factories) names.push_back(kv.first);
   return names;
 }
+
+std::vector<std::string> builtin_cell_names() { return registry().builtin; }
 
 }  // namespace rnnkit

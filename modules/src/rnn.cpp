@@ -1,8 +1,10 @@
 #include "rnnkit/rnn.h"
 
+#include "team.h"
+
 #include <array>
-#include <cstdlib>
 #include <condition_variable>
+#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -15,8 +17,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
 #include <c10/util/Exception.h>
-#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 namespace rnnkit {
 
@@ -27,10 +29,11 @@ using torch::autograd::variable_list;
 namespace {
 
 /// Two long-lived threads, each with `half` intra-op threads, that run the two directions of
-/// a layer. Long-lived because changing a thread's OpenMP thread count on every call (and
-/// starting a thread per call) cost more than the concurrency gained on a 2-core machine; the
-/// caller's own thread count is never touched. One pool per calling thread, so that two models
-/// used from two threads never wait on each other.
+/// a layer when the caller's OpenMP team cannot (other than 2 threads, or no OpenMP here).
+/// Long-lived because changing a thread's OpenMP thread count on every call (and starting a thread
+/// per call) cost more than the concurrency gained on a 2-core machine; the caller's own thread
+/// count is never touched. One pool per calling thread, so that two models used from two threads
+/// never wait on each other.
 class DirectionPool {
  public:
   DirectionPool() {
@@ -98,8 +101,8 @@ class DirectionPool {
       // at::set_num_threads also sets the process-wide default for new threads, which run_pair
       // then puts back; this thread's own count stays until the caller's changes.
       bool changed = false;
-      if (w.threads != current) at::set_num_threads(current = w.threads), changed = true;
       try {
+        if (w.threads != current) at::set_num_threads(current = w.threads), changed = true;
         at::ThreadLocalStateGuard guard(*w.tls);
         (*task)();
       } catch (...) {
@@ -125,9 +128,28 @@ class DirectionPool {
 /// Runs f0 and f1 at the same time, each with half of this thread's intra-op threads.
 void run_pair(const std::function<void()>& f0, const std::function<void()>& f1) {
   const int threads = at::get_num_threads();
+  if (threads == 1) {  // concurrent_directions(true) with one thread: the node, in turn
+    f0();
+    f1();
+    return;
+  }
+  if (threads == 2 && detail::team_available()) {
+    // One thread each: the caller's own intra-op team runs the pair. Two workers of our own
+    // would compete with LibTorch's idle OpenMP thread, which spins for a few ms after each
+    // parallel op: at the apps' sizes that cost more than the pair gained.
+    const at::ThreadLocalState tls;
+    auto with_state = [&tls](const std::function<void()>& f) {
+      return [&tls, &f] {
+        at::ThreadLocalStateGuard guard(tls);
+        f();
+      };
+    };
+    detail::run_on_team(with_state(f0), with_state(f1));
+    return;
+  }
   thread_local DirectionPool pool;
   // A worker that changed its count changed the default for new threads too: put it back.
-  if (pool.run(f0, f1, std::max(1, threads / 2))) at::set_num_threads(threads);
+  if (pool.run(f0, f1, threads / 2)) at::set_num_threads(threads);
 }
 
 /// What one direction of a layer reads: its layer, the initial state and the dropout mask
@@ -163,8 +185,7 @@ struct ConcurrentDirections : public torch::autograd::Function<ConcurrentDirecti
                                at::TensorList params, Direction* f, Direction* b,
                                const detail::SequenceMask* mask) {
     // h, a0f, c0f, a0b, c0b, and h again: each direction reads the input through its own leaf.
-    const std::vector<Tensor> leaves{leaf(h),   leaf(a0f), leaf(c0f),
-                                     leaf(a0b), leaf(c0b), leaf(h)};
+    const std::vector<Tensor> leaves{leaf(h), leaf(a0f), leaf(c0f), leaf(a0b), leaf(c0b), leaf(h)};
     RecurrentOutput rf, rb;
     run_pair(
         [&] {
@@ -208,12 +229,13 @@ struct ConcurrentDirections : public torch::autograd::Function<ConcurrentDirecti
       std::vector<size_t> at;
       variable_list result;
     };
-    auto plan = [&](const std::vector<Tensor>& roots, int d, std::vector<size_t> leaf_at,
-                    size_t p0, size_t p1) {
+    auto plan = [&](const std::vector<Tensor>& roots, int d, std::vector<size_t> leaf_at, size_t p0,
+                    size_t p1) {
       Work w;
       for (size_t k = 0; k < roots.size(); ++k) {
         const Tensor& g = grads[2 * k + d];
-        if (g.defined() && roots[k].requires_grad()) w.roots.push_back(roots[k]), w.grads.push_back(g);
+        if (g.defined() && roots[k].requires_grad())
+          w.roots.push_back(roots[k]), w.grads.push_back(g);
       }
       auto add = [&](const Tensor& t, size_t at) {
         if (t.defined() && t.requires_grad()) w.inputs.push_back(t), w.at.push_back(at);
@@ -375,7 +397,8 @@ RNNOutput RNNImpl::forward(const Tensor& input, const Tensor& lengths,
       // The dropout masks are drawn here, in the sequential path's order, so that a seed gives
       // the same numbers either way.
       Direction f{layers_[l * K], initial_state.empty() ? State{} : initial_state[l * K], {}};
-      Direction b{layers_[l * K + 1], initial_state.empty() ? State{} : initial_state[l * K + 1], {}};
+      Direction b{
+          layers_[l * K + 1], initial_state.empty() ? State{} : initial_state[l * K + 1], {}};
       f.drop = f.layer->draw_dropout_mask(x.size(1), x.options());
       b.drop = b.layer->draw_dropout_mask(x.size(1), x.options());
       auto [rf, rb] = run_concurrently(f, b, h, mask);

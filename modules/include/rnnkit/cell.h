@@ -70,6 +70,11 @@ class CellImplBase : public virtual torch::nn::Module {
   /// variational form overrides this).
   virtual Unrolled unroll(const torch::Tensor& x);
 
+  /// Multiply-add FLOPs of the matrix products of one step for a batch of B (benchmarks report
+  /// GFLOP/s with it). The default counts every 2-D parameter once: 2 * B * its size, which is
+  /// right for a cell that multiplies each weight matrix once per step; override otherwise.
+  virtual double matmul_flops_per_step(int64_t batch) const;
+
   /// Zeros of the state's shape, with the options (device, dtype) of `like`.
   State zero_state(int64_t batch, const torch::TensorOptions& like) const;
 
