@@ -1,5 +1,5 @@
 // Cells: parameter names and shapes, fast path == plain path, step-by-step references written
-// here from EQUATIONS.md, initialisation, printing, cloning and the registry.
+// here from docs/equations.md, initialisation, printing, cloning and the registry.
 #include <sstream>
 
 #include "test_util.h"

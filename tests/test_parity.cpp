@@ -1,4 +1,4 @@
-// Parity with torch::nn after a weight mapping (EQUATIONS.md), in float64: outputs, final
+// Parity with torch::nn after a weight mapping (docs/equations.md), in float64: outputs, final
 // states and every parameter's gradient agree to 1e-10. Variable lengths use torch's packed
 // sequences as the reference.
 #include "test_util.h"

@@ -4,7 +4,7 @@
 //
 // P(w | h) with h the previous n-1 tokens of the stream (which starts with <eos>):
 //  - add_delta:  (c(hw) + δ) / (c(h) + δV) at the full order only;
-//  - backoff:    the same, backing off to shorter histories while c(h) = 0 (EQUATIONS.md);
+//  - backoff:    the same, backing off to shorter histories while c(h) = 0 (docs/equations.md);
 //  - kn:         interpolated modified Kneser–Ney (Chen & Goodman 1998): three discounts per
 //                order from the counts of counts, continuation counts below the top order,
 //                interpolated down to the uniform distribution.

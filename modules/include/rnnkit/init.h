@@ -8,7 +8,7 @@
 namespace rnnkit {
 
 /// kUniform: PyTorch's default, every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)).
-/// kXavier: W ~ randn * sqrt(1 / fan_in), fan_in = H + D; biases zero (EQUATIONS.md).
+/// kXavier: W ~ randn * sqrt(1 / fan_in), fan_in = H + D; biases zero (docs/equations.md).
 /// kHe: W ~ randn * sqrt(2 / fan_in); biases zero.
 /// kOrthogonal: the recurrent block [H, H] of each gate orthogonal, the input block Xavier,
 ///              biases zero. Keeps the recurrent Jacobian's singular values at 1 at the start.

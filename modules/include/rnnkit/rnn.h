@@ -1,6 +1,6 @@
 #pragma once
 // RNN: the user-facing recurrent network. Any registered cell, stacked num_layers deep, in one
-// direction or two, with dropout between layers (EQUATIONS.md, "Deep (stacked) RNN"):
+// direction or two, with dropout between layers (docs/equations.md, "Deep (stacked) RNN"):
 //
 //     a[l]<t> = cell[l](a[l-1]<t>, a[l]<t-1>)        a[0]<t> = x<t>
 //     bidirectional: a[l]<t> = [a→[l]<t>, a←[l]<t>]

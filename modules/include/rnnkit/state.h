@@ -4,7 +4,7 @@
 
 namespace rnnkit {
 
-/// Notation of EQUATIONS.md. Shapes: B = batch, H = hidden size.
+/// Notation of docs/equations.md. Shapes: B = batch, H = hidden size.
 struct State {
   torch::Tensor a;  ///< a<t>, the activation passed on: [B, H]
   torch::Tensor c;  ///< c<t>, the LSTM memory cell: [B, H]; undefined for cells where c<t> = a<t>

@@ -1,5 +1,5 @@
 #pragma once
-// Full GRU cell (EQUATIONS.md). Default, the course's form (Cho et al. 2014):
+// Full GRU cell (docs/equations.md). Default, the course's form (Cho et al. 2014):
 //
 //     Γr   = σ(W_r [c<t-1>, x<t>] + b_r)
 //     Γu   = σ(W_u [c<t-1>, x<t>] + b_u)

@@ -1,5 +1,5 @@
 #pragma once
-// LSTM cell (EQUATIONS.md):
+// LSTM cell (docs/equations.md):
 //
 //     c̃<t> = tanh(W_c [a<t-1>, x<t>] + b_c)
 //     Γu   = σ(W_u [a<t-1>, x<t>] + b_u)          update (input) gate

@@ -1,5 +1,5 @@
 #pragma once
-// Vanilla RNN cell (EQUATIONS.md):
+// Vanilla RNN cell (docs/equations.md):
 //
 //     a<t> = g(W_a [a<t-1>, x<t>] + b_a)          g = tanh (default) or relu
 //

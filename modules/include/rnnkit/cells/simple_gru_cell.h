@@ -1,5 +1,5 @@
 #pragma once
-// Simplified GRU cell, update gate only (EQUATIONS.md):
+// Simplified GRU cell, update gate only (docs/equations.md):
 //
 //     c̃<t> = tanh(W_c [c<t-1>, x<t>] + b_c)
 //     Γu   = σ(W_u [c<t-1>, x<t>] + b_u)
