@@ -2,8 +2,8 @@
 // The interface every recurrent cell implements, built-in or user-defined.
 //
 // A cell offers two paths that compute the same numbers:
-//  - the plain path, `step(x_t, prev)`: one step, one line of code per equation of
-//  docs/equations.md;
+//  - the plain path, `step(x_t, prev)`: one step, one line of code per equation (see
+//    docs/equations.md);
 //  - the fast path, `unroll(x)`: the input-side products of all T steps in one matrix product,
 //    then a step function doing one recurrent product per step for all gates.
 // The layers (Recurrent, RNN) use the fast path; tests check that the two agree.
