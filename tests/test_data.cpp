@@ -282,3 +282,87 @@ TEST(Text, UnicodeCaseDigitsAndNfcThroughUtf8proc) {
   std::ofstream(dir + "/nfd.txt") << "Cafe\u0301\n";
   EXPECT_EQ(read_text(dir + "/nfd.txt"), "Caf\u00e9\n");
 }
+
+TEST(SSTTrees, RootsPhrasesLabelsAndEscapes) {
+  // Two binarized trees; the first repeats the phrase "good" and has escapes and a U+00A0 token.
+  const std::string path = temp_file("trees.txt",
+                                     "(3 (2 -LRB-) (3 (3 (3 good) (2 2\u00a01\\/2)) (2 -RRB-)))\n"
+                                     "\n"
+                                     "(1 (3 good) (0 (2 not) (1 bad\\*)))\n");
+  const auto roots = read_sst_trees(path);
+  ASSERT_EQ(roots.size(), 2u);
+  EXPECT_EQ(roots[0].text, "( good 2\u00a01/2 )") << "escapes undone, U+00A0 kept inside a token";
+  EXPECT_EQ(roots[0].label, "1");
+  EXPECT_EQ(roots[1].text, "good not bad*");
+  EXPECT_EQ(roots[1].label, "0");
+  EXPECT_EQ(roots[1].origin, path + ":3");
+
+  SSTOptions phrases;
+  phrases.phrases = true;
+  std::vector<std::string> texts;
+  for (const auto& p : read_sst_trees(path, phrases)) texts.push_back(p.label + " " + p.text);
+  // Neutral nodes (2) dropped; "good" (twice) kept once; every other non-neutral node, children
+  // before their parent.
+  const std::vector<std::string> expected{
+      "1 good", "1 good 2\u00a01/2", "1 good 2\u00a01/2 )", "1 ( good 2\u00a01/2 )",
+      "0 bad*", "0 not bad*",        "0 good not bad*"};
+  EXPECT_EQ(texts, expected);
+
+  SSTOptions fine;
+  fine.binary = false;
+  const auto five = read_sst_trees(path, fine);
+  EXPECT_EQ(five[0].label, "3");
+  EXPECT_EQ(five[1].label, "1");
+  fine.phrases = true;
+  EXPECT_EQ(read_sst_trees(path, fine).size(), 11u) << "every distinct phrase, neutral ones too";
+}
+
+TEST(SSTTrees, MalformedTreesNameLineAndColumn) {
+  expect_data_error([&] { read_sst_trees(temp_file("t1.txt", "(3 (2 a) (2 b)\n")); },
+                    {"t1.txt:1", "column 15", "expected ')'"});
+  expect_data_error([&] { read_sst_trees(temp_file("t2.txt", "(2 a)\n(7 (2 a) (2 b))\n")); },
+                    {"t2.txt:2", "column 2", "label from 0 to 4"});
+  expect_data_error([&] { read_sst_trees(temp_file("t3.txt", "(2 a) (2 b)\n")); },
+                    {"t3.txt:1", "column 7", "end of the line"});
+  expect_data_error([&] { read_sst_trees(temp_file("t4.txt", "(2 ())\n")); },
+                    {"t4.txt:1", "column 5"});
+  expect_data_error([&] { read_sst_trees(temp_file("t5.txt", "\n\n")); }, {"t5.txt", "empty"});
+  expect_data_error([&] { read_sst_trees(temp_file("t6.txt", "(2 (2 a) (2 b))\n")); },
+                    {"t6.txt", "non-neutral"});
+}
+
+TEST(SSTTrees, TheStsaFilesAreTheTrainRoots) {
+  // SOURCES.md §12: stsa.binary.train is the non-neutral train roots, lowercased, escapes kept.
+  const std::string dir = std::string(RNNKIT_SOURCE_DIR) + "/../shared/datasets/";
+  if (!std::filesystem::exists(dir + "sst-trees/train.txt") ||
+      !std::filesystem::exists(dir + "sst2/stsa.binary.train")) {
+    GTEST_SKIP() << "the SST trees and stsa files are not in " << dir;
+  }
+  const auto roots = read_sst_trees(dir + "sst-trees/train.txt");
+  const auto stsa = read_stsa(dir + "sst2/stsa.binary.train");
+  ASSERT_EQ(roots.size(), stsa.size());
+  auto escaped_lower = [](std::string t) {
+    std::string out;
+    for (const auto& w : WordTokenizer{true, false}(t)) {
+      std::string e = w == "(" ? "-lrb-" : w == ")" ? "-rrb-" : w;
+      std::string esc;
+      for (char ch : e)
+        esc += (ch == '/' || ch == '*') ? std::string("\\") + ch : std::string(1, ch);
+      out += (out.empty() ? "" : " ") + esc;
+    }
+    return out;
+  };
+  // The same sentences and labels, in another order.
+  std::vector<std::string> a, b;
+  for (const auto& r : roots) a.push_back(r.label + " " + escaped_lower(r.text));
+  for (const auto& r : stsa) b.push_back(r.label + " " + r.text);
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  size_t same = 0;
+  for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];
+  EXPECT_EQ(same, a.size());
+  SSTOptions phrases;
+  phrases.phrases = true;
+  EXPECT_EQ(read_sst_trees(dir + "sst-trees/train.txt", phrases).size(), 77616u)
+      << "SOURCES.md: 77,616 distinct non-neutral phrases";
+}

@@ -29,9 +29,17 @@ namespace fs = std::filesystem;
 
 SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
   SentimentConfig s;
-  s.format = c.get_choice("data", "format", "tsv", {"tsv", "stsa", "class_files"});
+  s.format = c.get_choice("data", "format", "tsv", {"tsv", "stsa", "class_files", "sst-trees"});
   s.train_paths = c.get_path_list("data", "train");
   if (s.train_paths.empty()) throw app::ConfigError(c.path() + ": [data] needs train");
+  for (const char* key : {"phrases", "labels"}) {
+    if (s.format != "sst-trees" && c.has_key("data", key)) {
+      throw app::ConfigError(c.where("data", key) + ": only format = \"sst-trees\" has " + key +
+                             " (the format is \"" + s.format + "\")");
+    }
+  }
+  s.phrases = c.get_choice("data", "phrases", "roots", {"roots", "all"}) == "all";
+  s.fine_labels = c.get_choice("data", "labels", "binary", {"binary", "fine"}) == "fine";
   s.classes = c.get_string_list("data", "classes");
   if (s.format == "class_files" && s.classes.size() != s.train_paths.size()) {
     throw app::ConfigError(c.where("data", "classes") +
@@ -40,6 +48,11 @@ SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
                            std::to_string(s.classes.size()) + " classes)");
   }
   s.valid_path = c.get_path("data", "valid");
+  if (s.phrases && s.valid_path.empty()) {
+    throw app::ConfigError(c.where("data", "phrases") +
+                           ": training on phrases needs a valid file (a fraction held out of the "
+                           "phrases would share words and sentences with training)");
+  }
   s.test_path = c.get_path("data", "test");
   s.valid_fraction = c.get_double("data", "valid_fraction", s.valid_fraction, 0.0, 0.9);
   s.folds = c.get_int("data", "folds", s.folds, 2, 100);
@@ -83,7 +96,20 @@ SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
   return s;
 }
 
-std::vector<data::LabelledText> SentimentConfig::read(const std::vector<std::string>& paths) const {
+std::vector<data::LabelledText> SentimentConfig::read(const std::vector<std::string>& paths,
+                                                      bool training) const {
+  if (format == "sst-trees") {
+    // Phrases train; evaluation is always on the root sentences.
+    data::SSTOptions o;
+    o.phrases = phrases && training;
+    o.binary = !fine_labels;
+    std::vector<data::LabelledText> all;
+    for (const auto& p : paths) {
+      auto part = data::read_sst_trees(p, o, encoding);
+      all.insert(all.end(), part.begin(), part.end());
+    }
+    return all;
+  }
   if (format == "class_files") {
     std::vector<std::pair<std::string, std::string>> pairs;
     for (size_t i = 0; i < paths.size(); ++i) pairs.emplace_back(classes.at(i), paths[i]);
@@ -415,7 +441,7 @@ Tensor ensemble_probabilities(std::vector<Loaded>& models, const std::vector<std
 app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   const SentimentConfig c = SentimentConfig::read(config);
   const torch::Device device = app::setup_runtime(run, c.train.seed);
-  auto train = c.read(c.train_paths);
+  auto train = c.read(c.train_paths, /*training=*/true);
   if (app::dist::is_rank0()) warn_rare_labels(train);
   std::vector<data::LabelledText> valid;
   if (!c.valid_path.empty()) {
@@ -487,6 +513,11 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
     if (c.train.schedule == "plateau") c.train.schedule = "none";
   }
   const torch::Device device = app::setup_runtime(run, c.train.seed);
+  if (c.phrases) {
+    // Folds of phrases would put parts of a test sentence in training.
+    throw app::ConfigError(config.path() +
+                           ": cv splits sentences into folds; set data.phrases = \"roots\"");
+  }
   const auto all = c.read(c.train_paths);
   warn_rare_labels(all);
   const auto idx = data::shuffled(all.size(), static_cast<uint64_t>(c.train.seed));

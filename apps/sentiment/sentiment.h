@@ -17,7 +17,7 @@ namespace rnnkit::sentiment {
 
 struct SentimentConfig {
   // [data]
-  std::string format;                    ///< tsv, stsa or class_files
+  std::string format;                    ///< tsv, stsa, class_files or sst-trees
   std::vector<std::string> train_paths;  ///< one or more files (class_files: one per class)
   std::vector<std::string> classes;      ///< class_files: the label of each train file
   std::string valid_path;                ///< optional
@@ -25,6 +25,8 @@ struct SentimentConfig {
   double valid_fraction = 0.1;  ///< held out of train (seeded) when there is no valid file
   int64_t folds = 10;           ///< the `cv` command's k
   bool label_last = false;      ///< tsv: text<TAB>label
+  bool phrases = false;         ///< sst-trees: train on every labelled phrase (data.phrases = all)
+  bool fine_labels = false;     ///< sst-trees: labels 0-4 (SST-5) instead of binary (SST-2)
   bool lowercase = true;
   data::Encoding encoding = data::Encoding::kUtf8;
   int64_t max_vocab = 0, min_count = 1;
@@ -44,8 +46,10 @@ struct SentimentConfig {
   app::TrainOptions pretrain;
 
   static SentimentConfig read(app::ConfigReader& config);
-  /// Reads files in this config's format.
-  std::vector<data::LabelledText> read(const std::vector<std::string>& paths) const;
+  /// Reads files in this config's format; `training`: the training files (sst-trees with
+  /// data.phrases = all gives every phrase of those, and the root sentences of any other).
+  std::vector<data::LabelledText> read(const std::vector<std::string>& paths,
+                                       bool training = false) const;
   std::vector<std::string> tokenize(const std::string& text) const;
   ClassifierOptions model_options(int64_t vocab_size, int64_t classes) const;
   std::string architecture(int64_t vocab_size, const std::vector<std::string>& labels) const;

@@ -1,5 +1,7 @@
 #include "rnnkit/data/labelled.h"
 
+#include <unordered_set>
+
 namespace rnnkit::data {
 namespace {
 
@@ -52,6 +54,121 @@ std::vector<LabelledText> read_stsa(const std::string& path, Encoding encoding) 
     out.push_back({t.substr(0, sp), trim(t.substr(sp + 1)), where(r)});
   }
   require_nonempty(out, path);
+  return out;
+}
+
+namespace {
+
+/// A recursive-descent parser of one SST tree line; every node's label and leaf span.
+class TreeParser {
+ public:
+  TreeParser(const std::string& line, const LineReader& r) : s_(line), r_(r) {}
+
+  struct Node {
+    int label;
+    size_t begin, end;  // leaves [begin, end)
+  };
+
+  void parse() {
+    skip_spaces();
+    node();
+    skip_spaces();
+    if (i_ != s_.size()) fail("expected the end of the line after the tree");
+  }
+  const std::vector<std::string>& leaves() const { return leaves_; }
+  const std::vector<Node>& nodes() const { return nodes_; }  // the root last
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    const std::string near = i_ < s_.size() ? " at '" + s_.substr(i_, 20) + "'" : " at the end";
+    throw r_.error("column " + std::to_string(i_ + 1) + ": " + what + near);
+  }
+  void skip_spaces() {
+    while (i_ < s_.size() && s_[i_] == ' ') ++i_;
+  }
+  void expect(char c) {
+    if (i_ >= s_.size() || s_[i_] != c) fail(std::string("expected '") + c + "'");
+    ++i_;
+  }
+  static std::string unescape(const std::string& t) {
+    static const std::pair<const char*, const char*> brackets[] = {{"-LRB-", "("}, {"-RRB-", ")"},
+                                                                   {"-LSB-", "["}, {"-RSB-", "]"},
+                                                                   {"-LCB-", "{"}, {"-RCB-", "}"}};
+    for (const auto& [from, to] : brackets) {
+      if (t == from) return to;
+    }
+    std::string out;
+    for (size_t k = 0; k < t.size(); ++k) {
+      if (t[k] == '\\' && k + 1 < t.size() && (t[k + 1] == '/' || t[k + 1] == '*')) ++k;
+      out += t[k];
+    }
+    return out;
+  }
+  void node() {
+    expect('(');
+    const size_t at = i_;
+    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+    if (i_ == at || i_ - at > 1 || s_[at] > '4') {
+      i_ = at;
+      fail("expected a label from 0 to 4");
+    }
+    const int label = s_[at] - '0';
+    if (i_ >= s_.size() || s_[i_] != ' ') fail("expected a space after the label");
+    skip_spaces();
+    const size_t begin = leaves_.size();
+    if (i_ < s_.size() && s_[i_] == '(') {
+      while (i_ < s_.size() && s_[i_] == '(') {
+        node();
+        skip_spaces();
+      }
+    } else {
+      const size_t t0 = i_;
+      while (i_ < s_.size() && s_[i_] != ' ' && s_[i_] != '(' && s_[i_] != ')') ++i_;
+      if (i_ == t0) fail("expected a word or a subtree");
+      leaves_.push_back(unescape(s_.substr(t0, i_ - t0)));
+    }
+    expect(')');
+    nodes_.push_back({label, begin, leaves_.size()});
+  }
+
+  const std::string& s_;
+  const LineReader& r_;
+  size_t i_ = 0;
+  std::vector<std::string> leaves_;
+  std::vector<Node> nodes_;
+};
+
+}  // namespace
+
+std::vector<LabelledText> read_sst_trees(const std::string& path, const SSTOptions& options,
+                                         Encoding encoding) {
+  LineReader r(path, encoding);
+  std::vector<LabelledText> out;
+  std::unordered_set<std::string> seen;
+  std::string line;
+  bool any_tree = false;
+  while (r.next(line)) {
+    if (trim(line).empty()) continue;
+    TreeParser p(line, r);
+    p.parse();
+    any_tree = true;
+    const auto& nodes = p.nodes();
+    // The root is the last node completed; with phrases, every node in the line's order.
+    for (size_t k = options.phrases ? 0 : nodes.size() - 1; k < nodes.size(); ++k) {
+      const auto& n = nodes[k];
+      if (options.binary && n.label == 2) continue;
+      std::string text;
+      for (size_t w = n.begin; w < n.end; ++w) text += (w > n.begin ? " " : "") + p.leaves()[w];
+      if (options.phrases && !seen.insert(text).second) continue;
+      const std::string label =
+          options.binary ? (n.label < 2 ? "0" : "1") : std::to_string(n.label);
+      out.push_back({label, std::move(text), where(r)});
+    }
+  }
+  if (!any_tree) throw DataError(path, 0, "the file is empty: expected one SST tree per line");
+  if (out.empty()) {
+    throw DataError(path, 0, "no tree has a non-neutral label: SST-2 (binary) drops label 2");
+  }
   return out;
 }
 
