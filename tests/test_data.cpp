@@ -327,6 +327,11 @@ TEST(SSTTrees, MalformedTreesNameLineAndColumn) {
   expect_data_error([&] { read_sst_trees(temp_file("t4.txt", "(2 ())\n")); },
                     {"t4.txt:1", "column 5"});
   expect_data_error([&] { read_sst_trees(temp_file("t5.txt", "\n\n")); }, {"t5.txt", "empty"});
+  // A damaged line nested 100,000 deep is an error, not a stack overflow.
+  std::string deep;
+  for (int i = 0; i < 100000; ++i) deep += "(2 ";
+  expect_data_error([&] { read_sst_trees(temp_file("t7.txt", deep + "\n")); },
+                    {"t7.txt:1", "deeper than 1000"});
   expect_data_error([&] { read_sst_trees(temp_file("t6.txt", "(2 (2 a) (2 b))\n")); },
                     {"t6.txt", "non-neutral"});
 }

@@ -104,7 +104,11 @@ class TreeParser {
     }
     return out;
   }
-  void node() {
+  void node(int depth = 0) {
+    // SST's trees are at most a few dozen levels deep; the limit keeps a damaged line (a run of
+    // '(') from overflowing the stack of this recursive parser.
+    if (depth > kMaxDepth)
+      fail("a tree nested deeper than " + std::to_string(kMaxDepth) + " levels");
     expect('(');
     const size_t at = i_;
     while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
@@ -118,7 +122,7 @@ class TreeParser {
     const size_t begin = leaves_.size();
     if (i_ < s_.size() && s_[i_] == '(') {
       while (i_ < s_.size() && s_[i_] == '(') {
-        node();
+        node(depth + 1);
         skip_spaces();
       }
     } else {
@@ -131,6 +135,7 @@ class TreeParser {
     nodes_.push_back({label, begin, leaves_.size()});
   }
 
+  static constexpr int kMaxDepth = 1000;
   const std::string& s_;
   const LineReader& r_;
   size_t i_ = 0;
