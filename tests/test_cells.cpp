@@ -89,7 +89,7 @@ TEST_P(EveryCell, RunsInFloat64AndFloat32) {
 INSTANTIATE_TEST_SUITE_P(Cells, EveryCell, ::testing::ValuesIn(rnnkit_test::all_cells()),
                          rnnkit_test::param_name);
 
-TEST(Cells, ParameterNamesAndShapesFollowEquationsMd) {
+TEST(Cells, ParameterNamesAndShapesFollowDocsEquations) {
   const int64_t D = 3, H = 4;
   const std::vector<int64_t> W{H, H + D}, b{H};
   const std::map<std::string, std::map<std::string, std::vector<int64_t>>> expected{

@@ -98,27 +98,20 @@ SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
 
 std::vector<data::LabelledText> SentimentConfig::read(const std::vector<std::string>& paths,
                                                       bool training) const {
-  if (format == "sst-trees") {
-    // Phrases train; evaluation is always on the root sentences.
-    data::SSTOptions o;
-    o.phrases = phrases && training;
-    o.binary = !fine_labels;
-    std::vector<data::LabelledText> all;
-    for (const auto& p : paths) {
-      auto part = data::read_sst_trees(p, o, encoding);
-      all.insert(all.end(), part.begin(), part.end());
-    }
-    return all;
-  }
   if (format == "class_files") {
     std::vector<std::pair<std::string, std::string>> pairs;
     for (size_t i = 0; i < paths.size(); ++i) pairs.emplace_back(classes.at(i), paths[i]);
     return data::read_class_files(pairs, encoding);
   }
+  // sst-trees: phrases train; evaluation is always on the root sentences.
+  data::SSTOptions sst;
+  sst.phrases = phrases && training;
+  sst.binary = !fine_labels;
   std::vector<data::LabelledText> all;
   for (const auto& p : paths) {
-    auto part =
-        format == "stsa" ? data::read_stsa(p, encoding) : data::read_tsv(p, label_last, encoding);
+    auto part = format == "sst-trees" ? data::read_sst_trees(p, sst, encoding)
+                : format == "stsa"    ? data::read_stsa(p, encoding)
+                                      : data::read_tsv(p, label_last, encoding);
     all.insert(all.end(), part.begin(), part.end());
   }
   return all;

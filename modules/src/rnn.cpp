@@ -270,25 +270,12 @@ struct ConcurrentDirections : public torch::autograd::Function<ConcurrentDirecti
   }
 };
 
-bool needs_graph(const Tensor& h, const Direction& f, const Direction& b) {
-  if (!torch::GradMode::is_enabled()) return false;
-  auto any = [](const State& s) {
-    return (s.a.defined() && s.a.requires_grad()) || (s.c.defined() && s.c.requires_grad());
-  };
-  if (h.requires_grad() || any(f.initial) || any(b.initial)) return true;
-  for (const auto* d : {&f, &b}) {
-    for (const auto& p : d->layer->parameters()) {
-      if (p.requires_grad()) return true;
-    }
-  }
-  return false;
-}
-
 /// Both directions of a layer at once, on the input h (time-major).
 std::pair<RecurrentOutput, RecurrentOutput> run_concurrently(Direction f, Direction b,
                                                              const Tensor& h,
                                                              const detail::SequenceMask& mask) {
-  if (!needs_graph(h, f, b)) {
+  // Without grad mode (inference) there is no graph to build, so no node either.
+  if (!torch::GradMode::is_enabled()) {
     RecurrentOutput rf, rb;
     run_pair([&] { rf = f.layer->forward_time_major(h, mask, f.initial, f.drop); },
              [&] { rb = b.layer->forward_time_major(h, mask, b.initial, b.drop); });
@@ -391,27 +378,26 @@ RNNOutput RNNImpl::forward(const Tensor& input, const Tensor& lengths,
   out.states.reserve(L * K);
   Tensor h = x;
   const bool together = K == 2 && concurrent() && x.device().is_cpu();
+  auto initial = [&](int64_t i) { return initial_state.empty() ? State{} : initial_state[i]; };
   for (int64_t l = 0; l < L; ++l) {
     std::vector<Tensor> per_direction;
     if (together) {
       // The dropout masks are drawn here, in the sequential path's order, so that a seed gives
       // the same numbers either way.
-      Direction f{layers_[l * K], initial_state.empty() ? State{} : initial_state[l * K], {}};
-      Direction b{
-          layers_[l * K + 1], initial_state.empty() ? State{} : initial_state[l * K + 1], {}};
+      Direction f{layers_[l * K], initial(l * K), {}};
+      Direction b{layers_[l * K + 1], initial(l * K + 1), {}};
       f.drop = f.layer->draw_dropout_mask(x.size(1), x.options());
       b.drop = b.layer->draw_dropout_mask(x.size(1), x.options());
       auto [rf, rb] = run_concurrently(f, b, h, mask);
       per_direction = {rf.output, rb.output};
       out.states.push_back(std::move(rf.state));
       out.states.push_back(std::move(rb.state));
-    }
-    for (int64_t d = 0; d < K && !together; ++d) {
-      const int64_t i = l * K + d;
-      auto r = layers_[i]->forward_time_major(h, mask,
-                                              initial_state.empty() ? State{} : initial_state[i]);
-      per_direction.push_back(std::move(r.output));
-      out.states.push_back(std::move(r.state));
+    } else {
+      for (int64_t d = 0; d < K; ++d) {
+        auto r = layers_[l * K + d]->forward_time_major(h, mask, initial(l * K + d));
+        per_direction.push_back(std::move(r.output));
+        out.states.push_back(std::move(r.state));
+      }
     }
     h = K == 1 ? per_direction[0] : torch::cat(per_direction, 2);
     // Between layers only: never after the last layer, never on the recurrent connection.
