@@ -49,6 +49,16 @@ case "$mode" in
       -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$stage" >/dev/null
     cmake --build "$build/example" -j "$jobs"
     "$build/example/train_mgu" --config "$root/configs/example_mgu.toml"
+    # The same cell as a plugin of the installed rnnkit-lm: train on a tiny corpus, then eval
+    # the checkpoint, which records the plugin.
+    tiny="$build/example/tiny" && rm -rf "$tiny" && mkdir -p "$tiny"
+    head -c 6000 "$root/datasets/tinyshakespeare/train.txt" > "$tiny/train.txt"
+    head -c 1000 "$root/datasets/tinyshakespeare/valid.txt" > "$tiny/valid.txt"
+    "$stage/bin/rnnkit-lm" train --config "$stage/share/rnnkit/configs/lm_char_demo.toml" \
+      --plugin "$build/example/libmgu.so" --set model.cell=mgu --set data.train="$tiny/train.txt" \
+      --set data.valid="$tiny/valid.txt" --set model.hidden_size=32 --set train.epochs=1 \
+      --set train.batch_size=4 --run-dir "$tiny/run" --quiet
+    "$stage/bin/rnnkit-lm" eval --checkpoint "$tiny/run/best.pt" --file "$tiny/valid.txt"
     ctest --test-dir "$build" --output-on-failure -j "$jobs"
     # The standing guards: the suite under ASan and UBSan, and the fuzz targets.
     "$root/scripts/sanitize.sh"

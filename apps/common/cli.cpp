@@ -14,6 +14,7 @@
 #include <fmt/core.h>
 #include <rnnkit/compat.h>
 #include <rnnkit/data/text.h>
+#include <rnnkit/plugin.h>
 #include <rnnkit/version.h>
 #include <torch/cuda.h>
 
@@ -24,7 +25,9 @@ namespace rnnkit::app {
 void add_runtime_options(cxxopts::Options& cli) {
   cli.add_options("runtime")("device", "cpu, cuda or cuda:N",
                              cxxopts::value<std::string>()->default_value("cpu"))(
-      "threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"));
+      "threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))(
+      "plugin", "load a cell plugin (a shared library built with RNNKIT_PLUGIN; repeatable)",
+      cxxopts::value<std::vector<std::string>>());
 }
 
 void add_model_options(cxxopts::Options& cli) {
@@ -73,6 +76,9 @@ std::string default_run_dir(const std::string& config_path) {
 }
 
 RunOptions run_options(const cxxopts::ParseResult& args, const std::string& default_dir) {
+  if (args.count("plugin")) {
+    for (const auto& p : args["plugin"].as<std::vector<std::string>>()) load_plugin(p);
+  }
   RunOptions r;
   r.device = args["device"].as<std::string>();
   r.threads = args["threads"].as<int>();

@@ -18,13 +18,14 @@ namespace rnnkit::app {
 /// --config, --set, --seed, --device, --threads, --run-dir, --resume, --overwrite, --max-steps,
 /// --quiet, --dist-backend, --dist-timeout.
 void add_train_options(cxxopts::Options& cli);
-/// --device, --threads (for eval, predict, sample...).
+/// --device, --threads, --plugin (for eval, predict, sample...).
 void add_runtime_options(cxxopts::Options& cli);
 /// --checkpoint and the runtime options: for commands that load a trained model.
 void add_model_options(cxxopts::Options& cli);
 /// The value of a string option the command cannot do without ("--X is required" otherwise).
 std::string required(const cxxopts::ParseResult& args, const std::string& option);
-/// The runtime options of a command that loads a model (--device, --threads).
+/// The runtime options of a command that loads a model (--device, --threads); loads the
+/// --plugin libraries.
 RunOptions run_options(const cxxopts::ParseResult& args, const std::string& default_run_dir);
 /// Everything add_train_options defines, checked; `distributed` is set (torchrun's environment,
 /// when present, makes the run data-parallel), and ranks other than 0 are quiet.

@@ -1,11 +1,13 @@
 #include "config.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 
+#include <rnnkit/plugin.h>
 #include <rnnkit/registry.h>
 
 namespace rnnkit::app {
@@ -201,9 +203,37 @@ data::Encoding ConfigReader::get_encoding(const std::string& section, const std:
 std::string ConfigReader::get_cell(const std::string& section, const std::string& key,
                                    const std::string& fallback) {
   const std::string v = get<std::string>(section, key, fallback);
-  if (has_cell(v)) return v;
-  throw ConfigError(fmt::format("{}: unknown cell '{}'; known cells: {}", where(section, key), v,
-                                fmt::join(cell_names(), ", ")));
+  std::vector<std::string> plugins = get_path_list(section, "plugins");
+  for (const auto& p : plugins) {
+    try {
+      load_plugin(p);
+    } catch (const PluginError& e) {
+      // A checkpoint's plugin that moved, given again with --plugin: the cell is there.
+      if (has_cell(v) && !cell_plugin(v).empty()) continue;
+      fail(section, "plugins",
+           fmt::format("{}{}", e.what(),
+                       has_cell(v) ? ""
+                                   : fmt::format(" (cell '{}' comes from it; if the plugin moved, "
+                                                 "give --plugin PATH)",
+                                                 v)));
+    }
+  }
+  if (!has_cell(v)) {
+    throw ConfigError(fmt::format(
+        "{}: unknown cell '{}'; known cells: {} (a cell from a plugin needs --plugin PATH or "
+        "{}.plugins)",
+        where(section, key), v, fmt::join(cell_names(), ", "), section));
+  }
+  // The plugin a cell came from is recorded beside it, so the checkpoints' config names it.
+  const std::string from = cell_plugin(v);
+  if (!from.empty() && std::find(plugins.begin(), plugins.end(), from) == plugins.end()) {
+    plugins.push_back(from);
+    toml::array list;
+    for (const auto& p : plugins) list.push_back(p);
+    if (!table_.contains(section)) table_.insert(section, toml::table{});
+    table_[section].as_table()->insert_or_assign("plugins", std::move(list));
+  }
+  return v;
 }
 
 std::string ConfigReader::get_path(const std::string& section, const std::string& key,

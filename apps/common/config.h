@@ -50,7 +50,10 @@ class ConfigReader {
 
   /// A text encoding name (data::parse_encoding), default "utf8".
   data::Encoding get_encoding(const std::string& section, const std::string& key);
-  /// The name of a registered cell; an unknown name fails listing the known ones.
+  /// The name of a registered cell; an unknown name fails listing the known ones. The plugins
+  /// named by the same section's `plugins` key (a path or a list) are loaded first, and the
+  /// plugin a cell comes from (also one loaded by --plugin) is added to that key, so a
+  /// checkpoint's config names the plugins its cells need.
   std::string get_cell(const std::string& section, const std::string& key,
                        const std::string& fallback);
 

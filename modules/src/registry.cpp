@@ -1,15 +1,18 @@
 #include "rnnkit/registry.h"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <sstream>
 
 #include <c10/util/Exception.h>
 
+#include "plugin_loading.h"
 #include "rnnkit/cells/gru_cell.h"
 #include "rnnkit/cells/lstm_cell.h"
 #include "rnnkit/cells/rnn_cell.h"
 #include "rnnkit/cells/simple_gru_cell.h"
+#include "rnnkit/plugin.h"
 
 namespace rnnkit {
 namespace {
@@ -17,8 +20,16 @@ namespace {
 struct Registry {
   std::mutex mutex;
   std::map<std::string, CellFactory> factories;
-  std::vector<std::string> builtin;  // the keys of `factories` as built
+  std::vector<std::string> builtin;              // the keys of `factories` as built
+  std::map<std::string, std::string> plugin_of;  // cell -> the plugin that registered it
 };
+
+// The plugin whose body the calling thread runs, and what it has registered.
+struct Loading {
+  std::string path;
+  std::vector<std::string> cells;
+};
+thread_local Loading* loading = nullptr;
 
 std::shared_ptr<CellImplBase> make_rnn(const CellSpec& s, Activation act) {
   return std::make_shared<RNNCellImpl>(
@@ -56,6 +67,7 @@ Registry& registry() {
           {"lstm", [](const CellSpec& s) { return make_lstm(s, false); }},
           {"lstm_peephole", [](const CellSpec& s) { return make_lstm(s, true); }},
       },
+      {},
       {}};
   static const bool listed = [] {
     for (const auto& [name, factory] : r.factories) r.builtin.push_back(name);
@@ -80,8 +92,34 @@ void register_cell(const std::string& name, CellFactory factory) {
   TORCH_CHECK(factory, "register_cell: expected a factory for cell '", name, "', got none");
   auto& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
+  if (loading) {
+    if (std::find(r.builtin.begin(), r.builtin.end(), name) != r.builtin.end()) {
+      throw PluginError(loading->path + ": the plugin registers cell '" + name +
+                        "', which is built into rnnkit; a plugin's cells need names of their own");
+    }
+    r.plugin_of[name] = loading->path;
+    loading->cells.push_back(name);
+  } else {
+    r.plugin_of.erase(name);
+  }
   r.factories[name] = std::move(factory);
 }
+
+std::string cell_plugin(const std::string& name) {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  const auto it = r.plugin_of.find(name);
+  return it == r.plugin_of.end() ? std::string() : it->second;
+}
+
+namespace detail {
+PluginScope::PluginScope(const std::string& path) { loading = new Loading{path, {}}; }
+PluginScope::~PluginScope() {
+  delete loading;
+  loading = nullptr;
+}
+const std::vector<std::string>& PluginScope::cells() const { return loading->cells; }
+}  // namespace detail
 
 std::shared_ptr<CellImplBase> make_cell(const std::string& name, const CellSpec& spec) {
   auto& r = registry();

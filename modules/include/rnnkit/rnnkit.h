@@ -7,6 +7,7 @@
 #include "rnnkit/cells/simple_gru_cell.h"
 #include "rnnkit/crf.h"
 #include "rnnkit/init.h"
+#include "rnnkit/plugin.h"
 #include "rnnkit/recurrent.h"
 #include "rnnkit/registry.h"
 #include "rnnkit/rnn.h"
