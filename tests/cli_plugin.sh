@@ -62,9 +62,16 @@ grep -q "unknown cell" "$work/err.txt" && fail "says 'unknown cell' for a missin
 cmp -s "$work/eval.json" "$work/eval2.json" || fail "eval with the moved plugin differs"
 
 # [model] plugins in a config, relative to the config's folder.
+# With the cell's own option from [model.cell_options], which the checkpoint keeps too.
 sed 's|^cell = "lstm"|cell = "mgu"\nplugins = ["moved/libmgu.so"]|' "$work/lm.toml" > "$work/lm_plugins.toml"
+printf '[model.cell_options]\nslim = 1\n' >> "$work/lm_plugins.toml"
 "$lm" train --config "$work/lm_plugins.toml" --run-dir "$work/run2" --threads 1 --quiet
 grep -q "$work/moved/libmgu.so" "$work/run2/config.toml" || fail "config plugins not resolved"
+"$lm" eval --checkpoint "$work/run2/best.pt" --file "$work/valid.txt" --threads 1 > /dev/null
+if "$lm" train --config "$work/lm_plugins.toml" --run-dir "$work/run3" --set model.cell_options.slim=5 \
+  --threads 1 2> "$work/err.txt"; then fail "slim = 5 accepted"; fi
+grep -q "\-\-set model.cell_options.slim: option 'slim' of cell 'mgu': expected a value in \[0, 2\], got 5" \
+  "$work/err.txt" || fail "cell option message: $(cat "$work/err.txt")"
 
 # A plugin of another rnnkit version is refused, naming the file and both versions.
 if "$lm" train --config "$work/lm.toml" --run-dir "$work/bad" --plugin "$bad" --threads 1 2> "$work/err.txt"; then

@@ -71,7 +71,8 @@ TEST(Plugin, RefusalsNameThePathAndTheReason) {
     std::string path, expected;
   };
   const std::vector<Case> cases = {
-      {"/nonexistent/libnothing.so", "/nonexistent/libnothing.so: cannot load the plugin: no such file"},
+      {"/nonexistent/libnothing.so",
+       "/nonexistent/libnothing.so: cannot load the plugin: no such file"},
       {RNNKIT_PLUGIN_NOT_A_PLUGIN, "not an rnnkit plugin"},
       {RNNKIT_PLUGIN_THROWS, "registration failed: boom in the plugin body"},
       {RNNKIT_PLUGIN_BUILTIN_NAME, "registers cell 'lstm', which is built into rnnkit"},

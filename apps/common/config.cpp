@@ -61,7 +61,16 @@ ConfigReader::ConfigReader(const std::string& path, const std::vector<std::strin
     if (!table_.contains(section)) table_.insert(section, toml::table{});
     auto* sec = table_[section].as_table();
     if (!sec) throw ConfigError("--set " + o + ": '" + section + "' is not a section");
-    sec->insert_or_assign(key, *parsed["v"].node());
+    // section.table.key (model.cell_options.slim=1) sets a key of a table inside the section.
+    std::string leaf = key;
+    for (auto d = leaf.find('.'); d != std::string::npos; d = leaf.find('.')) {
+      const std::string inner = leaf.substr(0, d);
+      if (!sec->contains(inner)) sec->insert(inner, toml::table{});
+      sec = (*sec)[inner].as_table();
+      if (!sec) throw ConfigError("--set " + o + ": '" + inner + "' is not a table");
+      leaf = leaf.substr(d + 1);
+    }
+    sec->insert_or_assign(leaf, *parsed["v"].node());
     overridden_.insert(section + "." + key);
   }
 }
@@ -90,11 +99,23 @@ bool ConfigReader::has_section(const std::string& section) const {
 }
 
 std::string ConfigReader::where(const std::string& section, const std::string& key) const {
-  if (overridden_.count(section + "." + key)) {
-    const auto it = origin_.find(section + "." + key);
-    return it != origin_.end() ? it->second : "--set " + section + "." + key;
+  // The key itself, or the table holding it (--set model.cell_options={slim = 9}), overridden.
+  for (auto end = key.find('.');; end = key.find('.', end + 1)) {
+    const std::string set = section + "." + key.substr(0, end);
+    if (overridden_.count(set)) {
+      const auto it = origin_.find(set);
+      return it != origin_.end() ? it->second : "--set " + set;
+    }
+    if (end == std::string::npos) break;
   }
-  const auto* node = table_[section][key].node();
+  // A dotted key names a key of a table inside the section (cell_options.slim).
+  auto view = table_[section];
+  std::string rest = key;
+  for (auto d = rest.find('.'); d != std::string::npos; d = rest.find('.')) {
+    view = view[rest.substr(0, d)];
+    rest = rest.substr(d + 1);
+  }
+  const auto* node = view[rest].node();
   std::ostringstream os;
   os << path_;
   if (node && node->source().begin.line) os << ":" << node->source().begin.line;
@@ -234,6 +255,38 @@ std::string ConfigReader::get_cell(const std::string& section, const std::string
     table_[section].as_table()->insert_or_assign("plugins", std::move(list));
   }
   return v;
+}
+
+CellOptions ConfigReader::get_cell_options(const std::string& section, const std::string& cell) {
+  const toml::node* node = find(section, "cell_options");
+  CellOptions given;
+  if (node) {
+    const auto* table = node->as_table();
+    if (!table) {
+      fail(section, "cell_options",
+           "expected a table ([" + section + ".cell_options] with one key per option)");
+    }
+    for (const auto& [k, v] : *table) {
+      const std::string key(k.str());
+      if (auto b = v.value_exact<bool>())
+        given.emplace(key, *b);
+      else if (auto i = v.value_exact<int64_t>())
+        given.emplace(key, *i);
+      else if (auto d = v.value_exact<double>())
+        given.emplace(key, *d);
+      else if (auto str = v.value_exact<std::string>())
+        given.emplace(key, *str);
+      else
+        fail(section, "cell_options." + key,
+             "expected a boolean, an integer, a number or a string");
+    }
+  }
+  try {
+    check_cell_options(cell, given);
+  } catch (const CellOptionError& e) {
+    fail(section, "cell_options." + e.option, e.what());
+  }
+  return given;
 }
 
 std::string ConfigReader::get_path(const std::string& section, const std::string& key,

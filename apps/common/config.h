@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <rnnkit/data/text.h>
+#include <rnnkit/registry.h>
 #include <toml++/toml.h>
 
 namespace rnnkit::app {
@@ -50,6 +51,10 @@ class ConfigReader {
 
   /// A text encoding name (data::parse_encoding), default "utf8".
   data::Encoding get_encoding(const std::string& section, const std::string& key);
+  /// The options of cell `cell` from the table `section.cell_options` ([model.cell_options] in
+  /// a file, --set model.cell_options.KEY=V), checked against the options the cell registered:
+  /// an unknown option, a wrong type or a value out of range fails naming the line.
+  CellOptions get_cell_options(const std::string& section, const std::string& cell);
   /// The name of a registered cell; an unknown name fails listing the known ones. The plugins
   /// named by the same section's `plugins` key (a path or a list) are loaded first, and the
   /// plugin a cell comes from (also one loaded by --plugin) is added to that key, so a

@@ -9,6 +9,7 @@ RecurrentSpec RecurrentSpec::read(ConfigReader& c, const std::string& section,
                                   const RecurrentSpec& defaults) {
   RecurrentSpec r = defaults;
   r.cell = c.get_cell(section, "cell", defaults.cell);
+  r.cell_options = c.get_cell_options(section, r.cell);
   r.hidden_size = c.get_int(section, "hidden_size", defaults.hidden_size, 1);
   r.num_layers = c.get_int(section, "num_layers", defaults.num_layers, 1);
   r.recurrent_dropout =

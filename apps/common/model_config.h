@@ -7,6 +7,7 @@
 
 #include <rnnkit/compat.h>
 #include <rnnkit/init.h>
+#include <rnnkit/registry.h>
 
 #include "config.h"
 
@@ -18,8 +19,10 @@ struct RecurrentSpec {
   double recurrent_dropout = 0;  ///< variational dropout on a<t-1>, one mask per sequence
   Init init = Init::kUniform;
   optional<double> forget_bias{};  ///< gated cells; unset: the init's own
+  CellOptions cell_options{};      ///< the cell's own options, as given ([model.cell_options])
 
-  /// Reads cell, hidden_size, num_layers, recurrent_dropout, init and forget_bias from `section`,
+  /// Reads cell, cell_options, hidden_size, num_layers, recurrent_dropout, init and forget_bias
+  /// from `section`,
   /// falling back to `defaults`, with the usual checks (unknown cell, ranges, types).
   static RecurrentSpec read(ConfigReader& config, const std::string& section,
                             const RecurrentSpec& defaults);

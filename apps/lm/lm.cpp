@@ -66,13 +66,14 @@ LanguageModelOptions LMConfig::model_options(int64_t vocab_size) const {
       .recurrent_dropout(rnn.recurrent_dropout)
       .tie_weights(tie_weights)
       .init(rnn.init)
-      .forget_bias(rnn.forget_bias);
+      .forget_bias(rnn.forget_bias)
+      .cell_options(rnn.cell_options);
 }
 
 std::string LMConfig::architecture(int64_t vocab_size) const {
   return fmt::format("level={} vocab={} cell={} embedding={} hidden={} layers={} tied={}", level,
-                     vocab_size, rnn.cell, embedding_size, rnn.hidden_size, rnn.num_layers,
-                     tie_weights);
+                     vocab_size, cell_label(rnn.cell, rnn.cell_options), embedding_size,
+                     rnn.hidden_size, rnn.num_layers, tie_weights);
 }
 
 std::vector<std::string> LMConfig::tokenize_file(const std::string& path) const {

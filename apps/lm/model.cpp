@@ -31,7 +31,8 @@ void LanguageModelImpl::reset() {
                                        .dropout(o.dropout())
                                        .recurrent_dropout(o.recurrent_dropout())
                                        .init(o.init())
-                                       .forget_bias(o.forget_bias())));
+                                       .forget_bias(o.forget_bias())
+                                       .cell_options(o.cell_options())));
   // Tied weights: the embedding matrix [V, E = H] is the softmax matrix; nothing more to register.
   W_y = o.tie_weights()
             ? embedding->weight

@@ -17,6 +17,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <rnnkit/compat.h>
+#include <rnnkit/registry.h>
 #include <rnnkit/rnn.h>
 
 namespace rnnkit::lm {
@@ -35,6 +36,7 @@ struct LanguageModelOptions {
   TORCH_ARG(bool, tie_weights) = false;        ///< W_y = E (needs embedding_size == hidden_size)
   TORCH_ARG(Init, init) = Init::kUniform;
   TORCH_ARG(optional<double>, forget_bias) = nullopt;
+  TORCH_ARG(CellOptions, cell_options) = {};  ///< the cell's own options
 };
 
 struct LMOutput {

@@ -85,7 +85,8 @@ void TaggerImpl::reset() {
                                        .recurrent_dropout(o.recurrent_dropout())
                                        .batch_first(true)
                                        .init(o.init())
-                                       .forget_bias(o.forget_bias())));
+                                       .forget_bias(o.forget_bias())
+                                       .cell_options(o.cell_options())));
   output = register_module("output", torch::nn::Linear(2 * o.hidden_size(), o.num_tags()));
   if (o.decoder() == Decoder::kCRF) crf = register_module("crf", CRF(o.num_tags()));
 }

@@ -24,6 +24,7 @@
 
 #include <rnnkit/compat.h>
 #include <rnnkit/crf.h>
+#include <rnnkit/registry.h>
 #include <rnnkit/rnn.h>
 
 namespace rnnkit::ner {
@@ -71,6 +72,7 @@ struct TaggerOptions {
   TORCH_ARG(Decoder, decoder) = Decoder::kCRF;
   TORCH_ARG(Init, init) = Init::kUniform;
   TORCH_ARG(optional<double>, forget_bias) = nullopt;
+  TORCH_ARG(CellOptions, cell_options) = {};  ///< the cell's own options
 };
 
 /// One padded batch of sentences.

@@ -281,16 +281,18 @@ TaggerOptions model_options(const NerConfig& c, const Lexicon& lx) {
       .recurrent_dropout(c.rnn.recurrent_dropout)
       .decoder(parse_decoder(c.decoder))
       .init(c.rnn.init)
-      .forget_bias(c.rnn.forget_bias);
+      .forget_bias(c.rnn.forget_bias)
+      .cell_options(c.rnn.cell_options);
 }
 
 std::string architecture(const NerConfig& c, const Lexicon& lx) {
   return fmt::format(
       "words={} chars={} tags={} cell={} embedding={} char={}/{}/{}/{} casing={} hidden={} "
       "layers={} decoder={}",
-      lx.words.size(), lx.chars.size(), fmt::join(lx.tags, ","), c.rnn.cell, c.word_embedding_size,
-      c.char_features, c.char_cell, c.char_embedding_size, c.char_hidden_size, c.casing_size,
-      c.rnn.hidden_size, c.rnn.num_layers, c.decoder);
+      lx.words.size(), lx.chars.size(), fmt::join(lx.tags, ","),
+      cell_label(c.rnn.cell, c.rnn.cell_options), c.word_embedding_size, c.char_features,
+      c.char_cell, c.char_embedding_size, c.char_hidden_size, c.casing_size, c.rnn.hidden_size,
+      c.rnn.num_layers, c.decoder);
 }
 
 Tagger build_model(const NerConfig& c, const Lexicon& lx) {

@@ -32,7 +32,8 @@ void ClassifierImpl::reset() {
                                        .recurrent_dropout(o.recurrent_dropout())
                                        .batch_first(true)
                                        .init(o.init())
-                                       .forget_bias(o.forget_bias())));
+                                       .forget_bias(o.forget_bias())
+                                       .cell_options(o.cell_options())));
   const int64_t K = o.bidirectional() ? 2 : 1;
   output = register_module("output", torch::nn::Linear(K * o.hidden_size(), o.num_classes()));
 }

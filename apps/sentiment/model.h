@@ -19,6 +19,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <rnnkit/compat.h>
+#include <rnnkit/registry.h>
 #include <rnnkit/rnn.h>
 
 namespace rnnkit::sentiment {
@@ -42,6 +43,7 @@ struct ClassifierOptions {
   TORCH_ARG(Pooling, pooling) = Pooling::kLast;
   TORCH_ARG(Init, init) = Init::kUniform;
   TORCH_ARG(optional<double>, forget_bias) = nullopt;
+  TORCH_ARG(CellOptions, cell_options) = {};  ///< the cell's own options
 };
 
 class ClassifierImpl : public torch::nn::Cloneable<ClassifierImpl> {

@@ -132,15 +132,16 @@ ClassifierOptions SentimentConfig::model_options(int64_t vocab_size, int64_t cla
       .recurrent_dropout(rnn.recurrent_dropout)
       .pooling(parse_pooling(pooling))
       .init(rnn.init)
-      .forget_bias(rnn.forget_bias);
+      .forget_bias(rnn.forget_bias)
+      .cell_options(rnn.cell_options);
 }
 
 std::string SentimentConfig::architecture(int64_t vocab_size,
                                           const std::vector<std::string>& labels) const {
   return fmt::format(
       "vocab={} classes={} cell={} embedding={} hidden={} layers={} bidirectional={} pooling={}",
-      vocab_size, fmt::join(labels, ","), rnn.cell, embedding_size, rnn.hidden_size, rnn.num_layers,
-      bidirectional, pooling);
+      vocab_size, fmt::join(labels, ","), cell_label(rnn.cell, rnn.cell_options), embedding_size,
+      rnn.hidden_size, rnn.num_layers, bidirectional, pooling);
 }
 
 namespace {

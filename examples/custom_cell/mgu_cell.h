@@ -9,6 +9,10 @@
 // Parameters: W_f, W_a [H, H + D] (recurrent columns first), b_f, b_a [H].
 // Shapes: B batch, D input size, H hidden size.
 //
+// Its own option, `slim` (Heck & Salem 2017), thins the gate: 1 drops x<t> from it
+// (Γf = σ(W_f a<t-1> + b_f), W_f [H, H]), 2 drops the bias too (Γf = σ(W_f a<t-1>), no b_f).
+// In a config: [model.cell_options] slim = 1.
+//
 // It implements only the plain step; the default CellImplBase::unroll runs it over time. A cell
 // that needs speed also overrides unroll() (see rnnkit's LSTMCell).
 #include <rnnkit/rnnkit.h>
@@ -21,6 +25,7 @@ struct MGUCellOptions {
   TORCH_ARG(int64_t, input_size);
   TORCH_ARG(int64_t, hidden_size);
   TORCH_ARG(rnnkit::Init, init) = rnnkit::Init::kUniform;
+  TORCH_ARG(int64_t, slim) = 0;
 };
 
 class MGUCellImpl : public torch::nn::Cloneable<MGUCellImpl>, public rnnkit::CellImplBase {

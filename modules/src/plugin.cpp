@@ -77,8 +77,7 @@ const PluginInfo& load_plugin(const std::string& path_in) {
     } catch (const PluginError&) {
       throw;
     } catch (const c10::Error& e) {
-      throw PluginError(path + ": the plugin's registration failed: " +
-                        e.what_without_backtrace());
+      throw PluginError(path + ": the plugin's registration failed: " + e.what_without_backtrace());
     } catch (const std::exception& e) {
       throw PluginError(path + ": the plugin's registration failed: " + e.what());
     }

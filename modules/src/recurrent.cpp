@@ -95,14 +95,15 @@ void RecurrentImpl::reset() {
   cell = register_module(
       "cell", make_cell(options.cell(), CellSpec(options.input_size(), options.hidden_size())
                                             .init(options.init())
-                                            .forget_bias(options.forget_bias())));
+                                            .forget_bias(options.forget_bias())
+                                            .options(options.cell_options())));
 }
 
 void RecurrentImpl::reset_parameters() { cell->reset_parameters(); }
 
 void RecurrentImpl::pretty_print(std::ostream& os) const {
-  os << "rnnkit::Recurrent(cell=" << options.cell() << ", input_size=" << options.input_size()
-     << ", hidden_size=" << options.hidden_size()
+  os << "rnnkit::Recurrent(cell=" << cell_label(options.cell(), options.cell_options())
+     << ", input_size=" << options.input_size() << ", hidden_size=" << options.hidden_size()
      << ", batch_first=" << (options.batch_first() ? "true" : "false")
      << ", reverse=" << (options.reverse() ? "true" : "false")
      << ", recurrent_dropout=" << options.recurrent_dropout() << ")";

@@ -335,7 +335,8 @@ void RNNImpl::reset() {
                                  .reverse(d == 1)
                                  .recurrent_dropout(options.recurrent_dropout())
                                  .init(options.init())
-                                 .forget_bias(options.forget_bias()));
+                                 .forget_bias(options.forget_bias())
+                                 .cell_options(options.cell_options()));
       const std::string name = "l" + std::to_string(l) + (d == 1 ? "_reverse" : "");
       layers_.push_back(register_module(name, layer));
     }
@@ -356,8 +357,9 @@ bool RNNImpl::concurrent() const {
 }
 
 void RNNImpl::pretty_print(std::ostream& os) const {
-  os << "rnnkit::RNN(cell=" << options.cell() << ", input_size=" << options.input_size()
-     << ", hidden_size=" << options.hidden_size() << ", num_layers=" << options.num_layers()
+  os << "rnnkit::RNN(cell=" << cell_label(options.cell(), options.cell_options())
+     << ", input_size=" << options.input_size() << ", hidden_size=" << options.hidden_size()
+     << ", num_layers=" << options.num_layers()
      << ", bidirectional=" << (options.bidirectional() ? "true" : "false")
      << ", dropout=" << options.dropout() << ", recurrent_dropout=" << options.recurrent_dropout()
      << ", batch_first=" << (options.batch_first() ? "true" : "false")

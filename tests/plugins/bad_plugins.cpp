@@ -15,9 +15,7 @@
 extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_abi_tag() {
   return "rnnkit 0.0.1; torch 1.13; c++abi 1017; cxx11-abi 1";
 }
-extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_name() {
-  return "old";
-}
+extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_name() { return "old"; }
 extern "C" __attribute__((visibility("default"))) void rnnkit_plugin_register() {
   mgu::register_mgu();
 }

@@ -34,23 +34,25 @@
 #endif
 /// What must agree between rnnkit and a plugin: rnnkit's version, LibTorch's major.minor, the
 /// C++ ABI version and libstdc++'s string ABI.
-#define RNNKIT_ABI_TAG                                                                     \
-  "rnnkit " RNNKIT_VERSION "; torch " RNNKIT_PLUGIN_STR(TORCH_VERSION_MAJOR) "." RNNKIT_PLUGIN_STR( \
-      TORCH_VERSION_MINOR) "; c++abi " RNNKIT_PLUGIN_GXX_ABI "; cxx11-abi " RNNKIT_PLUGIN_CXX11_ABI
+#define RNNKIT_ABI_TAG                                                     \
+  "rnnkit " RNNKIT_VERSION                                                 \
+  "; torch " RNNKIT_PLUGIN_STR(TORCH_VERSION_MAJOR) "." RNNKIT_PLUGIN_STR( \
+      TORCH_VERSION_MINOR) "; c++abi " RNNKIT_PLUGIN_GXX_ABI               \
+                           "; cxx11-abi " RNNKIT_PLUGIN_CXX11_ABI
 
 /// Defines a plugin named `name`; the braces that follow are its body, which registers its
 /// cells (rnnkit::register_cell). rnnkit runs the body once, when it loads the library.
-#define RNNKIT_PLUGIN(name)                                                                   \
-  static void rnnkit_plugin_body_();                                                          \
-  extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_abi_tag() {     \
-    return RNNKIT_ABI_TAG;                                                                    \
-  }                                                                                           \
-  extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_name() {        \
-    return name;                                                                              \
-  }                                                                                           \
-  extern "C" __attribute__((visibility("default"))) void rnnkit_plugin_register() {           \
-    rnnkit_plugin_body_();                                                                    \
-  }                                                                                           \
+#define RNNKIT_PLUGIN(name)                                                               \
+  static void rnnkit_plugin_body_();                                                      \
+  extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_abi_tag() { \
+    return RNNKIT_ABI_TAG;                                                                \
+  }                                                                                       \
+  extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_name() {    \
+    return name;                                                                          \
+  }                                                                                       \
+  extern "C" __attribute__((visibility("default"))) void rnnkit_plugin_register() {       \
+    rnnkit_plugin_body_();                                                                \
+  }                                                                                       \
   static void rnnkit_plugin_body_()
 
 namespace rnnkit {

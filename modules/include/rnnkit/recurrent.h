@@ -18,6 +18,7 @@
 #include "rnnkit/cell.h"
 #include "rnnkit/compat.h"
 #include "rnnkit/init.h"
+#include "rnnkit/registry.h"
 #include "rnnkit/state.h"
 
 namespace rnnkit {
@@ -35,6 +36,8 @@ struct RecurrentOptions {
   TORCH_ARG(double, recurrent_dropout) = 0.0;
   TORCH_ARG(Init, init) = Init::kUniform;
   TORCH_ARG(optional<double>, forget_bias) = nullopt;
+  /// The cell's own options (rnnkit/registry.h), e.g. {{"peephole", true}} for "lstm".
+  TORCH_ARG(CellOptions, cell_options) = {};
 };
 
 struct RecurrentOutput {

@@ -44,6 +44,8 @@ struct RNNOptions {
   TORCH_ARG(bool, batch_first) = false;
   TORCH_ARG(Init, init) = Init::kUniform;
   TORCH_ARG(optional<double>, forget_bias) = nullopt;
+  /// The cell's own options (rnnkit/registry.h), e.g. {{"peephole", true}} for "lstm".
+  TORCH_ARG(CellOptions, cell_options) = {};
   /// Bidirectional layers: run the two directions at the same time, forward and backward, each
   /// on its own thread with half the intra-op threads. Unset: when LibTorch has more than one
   /// thread (at::get_num_threads()) and RNNKIT_CONCURRENT_DIRECTIONS is not 0; true: always
