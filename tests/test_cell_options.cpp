@@ -63,7 +63,8 @@ TEST(CellOptions, BadOptionsNameTheOptionAndWhatWasExpected) {
     expect_message<CellOptionError>([&] { check_cell_options(cell, o); }, parts);
     expect_message<CellOptionError>([&] { make_cell(cell, CellSpec(2, 3).options(o)); }, parts);
   };
-  fails("lstm", {{"peepole", true}}, {"unknown option 'peepole' for cell 'lstm'", "it takes: peephole"});
+  fails("lstm", {{"peepole", true}},
+        {"unknown option 'peepole' for cell 'lstm'", "it takes: peephole"});
   fails("gru_simple", {{"x", 1}}, {"unknown option 'x'", "it takes no options"});
   fails("lstm", {{"peephole", 1}}, {"option 'peephole' of cell 'lstm': expected a boolean, got 1"});
   fails("rnn", {{"activation", "sigmoid"}},
@@ -79,7 +80,9 @@ TEST(CellOptions, BadOptionsNameTheOptionAndWhatWasExpected) {
   }
   // The layers pass options down and print them.
   expect_message<CellOptionError>(
-      [] { RNN(RNNOptions("lstm", 2, 3).cell_options({{"peephole", "yes"}})); },
+      [] {
+        RNN(RNNOptions("lstm", 2, 3).cell_options({{"peephole", "yes"}}));
+      },
       {"expected a boolean"});
   auto rnn = RNN(RNNOptions("lstm", 2, 3).cell_options({{"peephole", true}}));
   std::ostringstream os;
@@ -89,24 +92,32 @@ TEST(CellOptions, BadOptionsNameTheOptionAndWhatWasExpected) {
 }
 
 TEST(CellOptions, NumbersTakeIntegersAndRegistrationChecksItsOwnTable) {
-  register_cell(
-      "test_scaled_rnn",
-      [](const CellSpec& s) {
-        EXPECT_EQ(s.option<double>("scale"), 1.0) << "an integer where a number is expected";
-        return make_cell("rnn", CellSpec(s.input_size(), s.hidden_size()));
-      },
-      {{"scale", 0.5, "a number", 0, 2}});
+  register_cell("test_scaled_rnn",
+                [](const CellSpec& s) {
+                  EXPECT_EQ(s.option<double>("scale"), 1.0)
+                      << "an integer where a number is expected";
+                  return make_cell("rnn", CellSpec(s.input_size(), s.hidden_size()));
+                },
+                {{"scale", 0.5, "a number", 0, 2}});
   EXPECT_NO_THROW(make_cell("test_scaled_rnn", CellSpec(2, 3).options({{"scale", 1}})));
   expect_message<CellOptionError>(
-      [] { make_cell("test_scaled_rnn", CellSpec(2, 3).options({{"scale", -1.0}})); },
+      [] {
+        make_cell("test_scaled_rnn", CellSpec(2, 3).options({{"scale", -1.0}}));
+      },
       {"expected a value in [0, 2], got -1"});
   rnnkit_test::expect_error(
-      [] { register_cell("twice", [](const CellSpec&) { return nullptr; }, {{"a", 1}, {"a", 2}}); },
+      [] {
+        register_cell("twice", [](const CellSpec&) { return nullptr; },
+                      {{"a", 1, ""}, {"a", 2, ""}});
+      },
       {"option 'a' is defined twice"});
   rnnkit_test::expect_error([] { register_cell_alias("x", "lstm_peephole", {}); },
                             {"expected a registered cell that is not an alias"});
-  expect_message<CellOptionError>([] { register_cell_alias("x", "lstm", {{"peep", true}}); },
-                                  {"unknown option 'peep'"});
+  expect_message<CellOptionError>(
+      [] {
+        register_cell_alias("x", "lstm", {{"peep", true}});
+      },
+      {"unknown option 'peep'"});
   register_cell_alias("test_mgu_slim", "mgu", {{"slim", 2}});
   EXPECT_EQ(check_cell_options("test_mgu_slim", {}).at("slim"), CellOptionValue(2));
 }
@@ -123,23 +134,26 @@ TEST(CellOptions, MguSlimVariantsFollowTheirEquations) {
     auto z = torch::matmul(gate_in, cell->W_f.t());
     if (slim < 2) z = z + cell->b_f;
     const auto gf = torch::sigmoid(z);
-    const auto at = torch::tanh(torch::matmul(torch::cat({gf * a0, x}, 1), cell->W_a.t()) + cell->b_a);
+    const auto at =
+        torch::tanh(torch::matmul(torch::cat({gf * a0, x}, 1), cell->W_a.t()) + cell->b_a);
     const auto want = gf * at + (1 - gf) * a0;
     EXPECT_LT(max_abs_diff(cell->step(x, State{a0, {}}).a, want), 1e-14) << "slim " << slim;
     // Gradients by central differences, for the inputs and the variant's own parameters.
     auto xv = x.clone().requires_grad_(), av = a0.clone().requires_grad_();
     std::vector<torch::Tensor> vars{xv, av};
     for (const auto& p : cell->parameters()) vars.push_back(p);
-    rnnkit_test::gradcheck([&] { return (cell->step(xv, State{av, {}}).a * 0.7).sum(); }, vars,
-                           "mgu slim " + std::to_string(slim));
+    rnnkit_test::gradcheck(
+        [&] {
+          return (cell->step(xv, State{av, {}}).a * 0.7).sum();
+        },
+        vars, "mgu slim " + std::to_string(slim));
   }
 }
 
 TEST(CellOptions, FromConfigFilesAndSetOverrides) {
   const auto dir = rnnkit_test::temp_dir("cell_options");
   const auto path = rnnkit_test::write_file(
-      dir, "m.toml",
-      "[model]\ncell = \"lstm\"\n\n[model.cell_options]\npeephole = true\n");
+      dir, "m.toml", "[model]\ncell = \"lstm\"\n\n[model.cell_options]\npeephole = true\n");
   {
     app::ConfigReader c(path);
     const auto r = app::RecurrentSpec::read(c, "model", {});

@@ -6,11 +6,9 @@ namespace mgu {
 
 using torch::Tensor;
 
-MGUCellImpl::MGUCellImpl(MGUCellOptions options_) : options(std::move(options_)) { reset(); }
+MGUCellImpl::MGUCellImpl(MGUCellOptions options_) : CellBase(std::move(options_)) { reset(); }
 
 void MGUCellImpl::reset() {
-  TORCH_CHECK(options.hidden_size() > 0, "MGUCell: hidden_size must be positive, got ",
-              options.hidden_size());
   TORCH_CHECK(options.slim() >= 0 && options.slim() <= 2, "MGUCell: slim must be 0, 1 or 2, got ",
               options.slim());
   const int64_t H = options.hidden_size(), D = options.input_size();
@@ -30,10 +28,7 @@ void MGUCellImpl::reset_parameters() {
   rnnkit::detail::init_gate(W_a, b_a, options.init());
 }
 
-void MGUCellImpl::pretty_print(std::ostream& os) const {
-  os << "mgu::MGUCell(input_size=" << options.input_size()
-     << ", hidden_size=" << options.hidden_size() << ", slim=" << options.slim() << ")";
-}
+void MGUCellImpl::print_options(std::ostream& os) const { os << ", slim=" << options.slim(); }
 
 rnnkit::State MGUCellImpl::step(const Tensor& x_t, const rnnkit::State& prev_) {
   const rnnkit::State prev = check_step_args(x_t, prev_);

@@ -28,22 +28,18 @@ struct MGUCellOptions {
   TORCH_ARG(int64_t, slim) = 0;
 };
 
-class MGUCellImpl : public torch::nn::Cloneable<MGUCellImpl>, public rnnkit::CellImplBase {
+// CellBase supplies Cloneable, forward(), the size accessors and checks, and pretty_print.
+class MGUCellImpl : public rnnkit::CellBase<MGUCellImpl, MGUCellOptions> {
  public:
+  static constexpr const char* kName = "mgu::MGUCell";
   explicit MGUCellImpl(MGUCellOptions options);
   void reset() override;
   void reset_parameters() override;
-  void pretty_print(std::ostream& stream) const override;
+  void print_options(std::ostream& stream) const;
 
-  rnnkit::State forward(const torch::Tensor& x_t, const rnnkit::State& prev = {}) {
-    return step(x_t, prev);
-  }
   rnnkit::State step(const torch::Tensor& x_t, const rnnkit::State& prev) override;
-  int64_t input_size() const override { return options.input_size(); }
-  int64_t hidden_size() const override { return options.hidden_size(); }
   bool has_memory_cell() const override { return false; }
 
-  MGUCellOptions options;
   torch::Tensor W_f, b_f, W_a, b_a;
 };
 TORCH_MODULE(MGUCell);

@@ -92,6 +92,11 @@ State CellImplBase::zero_state(int64_t batch, const torch::TensorOptions& like) 
   return s;
 }
 
+void check_cell_sizes(const std::string& who, int64_t input_size, int64_t hidden_size) {
+  TORCH_CHECK(input_size > 0, who, ": input_size must be positive, got ", input_size);
+  TORCH_CHECK(hidden_size > 0, who, ": hidden_size must be positive, got ", hidden_size);
+}
+
 State CellImplBase::check_step_args(const torch::Tensor& x_t, const State& prev) const {
   TORCH_CHECK(x_t.dim() == 2, name(), ": expected x_t of shape [B, D] (rank 2), got rank ",
               x_t.dim(), " with shape ", x_t.sizes());

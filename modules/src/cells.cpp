@@ -15,11 +15,6 @@ namespace {
 
 using torch::Tensor;
 
-void check_sizes(const char* who, int64_t input_size, int64_t hidden_size) {
-  TORCH_CHECK(input_size > 0, who, ": input_size must be positive, got ", input_size);
-  TORCH_CHECK(hidden_size > 0, who, ": hidden_size must be positive, got ", hidden_size);
-}
-
 /// x [T, B, D] times the input columns of the fused weight W [G, H + D], plus b: [T, B, G].
 Tensor project_inputs(const Tensor& x, const Tensor& W, const Tensor& b, int64_t H) {
   const int64_t T = x.size(0), B = x.size(1), D = x.size(2);
@@ -40,10 +35,9 @@ std::shared_ptr<RecurrentProduct> product(const Tensor& W_hT, const Tensor& x) {
 // ---------------------------------------------------------------------------------------------
 // RNNCell
 
-RNNCellImpl::RNNCellImpl(RNNCellOptions options_) : options(std::move(options_)) { reset(); }
+RNNCellImpl::RNNCellImpl(RNNCellOptions options_) : CellBase(std::move(options_)) { reset(); }
 
 void RNNCellImpl::reset() {
-  check_sizes("rnnkit::RNNCell", options.input_size(), options.hidden_size());
   const int64_t H = options.hidden_size(), D = options.input_size();
   W_a = register_parameter("W_a", torch::empty({H, H + D}));
   b_a = register_parameter("b_a", torch::empty({H}));
@@ -52,11 +46,9 @@ void RNNCellImpl::reset() {
 
 void RNNCellImpl::reset_parameters() { detail::init_gate(W_a, b_a, options.init()); }
 
-void RNNCellImpl::pretty_print(std::ostream& os) const {
-  os << "rnnkit::RNNCell(input_size=" << options.input_size()
-     << ", hidden_size=" << options.hidden_size()
-     << ", activation=" << (options.activation() == Activation::kTanh ? "tanh" : "relu")
-     << ", init=" << to_string(options.init()) << ")";
+void RNNCellImpl::print_options(std::ostream& os) const {
+  os << ", activation=" << (options.activation() == Activation::kTanh ? "tanh" : "relu")
+     << ", init=" << to_string(options.init());
 }
 
 State RNNCellImpl::step(const Tensor& x_t, const State& prev_) {
@@ -82,12 +74,12 @@ Unrolled RNNCellImpl::unroll(const Tensor& x) {
 // ---------------------------------------------------------------------------------------------
 // SimpleGRUCell
 
-SimpleGRUCellImpl::SimpleGRUCellImpl(SimpleGRUCellOptions options_) : options(std::move(options_)) {
+SimpleGRUCellImpl::SimpleGRUCellImpl(SimpleGRUCellOptions options_)
+    : CellBase(std::move(options_)) {
   reset();
 }
 
 void SimpleGRUCellImpl::reset() {
-  check_sizes("rnnkit::SimpleGRUCell", options.input_size(), options.hidden_size());
   const int64_t H = options.hidden_size(), D = options.input_size();
   W_c = register_parameter("W_c", torch::empty({H, H + D}));
   b_c = register_parameter("b_c", torch::empty({H}));
@@ -105,9 +97,8 @@ void SimpleGRUCellImpl::reset_parameters() {
   }
 }
 
-void SimpleGRUCellImpl::pretty_print(std::ostream& os) const {
-  os << "rnnkit::SimpleGRUCell(input_size=" << options.input_size()
-     << ", hidden_size=" << options.hidden_size() << ", init=" << to_string(options.init()) << ")";
+void SimpleGRUCellImpl::print_options(std::ostream& os) const {
+  os << ", init=" << to_string(options.init());
 }
 
 State SimpleGRUCellImpl::step(const Tensor& x_t, const State& prev_) {
@@ -138,10 +129,9 @@ Unrolled SimpleGRUCellImpl::unroll(const Tensor& x) {
 // ---------------------------------------------------------------------------------------------
 // GRUCell
 
-GRUCellImpl::GRUCellImpl(GRUCellOptions options_) : options(std::move(options_)) { reset(); }
+GRUCellImpl::GRUCellImpl(GRUCellOptions options_) : CellBase(std::move(options_)) { reset(); }
 
 void GRUCellImpl::reset() {
-  check_sizes("rnnkit::GRUCell", options.input_size(), options.hidden_size());
   const int64_t H = options.hidden_size(), D = options.input_size();
   W_r = register_parameter("W_r", torch::empty({H, H + D}));
   b_r = register_parameter("b_r", torch::empty({H}));
@@ -164,11 +154,9 @@ void GRUCellImpl::reset_parameters() {
   }
 }
 
-void GRUCellImpl::pretty_print(std::ostream& os) const {
-  os << "rnnkit::GRUCell(input_size=" << options.input_size()
-     << ", hidden_size=" << options.hidden_size()
-     << ", reset_after=" << (options.reset_after() ? "true" : "false")
-     << ", init=" << to_string(options.init()) << ")";
+void GRUCellImpl::print_options(std::ostream& os) const {
+  os << ", reset_after=" << (options.reset_after() ? "true" : "false")
+     << ", init=" << to_string(options.init());
 }
 
 State GRUCellImpl::step(const Tensor& x_t, const State& prev_) {
@@ -223,10 +211,9 @@ Unrolled GRUCellImpl::unroll(const Tensor& x) {
 // ---------------------------------------------------------------------------------------------
 // LSTMCell
 
-LSTMCellImpl::LSTMCellImpl(LSTMCellOptions options_) : options(std::move(options_)) { reset(); }
+LSTMCellImpl::LSTMCellImpl(LSTMCellOptions options_) : CellBase(std::move(options_)) { reset(); }
 
 void LSTMCellImpl::reset() {
-  check_sizes("rnnkit::LSTMCell", options.input_size(), options.hidden_size());
   const int64_t H = options.hidden_size(), D = options.input_size();
   W_c = register_parameter("W_c", torch::empty({H, H + D}));
   b_c = register_parameter("b_c", torch::empty({H}));
@@ -258,13 +245,10 @@ void LSTMCellImpl::reset_parameters() {
   }
 }
 
-void LSTMCellImpl::pretty_print(std::ostream& os) const {
-  os << "rnnkit::LSTMCell(input_size=" << options.input_size()
-     << ", hidden_size=" << options.hidden_size()
-     << ", peephole=" << (options.peephole() ? "true" : "false")
+void LSTMCellImpl::print_options(std::ostream& os) const {
+  os << ", peephole=" << (options.peephole() ? "true" : "false")
      << ", init=" << to_string(options.init());
   if (options.forget_bias()) os << ", forget_bias=" << *options.forget_bias();
-  os << ")";
 }
 
 State LSTMCellImpl::step(const Tensor& x_t, const State& prev_) {

@@ -12,7 +12,10 @@
 // projected input (e.g. 4H for the LSTM).
 #include <functional>
 #include <memory>
+#include <ostream>
+#include <string>
 
+#include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
@@ -79,9 +82,45 @@ class CellImplBase : public virtual torch::nn::Module {
   /// Zeros of the state's shape, with the options (device, dtype) of `like`.
   State zero_state(int64_t batch, const torch::TensorOptions& like) const;
 
- protected:
-  /// Checks x_t [B, D] and prev, and fills an undefined prev with zeros.
+  /// The checks every step starts with, for user cells too: x_t [B, D] and prev (a<t-1> [B, H],
+  /// and c<t-1> [B, H] for a cell with a memory cell); an undefined prev becomes zeros.
   State check_step_args(const torch::Tensor& x_t, const State& prev) const;
+};
+
+/// The size checks of every cell's constructor: "WHO: input_size must be positive, got N".
+void check_cell_sizes(const std::string& who, int64_t input_size, int64_t hidden_size);
+
+/// What every cell repeats, written once (as torch::nn's RNNImplBase does for its RNNs):
+/// Cloneable, the size checks, `forward` as `step`, the size accessors from the options, and a
+/// one-line pretty_print, "<kName>(input_size=D, hidden_size=H<print_options>)".
+///
+/// A cell derives `class XImpl : public CellBase<XImpl, XOptions>`, where XOptions has
+/// input_size() and hidden_size(), and defines
+///   static constexpr const char* kName;   e.g. "rnnkit::LSTMCell"
+///   reset(), reset_parameters(), step(), has_memory_cell();
+/// and, when it wants them, unroll() (a fast path) and print_options(os) (", key=value" for its
+/// own options). Its constructor calls reset().
+template <class Derived, class Options>
+class CellBase : public torch::nn::Cloneable<Derived>, public CellImplBase {
+ public:
+  explicit CellBase(Options options_) : options(std::move(options_)) {
+    check_cell_sizes(Derived::kName, options.input_size(), options.hidden_size());
+  }
+
+  /// One step: x_t [B, D], prev (undefined: zeros) -> the state at t.
+  State forward(const torch::Tensor& x_t, const State& prev = {}) { return this->step(x_t, prev); }
+  int64_t input_size() const override { return options.input_size(); }
+  int64_t hidden_size() const override { return options.hidden_size(); }
+  void pretty_print(std::ostream& os) const override {
+    os << Derived::kName << "(input_size=" << options.input_size()
+       << ", hidden_size=" << options.hidden_size();
+    static_cast<const Derived&>(*this).print_options(os);
+    os << ")";
+  }
+  /// The cell's own options for pretty_print (none by default).
+  void print_options(std::ostream&) const {}
+
+  Options options;
 };
 
 }  // namespace rnnkit

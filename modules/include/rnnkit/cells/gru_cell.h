@@ -18,7 +18,6 @@
 // The course's form needs two recurrent products per step on the fast path (Γr acts before the
 // candidate's product); reset_after needs one.
 #include <torch/arg.h>
-#include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
 #include "rnnkit/cell.h"
@@ -39,25 +38,22 @@ struct GRUCellOptions {
   TORCH_ARG(optional<double>, forget_bias) = nullopt;
 };
 
-class GRUCellImpl : public torch::nn::Cloneable<GRUCellImpl>, public CellImplBase {
+class GRUCellImpl : public CellBase<GRUCellImpl, GRUCellOptions> {
  public:
+  static constexpr const char* kName = "rnnkit::GRUCell";
+
   GRUCellImpl(int64_t input_size, int64_t hidden_size)
       : GRUCellImpl(GRUCellOptions(input_size, hidden_size)) {}
   explicit GRUCellImpl(GRUCellOptions options);
 
   void reset() override;
   void reset_parameters() override;
-  void pretty_print(std::ostream& stream) const override;
-
-  State forward(const torch::Tensor& x_t, const State& prev = {}) { return step(x_t, prev); }
+  void print_options(std::ostream& stream) const;
 
   State step(const torch::Tensor& x_t, const State& prev) override;
   Unrolled unroll(const torch::Tensor& x) override;
-  int64_t input_size() const override { return options.input_size(); }
-  int64_t hidden_size() const override { return options.hidden_size(); }
   bool has_memory_cell() const override { return false; }
 
-  GRUCellOptions options;
   torch::Tensor W_r, b_r, W_u, b_u, W_c, b_c;
   torch::Tensor b_cc;  ///< reset_after only
 };

@@ -16,7 +16,6 @@
 // p_u, p_f, p_o [H] with peephole only. forget_bias sets b_f after initialisation (1 is common).
 // Shapes: B batch, D input size, H hidden size, T time steps.
 #include <torch/arg.h>
-#include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
 #include "rnnkit/cell.h"
@@ -36,25 +35,22 @@ struct LSTMCellOptions {
   TORCH_ARG(optional<double>, forget_bias) = nullopt;
 };
 
-class LSTMCellImpl : public torch::nn::Cloneable<LSTMCellImpl>, public CellImplBase {
+class LSTMCellImpl : public CellBase<LSTMCellImpl, LSTMCellOptions> {
  public:
+  static constexpr const char* kName = "rnnkit::LSTMCell";
+
   LSTMCellImpl(int64_t input_size, int64_t hidden_size)
       : LSTMCellImpl(LSTMCellOptions(input_size, hidden_size)) {}
   explicit LSTMCellImpl(LSTMCellOptions options);
 
   void reset() override;
   void reset_parameters() override;
-  void pretty_print(std::ostream& stream) const override;
-
-  State forward(const torch::Tensor& x_t, const State& prev = {}) { return step(x_t, prev); }
+  void print_options(std::ostream& stream) const;
 
   State step(const torch::Tensor& x_t, const State& prev) override;
   Unrolled unroll(const torch::Tensor& x) override;
-  int64_t input_size() const override { return options.input_size(); }
-  int64_t hidden_size() const override { return options.hidden_size(); }
   bool has_memory_cell() const override { return true; }
 
-  LSTMCellOptions options;
   torch::Tensor W_c, b_c, W_u, b_u, W_f, b_f, W_o, b_o;
   torch::Tensor p_u, p_f, p_o;  ///< peephole only
 };

@@ -9,7 +9,6 @@
 // Parameters: W_c, W_u [H, H + D] (recurrent columns first); b_c, b_u [H].
 // Shapes: B batch, D input size, H hidden size, T time steps.
 #include <torch/arg.h>
-#include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
 #include "rnnkit/cell.h"
@@ -29,25 +28,22 @@ struct SimpleGRUCellOptions {
   TORCH_ARG(optional<double>, forget_bias) = nullopt;
 };
 
-class SimpleGRUCellImpl : public torch::nn::Cloneable<SimpleGRUCellImpl>, public CellImplBase {
+class SimpleGRUCellImpl : public CellBase<SimpleGRUCellImpl, SimpleGRUCellOptions> {
  public:
+  static constexpr const char* kName = "rnnkit::SimpleGRUCell";
+
   SimpleGRUCellImpl(int64_t input_size, int64_t hidden_size)
       : SimpleGRUCellImpl(SimpleGRUCellOptions(input_size, hidden_size)) {}
   explicit SimpleGRUCellImpl(SimpleGRUCellOptions options);
 
   void reset() override;
   void reset_parameters() override;
-  void pretty_print(std::ostream& stream) const override;
-
-  State forward(const torch::Tensor& x_t, const State& prev = {}) { return step(x_t, prev); }
+  void print_options(std::ostream& stream) const;
 
   State step(const torch::Tensor& x_t, const State& prev) override;
   Unrolled unroll(const torch::Tensor& x) override;
-  int64_t input_size() const override { return options.input_size(); }
-  int64_t hidden_size() const override { return options.hidden_size(); }
   bool has_memory_cell() const override { return false; }
 
-  SimpleGRUCellOptions options;
   torch::Tensor W_c, b_c, W_u, b_u;
 };
 TORCH_MODULE(SimpleGRUCell);
