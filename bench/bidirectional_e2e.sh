@@ -5,7 +5,7 @@
 #
 #   bench/bidirectional_e2e.sh [BUILD_DIR] [STEPS] [ROUNDS]      # defaults: build 300 2
 # Prints the median sentences/s of the last progress line of each run; docs/benchmarks.md
-# records it. Needs ../shared/datasets (CoNLL-2003, SST-2).
+# records it. Needs CoNLL-2003 and SST-2 in the data root (scripts/fetch_data.sh).
 set -euo pipefail
 build=${1:-build}
 steps=${2:-300}

@@ -17,6 +17,11 @@ jobs="$(nproc)"
 "$root/scripts/setup.sh"
 # The code's format first: a mismatch fails in a second, not after the build.
 [[ "$mode" == "test" ]] && "$root/scripts/format.sh" --check
+# The unbundled datasets into the data root (data/), linked from a local copy where there is one
+# (CI's ../shared/datasets); the recipes that need them say so otherwise.
+if [[ -d "$root/../shared/datasets" ]]; then
+  "$root/scripts/fetch_data.sh" --from "$root/../shared/datasets" >/dev/null
+fi
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j "$jobs"
 

@@ -333,7 +333,19 @@ TEST(NGram, EverySmoothingIsADistributionAndSurvivesSaveAndLoad) {
 
 TEST(Configs, EveryShippedRecipeReads) {
   // A typo in a shipped recipe (an unknown key, a wrong type, an out-of-range value) fails here,
-  // not in a user's first run. Data paths are not opened: some point at unbundled data.
+  // not in a user's first run. Data paths are not opened: those in the data root
+  // (${RNNKIT_DATA}/...) get empty stand-ins in a temporary root.
+  const auto root = temp_dir("data_root");
+  for (const auto& entry : fs::directory_iterator(fs::path(RNNKIT_SOURCE_DIR) / "configs")) {
+    const std::string text = read_all(entry.path().string());
+    const std::string tag = "${RNNKIT_DATA}/";
+    for (auto at = text.find(tag); at != std::string::npos; at = text.find(tag, at + 1)) {
+      const auto rel = text.substr(at + tag.size(), text.find('"', at) - at - tag.size());
+      fs::create_directories((fs::path(root) / rel).parent_path());
+      write(root, rel, "");
+    }
+  }
+  ::setenv("RNNKIT_DATA", root.c_str(), 1);
   int checked = 0;
   for (const auto& entry : fs::directory_iterator(fs::path(RNNKIT_SOURCE_DIR) / "configs")) {
     const auto name = entry.path().filename().string();
@@ -352,4 +364,44 @@ TEST(Configs, EveryShippedRecipeReads) {
     ++checked;
   }
   EXPECT_GE(checked, 12);
+  ::unsetenv("RNNKIT_DATA");
+}
+
+TEST(Configs, DataRootPathsAndTheScriptThatFillsThem) {
+  const auto dir = temp_dir("data_root2");
+  fs::create_directories(fs::path(dir) / "configs");
+  const auto path = write(dir, "configs/s.toml",
+                          "[data]\ntrain = \"${RNNKIT_DATA}/sst2/stsa.binary.train\"\n"
+                          "valid = \"${RNNKIT_DATA}/sst2/stsa.binary.dev\"\n");
+  ::unsetenv("RNNKIT_DATA");
+  {
+    // Missing: the error names the key's line, the resolved path and the script.
+    app::ConfigReader c(path);
+    expect_message<app::ConfigError>(
+        [&] { sentiment::SentimentConfig::read(c); },
+        {"s.toml:2: key data.train", (fs::path(dir) / "data/sst2/stsa.binary.train").string(),
+         "scripts/fetch_data.sh sst2", "scripts/fetch_data.sh --from DIR sst2"});
+  }
+  // Default root: data/ beside configs/.
+  fs::create_directories(fs::path(dir) / "data/sst2");
+  write(dir, "data/sst2/stsa.binary.train", "1 good\n0 bad\n");
+  write(dir, "data/sst2/stsa.binary.dev", "1 good\n");
+  {
+    app::ConfigReader c(path);
+    EXPECT_EQ(c.get_path("data", "train"),
+              (fs::path(dir) / "data/sst2/stsa.binary.train").string());
+    // The resolved config (saved with checkpoints) holds the absolute path.
+    EXPECT_NE(c.resolved().find((fs::path(dir) / "data/sst2/stsa.binary.train").string()),
+              std::string::npos);
+  }
+  // RNNKIT_DATA wins.
+  const auto other = temp_dir("data_root3");
+  fs::create_directories(fs::path(other) / "sst2");
+  write(other, "sst2/stsa.binary.train", "1 good\n");
+  ::setenv("RNNKIT_DATA", other.c_str(), 1);
+  {
+    app::ConfigReader c(path);
+    EXPECT_EQ(c.get_path("data", "train"), (fs::path(other) / "sst2/stsa.binary.train").string());
+  }
+  ::unsetenv("RNNKIT_DATA");
 }

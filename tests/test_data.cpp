@@ -338,7 +338,10 @@ TEST(SSTTrees, MalformedTreesNameLineAndColumn) {
 
 TEST(SSTTrees, TheStsaFilesAreTheTrainRoots) {
   // SOURCES.md §12: stsa.binary.train is the non-neutral train roots, lowercased, escapes kept.
-  const std::string dir = std::string(RNNKIT_SOURCE_DIR) + "/../shared/datasets/";
+  // The data root as the configs see it (scripts/fetch_data.sh --from ../shared/datasets fills it).
+  const char* env = std::getenv("RNNKIT_DATA");
+  const std::string dir =
+      (env && *env ? std::string(env) : std::string(RNNKIT_SOURCE_DIR) + "/data") + "/";
   if (!std::filesystem::exists(dir + "sst-trees/train.txt") ||
       !std::filesystem::exists(dir + "sst2/stsa.binary.train")) {
     GTEST_SKIP() << "the SST trees and stsa files are not in " << dir;

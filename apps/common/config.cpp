@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
@@ -289,11 +290,44 @@ CellOptions ConfigReader::get_cell_options(const std::string& section, const std
   return given;
 }
 
+std::string data_root(const std::string& config_dir) {
+  if (const char* env = std::getenv("RNNKIT_DATA"); env && *env) {
+    return fs::absolute(env).lexically_normal().string();
+  }
+  // <repo>/data for the recipes in <repo>/configs; <prefix>/share/rnnkit/data when installed.
+  return (fs::path(config_dir.empty() ? fs::current_path().string() : config_dir) / ".." / "data")
+      .lexically_normal()
+      .string();
+}
+
+std::string ConfigReader::resolve_path(const std::string& section, const std::string& key,
+                                       const std::string& v) const {
+  static const std::string kRoot = "${RNNKIT_DATA}";
+  if (v.rfind(kRoot, 0) == 0) {
+    const std::string rest = v.substr(kRoot.size());
+    const std::string root = data_root(dir_);
+    const std::string path = (fs::path(root).string() + rest);
+    if (!fs::exists(path)) {
+      // The dataset is the first folder under the root: what fetch_data.sh takes.
+      const auto parts = fs::path(rest).relative_path();
+      const std::string dataset = parts.empty() ? "" : parts.begin()->string();
+      throw ConfigError(fmt::format(
+          "{}: {} is {}, which does not exist. The data root (RNNKIT_DATA, default data/ beside "
+          "configs/) is filled by scripts/fetch_data.sh: `scripts/fetch_data.sh {}` downloads "
+          "it, `scripts/fetch_data.sh --from DIR {}` takes it from a local copy",
+          where(section, key), v, path, dataset, dataset));
+    }
+    return fs::path(path).lexically_normal().string();
+  }
+  if (v.empty() || fs::path(v).is_absolute() || dir_.empty()) return v;
+  return (fs::path(dir_) / v).lexically_normal().string();
+}
+
 std::string ConfigReader::get_path(const std::string& section, const std::string& key,
                                    const std::string& fallback) {
   const std::string v = get<std::string>(section, key, fallback);
-  if (v.empty() || fs::path(v).is_absolute() || dir_.empty()) return v;
-  const std::string resolved = (fs::path(dir_) / v).lexically_normal().string();
+  const std::string resolved = resolve_path(section, key, v);
+  if (resolved == v) return v;
   // The resolved config (saved beside checkpoints) then works from any directory.
   if (auto* sec = table_[section].as_table(); sec && sec->contains(key)) {
     sec->insert_or_assign(key, resolved);
@@ -346,9 +380,7 @@ std::vector<std::string> ConfigReader::get_path_list(const std::string& section,
   for (const auto& item : *arr) {
     const auto v = item.value_exact<std::string>();
     if (!v) fail(section, key, "expected an array of path strings");
-    out.push_back(fs::path(*v).is_absolute() || dir_.empty()
-                      ? *v
-                      : (fs::path(dir_) / *v).lexically_normal().string());
+    out.push_back(resolve_path(section, key, *v));
   }
   toml::array resolved;
   for (const auto& p : out) resolved.push_back(p);

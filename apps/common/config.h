@@ -23,6 +23,9 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The data root for a config in `config_dir`: $RNNKIT_DATA, else config_dir/../data.
+std::string data_root(const std::string& config_dir);
+
 class ConfigReader {
  public:
   /// Parses `path` (a ConfigError names the line of a syntax error) and applies overrides
@@ -45,7 +48,9 @@ class ConfigReader {
   std::string get_choice(const std::string& section, const std::string& key,
                          const std::string& fallback, const std::vector<std::string>& choices);
   /// A path: relative paths are taken relative to the config file's folder, never to the
-  /// working or build directory. Empty stays empty.
+  /// working or build directory. Empty stays empty. A path starting with ${RNNKIT_DATA} is in
+  /// the data root ($RNNKIT_DATA, default ../data from the config's folder: <repo>/data), and
+  /// must exist: the error says which scripts/fetch_data.sh command fills it.
   std::string get_path(const std::string& section, const std::string& key,
                        const std::string& fallback = "");
 
@@ -87,6 +92,8 @@ class ConfigReader {
  private:
   ConfigReader() = default;
   const toml::node* find(const std::string& section, const std::string& key);
+  std::string resolve_path(const std::string& section, const std::string& key,
+                           const std::string& v) const;
   [[noreturn]] void fail(const std::string& section, const std::string& key,
                          const std::string& message) const;
   std::string path_, dir_;
