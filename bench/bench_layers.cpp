@@ -18,7 +18,7 @@
 
 #include <rnnkit/rnnkit.h>
 
-#include "common/system.h"
+#include <rnnkit/train/system.h>
 
 namespace {
 

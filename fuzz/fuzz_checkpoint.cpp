@@ -3,7 +3,7 @@
 // files; mutations of a seed checkpoint are refused by the checksum unless they hit the header.
 #include <torch/torch.h>
 
-#include "common/checkpoint.h"
+#include <rnnkit/train/checkpoint.h>
 #include "fuzz_util.h"
 #include "lm/lm.h"
 

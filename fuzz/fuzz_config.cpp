@@ -2,7 +2,7 @@
 // lines that start with "--set " are overrides; the rest is the TOML file.
 #include <sstream>
 
-#include "common/config.h"
+#include <rnnkit/train/config.h>
 #include "fuzz_util.h"
 #include "lm/lm.h"
 #include "ner/ner.h"

@@ -64,6 +64,13 @@ case "$mode" in
       --set data.valid="$tiny/valid.txt" --set model.hidden_size=32 --set train.epochs=1 \
       --set train.batch_size=4 --run-dir "$tiny/run" --quiet
     "$stage/bin/rnnkit-lm" eval --checkpoint "$tiny/run/best.pt" --file "$tiny/valid.txt"
+    # A task app of its own on rnnkit::train (fit, checkpoints, config, CLI), trained and scored.
+    cmake -S "$root/examples/task_app" -B "$build/task_app" -G Ninja \
+      -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$stage" >/dev/null
+    cmake --build "$build/task_app" -j "$jobs"
+    "$build/task_app/majority" train --config "$root/examples/task_app/majority.toml" \
+      --run-dir "$build/task_app/run" --overwrite --quiet
+    "$build/task_app/majority" eval --checkpoint "$build/task_app/run/best.pt" --min-accuracy 0.9
     ctest --test-dir "$build" --output-on-failure -j "$jobs"
     # The standing guards: the suite under ASan and UBSan, and the fuzz targets.
     "$root/scripts/sanitize.sh"

@@ -11,8 +11,8 @@
 #include <fmt/core.h>
 #include <torch/torch.h>
 
-#include "common/cli.h"
-#include "common/signals.h"
+#include <rnnkit/train/cli.h>
+#include <rnnkit/train/signals.h>
 #include "lm/lm.h"
 #include "sentiment/sentiment.h"
 

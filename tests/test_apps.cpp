@@ -7,10 +7,10 @@
 
 #include <rnnkit/data/corpus.h>
 
-#include "common/checkpoint.h"
-#include "common/cli.h"
-#include "common/config.h"
-#include "common/train.h"
+#include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/cli.h>
+#include <rnnkit/train/config.h>
+#include <rnnkit/train/train.h>
 #include "lm/lm.h"
 #include "lm/ngram.h"
 #include "ner/ner.h"

@@ -4,7 +4,7 @@
 // equations as documented; [model.cell_options] reaches the apps.
 #include "test_util.h"
 
-#include "common/model_config.h"
+#include <rnnkit/train/model_config.h>
 #include "lm/lm.h"
 
 using namespace rnnkit;

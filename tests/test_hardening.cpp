@@ -13,11 +13,11 @@
 #include <rnnkit/data/conll.h>
 #include <rnnkit/data/text.h>
 
-#include "common/checkpoint.h"
-#include "common/config.h"
-#include "common/signals.h"
-#include "common/system.h"
-#include "common/train.h"
+#include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/config.h>
+#include <rnnkit/train/signals.h>
+#include <rnnkit/train/system.h>
+#include <rnnkit/train/train.h>
 #include "lm/lm.h"
 #include "lm/ngram.h"
 #include "ner/ner.h"

@@ -6,7 +6,7 @@
 #include <map>
 #include <sstream>
 
-#include "common/config.h"
+#include <rnnkit/train/config.h>
 #include "ner/conlleval.h"
 #include "ner/ner.h"
 #include "test_util.h"

@@ -5,8 +5,8 @@
 
 #include <rnnkit/data/embeddings.h>
 
-#include "common/checkpoint.h"
-#include "common/config.h"
+#include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/config.h>
 #include "sentiment/sentiment.h"
 #include "test_util.h"
 

@@ -11,7 +11,7 @@
 
 #include <rnnkit/rnnkit.h>
 
-#include "common/train.h"
+#include <rnnkit/train/train.h>
 #include "mgu_cell.h"
 
 namespace rnnkit_test {

@@ -1,4 +1,4 @@
-#include "checkpoint.h"
+#include <rnnkit/train/checkpoint.h>
 
 #include <zlib.h>
 

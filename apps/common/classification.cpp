@@ -1,4 +1,4 @@
-#include "classification.h"
+#include <rnnkit/train/classification.h>
 
 #include <algorithm>
 #include <numeric>

@@ -1,4 +1,4 @@
-#include "cli.h"
+#include <rnnkit/train/cli.h>
 
 #include <unistd.h>
 
@@ -18,7 +18,7 @@
 #include <rnnkit/version.h>
 #include <torch/cuda.h>
 
-#include "checkpoint.h"
+#include <rnnkit/train/checkpoint.h>
 
 namespace rnnkit::app {
 

@@ -1,4 +1,4 @@
-#include "config.h"
+#include <rnnkit/train/config.h>
 
 #include <algorithm>
 #include <cstdlib>

@@ -1,4 +1,4 @@
-#include "distributed.h"
+#include <rnnkit/train/distributed.h>
 
 #include <unistd.h>
 

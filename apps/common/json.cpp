@@ -1,4 +1,4 @@
-#include "json.h"
+#include <rnnkit/train/json.h>
 
 #include <cmath>
 

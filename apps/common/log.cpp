@@ -1,4 +1,4 @@
-#include "log.h"
+#include <rnnkit/train/log.h>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,9 +10,9 @@
 #include <mutex>
 #include <streambuf>
 
-#include "distributed.h"
-#include "system.h"
-#include "train.h"
+#include <rnnkit/train/distributed.h>
+#include <rnnkit/train/system.h>
+#include <rnnkit/train/train.h>
 
 namespace rnnkit::app {
 namespace {

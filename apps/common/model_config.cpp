@@ -1,4 +1,4 @@
-#include "model_config.h"
+#include <rnnkit/train/model_config.h>
 
 #include <cmath>
 #include <limits>

@@ -1,4 +1,4 @@
-#include "signals.h"
+#include <rnnkit/train/signals.h>
 
 #include <atomic>
 #include <csignal>

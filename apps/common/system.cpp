@@ -1,4 +1,4 @@
-#include "system.h"
+#include <rnnkit/train/system.h>
 
 #include <fcntl.h>
 #include <malloc.h>

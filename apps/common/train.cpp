@@ -1,4 +1,4 @@
-#include "train.h"
+#include <rnnkit/train/train.h>
 
 #include <unistd.h>
 
@@ -19,10 +19,10 @@
 #include <rnnkit/compat.h>
 #include <rnnkit/data/batching.h>
 
-#include "checkpoint.h"
-#include "json.h"
-#include "signals.h"
-#include "system.h"
+#include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/json.h>
+#include <rnnkit/train/signals.h>
+#include <rnnkit/train/system.h>
 
 namespace rnnkit::app {
 namespace fs = std::filesystem;

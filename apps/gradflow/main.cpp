@@ -15,8 +15,8 @@
 #include <fmt/core.h>
 
 #include <rnnkit/registry.h>
-#include "../common/cli.h"
-#include "../common/system.h"
+#include <rnnkit/train/cli.h>
+#include <rnnkit/train/system.h>
 
 #include "gradflow.h"
 

@@ -11,8 +11,8 @@
 #include <rnnkit/data/corpus.h>
 #include <rnnkit/registry.h>
 
-#include "../common/checkpoint.h"
-#include "../common/signals.h"
+#include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/signals.h>
 
 namespace rnnkit::lm {
 

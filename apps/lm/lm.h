@@ -7,9 +7,9 @@
 #include <rnnkit/data/text.h>
 #include <rnnkit/data/vocab.h>
 
-#include "../common/config.h"
-#include "../common/model_config.h"
-#include "../common/train.h"
+#include <rnnkit/train/config.h>
+#include <rnnkit/train/model_config.h>
+#include <rnnkit/train/train.h>
 #include "model.h"
 
 namespace rnnkit::lm {

@@ -1,6 +1,6 @@
 #include "ngram.h"
 
-#include "../common/system.h"
+#include <rnnkit/train/system.h>
 
 #include <algorithm>
 #include <cmath>

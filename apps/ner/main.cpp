@@ -7,9 +7,9 @@
 
 #include <fmt/core.h>
 
-#include "../common/cli.h"
-#include "../common/log.h"
-#include "../common/signals.h"
+#include <rnnkit/train/cli.h>
+#include <rnnkit/train/log.h>
+#include <rnnkit/train/signals.h>
 #include "ner.h"
 
 namespace {

@@ -17,8 +17,8 @@
 #include <rnnkit/data/embeddings.h>
 #include <rnnkit/registry.h>
 
-#include "../common/checkpoint.h"
-#include "../common/signals.h"
+#include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/signals.h>
 
 namespace rnnkit::sentiment {
 
