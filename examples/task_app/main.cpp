@@ -108,8 +108,11 @@ std::vector<int64_t> predict(Model& m, const Data& d) {
 class MajorityTask : public app::SentenceTask {
  public:
   MajorityTask(const Config& c, Data train, Data valid)
-      : SentenceTask(c.train, lengths(train)), c_(c), train_(std::move(train)),
-        valid_(std::move(valid)), model_(c) {}
+      : SentenceTask(c.train, lengths(train)),
+        c_(c),
+        train_(std::move(train)),
+        valid_(std::move(valid)),
+        model_(c) {}
   torch::nn::Module& model() override { return *model_; }
   std::string unit() const override { return "seq"; }
   std::string app_name() const override { return "majority"; }
@@ -117,8 +120,8 @@ class MajorityTask : public app::SentenceTask {
   app::BatchLoss train_on(const std::vector<size_t>& idx) override {
     std::vector<int64_t> y;
     for (auto i : idx) y.push_back(train_.y[i]);
-    const auto loss = torch::nn::functional::cross_entropy(model_->forward(train_, idx),
-                                                           torch::tensor(y));
+    const auto loss =
+        torch::nn::functional::cross_entropy(model_->forward(train_, idx), torch::tensor(y));
     return {loss, static_cast<int64_t>(idx.size())};
   }
   app::Metrics evaluate() override {
