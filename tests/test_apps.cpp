@@ -153,6 +153,43 @@ TEST(Training, InterruptedAndResumedRunGivesTheSameLossCurve) {
   EXPECT_EQ(a, b);
 }
 
+TEST(Training, CosineScheduleAnnealsByStepAndResumesExactly) {
+  EXPECT_DOUBLE_EQ(app::cosine_learning_rate(0.01, 0.001, 0.0), 0.01);
+  EXPECT_DOUBLE_EQ(app::cosine_learning_rate(0.01, 0.001, 0.5), 0.0055);
+  EXPECT_DOUBLE_EQ(app::cosine_learning_rate(0.01, 0.001, 1.0), 0.001);
+  EXPECT_DOUBLE_EQ(app::cosine_learning_rate(0.01, 0.001, 1.5), 0.001);
+
+  // Variational dropout on the inputs, between the layers and on the outputs, so that the
+  // resumed run must also replay its dropout draws.
+  const auto dir = temp_dir("cosine");
+  const auto config = tiny_lm_config(dir, "schedule = \"cosine\"\nmin_lr = 0.001\n");
+  const std::vector<std::string> model = {"model.num_layers=2", "model.dropout=0.3",
+                                          "model.variational_dropout=true"};
+  app::ConfigReader c1(config, model);
+  const auto whole = lm::train(c1, rnnkit_test::quiet_run(dir + "/whole"));
+  ASSERT_EQ(whole.epochs_done, 2);
+  auto run = rnnkit_test::quiet_run(dir + "/parts");
+  run.max_steps = 23;  // mid-epoch
+  app::ConfigReader c2(config, model);
+  EXPECT_TRUE(lm::train(c2, run).interrupted);
+  run.resume = true;
+  run.max_steps = 0;
+  app::ConfigReader c3(config, model);
+  lm::train(c3, run);
+  const auto a = loss_curve(dir + "/whole");
+  EXPECT_EQ(a, loss_curve(dir + "/parts"));
+  // metrics.csv reports the rate the next epoch starts at: halfway, then min_lr.
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(a[0].substr(a[0].rfind(',') + 1), "lr");
+  EXPECT_DOUBLE_EQ(std::stod(a[1].substr(a[1].rfind(',') + 1)), 0.0055);
+  EXPECT_DOUBLE_EQ(std::stod(a[2].substr(a[2].rfind(',') + 1)), 0.001);
+
+  app::ConfigReader bad(config, {"train.min_lr=0.5"});
+  expect_message<app::ConfigError>(
+      [&] { app::TrainOptions::read(bad); },
+      {"--set train.min_lr", "min_lr = 0.5 is above learning_rate = 0.01"});
+}
+
 TEST(Training, ResumeRefusesACheckpointOfAnotherModel) {
   const auto dir = temp_dir("othermodel");
   auto run = rnnkit_test::quiet_run(dir + "/run");

@@ -1,5 +1,7 @@
 // Layers: padding, reverse direction, batch_first, initial states, dropout placement and the
 // variational recurrent dropout.
+#include <sstream>
+
 #include "test_util.h"
 
 using namespace rnnkit;
@@ -142,6 +144,49 @@ TEST(Layers, VariationalDropoutUsesOneMaskPerSequence) {
     EXPECT_EQ(max_abs_diff(layer->forward(x).output, plain->forward(x).output), 0.0)
         << "no dropout in eval mode";
   }
+}
+
+TEST(Layers, VariationalDropoutSharesOneMaskAcrossTime) {
+  torch::manual_seed(31);
+  const int64_t T = 7, B = 40, D = 30;
+  const Tensor x = torch::ones({T, B, D}, rnnkit_test::f64());
+  const Tensor y = variational_dropout(x, 0.25, true);
+  EXPECT_EQ(y.scalar_type(), torch::kDouble);
+  for (int64_t t = 1; t < T; ++t) EXPECT_EQ(max_abs_diff(y[t], y[0]), 0.0) << "t=" << t;
+  // Each entry is 0 or 1 / (1 - p), and about p of them are 0.
+  EXPECT_TRUE(((y == 0) | ((y - 1.0 / 0.75).abs() < 1e-15)).all().item<bool>());
+  const double dropped = (y[0] == 0).to(torch::kDouble).mean().item<double>();
+  EXPECT_GT(dropped, 0.15);
+  EXPECT_LT(dropped, 0.35);
+  // Not training, or p = 0: x itself.
+  EXPECT_TRUE(variational_dropout(x, 0.25, false).is_same(x));
+  EXPECT_TRUE(variational_dropout(x, 0.0, true).is_same(x));
+  rnnkit_test::expect_message<c10::Error>([&] { variational_dropout(x, 1.0, true); },
+                                          {"expected p in [0, 1), got 1"});
+  rnnkit_test::expect_message<c10::Error>([&] { variational_dropout(x[0], 0.5, true); },
+                                          {"expected x [T, B, D], got [40, 30]"});
+}
+
+TEST(Layers, VariationalDropoutBetweenLayersIsTheLayersWithOneMask) {
+  const int64_t T = 6, B = 3, D = 4, H = 5;
+  const double p = 0.5;
+  auto rnn = RNN(RNNOptions("gru", D, H).num_layers(2).dropout(p).variational_dropout(true));
+  rnn->to(torch::kDouble);
+  rnn->train();
+  const Tensor x = torch::randn({T, B, D}, rnnkit_test::f64());
+  torch::manual_seed(78);
+  const Tensor out = rnn->forward(x).output;
+  // The same draws by hand: layer 1, one [1, B, H] mask, layer 2.
+  torch::manual_seed(78);
+  const Tensor h1 = rnn->layer(0, 0)->forward(x).output;
+  const Tensor mask =
+      torch::bernoulli(torch::full({1, B, H}, 1.0 - p, rnnkit_test::f64())).div_(1.0 - p);
+  EXPECT_GT((mask == 0).sum().item<int64_t>(), 0) << "the mask should drop something";
+  const Tensor h2 = rnn->layer(1, 0)->forward(h1 * mask).output;
+  EXPECT_LE(max_abs_diff(out, h2), 1e-14);
+  std::ostringstream os;
+  rnn->pretty_print(os);
+  EXPECT_NE(os.str().find("variational_dropout=true"), std::string::npos) << os.str();
 }
 
 TEST(Layers, LengthsMayComeInAnyOrder) {

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -40,11 +41,18 @@ TrainOptions TrainOptions::read(ConfigReader& c, const std::string& section,
   o.weight_decay = c.get_double(section, "weight_decay", o.weight_decay, 0, 10);
   o.clip_norm = c.get_double(section, "clip_norm", o.clip_norm, 0, 1e9);
   o.clip_value = c.get_double(section, "clip_value", o.clip_value, 0, 1e9);
-  o.schedule = c.get_choice(section, "schedule", o.schedule, {"none", "step", "plateau"});
+  o.schedule = c.get_choice(section, "schedule", o.schedule, {"none", "step", "plateau", "cosine"});
   o.step_size = c.get_int(section, "step_size", o.step_size, 1);
   o.decay_start = c.get_int(section, "decay_start", o.decay_start, 0);
   o.gamma = c.get_double(section, "gamma", o.gamma, 1e-6, 1.0);
   o.plateau_patience = c.get_int(section, "plateau_patience", o.plateau_patience, 0);
+  o.min_lr = c.get_double(section, "min_lr", o.min_lr, 0, 1e3);
+  if (o.min_lr > o.learning_rate) {
+    throw ConfigError(
+        fmt::format("{}: min_lr = {} is above learning_rate = {}; the cosine schedule "
+                    "decays from learning_rate down to min_lr",
+                    c.where(section, "min_lr"), o.min_lr, o.learning_rate));
+  }
   o.early_stopping = c.get_int(section, "early_stopping", o.early_stopping, 0);
   o.seed = c.get_int(section, "seed", o.seed, 0);
   o.log_every = c.get_int(section, "log_every", o.log_every, 1);
@@ -89,6 +97,11 @@ double Metrics::get(const std::string& name) const {
     if (k == name) return v;
   }
   throw std::out_of_range("no metric named " + name);
+}
+
+double cosine_learning_rate(double base, double min, double done) {
+  const double f = std::clamp(done, 0.0, 1.0);
+  return min + 0.5 * (base - min) * (1.0 + std::cos(M_PI * f));
 }
 
 namespace {
@@ -209,14 +222,28 @@ bool better(double v, double ref, bool higher) {
 }
 
 /// The learning-rate schedule: none, step decay (every step_size epochs once decay_start are
-/// done) or reduce-on-plateau. LibTorch 1.13 has no plateau scheduler, and its schedulers cannot
-/// be checkpointed; this one's state is two numbers.
+/// done), reduce-on-plateau, or cosine annealing by step. LibTorch 1.13 has no plateau or cosine
+/// scheduler, and its schedulers cannot be checkpointed; this one's state is two numbers.
 class Scheduler {
  public:
   explicit Scheduler(const TrainOptions& o) : o_(o) {}
+  /// Whether the rate is set before every step (cosine) rather than after each epoch.
+  bool by_step() const { return o_.schedule == "cosine"; }
+  /// Cosine annealing (Loshchilov & Hutter 2017, without restarts) from learning_rate at the
+  /// start to min_lr at the end of the last epoch, by position: batch `batch` of `n` in epoch
+  /// `epoch` (0-based). A function of the position alone, so a resumed run needs no state.
+  double at(int64_t epoch, int64_t batch, int64_t n) const {
+    const double done =
+        (static_cast<double>(epoch) +
+         static_cast<double>(batch) / static_cast<double>(std::max<int64_t>(n, 1))) /
+        static_cast<double>(std::max<int64_t>(o_.epochs, 1));
+    return cosine_learning_rate(o_.learning_rate, o_.min_lr, done);
+  }
   /// The learning rate after epoch `epoch` (0-based) ended with validation value `value`.
   double after_epoch(int64_t epoch, double value, bool higher, double lr) {
-    if (o_.schedule == "step") {
+    if (o_.schedule == "cosine") {
+      lr = at(epoch + 1, 0, 1);  // where the next epoch starts, as metrics.csv reports it
+    } else if (o_.schedule == "step") {
       if (epoch + 1 >= o_.decay_start && (epoch + 1) % o_.step_size == 0) lr *= o_.gamma;
     } else if (o_.schedule == "plateau") {
       if (better(value, best_, higher)) {
@@ -451,6 +478,7 @@ class FitLoop {
       progress_.start_epoch(st_.epoch, n, st_.batch);
       bool time_up = false;
       for (; st_.batch < n && !time_up; ++st_.batch) {
+        if (scheduler_.by_step()) set_lr(*optimizer_, scheduler_.at(st_.epoch, st_.batch, n));
         const StepControl c = step();
         if (c.signal != 0 || (run_.max_steps > 0 && steps_this_run_ >= run_.max_steps)) {
           st_.elapsed = elapsed();

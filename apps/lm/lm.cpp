@@ -45,6 +45,7 @@ LMConfig LMConfig::read(app::ConfigReader& c) {
   l.embedding_size = c.get_int("model", "embedding_size", 64, 0);
   l.dropout = c.get_double("model", "dropout", 0, 0, 0.99);
   l.embedding_dropout = c.get_double("model", "embedding_dropout", 0, 0, 0.99);
+  l.variational_dropout = c.get<bool>("model", "variational_dropout", false);
   l.tie_weights = c.get<bool>("model", "tie_weights", false);
   if (l.tie_weights && l.embedding_size != l.rnn.hidden_size) {
     throw app::ConfigError(c.where("model", "tie_weights") +
@@ -63,6 +64,7 @@ LanguageModelOptions LMConfig::model_options(int64_t vocab_size) const {
       .num_layers(rnn.num_layers)
       .dropout(dropout)
       .embedding_dropout(embedding_dropout)
+      .variational_dropout(variational_dropout)
       .recurrent_dropout(rnn.recurrent_dropout)
       .tie_weights(tie_weights)
       .init(rnn.init)

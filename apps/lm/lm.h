@@ -30,6 +30,7 @@ struct LMConfig {
   app::RecurrentSpec rnn{"lstm", 256};
   int64_t embedding_size = 64;
   double dropout = 0, embedding_dropout = 0;
+  bool variational_dropout = false;  ///< one dropout mask per sequence for all time steps
   bool tie_weights = false;
 
   app::TrainOptions train;

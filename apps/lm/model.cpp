@@ -29,6 +29,7 @@ void LanguageModelImpl::reset() {
   rnn = register_module("rnn", RNN(RNNOptions(o.cell(), in, o.hidden_size())
                                        .num_layers(o.num_layers())
                                        .dropout(o.dropout())
+                                       .variational_dropout(o.variational_dropout())
                                        .recurrent_dropout(o.recurrent_dropout())
                                        .init(o.init())
                                        .forget_bias(o.forget_bias())
@@ -51,6 +52,11 @@ void LanguageModelImpl::pretty_print(std::ostream& os) const {
      << ", tie_weights=" << (options.tie_weights() ? "true" : "false") << ")";
 }
 
+torch::Tensor LanguageModelImpl::drop(const torch::Tensor& x, double p) const {
+  return options.variational_dropout() ? variational_dropout(x, p, is_training())
+                                       : torch::dropout(x, p, is_training());
+}
+
 LMOutput LanguageModelImpl::forward(const torch::Tensor& tokens, const std::vector<State>& states,
                                     const torch::Tensor& lengths) {
   TORCH_CHECK(tokens.dim() == 2 && tokens.scalar_type() == torch::kLong,
@@ -58,12 +64,12 @@ LMOutput LanguageModelImpl::forward(const torch::Tensor& tokens, const std::vect
               tokens.scalar_type());
   torch::Tensor x;
   if (embedding) {
-    x = torch::dropout(embedding->forward(tokens), options.embedding_dropout(), is_training());
+    x = drop(embedding->forward(tokens), options.embedding_dropout());
   } else {
     x = torch::one_hot(tokens, options.vocab_size()).to(b_y.scalar_type());
   }
   auto out = rnn->forward(x, lengths, states);
-  const auto h = torch::dropout(out.output, options.dropout(), is_training());
+  const auto h = drop(out.output, options.dropout());
   return {torch::linear(h, W_y, b_y), std::move(out.states)};
 }
 

@@ -2,7 +2,7 @@
 // The recurrent language model: embeddings (or one-hot inputs), an rnnkit::RNN, and a linear
 // softmax over the vocabulary, optionally tied to the embeddings.
 //
-//     e<t> = dropout_e(E[x<t>])        (or one_hot(x<t>))
+//     e<t> = dropout_e(E[x<t>])        (or one_hot(x<t>)); variational: one mask for all t
 //     a<t> = RNN(e<1..t>)              any registered cell, L layers
 //     ŷ<t> = softmax(W_y dropout(a<t>) + b_y)
 //
@@ -33,7 +33,11 @@ struct LanguageModelOptions {
   TORCH_ARG(double, dropout) = 0.0;            ///< between layers and before the softmax
   TORCH_ARG(double, embedding_dropout) = 0.0;  ///< on the embeddings
   TORCH_ARG(double, recurrent_dropout) = 0.0;  ///< variational, on a<t-1>
-  TORCH_ARG(bool, tie_weights) = false;        ///< W_y = E (needs embedding_size == hidden_size)
+  /// dropout and embedding_dropout with one mask per sequence for all time steps
+  /// (rnnkit::variational_dropout), as Gal & Ghahramani 2016 and Merity et al. 2017 drop the
+  /// inputs, outputs and layer-to-layer connections; false: a new mask at every step.
+  TORCH_ARG(bool, variational_dropout) = false;
+  TORCH_ARG(bool, tie_weights) = false;  ///< W_y = E (needs embedding_size == hidden_size)
   TORCH_ARG(Init, init) = Init::kUniform;
   TORCH_ARG(optional<double>, forget_bias) = nullopt;
   TORCH_ARG(CellOptions, cell_options) = {};  ///< the cell's own options
@@ -53,6 +57,9 @@ class LanguageModelImpl : public torch::nn::Cloneable<LanguageModelImpl> {
   /// tokens [T, B] int64; states from the previous window (or empty); lengths [B] (optional).
   LMOutput forward(const torch::Tensor& tokens, const std::vector<State>& states = {},
                    const torch::Tensor& lengths = {});
+
+  /// Dropout of a [T, B, D] sequence as options say (per step, or one mask per sequence).
+  torch::Tensor drop(const torch::Tensor& x, double p) const;
 
   LanguageModelOptions options;
   torch::nn::Embedding embedding{nullptr};

@@ -361,7 +361,9 @@ void RNNImpl::pretty_print(std::ostream& os) const {
      << ", input_size=" << options.input_size() << ", hidden_size=" << options.hidden_size()
      << ", num_layers=" << options.num_layers()
      << ", bidirectional=" << (options.bidirectional() ? "true" : "false")
-     << ", dropout=" << options.dropout() << ", recurrent_dropout=" << options.recurrent_dropout()
+     << ", dropout=" << options.dropout()
+     << (options.variational_dropout() ? ", variational_dropout=true" : "")
+     << ", recurrent_dropout=" << options.recurrent_dropout()
      << ", batch_first=" << (options.batch_first() ? "true" : "false")
      << ", init=" << to_string(options.init()) << ")";
 }
@@ -404,7 +406,8 @@ RNNOutput RNNImpl::forward(const Tensor& input, const Tensor& lengths,
     h = K == 1 ? per_direction[0] : torch::cat(per_direction, 2);
     // Between layers only: never after the last layer, never on the recurrent connection.
     if (l + 1 < L && options.dropout() > 0.0) {
-      h = torch::dropout(h, options.dropout(), is_training());
+      h = options.variational_dropout() ? variational_dropout(h, options.dropout(), is_training())
+                                        : torch::dropout(h, options.dropout(), is_training());
     }
   }
   out.output = options.batch_first() ? h.transpose(0, 1) : h;

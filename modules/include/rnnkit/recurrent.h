@@ -45,6 +45,12 @@ struct RecurrentOutput {
   State state;           ///< the state at each sequence's last real step
 };
 
+/// Variational ("locked") dropout of a time-major sequence x [T, B, D]: one Bernoulli(1 - p)
+/// mask per sequence and feature, [1, B, D], shared by every time step and scaled by 1 / (1 - p)
+/// (Gal & Ghahramani 2016; Merity et al. 2017's LockedDropout). torch::dropout draws a new mask
+/// at every step instead. Returns x itself when not training or p == 0.
+torch::Tensor variational_dropout(const torch::Tensor& x, double p, bool training);
+
 namespace detail {
 /// Padding information for a time-major batch, validated and computed once per forward and
 /// shared by every layer and direction.

@@ -39,7 +39,10 @@ struct RNNOptions {
   TORCH_ARG(int64_t, hidden_size);
   TORCH_ARG(int64_t, num_layers) = 1;
   TORCH_ARG(bool, bidirectional) = false;
-  TORCH_ARG(double, dropout) = 0.0;
+  TORCH_ARG(double, dropout) = 0.0;  ///< between layers
+  /// Between layers: one mask per sequence for all time steps (variational_dropout) instead of
+  /// a new one at every step.
+  TORCH_ARG(bool, variational_dropout) = false;
   TORCH_ARG(double, recurrent_dropout) = 0.0;
   TORCH_ARG(bool, batch_first) = false;
   TORCH_ARG(Init, init) = Init::kUniform;

@@ -35,11 +35,12 @@ struct TrainOptions {
   double learning_rate = 1e-3, momentum = 0.0, weight_decay = 0.0;
   double clip_norm = 0.0;         ///< rescale gradients whose global L2 norm exceeds this; 0 = off
   double clip_value = 0.0;        ///< clamp each gradient element into [-v, v]; 0 = off
-  std::string schedule = "none";  ///< none, step, plateau
+  std::string schedule = "none";  ///< none, step, plateau, cosine
   int64_t step_size = 1;          ///< step: decay every step_size epochs...
   int64_t decay_start = 0;        ///< ...once this many epochs are done (Zaremba et al.: 4)
   double gamma = 0.5;             ///< step and plateau: the decay factor
   int64_t plateau_patience = 0;   ///< plateau: epochs without improvement before decaying
+  double min_lr = 0.0;            ///< cosine: the rate at the end of the last epoch
   int64_t early_stopping = 0;     ///< stop after this many epochs without improvement; 0 = off
   int64_t seed = 1;
   int64_t log_every = 100;  ///< steps between progress lines when stderr is not a terminal
@@ -51,6 +52,10 @@ struct TrainOptions {
                            const TrainOptions& defaults);
   static TrainOptions read(ConfigReader& config) { return read(config, "train", TrainOptions()); }
 };
+
+/// Cosine annealing: `base` at done = 0, `min` at done >= 1, min + (base - min)(1 + cos(pi done)) /
+/// 2 between.
+double cosine_learning_rate(double base, double min, double done);
 
 /// The shuffled, length-bucketed batches of epoch `epoch` (0-based) under `options`' batch size
 /// and seed: the same arguments give the same plan, so a resumed run sees the same batches.
