@@ -57,9 +57,9 @@ Data make_data(int64_t n, const Config& c, uint64_t seed) {
   std::uniform_int_distribution<int64_t> len(c.min_length, c.max_length), bit(0, 1);
   Data d;
   for (int64_t i = 0; i < n; ++i) {
-    int64_t n = len(rng);
-    if (n % 2 == 0) n += n < c.max_length ? 1 : -1;  // odd (no ties), within the bounds
-    std::vector<int64_t> s(static_cast<size_t>(std::max<int64_t>(n, 1)));
+    int64_t length = len(rng);
+    if (length % 2 == 0) length += length < c.max_length ? 1 : -1;  // odd (no ties), in bounds
+    std::vector<int64_t> s(static_cast<size_t>(std::max<int64_t>(length, 1)));
     int64_t ones = 0;
     for (auto& t : s) ones += (t = bit(rng));
     d.y.push_back(2 * ones > static_cast<int64_t>(s.size()) ? 1 : 0);

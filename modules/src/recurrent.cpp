@@ -65,8 +65,7 @@ Tensor variational_dropout(const Tensor& x, double p, bool training) {
   TORCH_CHECK(p >= 0.0 && p < 1.0, "variational_dropout: expected p in [0, 1), got ", p);
   TORCH_CHECK(x.dim() == 3, "variational_dropout: expected x [T, B, D], got ", x.sizes());
   if (!training || p == 0.0) return x;
-  return x * torch::bernoulli(torch::full({1, x.size(1), x.size(2)}, 1.0 - p, x.options()))
-                 .div_(1.0 - p);
+  return x * detail::recurrent_dropout_mask(x.size(1), x.size(2), p, x.options()).unsqueeze(0);
 }
 
 namespace {
