@@ -262,6 +262,80 @@ TEST(Training, SigtermFinishesTheStepWritesLastAndReturns) {
   EXPECT_EQ(app::get_int(a, "train/batch"), 4);
 }
 
+namespace {
+/// FakeTask whose validation loss is scripted by where training stands: 3, 2, 1 after whole
+/// epochs 1, 2, 3 (steady improvement), and 0.5, better than any, part-way through an epoch.
+class ScriptedTask : public FakeTask {
+ public:
+  int64_t begin_epoch(int64_t epoch) override {
+    epoch_ = epoch;
+    done_ = 0;
+    return FakeTask::begin_epoch(epoch);
+  }
+  app::BatchLoss train_batch(int64_t i) override {
+    done_ = i + 1;
+    return FakeTask::train_batch(i);
+  }
+  app::Metrics evaluate() override {
+    app::Metrics m;
+    m.values = {{"val_loss", done_ == 5 ? 3.0 - static_cast<double>(epoch_) : 0.5}};
+    m.main = "val_loss";
+    return m;
+  }
+
+ private:
+  int64_t epoch_ = 0, done_ = 0;
+};
+}  // namespace
+
+TEST(Training, MaxMinutesStopMidEpochLeavesBestScheduleAndMetricsToWholeEpochs) {
+  const auto dir = temp_dir("midepoch");
+  app::TrainOptions o;
+  o.epochs = 3;
+  o.optimizer = "sgd";
+  o.learning_rate = 0.1;
+  o.schedule = "plateau";
+  o.gamma = 0.5;          // patience 0: any epoch without a new best halves the rate
+  torch::manual_seed(1);  // the same initial weights in every piece
+  ScriptedTask t1;
+  const auto whole = app::fit(t1, o, rnnkit_test::quiet_run(dir + "/whole"), "x = 1\n");
+  EXPECT_DOUBLE_EQ(whole.best.get("val_loss"), 1.0);
+
+  auto run = rnnkit_test::quiet_run(dir + "/parts");
+  run.max_steps = 7;  // epoch 2, batch 2
+  torch::manual_seed(1);
+  ScriptedTask t2;
+  EXPECT_TRUE(app::fit(t2, o, run, "x = 1\n").interrupted);
+  run.resume = true;
+  run.max_steps = 0;
+  o.max_minutes = 1e-9;  // already past: one step, then a stop inside epoch 2
+  torch::manual_seed(1);
+  ScriptedTask t3;
+  const auto paused = app::fit(t3, o, run, "x = 1\n");
+  EXPECT_FALSE(paused.interrupted);
+  EXPECT_EQ(paused.steps, 8);
+  EXPECT_EQ(paused.epochs_done, 1);
+  EXPECT_DOUBLE_EQ(paused.last.get("val_loss"), 0.5) << "the pause reports its evaluation";
+  auto a = app::open_checkpoint(dir + "/parts/last.pt", "fake", "linear");
+  EXPECT_EQ(app::get_int(a, "train/epoch"), 1);
+  EXPECT_EQ(app::get_int(a, "train/batch"), 3);
+  auto b = app::open_checkpoint(dir + "/parts/best.pt", "fake", "linear");
+  EXPECT_EQ(app::get_int(a, "train/step"), 8);
+  EXPECT_EQ(app::get_int(b, "train/step"), 5) << "the paused evaluation is no best checkpoint";
+  o.max_minutes = 0;
+  torch::manual_seed(1);
+  ScriptedTask t4;
+  const auto rest = app::fit(t4, o, run, "x = 1\n");
+  EXPECT_EQ(rest.steps, 15);
+  EXPECT_DOUBLE_EQ(rest.best.get("val_loss"), 1.0);
+  // Each whole epoch improved, so the plateau schedule never decayed, in either run.
+  const auto w = loss_curve(dir + "/whole");
+  ASSERT_EQ(w.size(), 4u);
+  for (size_t i = 1; i < w.size(); ++i)
+    EXPECT_DOUBLE_EQ(std::stod(w[i].substr(w[i].rfind(',') + 1)), 0.1) << w[i];
+  EXPECT_EQ(w, loss_curve(dir + "/parts"));
+}
+
 TEST(LanguageModel, EvalSampleAndScoreFromACheckpoint) {
   const auto dir = temp_dir("lmcmds");
   app::ConfigReader c(tiny_lm_config(dir));

@@ -490,6 +490,7 @@ class FitLoop {
         time_up = c.time_up;
       }
       progress_.end_epoch();
+      if (time_up && st_.batch < n) return pause_mid_epoch(n);
       Metrics m;
       try {
         m = evaluate();
@@ -499,7 +500,7 @@ class FitLoop {
         save(last_path_, st_.epoch, st_.batch);
         return stopped(e.signal, "");
       }
-      if (end_epoch(m, time_up, n)) break;
+      if (end_epoch(m, time_up)) break;
     }
     r_.steps = st_.step;
     if (r_.last.values.empty()) {  // resumed a finished run: nothing trained, still report it
@@ -638,8 +639,36 @@ class FitLoop {
     return agree_on(task_.evaluate());
   }
 
+  /// max_minutes ran out inside an epoch. The epoch is only paused: the best checkpoint, the
+  /// schedule, early stopping and metrics.csv see whole epochs alone, so that a run trained in
+  /// pieces is the run trained at once. The evaluation is a report, nothing more.
+  FitResult pause_mid_epoch(int64_t n) {
+    st_.elapsed = elapsed();
+    save(last_path_, st_.epoch, st_.batch);  // before evaluating: a stop there loses nothing
+    r_.steps = st_.step;
+    r_.epochs_done = st_.epoch;
+    if (!quiet_) {
+      fmt::print(stderr,
+                 "stopping: max_minutes = {} reached at epoch {}, batch {}/{}; wrote {} (continue "
+                 "with --resume)\n",
+                 o_.max_minutes, st_.epoch + 1, st_.batch, n, last_path_);
+    }
+    try {
+      r_.last = evaluate();
+    } catch (const Interrupted& e) {
+      return stopped(e.signal, "");
+    }
+    if (!quiet_) {
+      fmt::print(stderr,
+                 "epoch {} so far ({} of {} batches): {}; a report only, not a candidate for "
+                 "best.pt nor a metrics.csv row\n",
+                 st_.epoch + 1, st_.batch, n, metrics_text(r_.last));
+    }
+    return r_;
+  }
+
   /// Best checkpoint, schedule, metrics row, last checkpoint; returns whether to stop.
-  bool end_epoch(const Metrics& m, bool time_up, int64_t n) {
+  bool end_epoch(const Metrics& m, bool time_up) {
     r_.last = m;
     const double value = m.get(m.main);
     if (better(value, st_.best, m.higher_is_better)) {
@@ -664,12 +693,6 @@ class FitLoop {
                  hms(elapsed()));
     }
     st_.elapsed = elapsed();
-    if (time_up && st_.batch < n) {  // mid-epoch: --resume continues from this batch
-      save(last_path_, st_.epoch, st_.batch);
-      if (!quiet_) fmt::print(stderr, "stopping: max_minutes = {} reached\n", o_.max_minutes);
-      r_.epochs_done = st_.epoch;
-      return true;
-    }
     save(last_path_, st_.epoch + 1, 0);
     r_.epochs_done = st_.epoch + 1;
     if (o_.early_stopping > 0 && st_.bad_epochs >= o_.early_stopping) {
