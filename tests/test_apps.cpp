@@ -336,6 +336,33 @@ TEST(Training, MaxMinutesStopMidEpochLeavesBestScheduleAndMetricsToWholeEpochs) 
   EXPECT_EQ(w, loss_curve(dir + "/parts"));
 }
 
+TEST(Training, APauseInTheFirstEpochScoresNoTestSetAndTheResumedRunDoes) {
+  const auto dir = temp_dir("pausetest");
+  const auto config = tiny_lm_config(dir);
+  const std::vector<std::string> test = {"data.test=\"valid.txt\""};
+  auto run = rnnkit_test::quiet_run(dir + "/run");
+  run.max_steps = 3;
+  app::ConfigReader c1(config, test);
+  EXPECT_TRUE(lm::train(c1, run).interrupted);
+  run.resume = true;
+  run.max_steps = 0;
+  auto paused = test;
+  paused.push_back("train.max_minutes=1e-9");  // already past: one step, a pause in epoch 1
+  app::ConfigReader c2(config, paused);
+  const auto r = lm::train(c2, run);
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_EQ(r.steps, 4);
+  EXPECT_EQ(r.epochs_done, 0);
+  EXPECT_TRUE(r.test.values.empty()) << "no best checkpoint to score the test set with yet";
+  EXPECT_FALSE(fs::exists(dir + "/run/best.pt"));
+  EXPECT_FALSE(fs::exists(dir + "/run/test.json"));
+  app::ConfigReader c3(config, test);
+  const auto rest = lm::train(c3, run);
+  EXPECT_EQ(rest.epochs_done, 2);
+  EXPECT_GT(rest.test.get("test_ppl"), 1.0);
+  EXPECT_TRUE(fs::exists(dir + "/run/test.json"));
+}
+
 TEST(LanguageModel, EvalSampleAndScoreFromACheckpoint) {
   const auto dir = temp_dir("lmcmds");
   app::ConfigReader c(tiny_lm_config(dir));

@@ -400,6 +400,20 @@ std::vector<std::vector<size_t>> plan_epoch(const std::vector<size_t>& lengths,
   return data::plan_batches(lengths, o, static_cast<uint64_t>(epoch));
 }
 
+std::optional<std::string> test_checkpoint(const RunOptions& run, const FitResult& r,
+                                           const std::string& test_path) {
+  if (test_path.empty() || r.interrupted || !dist::is_rank0()) return std::nullopt;
+  const auto best = (fs::path(run.run_dir) / "best.pt").string();
+  if (fs::exists(best)) return best;
+  if (!run.quiet) {
+    fmt::print(stderr,
+               "test: not scored, no epoch has ended yet ({} is written at the end of "
+               "the first; --resume the run)\n",
+               best);
+  }
+  return std::nullopt;
+}
+
 void report_test(const RunOptions& run, const Metrics& test) {
   if (!dist::is_rank0() || test.values.empty()) return;
   Json j = Json::object();

@@ -1,7 +1,6 @@
 #include "lm.h"
 
 #include <cmath>
-#include <filesystem>
 
 #include <fmt/core.h>
 #include <torch/nn/functional/loss.h>
@@ -314,9 +313,9 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   }
   LMTask task(c, std::move(vocab), train_ids, std::move(valid_ids), model, device);
   auto r = app::fit(task, c.train, run, config.resolved());
-  if (!r.interrupted && !c.test_path.empty() && app::dist::is_rank0()) {
+  if (const auto best_path = app::test_checkpoint(run, r, c.test_path)) {
     // As word_language_model does: the test set once, by the model selected on validation.
-    auto best = load_model((std::filesystem::path(run.run_dir) / "best.pt").string(), device);
+    auto best = load_model(*best_path, device);
     const auto ids = encode_stream(best.vocab, best.config.tokenize_file(c.test_path));
     report_unk_rate(c.test_path, best.vocab, ids, run.quiet);
     const Perplexity p = evaluate_stream(*best.model, ids, c.bptt, c.eval_batch_size, device);

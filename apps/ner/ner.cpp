@@ -1,7 +1,6 @@
 #include "ner.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -438,8 +437,8 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   NerTask task(c, std::move(lx), std::move(tr), std::move(va), std::move(valid_gold), model,
                device);
   auto r = app::fit(task, c.train, run, config.resolved());
-  if (!r.interrupted && !c.test_path.empty() && app::dist::is_rank0()) {
-    auto best = load_model((std::filesystem::path(run.run_dir) / "best.pt").string(), device);
+  if (const auto best_path = app::test_checkpoint(run, r, c.test_path)) {
+    auto best = load_model(*best_path, device);
     const auto ev = evaluate(best, c.test_path, device);
     r.test.values = {
         {"test_f1", ev.f1()}, {"test_precision", ev.precision()}, {"test_recall", ev.recall()}};

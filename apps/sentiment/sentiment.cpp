@@ -447,8 +447,8 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   }
   if (!run.quiet) fmt::print(stderr, "{}", config.resolved());
   auto r = fit_split(c, train, valid, run, device, config.resolved());
-  if (!r.interrupted && !c.test_path.empty() && app::dist::is_rank0()) {
-    std::vector<Loaded> best{load_model((fs::path(run.run_dir) / "best.pt").string(), device)};
+  if (const auto best_path = app::test_checkpoint(run, r, c.test_path)) {
+    std::vector<Loaded> best{load_model(*best_path, device)};
     const auto report = evaluate(best, {c.test_path}, device);
     r.test.values = {{"test_accuracy", report.accuracy}, {"test_macro_f1", report.macro_f1}};
     r.test.main = "test_accuracy";

@@ -12,6 +12,7 @@
 // checkpoints, metrics and progress. Stop decisions (signals, max_minutes, NaN) are exchanged
 // every step, so every rank stops at the same step.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,8 +29,9 @@ namespace rnnkit::app {
 /// Settings of the [train] section shared by every app.
 struct TrainOptions {
   int64_t epochs = 10;
-  double max_minutes =
-      0;  ///< stop (after a full evaluation) once this much time has passed; 0 = off
+  /// Stop once this much training time has passed over all resumes; 0 = off. Mid-epoch it
+  /// pauses the epoch (last.pt and a reported evaluation; best, schedule, metrics untouched).
+  double max_minutes = 0;
   int64_t batch_size = 32;
   std::string optimizer = "adam";  ///< sgd, adam, adamw
   double learning_rate = 1e-3, momentum = 0.0, weight_decay = 0.0;
@@ -175,6 +177,12 @@ class RunDirError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+/// The checkpoint that scores data.test (`test_path`) once fit() has returned `r`: best.pt, or
+/// none when there is no test file, on ranks other than 0, when the run was interrupted, or when
+/// no epoch has ended yet (a max_minutes pause inside the first epoch, which it says on stderr).
+std::optional<std::string> test_checkpoint(const RunOptions& run, const FitResult& r,
+                                           const std::string& test_path);
 
 /// Prints data.test's metrics ("test: ...") and writes them to RUN_DIR/test.json (rank 0).
 void report_test(const RunOptions& run, const Metrics& test);
