@@ -336,6 +336,67 @@ TEST(Training, MaxMinutesStopMidEpochLeavesBestScheduleAndMetricsToWholeEpochs) 
   EXPECT_EQ(w, loss_curve(dir + "/parts"));
 }
 
+namespace {
+/// FakeTask whose validation loss improves by 0.4% of the first value per epoch: 1.0, 0.996,
+/// 0.992, 0.988.
+class SlowTask : public FakeTask {
+ public:
+  int64_t begin_epoch(int64_t epoch) override {
+    epoch_ = epoch;
+    return FakeTask::begin_epoch(epoch);
+  }
+  app::Metrics evaluate() override {
+    app::Metrics m;
+    m.values = {{"val_loss", 1.0 - 0.004 * static_cast<double>(epoch_)}};
+    m.main = "val_loss";
+    return m;
+  }
+
+ private:
+  int64_t epoch_ = 0;
+};
+
+std::vector<double> lr_column(const std::string& run_dir) {
+  std::vector<double> lr;
+  const auto rows = loss_curve(run_dir);
+  for (size_t i = 1; i < rows.size(); ++i)
+    lr.push_back(std::stod(rows[i].substr(rows[i].rfind(',') + 1)));
+  return lr;
+}
+}  // namespace
+
+TEST(Training, PlateauThresholdCountsOnlyRelativeGainsAboveItAndAddsUpSmallOnes) {
+  EXPECT_TRUE(app::improves_on(5.0, NAN, false, 0.5)) << "the first epoch always improves";
+  EXPECT_TRUE(app::improves_on(0.98, 1.0, false, 0.01));
+  EXPECT_FALSE(app::improves_on(0.995, 1.0, false, 0.01));
+  EXPECT_TRUE(app::improves_on(0.995, 1.0, false, 0.0));
+  EXPECT_FALSE(app::improves_on(1.0, 1.0, false, 0.0));
+  EXPECT_TRUE(app::improves_on(0.81, 0.8, true, 0.01));
+  EXPECT_FALSE(app::improves_on(0.805, 0.8, true, 0.01));
+
+  const auto dir = temp_dir("plateau_threshold");
+  app::TrainOptions o;
+  o.epochs = 4;
+  o.optimizer = "sgd";
+  o.learning_rate = 0.1;
+  o.schedule = "plateau";
+  o.gamma = 0.5;
+  SlowTask t1;
+  app::fit(t1, o, rnnkit_test::quiet_run(dir + "/strict"), "x = 1\n");
+  EXPECT_EQ(lr_column(dir + "/strict"), (std::vector<double>{0.1, 0.1, 0.1, 0.1}))
+      << "threshold 0: every gain counts";
+  // 1%: 0.996 and 0.992 fall short of 1.0 * 0.99, so both halve the rate; 0.988 is 1.2% below
+  // the reference 1.0, which stayed put, so the small gains add up to an improvement.
+  o.plateau_threshold = 0.01;
+  SlowTask t2;
+  app::fit(t2, o, rnnkit_test::quiet_run(dir + "/rel"), "x = 1\n");
+  EXPECT_EQ(lr_column(dir + "/rel"), (std::vector<double>{0.1, 0.05, 0.025, 0.025}));
+
+  app::ConfigReader bad(tiny_lm_config(dir), {"train.plateau_threshold=0.7"});
+  expect_message<app::ConfigError>([&] { app::TrainOptions::read(bad); },
+                                   {"--set train.plateau_threshold", "0.7"});
+}
+
 TEST(Training, APauseInTheFirstEpochScoresNoTestSetAndTheResumedRunDoes) {
   const auto dir = temp_dir("pausetest");
   const auto config = tiny_lm_config(dir);

@@ -46,6 +46,7 @@ TrainOptions TrainOptions::read(ConfigReader& c, const std::string& section,
   o.decay_start = c.get_int(section, "decay_start", o.decay_start, 0);
   o.gamma = c.get_double(section, "gamma", o.gamma, 1e-6, 1.0);
   o.plateau_patience = c.get_int(section, "plateau_patience", o.plateau_patience, 0);
+  o.plateau_threshold = c.get_double(section, "plateau_threshold", o.plateau_threshold, 0, 0.5);
   o.min_lr = c.get_double(section, "min_lr", o.min_lr, 0, 1e3);
   if (o.min_lr > o.learning_rate) {
     throw ConfigError(
@@ -97,6 +98,11 @@ double Metrics::get(const std::string& name) const {
     if (k == name) return v;
   }
   throw std::out_of_range("no metric named " + name);
+}
+
+bool improves_on(double value, double best, bool higher, double threshold) {
+  if (std::isnan(best)) return true;
+  return higher ? value > best * (1 + threshold) : value < best * (1 - threshold);
 }
 
 double cosine_learning_rate(double base, double min, double done) {
@@ -246,7 +252,9 @@ class Scheduler {
     } else if (o_.schedule == "step") {
       if (epoch + 1 >= o_.decay_start && (epoch + 1) % o_.step_size == 0) lr *= o_.gamma;
     } else if (o_.schedule == "plateau") {
-      if (better(value, best_, higher)) {
+      // As ReduceLROnPlateau: only an improvement past the threshold resets the count and
+      // becomes the reference, so a run of small gains adds up to a decay.
+      if (improves_on(value, best_, higher, o_.plateau_threshold)) {
         best_ = value;
         bad_ = 0;
       } else if (++bad_ > o_.plateau_patience) {

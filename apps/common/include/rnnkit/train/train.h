@@ -42,8 +42,11 @@ struct TrainOptions {
   int64_t decay_start = 0;        ///< ...once this many epochs are done (Zaremba et al.: 4)
   double gamma = 0.5;             ///< step and plateau: the decay factor
   int64_t plateau_patience = 0;   ///< plateau: epochs without improvement before decaying
-  double min_lr = 0.0;            ///< cosine: the rate at the end of the last epoch
-  int64_t early_stopping = 0;     ///< stop after this many epochs without improvement; 0 = off
+  /// plateau: the relative improvement that counts as one (PyTorch's ReduceLROnPlateau
+  /// `threshold`, rel mode); 0 = any improvement
+  double plateau_threshold = 0.0;
+  double min_lr = 0.0;         ///< cosine: the rate at the end of the last epoch
+  int64_t early_stopping = 0;  ///< stop after this many epochs without improvement; 0 = off
   int64_t seed = 1;
   int64_t log_every = 100;  ///< steps between progress lines when stderr is not a terminal
 
@@ -54,6 +57,11 @@ struct TrainOptions {
                            const TrainOptions& defaults);
   static TrainOptions read(ConfigReader& config) { return read(config, "train", TrainOptions()); }
 };
+
+/// Whether `value` improves on `best` by more than the relative `threshold`: below
+/// best * (1 - threshold), or above best * (1 + threshold) where higher is better. Anything
+/// improves on a NaN best (no epoch yet).
+bool improves_on(double value, double best, bool higher, double threshold);
 
 /// Cosine annealing: `base` at done = 0, `min` at done >= 1, min + (base - min)(1 + cos(pi done)) /
 /// 2 between.
