@@ -252,8 +252,8 @@ class Scheduler {
     } else if (o_.schedule == "step") {
       if (epoch + 1 >= o_.decay_start && (epoch + 1) % o_.step_size == 0) lr *= o_.gamma;
     } else if (o_.schedule == "plateau") {
-      // As ReduceLROnPlateau: only an improvement past the threshold resets the count and
-      // becomes the reference, so a run of small gains adds up to a decay.
+      // As ReduceLROnPlateau: only a gain past the threshold resets the count and becomes the
+      // reference, so small gains count as none until together they pass it.
       if (improves_on(value, best_, higher, o_.plateau_threshold)) {
         best_ = value;
         bad_ = 0;
