@@ -223,10 +223,6 @@ void trim_metrics(const std::string& path, int64_t epochs_done) {
   if (dropped) write_text_atomically(path, text);
 }
 
-bool better(double v, double ref, bool higher) {
-  return std::isnan(ref) || (higher ? v > ref : v < ref);
-}
-
 /// The learning-rate schedule: none, step decay (every step_size epochs once decay_start are
 /// done), reduce-on-plateau, or cosine annealing by step. LibTorch 1.13 has no plateau or cosine
 /// scheduler, and its schedulers cannot be checkpointed; this one's state is two numbers.
@@ -693,7 +689,7 @@ class FitLoop {
   bool end_epoch(const Metrics& m, bool time_up) {
     r_.last = m;
     const double value = m.get(m.main);
-    if (better(value, st_.best, m.higher_is_better)) {
+    if (improves_on(value, st_.best, m.higher_is_better, 0.0)) {
       st_.best = value;
       st_.best_metrics = metrics_text(m);
       st_.bad_epochs = 0;
