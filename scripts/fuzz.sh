@@ -15,7 +15,7 @@ case "$mode" in
   *) echo "usage: $0 BUILD_DIR --runs N|--seconds S [TARGET...]" >&2; exit 2 ;;
 esac
 targets=("$@")
-((${#targets[@]})) || targets=(text conll labelled config vocab checkpoint)
+((${#targets[@]})) || targets=(text conll labelled config vocab checkpoint ngram request)
 work="${RNNKIT_FUZZ_WORK:-$build/fuzz-work}"
 rm -rf "$work" && mkdir -p "$work"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:detect_container_overflow=0}"
@@ -28,6 +28,8 @@ head -c 3000 "$root/datasets/tinyshakespeare/valid.txt" > "$work/t.txt"
 printf '[data]\nlevel = "char"\ntrain = "t.txt"\nvalid = "t.txt"\nbptt = 8\n[model]\nembedding_size = 4\nhidden_size = 4\n[train]\nepochs = 1\nbatch_size = 2\n' > "$work/t.toml"
 "$build/apps/rnnkit-lm" train --config "$work/t.toml" --run-dir "$work/t" --threads 1 --max-steps 2 --quiet
 cp "$work/t/last.pt" "$seeds_ckpt/last.pt"
+# An n-gram model seed: a trigram model of the same text.
+"$build/apps/rnnkit-lm" ngram train --config "$work/t.toml" --order 3 --output "$work/seed.ngram" 2>/dev/null
 
 status=0
 for t in "${targets[@]}"; do
@@ -37,6 +39,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus"
   cp -r "$root/fuzz/corpus/$t/." "$corpus/" 2>/dev/null || true
   [[ $t == checkpoint ]] && cp "$seeds_ckpt/last.pt" "$corpus/"
+  [[ $t == ngram ]] && cp "$work/seed.ngram" "$corpus/"
   regressions=("$root/fuzz/regressions/$t"/*)
   if [[ -e "${regressions[0]}" ]]; then
     "$exe" "${regressions[@]}" > "$work/$t-regressions.log" 2>&1 || {

@@ -45,6 +45,10 @@ case "$mode" in
     printf '%s\n' "Harry Potter and Hermione Granger invented a new spell in London ." \
       "The European Commission said on Thursday it disagreed with German advice ." |
       "$ner" predict --checkpoint "$run/best.pt" --json
+    echo
+    # Both models over HTTP, with a page to try them: docs/serving.md.
+    echo "Serve both models (then open http://127.0.0.1:8080/):"
+    echo "  $build/apps/rnnkit-serve --model ner=$run/best.pt --model char=$root/runs/lm_char_demo/best.pt"
     ;;
   test)
     # The package as a downstream project sees it: install, then build examples/ against it.
@@ -55,7 +59,7 @@ case "$mode" in
     cmake --build "$build/example" -j "$jobs"
     "$build/example/train_mgu" --config "$root/configs/example_mgu.toml"
     # The same cell as a plugin of the installed rnnkit-lm: train on a tiny corpus, then eval
-    # the checkpoint, which records the plugin.
+    # the checkpoint, which records the plugin and its sha256 but loads it only with consent.
     tiny="$build/example/tiny" && rm -rf "$tiny" && mkdir -p "$tiny"
     head -c 6000 "$root/datasets/tinyshakespeare/train.txt" > "$tiny/train.txt"
     head -c 1000 "$root/datasets/tinyshakespeare/valid.txt" > "$tiny/valid.txt"
@@ -63,7 +67,8 @@ case "$mode" in
       --plugin "$build/example/libmgu.so" --set model.cell=mgu --set data.train="$tiny/train.txt" \
       --set data.valid="$tiny/valid.txt" --set model.hidden_size=32 --set train.epochs=1 \
       --set train.batch_size=4 --run-dir "$tiny/run" --quiet
-    "$stage/bin/rnnkit-lm" eval --checkpoint "$tiny/run/best.pt" --file "$tiny/valid.txt"
+    "$stage/bin/rnnkit-lm" eval --checkpoint "$tiny/run/best.pt" --file "$tiny/valid.txt" \
+      --plugin "$build/example/libmgu.so"
     # A task app of its own on rnnkit::train (fit, checkpoints, config, CLI), trained and scored.
     cmake -S "$root/examples/task_app" -B "$build/task_app" -G Ninja \
       -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$stage" >/dev/null

@@ -15,7 +15,7 @@ build="${RNNKIT_SANITIZE_DIR:-$root/build-sanitize}"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
   -DRNNKIT_SANITIZE=address,undefined -DRNNKIT_BUILD_FUZZERS=ON -DRNNKIT_BUILD_BENCH=OFF > /dev/null
 cmake --build "$build" -j "$(nproc)" --target rnnkit_tests rnnkit-lm rnnkit-gradflow \
-  fuzz_text fuzz_conll fuzz_labelled fuzz_config fuzz_vocab fuzz_checkpoint
+  fuzz_text fuzz_conll fuzz_labelled fuzz_config fuzz_vocab fuzz_checkpoint fuzz_ngram fuzz_request
 # No leak suppressions: LeakSanitizer reports any leak, ours or LibTorch's. Container-overflow
 # checks need every library instrumented, and LibTorch is not.
 export ASAN_OPTIONS="detect_leaks=1:detect_container_overflow=0:abort_on_error=1"

@@ -15,10 +15,13 @@ packages=(
   nlohmann-json3-dev               # JSON output
   libutf8proc-dev                  # Unicode lowercasing, digits, character classes, NFC
   zlib1g-dev                       # CRC-32 checksums of checkpoints
+  libssl-dev                       # sha256 of cell plugins (OpenSSL's libcrypto)
   libgloo-dev                      # Gloo's headers, for c10d's ProcessGroupGloo (data-parallel training)
   python3-torch                    # torchrun, the launcher of data-parallel runs (and its tests)
   libgtest-dev
   gnuplot-nox                      # loss and metric curves as PNG
+  libcpp-httplib-dev pkg-config    # rnnkit-serve's HTTP (the library llama.cpp's server uses)
+  chromium chromium-driver python3-selenium  # the server's page, tested in a real browser
 )
 
 missing=()

@@ -7,7 +7,8 @@
 #   - rnnkit-lm under torchrun ends with the single process's validation loss (float32);
 #   - a killed rank makes the other exit non-zero naming it; Ctrl-C on torchrun stops every
 #     rank and rank 0 writes last.pt;
-#   - bad set-ups: a batch that does not divide, WORLD_SIZE without RANK, an unreachable master.
+#   - bad set-ups: a batch that does not divide, WORLD_SIZE without RANK, an unreachable master;
+#   - ranks with different configs stop, every one naming the first key that differs.
 # usage: cli_distributed.sh RNNKIT_DIST_WORKER RNNKIT_LM RNNKIT_NER SOURCE_DIR WORK_DIR
 set -euo pipefail
 worker=$1 lm=$2 ner=$3 src=$4 work=$5
@@ -155,4 +156,24 @@ out=$(WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
       "$lm" train --config "$work/lm.toml" --run-dir "$work/nomaster" --dist-timeout 3 2>&1) && fail "no master accepted"
 grep -q "cannot reach the rendezvous store at 127.0.0.1:$port" <<< "$out" || fail "unreachable master: $out"
 (( SECONDS - start <= 20 )) || fail "the unreachable master took $((SECONDS - start)) s to report"
+# 8. Ranks given different configs stop at once, all of them, naming the first key that differs
+# (not a Gloo abort, a 15 s hang, or a silently wrong model).
+for diff in "model.hidden_size=24:model.hidden_size (16 on rank 0, 24 on rank 1)" \
+            "train.learning_rate=0.25:train.learning_rate (0.5 on rank 0, 0.25 on rank 1)"; do
+  set_arg=${diff%%:*} want=${diff#*:}
+  port=$(free_port)
+  WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    "$lm" train --config "$work/lm.toml" --threads 1 --run-dir "$work/diff" --overwrite --dist-timeout 60 \
+    > "$work/diff0.log" 2>&1 & r0=$!
+  WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    "$lm" train --config "$work/lm.toml" --threads 1 --run-dir "$work/diff_r1" --overwrite --dist-timeout 60 \
+    --set "$set_arg" > "$work/diff1.log" 2>&1 & r1=$!
+  s0=0; wait $r0 || s0=$?
+  s1=0; wait $r1 || s1=$?
+  [[ $s0 -eq 1 && $s1 -eq 1 ]] || fail "$set_arg: exit statuses $s0 and $s1, expected 1 and 1"
+  for log in "$work/diff0.log" "$work/diff1.log"; do
+    grep -qF "rank 1's config differs from rank 0's at $want" "$log" || fail "$set_arg: $(tail -3 "$log")"
+  done
+  [[ ! -e "$work/diff/best.pt" ]] || fail "$set_arg: rank 0 trained"
+done
 echo "cli_distributed: ok"

@@ -110,4 +110,55 @@ expect 1 "needs cells" "$gradflow" agreement --config "$work/g.toml" --out "$wor
 [[ ! -e "$work/g2" ]] || fail "a failed gradflow call left $work/g2"
 expect 2 "usage: rnnkit-gradflow COMMAND" "$gradflow"
 "$gradflow" --help | grep -q "norms  " || fail "gradflow --help lists no commands"
+# Round two (issue 29).
+# SIGHUP (a closed terminal or ssh session) stops like SIGTERM: last.pt, exit 129.
+"$lm" "${train[@]}" --run-dir "$work/h" --set train.epochs=1000 > "$work/h.log" 2>&1 & holder=$!
+for _ in $(seq 300); do grep -qs "step 3 " "$work/h.log" && break; sleep 0.1; done
+kill -HUP $holder
+status=0; wait $holder || status=$?
+[[ $status -eq 129 ]] || fail "SIGHUP: exit status $status, expected 129: $(tail -2 "$work/h.log")"
+grep -q "SIGHUP: stopped at step" "$work/h.log" || fail "SIGHUP: $(tail -2 "$work/h.log")"
+[[ -s "$work/h/last.pt" ]] || fail "SIGHUP: no last.pt"
+# What is not a regular file is refused at once: never read until memory runs out, never waited on.
+mkfifo "$work/fifo.pt"
+expect 1 "/dev/zero: not a regular file" timeout 20 "$lm" eval --checkpoint /dev/zero --file "$work/valid.txt"
+expect 1 "fifo.pt: not a regular file" timeout 20 "$lm" eval --checkpoint "$work/fifo.pt" --file "$work/valid.txt"
+expect 1 "/dev/zero: is a device, not a text file" timeout 20 "$lm" eval --checkpoint "$work/c/last.pt" --file /dev/zero
+expect 1 "/dev/zero: not a regular file" timeout 20 "$lm" train --config /dev/zero --run-dir "$work/z"
+# A line over the limit: an error naming the file, the line and the limit (1 MiB by default).
+python3 -c 'import sys; sys.stdout.write("x" * 3000000 + "\n")' > "$work/huge_line.txt"
+expect 1 "huge_line.txt:1: the line is longer than the limit of 1048576 bytes" \
+  timeout 60 "$lm" score --checkpoint "$work/c/last.pt" --file "$work/huge_line.txt"
+expect 1 "valid.txt:[0-9]*: the line is longer than the limit of 10 bytes" \
+  "$lm" eval --checkpoint "$work/c/last.pt" --file "$work/valid.txt" --max-line-bytes 10
+expect 2 "max-line-bytes must be in" "$lm" eval --checkpoint "$work/c/last.pt" --file "$work/valid.txt" --max-line-bytes 0
+expect 1 "huge_line.txt:1: the line is longer than the limit" \
+  "$lm" "${train[@]}" --run-dir "$work/hl" --set data.train="$work/huge_line.txt"
+# Sizes out of range name the key; an overflowing bptt no longer trains 0 steps and reports 1.0.
+expect 1 "\-\-set model.num_layers: must be in \[1, 64\]" "$lm" "${train[@]}" --run-dir "$work/s" --set model.num_layers=100000000
+expect 1 "\-\-set data.bptt: must be in" "$lm" "${train[@]}" --run-dir "$work/s" --set data.bptt=9223372036854775807
+[[ ! -e "$work/s/best.pt" ]] || fail "a refused run wrote best.pt"
+# Nested --set keys are blamed on --set, never on the config file.
+expect 1 "\-\-set model..cell=gru: expected section.key=value" "$lm" "${train[@]}" --run-dir "$work/s" --set model..cell=gru
+expect 1 "\-\-set model.cell_options.a.b.c" "$lm" "${train[@]}" --run-dir "$work/s" --set model.cell_options.a.b.c=1
+# --resume refuses a changed config instead of ignoring it.
+expect 1 "the config differs from the run's at key train.learning_rate" \
+  "$lm" "${train[@]}" --run-dir "$work/b" --resume --set train.learning_rate=0.5
+# RNNKIT_DATA naming a file is not a missing download.
+printf '[data]\nlevel = "char"\ntrain = "${RNNKIT_DATA}/x/train.txt"\nvalid = "valid.txt"\n' > "$work/root.toml"
+RNNKIT_DATA="$work/valid.txt" expect 1 "which is a file, not a folder" "$lm" train --config "$work/root.toml" --run-dir "$work/s"
+grep -q "fetch_data" "$work/err.txt" && fail "RNNKIT_DATA as a file suggests fetch_data.sh"
+# n-gram models carry a checksum: an edited count is refused.
+"$lm" ngram train --config "$work/lm.toml" --order 3 --output "$work/m.ngram" 2> /dev/null
+"$lm" ngram eval --model "$work/m.ngram" --file "$work/valid.txt" > /dev/null
+python3 - "$work/m.ngram" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[-2] = ord("7") if b[-2] != ord("7") else ord("8")
+open(sys.argv[1], "wb").write(b)
+PY
+expect 1 "m.ngram: the n-gram model is damaged: checksum mismatch" "$lm" ngram eval --model "$work/m.ngram" --file "$work/valid.txt"
+# gradflow refuses a NaN forget bias (the apps do too), and names a failing gnuplot as such.
+printf '[norms]\ncells = ["lstm:fb=nan"]\nT = 10\nbatch = 2\nhidden_size = 8\n' > "$work/gnan.toml"
+expect 1 "expected fb=NUMBER with the number in \[-100, 100\], got 'fb=nan'" "$gradflow" norms --config "$work/gnan.toml" --out "$work/gnan"
 echo "cli_hardening: ok"

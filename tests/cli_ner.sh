@@ -45,6 +45,7 @@ for line in open(sys.argv[1]):
     for e in d["entities"]:
         assert d["text"][e["start"]:e["end"]] == e["text"], (d, e)
         assert e["type"] == "NAME", e
+        assert 0 < e["confidence"] <= 1 + 1e-9, e  # the entity's probability under the CRF
 PY
 fi
 

@@ -200,6 +200,7 @@ TEST(CRF, AgreesWithBruteForceEnumeration) {
     const Tensor e = torch::randn({3, T, K}, rnnkit_test::f64());
     const Tensor lengths = torch::tensor({5, 3, 1}, torch::kLong);
     const Tensor logz = crf->log_partition(e, lengths);
+    const Tensor marginals = crf->marginals(e, lengths);
     const auto best = crf->decode(e, lengths);
     for (int64_t b = 0; b < 3; ++b) {
       const int64_t n = lengths[b].item<int64_t>();
@@ -216,6 +217,20 @@ TEST(CRF, AgreesWithBruteForceEnumeration) {
           torch::logsumexp(torch::tensor(scores, rnnkit_test::f64()), 0).item<double>();
       EXPECT_NEAR(logz[b].item<double>(), ref, 1e-10)
           << "b=" << b << " constrained=" << constrained;
+      // Marginals: the probability mass of the paths through (t, j), by enumeration.
+      const auto paths = all_paths(K, n);
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t j = 0; j < K; ++j) {
+          double mass = 0;
+          for (size_t i = 0; i < paths.size(); ++i) {
+            if (paths[i][static_cast<size_t>(t)] == j) mass += std::exp(scores[i] - ref);
+          }
+          EXPECT_NEAR(marginals[b][t][j].item<double>(), mass, 1e-10)
+              << "b=" << b << " t=" << t << " j=" << j << " constrained=" << constrained;
+        }
+      }
+      EXPECT_EQ(marginals[b].narrow(0, n, T - n).abs().sum().item<double>(), 0.0)
+          << "zeros past the length";
       EXPECT_EQ(best[b], argmax) << "b=" << b << " constrained=" << constrained;
       // score() of that path through the batched code agrees too.
       Tensor tags = torch::zeros({3, T}, torch::kLong);

@@ -1,7 +1,9 @@
 #include <rnnkit/train/checkpoint.h>
 
+#include <sys/stat.h>
 #include <zlib.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -135,16 +137,51 @@ void write_checkpoint(const std::string& path, const std::string& app,
   write_checkpoint(path, app, architecture, inner);
 }
 
+std::string read_checkpoint_file(const std::string& path) {
+  // A checkpoint is a regular file whose header states its length: a FIFO (which would block),
+  // a device (/dev/zero never ends) or a file longer than its header says is refused before
+  // more than the header is read.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    throw CheckpointError(path + ": cannot open the checkpoint: " + std::strerror(errno));
+  }
+  if (S_ISDIR(st.st_mode)) throw CheckpointError(path + ": a directory, not a checkpoint file");
+  if (!S_ISREG(st.st_mode)) {
+    throw CheckpointError(path +
+                          ": not a regular file (a pipe, a device or a socket); a "
+                          "checkpoint is a file that train wrote");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw CheckpointError(path + ": cannot open the checkpoint: " + std::strerror(errno));
+  const auto size = static_cast<uint64_t>(st.st_size);
+  std::string bytes(static_cast<size_t>(std::min<uint64_t>(size, kHeaderSize)), '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (static_cast<size_t>(in.gcount()) != bytes.size())
+    throw CheckpointError(path + ": cannot read the checkpoint: " + std::strerror(errno));
+  const bool v3 = bytes.size() == kHeaderSize &&
+                  bytes.compare(0, sizeof(kFileMagic), kFileMagic, sizeof(kFileMagic)) == 0;
+  if (v3 && get_le(bytes, 16, 8) != size - kHeaderSize) {
+    const uint64_t length = get_le(bytes, 16, 8);
+    throw CheckpointError(
+        path + ": the checkpoint is " +
+        (length > size - kHeaderSize ? std::string("truncated") : "longer than it says") + " (" +
+        std::to_string(size - kHeaderSize) + " bytes after the header, " + std::to_string(length) +
+        " expected)");
+  }
+  bytes.resize(static_cast<size_t>(size));
+  in.read(bytes.data() + kHeaderSize * (size >= kHeaderSize),
+          static_cast<std::streamsize>(size - std::min<uint64_t>(size, kHeaderSize)));
+  if (in.bad() ||
+      static_cast<uint64_t>(in.gcount()) + std::min<uint64_t>(size, kHeaderSize) != size)
+    throw CheckpointError(path + ": cannot read the checkpoint (it changed while it was read, or " +
+                          std::strerror(errno) + ")");
+  return bytes;
+}
+
 torch::serialize::InputArchive open_checkpoint(const std::string& path, const std::string& app,
                                                const std::string& architecture,
                                                std::optional<torch::Device> device) {
-  if (fs::is_directory(path)) throw CheckpointError(path + ": a directory, not a checkpoint file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError(path + ": cannot open the checkpoint: " + std::strerror(errno));
-  const std::string bytes{std::istreambuf_iterator<char>(in), {}};
-  if (in.bad())
-    throw CheckpointError(path + ": cannot read the checkpoint: " + std::strerror(errno));
-  return open_checkpoint_bytes(bytes, path, app, architecture, device);
+  return open_checkpoint_bytes(read_checkpoint_file(path), path, app, architecture, device);
 }
 
 torch::serialize::InputArchive open_checkpoint_bytes(const std::string& bytes,
@@ -210,7 +247,7 @@ torch::serialize::InputArchive open_checkpoint_bytes(const std::string& bytes,
     throw CheckpointError(path + ": unknown checkpoint version '" + magic + "'");
   }
   const std::string their_app = get_string(archive, "rnnkit/app");
-  if (their_app != app) {
+  if (!app.empty() && their_app != app) {  // empty: any app (rnnkit-serve finds out which)
     throw CheckpointError(path + ": a checkpoint of rnnkit-" + their_app + ", not of rnnkit-" +
                           app);
   }
@@ -239,6 +276,50 @@ void check_finite(const torch::nn::Module& model, const std::string& path) {
   };
   for (const auto& p : model.named_parameters()) check("parameter " + p.key(), p.value());
   for (const auto& b : model.named_buffers()) check("buffer " + b.key(), b.value());
+}
+
+namespace {
+std::string shape_text(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+/// Module::load copies whatever shape a tensor has into the parameter (Tensor::set_): a config
+/// edited to another size would load and then fail (or worse) later. Compare first.
+void check_shapes(const torch::nn::Module& m, torch::serialize::InputArchive& a,
+                  const std::string& prefix, const std::string& path) {
+  auto check = [&](const std::string& name, const torch::Tensor& want, bool buffer) {
+    torch::Tensor got;
+    if (!want.defined() || !a.try_read(name, got, buffer)) return;
+    if (got.sizes() != want.sizes()) {
+      throw CheckpointError(
+          path + ": " + (buffer ? "buffer " : "parameter ") + prefix + name + " is " +
+          shape_text(got.sizes()) + " in the checkpoint, but the model its config describes has " +
+          shape_text(want.sizes()) +
+          "; the config and the weights disagree (an edited checkpoint?), so it is refused");
+    }
+  };
+  for (const auto& p : m.named_parameters(/*recurse=*/false)) check(p.key(), p.value(), false);
+  for (const auto& b : m.named_buffers(/*recurse=*/false)) check(b.key(), b.value(), true);
+  for (const auto& c : m.named_children()) {
+    torch::serialize::InputArchive sub;
+    if (a.try_read(c.key(), sub)) check_shapes(*c.value(), sub, prefix + c.key() + ".", path);
+  }
+}
+}  // namespace
+
+void load_weights(torch::nn::Module& model, torch::serialize::InputArchive& archive,
+                  const std::string& path) {
+  check_shapes(model, archive, "", path);
+  try {
+    model.load(archive);
+  } catch (const c10::Error& e) {
+    throw CheckpointError(path +
+                          ": the checkpoint's weights do not fit the model its config "
+                          "describes (" +
+                          e.what_without_backtrace() + ")");
+  }
 }
 
 SavedRun open_saved_run(const std::string& path, const std::string& app) {

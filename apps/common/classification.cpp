@@ -6,6 +6,7 @@
 
 #include <c10/util/Exception.h>
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 
 namespace rnnkit::app {
 
@@ -74,6 +75,27 @@ std::string format_report(const ClassificationReport& r, const std::vector<std::
                     n);
   os << row("macro avg", r.macro_precision, r.macro_recall, r.macro_f1, n);
   os << row("weighted avg", r.weighted_precision, r.weighted_recall, r.weighted_f1, n);
+  // sklearn warns too: a class with no example scores 0 and pulls the macro average down.
+  std::vector<std::string> absent;
+  for (size_t k = 0; k < labels.size(); ++k) {
+    if (r.support[k] == 0) absent.push_back(labels[k]);
+  }
+  if (!absent.empty()) {
+    os << fmt::format(
+        "\nnote: {} class(es) have no example in this file ({}{}); each counts as 0 in the macro "
+        "average\n",
+        absent.size(),
+        fmt::join(absent.begin(), absent.begin() + std::min<size_t>(absent.size(), 10), ", "),
+        absent.size() > 10 ? ", ..." : "");
+  }
+  // A 1,000-class matrix is megabytes of text: --json keeps it whole.
+  constexpr size_t kMostClassesShown = 30;
+  if (labels.size() > kMostClassesShown) {
+    os << fmt::format(
+        "\nconfusion matrix: not shown for {} classes (more than {}); --json has it\n",
+        labels.size(), kMostClassesShown);
+    return os.str();
+  }
   os << "\nconfusion matrix (rows: gold, columns: predicted)\n"
      << fmt::format("{:>{}} ", "", width);
   for (const auto& l : labels) os << fmt::format(" {:>9}", l);

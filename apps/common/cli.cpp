@@ -1,5 +1,6 @@
 #include <rnnkit/train/cli.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +13,7 @@
 
 #include <c10/util/Exception.h>
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 #include <rnnkit/compat.h>
 #include <rnnkit/data/text.h>
 #include <rnnkit/plugin.h>
@@ -19,8 +21,13 @@
 #include <torch/cuda.h>
 
 #include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/signals.h>
 
 namespace rnnkit::app {
+namespace {
+// The most data.max_line_bytes and --max-line-bytes may raise the limit to: 1 GiB.
+constexpr int64_t kMaxLineBytesLimit = int64_t{1} << 30;
+}  // namespace
 
 void add_runtime_options(cxxopts::Options& cli) {
   cli.add_options("runtime")("device", "cpu, cuda or cuda:N",
@@ -32,7 +39,14 @@ void add_runtime_options(cxxopts::Options& cli) {
 
 void add_model_options(cxxopts::Options& cli) {
   cli.add_options("model")("checkpoint", "a checkpoint (best.pt or last.pt of a run)",
-                           cxxopts::value<std::string>());
+                           cxxopts::value<std::string>())(
+      "trust-checkpoint-plugins",
+      "load the cell plugins the checkpoint records (each checked against its recorded sha256); "
+      "without it a checkpoint loads no code, and a plugin cell needs --plugin PATH")(
+      "max-line-bytes",
+      "the longest input line taken (bytes; default 1048576); a longer one is "
+      "an error naming the line",
+      cxxopts::value<int64_t>());
   add_runtime_options(cli);
 }
 
@@ -76,6 +90,15 @@ std::string default_run_dir(const std::string& config_path) {
 }
 
 RunOptions run_options(const cxxopts::ParseResult& args, const std::string& default_dir) {
+  trust_checkpoint_plugins(args.count("trust-checkpoint-plugins") > 0);
+  if (args.count("max-line-bytes")) {
+    const int64_t n = args["max-line-bytes"].as<int64_t>();
+    if (n < 1 || n > kMaxLineBytesLimit) {
+      throw cxxopts::exceptions::exception(
+          fmt::format("--max-line-bytes must be in [1, {}], got {}", kMaxLineBytesLimit, n));
+    }
+    data::set_max_line_bytes(static_cast<size_t>(n));
+  }
   if (args.count("plugin")) {
     for (const auto& p : args["plugin"].as<std::vector<std::string>>()) load_plugin(p);
   }
@@ -132,19 +155,44 @@ ConfigReader load_config(const cxxopts::ParseResult& args) {
     sets.push_back("train.seed=" + std::to_string(args["seed"].as<int64_t>()));
   ConfigReader c(path, sets);
   if (args.count("seed")) c.set_origin("train.seed", "--seed");
+  // Before any reader runs; the resolved config keeps it for eval of the run's checkpoints.
+  data::set_max_line_bytes(static_cast<size_t>(
+      c.get_int("data", "max_line_bytes", static_cast<int64_t>(data::kDefaultMaxLineBytes), 1,
+                kMaxLineBytesLimit)));
   return c;
 }
 
 InputBatches::InputBatches(const cxxopts::ParseResult& args, data::Encoding encoding)
-    : reader_(args.count("file") ? args["file"].as<std::string>() : "-", encoding),
+    : reader_(args.count("file") ? args["file"].as<std::string>() : "-", encoding,
+              /*streaming=*/true),
       streaming_(!args.count("file") || args["file"].as<std::string>() == "-") {}
 
 bool InputBatches::next(std::vector<std::string>& lines) {
   lines.clear();
   const size_t most = streaming_ ? 1 : 256;
+  first_line_ = reader_.line_number() + 1;
   std::string line;
   while (lines.size() < most && reader_.next(line)) lines.push_back(std::move(line));
   return !lines.empty();
+}
+
+void InputBatches::refuse_empty(const std::vector<std::string>& lines,
+                                const std::string& what) const {
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].find_first_not_of(" \t\r\f\v") == std::string::npos) {
+      throw line_error(i, "an empty line; there is no text to " + what +
+                              " (eval refuses it too): remove it, or give one text per line");
+    }
+  }
+}
+
+void flush_stdout() {
+  errno = 0;
+  std::cout.flush();
+  if (!std::cout) {
+    throw IoError(std::string("cannot write to stdout: ") +
+                  (errno ? std::strerror(errno) : "write error") + "; stopped");
+  }
 }
 
 int guarded_main(const char* program, const std::function<int(int, char**)>& body, int argc,
@@ -164,6 +212,11 @@ int guarded_main(const char* program, const std::function<int(int, char**)>& bod
   } catch (const cxxopts::exceptions::exception& e) {
     std::cerr << program << ": usage error: " << e.what() << " (see --help)\n";
     return 2;
+  } catch (const Interrupted& e) {
+    // A stop before training began (while the data loaded): nothing to save.
+    std::cerr << program << ": " << signal_name(e.signal)
+              << ": stopped before training began; nothing was written\n";
+    return exit_status_for_signal(e.signal);
   } catch (const c10::Error& e) {
     std::cerr << program << ": error: " << e.what_without_backtrace() << "\n";
   } catch (const std::exception& e) {
@@ -175,6 +228,59 @@ int guarded_main(const char* program, const std::function<int(int, char**)>& bod
 }  // namespace rnnkit::app
 
 namespace rnnkit::app {
+
+int plugin_command(int argc, char** argv) {
+  const std::string sub = argc > 1 ? argv[1] : "";
+  if (sub != "check" || argc < 3) {
+    throw cxxopts::exceptions::exception(
+        "expected: plugin check PATH... (loads each cell plugin in a child process first)");
+  }
+  int failed = 0;
+  for (int i = 2; i < argc; ++i) {
+    const std::string path = argv[i];
+    int out[2];
+    if (::pipe(out) != 0) throw_io_error("cannot make a pipe for", path);
+    std::cout.flush();
+    std::cerr.flush();
+    const pid_t child = ::fork();
+    if (child < 0) throw_io_error("cannot fork to check", path);
+    if (child == 0) {
+      ::close(out[0]);
+      std::string report;
+      int status = 0;
+      try {
+        const PluginInfo& info = load_plugin(path);
+        report = fmt::format("{}: plugin '{}', cells {}, sha256 {}\n", info.path, info.name,
+                             fmt::join(info.cells, ", "), info.sha256);
+      } catch (const std::exception& e) {
+        report = std::string(e.what()) + "\n";
+        status = 1;
+      }
+      const ssize_t n = ::write(out[1], report.data(), report.size());
+      (void)n;
+      ::_exit(status);
+    }
+    ::close(out[1]);
+    std::string report;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;) report.append(buf, n);
+    ::close(out[0]);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    if (WIFSIGNALED(status)) {
+      const int sig = WTERMSIG(status);
+      std::cerr << path << ": the plugin killed the process that loaded it (" << strsignal(sig)
+                << ", signal " << sig << "); do not load it\n";
+      ++failed;
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      std::cout << report;
+    } else {
+      std::cerr << report;
+      ++failed;
+    }
+  }
+  return failed ? 1 : 0;
+}
 
 std::string version_text(const std::string& program) {
   std::string cuda;

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <sstream>
+
+#include <unistd.h>
 
 #include <fmt/core.h>
 #include <fmt/ranges.h>
@@ -15,6 +18,12 @@ namespace rnnkit::app {
 namespace fs = std::filesystem;
 
 namespace {
+/// A value from a config, cut for a message: a 10 MB string is not echoed whole.
+std::string clip(const std::string& s) {
+  constexpr size_t kMost = 200;
+  return s.size() > kMost ? s.substr(0, kMost) + "... (" + std::to_string(s.size()) + " bytes)" : s;
+}
+
 template <class T>
 const char* type_name() {
   if constexpr (std::is_same_v<T, bool>)
@@ -33,6 +42,15 @@ ConfigReader::ConfigReader(const std::string& path, const std::vector<std::strin
   if (!fs::exists(path)) throw ConfigError(path + ": config file not found");
   if (fs::is_directory(path))
     throw ConfigError(path + ": is a directory; expected a TOML config file (see configs/)");
+  if (!fs::is_regular_file(path)) {
+    throw ConfigError(path +
+                      ": not a regular file (a device, a pipe or a socket); expected a "
+                      "TOML config file (see configs/)");
+  }
+  if (fs::file_size(path) > (16u << 20)) {
+    throw ConfigError(path + ": " + std::to_string(fs::file_size(path)) +
+                      " bytes; a TOML config is a few kilobytes (at most 16 MiB is read)");
+  }
   dir_ = fs::absolute(path).parent_path().string();
   try {
     table_ = toml::parse_file(path);
@@ -49,9 +67,15 @@ ConfigReader::ConfigReader(const std::string& path, const std::vector<std::strin
   for (const auto& o : overrides) {
     const auto eq = o.find('='), dot = o.find('.');
     if (eq == std::string::npos || dot == std::string::npos || dot > eq) {
-      throw ConfigError("--set " + o + ": expected section.key=value");
+      throw ConfigError("--set " + clip(o) + ": expected section.key=value");
     }
     const std::string section = o.substr(0, dot), key = o.substr(dot + 1, eq - dot - 1);
+    if (section.empty() || key.empty() || key.front() == '.' || key.back() == '.' ||
+        key.find("..") != std::string::npos) {
+      throw ConfigError("--set " + clip(o) +
+                        ": expected section.key=value, each part of the key a name (no empty "
+                        "part between dots)");
+    }
     const std::string value = o.substr(eq + 1);
     toml::table parsed;
     try {
@@ -61,14 +85,14 @@ ConfigReader::ConfigReader(const std::string& path, const std::vector<std::strin
     }
     if (!table_.contains(section)) table_.insert(section, toml::table{});
     auto* sec = table_[section].as_table();
-    if (!sec) throw ConfigError("--set " + o + ": '" + section + "' is not a section");
+    if (!sec) throw ConfigError("--set " + clip(o) + ": '" + clip(section) + "' is not a section");
     // section.table.key (model.cell_options.slim=1) sets a key of a table inside the section.
     std::string leaf = key;
     for (auto d = leaf.find('.'); d != std::string::npos; d = leaf.find('.')) {
       const std::string inner = leaf.substr(0, d);
       if (!sec->contains(inner)) sec->insert(inner, toml::table{});
       sec = (*sec)[inner].as_table();
-      if (!sec) throw ConfigError("--set " + o + ": '" + inner + "' is not a table");
+      if (!sec) throw ConfigError("--set " + clip(o) + ": '" + clip(inner) + "' is not a table");
       leaf = leaf.substr(d + 1);
     }
     sec->insert_or_assign(leaf, *parsed["v"].node());
@@ -79,6 +103,7 @@ ConfigReader::ConfigReader(const std::string& path, const std::vector<std::strin
 ConfigReader ConfigReader::from_string(const std::string& text, const std::string& origin) {
   ConfigReader r;
   r.path_ = origin;
+  r.from_checkpoint_ = true;
   try {
     r.table_ = toml::parse(text, origin);
   } catch (const toml::parse_error& e) {
@@ -105,9 +130,15 @@ std::string ConfigReader::where(const std::string& section, const std::string& k
     const std::string set = section + "." + key.substr(0, end);
     if (overridden_.count(set)) {
       const auto it = origin_.find(set);
-      return it != origin_.end() ? it->second : "--set " + set;
+      return it != origin_.end() ? it->second : "--set " + clip(set);
     }
     if (end == std::string::npos) break;
+  }
+  // A key an override made by setting a key inside it (--set model.cell_options.a.b=1 makes
+  // cell_options.a a table).
+  const std::string full = section + "." + key + ".";
+  for (const auto& o : overridden_) {
+    if (o.rfind(full, 0) == 0) return "--set " + clip(o);
   }
   // A dotted key names a key of a table inside the section (cell_options.slim).
   auto view = table_[section];
@@ -120,7 +151,7 @@ std::string ConfigReader::where(const std::string& section, const std::string& k
   std::ostringstream os;
   os << path_;
   if (node && node->source().begin.line) os << ":" << node->source().begin.line;
-  os << ": key " << section << "." << key;
+  os << ": key " << clip(section + "." + key);
   return os.str();
 }
 
@@ -211,7 +242,7 @@ std::string ConfigReader::get_choice(const std::string& section, const std::stri
   for (const auto& c : choices) {
     if (c == v) return v;
   }
-  fail(section, key, "expected one of " + list + ", got '" + v + "'");
+  fail(section, key, "expected one of " + list + ", got '" + clip(v) + "'");
 }
 
 data::Encoding ConfigReader::get_encoding(const std::string& section, const std::string& key) {
@@ -222,38 +253,107 @@ data::Encoding ConfigReader::get_encoding(const std::string& section, const std:
   }
 }
 
+namespace {
+bool g_trust_checkpoint_plugins = false;
+
+/// The sha256 of a loaded plugin, empty if `path` is not loaded.
+std::string loaded_sha256(const std::string& path) {
+  for (const auto& p : loaded_plugins()) {
+    if (p.path == path) return p.sha256;
+  }
+  return "";
+}
+}  // namespace
+
+void trust_checkpoint_plugins(bool trust) { g_trust_checkpoint_plugins = trust; }
+
 std::string ConfigReader::get_cell(const std::string& section, const std::string& key,
                                    const std::string& fallback) {
   const std::string v = get<std::string>(section, key, fallback);
   std::vector<std::string> plugins = get_path_list(section, "plugins");
-  for (const auto& p : plugins) {
-    try {
-      load_plugin(p);
-    } catch (const PluginError& e) {
-      // A checkpoint's plugin that moved, given again with --plugin: the cell is there.
-      if (has_cell(v) && !cell_plugin(v).empty()) continue;
-      fail(section, "plugins",
-           fmt::format("{}{}", e.what(),
-                       has_cell(v) ? ""
-                                   : fmt::format(" (cell '{}' comes from it; if the plugin moved, "
-                                                 "give --plugin PATH)",
-                                                 v)));
+  std::vector<std::string> hashes = get_string_list(section, "plugins_sha256");
+  if (!hashes.empty() && hashes.size() != plugins.size()) {
+    fail(section, "plugins_sha256",
+         fmt::format("expected one sha256 per plugin in {}.plugins ({}), got {}", section,
+                     plugins.size(), hashes.size()));
+  }
+  auto recorded = [&](size_t i) {
+    return fmt::format("{}{}", plugins[i], hashes.empty() ? "" : " (sha256 " + hashes[i] + ")");
+  };
+  const bool load_recorded = !from_checkpoint_ || g_trust_checkpoint_plugins;
+  if (load_recorded) {
+    for (size_t i = 0; i < plugins.size(); ++i) {
+      // A checkpoint's plugin that is loaded already (--plugin, moved) is not loaded twice.
+      if (from_checkpoint_ && !hashes.empty()) {
+        bool have = false;
+        for (const auto& l : loaded_plugins()) have = have || l.sha256 == hashes[i];
+        if (have) continue;
+      }
+      try {
+        load_plugin(plugins[i], hashes.empty() ? "" : hashes[i]);
+      } catch (const PluginError& e) {
+        fail(section, "plugins",
+             fmt::format("{}{}", e.what(),
+                         from_checkpoint_ && !has_cell(v)
+                             ? fmt::format(" (cell '{}' comes from it; if the plugin moved, give "
+                                           "--plugin PATH)",
+                                           v)
+                             : ""));
+      }
     }
   }
   if (!has_cell(v)) {
+    if (from_checkpoint_ && !plugins.empty()) {
+      // Loading a plugin runs its code: a checkpoint that names one is not consent.
+      std::vector<std::string> list;
+      for (size_t i = 0; i < plugins.size(); ++i) list.push_back(recorded(i));
+      throw ConfigError(fmt::format(
+          "{}: cell '{}' comes from a plugin, and the checkpoint records {}; a checkpoint never "
+          "loads code by itself: give --plugin PATH for a plugin you trust, or "
+          "--trust-checkpoint-plugins to load the recorded one(s) (checked against their "
+          "sha256)",
+          where(section, key), v, fmt::join(list, ", ")));
+    }
     throw ConfigError(fmt::format(
         "{}: unknown cell '{}'; known cells: {} (a cell from a plugin needs --plugin PATH or "
         "{}.plugins)",
-        where(section, key), v, fmt::join(cell_names(), ", "), section));
+        where(section, key), clip(v), fmt::join(cell_names(), ", "), section));
   }
-  // The plugin a cell came from is recorded beside it, so the checkpoints' config names it.
   const std::string from = cell_plugin(v);
+  if (from_checkpoint_ && !from.empty() && !plugins.empty()) {
+    // The cell comes from a plugin loaded by hand: it must be the one the model was trained
+    // with, by its bytes (any path), or for an old checkpoint without hashes, by its path (or
+    // the recorded file is gone: a moved plugin).
+    const std::string sha = loaded_sha256(from);
+    bool same = false;
+    for (size_t i = 0; i < plugins.size(); ++i) {
+      same = same ||
+             (hashes.empty() ? plugins[i] == from || !fs::exists(plugins[i]) : hashes[i] == sha);
+    }
+    if (!same) {
+      std::vector<std::string> list;
+      for (size_t i = 0; i < plugins.size(); ++i) list.push_back(recorded(i));
+      throw ConfigError(fmt::format(
+          "{}: cell '{}' comes from the plugin {} (sha256 {}), but the model was trained with {}; "
+          "a different plugin is refused (give --plugin with the file the model was trained "
+          "with)",
+          where(section, key), v, from, sha, fmt::join(list, ", ")));
+    }
+  }
+  // The plugin a cell came from is recorded beside it, with every plugin's sha256, so the
+  // checkpoints' config names the plugins its cells need and the files they must be.
   if (!from.empty() && std::find(plugins.begin(), plugins.end(), from) == plugins.end()) {
     plugins.push_back(from);
-    toml::array list;
-    for (const auto& p : plugins) list.push_back(p);
+  }
+  if (!from_checkpoint_ && !plugins.empty()) {
+    toml::array list, shas;
+    for (const auto& p : plugins) {
+      list.push_back(p);
+      shas.push_back(loaded_sha256(p));
+    }
     if (!table_.contains(section)) table_.insert(section, toml::table{});
     table_[section].as_table()->insert_or_assign("plugins", std::move(list));
+    table_[section].as_table()->insert_or_assign("plugins_sha256", std::move(shas));
   }
   return v;
 }
@@ -306,6 +406,12 @@ std::string ConfigReader::resolve_path(const std::string& section, const std::st
   if (v.rfind(kRoot, 0) == 0) {
     const std::string rest = v.substr(kRoot.size());
     const std::string root = data_root(dir_);
+    if (std::error_code ec; fs::exists(root, ec) && !fs::is_directory(root, ec)) {
+      throw ConfigError(fmt::format(
+          "{}: {} is under the data root {}, which is a file, not a folder (RNNKIT_DATA names the "
+          "folder that holds the datasets)",
+          where(section, key), clip(v), root));
+    }
     const std::string path = (fs::path(root).string() + rest);
     if (!fs::exists(path)) {
       // The dataset is the first folder under the root: what fetch_data.sh takes.
@@ -351,8 +457,22 @@ std::vector<std::string> ConfigReader::get_string_list(const std::string& sectio
   return out;
 }
 
+void ConfigReader::check_fits_in_memory(const std::string& section, const std::string& key,
+                                        double elements, const std::string& what) {
+  const double memory =
+      static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+  const double bytes = elements * 4 * 4;
+  if (memory > 0 && bytes > memory) {
+    fail(section, key,
+         fmt::format("{} would hold about {:.3g} values, {:.1f} GB to train (weights, gradients "
+                     "and optimizer state), more than this machine's {:.1f} GB of memory",
+                     what, elements, bytes / 1e9, memory / 1e9));
+  }
+}
+
 std::vector<int64_t> ConfigReader::get_int_list(const std::string& section, const std::string& key,
-                                                const std::vector<int64_t>& fallback, int64_t min) {
+                                                const std::vector<int64_t>& fallback, int64_t min,
+                                                int64_t max) {
   const toml::node* node = find(section, key);
   if (!node) return fallback;
   const auto* arr = node->as_array();
@@ -361,9 +481,11 @@ std::vector<int64_t> ConfigReader::get_int_list(const std::string& section, cons
   for (const auto& item : *arr) {
     const auto v = item.value_exact<int64_t>();
     if (!v) fail(section, key, "expected an array of integers");
-    if (*v < min)
+    if (*v < min || *v > max)
       fail(section, key,
-           "every value must be at least " + std::to_string(min) + ", got " + std::to_string(*v));
+           "every value must be in [" + std::to_string(min) + ", " +
+               (max == INT64_MAX ? std::string("inf") : std::to_string(max)) + "], got " +
+               std::to_string(*v));
     out.push_back(*v);
   }
   return out;
@@ -394,7 +516,7 @@ void ConfigReader::reject_unknown_keys() const {
     const auto* t = node.as_table();
     if (!t) {
       unknown.push_back(path_ + ":" + std::to_string(node.source().begin.line) + ": '" +
-                        std::string(sec.str()) + "' is not a [section]");
+                        clip(std::string(sec.str())) + "' is not a [section]");
       continue;
     }
     for (const auto& [key, value] : *t) {
@@ -407,6 +529,42 @@ void ConfigReader::reject_unknown_keys() const {
   if (unknown.empty()) return;
   throw ConfigError(fmt::format("{}\n(check the spelling; see configs/README.md for every key)",
                                 fmt::join(unknown, "\n")));
+}
+
+namespace {
+void flatten(const toml::table& t, const std::string& prefix,
+             std::map<std::string, std::string>& out) {
+  for (const auto& [k, v] : t) {
+    const std::string key = prefix + std::string(k.str());
+    if (const auto* sub = v.as_table()) {
+      flatten(*sub, key + ".", out);
+      continue;
+    }
+    std::ostringstream os;
+    v.visit([&](const auto& n) { os << n; });
+    out[key] = os.str();
+  }
+}
+}  // namespace
+
+std::optional<ConfigDifference> first_difference(const std::string& a, const std::string& b,
+                                                 const std::set<std::string>& ignored) {
+  std::map<std::string, std::string> fa, fb;
+  flatten(toml::parse(a), "", fa);
+  flatten(toml::parse(b), "", fb);
+  std::set<std::string> keys;
+  for (const auto& [k, v] : fa) keys.insert(k);
+  for (const auto& [k, v] : fb) keys.insert(k);
+  for (const auto& k : keys) {
+    if (ignored.count(k)) continue;
+    const auto ia = fa.find(k), ib = fb.find(k);
+    const std::string va = ia == fa.end() ? "(not set)" : clip(ia->second);
+    const std::string vb = ib == fb.end() ? "(not set)" : clip(ib->second);
+    if (ia == fa.end() || ib == fb.end() || ia->second != ib->second) {
+      return ConfigDifference{k, va, vb};
+    }
+  }
+  return std::nullopt;
 }
 
 std::string ConfigReader::resolved() const {

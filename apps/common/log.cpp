@@ -111,7 +111,7 @@ struct TrainLog::Impl {
 TrainLog::TrainLog(const std::string& path, bool append, const std::string& command_line)
     : impl_(std::make_unique<Impl>()) {
   auto& m = *impl_;
-  m.fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
+  m.fd = open_no_follow(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), "training log");
   if (m.fd < 0) throw_io_error("cannot open the training log", path);
   m.sink = std::make_unique<LogSink>(m.fd);
   char when[64];

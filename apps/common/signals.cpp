@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <rnnkit/data/text.h>
+
 namespace rnnkit::app {
 namespace {
 
@@ -14,7 +16,7 @@ std::atomic<bool> g_poll{true};
 // Under torchrun a Ctrl-C reaches a worker twice, from the terminal and relayed by the agent
 // (which escalates to SIGKILL itself after 30 s): there the second signal must not abort.
 std::atomic<bool> g_second_aborts{true};
-struct sigaction g_old_int, g_old_term;
+struct sigaction g_old_int, g_old_term, g_old_hup;
 
 extern "C" void on_stop_signal(int sig) {
   if (g_signal.load() != 0 && g_second_aborts.load()) {
@@ -39,12 +41,18 @@ StopGuard::StopGuard() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &g_old_int);
   sigaction(SIGTERM, &sa, &g_old_term);
+  // A closed terminal or ssh session: the same clean stop (last.pt), not a lost run.
+  sigaction(SIGHUP, &sa, &g_old_hup);
+  // Readers poll too: a stop while a large file loads is seen at once.
+  data::set_stop_check(&throw_if_stopped);
 }
 
 StopGuard::~StopGuard() {
   if (--g_guards > 0) return;
   sigaction(SIGINT, &g_old_int, nullptr);
   sigaction(SIGTERM, &g_old_term, nullptr);
+  sigaction(SIGHUP, &g_old_hup, nullptr);
+  data::set_stop_check(nullptr);
 }
 
 int stop_signal() { return g_signal.load(); }
@@ -53,6 +61,7 @@ void set_stop_signal(int sig) { g_signal = sig; }
 std::string signal_name(int sig) {
   if (sig == SIGINT) return "SIGINT";
   if (sig == SIGTERM) return "SIGTERM";
+  if (sig == SIGHUP) return "SIGHUP";
   return "signal " + std::to_string(sig);
 }
 

@@ -4,6 +4,8 @@
 #include <malloc.h>
 #include <sched.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -13,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -22,8 +25,44 @@ namespace rnnkit::app {
 namespace fs = std::filesystem;
 
 void throw_io_error(const std::string& what, const std::string& path) {
-  const int e = errno;
+  int e = errno;
+  if (e == 0) {
+    // A stream that failed earlier has lost its errno: a full file system is the usual cause.
+    struct statvfs fs {};
+    const auto dir = fs::absolute(path).parent_path();
+    if (::statvfs(dir.c_str(), &fs) == 0 && fs.f_bavail == 0) e = ENOSPC;
+  }
   throw IoError(what + " " + path + ": " + (e ? std::strerror(e) : "unknown error"));
+}
+
+std::string read_regular_file(const std::string& path, uint64_t max_bytes,
+                              const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw_io_error("cannot open the " + what, path);
+  if (!S_ISREG(st.st_mode)) {
+    throw IoError(path + ": not a regular file (a directory, a pipe or a device); expected the " +
+                  what);
+  }
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    throw IoError(path + ": " + std::to_string(st.st_size) + " bytes, more than the " +
+                  std::to_string(max_bytes) + " an " + what + " may have");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw_io_error("cannot open the " + what, path);
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (static_cast<size_t>(in.gcount()) != bytes.size())
+    throw_io_error("cannot read the " + what, path);
+  return bytes;
+}
+
+int open_no_follow(const std::string& path, int flags, const std::string& what) {
+  const int fd = ::open(path.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == ELOOP) {
+    throw IoError(path + ": the " + what + " is a symbolic link; rnnkit writes its " + what +
+                  " through no link (a link could point at any file): remove it");
+  }
+  return fd;
 }
 
 namespace {
@@ -140,7 +179,7 @@ RunDirLock::RunDirLock(const std::string& dir) {
     return;
   }
   const std::string path = (fs::path(key_) / ".lock").string();
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  const int fd = open_no_follow(path, O_RDWR | O_CREAT, "lock file");
   if (fd < 0) throw_io_error("cannot create the lock file", path);
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int e = errno;
@@ -229,12 +268,28 @@ void write_text_atomically(const std::string& path, const std::string& text) {
   commit_file(tmp, path);
 }
 
+namespace {
+/// An appended file (metrics.csv) may not be a link: appending would write through it.
+const std::string& refuse_symlink_for_append(const std::string& path, bool append) {
+  struct stat st {};
+  if (append && ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+    throw IoError(path +
+                  ": is a symbolic link; rnnkit appends to no file through a link (a link "
+                  "could point at any file): remove it");
+  }
+  return path;
+}
+}  // namespace
+
 OutputFile::OutputFile(const std::string& path, bool append)
-    : path_(path), out_(path, std::ios::binary | (append ? std::ios::app : std::ios::trunc)) {
+    : path_(refuse_symlink_for_append(path, append)),
+      out_(path, std::ios::binary | (append ? std::ios::app : std::ios::trunc)) {
   if (!out_) throw_io_error("cannot open for writing", path);
 }
 
 void OutputFile::close() {
+  // A write that failed already (a full disk) set errno then: report it, not a later one's 0.
+  if (!out_) throw_io_error("cannot write", path_);
   errno = 0;
   out_.flush();
   if (!out_) throw_io_error("cannot write", path_);

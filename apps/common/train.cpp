@@ -1,6 +1,7 @@
 #include <rnnkit/train/train.h>
 
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include <fmt/core.h>
@@ -19,6 +21,7 @@
 
 #include <rnnkit/compat.h>
 #include <rnnkit/data/batching.h>
+#include <rnnkit/data/text.h>
 
 #include <rnnkit/train/checkpoint.h>
 #include <rnnkit/train/json.h>
@@ -32,9 +35,9 @@ using Clock = std::chrono::steady_clock;
 TrainOptions TrainOptions::read(ConfigReader& c, const std::string& section,
                                 const TrainOptions& defaults) {
   TrainOptions o = defaults;
-  o.epochs = c.get_int(section, "epochs", o.epochs, defaults.epochs == 0 ? 0 : 1);
+  o.epochs = c.get_int(section, "epochs", o.epochs, defaults.epochs == 0 ? 0 : 1, 1000000);
   o.max_minutes = c.get_double(section, "max_minutes", o.max_minutes, 0, 1e6);
-  o.batch_size = c.get_int(section, "batch_size", o.batch_size, 1);
+  o.batch_size = c.get_int(section, "batch_size", o.batch_size, 1, 65536);
   o.optimizer = c.get_choice(section, "optimizer", o.optimizer, {"sgd", "adam", "adamw"});
   o.learning_rate = c.get_double(section, "learning_rate", o.learning_rate, 1e-12, 1e3);
   o.momentum = c.get_double(section, "momentum", o.momentum, 0, 0.999999);
@@ -42,7 +45,7 @@ TrainOptions TrainOptions::read(ConfigReader& c, const std::string& section,
   o.clip_norm = c.get_double(section, "clip_norm", o.clip_norm, 0, 1e9);
   o.clip_value = c.get_double(section, "clip_value", o.clip_value, 0, 1e9);
   o.schedule = c.get_choice(section, "schedule", o.schedule, {"none", "step", "plateau", "cosine"});
-  o.step_size = c.get_int(section, "step_size", o.step_size, 1);
+  o.step_size = c.get_int(section, "step_size", o.step_size, 1, 1000000000);
   o.decay_start = c.get_int(section, "decay_start", o.decay_start, 0);
   o.gamma = c.get_double(section, "gamma", o.gamma, 1e-6, 1.0);
   o.plateau_patience = c.get_int(section, "plateau_patience", o.plateau_patience, 0);
@@ -386,10 +389,42 @@ void load_rng(torch::serialize::InputArchive& a, const torch::Device& device) {
   }
 }
 
-std::string read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw_io_error("cannot open", path);
-  return {std::istreambuf_iterator<char>(in), {}};
+/// A TOML table naming each data file of a config ([data] strings and string arrays that are
+/// regular files) with its size and CRC-32.
+std::string data_fingerprints(const std::string& config_text) {
+  const auto table = toml::parse(config_text);
+  const auto* data = table["data"].as_table();
+  if (!data) return "";
+  std::string out = "\n[rnnkit_data_files]\n";
+  auto add = [&](const std::string& key, const std::string& path) {
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) return;
+    std::ifstream in(path, std::ios::binary);
+    std::vector<char> buf(1 << 20);
+    uLong crc = ::crc32(0L, Z_NULL, 0);
+    uint64_t size = 0;
+    while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
+      crc =
+          ::crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), static_cast<uInt>(in.gcount()));
+      size += static_cast<uint64_t>(in.gcount());
+    }
+    out += fmt::format("\"data.{}\" = \"{} bytes, crc32 {:08x}\"\n", key, size,
+                       static_cast<uint32_t>(crc));
+  };
+  for (const auto& [k, v] : *data) {
+    const std::string key(k.str());
+    if (const auto str = v.value_exact<std::string>()) add(key, *str);
+    if (const auto* arr = v.as_array()) {
+      size_t i = 0;
+      for (const auto& item : *arr) {
+        if (const auto str = item.value_exact<std::string>()) {
+          add(key + "[" + std::to_string(i) + "]", *str);
+        }
+        ++i;
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -472,6 +507,7 @@ class FitLoop {
   }
 
   FitResult run() {
+    agree_on_config();
     if (prepare_run_dir()) resume_from_last();
     // One model on every rank: rank 0's initialisation (or the checkpoint it read).
     std::vector<torch::Tensor> state = model_.parameters();
@@ -485,6 +521,14 @@ class FitLoop {
     r_.early_stopped = stopped_early;
     for (; !stopped_early && st_.epoch < o_.epochs; ++st_.epoch) {
       const int64_t n = task_.begin_epoch(st_.epoch);
+      if (n == 0) {
+        // Nothing would be trained: no metric may be reported as if it had, no best.pt written.
+        throw std::invalid_argument(fmt::format(
+            "the training data gives no batch in epoch {}: with train.batch_size = {} (and the "
+            "task's own sizes, such as data.bptt) there is nothing to train on; nothing was "
+            "trained, reported or saved (use smaller sizes or more data)",
+            st_.epoch + 1, o_.batch_size));
+      }
       if (resumed_mid_epoch_) {
         task_.load_state(task_state_);  // after begin_epoch, so the carried state wins
         resumed_mid_epoch_ = false;
@@ -559,10 +603,11 @@ class FitLoop {
   void resume_from_last() {
     // Rank 0 reads the file and hands its bytes to the others: the run dir need not be shared.
     std::string bytes;
-    dist::on_rank0([&] { bytes = read_file_bytes(last_path_); });
+    dist::on_rank0([&] { bytes = read_checkpoint_file(last_path_); });
     bytes = dist::broadcast_string(bytes);
     auto a =
         open_checkpoint_bytes(bytes, last_path_, task_.app_name(), task_.architecture(), device_);
+    check_resumed_config(get_string(a, "config"));
     torch::serialize::InputArchive m, opt;
     a.read("model", m);
     a.read("optimizer", opt);
@@ -582,6 +627,64 @@ class FitLoop {
     if (!quiet_) {
       fmt::print(stderr, "resuming {} at epoch {}, batch {} (step {})\n", last_path_, st_.epoch + 1,
                  st_.batch, st_.step);
+    }
+  }
+
+  /// The ranks of a data-parallel run must train one model on one dataset: before the first
+  /// collective that depends on the config, each compares its resolved config and the size and
+  /// CRC-32 of each data file it names with rank 0's, and every rank stops with the first key
+  /// or file that differs (not a Gloo abort, a hang, or a silently wrong model).
+  void agree_on_config() {
+    if (!dist::enabled()) return;
+    const std::string mine = config_text_ + data_fingerprints(config_text_);
+    const std::string rank0s = dist::broadcast_string(mine);
+    std::string problem;
+    if (const auto d = first_difference(rank0s, mine)) {
+      problem = fmt::format(
+          "rank {}'s config differs from rank 0's at {} ({} on rank 0, {} on rank {}); every "
+          "rank of a data-parallel run must be given the same config, --set overrides and data",
+          dist::rank(), d->key, d->a, d->b, dist::rank());
+    }
+    for (int r = 1; r < world_; ++r) {
+      const std::string theirs = dist::broadcast_string(problem, r);
+      if (!theirs.empty()) throw std::invalid_argument(theirs);
+    }
+  }
+
+  /// A resumed run continues with the config it started with: a --set or a config edited since
+  /// is refused, never ignored, except for the keys that only say how long or how loudly to go
+  /// on (train.epochs, train.max_minutes, train.log_every), which are applied and recorded in
+  /// config.toml. run_dir/config.toml itself must still be what the run trained with.
+  void check_resumed_config(const std::string& saved) {
+    static const std::set<std::string> kMayChange = {"train.epochs", "train.max_minutes",
+                                                     "train.log_every"};
+    const std::string recorded = (fs::path(run_.run_dir) / "config.toml").string();
+    if (rank0_ && fs::exists(recorded)) {
+      std::string text;
+      try {
+        text = data::read_text(recorded, data::Encoding::kUtf8, true);
+        if (const auto d = first_difference(saved, text)) {
+          throw RunDirError(fmt::format(
+              "--resume: {} was edited since {} was written (key {}: {} in the checkpoint, {} in "
+              "the file); a run's config.toml records what it trains with: restore it, and give "
+              "changes with --config and --set",
+              recorded, last_path_, d->key, d->a, d->b));
+        }
+      } catch (const toml::parse_error& e) {
+        throw RunDirError(fmt::format("--resume: {} was edited and is not TOML any more ({})",
+                                      recorded, e.description()));
+      }
+    }
+    if (const auto d = first_difference(saved, config_text_, kMayChange)) {
+      throw RunDirError(fmt::format(
+          "--resume: the config differs from the run's at key {} ({} in {}, {} now); a resumed "
+          "run continues with the config it started with (only train.epochs, train.max_minutes "
+          "and train.log_every may change): drop the change, or start a new run with "
+          "--overwrite or another --run-dir",
+          d->key, d->a, last_path_, d->b));
+    }
+    if (rank0_ && first_difference(saved, config_text_)) {
+      write_text_atomically(recorded, config_text_);
     }
   }
 

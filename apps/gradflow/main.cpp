@@ -5,6 +5,8 @@
 //   rnnkit-gradflow explode   --config configs/gradflow.toml
 //   rnnkit-gradflow all       --config configs/gradflow.toml
 // Each writes a CSV and a PNG (gnuplot) to --out and prints a table.
+#include <sys/wait.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -38,11 +40,19 @@ gradflow::CellSetup parse_setup(const std::string& spec, const std::string& wher
     colon = rest.find(':');
     const std::string part = rest.substr(0, colon);
     if (part.rfind("fb=", 0) == 0) {
+      size_t used = 0;
+      double fb = NAN;
       try {
-        s.forget_bias = std::stod(part.substr(3));
+        fb = std::stod(part.substr(3), &used);
       } catch (const std::exception&) {
-        throw app::ConfigError(where + ": expected fb=NUMBER in '" + spec + "'");
       }
+      // The apps' range for forget_bias: NaN or infinity would only write -nan CSVs.
+      if (used == 0 || used != part.size() - 3 || !std::isfinite(fb) || fb < -100 || fb > 100) {
+        throw app::ConfigError(where +
+                               ": expected fb=NUMBER with the number in [-100, 100], got '" + part +
+                               "' in '" + spec + "'");
+      }
+      s.forget_bias = fb;
     } else {
       try {
         s.init = parse_init(part);
@@ -90,8 +100,14 @@ void plot(const std::string& csv, const std::string& png, const std::string& tit
     if (!written) status = -1;
   }
   if (status != 0 || !fs::exists(png)) {
-    std::cerr << "rnnkit-gradflow: gnuplot failed or is missing (scripts/setup.sh installs it); "
-              << csv << " is written, " << png << " is not\n";
+    // popen runs sh: 127 is "command not found", anything else is gnuplot's own failure.
+    const bool missing = status == -1 || (WIFEXITED(status) && WEXITSTATUS(status) == 127);
+    std::cerr << "rnnkit-gradflow: "
+              << (missing ? "gnuplot is missing (scripts/setup.sh installs it)"
+                          : "gnuplot failed (exit status " +
+                                std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+                                ") on " + csv)
+              << "; " << csv << " is written, " << png << " is not\n";
   } else {
     std::cerr << "wrote " << png << "\n";
   }
@@ -103,10 +119,10 @@ struct NormsConfig {
   uint64_t seed;
   static NormsConfig read(app::ConfigReader& c) {
     return {setups(c, "norms"),
-            c.get_int("norms", "T", 100, 2),
-            c.get_int("norms", "batch", 16, 1),
-            c.get_int("norms", "input_size", 8, 1),
-            c.get_int("norms", "hidden_size", 64, 1),
+            c.get_int("norms", "T", 100, 2, 100000),
+            c.get_int("norms", "batch", 16, 1, 65536),
+            c.get_int("norms", "input_size", 8, 1, 65536),
+            c.get_int("norms", "hidden_size", 64, 1, 65536),
             static_cast<uint64_t>(c.get_int("norms", "seed", 1, 0))};
   }
 };
@@ -151,12 +167,12 @@ struct AgreementConfig {
   static AgreementConfig read(app::ConfigReader& c) {
     AgreementConfig a;
     a.cells = setups(c, "agreement");
-    a.gaps = c.get_int_list("agreement", "gaps", {2, 5, 10, 20, 40}, 0);
+    a.gaps = c.get_int_list("agreement", "gaps", {2, 5, 10, 20, 40}, 0, 100000);
     auto& o = a.o;
-    o.hidden_size = c.get_int("agreement", "hidden_size", o.hidden_size, 1);
-    o.embedding_size = c.get_int("agreement", "embedding_size", o.embedding_size, 1);
-    o.steps = c.get_int("agreement", "steps", o.steps, 1);
-    o.batch_size = c.get_int("agreement", "batch_size", o.batch_size, 1);
+    o.hidden_size = c.get_int("agreement", "hidden_size", o.hidden_size, 1, 65536);
+    o.embedding_size = c.get_int("agreement", "embedding_size", o.embedding_size, 1, 65536);
+    o.steps = c.get_int("agreement", "steps", o.steps, 1, 100000000);
+    o.batch_size = c.get_int("agreement", "batch_size", o.batch_size, 1, 65536);
     o.learning_rate = c.get_double("agreement", "learning_rate", o.learning_rate, 1e-6, 10);
     o.clip_norm = c.get_double("agreement", "clip_norm", o.clip_norm, 0, 1e9);
     o.seed = static_cast<uint64_t>(c.get_int("agreement", "seed", 1, 0));
@@ -201,10 +217,10 @@ struct ExplodeConfig {
   static ExplodeConfig read(app::ConfigReader& c) {
     ExplodeConfig e;
     auto& o = e.o;
-    o.T = c.get_int("explode", "T", o.T, 1);
-    o.hidden_size = c.get_int("explode", "hidden_size", o.hidden_size, 1);
-    o.steps = c.get_int("explode", "steps", o.steps, 1);
-    o.batch_size = c.get_int("explode", "batch_size", o.batch_size, 1);
+    o.T = c.get_int("explode", "T", o.T, 1, 100000);
+    o.hidden_size = c.get_int("explode", "hidden_size", o.hidden_size, 1, 65536);
+    o.steps = c.get_int("explode", "steps", o.steps, 1, 100000000);
+    o.batch_size = c.get_int("explode", "batch_size", o.batch_size, 1, 65536);
     o.scale = c.get_double("explode", "scale", o.scale, 0, 100);
     o.learning_rate = c.get_double("explode", "learning_rate", o.learning_rate, 1e-9, 100);
     e.clip_norm = c.get_double("explode", "clip_norm", 1.0, 1e-9, 1e9);

@@ -1,6 +1,7 @@
 #include "lm.h"
 
 #include <cmath>
+#include <iostream>
 
 #include <fmt/core.h>
 #include <torch/nn/functional/loss.h>
@@ -37,11 +38,11 @@ LMConfig LMConfig::read(app::ConfigReader& c) {
     throw app::ConfigError(c.where("data", "batching") +
                            ": batching = \"sentences\" needs level = \"word\"");
   }
-  l.bptt = c.get_int("data", "bptt", 100, 1);
-  l.eval_batch_size = c.get_int("data", "eval_batch_size", 1, 1);
+  l.bptt = c.get_int("data", "bptt", 100, 1, 100000);
+  l.eval_batch_size = c.get_int("data", "eval_batch_size", 1, 1, 65536);
 
   l.rnn = app::RecurrentSpec::read(c, "model", l.rnn);
-  l.embedding_size = c.get_int("model", "embedding_size", 64, 0);
+  l.embedding_size = c.get_int("model", "embedding_size", 64, 0, app::kMaxWidth);
   l.dropout = c.get_double("model", "dropout", 0, 0, 0.99);
   l.embedding_dropout = c.get_double("model", "embedding_dropout", 0, 0, 0.99);
   l.variational_dropout = c.get<bool>("model", "variational_dropout", false);
@@ -286,7 +287,7 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
   m.config = LMConfig::read(saved.config);
   m.vocab = Vocab::from_string(app::get_string(saved.task, "vocab"), checkpoint + "#vocab");
   m.model = LanguageModel(m.config.model_options(m.vocab.size()));
-  m.model->load(saved.model);
+  app::load_weights(*m.model, saved.model, checkpoint);
   app::check_finite(*m.model, checkpoint);
   m.model->to(device);
   m.model->eval();
@@ -328,10 +329,23 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
 }
 
 std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& device,
-                   const std::function<void(const std::string&)>& on_text) {
+                   const std::function<void(const std::string&)>& on_text,
+                   const std::function<void(const std::string&, double)>& on_token) {
   torch::NoGradGuard no_grad;
   auto gen = at::detail::createCPUGenerator(o.seed);
-  const auto prompt = encode_stream(m.vocab, m.config.tokenize_line(o.prompt));
+  const auto prompt_tokens = m.config.tokenize_line(o.prompt);
+  const auto prompt = encode_stream(m.vocab, prompt_tokens);
+  // A prompt the model has never seen a token of conditions on <unk> alone: say so.
+  size_t text_tokens = 0, unknown = 0;
+  for (size_t i = 0; i < prompt_tokens.size(); ++i) {
+    if (prompt_tokens[i] == "<eos>") continue;
+    ++text_tokens;
+    unknown += prompt[i + 1] == Vocab::kUnk;  // encode_stream starts with <eos>
+  }
+  if (text_tokens > 0 && unknown == text_tokens) {
+    std::cerr << "warning: every token of the prompt is out of the model's vocabulary; it is "
+                 "read as <unk> only, and the sample starts from that\n";
+  }
   auto feed = [&](const std::vector<int64_t>& ids, std::vector<State>& states) {
     auto x = torch::tensor(ids, torch::kLong).view({-1, 1}).to(device);
     auto out = m.model->forward(x, states);
@@ -344,6 +358,7 @@ std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& devic
   // a line (or the whole text, when there is no prompt) begins.
   std::string text;
   bool line_start = o.prompt.empty() || o.prompt.back() == '\n';
+  double logprob = 0;  // of the token being emitted
   auto emit = [&](const std::string& token) {
     std::string piece;
     if (m.config.level == "char") {
@@ -356,10 +371,12 @@ std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& devic
     line_start = m.config.level == "word" && piece == "\n";
     text += piece;
     if (on_text) on_text(piece);
+    if (on_token) on_token(piece, logprob);
   };
   for (int64_t i = 0; i < o.max_length; ++i) {
     // Never draw tokens that are not text: padding and <bos> (and <unk> unless allowed, as
     // char-rnn's samples never print "<unk>").
+    const Tensor model_logp = on_token ? torch::log_softmax(logits, 0) : Tensor();
     logits[Vocab::kPad] = -INFINITY;
     logits[Vocab::kBos] = -INFINITY;
     if (o.no_unk) logits[Vocab::kUnk] = -INFINITY;
@@ -375,6 +392,7 @@ std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& devic
       next = torch::multinomial(torch::softmax(l, 0), 1, false, gen).item<int64_t>();
     }
     if (next == Vocab::kEos && o.stop_at_eos && m.config.level == "word") break;
+    if (on_token) logprob = model_logp[next].item<double>();
     emit(m.vocab.token(next));
     logits = feed({next}, states);
   }

@@ -85,8 +85,12 @@ struct SampleOptions {
 };
 /// Generated text (the prompt not included). `on_text`, when given, receives each piece as it is
 /// generated (a character, or a word with its leading space), so a caller can print as it goes.
+/// `on_token`, when given, receives the same pieces with the log-probability (nats) the model
+/// gave the drawn token (its own distribution: before temperature, top-k and the tokens that are
+/// never drawn).
 std::string sample(Loaded& m, const SampleOptions& options, const torch::Device& device,
-                   const std::function<void(const std::string&)>& on_text = {});
+                   const std::function<void(const std::string&)>& on_text = {},
+                   const std::function<void(const std::string&, double)>& on_token = {});
 
 /// The log-probability (nats) of one line, its tokens and <eos>, from a fresh <eos> context.
 struct LineScore {

@@ -123,7 +123,10 @@ int cmd_sample(int argc, char** argv) {
   const auto device = app::setup_runtime(app::run_options(args, ""), 0);
   auto m = lm::load_model(app::required(args, "checkpoint"), device);
   std::cout << o.prompt << std::flush;
-  lm::sample(m, o, device, [](const std::string& piece) { std::cout << piece << std::flush; });
+  lm::sample(m, o, device, [](const std::string& piece) {
+    std::cout << piece;
+    app::flush_stdout();  // a full disk or a closed pipe stops a long sample at once
+  });
   std::cout << "\n";
   return 0;
 }
@@ -144,15 +147,19 @@ int cmd_score(int argc, char** argv) {
       if (!std::isfinite(s.logprob))
         throw std::runtime_error("the log-probability of '" + line.substr(0, 60) +
                                  "' is not finite");
+      // An empty line has no token: no perplexity (null, "-"), not 1.0.
       if (args.count("json")) {
         app::print_json(std::cout, {{"text", line},
                                     {"tokens", s.tokens},
                                     {"logprob", s.logprob},
-                                    {"perplexity", s.perplexity()}});
+                                    {"perplexity", s.tokens > 0 ? app::Json(s.perplexity())
+                                                                : app::Json(nullptr)}});
+      } else if (s.tokens > 0) {
+        std::cout << fmt::format("{:.4f}\t{:.2f}\t{}", s.logprob, s.perplexity(), line) << "\n";
       } else {
-        std::cout << fmt::format("{:.4f}\t{:.2f}\t{}", s.logprob, s.perplexity(), line)
-                  << std::endl;
+        std::cout << "-\t-\t" << line << "\n";
       }
+      app::flush_stdout();
     }
   }
   return 0;
@@ -244,6 +251,7 @@ int main(int argc, char** argv) {
        {"eval", "perplexity (and bits per character) of a checkpoint on a text file", cmd_eval},
        {"sample", "generate text from a checkpoint", cmd_sample},
        {"score", "log-probability and perplexity of each line of a file or of stdin", cmd_score},
-       {"ngram", "the n-gram baseline: ngram train|eval|sample", cmd_ngram}},
+       {"ngram", "the n-gram baseline: ngram train|eval|sample", cmd_ngram},
+       rnnkit::app::plugin_command_entry()},
       argc, argv);
 }

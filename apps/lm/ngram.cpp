@@ -1,5 +1,11 @@
 #include "ngram.h"
 
+#include <cstdio>
+
+#include <cstring>
+
+#include <zlib.h>
+
 #include <rnnkit/train/system.h>
 
 #include <algorithm>
@@ -202,35 +208,86 @@ std::vector<size_t> NGramModel::sizes() const {
   return s;
 }
 
-void NGramModel::save(const std::string& path) const {
-  const std::string tmp = app::unique_temp_path(path);
-  try {
-    app::OutputFile out(tmp);
-    const std::string vocab = vocab_.to_string();
-    out << "#rnnkit-ngram v1\n"
-        << order_ << " " << to_string(smoothing_) << " " << delta_ << " " << level_ << " "
-        << vocab.size() << "\n"
-        << vocab;
-    for (int k = 1; k <= order_; ++k) {
-      out << raw_[k].size() << "\n";
-      for (const auto& [key, c] : raw_[k]) out << key.lo << " " << key.hi << " " << c << "\n";
-    }
-    out.close();
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
+// Version 2: a header line "#rnnkit-ngram v2 CRC LENGTH" (the CRC-32 of the body in hex and its
+// length in bytes), then the body: "ORDER SMOOTHING DELTA LEVEL VOCAB_BYTES", the vocabulary,
+// and for each order its count of n-grams and one "LO HI COUNT" line each. The header is checked
+// against the file's size and the body's CRC before anything is parsed, as checkpoints are: an
+// edited count is refused, not used.
+namespace {
+constexpr const char* kNgramMagicV1 = "#rnnkit-ngram v1";
+constexpr const char* kNgramMagic = "#rnnkit-ngram v2";
+
+uint32_t crc_of(const std::string& s) {
+  uLong crc = ::crc32(0L, Z_NULL, 0);
+  for (size_t at = 0; at < s.size(); at += (1u << 30)) {
+    const auto n = static_cast<uInt>(std::min<size_t>(s.size() - at, 1u << 30));
+    crc = ::crc32(crc, reinterpret_cast<const Bytef*>(s.data() + at), n);
   }
-  app::commit_file(tmp, path);
+  return static_cast<uint32_t>(crc);
+}
+}  // namespace
+
+void NGramModel::save(const std::string& path) const {
+  std::ostringstream body;
+  const std::string vocab = vocab_.to_string();
+  body << order_ << " " << to_string(smoothing_) << " " << delta_ << " " << level_ << " "
+       << vocab.size() << "\n"
+       << vocab;
+  for (int k = 1; k <= order_; ++k) {
+    body << raw_[k].size() << "\n";
+    for (const auto& [key, c] : raw_[k]) body << key.lo << " " << key.hi << " " << c << "\n";
+  }
+  app::write_text_atomically(path, with_header(body.str()));
+}
+
+std::string NGramModel::with_header(const std::string& body) {
+  char header[80];
+  std::snprintf(header, sizeof(header), "%s %08x %zu\n", kNgramMagic, crc_of(body), body.size());
+  return header + body;
 }
 
 NGramModel NGramModel::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw data::DataError(path, 0, "cannot open the n-gram model");
-  std::string header;
-  std::getline(in, header);
-  if (header != "#rnnkit-ngram v1") {
-    throw data::DataError(path, 1, "not an rnnkit n-gram model (expected '#rnnkit-ngram v1')");
+  return from_bytes(app::read_regular_file(path, uint64_t{1} << 32, "n-gram model"), path);
+}
+
+NGramModel NGramModel::from_bytes(const std::string& bytes, const std::string& path) {
+  const size_t eol = bytes.find('\n');
+  const std::string header = bytes.substr(0, std::min<size_t>(eol, 100));
+  if (header == kNgramMagicV1) {
+    throw data::DataError(path, 1,
+                          "an n-gram model without a checksum (rnnkit 0.1's format); it cannot be "
+                          "verified, so it is refused: build it again with rnnkit-lm ngram");
   }
+  char crc_text[16] = {};
+  size_t length = 0;
+  int used = 0;
+  if (eol == std::string::npos || header.rfind(std::string(kNgramMagic) + " ", 0) != 0 ||
+      std::sscanf(header.c_str() + std::strlen(kNgramMagic), " %8[0-9a-f] %zu%n", crc_text, &length,
+                  &used) != 2 ||
+      std::strlen(kNgramMagic) + static_cast<size_t>(used) != header.size()) {
+    throw data::DataError(path, 1,
+                          "not an rnnkit n-gram model (expected '#rnnkit-ngram v2 CRC LENGTH')");
+  }
+  const std::string body = bytes.substr(eol + 1);
+  if (length != body.size()) {
+    throw data::DataError(
+        path, 0,
+        "the n-gram model is " +
+            std::string(length > body.size() ? "truncated" : "longer than it says") + " (" +
+            std::to_string(body.size()) + " bytes after the header, " + std::to_string(length) +
+            " expected)");
+  }
+  const uint32_t stored = static_cast<uint32_t>(std::strtoul(crc_text, nullptr, 16));
+  const uint32_t actual = crc_of(body);
+  if (stored != actual) {
+    char buf[120];
+    std::snprintf(buf, sizeof(buf), "checksum mismatch (stored %08x, computed %08x)", stored,
+                  actual);
+    throw data::DataError(path, 0,
+                          std::string("the n-gram model is damaged: ") + buf +
+                              "; it is refused rather than used (build it again)");
+  }
+  std::istringstream in(body);
   int order;
   std::string smoothing, level;
   double delta;
@@ -239,21 +296,41 @@ NGramModel NGramModel::load(const std::string& path) {
     throw data::DataError(path, 2, "expected: order smoothing delta level vocabulary-bytes");
   }
   in.get();
+  if (vocab_bytes > body.size()) {
+    throw data::DataError(path, 2, "the vocabulary is said to be longer than the file");
+  }
   std::string vocab(vocab_bytes, '\0');
   in.read(vocab.data(), static_cast<std::streamsize>(vocab_bytes));
-  NGramModel m(order, parse_smoothing(smoothing), delta, data::Vocab::from_string(vocab, path),
-               level);
+  NGramModel m = [&] {
+    try {
+      return NGramModel(order, parse_smoothing(smoothing), delta,
+                        data::Vocab::from_string(vocab, path), level);
+    } catch (const std::invalid_argument& e) {
+      throw data::DataError(path, 2, e.what());
+    }
+  }();
   for (int k = 1; k <= order; ++k) {
     size_t n;
     if (!(in >> n))
       throw data::DataError(path, 0,
                             "truncated: missing the " + std::to_string(k) + "-gram counts");
+    // Each n-gram takes at least 6 bytes ("0 0 1\n"): a larger count is a lie, not a reserve.
+    if (n > body.size() / 6) {
+      throw data::DataError(path, 0,
+                            "the " + std::to_string(k) + "-gram count " + std::to_string(n) +
+                                " is more than the file can hold");
+    }
     m.raw_[k].reserve(n);
     for (size_t i = 0; i < n; ++i) {
       Key key;
       int64_t c;
       if (!(in >> key.lo >> key.hi >> c)) {
         throw data::DataError(path, 0, "truncated in the " + std::to_string(k) + "-gram counts");
+      }
+      if (c < 1) {
+        throw data::DataError(path, 0,
+                              "a " + std::to_string(k) + "-gram count of " + std::to_string(c) +
+                                  "; counts are at least 1");
       }
       m.raw_[k][key] = c;
     }

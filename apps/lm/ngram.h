@@ -43,6 +43,11 @@ class NGramModel {
 
   void save(const std::string& path) const;
   static NGramModel load(const std::string& path);
+  /// The same from a file's bytes (`path` names it in messages): the header's length and CRC
+  /// are checked before the body is parsed, and counts that cannot fit the file are refused.
+  static NGramModel from_bytes(const std::string& bytes, const std::string& path);
+  /// A model file's bytes for `body`: the header line with its CRC-32 and length, then `body`.
+  static std::string with_header(const std::string& body);
 
   int order() const { return order_; }
   Smoothing smoothing() const { return smoothing_; }

@@ -71,19 +71,6 @@ int cmd_eval(int argc, char** argv) {
 }
 
 /// One JSON object: the text and its entities, with code-point offsets [start, end).
-app::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
-                        const std::vector<std::string>& internal_tags, const ner::Loaded& m) {
-  app::Json entities = app::Json::array();
-  for (const auto& s : data::tags_to_spans(internal_tags, m.lexicon.internal_scheme)) {
-    const size_t b = tokens[s.start].begin, e = tokens[s.end - 1].end;
-    entities.push_back({{"start", data::code_point_offset(text, b)},
-                        {"end", data::code_point_offset(text, e)},
-                        {"type", s.type},
-                        {"text", text.substr(b, e - b)}});
-  }
-  return {{"text", text}, {"entities", entities}};
-}
-
 int cmd_predict(int argc, char** argv) {
   cxxopts::Options cli(
       "rnnkit-ner predict",
@@ -114,14 +101,15 @@ int cmd_predict(int argc, char** argv) {
       words.emplace_back();
       for (const auto& x : t) words.back().push_back(x.text);
     }
-    const auto internal = m.tag_internal(words, device);
+    const auto tagged = m.tag_scored(words, device);
     for (size_t i = 0; i < texts.size(); ++i) {
+      const auto& internal_i = tagged[i].tags;
       if (args.count("json")) {
-        std::cout << app::json_line(entities_json(texts[i], tokens[i], internal[i], m)) << "\n";
+        std::cout << app::json_line(ner::entities_json(texts[i], tokens[i], tagged[i], m)) << "\n";
         continue;
       }
       const auto tags =
-          data::convert_tags(internal[i], m.lexicon.internal_scheme, m.lexicon.input_scheme);
+          data::convert_tags(internal_i, m.lexicon.internal_scheme, m.lexicon.input_scheme);
       for (size_t k = 0; k < tags.size(); ++k) {
         std::cout << (echo.empty() ? words[i][k] : echo[i][k])
                   << (echo.empty() || echo[i][k].find('\t') == std::string::npos ? " " : "\t")
@@ -129,7 +117,7 @@ int cmd_predict(int argc, char** argv) {
       }
       std::cout << "\n";
     }
-    std::cout.flush();
+    app::flush_stdout();
   };
   if (args.count("conll")) {
     std::vector<std::string> texts;
@@ -170,6 +158,7 @@ int main(int argc, char** argv) {
         "conlleval's entity precision, recall and F1 (overall and per type) on a CoNLL file",
         cmd_eval},
        {"predict", "tag a CoNLL file, or raw text (one sentence per line) from a file or stdin",
-        cmd_predict}},
+        cmd_predict},
+       rnnkit::app::plugin_command_entry()},
       argc, argv);
 }

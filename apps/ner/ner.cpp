@@ -1,5 +1,11 @@
 #include "ner.h"
 
+#include <cmath>
+
+#include <limits>
+
+#include <rnnkit/data/tokenize.h>
+
 #include <algorithm>
 #include <numeric>
 #include <set>
@@ -31,7 +37,7 @@ NerConfig NerConfig::read(app::ConfigReader& c) {
   s.test_path = c.get_path("data", "test");
   s.scheme = c.get_choice("data", "scheme", "auto", {"auto", "iob1", "iob2", "bio", "iobes", "io"});
   s.repair_tags = c.get<bool>("data", "repair_tags", false);
-  s.token_column = c.get_int("data", "token_column", 0, 0);
+  s.token_column = c.get_int("data", "token_column", 0, 0, 1000);
   s.tag_column = c.get_int("data", "tag_column", -1, -100);
   for (const auto& r : c.get_string_list("data", "rename_tags")) {
     const auto eq = r.find('=');
@@ -46,20 +52,23 @@ NerConfig NerConfig::read(app::ConfigReader& c) {
   s.encoding = c.get_encoding("data", "encoding");
   s.min_count = c.get_int("data", "min_count", 1, 1);
   s.max_vocab = c.get_int("data", "max_vocab", 0, 0);
-  s.max_word_length = c.get_int("data", "max_word_length", s.max_word_length, 1);
+  s.max_word_length = c.get_int("data", "max_word_length", s.max_word_length, 1, 10000);
 
   s.rnn = app::RecurrentSpec::read(c, "model", s.rnn);
   s.char_cell = c.get_cell("model", "char_cell", s.char_cell);
-  s.word_embedding_size = c.get_int("model", "word_embedding_size", s.word_embedding_size, 1);
+  s.word_embedding_size =
+      c.get_int("model", "word_embedding_size", s.word_embedding_size, 1, app::kMaxWidth);
   s.pretrained = c.get_path("model", "pretrained");
   s.char_features = c.get_choice("model", "char_features", s.char_features, {"none", "rnn", "cnn"});
-  s.char_embedding_size = c.get_int("model", "char_embedding_size", s.char_embedding_size, 1);
-  s.char_hidden_size = c.get_int("model", "char_hidden_size", s.char_hidden_size, 1);
-  s.char_kernel = c.get_int("model", "char_kernel", s.char_kernel, 1);
+  s.char_embedding_size =
+      c.get_int("model", "char_embedding_size", s.char_embedding_size, 1, app::kMaxWidth);
+  s.char_hidden_size =
+      c.get_int("model", "char_hidden_size", s.char_hidden_size, 1, app::kMaxWidth);
+  s.char_kernel = c.get_int("model", "char_kernel", s.char_kernel, 1, 64);
   if (s.char_kernel % 2 == 0)
     throw app::ConfigError(c.where("model", "char_kernel") + ": must be odd, got " +
                            std::to_string(s.char_kernel));
-  s.casing_size = c.get_int("model", "casing_size", s.casing_size, 0);
+  s.casing_size = c.get_int("model", "casing_size", s.casing_size, 0, app::kMaxWidth);
   s.dropout = c.get_double("model", "dropout", s.dropout, 0, 0.99);
   s.word_dropout = c.get_double("model", "word_dropout", 0, 0, 0.99);
   s.decoder = c.get_choice("model", "decoder", s.decoder, {"crf", "softmax"});
@@ -457,6 +466,102 @@ std::vector<std::vector<std::string>> Loaded::tag_internal(
   return out;
 }
 
+std::vector<Tagging> Loaded::tag_scored(const std::vector<std::vector<std::string>>& sentences,
+                                        const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  std::vector<Encoded> enc;
+  for (const auto& s : sentences) enc.push_back(encode(lexicon, s));
+  std::vector<Tagging> out(sentences.size());
+  const bool was_training = model->is_training();
+  model->eval();
+  const bool crf = model->options.decoder() == Decoder::kCRF;
+  const auto K = static_cast<int64_t>(lexicon.tags.size());
+  std::vector<size_t> order(enc.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return enc[a].words.size() < enc[b].words.size(); });
+  for (size_t a = 0; a < order.size(); a += 64) {
+    std::vector<size_t> idx;
+    for (size_t i = a; i < std::min(order.size(), a + 64); ++i) {
+      if (!enc[order[i]].words.empty()) idx.push_back(order[i]);
+    }
+    if (idx.empty()) continue;
+    const auto batch = make_batch(enc, idx).to_device(device);
+    const auto scores = model->forward(batch);  // [B, T, K]
+    std::vector<std::vector<int64_t>> paths;
+    torch::Tensor probs;  // [B, T, K]
+    if (crf) {
+      paths = model->crf->decode(scores, batch.lengths);
+      probs = model->crf->marginals(scores, batch.lengths);
+    } else {
+      probs = torch::softmax(scores, 2);
+      const auto best = scores.argmax(2).cpu().contiguous();
+      for (size_t k = 0; k < idx.size(); ++k) {
+        const auto* p = best[static_cast<int64_t>(k)].data_ptr<int64_t>();
+        paths.emplace_back(p, p + enc[idx[k]].words.size());
+      }
+    }
+    const auto p = probs.to(torch::kCPU, torch::kDouble).contiguous();
+    const auto log_z =
+        crf ? model->crf->log_partition(scores, batch.lengths).cpu() : torch::Tensor();
+    for (size_t k = 0; k < idx.size(); ++k) {
+      const auto b = static_cast<int64_t>(k);
+      Tagging& g = out[idx[k]];
+      g.tags = tag_names(lexicon, paths[k]);
+      const auto pb = p[b];
+      const auto pa = pb.accessor<double, 2>();
+      for (size_t t = 0; t < paths[k].size(); ++t) {
+        g.tag_confidence.push_back(pa[static_cast<int64_t>(t)][paths[k][t]]);
+      }
+      const auto spans = data::tags_to_spans(g.tags, lexicon.internal_scheme);
+      if (spans.empty()) continue;
+      if (!crf) {
+        for (const auto& sp : spans) {
+          double c = 1;
+          for (size_t t = sp.start; t < sp.end; ++t) c *= g.tag_confidence[t];
+          g.span_confidence.push_back(c);
+        }
+        continue;
+      }
+      // P(span) = Z(paths with the span's tags fixed and no continuation) / Z: one constrained
+      // forward pass per entity, all of a sentence's entities in one batch.
+      const auto n = static_cast<int64_t>(paths[k].size());
+      const auto e = scores[b].narrow(0, 0, n);  // [n, K]
+      std::vector<torch::Tensor> constrained;
+      for (const auto& sp : spans) {
+        auto allowed = torch::ones({n, K}, torch::kBool);
+        for (size_t t = sp.start; t < sp.end; ++t) {
+          allowed[static_cast<int64_t>(t)].fill_(false);
+          allowed[static_cast<int64_t>(t)][paths[k][t]] = true;
+        }
+        auto forbid = [&](int64_t t, std::initializer_list<const char*> prefixes) {
+          for (int64_t j = 0; j < K; ++j) {
+            for (const char* pre : prefixes) {
+              if (lexicon.tags[static_cast<size_t>(j)] == pre + sp.type) allowed[t][j] = false;
+            }
+          }
+        };
+        if (static_cast<int64_t>(sp.end) < n) forbid(static_cast<int64_t>(sp.end), {"I-", "E-"});
+        if (sp.start > 0 && g.tags[sp.start].rfind("I-", 0) == 0) {
+          forbid(static_cast<int64_t>(sp.start) - 1, {"I-", "B-"});
+        }
+        constrained.push_back(e.masked_fill(allowed.logical_not().to(e.device()),
+                                            -std::numeric_limits<double>::infinity()));
+      }
+      const auto stacked = torch::stack(constrained);  // [E, n, K]
+      const auto lengths = torch::full({stacked.size(0)}, n, torch::kLong);
+      const auto log_zc =
+          model->crf->log_partition(stacked, lengths).to(torch::kCPU, torch::kDouble);
+      const double lz = log_z[b].item<double>();
+      for (int64_t i = 0; i < stacked.size(0); ++i) {
+        g.span_confidence.push_back(std::exp(log_zc[i].item<double>() - lz));
+      }
+    }
+  }
+  model->train(was_training);
+  return out;
+}
+
 std::vector<std::vector<std::string>> Loaded::tag(
     const std::vector<std::vector<std::string>>& sentences, const torch::Device& device) {
   auto out = tag_internal(sentences, device);
@@ -478,7 +583,7 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
   lx.normalize_digits = m.config.normalize_digits;
   lx.max_word_length = m.config.max_word_length;
   m.model = build_model(m.config, lx);
-  m.model->load(saved.model);
+  app::load_weights(*m.model, saved.model, checkpoint);
   app::check_finite(*m.model, checkpoint);
   m.model->to(device);
   m.model->eval();
@@ -493,6 +598,42 @@ Conlleval evaluate(Loaded& m, const std::string& path, const torch::Device& devi
   Conlleval ev;
   for (size_t i = 0; i < sentences.size(); ++i) ev.add(sentences[i].tags, guessed[i]);
   return ev;
+}
+
+app::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
+                        const std::vector<std::string>& internal_tags, const Loaded& m) {
+  app::Json entities = app::Json::array();
+  for (const auto& s : data::tags_to_spans(internal_tags, m.lexicon.internal_scheme)) {
+    const size_t b = tokens[s.start].begin, e = tokens[s.end - 1].end;
+    entities.push_back({{"start", data::code_point_offset(text, b)},
+                        {"end", data::code_point_offset(text, e)},
+                        {"type", s.type},
+                        {"text", text.substr(b, e - b)}});
+  }
+  return {{"text", text}, {"entities", entities}};
+}
+
+app::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
+                        const Tagging& tagging, const Loaded& m, bool token_tags) {
+  app::Json j = entities_json(text, tokens, tagging.tags, m);
+  auto& entities = j["entities"];
+  for (size_t i = 0; i < entities.size() && i < tagging.span_confidence.size(); ++i) {
+    entities[i]["confidence"] = tagging.span_confidence[i];
+  }
+  if (token_tags) {
+    const auto tags =
+        data::convert_tags(tagging.tags, m.lexicon.internal_scheme, m.lexicon.input_scheme);
+    app::Json toks = app::Json::array();
+    for (size_t k = 0; k < tokens.size(); ++k) {
+      toks.push_back({{"text", tokens[k].text},
+                      {"start", data::code_point_offset(text, tokens[k].begin)},
+                      {"end", data::code_point_offset(text, tokens[k].end)},
+                      {"tag", m.config.unrename(tags[k])},
+                      {"confidence", tagging.tag_confidence[k]}});
+    }
+    j["tokens"] = toks;
+  }
+  return j;
 }
 
 }  // namespace rnnkit::ner

@@ -16,6 +16,7 @@
 #include <rnnkit/data/vocab.h>
 
 #include <rnnkit/train/config.h>
+#include <rnnkit/train/json.h>
 #include <rnnkit/train/model_config.h>
 #include <rnnkit/train/train.h>
 #include "conlleval.h"
@@ -80,10 +81,23 @@ struct Lexicon {
 };
 
 /// A trained tagger with what it needs to read text.
+/// A sentence tagged, with how sure the model is of its tags and of its entities.
+struct Tagging {
+  std::vector<std::string> tags;       ///< internal scheme
+  std::vector<double> tag_confidence;  ///< per token: P(its tag) (CRF marginal, or softmax)
+  /// Per entity of data::tags_to_spans(tags, internal scheme), in order: P(exactly this span,
+  /// this type) under the CRF (its tags fixed, no continuation), or the product of its tokens'
+  /// softmax probabilities.
+  std::vector<double> span_confidence;
+};
+
 struct Loaded {
   NerConfig config;
   Lexicon lexicon;
   Tagger model{nullptr};
+  /// The best tags of each sentence (as tag_internal) with their confidences.
+  std::vector<Tagging> tag_scored(const std::vector<std::vector<std::string>>& sentences,
+                                  const torch::Device& device);
   /// The internal-scheme tags of each sentence.
   std::vector<std::vector<std::string>> tag_internal(
       const std::vector<std::vector<std::string>>& sentences, const torch::Device& device);
@@ -92,6 +106,16 @@ struct Loaded {
                                             const torch::Device& device);
 };
 Loaded load_model(const std::string& checkpoint, const torch::Device& device);
+
+/// A tagged sentence as predict --json and the server give it: {"text", "entities": [{"start",
+/// "end", "type", "text"}]}, offsets in code points of `text`, from `tokens` (byte offsets into
+/// `text`) and their internal-scheme tags.
+app::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
+                        const std::vector<std::string>& internal_tags, const Loaded& m);
+/// The same with each entity's "confidence"; with `token_tags`, also "tokens": each token's
+/// text, offsets, tag (in the input scheme, as the data names it) and "confidence".
+app::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
+                        const Tagging& tagging, const Loaded& m, bool token_tags = false);
 
 /// train: fits on the config's train file, selecting on entity F1 on its valid file.
 app::FitResult train(app::ConfigReader& config, const app::RunOptions& run);

@@ -111,6 +111,7 @@ int cmd_predict(int argc, char** argv) {
   const auto& m = models.front();
   app::InputBatches input(args, m.config.encoding);
   for (std::vector<std::string> lines; input.next(lines);) {
+    input.refuse_empty(lines, "classify");
     const auto probs = sentiment::ensemble_probabilities(models, lines, device);
     for (size_t i = 0; i < lines.size(); ++i) {
       const int64_t k = probs[i].argmax().item<int64_t>();
@@ -128,7 +129,7 @@ int cmd_predict(int argc, char** argv) {
         std::cout << "\t" << lines[i] << "\n";
       }
     }
-    std::cout.flush();
+    app::flush_stdout();
   }
   return 0;
 }
@@ -147,6 +148,7 @@ int main(int argc, char** argv) {
         "precision, recall, F1 per class, accuracy and the confusion matrix on labelled files",
         cmd_eval},
        {"predict", "the label and class probabilities of each line of a file or of stdin",
-        cmd_predict}},
+        cmd_predict},
+       rnnkit::app::plugin_command_entry()},
       argc, argv);
 }

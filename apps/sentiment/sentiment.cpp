@@ -63,7 +63,7 @@ SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
   s.min_count = c.get_int("data", "min_count", 1, 1);
 
   s.rnn = app::RecurrentSpec::read(c, "model", s.rnn);
-  s.embedding_size = c.get_int("model", "embedding_size", s.embedding_size, 1);
+  s.embedding_size = c.get_int("model", "embedding_size", s.embedding_size, 1, app::kMaxWidth);
   s.bidirectional = c.get<bool>("model", "bidirectional", s.bidirectional);
   s.dropout = c.get_double("model", "dropout", s.dropout, 0, 0.99);
   s.embedding_dropout = c.get_double("model", "embedding_dropout", 0, 0, 0.99);
@@ -401,7 +401,7 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
   for (std::string l; std::getline(labels, l);) m.labels.push_back(l);
   m.model =
       Classifier(m.config.model_options(m.vocab.size(), static_cast<int64_t>(m.labels.size())));
-  m.model->load(saved.model);
+  app::load_weights(*m.model, saved.model, checkpoint);
   app::check_finite(*m.model, checkpoint);
   m.model->to(device);
   m.model->eval();

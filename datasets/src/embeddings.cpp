@@ -4,6 +4,7 @@
 
 #include "rnnkit/data/text.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <sstream>
 
@@ -31,6 +32,11 @@ WordVectors read_word_vectors(const std::string& path,
       const float x = std::strtof(num.c_str(), &end);
       if (end == num.c_str() || *end != '\0') {
         throw r.error("expected a number in the vector of '" + word + "', got '" + num + "'");
+      }
+      // NaN or infinity would only surface later as a diverged training run.
+      if (!std::isfinite(x)) {
+        throw r.error("the vector of '" + word + "' holds '" + num +
+                      "', not a finite number; the vectors file is damaged");
       }
       v.push_back(x);
     }

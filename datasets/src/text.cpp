@@ -1,9 +1,13 @@
 #include "rnnkit/data/text.h"
 
+#include "stop.h"
+
+#include <sys/stat.h>
 #include <utf8proc.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -91,6 +95,7 @@ std::vector<std::string> split_code_points(const std::string& s) {
   std::vector<std::string> out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
+    detail::poll_stop(out.size());
     size_t n = utf8_sequence_length(s, i);
     if (n == 0) n = 1;  // callers validate first; never loop forever on bad input
     out.emplace_back(s, i, n);
@@ -114,11 +119,42 @@ std::string to_utf8(const std::string& bytes, Encoding from) {
   return out;
 }
 
-LineReader::LineReader(const std::string& path, Encoding encoding)
+namespace {
+std::atomic<size_t> g_max_line_bytes{kDefaultMaxLineBytes};
+}  // namespace
+
+std::atomic<void (*)()> g_stop_check{nullptr};
+void set_stop_check(void (*check)()) { g_stop_check = check; }
+
+void detail::poll_stop(size_t i) {
+  if ((i & ((size_t{1} << 20) - 1)) != 0) return;
+  if (auto* check = g_stop_check.load()) check();
+}
+
+void set_max_line_bytes(size_t bytes) {
+  g_max_line_bytes = bytes > 0 ? bytes : kDefaultMaxLineBytes;
+}
+size_t max_line_bytes() { return g_max_line_bytes.load(); }
+
+LineReader::LineReader(const std::string& path, Encoding encoding, bool streaming)
     : path_(path == "-" ? "<stdin>" : path), encoding_(encoding) {
-  std::error_code ec;
-  if (path != "-" && std::filesystem::is_directory(path, ec)) {
-    throw DataError(path, 0, "is a directory; expected a text file");
+  if (path != "-") {
+    // What is not a regular file is refused before it is opened: a device (/dev/zero) never
+    // ends, and opening a FIFO with no writer blocks forever.
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) {
+      if (S_ISDIR(st.st_mode)) throw DataError(path, 0, "is a directory; expected a text file");
+      if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISSOCK(st.st_mode)) {
+        throw DataError(path, 0,
+                        std::string("is a ") + (S_ISSOCK(st.st_mode) ? "socket" : "device") +
+                            ", not a text file; give a regular file (or pipe text to stdin)");
+      }
+      if (S_ISFIFO(st.st_mode) && !streaming) {
+        throw DataError(path, 0,
+                        "is a named pipe; data to train or evaluate on must be a regular file "
+                        "(predict and score read pipes: give --file - or pipe to stdin)");
+      }
+    }
   }
   // "-" is standard input; reading it line by line keeps a pipe streaming.
   in_.open(path == "-" ? "/dev/stdin" : path, std::ios::binary);
@@ -126,19 +162,61 @@ LineReader::LineReader(const std::string& path, Encoding encoding)
 }
 
 bool LineReader::next(std::string& line) {
-  if (!std::getline(in_, line)) {
+  // std::getline would take a line of any length into memory first: read up to the limit.
+  const size_t most = max_line_bytes();
+  line.clear();
+  std::streambuf* buf = in_.rdbuf();
+  bool any = false;
+  for (;;) {
+    const int c = buf->sbumpc();
+    if (c == std::char_traits<char>::eof()) {
+      if (any) newline_ = false;  // an unterminated last line; at the end, the last line's say
+      break;
+    }
+    any = true;
+    if (c == '\n') {
+      newline_ = true;
+      break;
+    }
+    if (line.size() >= most) {
+      ++line_number_;
+      throw error("the line is longer than the limit of " + std::to_string(most) +
+                  " bytes (data.max_line_bytes in a config, --max-line-bytes on the command "
+                  "line); is this one huge line, or not a text file?");
+    }
+    line.push_back(static_cast<char>(c));
+  }
+  if (!any) {
     if (in_.bad()) throw error(std::string("read error: ") + std::strerror(errno));
     return false;
   }
   ++line_number_;
-  newline_ = !in_.eof();  // getline stops at EOF before the delimiter on an unterminated last line
+  if (line_number_ % 4096 == 0) {
+    if (auto* check = g_stop_check.load()) check();
+  }
   check_line(line);
   return true;
 }
 
 void LineReader::check_line(std::string& line) const {
   if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line_number_ == 1) {
+    // A byte-order mark is no part of the text: a UTF-8 one is dropped, a UTF-16 one named.
+    if (line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
+    if (line.rfind("\xFF\xFE", 0) == 0 || line.rfind("\xFE\xFF", 0) == 0) {
+      throw error(
+          "the file is UTF-16 (it starts with a UTF-16 byte-order mark); rnnkit reads UTF-8, "
+          "Latin-1 or Windows-1252: convert it first (iconv -f UTF-16 -t UTF-8)");
+    }
+  }
   if (const auto nul = line.find('\0'); nul != std::string::npos) {
+    // UTF-16 without a mark: ASCII text with every other byte NUL.
+    const auto nuls = static_cast<size_t>(std::count(line.begin(), line.end(), '\0'));
+    if (line.size() >= 4 && nuls * 3 >= line.size()) {
+      throw error(
+          "NUL bytes at every other byte: the file looks like UTF-16; rnnkit reads UTF-8, "
+          "Latin-1 or Windows-1252: convert it first (iconv -f UTF-16 -t UTF-8)");
+    }
     throw error("NUL byte at byte " + std::to_string(nul + 1) +
                 " of the line; a text file holds none (is this a binary file?)");
   }

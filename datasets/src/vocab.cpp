@@ -1,5 +1,7 @@
 #include "rnnkit/data/vocab.h"
 
+#include "stop.h"
+
 #include <cerrno>
 #include <cstring>
 
@@ -84,8 +86,12 @@ Vocab Vocab::build(const std::vector<std::string>& tokens, size_t max_size, int6
 Vocab Vocab::build(const std::vector<std::vector<std::string>>& sequences, size_t max_size,
                    int64_t min_count) {
   std::unordered_map<std::string, int64_t> counts;
+  size_t seen = 0;
   for (const auto& seq : sequences) {
-    for (const auto& t : seq) ++counts[t];
+    for (const auto& t : seq) {
+      detail::poll_stop(++seen);
+      ++counts[t];
+    }
   }
   std::vector<std::pair<std::string, int64_t>> sorted(counts.begin(), counts.end());
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
@@ -116,7 +122,10 @@ const std::string& Vocab::token(int64_t id) const {
 std::vector<int64_t> Vocab::encode(const std::vector<std::string>& tokens) const {
   std::vector<int64_t> ids;
   ids.reserve(tokens.size());
-  for (const auto& t : tokens) ids.push_back(id(t));
+  for (const auto& t : tokens) {
+    detail::poll_stop(ids.size() + 1);
+    ids.push_back(id(t));
+  }
   return ids;
 }
 

@@ -30,12 +30,12 @@ struct Config {
 
   static Config read(app::ConfigReader& c) {
     Config k;
-    k.num_train = c.get_int("data", "num_train", k.num_train, 1);
-    k.num_valid = c.get_int("data", "num_valid", k.num_valid, 1);
-    k.min_length = c.get_int("data", "min_length", k.min_length, 1);
-    k.max_length = c.get_int("data", "max_length", k.max_length, k.min_length);
+    k.num_train = c.get_int("data", "num_train", k.num_train, 1, 100000000);
+    k.num_valid = c.get_int("data", "num_valid", k.num_valid, 1, 100000000);
+    k.min_length = c.get_int("data", "min_length", k.min_length, 1, 100000);
+    k.max_length = c.get_int("data", "max_length", k.max_length, k.min_length, 100000);
     k.data_seed = c.get_int("data", "seed", k.data_seed, 0);
-    k.embedding_size = c.get_int("model", "embedding_size", k.embedding_size, 1);
+    k.embedding_size = c.get_int("model", "embedding_size", k.embedding_size, 1, app::kMaxWidth);
     k.rnn = app::RecurrentSpec::read(c, "model", k.rnn);
     k.train = app::TrainOptions::read(c);
     c.reject_unknown_keys();
@@ -173,7 +173,7 @@ int cmd_eval(int argc, char** argv) {
   auto saved = app::open_saved_run(path, "majority");
   const Config c = Config::read(saved.config);
   Model model(c);
-  model->load(saved.model);
+  app::load_weights(*model, saved.model, path);
   app::check_finite(*model, path);
   model->eval();
   const Data test = make_data(c.num_valid, c, c.data_seed + 2);  // unseen sequences

@@ -88,6 +88,34 @@ Tensor CRFImpl::log_partition(const Tensor& emissions, const Tensor& lengths) co
   return torch::logsumexp(alpha + masked_end(), 1);
 }
 
+Tensor CRFImpl::marginals(const Tensor& emissions, const Tensor& lengths) const {
+  check(emissions, lengths, "marginals");
+  const auto A = masked_transitions().unsqueeze(0);  // [1, K, K]
+  const auto E = emissions.unbind(1);                // T x [B, K]
+  const int64_t T = emissions.size(1);
+  const auto len = lengths.to(emissions.device()).unsqueeze(1);  // [B, 1]
+  std::vector<Tensor> alpha{masked_start() + E[0]};              // α<t>: [B, K]
+  for (int64_t t = 1; t < T; ++t) {
+    const Tensor next = torch::logsumexp(alpha.back().unsqueeze(2) + A, 1) + E[t];
+    alpha.push_back(torch::where(len > t, next, alpha.back()));  // frozen past T_b
+  }
+  const auto log_z = torch::logsumexp(alpha.back() + masked_end(), 1).unsqueeze(1);  // [B, 1]
+  std::vector<Tensor> beta(static_cast<size_t>(T));
+  beta[static_cast<size_t>(T - 1)] = masked_end().expand_as(E[0]);
+  for (int64_t t = T - 2; t >= 0; --t) {
+    const auto u = static_cast<size_t>(t);
+    const Tensor next = torch::logsumexp(A + (E[u + 1] + beta[u + 1]).unsqueeze(1), 2);
+    beta[u] = torch::where(len > t + 1, next, masked_end().expand_as(next));  // t = T_b - 1: end
+  }
+  std::vector<Tensor> p;
+  for (int64_t t = 0; t < T; ++t) {
+    const auto u = static_cast<size_t>(t);
+    const auto m = torch::exp(alpha[u] + beta[u] - log_z);
+    p.push_back(torch::where(len > t, m, torch::zeros_like(m)));
+  }
+  return torch::stack(p, 1);
+}
+
 Tensor CRFImpl::score(const Tensor& emissions, const Tensor& tags, const Tensor& lengths) const {
   check(emissions, lengths, "score");
   TORCH_CHECK(tags.dim() == 2 && tags.size(0) == emissions.size(0) &&

@@ -205,6 +205,13 @@ static void note_origin(Registry& r, const std::string& name) {
       throw PluginError(loading->path + ": the plugin registers cell '" + name +
                         "', which is built into rnnkit; a plugin's cells need names of their own");
     }
+    // Two plugins with one cell name: the later would silently replace the earlier.
+    if (const auto it = r.plugin_of.find(name);
+        it != r.plugin_of.end() && it->second != loading->path) {
+      throw PluginError(loading->path + ": the plugin registers cell '" + name +
+                        "', which the plugin " + it->second +
+                        " registered already; two plugins cannot share a cell name");
+    }
     r.plugin_of[name] = loading->path;
     loading->cells.push_back(name);
   } else {

@@ -4,11 +4,22 @@
 //   RNNKIT_BUILTIN_NAME   registers "lstm"
 //   RNNKIT_EMPTY          registers nothing
 //   RNNKIT_NOT_A_PLUGIN   has no entry points at all
-// Only the plugin header (and the registry for the one that registers): these build fast.
+//   RNNKIT_THROWS_INT     its body throws an int (not a std::exception)
+//   RNNKIT_NULL_NAME      its name is a null pointer
+//   RNNKIT_NULL_ABI       its ABI tag is a null pointer
+//   RNNKIT_HUGE_ABI       its ABI tag is 10 MB long
+//   RNNKIT_MARKER         a good plugin (cell "marker_gru") whose static constructor creates the
+//                         file $RNNKIT_TEST_MARKER: proof of whether its code ran
+//   RNNKIT_DUPLICATE      registers "marker_gru" too
+//   RNNKIT_ABORTS         its body calls abort(): only a child process can survive it
+// Only the plugin header (and the registry for the ones that register): these build fast.
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 #include <rnnkit/plugin.h>
-#if defined(RNNKIT_BUILTIN_NAME)
+#if defined(RNNKIT_BUILTIN_NAME) || defined(RNNKIT_MARKER) || defined(RNNKIT_DUPLICATE)
 #include <rnnkit/registry.h>
 #endif
 
@@ -31,4 +42,47 @@ RNNKIT_PLUGIN("builtin") {
 RNNKIT_PLUGIN("empty") {}
 #elif defined(RNNKIT_NOT_A_PLUGIN)
 extern "C" int not_a_plugin() { return 1; }
+#elif defined(RNNKIT_THROWS_INT)
+RNNKIT_PLUGIN("throws_int") { throw 42; }
+#elif defined(RNNKIT_NULL_NAME)
+extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_abi_tag() {
+  return RNNKIT_ABI_TAG;
+}
+extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_name() {
+  return nullptr;
+}
+extern "C" __attribute__((visibility("default"))) void rnnkit_plugin_register() {}
+#elif defined(RNNKIT_NULL_ABI)
+extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_abi_tag() {
+  return nullptr;
+}
+extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_name() { return "x"; }
+extern "C" __attribute__((visibility("default"))) void rnnkit_plugin_register() {}
+#elif defined(RNNKIT_HUGE_ABI)
+extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_abi_tag() {
+  static const std::string tag(10 << 20, 'x');
+  return tag.c_str();
+}
+extern "C" __attribute__((visibility("default"))) const char* rnnkit_plugin_name() { return "x"; }
+extern "C" __attribute__((visibility("default"))) void rnnkit_plugin_register() {}
+#elif defined(RNNKIT_MARKER)
+namespace {
+struct Marker {
+  Marker() {
+    if (const char* path = std::getenv("RNNKIT_TEST_MARKER")) {
+      if (FILE* f = std::fopen(path, "a")) {
+        std::fputs("the marker plugin's static constructor ran\n", f);
+        std::fclose(f);
+      }
+    }
+  }
+} marker;
+}  // namespace
+RNNKIT_PLUGIN("marker") { rnnkit::register_cell_alias("marker_gru", "gru", rnnkit::CellOptions{}); }
+#elif defined(RNNKIT_ABORTS)
+RNNKIT_PLUGIN("aborts") { std::abort(); }
+#elif defined(RNNKIT_DUPLICATE)
+RNNKIT_PLUGIN("duplicate") {
+  rnnkit::register_cell_alias("marker_gru", "gru", rnnkit::CellOptions{});
+}
 #endif

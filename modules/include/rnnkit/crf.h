@@ -7,6 +7,9 @@
 //     α<t>[j]   = logsumexp_i(α<t-1>[i] + A[i, j]) + E<t>[j]
 //     log Z     = logsumexp_j(α<T_b>[j] + s_end[j])
 //     loss      = log Z - score(y_gold)                                  negative log-likelihood
+//     β<T_b>[i] = s_end[i]                                               backward algorithm
+//     β<t>[i]   = logsumexp_j(A[i, j] + E<t+1>[j] + β<t+1>[j])
+//     P(y<t> = j | x) = exp(α<t>[j] + β<t>[j] - log Z)                  marginals
 //     δ<t>[j]   = max_i(δ<t-1>[i] + A[i, j]) + E<t>[j],  ψ<t>[j] = argmax_i(...)    Viterbi
 //     ŷ<T_b>    = argmax_j(δ<T_b>[j] + s_end[j]),  ŷ<t-1> = ψ<t>[ŷ<t>]
 //
@@ -47,6 +50,9 @@ class CRFImpl : public torch::nn::Cloneable<CRFImpl> {
 
   /// log Z for each sequence: [B].
   torch::Tensor log_partition(const torch::Tensor& emissions, const torch::Tensor& lengths) const;
+  /// P(y<t> = j | x) for every step and tag (forward-backward): [B, T, K], each real step's row
+  /// summing to 1, zeros past each length.
+  torch::Tensor marginals(const torch::Tensor& emissions, const torch::Tensor& lengths) const;
   /// score(y) of the tag paths tags [B, T] (int64; entries past each length are ignored): [B].
   torch::Tensor score(const torch::Tensor& emissions, const torch::Tensor& tags,
                       const torch::Tensor& lengths) const;

@@ -11,7 +11,10 @@
 //
 // The macro exports the rnnkit ABI tag the plugin was compiled against; load_plugin refuses a
 // plugin whose tag differs from the running library's (another rnnkit version, LibTorch version
-// or C++ ABI), before running any of its code.
+// or C++ ABI) before running its body. The tag guards against accidents, not attacks: dlopen has
+// already run the library's static constructors when the tag is read. Loading a plugin is running
+// its code, so it takes the user's consent (--plugin PATH); a checkpoint names the plugins it was
+// trained with, with their sha256, but never loads one by itself (docs/reliability.md).
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -68,15 +71,22 @@ struct PluginInfo {
   std::string path;                ///< absolute, as loaded
   std::string name;                ///< what RNNKIT_PLUGIN named it
   std::vector<std::string> cells;  ///< the cells its body registered
+  std::string sha256;              ///< of the file's bytes as loaded (lowercase hex)
 };
 
 /// The ABI tag of this rnnkit build (RNNKIT_ABI_TAG as the library was compiled).
 std::string abi_tag();
 
+/// The sha256 of a file's bytes as lowercase hex; a PluginError names the file if it cannot be
+/// read.
+std::string file_sha256(const std::string& path);
+
 /// Loads the plugin at `path` and runs its body once; loading the same file again returns the
-/// first load's info. Thread-safe. A plugin may not replace a built-in cell, and must register
-/// at least one cell.
-const PluginInfo& load_plugin(const std::string& path);
+/// first load's info. Thread-safe. A plugin may not replace a built-in cell or a cell another
+/// plugin registered, and must register at least one cell. With `expected_sha256`, a file whose
+/// bytes hash otherwise is refused before dlopen (the message gives both hashes), and so is a
+/// file that changed between the hash and the load (another inode, size or modification time).
+const PluginInfo& load_plugin(const std::string& path, const std::string& expected_sha256 = "");
 
 /// The plugins loaded so far, in load order.
 std::vector<PluginInfo> loaded_plugins();

@@ -28,14 +28,31 @@ enum class Encoding { kUtf8, kLatin1, kCp1252 };
 /// "utf8"/"utf-8", "latin1"/"iso-8859-1", "cp1252"/"windows-1252".
 Encoding parse_encoding(const std::string& name);
 
-/// Reads a text file line by line: strips the line ending (LF or CRLF), decodes the encoding,
-/// checks UTF-8 and normalises to NFC (every line the readers return is NFC). Throws DataError for
-/// a missing file or a directory, and for a NUL byte or an invalid byte sequence at its line and
-/// byte.
+/// The longest line any reader takes, in bytes before decoding (1 MiB unless set): a longer line
+/// is a DataError naming the file, the line and the limit, read no further than the limit, so
+/// that no input grows memory without bound. Set once at start-up, from a config's
+/// data.max_line_bytes or a command's --max-line-bytes; it holds for the whole process.
+constexpr size_t kDefaultMaxLineBytes = size_t{1} << 20;
+void set_max_line_bytes(size_t bytes);
+size_t max_line_bytes();
+
+/// A function every reader calls every few thousand lines (and that may throw to stop it): the
+/// apps set one while a stop signal is awaited, so that SIGTERM during a long load is seen
+/// within milliseconds, not after the whole file. nullptr: none.
+void set_stop_check(void (*check)());
+
+/// Reads a text file line by line: strips the line ending (LF or CRLF) and a UTF-8 byte-order
+/// mark at the start, decodes the encoding, checks UTF-8 and normalises to NFC (every line the
+/// readers return is NFC). Throws DataError for a missing file, a directory, a device or socket
+/// (and a named pipe unless `streaming`), a line over max_line_bytes(), UTF-16, and a NUL byte or
+/// an invalid byte sequence at its line and byte.
 class LineReader {
  public:
-  /// `path` "-" reads standard input (named "<stdin>" in messages).
-  explicit LineReader(const std::string& path, Encoding encoding = Encoding::kUtf8);
+  /// `path` "-" reads standard input (named "<stdin>" in messages). `streaming`: the input may
+  /// be a named pipe (predict's and score's input); data that is trained on or evaluated must
+  /// be a regular file.
+  explicit LineReader(const std::string& path, Encoding encoding = Encoding::kUtf8,
+                      bool streaming = false);
   /// The next line (without its ending), or false at the end of the file.
   bool next(std::string& line);
   /// What next() does to each line, for lines from elsewhere (stdin): strips a CR, rejects NUL

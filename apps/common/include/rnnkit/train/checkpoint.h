@@ -40,12 +40,17 @@ void write_checkpoint(const std::string& path, const std::string& app,
 void write_checkpoint(const std::string& path, const std::string& app,
                       const std::string& architecture, torch::serialize::OutputArchive& archive);
 
-/// Opens `path`, checks the header and the checksum; `architecture` empty skips the
-/// architecture check. Tensors are mapped to `device` (default: the CPU, so that a checkpoint
-/// written on a GPU loads on a CPU-only build); nullopt keeps the devices they were saved on.
+/// Opens `path`, checks the header and the checksum; `app` empty takes a checkpoint of any app
+/// (its "rnnkit/app" string says which), `architecture` empty skips the architecture check. Tensors
+/// are mapped to `device` (default: the CPU, so that a checkpoint written on a GPU loads on a
+/// CPU-only build); nullopt keeps the devices they were saved on.
 torch::serialize::InputArchive open_checkpoint(
     const std::string& path, const std::string& app, const std::string& architecture,
     std::optional<torch::Device> device = torch::Device(torch::kCPU));
+
+/// A checkpoint file's bytes, refusing what is not a regular file and a header whose length
+/// disagrees with the file's size before reading past the header.
+std::string read_checkpoint_file(const std::string& path);
 
 /// The same from the file's bytes (`path` names it in messages): a data-parallel resume reads
 /// the file on rank 0 and sends the bytes to the others.
@@ -65,6 +70,12 @@ struct SavedRun {
   torch::serialize::InputArchive model, task;
 };
 SavedRun open_saved_run(const std::string& path, const std::string& app);
+
+/// model.load(archive), after checking that every tensor in the archive has the shape of the
+/// parameter or buffer it loads into: a CheckpointError naming `path` and the parameter (with
+/// both shapes) otherwise, instead of a model that takes any shape it is given.
+void load_weights(torch::nn::Module& model, torch::serialize::InputArchive& archive,
+                  const std::string& path);
 
 /// Strings and scalars inside archives.
 void put_string(torch::serialize::OutputArchive& a, const std::string& key, const std::string& s);

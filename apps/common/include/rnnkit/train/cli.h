@@ -48,11 +48,22 @@ class InputBatches {
   /// The next lines (at most 1 from stdin); false at the end.
   bool next(std::vector<std::string>& lines);
   bool streaming() const { return streaming_; }
+  /// A DataError naming the input and the line of lines[index] of the last next().
+  data::DataError line_error(size_t index, const std::string& message) const {
+    return {reader_.path(), first_line_ + index, message};
+  }
+  /// Refuses a line with no text, as eval's readers do ("FILE:LINE: an empty line ...").
+  void refuse_empty(const std::vector<std::string>& lines, const std::string& what) const;
 
  private:
   data::LineReader reader_;
   bool streaming_;
+  size_t first_line_ = 1;
 };
+
+/// Flushes stdout and throws an IoError naming errno's text if anything written to it failed
+/// (a full disk, a closed pipe): a command writing endless output stops at the first failure.
+void flush_stdout();
 
 /// Runs an app's main: prints errors as "PROGRAM: error: ..." on stderr and returns 1; a usage
 /// error returns 2.
@@ -69,6 +80,16 @@ struct Command {
 /// `--version` prints the versions; no command or an unknown one is a usage error (stderr, 2);
 /// errors as guarded_main reports them.
 int run_app(const char* program, const std::vector<Command>& commands, int argc, char** argv);
+/// `PROGRAM plugin check PATH...`: loads each plugin in a child process first, so that one that
+/// aborts or crashes (which no in-process check can catch) is reported by its signal instead of
+/// taking the command down; then prints its name, cells and sha256. Exit status 0 when every
+/// plugin loads, 1 otherwise. Every app has it as its "plugin" command.
+int plugin_command(int argc, char** argv);
+/// The table entry of plugin_command.
+inline Command plugin_command_entry() {
+  return {"plugin", "plugin check PATH...: load cell plugins in a child process and report",
+          plugin_command};
+}
 /// "PROGRAM 0.1.0 (LibTorch 1.13.0, CUDA: ...)": what --version prints.
 std::string version_text(const std::string& program);
 

@@ -23,8 +23,25 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The upper bounds of size keys: a width (hidden_size, embedding sizes) and a depth
+/// (num_layers). Far above any model that trains on one machine, far below an overflow.
+constexpr int64_t kMaxWidth = 65536;
+constexpr int64_t kMaxLayers = 64;
+
+/// Whether a checkpoint's config may load the plugins it records (--trust-checkpoint-plugins,
+/// for the whole process); by default it may not, as torch.load(weights_only=True) runs no code.
+void trust_checkpoint_plugins(bool trust);
+
 /// The data root for a config in `config_dir`: $RNNKIT_DATA, else config_dir/../data.
 std::string data_root(const std::string& config_dir);
+
+/// The first key (dotted, in sorted order) whose value differs between two TOML texts, and
+/// its value in each ("(not set)" where absent); keys in `ignored` are skipped.
+struct ConfigDifference {
+  std::string key, a, b;
+};
+std::optional<ConfigDifference> first_difference(const std::string& a, const std::string& b,
+                                                 const std::set<std::string>& ignored = {});
 
 class ConfigReader {
  public:
@@ -60,18 +77,28 @@ class ConfigReader {
   /// a file, --set model.cell_options.KEY=V), checked against the options the cell registered:
   /// an unknown option, a wrong type or a value out of range fails naming the line.
   CellOptions get_cell_options(const std::string& section, const std::string& cell);
-  /// The name of a registered cell; an unknown name fails listing the known ones. The plugins
-  /// named by the same section's `plugins` key (a path or a list) are loaded first, and the
-  /// plugin a cell comes from (also one loaded by --plugin) is added to that key, so a
-  /// checkpoint's config names the plugins its cells need.
+  /// The name of a registered cell; an unknown name fails listing the known ones. In a config
+  /// file, the plugins named by the same section's `plugins` key (a path or a list) are loaded
+  /// first (checked against `plugins_sha256` where given), and the plugin a cell comes from
+  /// (also one loaded by --plugin) is added to that key with its sha256 in `plugins_sha256`, so
+  /// a checkpoint's config names the plugins its cells need and their bytes. A checkpoint's
+  /// config (from_string) loads none of them: its cell must come from a --plugin whose sha256
+  /// it records, unless trust_checkpoint_plugins(true) lets it load its recorded plugins
+  /// (each checked against its sha256 before it is opened).
   std::string get_cell(const std::string& section, const std::string& key,
                        const std::string& fallback);
 
   /// An array of strings (a single string is a list of one).
   std::vector<std::string> get_string_list(const std::string& section, const std::string& key);
-  /// An array of integers, each at least `min`.
+  /// An array of integers, each in [min, max].
   std::vector<int64_t> get_int_list(const std::string& section, const std::string& key,
-                                    const std::vector<int64_t>& fallback, int64_t min);
+                                    const std::vector<int64_t>& fallback, int64_t min,
+                                    int64_t max = INT64_MAX);
+  /// Refuses (naming section.key) a model whose `elements` float32 values, kept four times over
+  /// in training (weights, gradients, Adam's two moments), would not fit in this machine's
+  /// memory.
+  void check_fits_in_memory(const std::string& section, const std::string& key, double elements,
+                            const std::string& what);
   /// One path or an array of paths, each resolved as get_path does.
   std::vector<std::string> get_path_list(const std::string& section, const std::string& key);
 
@@ -97,6 +124,7 @@ class ConfigReader {
   [[noreturn]] void fail(const std::string& section, const std::string& key,
                          const std::string& message) const;
   std::string path_, dir_;
+  bool from_checkpoint_ = false;  ///< from_string: its plugins need consent
   toml::table table_;
   std::set<std::string> used_, overridden_;
   std::map<std::string, std::string> origin_;

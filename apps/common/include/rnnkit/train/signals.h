@@ -1,5 +1,5 @@
 #pragma once
-// Stopping a long command cleanly. While a StopGuard lives, SIGINT and SIGTERM only raise a
+// Stopping a long command cleanly. While a StopGuard lives, SIGINT, SIGTERM and SIGHUP only raise a
 // flag: training finishes its step (or abandons an evaluation) and writes last.pt. A second
 // signal ends the process at once, by that signal, as the shell expects of a second Ctrl-C
 // (except under torchrun, which relays the terminal's Ctrl-C a second time and escalates to

@@ -15,6 +15,12 @@ class IoError : public std::runtime_error {
 };
 /// "WHAT PATH: strerror(errno)" as an IoError.
 [[noreturn]] void throw_io_error(const std::string& what, const std::string& path);
+/// The bytes of `path`, which must be a regular file (a FIFO would block, a device never end) of
+/// at most `max_bytes`; an IoError names the file as the `what` ("n-gram model") otherwise.
+std::string read_regular_file(const std::string& path, uint64_t max_bytes, const std::string& what);
+/// open(2) with O_NOFOLLOW and O_CLOEXEC (mode 0644): a symbolic link at `path` is an IoError
+/// naming it as the `what` ("lock file", "training log"); other failures return -1 with errno.
+int open_no_follow(const std::string& path, int flags, const std::string& what);
 
 /// The cores this process may run on: the CPU affinity mask (sched_getaffinity), capped by a
 /// cgroup CPU quota (cgroup v2 cpu.max, v1 cfs_quota_us) when one is set. At least 1.

@@ -1,0 +1,168 @@
+// rnnkit-serve: trained models over HTTP/JSON (docs/serving.md).
+//
+//   rnnkit-serve --model ner=runs/ner/best.pt --model sst2=a.pt,b.pt [--port 8080] ...
+//
+// SIGINT or SIGTERM stops accepting, lets the requests in flight finish (up to --drain-seconds)
+// and exits 0; a second signal exits at once with 130 or 143.
+#include <pthread.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <fmt/core.h>
+
+#include <rnnkit/train/cli.h>
+#include <rnnkit/train/signals.h>
+#include <rnnkit/train/system.h>
+#include "serve.h"
+
+namespace {
+
+using namespace rnnkit;
+
+std::string read_key(const std::string& path) {
+  const std::string text = app::read_regular_file(path, 4096, "API key file");
+  const auto b = text.find_first_not_of(" \t\r\n"), e = text.find_last_not_of(" \t\r\n");
+  if (b == std::string::npos) throw std::invalid_argument(path + ": the API key file is empty");
+  return text.substr(b, e - b + 1);
+}
+
+int serve_main(int argc, char** argv) {
+  cxxopts::Options cli("rnnkit-serve", "Serve trained rnnkit models over HTTP/JSON");
+  cli.add_options()("model",
+                    "NAME=CHECKPOINT[,CHECKPOINT...] (repeatable; several checkpoints "
+                    "of one sentiment recipe are an ensemble)",
+                    cxxopts::value<std::vector<std::string>>())(
+      "host", "address to listen on (other than loopback: your explicit choice)",
+      cxxopts::value<std::string>()->default_value("127.0.0.1"))(
+      "port", "port (0: any free one, printed at start)",
+      cxxopts::value<int>()->default_value("8080"))("http-threads", "HTTP worker threads",
+                                                    cxxopts::value<int>()->default_value("8"))(
+      "max-batch", "texts per forward pass", cxxopts::value<int64_t>()->default_value("32"))(
+      "max-delay-ms", "how long a batch waits for more texts after its first",
+      cxxopts::value<int64_t>()->default_value("5"))(
+      "queue", "texts waiting per model, at most (more: 503)",
+      cxxopts::value<int64_t>()->default_value("1024"))(
+      "max-body", "bytes of a request body, at most (more: 413)",
+      cxxopts::value<int64_t>()->default_value("1048576"))(
+      "max-texts", "texts per request, at most", cxxopts::value<int64_t>()->default_value("256"))(
+      "max-text-bytes", "bytes of one text, at most",
+      cxxopts::value<int64_t>()->default_value("65536"))(
+      "max-tokens", "tokens one generate request may ask for, at most",
+      cxxopts::value<int64_t>()->default_value("4096"))(
+      "api-key-file",
+      "a file holding the key that /v1 and /metrics require as "
+      "'Authorization: Bearer KEY'",
+      cxxopts::value<std::string>())("drain-seconds",
+                                     "on SIGTERM, how long requests in flight may take to finish",
+                                     cxxopts::value<double>()->default_value("10"))(
+      "trust-checkpoint-plugins", "load the cell plugins the checkpoints record (sha256-checked)")(
+      "h,help", "this help");
+  app::add_runtime_options(cli);
+  const auto args = cli.parse(argc, argv);
+  if (args.count("help")) return std::cout << cli.help() << "\n", 0;
+  if (!args.count("model")) throw cxxopts::exceptions::exception("give at least one --model");
+
+  serve::ServeOptions o;
+  o.host = args["host"].as<std::string>();
+  o.port = args["port"].as<int>();
+  o.http_threads = args["http-threads"].as<int>();
+  o.max_batch = args["max-batch"].as<int64_t>();
+  o.max_delay_ms = args["max-delay-ms"].as<int64_t>();
+  o.queue = args["queue"].as<int64_t>();
+  o.max_body = args["max-body"].as<int64_t>();
+  o.max_texts = args["max-texts"].as<int64_t>();
+  o.max_text_bytes = args["max-text-bytes"].as<int64_t>();
+  o.max_tokens = args["max-tokens"].as<int64_t>();
+  auto positive = [](const char* name, int64_t v, int64_t most) {
+    if (v < 1 || v > most) {
+      throw cxxopts::exceptions::exception(
+          fmt::format("--{} must be in [1, {}], got {}", name, most, v));
+    }
+  };
+  if (o.port < 0 || o.port > 65535) {
+    throw cxxopts::exceptions::exception(
+        fmt::format("--port must be in [0, 65535], got {}", o.port));
+  }
+  positive("http-threads", o.http_threads, 1024);
+  positive("max-batch", o.max_batch, 65536);
+  if (o.max_delay_ms < 0 || o.max_delay_ms > 10000) {
+    throw cxxopts::exceptions::exception(
+        fmt::format("--max-delay-ms must be in [0, 10000], got {}", o.max_delay_ms));
+  }
+  positive("queue", o.queue, int64_t{1} << 24);
+  positive("max-body", o.max_body, int64_t{1} << 30);
+  positive("max-texts", o.max_texts, int64_t{1} << 20);
+  positive("max-text-bytes", o.max_text_bytes, int64_t{1} << 26);
+  positive("max-tokens", o.max_tokens, int64_t{1} << 24);
+  const double drain = args["drain-seconds"].as<double>();
+  if (!(drain >= 0 && drain <= 3600)) {
+    throw cxxopts::exceptions::exception("--drain-seconds must be in [0, 3600]");
+  }
+  if (args.count("api-key-file")) o.api_key = read_key(args["api-key-file"].as<std::string>());
+  std::vector<serve::ModelSpec> models;
+  for (const auto& m : args["model"].as<std::vector<std::string>>()) {
+    try {
+      models.push_back(serve::ModelSpec::parse(m));
+    } catch (const std::invalid_argument& e) {
+      throw cxxopts::exceptions::exception(e.what());
+    }
+  }
+  const auto device = app::setup_runtime(app::run_options(args, ""), 0);
+
+  // Signals go to one thread that waits for them; the others never see them.
+  sigset_t stops;
+  sigemptyset(&stops);
+  sigaddset(&stops, SIGINT);
+  sigaddset(&stops, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stops, nullptr);
+
+  serve::Server server(o, std::move(models), device);
+  server.bind();
+  std::thread http([&] { server.run(); });
+  std::atomic<bool> failed{false};
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&stops, &sig);
+    if (failed) return server.stop();  // loading failed: nothing to drain
+    std::cerr << "rnnkit-serve: " << app::signal_name(sig)
+              << ": draining (no new connections; requests in flight finish)\n";
+    server.begin_drain();
+    std::thread([drain, sig] {
+      std::this_thread::sleep_for(std::chrono::duration<double>(drain));
+      std::cerr << "rnnkit-serve: requests still in flight after --drain-seconds; exiting\n";
+      std::_Exit(app::exit_status_for_signal(sig));
+    }).detach();
+    std::thread([&stops] {
+      int again = 0;
+      sigwait(&stops, &again);
+      std::_Exit(app::exit_status_for_signal(again));  // a second signal: at once
+    }).detach();
+    server.stop();
+  });
+  try {
+    server.load();
+  } catch (...) {
+    failed = true;
+    ::kill(::getpid(), SIGTERM);  // stop the listener; the loading error is what is reported
+    http.join();
+    waiter.join();
+    throw;
+  }
+  std::cerr << fmt::format("rnnkit-serve: listening on http://{}:{} ({} model(s) loaded)\n", o.host,
+                           server.port(), args["model"].as<std::vector<std::string>>().size());
+  http.join();
+  waiter.join();
+  std::cerr << "rnnkit-serve: stopped\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return rnnkit::app::guarded_main("rnnkit-serve", serve_main, argc, argv);
+}

@@ -1,0 +1,839 @@
+#include "serve.h"
+
+#include "page.h"
+#include "request.h"
+
+#include <httplib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <fmt/core.h>
+#include <rnnkit/compat.h>
+#include <rnnkit/data/conll.h>
+#include <rnnkit/data/text.h>
+#include <rnnkit/data/tokenize.h>
+#include <rnnkit/plugin.h>
+#include <rnnkit/version.h>
+#include <torch/torch.h>
+
+#include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/json.h>
+#include "lm/lm.h"
+#include "ner/ner.h"
+#include "sentiment/sentiment.h"
+
+namespace rnnkit::serve {
+namespace fs = std::filesystem;
+using app::Json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+/// A streaming client that went away: generation stops.
+struct ClientGone : std::exception {};
+
+// ---------------------------------------------------------------------------------------------
+// Metrics (Prometheus text format).
+
+struct Histogram {
+  std::vector<double> bounds;
+  std::vector<uint64_t> counts;  // cumulative at render time, per bucket here
+  double sum = 0;
+  uint64_t n = 0;
+  explicit Histogram(std::vector<double> b = {}) : bounds(std::move(b)), counts(bounds.size(), 0) {}
+  void add(double v) {
+    for (size_t i = 0; i < bounds.size(); ++i) {
+      if (v <= bounds[i]) ++counts[i];
+    }
+    sum += v;
+    ++n;
+  }
+  void render(std::ostream& os, const std::string& name, const std::string& labels) const {
+    const std::string sep = labels.empty() ? "" : ",";
+    for (size_t i = 0; i < bounds.size(); ++i) {
+      os << name << "_bucket{" << labels << sep << "le=\"" << bounds[i] << "\"} " << counts[i]
+         << "\n";
+    }
+    os << name << "_bucket{" << labels << sep << "le=\"+Inf\"} " << n << "\n";
+    os << name << "_sum{" << labels << "} " << sum << "\n";
+    os << name << "_count{" << labels << "} " << n << "\n";
+  }
+};
+
+const std::vector<double> kLatencyBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                            0.1,   0.25,   0.5,   1,    2.5,   10};
+const std::vector<double> kBatchBounds = {1, 2, 4, 8, 16, 32, 64, 128};
+
+struct Metrics {
+  std::mutex mutex;
+  std::map<std::pair<std::string, int>, uint64_t> requests;  // (route, status)
+  std::map<std::string, Histogram> latency;                  // by route
+  std::map<std::string, Histogram> batch_size;               // by model
+  uint64_t tokens_generated = 0;
+  void request(const std::string& route, int status, double seconds) {
+    std::lock_guard<std::mutex> lock(mutex);
+    ++requests[{route, status}];
+    latency.try_emplace(route, kLatencyBounds).first->second.add(seconds);
+  }
+  void batch(const std::string& model, size_t size) {
+    std::lock_guard<std::mutex> lock(mutex);
+    batch_size.try_emplace(model, kBatchBounds).first->second.add(static_cast<double>(size));
+  }
+  void tokens(uint64_t n) {
+    std::lock_guard<std::mutex> lock(mutex);
+    tokens_generated += n;
+  }
+};
+
+double resident_bytes() {
+  std::ifstream in("/proc/self/statm");
+  long pages = 0, resident = 0;
+  in >> pages >> resident;
+  return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dynamic batching.
+
+/// One queue and one thread per model: a batch takes up to max_batch items, waiting at most
+/// max_delay after the first; a request with more items than that is split over batches and
+/// reassembled in order. The queue holds at most `capacity` items: past it, 503.
+class Batcher {
+ public:
+  using Fn = std::function<std::vector<Json>(const std::vector<Json>&)>;
+  Batcher(Fn fn, int64_t max_batch, int64_t max_delay_ms, int64_t capacity,
+          std::function<void(size_t)> on_batch)
+      : fn_(std::move(fn)),
+        max_batch_(static_cast<size_t>(max_batch)),
+        max_delay_(max_delay_ms),
+        capacity_(static_cast<size_t>(capacity)),
+        on_batch_(std::move(on_batch)),
+        thread_([this] { loop(); }) {}
+  ~Batcher() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  /// The results of `items`, in order; HttpError 503 when the queue is full.
+  std::vector<Json> submit(std::vector<Json> items) {
+    auto job = std::make_shared<Job>();
+    job->results.resize(items.size());
+    job->items = std::move(items);
+    auto done = job->promise.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (waiting_ + job->items.size() > capacity_) {
+        throw HttpError(503, fmt::format("the model's queue is full ({} texts waiting, at most {}; "
+                                         "--queue); retry later",
+                                         waiting_, capacity_));
+      }
+      waiting_ += job->items.size();
+      queue_.push_back(job);
+    }
+    cv_.notify_all();
+    done.get();
+    if (job->error) std::rethrow_exception(job->error);
+    return std::move(job->results);
+  }
+  size_t depth() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return waiting_;
+  }
+
+ private:
+  struct Job {
+    std::vector<Json> items, results;
+    size_t next = 0, done = 0;
+    std::exception_ptr error;
+    std::promise<void> promise;
+  };
+
+  void loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping
+      const auto deadline = Clock::now() + max_delay_;
+      cv_.wait_until(lock, deadline, [&] { return stopping_ || waiting_ >= max_batch_; });
+      std::vector<Json> batch;
+      std::vector<std::pair<std::shared_ptr<Job>, size_t>> from;
+      while (!queue_.empty() && batch.size() < max_batch_) {
+        auto job = queue_.front();
+        while (job->next < job->items.size() && batch.size() < max_batch_) {
+          batch.push_back(job->items[job->next]);
+          from.emplace_back(job, job->next++);
+          --waiting_;
+        }
+        if (job->next == job->items.size()) queue_.pop_front();
+      }
+      lock.unlock();
+      std::vector<Json> out;
+      std::exception_ptr error;
+      try {
+        out = fn_(batch);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      on_batch_(batch.size());
+      lock.lock();
+      for (size_t i = 0; i < from.size(); ++i) {
+        auto& [job, k] = from[i];
+        if (error) {
+          job->error = error;
+        } else {
+          job->results[k] = std::move(out[i]);
+        }
+        if (++job->done == job->items.size()) job->promise.set_value();
+      }
+    }
+  }
+
+  Fn fn_;
+  size_t max_batch_;
+  std::chrono::milliseconds max_delay_;
+  size_t capacity_;
+  std::function<void(size_t)> on_batch_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  size_t waiting_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;  // last: it starts once everything above is ready
+};
+
+/// Constant-time comparison: how long it takes says nothing about how much of a key matched.
+bool same_key(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ (b.empty() ? 0 : b[i % b.size()]));
+  }
+  return diff == 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models.
+
+struct Served {
+  std::string name, task;
+  std::vector<std::string> checkpoints;
+  Json card;
+  std::vector<sentiment::Loaded> classifiers;
+  std::unique_ptr<ner::Loaded> tagger;
+  std::unique_ptr<lm::Loaded> lm;
+  std::unique_ptr<Batcher> batcher;
+};
+
+int64_t parameter_count(const torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+/// The epoch of `checkpoint` (as fit() saved it) and that epoch's row of metrics.csv beside it.
+Json run_record(const std::string& checkpoint, const std::string& task) {
+  Json r = Json::object();
+  const auto csv = fs::path(checkpoint).parent_path() / "metrics.csv";
+  int64_t epoch = -1;
+  try {
+    auto a = app::open_checkpoint(checkpoint, task, "");
+    epoch = app::get_int(a, "train/epoch");
+  } catch (const std::exception&) {
+    return r;  // not written by fit(): no record
+  }
+  r["epoch"] = epoch;
+  std::ifstream in(csv);
+  std::string header, line;
+  if (!std::getline(in, header)) return r;
+  std::vector<std::string> names;
+  for (std::istringstream hs(header); std::getline(hs, line, ',');) names.push_back(line);
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    for (std::istringstream ls(line); std::getline(ls, header, ',');) cells.push_back(header);
+    if (cells.empty() || cells[0] != std::to_string(epoch)) continue;
+    Json v = Json::object();
+    for (size_t i = 0; i < cells.size() && i < names.size(); ++i) {
+      if (names[i].rfind("val_", 0) == 0) {
+        try {
+          v[names[i]] = std::stod(cells[i]);
+        } catch (const std::exception&) {
+        }
+      }
+    }
+    r["validation"] = v;
+  }
+  return r;
+}
+
+Json card_of(const Served& s, const std::vector<std::string>& shas) {
+  Json c{{"name", s.name},
+         {"task", s.task},
+         {"rnnkit_version", RNNKIT_VERSION},
+         {"libtorch_version", torch_version()}};
+  Json files = Json::array();
+  for (size_t i = 0; i < s.checkpoints.size(); ++i) {
+    files.push_back({{"path", fs::absolute(s.checkpoints[i]).string()},
+                     {"sha256", shas[i]},
+                     {"run", run_record(s.checkpoints[i], s.task)}});
+  }
+  c["checkpoints"] = files;
+  auto recurrent = [](const app::RecurrentSpec& r) {
+    Json o = Json::object();
+    for (const auto& [k, v] : r.cell_options) {
+      std::visit([&, key = k](const auto& x) { o[key] = x; }, v.value);
+    }
+    return Json{{"cell", r.cell},
+                {"cell_options", o},
+                {"hidden_size", r.hidden_size},
+                {"num_layers", r.num_layers}};
+  };
+  if (s.task == "sentiment") {
+    const auto& m = s.classifiers.front();
+    c["model"] = recurrent(m.config.rnn);
+    c["model"]["bidirectional"] = m.config.bidirectional;
+    c["model"]["embedding_size"] = m.config.embedding_size;
+    c["model"]["pooling"] = m.config.pooling;
+    int64_t params = 0;
+    for (const auto& x : s.classifiers) params += parameter_count(*x.model);
+    c["parameters"] = params;
+    c["vocabulary_size"] = m.vocab.size();
+    c["labels"] = m.labels;
+  } else if (s.task == "ner") {
+    c["model"] = recurrent(s.tagger->config.rnn);
+    c["parameters"] = parameter_count(*s.tagger->model);
+    c["vocabulary_size"] = s.tagger->lexicon.words.size();
+    std::set<std::string> types;
+    for (const auto& t : s.tagger->lexicon.tags) {
+      if (t.size() > 2 && t[1] == '-') types.insert(t.substr(2));
+    }
+    c["entity_types"] = types;
+    c["tag_scheme"] = data::to_string(s.tagger->lexicon.input_scheme);
+  } else {
+    c["model"] = recurrent(s.lm->config.rnn);
+    c["model"]["level"] = s.lm->config.level;
+    c["parameters"] = parameter_count(*s.lm->model);
+    c["vocabulary_size"] = s.lm->vocab.size();
+  }
+  return c;
+}
+
+/// The route a path belongs to, for metrics: its template, or "other".
+std::string route_of(const std::string& method, const std::string& path) {
+  static const std::vector<std::string> fixed = {"/", "/health", "/metrics", "/v1/models",
+                                                 "/v1/openapi.json"};
+  for (const auto& f : fixed) {
+    if (path == f) return method + " " + f;
+  }
+  for (const char* action : {"classify", "tag", "score", "generate"}) {
+    const std::string tail = std::string("/") + action;
+    if (path.rfind("/v1/models/", 0) == 0 && path.size() > tail.size() &&
+        path.compare(path.size() - tail.size(), tail.size(), tail) == 0) {
+      return method + " /v1/models/{name}" + tail;
+    }
+  }
+  return method + " other";
+}
+
+thread_local Clock::time_point t_request_start;
+
+/// The OpenAPI 3 description of the routes (GET /v1/openapi.json).
+Json openapi(const ServeOptions& o) {
+  const Json error_schema{{"type", "object"}, {"properties", {{"error", {{"type", "string"}}}}}};
+  const Json error{{"description", "an error"},
+                   {"content", {{"application/json", {{"schema", error_schema}}}}}};
+  const Json texts{{"type", "array"},
+                   {"items", {{"type", "string"}, {"maxLength", o.max_text_bytes}}},
+                   {"minItems", 1},
+                   {"maxItems", o.max_texts}};
+  auto body = [](const Json& properties, const std::vector<std::string>& required) {
+    Json schema{{"type", "object"}, {"properties", properties}, {"additionalProperties", false}};
+    if (!required.empty()) schema["required"] = required;
+    return Json{{"required", true}, {"content", {{"application/json", {{"schema", schema}}}}}};
+  };
+  auto ok = [](const std::string& what, const std::string& type = "application/json") {
+    return Json{{"description", what}, {"content", {{type, {{"schema", {{"type", "object"}}}}}}}};
+  };
+  auto action = [&](const std::string& summary, const Json& request, const std::string& what) {
+    const Json name{
+        {"name", "name"}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}};
+    Json responses{{"200", ok(what)}, {"400", error}, {"401", error},
+                   {"404", error},    {"413", error}, {"503", error}};
+    return Json{{"post",
+                 {{"summary", summary},
+                  {"parameters", Json::array({name})},
+                  {"requestBody", request},
+                  {"responses", responses}}}};
+  };
+  Json paths;
+  paths["/"] = {
+      {"get", {{"summary", "the page"}, {"responses", {{"200", ok("HTML", "text/html")}}}}}};
+  paths["/health"] = {
+      {"get",
+       {{"summary", "200 once every model is loaded; 503 while loading or draining"},
+        {"responses", {{"200", ok("ready")}, {"503", ok("loading or draining")}}}}}};
+  paths["/v1/models"] = {{"get",
+                          {{"summary", "each model's card"},
+                           {"responses", {{"200", ok("the cards")}, {"401", error}}}}}};
+  paths["/metrics"] = {{"get",
+                        {{"summary", "Prometheus text format"},
+                         {"responses", {{"200", ok("metrics", "text/plain")}}}}}};
+  paths["/v1/openapi.json"] = {
+      {"get", {{"summary", "this description"}, {"responses", {{"200", ok("OpenAPI 3")}}}}}};
+  paths["/v1/models/{name}/classify"] =
+      action("sentiment: label and class probabilities of each text (as predict --json)",
+             body({{"texts", texts}}, {"texts"}), "results in order");
+  const Json token_lists{{"type", "array"},
+                         {"items", {{"type", "array"}, {"items", {{"type", "string"}}}}}};
+  paths["/v1/models/{name}/tag"] = action(
+      "ner: entities of each text, with code-point offsets and confidences (as predict --json)",
+      body({{"texts", texts}, {"tokens", token_lists}, {"tags", {{"type", "boolean"}}}}, {}),
+      "results in order");
+  paths["/v1/models/{name}/score"] =
+      action("lm: log-probability (nats), perplexity and token count of each text",
+             body({{"texts", texts}}, {"texts"}), "results in order");
+  const Json generate{
+      {"prompt", {{"type", "string"}}},
+      {"max_tokens", {{"type", "integer"}, {"minimum", 1}, {"maximum", o.max_tokens}}},
+      {"temperature", {{"type", "number"}, {"minimum", 0}, {"maximum", 100}}},
+      {"top_k", {{"type", "integer"}, {"minimum", 0}}},
+      {"seed", {{"type", "integer"}, {"minimum", 0}}},
+      {"stop_at_eos", {{"type", "boolean"}}},
+      {"stream", {{"type", "boolean"}}}};
+  paths["/v1/models/{name}/generate"] = action(
+      "lm: generated text; with stream, Server-Sent Events (one per token, then the stop reason)",
+      body(generate, {}), "the text, or text/event-stream");
+  return {{"openapi", "3.0.3"},
+          {"info", {{"title", "rnnkit-serve"}, {"version", RNNKIT_VERSION}}},
+          {"paths", paths}};
+}
+
+}  // namespace
+
+ModelSpec ModelSpec::parse(const std::string& text) {
+  const auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size()) {
+    throw std::invalid_argument("--model " + text.substr(0, 200) +
+                                ": expected NAME=CHECKPOINT[,CHECKPOINT...]");
+  }
+  ModelSpec m;
+  m.name = text.substr(0, eq);
+  for (const char c : m.name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) {
+      throw std::invalid_argument("--model " + text.substr(0, 200) + ": the name '" + m.name +
+                                  "' may hold letters, digits, '_', '-' and '.' only (it is a URL "
+                                  "path segment)");
+    }
+  }
+  std::istringstream is(text.substr(eq + 1));
+  for (std::string p; std::getline(is, p, ',');) {
+    if (p.empty()) throw std::invalid_argument("--model " + text + ": an empty checkpoint path");
+    m.checkpoints.push_back(p);
+  }
+  return m;
+}
+
+struct Server::Impl {
+  ServeOptions o;
+  std::vector<ModelSpec> specs;
+  torch::Device device;
+  httplib::Server http;
+  std::map<std::string, std::unique_ptr<Served>> models;
+  Metrics metrics;
+  std::atomic<bool> ready{false}, draining{false};
+  int port = -1;
+
+  Impl(ServeOptions opts, std::vector<ModelSpec> s, torch::Device d)
+      : o(std::move(opts)), specs(std::move(s)), device(d) {}
+
+  Served& model(const std::string& name, const std::string& task) {
+    if (!ready) throw HttpError(503, "the models are still loading");
+    const auto it = models.find(name);
+    if (it == models.end()) {
+      std::string list;
+      for (const auto& [n, m] : models) list += (list.empty() ? "" : ", ") + n;
+      throw HttpError(404, "no model named '" + name.substr(0, 100) + "' (served: " + list + ")");
+    }
+    if (it->second->task != task) {
+      throw HttpError(400, "model '" + name + "' is a " + it->second->task +
+                               " model; this route is for " + task + " models");
+    }
+    return *it->second;
+  }
+
+  void load_all() {
+    for (const auto& spec : specs) {
+      if (models.count(spec.name)) {
+        throw std::invalid_argument("--model " + spec.name + ": the name is given twice");
+      }
+      auto s = std::make_unique<Served>();
+      s->name = spec.name;
+      s->checkpoints = spec.checkpoints;
+      std::vector<std::string> shas;
+      for (const auto& path : spec.checkpoints) {
+        auto archive = app::open_checkpoint(path, "", "");
+        const std::string task = app::get_string(archive, "rnnkit/app");
+        if (task != "ner" && task != "sentiment" && task != "lm") {
+          throw std::invalid_argument(path + ": a checkpoint of rnnkit-" + task +
+                                      "; the server serves ner, sentiment and lm models");
+        }
+        if (!s->task.empty() && task != s->task) {
+          throw std::invalid_argument("--model " + spec.name + ": " + path + " is a " + task +
+                                      " model, the others " + s->task);
+        }
+        s->task = task;
+        shas.push_back(file_sha256(path));
+      }
+      if (s->task != "sentiment" && spec.checkpoints.size() > 1) {
+        throw std::invalid_argument("--model " + spec.name +
+                                    ": an ensemble of several checkpoints is for sentiment "
+                                    "models only");
+      }
+      Served* raw = s.get();
+      auto on_batch = [this, name = spec.name](size_t n) { metrics.batch(name, n); };
+      if (s->task == "sentiment") {
+        s->classifiers = sentiment::load_models(spec.checkpoints, device);
+        s->batcher = std::make_unique<Batcher>(
+            [this, raw](const std::vector<Json>& items) { return classify(*raw, items); },
+            o.max_batch, o.max_delay_ms, o.queue, on_batch);
+      } else if (s->task == "ner") {
+        s->tagger = std::make_unique<ner::Loaded>(ner::load_model(spec.checkpoints[0], device));
+        s->batcher = std::make_unique<Batcher>(
+            [this, raw](const std::vector<Json>& items) { return tag(*raw, items); }, o.max_batch,
+            o.max_delay_ms, o.queue, on_batch);
+      } else {
+        s->lm = std::make_unique<lm::Loaded>(lm::load_model(spec.checkpoints[0], device));
+      }
+      s->card = card_of(*s, shas);
+      models.emplace(spec.name, std::move(s));
+    }
+  }
+
+  // The batch functions: what predict --json gives, one object per item.
+  std::vector<Json> classify(Served& s, const std::vector<Json>& items) {
+    c10::InferenceMode guard;
+    std::vector<std::string> texts;
+    for (const auto& i : items) texts.push_back(i["text"].get<std::string>());
+    const auto probs = sentiment::ensemble_probabilities(s.classifiers, texts, device).cpu();
+    const auto& labels = s.classifiers.front().labels;
+    std::vector<Json> out;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      const int64_t k = probs[static_cast<int64_t>(i)].argmax().item<int64_t>();
+      Json p = Json::object();
+      for (size_t c = 0; c < labels.size(); ++c) {
+        p[labels[c]] = probs[static_cast<int64_t>(i)][static_cast<int64_t>(c)].item<double>();
+      }
+      out.push_back(
+          {{"text", texts[i]}, {"label", labels[static_cast<size_t>(k)]}, {"probabilities", p}});
+    }
+    return out;
+  }
+
+  std::vector<Json> tag(Served& s, const std::vector<Json>& items) {
+    c10::InferenceMode guard;
+    std::vector<std::string> texts;
+    std::vector<std::vector<data::TextToken>> tokens;
+    std::vector<std::vector<std::string>> words;
+    for (const auto& i : items) {
+      texts.push_back(i["text"].get<std::string>());
+      if (i.contains("tokens")) {
+        // Pre-tokenized: the text is the tokens joined by spaces, as predict --conll makes it.
+        std::vector<data::TextToken> toks;
+        size_t at = 0;
+        for (const auto& t : i["tokens"]) {
+          const std::string w = t.get<std::string>();
+          toks.push_back({w, at, at + w.size()});
+          at += w.size() + 1;
+        }
+        tokens.push_back(std::move(toks));
+      } else {
+        tokens.push_back(data::tokenize_ptb(texts.back()));
+      }
+      words.emplace_back();
+      for (const auto& t : tokens.back()) words.back().push_back(t.text);
+    }
+    const auto tagged = s.tagger->tag_scored(words, device);
+    std::vector<Json> out;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      out.push_back(ner::entities_json(texts[i], tokens[i], tagged[i], *s.tagger,
+                                       items[i].value("tags", false)));
+    }
+    return out;
+  }
+
+  // Handlers.
+  void check_key(const httplib::Request& req) const {
+    if (o.api_key.empty()) return;
+    const std::string given = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (given.rfind(prefix, 0) != 0 || !same_key(given.substr(prefix.size()), o.api_key)) {
+      throw HttpError(401, "a missing or wrong API key: send 'Authorization: Bearer KEY'");
+    }
+  }
+
+  static void answer(httplib::Response& res, int status, const Json& j) {
+    res.status = status;
+    res.set_content(app::json_line(j) + "\n", "application/json");
+  }
+
+  /// Runs `fn`, turning HttpError (and anything else) into a JSON error answer.
+  void guarded(httplib::Response& res, const std::function<void()>& fn) {
+    try {
+      fn();
+    } catch (const HttpError& e) {
+      if (e.status == 503) res.set_header("Retry-After", "1");
+      answer(res, e.status, {{"error", e.what()}});
+    } catch (const data::DataError& e) {
+      answer(res, 400, {{"error", e.what()}});
+    } catch (const std::exception& e) {
+      answer(res, 500, {{"error", std::string("internal error: ") + e.what()}});
+    }
+  }
+
+  void routes() {
+    const auto threads = static_cast<size_t>(o.http_threads);
+    http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    http.set_payload_max_length(static_cast<size_t>(o.max_body));
+    http.set_read_timeout(
+        static_cast<time_t>(o.read_timeout_s),
+        static_cast<time_t>((o.read_timeout_s - std::floor(o.read_timeout_s)) * 1e6));
+    http.set_write_timeout(
+        static_cast<time_t>(o.write_timeout_s),
+        static_cast<time_t>((o.write_timeout_s - std::floor(o.write_timeout_s)) * 1e6));
+    http.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+      t_request_start = Clock::now();
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      const double s = std::chrono::duration<double>(Clock::now() - t_request_start).count();
+      metrics.request(route_of(req.method, req.path), res.status, s);
+    });
+    // Errors without a body (cpp-httplib's own: 404 for an unknown path, 413 for a body over
+    // the limit, 400 for a bad request line) get a JSON message too.
+    http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      std::string message = "HTTP status " + std::to_string(res.status);
+      if (res.status == 404) message = "no route " + req.method + " " + req.path.substr(0, 200);
+      if (res.status == 413) {
+        message =
+            fmt::format("the request body is over the limit of {} bytes (--max-body)", o.max_body);
+      }
+      answer(res, res.status, {{"error", message}});
+    });
+
+    http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+      if (draining) return answer(res, 503, {{"status", "draining"}});
+      if (!ready) return answer(res, 503, {{"status", "loading"}});
+      answer(res, 200, {{"status", "ok"}, {"models", models.size()}});
+    });
+    http.Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(kPage, "text/html; charset=utf-8");
+    });
+    http.Get("/v1/openapi.json", [this](const httplib::Request&, httplib::Response& res) {
+      answer(res, 200, openapi(o));
+    });
+    http.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
+      guarded(res, [&] {
+        check_key(req);
+        if (!ready) throw HttpError(503, "the models are still loading");
+        Json list = Json::array();
+        for (const auto& [n, m] : models) list.push_back(m->card);
+        answer(res, 200, {{"models", list}});
+      });
+    });
+    http.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+      guarded(res, [&] {
+        check_key(req);
+        res.set_content(metrics_text(), "text/plain; version=0.0.4");
+      });
+    });
+    const std::string action = R"(/v1/models/([A-Za-z0-9_.\-]+)/(classify|tag|score|generate))";
+    http.Post(action, [this](const httplib::Request& req, httplib::Response& res) {
+      guarded(res, [&] {
+        check_key(req);
+        const std::string name = req.matches[1], what = req.matches[2];
+        if (what == "classify") return do_classify(model(name, "sentiment"), req.body, res);
+        if (what == "tag") return do_tag(model(name, "ner"), req.body, res);
+        if (what == "score") return do_score(model(name, "lm"), req.body, res);
+        do_generate(model(name, "lm"), req.body, res);
+      });
+    });
+    // A known route with another method: 405 with Allow.
+    auto wrong = [this](const std::string& allow) {
+      return [this, allow](const httplib::Request& req, httplib::Response& res) {
+        res.set_header("Allow", allow);
+        answer(res, 405,
+               {{"error", "method " + req.method + " is not allowed on " + req.path.substr(0, 200) +
+                              "; use " + allow}});
+      };
+    };
+    for (const std::string& path :
+         {std::string("/health"), std::string("/v1/models"), std::string("/metrics")}) {
+      http.Post(path, wrong("GET"));
+      http.Put(path, wrong("GET"));
+      http.Delete(path, wrong("GET"));
+    }
+    http.Get(action, wrong("POST"));
+    http.Put(action, wrong("POST"));
+    http.Delete(action, wrong("POST"));
+  }
+
+  void do_classify(Served& s, const std::string& body, httplib::Response& res) {
+    std::vector<Json> items;
+    for (auto& t : decode_texts(body, o, true).texts) items.push_back({{"text", std::move(t)}});
+    answer(res, 200, {{"model", s.name}, {"results", s.batcher->submit(std::move(items))}});
+  }
+
+  void do_tag(Served& s, const std::string& body, httplib::Response& res) {
+    auto r = decode_tag(body, o);
+    std::vector<Json> items;
+    for (auto& i : r.items) {
+      Json item{{"text", std::move(i.text)}, {"tags", r.tags}};
+      if (!i.tokens.empty()) item["tokens"] = std::move(i.tokens);
+      items.push_back(std::move(item));
+    }
+    answer(res, 200, {{"model", s.name}, {"results", s.batcher->submit(std::move(items))}});
+  }
+
+  void do_score(Served& s, const std::string& body, httplib::Response& res) {
+    const auto texts = decode_texts(body, o, false).texts;
+    c10::InferenceMode guard;
+    Json results = Json::array();
+    for (const auto& t : texts) {
+      const auto sc = lm::score_line(*s.lm, t, device);
+      results.push_back({{"text", t},
+                         {"tokens", sc.tokens},
+                         {"logprob", sc.logprob},
+                         {"perplexity", sc.tokens > 0 ? Json(sc.perplexity()) : Json(nullptr)}});
+    }
+    answer(res, 200, {{"model", s.name}, {"results", results}});
+  }
+
+  void do_generate(Served& s, const std::string& body, httplib::Response& res) {
+    const auto r = decode_generate(body, o, s.lm->vocab.size());
+    const lm::SampleOptions& so = r.sample;
+    if (!r.stream) {
+      c10::InferenceMode guard;
+      int64_t n = 0;
+      const std::string text = lm::sample(*s.lm, so, device, [&](const std::string&) { ++n; });
+      metrics.tokens(static_cast<uint64_t>(n));
+      answer(res, 200,
+             {{"model", s.name},
+              {"prompt", so.prompt},
+              {"text", text},
+              {"tokens", n},
+              {"stop_reason", n >= so.max_length ? "length" : "eos"}});
+      return;
+    }
+    // Server-Sent Events: one event per token, then one with the stop reason. A client that
+    // goes away stops the generation (its write fails).
+    res.set_header("Cache-Control", "no-cache");
+    Served* sp = &s;
+    res.set_chunked_content_provider(
+        "text/event-stream", [this, sp, so](size_t, httplib::DataSink& sink) {
+          c10::InferenceMode guard;
+          int64_t n = 0;
+          auto send = [&](const Json& j) {
+            const std::string event = "data: " + app::json_line(j) + "\n\n";
+            if (!sink.is_writable() || !sink.write(event.data(), event.size())) throw ClientGone();
+          };
+          try {
+            lm::sample(*sp->lm, so, device, {}, [&](const std::string& piece, double logprob) {
+              ++n;
+              send({{"text", piece}, {"logprob", logprob}});
+            });
+            send({{"done", true},
+                  {"tokens", n},
+                  {"stop_reason", n >= so.max_length ? "length" : "eos"}});
+            sink.done();
+          } catch (const ClientGone&) {
+            metrics.tokens(static_cast<uint64_t>(n));
+            return false;
+          }
+          metrics.tokens(static_cast<uint64_t>(n));
+          return true;
+        });
+  }
+
+  std::string metrics_text() {
+    std::ostringstream os;
+    std::lock_guard<std::mutex> lock(metrics.mutex);
+    os << "# HELP rnnkit_requests_total HTTP requests by route and status.\n"
+          "# TYPE rnnkit_requests_total counter\n";
+    for (const auto& [k, n] : metrics.requests) {
+      os << "rnnkit_requests_total{route=\"" << k.first << "\",status=\"" << k.second << "\"} " << n
+         << "\n";
+    }
+    os << "# HELP rnnkit_request_seconds Request latency by route.\n"
+          "# TYPE rnnkit_request_seconds histogram\n";
+    for (const auto& [route, h] : metrics.latency) {
+      h.render(os, "rnnkit_request_seconds", "route=\"" + route + "\"");
+    }
+    os << "# HELP rnnkit_batch_size Texts per forward pass by model.\n"
+          "# TYPE rnnkit_batch_size histogram\n";
+    for (const auto& [model, h] : metrics.batch_size) {
+      h.render(os, "rnnkit_batch_size", "model=\"" + model + "\"");
+    }
+    os << "# HELP rnnkit_queue_depth Texts waiting for a batch by model.\n"
+          "# TYPE rnnkit_queue_depth gauge\n";
+    for (const auto& [name, m] : models) {
+      if (m->batcher)
+        os << "rnnkit_queue_depth{model=\"" << name << "\"} " << m->batcher->depth() << "\n";
+    }
+    os << "# HELP rnnkit_tokens_generated_total Tokens generated.\n"
+          "# TYPE rnnkit_tokens_generated_total counter\n"
+       << "rnnkit_tokens_generated_total " << metrics.tokens_generated << "\n"
+       << "# HELP process_resident_memory_bytes Resident memory.\n"
+          "# TYPE process_resident_memory_bytes gauge\n"
+       << "process_resident_memory_bytes " << resident_bytes() << "\n";
+    return os.str();
+  }
+};
+
+Server::Server(ServeOptions options, std::vector<ModelSpec> models, torch::Device device)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(models), device)) {
+  impl_->routes();
+}
+
+Server::~Server() = default;
+
+void Server::bind() {
+  auto& i = *impl_;
+  if (i.o.port == 0) {
+    i.port = i.http.bind_to_any_port(i.o.host);
+  } else {
+    i.port = i.http.bind_to_port(i.o.host, i.o.port) ? i.o.port : -1;
+  }
+  if (i.port < 0) {
+    throw std::runtime_error(
+        fmt::format("cannot listen on {}:{} (in use, or not an address of "
+                    "this machine)",
+                    i.o.host, i.o.port));
+  }
+}
+
+void Server::load() {
+  impl_->load_all();
+  impl_->ready = true;
+}
+
+void Server::run() { impl_->http.listen_after_bind(); }
+void Server::stop() { impl_->http.stop(); }
+void Server::begin_drain() { impl_->draining = true; }
+int Server::port() const { return impl_->port; }
+bool Server::ready() const { return impl_->ready; }
+
+}  // namespace rnnkit::serve

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The page in a real browser: three tiny models trained here (a character LM, a GRU classifier on
+# labelled sentences, a tagger on toy CoNLL data), rnnkit-serve over them, and
+# tests/browser_serve.py driving headless Chromium against it (screenshots in WORK_DIR).
+# usage: cli_serve_page.sh BUILD_DIR SOURCE_DIR WORK_DIR
+set -euo pipefail
+build=$1 src=$2 work=$3
+apps=$build/apps
+rm -rf "$work" && mkdir -p "$work"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+for need in /usr/bin/chromium /usr/bin/chromedriver; do
+  [[ -x $need ]] || fail "$need is missing (scripts/setup.sh installs chromium and chromium-driver)"
+done
+/usr/bin/python3 -c 'import selenium' 2> /dev/null || fail "python3-selenium is missing (scripts/setup.sh installs it)"
+
+head -c 8000 "$src/datasets/tinyshakespeare/train.txt" > "$work/lm.txt"
+printf '[data]\nlevel = "char"\ntrain = "lm.txt"\nvalid = "lm.txt"\nbptt = 20\n[model]\nembedding_size = 8\nhidden_size = 32\n[train]\nepochs = 1\nbatch_size = 4\n' > "$work/lm.toml"
+"$apps/rnnkit-lm" train --config "$work/lm.toml" --run-dir "$work/lm" --threads 1 --quiet
+python3 - "$work" <<'PY'
+import sys
+work = sys.argv[1]
+good = ["great food", "lovely staff", "really good", "so tasty", "nice place"]
+bad = ["awful food", "rude staff", "really bad", "so bland", "dirty place"]
+with open(f"{work}/s.tsv", "w") as f:
+    for i in range(40):
+        f.write(f"{good[i % 5]} {i % 3}\t1\n{bad[i % 5]} {i % 3}\t0\n")
+people = ["Anna", "Boris", "Chen", "Dara", "Emil", "Fatou", "Goran", "Hiro"]
+places = ["Oslo", "Lima", "Accra", "Hanoi", "Quito", "Perth"]
+with open(f"{work}/n.conll", "w") as f:
+    for i in range(40):
+        a, b, c = (i * 7) % 8, (i * 3) % 6, (i * 5 + 1) % 8
+        f.write(f"we O\nmet O\n{people[a]} B-PER\nSmith I-PER\nin O\n{places[b]} B-LOC\nwith O\n{people[c]} B-PER\n. O\n\n")
+PY
+printf '[data]\nformat = "tsv"\nlabel_last = true\ntrain = "s.tsv"\nvalid = "s.tsv"\n[model]\ncell = "gru"\nembedding_size = 8\nhidden_size = 8\ndropout = 0.0\n[train]\nepochs = 3\nbatch_size = 8\nlearning_rate = 0.02\n' > "$work/s.toml"
+"$apps/rnnkit-sentiment" train --config "$work/s.toml" --run-dir "$work/s" --threads 1 --quiet
+printf '[data]\ntrain = "n.conll"\nvalid = "n.conll"\n[model]\nword_embedding_size = 8\nchar_embedding_size = 4\nchar_hidden_size = 4\ncasing_size = 2\nhidden_size = 8\ndropout = 0.0\n[train]\nepochs = 4\nbatch_size = 8\nlearning_rate = 0.02\n' > "$work/n.toml"
+"$apps/rnnkit-ner" train --config "$work/n.toml" --run-dir "$work/n" --threads 1 --quiet
+
+"$apps/rnnkit-serve" --model "char=$work/lm/best.pt" --model "sst=$work/s/best.pt" --model "ner=$work/n/best.pt" \
+  --port 0 --threads 1 2> "$work/serve.log" & pid=$!
+trap 'kill $pid 2> /dev/null || true' EXIT
+for _ in $(seq 600); do grep -qs "listening on" "$work/serve.log" && break; sleep 0.1; done
+port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve.log")
+[[ -n $port ]] || fail "the server did not start: $(cat "$work/serve.log")"
+/usr/bin/python3 "$src/tests/browser_serve.py" "http://127.0.0.1:$port" "$work"

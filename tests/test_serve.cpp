@@ -1,0 +1,395 @@
+// rnnkit-serve in-process (apps/serve/serve.h) on a free port, queried over HTTP with
+// cpp-httplib's client: the same answers as the predict paths, results that do not depend on
+// batching, streamed generation, metrics, and a 4xx with a message for each kind of bad request.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <unistd.h>
+
+#include <future>
+#include <thread>
+
+#include <rnnkit/train/json.h>
+#include "lm/lm.h"
+#include "ner/ner.h"
+#include "sentiment/sentiment.h"
+#include "serve/serve.h"
+#include "test_util.h"
+
+using namespace rnnkit;
+using app::Json;
+
+namespace {
+
+/// Sentences where capitalised words after "met" or "with" are people, after "in" places.
+std::string toy_conll(int n, int seed) {
+  const char* people[] = {"Anna", "Boris", "Chen", "Dara", "Emil", "Fatou", "Goran", "Hiro"};
+  const char* places[] = {"Oslo", "Lima", "Accra", "Hanoi", "Quito", "Perth"};
+  std::string s;
+  for (int i = 0; i < n; ++i) {
+    const int a = (i * 7 + seed) % 8, b = (i * 3 + seed) % 6, c = (i * 5 + 1 + seed) % 8;
+    s += std::string("we O\nmet O\n") + people[a] + " B-PER\nSmith I-PER\nin O\n" + places[b] +
+         " B-LOC\nwith O\n" + people[c] + " B-PER\n. O\n\n";
+  }
+  return s;
+}
+
+/// Three tiny models trained once for the whole suite, and a server over them.
+struct Models {
+  std::string dir, sentiment, ner, lm;
+  Models() : dir(rnnkit_test::temp_dir("serve_" + std::to_string(::getpid()))) {
+    std::string tsv;
+    const char* good[] = {"great food", "lovely staff", "really good", "so tasty", "nice place"};
+    const char* bad[] = {"awful food", "rude staff", "really bad", "so bland", "dirty place"};
+    for (int i = 0; i < 40; ++i) {
+      tsv += std::string(good[i % 5]) + " " + std::to_string(i % 3) + "\t1\n";
+      tsv += std::string(bad[i % 5]) + " " + std::to_string(i % 3) + "\t0\n";
+    }
+    rnnkit_test::write_file(dir, "s.tsv", tsv);
+    app::ConfigReader sc(rnnkit_test::write_file(
+        dir, "s.toml",
+        "[data]\nformat = \"tsv\"\nlabel_last = true\ntrain = \"s.tsv\"\nvalid = \"s.tsv\"\n"
+        "[model]\ncell = \"gru\"\nembedding_size = 8\nhidden_size = 8\ndropout = 0.0\n"
+        "[train]\nepochs = 3\nbatch_size = 8\nlearning_rate = 0.02\nseed = 1\n"));
+    sentiment::train(sc, rnnkit_test::quiet_run(dir + "/s"));
+    sentiment = dir + "/s/best.pt";
+
+    rnnkit_test::write_file(dir, "train.conll", toy_conll(40, 0));
+    rnnkit_test::write_file(dir, "dev.conll", toy_conll(8, 3));
+    app::ConfigReader nc(rnnkit_test::write_file(
+        dir, "n.toml",
+        "[data]\ntrain = \"train.conll\"\nvalid = \"dev.conll\"\n"
+        "[model]\nword_embedding_size = 8\nchar_embedding_size = 4\nchar_hidden_size = 4\n"
+        "casing_size = 2\nhidden_size = 8\ndropout = 0.0\n"
+        "[train]\nepochs = 4\nbatch_size = 8\nlearning_rate = 0.02\nseed = 3\n"));
+    ner::train(nc, rnnkit_test::quiet_run(dir + "/n"));
+    ner = dir + "/n/best.pt";
+
+    std::string text;
+    for (int i = 0; i < 40; ++i) text += "the cat sat on the mat " + std::to_string(i % 5) + "\n";
+    rnnkit_test::write_file(dir, "lm.txt", text);
+    app::ConfigReader lc(rnnkit_test::write_file(
+        dir, "l.toml",
+        "[data]\nlevel = \"char\"\ntrain = \"lm.txt\"\nvalid = \"lm.txt\"\nbptt = 8\n"
+        "[model]\nembedding_size = 8\nhidden_size = 16\n"
+        "[train]\nepochs = 1\nbatch_size = 4\nlearning_rate = 0.01\nseed = 3\n"));
+    lm::train(lc, rnnkit_test::quiet_run(dir + "/l"));
+    lm = dir + "/l/best.pt";
+  }
+};
+
+const Models& models() {
+  static const Models m;
+  return m;
+}
+
+/// A server over the three models on a free port, serving until destroyed.
+struct Running {
+  serve::Server server;
+  std::thread thread;
+  explicit Running(serve::ServeOptions o = {})
+      : server(
+            [&] {
+              o.port = 0;
+              return o;
+            }(),
+            {{"sst", {models().sentiment}}, {"ner", {models().ner}}, {"char", {models().lm}}},
+            torch::kCPU) {
+    server.bind();
+    thread = std::thread([this] { server.run(); });
+    server.load();
+  }
+  ~Running() {
+    server.stop();
+    thread.join();
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", server.port());
+    c.set_read_timeout(60, 0);
+    return c;
+  }
+};
+
+Json post(httplib::Client& c, const std::string& path, const std::string& body, int want = 200,
+          const httplib::Headers& headers = {}) {
+  auto r = c.Post(path.c_str(), headers, body, "application/json");
+  EXPECT_TRUE(r) << path << ": no answer";
+  if (!r) return {};
+  EXPECT_EQ(r->status, want) << path << " " << body.substr(0, 200) << ": " << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+  return Json::parse(r->body);
+}
+
+/// The error message of a request that must fail with `status`.
+std::string error_of(httplib::Client& c, const std::string& path, const std::string& body,
+                     int status, const httplib::Headers& headers = {}) {
+  const Json j = post(c, path, body, status, headers);
+  return j.contains("error") ? j["error"].get<std::string>() : "";
+}
+
+TEST(Serve, HealthAndModelCards) {
+  Running s;
+  auto c = s.client();
+  auto h = c.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto r = c.Get("/v1/models");
+  ASSERT_TRUE(r);
+  const Json cards = Json::parse(r->body)["models"];
+  ASSERT_EQ(cards.size(), 3u);
+  for (const auto& card : cards) {
+    EXPECT_EQ(card["checkpoints"][0]["sha256"].get<std::string>().size(), 64u) << card;
+    EXPECT_GT(card["parameters"].get<int64_t>(), 0) << card;
+    EXPECT_GT(card["vocabulary_size"].get<int64_t>(), 0) << card;
+    EXPECT_TRUE(card["checkpoints"][0]["run"].contains("epoch")) << card;
+    EXPECT_TRUE(card["checkpoints"][0]["run"].contains("validation")) << card;
+    EXPECT_EQ(card["rnnkit_version"], RNNKIT_VERSION);
+    if (card["name"] == "sst") {
+      EXPECT_EQ(card["task"], "sentiment");
+      EXPECT_EQ(card["model"]["cell"], "gru");
+      EXPECT_EQ(card["labels"], Json({"0", "1"}));
+    }
+    if (card["name"] == "ner") EXPECT_EQ(card["entity_types"], Json({"LOC", "PER"}));
+  }
+  // The OpenAPI description names every route.
+  auto api = c.Get("/v1/openapi.json");
+  ASSERT_TRUE(api);
+  const Json doc = Json::parse(api->body);
+  EXPECT_EQ(doc["openapi"], "3.0.3");
+  for (const char* path :
+       {"/health", "/v1/models", "/metrics", "/v1/models/{name}/classify", "/v1/models/{name}/tag",
+        "/v1/models/{name}/score", "/v1/models/{name}/generate"}) {
+    EXPECT_TRUE(doc["paths"].contains(path)) << path;
+  }
+}
+
+TEST(Serve, ClassifyGivesPredictsAnswerAtAnyBatch) {
+  Running s;
+  auto c = s.client();
+  std::vector<std::string> texts{"great food 1",
+                                 "awful food 2",
+                                 "so tasty",
+                                 "rude staff",
+                                 "the place was nice but the staff was rude",
+                                 "lovely"};
+  // What predict computes.
+  auto loaded = sentiment::load_models({models().sentiment}, torch::kCPU);
+  const auto probs = sentiment::ensemble_probabilities(loaded, texts, torch::kCPU);
+  const Json all = post(c, "/v1/models/sst/classify", Json{{"texts", texts}}.dump());
+  ASSERT_EQ(all["results"].size(), texts.size());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const Json& r = all["results"][i];
+    EXPECT_EQ(r["text"], texts[i]);
+    const int64_t k = probs[static_cast<int64_t>(i)].argmax().item<int64_t>();
+    EXPECT_EQ(r["label"], loaded[0].labels[static_cast<size_t>(k)]);
+    for (size_t j = 0; j < loaded[0].labels.size(); ++j) {
+      EXPECT_NEAR(r["probabilities"][loaded[0].labels[j]].get<double>(),
+                  probs[static_cast<int64_t>(i)][static_cast<int64_t>(j)].item<double>(), 1e-6);
+    }
+  }
+  // Alone, or in batches with 15 other requests' texts: the same labels, probabilities within
+  // 1e-5 (padding changes the order of float sums, nothing else).
+  std::vector<std::future<Json>> answers;
+  for (int k = 0; k < 16; ++k) {
+    answers.push_back(std::async(std::launch::async, [&, k] {
+      auto cc = s.client();
+      std::vector<std::string> mine{texts[static_cast<size_t>(k) % texts.size()],
+                                    "filler text number " + std::to_string(k)};
+      return post(cc, "/v1/models/sst/classify", Json{{"texts", mine}}.dump());
+    }));
+  }
+  for (int k = 0; k < 16; ++k) {
+    const Json got = answers[static_cast<size_t>(k)].get()["results"][0];
+    const Json& alone = all["results"][static_cast<size_t>(k) % texts.size()];
+    EXPECT_EQ(got["label"], alone["label"]);
+    for (const auto& [label, p] : alone["probabilities"].items()) {
+      EXPECT_NEAR(got["probabilities"][label].get<double>(), p.get<double>(), 1e-5);
+    }
+  }
+  // The batches were real: the metrics saw batches of more than one text.
+  const std::string m = c.Get("/metrics")->body;
+  EXPECT_NE(m.find("rnnkit_batch_size_count{model=\"sst\"}"), std::string::npos) << m;
+  EXPECT_NE(
+      m.find("rnnkit_requests_total{route=\"POST /v1/models/{name}/classify\",status=\"200\"} 17"),
+      std::string::npos)
+      << m;
+  EXPECT_NE(m.find("process_resident_memory_bytes "), std::string::npos);
+}
+
+TEST(Serve, TagGivesPredictsEntitiesFromTextOrTokens) {
+  Running s;
+  auto c = s.client();
+  const std::string text = "We met Dara Smith in Lima with Hiro .";
+  auto m = ner::load_model(models().ner, torch::kCPU);
+  const auto tokens = data::tokenize_ptb(text);
+  std::vector<std::string> words;
+  for (const auto& t : tokens) words.push_back(t.text);
+  const Json want = ner::entities_json(text, tokens, m.tag_scored({words}, torch::kCPU)[0], m);
+  const Json got = post(c, "/v1/models/ner/tag", Json{{"texts", {text}}}.dump());
+  // The same entities as predict --json; confidences to float rounding.
+  auto without_confidence = [](Json j) {
+    for (auto& e : j["entities"]) e.erase("confidence");
+    return j;
+  };
+  EXPECT_EQ(without_confidence(got["results"][0]), without_confidence(want));
+  ASSERT_EQ(got["results"][0]["entities"].size(), want["entities"].size());
+  for (size_t i = 0; i < want["entities"].size(); ++i) {
+    EXPECT_NEAR(got["results"][0]["entities"][i]["confidence"].get<double>(),
+                want["entities"][i]["confidence"].get<double>(), 1e-6);
+  }
+  EXPECT_FALSE(want["entities"].empty()) << want;
+  // Pre-tokenized, with each token's tag.
+  const Json toks =
+      post(c, "/v1/models/ner/tag", Json{{"tokens", {words}}, {"tags", true}}.dump())["results"][0];
+  EXPECT_EQ(without_confidence(toks)["entities"], without_confidence(want)["entities"]);
+  ASSERT_EQ(toks["tokens"].size(), words.size());
+  EXPECT_EQ(toks["tokens"][2]["text"], "Dara");
+  EXPECT_EQ(toks["tokens"][2]["tag"].get<std::string>().substr(2), "PER") << toks;
+  // Confidences: each entity's probability under the CRF, each token's marginal; in (0, 1].
+  for (const auto& e : got["results"][0]["entities"]) {
+    const double p = e["confidence"].get<double>();
+    EXPECT_GT(p, 0.0) << e;
+    EXPECT_LE(p, 1.0 + 1e-9) << e;
+  }
+  for (const auto& t : toks["tokens"]) {
+    EXPECT_GT(t["confidence"].get<double>(), 0.0) << t;
+    EXPECT_LE(t["confidence"].get<double>(), 1.0 + 1e-9) << t;
+  }
+  // An entity is never surer than its least sure token (its span is one of the paths through
+  // that token's tag).
+  for (const auto& e : toks["entities"]) {
+    for (const auto& t : toks["tokens"]) {
+      if (t["start"] >= e["start"] && t["end"] <= e["end"]) {
+        EXPECT_LE(e["confidence"].get<double>(), t["confidence"].get<double>() + 1e-5)
+            << e << t;  // float32: the two sums round differently
+      }
+    }
+  }
+}
+
+TEST(Serve, ScoreAndGenerateMatchTheCommandLine) {
+  Running s;
+  auto c = s.client();
+  auto m = lm::load_model(models().lm, torch::kCPU);
+  const Json scored = post(c, "/v1/models/char/score", Json{{"texts", {"the cat", ""}}}.dump());
+  const auto want = lm::score_line(m, "the cat", torch::kCPU);
+  EXPECT_NEAR(scored["results"][0]["logprob"].get<double>(), want.logprob, 1e-9);
+  EXPECT_EQ(scored["results"][0]["tokens"], want.tokens);
+  EXPECT_TRUE(scored["results"][1]["perplexity"].is_null()) << "an empty text has no perplexity";
+  // The same seed gives rnnkit-lm sample's text.
+  lm::SampleOptions o;
+  o.prompt = "the";
+  o.max_length = 30;
+  o.seed = 7;
+  o.temperature = 0.8;
+  const std::string text = lm::sample(m, o, torch::kCPU);
+  const Json body{{"prompt", "the"}, {"max_tokens", 30}, {"seed", 7}, {"temperature", 0.8}};
+  const Json g = post(c, "/v1/models/char/generate", body.dump());
+  EXPECT_EQ(g["text"], text);
+  // Streamed: one event per token, then the stop reason; the pieces make the same text.
+  Json sbody = body;
+  sbody["stream"] = true;
+  std::string events;
+  auto r = c.Post("/v1/models/char/generate", sbody.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/event-stream");
+  std::string joined, last;
+  std::istringstream is(r->body);
+  int n = 0;
+  for (std::string line; std::getline(is, line);) {
+    if (line.rfind("data: ", 0) != 0) continue;
+    const Json e = Json::parse(line.substr(6));
+    if (e.contains("text")) {
+      joined += e["text"].get<std::string>(), ++n;
+      EXPECT_LE(e["logprob"].get<double>(), 0.0) << e;
+    }
+    last = line;
+  }
+  EXPECT_EQ(joined, text);
+  EXPECT_NE(last.find("\"done\":true"), std::string::npos) << last;
+  EXPECT_EQ(Json::parse(last.substr(6))["tokens"], n);
+}
+
+TEST(Serve, BadRequestsGetA4xxThatSaysWhy) {
+  serve::ServeOptions o;
+  o.max_body = 4096;
+  o.max_texts = 4;
+  o.max_text_bytes = 100;
+  Running s(o);
+  auto c = s.client();
+  const std::string cl = "/v1/models/sst/classify";
+  EXPECT_NE(error_of(c, cl, "{\"texts\": [", 400).find("malformed JSON"), std::string::npos);
+  EXPECT_NE(error_of(c, cl, "[1, 2]", 400).find("expected a JSON object"), std::string::npos);
+  EXPECT_NE(error_of(c, cl, "{}", 400).find("missing field 'texts'"), std::string::npos);
+  EXPECT_NE(error_of(c, cl, R"({"texts": "one"})", 400).find("field 'texts': expected an array"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of(c, cl, R"({"texts": ["a", 3]})", 400).find("field 'texts[1]': expected a string"),
+      std::string::npos);
+  EXPECT_NE(error_of(c, cl, R"({"texts": ["a"], "txt": 1})", 400).find("unknown field 'txt'"),
+            std::string::npos);
+  EXPECT_NE(error_of(c, cl, R"({"texts": ["  "]})", 400).find("an empty text"), std::string::npos);
+  EXPECT_NE(error_of(c, cl, "{\"texts\": [\"bad \xff\"]}", 400).find("malformed JSON"),
+            std::string::npos)
+      << "invalid UTF-8";
+  EXPECT_NE(
+      error_of(c, cl, R"({"texts": ["a","b","c","d","e"]})", 413).find("limit of 4 (--max-texts)"),
+      std::string::npos);
+  EXPECT_NE(error_of(c, cl, Json{{"texts", {std::string(101, 'a')}}}.dump(), 413)
+                .find("more than the limit of 100 (--max-text-bytes)"),
+            std::string::npos);
+  EXPECT_NE(error_of(c, cl, Json{{"texts", {std::string(5000, 'a')}}}.dump(), 413)
+                .find("limit of 4096 bytes (--max-body)"),
+            std::string::npos);
+  EXPECT_NE(error_of(c, "/v1/models/nope/classify", R"({"texts": ["a"]})", 404)
+                .find("no model named 'nope'"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of(c, "/v1/models/ner/classify", R"({"texts": ["a"]})", 400).find("is a ner model"),
+      std::string::npos);
+  EXPECT_NE(error_of(c, "/v2/whatever", "{}", 404).find("no route POST /v2/whatever"),
+            std::string::npos);
+  auto get = c.Get(cl.c_str());
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 405);
+  EXPECT_EQ(get->get_header_value("Allow"), "POST");
+  const std::string gen = "/v1/models/char/generate";
+  EXPECT_NE(error_of(c, gen, R"({"max_tokens": 0})", 400)
+                .find("field 'max_tokens': expected a value in [1, 4096]"),
+            std::string::npos);
+  EXPECT_NE(error_of(c, gen, R"({"temperature": -1})", 400).find("field 'temperature'"),
+            std::string::npos);
+  EXPECT_NE(error_of(c, gen, R"({"top_k": "5"})", 400).find("field 'top_k': expected an integer"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of(c, gen, R"({"stream": 1})", 400).find("field 'stream': expected true or false"),
+      std::string::npos);
+  // The server is still up and answering.
+  EXPECT_EQ(c.Get("/health")->status, 200);
+}
+
+TEST(Serve, AnApiKeyIsRequiredAndAFullQueueSays503) {
+  serve::ServeOptions o;
+  o.api_key = "s3cret-key";
+  o.queue = 2;
+  Running s(o);
+  auto c = s.client();
+  const std::string cl = "/v1/models/sst/classify";
+  EXPECT_NE(error_of(c, cl, R"({"texts": ["a"]})", 401).find("API key"), std::string::npos);
+  EXPECT_NE(error_of(c, cl, R"({"texts": ["a"]})", 401, {{"Authorization", "Bearer wrong"}})
+                .find("API key"),
+            std::string::npos);
+  EXPECT_EQ(c.Get("/v1/models")->status, 401);
+  EXPECT_EQ(c.Get("/health")->status, 200) << "health needs no key";
+  const httplib::Headers key{{"Authorization", "Bearer s3cret-key"}};
+  post(c, cl, R"({"texts": ["a"]})", 200, key);
+  // Three texts never fit a queue of two: 503 with Retry-After, at once.
+  auto r = c.Post(cl.c_str(), key, R"({"texts": ["a", "b", "c"]})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+  EXPECT_NE(r->body.find("queue is full"), std::string::npos) << r->body;
+}
+
+}  // namespace
