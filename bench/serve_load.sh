@@ -68,6 +68,20 @@ for batch in 32 1; do
     done
   done
   echo "rnnkit-serve --max-batch $batch: resident memory $(rss_mb $pid) MB after the runs" >&2
+  if [[ $batch == 32 ]]; then
+    # Memory stays bounded: resident memory after 100,000 more classify requests against after
+    # 10,000 (counted from wrk's totals, in 5-second rounds at 8 connections).
+    total=0 rss10=""
+    while ((total < 110000)); do
+      r=$(RNNKIT_BENCH_PATH=/v1/models/sst2/classify RNNKIT_BENCH_SENTENCES="$work/sst2.txt" \
+          wrk -t 2 -c 8 -d 5s -s "$root/bench/serve_post.lua" "http://127.0.0.1:$port" | grep '^RESULT')
+      total=$((total + $(echo "$r" | sed 's/.*requests=\([0-9]*\).*/\1/')))
+      if [[ -z $rss10 ]] && ((total >= 10000)); then rss10=$(rss_mb $pid) n10=$total; fi
+    done
+    echo
+    echo "resident memory: ${rss10} MB after ${n10} requests, $(rss_mb $pid) MB after ${total}"
+    echo
+  fi
   kill -TERM $pid; wait $pid || true
 done
 port=$(free_port)

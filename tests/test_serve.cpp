@@ -97,6 +97,7 @@ struct Running {
             torch::kCPU) {
     server.bind();
     thread = std::thread([this] { server.run(); });
+    server.wait_until_running();
     server.load();
   }
   ~Running() {
@@ -286,6 +287,24 @@ TEST(Serve, ScoreAndGenerateMatchTheCommandLine) {
   const Json body{{"prompt", "the"}, {"max_tokens", 30}, {"seed", 7}, {"temperature", 0.8}};
   const Json g = post(c, "/v1/models/char/generate", body.dump());
   EXPECT_EQ(g["text"], text);
+  // Generations batched together (continuous batching) give each the text it gives alone.
+  std::vector<std::future<Json>> many;
+  for (int k = 0; k < 6; ++k) {
+    many.push_back(std::async(std::launch::async, [&, k] {
+      auto cc = s.client();
+      const Json b{
+          {"prompt", "the"}, {"max_tokens", 40}, {"seed", 100 + k}, {"stop_at_eos", false}};
+      return post(cc, "/v1/models/char/generate", b.dump());
+    }));
+  }
+  for (int k = 0; k < 6; ++k) {
+    lm::SampleOptions ok = o;
+    ok.max_length = 40;
+    ok.seed = static_cast<uint64_t>(100 + k);
+    ok.temperature = 1.0;
+    ok.stop_at_eos = false;
+    EXPECT_EQ(many[static_cast<size_t>(k)].get()["text"], lm::sample(m, ok, torch::kCPU)) << k;
+  }
   // Streamed: one event per token, then the stop reason; the pieces make the same text.
   Json sbody = body;
   sbody["stream"] = true;

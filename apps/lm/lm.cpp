@@ -328,21 +328,66 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   return r;
 }
 
+Sampler::Sampler(const Loaded& m, SampleOptions options)
+    : m_(m), o_(std::move(options)), gen_(at::detail::createCPUGenerator(o_.seed)) {
+  const auto tokens = m.config.tokenize_line(o_.prompt);
+  prompt_ = encode_stream(m.vocab, tokens);
+  size_t text_tokens = 0, unknown = 0;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] == "<eos>") continue;
+    ++text_tokens;
+    unknown += prompt_[i + 1] == Vocab::kUnk;  // encode_stream starts with <eos>
+  }
+  prompt_unknown_ = text_tokens > 0 && unknown == text_tokens;
+  // The text grows a token at a time, as detokenize() would join it: words after a space unless
+  // a line (or the whole text, when there is no prompt) begins.
+  line_start_ = o_.prompt.empty() || o_.prompt.back() == '\n';
+}
+
+bool Sampler::next(Tensor logits) {
+  if (produced_ >= o_.max_length) return false;
+  logits = logits.to(torch::kCPU, torch::kDouble).clone();
+  const Tensor model_logp = torch::log_softmax(logits, 0);
+  // Never draw tokens that are not text: padding and <bos> (and <unk> unless allowed, as
+  // char-rnn's samples never print "<unk>").
+  logits[Vocab::kPad] = -INFINITY;
+  logits[Vocab::kBos] = -INFINITY;
+  if (o_.no_unk) logits[Vocab::kUnk] = -INFINITY;
+  int64_t next;
+  if (o_.greedy || o_.temperature <= 0) {
+    next = logits.argmax().item<int64_t>();
+  } else {
+    Tensor l = logits / o_.temperature;
+    if (o_.top_k > 0 && o_.top_k < l.size(0)) {
+      const double kth = std::get<0>(l.topk(o_.top_k))[-1].item<double>();
+      l = l.masked_fill(l < kth, -INFINITY);
+    }
+    next = torch::multinomial(torch::softmax(l, 0), 1, false, gen_).item<int64_t>();
+  }
+  if (next == Vocab::kEos && o_.stop_at_eos && m_.config.level == "word") return false;
+  logprob_ = model_logp[next].item<double>();
+  const std::string token = m_.vocab.token(next);
+  if (m_.config.level == "char") {
+    piece_ = token;
+  } else if (token == "<eos>") {
+    piece_ = "\n";
+  } else {
+    piece_ = (line_start_ ? "" : " ") + token;
+  }
+  line_start_ = m_.config.level == "word" && piece_ == "\n";
+  text_ += piece_;
+  last_ = next;
+  ++produced_;
+  return true;
+}
+
 std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& device,
                    const std::function<void(const std::string&)>& on_text,
                    const std::function<void(const std::string&, double)>& on_token) {
   torch::NoGradGuard no_grad;
-  auto gen = at::detail::createCPUGenerator(o.seed);
-  const auto prompt_tokens = m.config.tokenize_line(o.prompt);
-  const auto prompt = encode_stream(m.vocab, prompt_tokens);
+  Sampler sampler(m, o);
   // A prompt the model has never seen a token of conditions on <unk> alone: say so.
-  size_t text_tokens = 0, unknown = 0;
-  for (size_t i = 0; i < prompt_tokens.size(); ++i) {
-    if (prompt_tokens[i] == "<eos>") continue;
-    ++text_tokens;
-    unknown += prompt[i + 1] == Vocab::kUnk;  // encode_stream starts with <eos>
-  }
-  if (text_tokens > 0 && unknown == text_tokens) {
+  if (sampler.prompt_unknown()) {
     std::cerr << "warning: every token of the prompt is out of the model's vocabulary; it is "
                  "read as <unk> only, and the sample starts from that\n";
   }
@@ -350,53 +395,16 @@ std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& devic
     auto x = torch::tensor(ids, torch::kLong).view({-1, 1}).to(device);
     auto out = m.model->forward(x, states);
     states = std::move(out.states);
-    return out.logits[-1][0].to(torch::kCPU, torch::kDouble);
+    return out.logits[-1][0];
   };
   std::vector<State> states;
-  Tensor logits = feed(prompt, states);
-  // The text grows a token at a time, as detokenize() would join it: words after a space unless
-  // a line (or the whole text, when there is no prompt) begins.
-  std::string text;
-  bool line_start = o.prompt.empty() || o.prompt.back() == '\n';
-  double logprob = 0;  // of the token being emitted
-  auto emit = [&](const std::string& token) {
-    std::string piece;
-    if (m.config.level == "char") {
-      piece = token;
-    } else if (token == "<eos>") {
-      piece = "\n";
-    } else {
-      piece = (line_start ? "" : " ") + token;
-    }
-    line_start = m.config.level == "word" && piece == "\n";
-    text += piece;
-    if (on_text) on_text(piece);
-    if (on_token) on_token(piece, logprob);
-  };
-  for (int64_t i = 0; i < o.max_length; ++i) {
-    // Never draw tokens that are not text: padding and <bos> (and <unk> unless allowed, as
-    // char-rnn's samples never print "<unk>").
-    const Tensor model_logp = on_token ? torch::log_softmax(logits, 0) : Tensor();
-    logits[Vocab::kPad] = -INFINITY;
-    logits[Vocab::kBos] = -INFINITY;
-    if (o.no_unk) logits[Vocab::kUnk] = -INFINITY;
-    int64_t next;
-    if (o.greedy || o.temperature <= 0) {
-      next = logits.argmax().item<int64_t>();
-    } else {
-      Tensor l = logits / o.temperature;
-      if (o.top_k > 0 && o.top_k < l.size(0)) {
-        const double kth = std::get<0>(l.topk(o.top_k))[-1].item<double>();
-        l = l.masked_fill(l < kth, -INFINITY);
-      }
-      next = torch::multinomial(torch::softmax(l, 0), 1, false, gen).item<int64_t>();
-    }
-    if (next == Vocab::kEos && o.stop_at_eos && m.config.level == "word") break;
-    if (on_token) logprob = model_logp[next].item<double>();
-    emit(m.vocab.token(next));
-    logits = feed({next}, states);
+  Tensor logits = feed(sampler.prompt_ids(), states);
+  while (sampler.next(logits)) {
+    if (on_text) on_text(sampler.piece());
+    if (on_token) on_token(sampler.piece(), sampler.logprob());
+    logits = feed({sampler.last_token()}, states);
   }
-  return text;
+  return sampler.text();
 }
 
 LineScore score_line(Loaded& m, const std::string& line, const torch::Device& device) {

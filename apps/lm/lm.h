@@ -1,4 +1,5 @@
 #pragma once
+#include <ATen/core/Generator.h>
 // rnnkit-lm: what its subcommands do, separated from the command line.
 #include <functional>
 #include <string>
@@ -91,6 +92,37 @@ struct SampleOptions {
 std::string sample(Loaded& m, const SampleOptions& options, const torch::Device& device,
                    const std::function<void(const std::string&)>& on_text = {},
                    const std::function<void(const std::string&, double)>& on_token = {});
+
+/// One generation a token at a time, exactly as sample() runs it, with the model's forward pass
+/// left to the caller: a server steps many generations in one batched forward pass (continuous
+/// batching) and each still gives the text sample() gives for its seed.
+class Sampler {
+ public:
+  Sampler(const Loaded& m, SampleOptions options);
+  /// What to feed first ([T, 1]): <eos> and the prompt's tokens.
+  const std::vector<int64_t>& prompt_ids() const { return prompt_; }
+  /// Whether every token of a non-empty prompt is out of the vocabulary (read as <unk>).
+  bool prompt_unknown() const { return prompt_unknown_; }
+  /// Draws the next token from the model's logits [V] after the last token fed; false when the
+  /// generation has ended (max_length tokens, or <eos> with stop_at_eos), with nothing drawn.
+  bool next(torch::Tensor logits);
+  int64_t last_token() const { return last_; }         ///< to feed next
+  const std::string& piece() const { return piece_; }  ///< the text of the last token drawn
+  double logprob() const { return logprob_; }  ///< its log-probability under the model (nats)
+  const std::string& text() const { return text_; }
+  int64_t produced() const { return produced_; }
+  const SampleOptions& options() const { return o_; }
+
+ private:
+  const Loaded& m_;
+  SampleOptions o_;
+  std::vector<int64_t> prompt_;
+  bool prompt_unknown_ = false, line_start_ = true;
+  at::Generator gen_;
+  int64_t last_ = 0, produced_ = 0;
+  std::string piece_, text_;
+  double logprob_ = 0;
+};
 
 /// The log-probability (nats) of one line, its tokens and <eos>, from a fresh <eos> context.
 struct LineScore {

@@ -128,6 +128,10 @@ int serve_main(int argc, char** argv) {
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&stops, &sig);
+    try {
+      server.wait_until_running();  // a stop before the listener runs would be lost
+    } catch (const std::exception&) {
+    }
     if (failed) return server.stop();  // loading failed: nothing to drain
     std::cerr << "rnnkit-serve: " << app::signal_name(sig)
               << ": draining (no new connections; requests in flight finish)\n";
@@ -145,6 +149,7 @@ int serve_main(int argc, char** argv) {
     server.stop();
   });
   try {
+    server.wait_until_running();
     server.load();
   } catch (...) {
     failed = true;

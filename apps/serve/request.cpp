@@ -58,8 +58,8 @@ const Json& checked_array(const Json& j, const std::string& field, const std::st
                           const ServeOptions& o) {
   const Json& t = j[field];
   if (!t.is_array()) {
-    throw HttpError(400, "field '" + field + "': expected an array of " + what + ", got " +
-                             type_of(t));
+    throw HttpError(400,
+                    "field '" + field + "': expected an array of " + what + ", got " + type_of(t));
   }
   if (t.empty()) throw HttpError(400, "field '" + field + "': expected at least one entry");
   if (static_cast<int64_t>(t.size()) > o.max_texts) {
@@ -76,9 +76,9 @@ T get_number(const Json& j, const std::string& field, T fallback, T min, T max) 
   const Json& v = j[field];
   const bool ok = std::is_integral_v<T> ? v.is_number_integer() : v.is_number();
   if (!ok) {
-    throw HttpError(400, fmt::format("field '{}': expected {}, got {}", field,
-                                     std::is_integral_v<T> ? "an integer" : "a number",
-                                     type_of(v)));
+    throw HttpError(400,
+                    fmt::format("field '{}': expected {}, got {}", field,
+                                std::is_integral_v<T> ? "an integer" : "a number", type_of(v)));
   }
   // An unsigned JSON integer above int64's range is out of range, not a wrapped negative.
   if constexpr (std::is_integral_v<T>) {
@@ -90,8 +90,8 @@ T get_number(const Json& j, const std::string& field, T fallback, T min, T max) 
   }
   const T x = v.get<T>();
   if (!(x >= min && x <= max)) {
-    throw HttpError(400, fmt::format("field '{}': expected a value in [{}, {}], got {}", field,
-                                     min, max, v.dump()));
+    throw HttpError(400, fmt::format("field '{}': expected a value in [{}, {}], got {}", field, min,
+                                     max, v.dump()));
   }
   return x;
 }
@@ -142,8 +142,8 @@ TagRequest decode_tag(const std::string& body, const ServeOptions& o) {
   for (size_t i = 0; i < t.size(); ++i) {
     const std::string field = "tokens[" + std::to_string(i) + "]";
     if (!t[i].is_array()) {
-      throw HttpError(400, "field '" + field + "': expected an array of strings, got " +
-                               type_of(t[i]));
+      throw HttpError(400,
+                      "field '" + field + "': expected an array of strings, got " + type_of(t[i]));
     }
     TagRequest::Item item;
     for (size_t k = 0; k < t[i].size(); ++k) {
@@ -167,8 +167,8 @@ TagRequest decode_tag(const std::string& body, const ServeOptions& o) {
 GenerateRequest decode_generate(const std::string& body, const ServeOptions& o,
                                 int64_t vocab_size) {
   const Json j = parse_body(body);
-  reject_unknown(j, {"prompt", "max_tokens", "temperature", "top_k", "seed", "stop_at_eos",
-                     "stream"});
+  reject_unknown(j,
+                 {"prompt", "max_tokens", "temperature", "top_k", "seed", "stop_at_eos", "stream"});
   GenerateRequest r;
   auto& s = r.sample;
   if (j.contains("prompt")) s.prompt = checked_text(j["prompt"], "prompt", o);

@@ -45,7 +45,6 @@ struct GenerateRequest {
   lm::SampleOptions sample;
   bool stream = false;
 };
-GenerateRequest decode_generate(const std::string& body, const ServeOptions& o,
-                                int64_t vocab_size);
+GenerateRequest decode_generate(const std::string& body, const ServeOptions& o, int64_t vocab_size);
 
 }  // namespace rnnkit::serve

@@ -25,6 +25,7 @@
 #include <rnnkit/data/text.h>
 #include <rnnkit/data/tokenize.h>
 #include <rnnkit/plugin.h>
+#include <rnnkit/state.h>
 #include <rnnkit/version.h>
 #include <torch/torch.h>
 
@@ -226,6 +227,189 @@ bool same_key(const std::string& a, const std::string& b) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Continuous batching of generations.
+
+/// One thread per language model steps every active generation in one forward pass ([1, N]
+/// tokens, the generations' states side by side), as llama.cpp's parallel slots do: a new one
+/// joins between steps (after its prompt's own pass), a finished or abandoned one leaves. Each
+/// draws from its own lm::Sampler, so it gives the text rnnkit-lm sample gives for its seed,
+/// alone or batched. The HTTP threads read each generation's tokens from its own queue: a slow
+/// client never holds up the others.
+class Generations {
+ public:
+  struct Event {
+    std::string piece;
+    double logprob = 0;
+  };
+  struct Stream {
+    Stream(const lm::Loaded& m, lm::SampleOptions o) : sampler(m, std::move(o)) {}
+    lm::Sampler sampler;  // the generation thread's alone
+    std::vector<State> states;
+    torch::Tensor logits;
+    std::atomic<bool> cancelled{false};  // the client went away
+    /// The next token's event; false once the generation has ended (rethrowing its error).
+    bool wait(Event& e) {
+      std::unique_lock<std::mutex> lock(mutex);
+      cv.wait(lock, [&] { return !events.empty() || finished; });
+      if (events.empty()) {
+        if (error) std::rethrow_exception(error);
+        return false;
+      }
+      e = std::move(events.front());
+      events.pop_front();
+      return true;
+    }
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<Event> events;
+    bool finished = false;
+    std::exception_ptr error;
+  };
+
+  Generations(lm::Loaded& m, torch::Device device, int64_t max_streams, int64_t capacity,
+              std::function<void(size_t)> on_step, std::function<void(uint64_t)> on_tokens)
+      : m_(m),
+        device_(device),
+        max_streams_(static_cast<size_t>(max_streams)),
+        capacity_(static_cast<size_t>(capacity)),
+        on_step_(std::move(on_step)),
+        on_tokens_(std::move(on_tokens)),
+        thread_([this] { loop(); }) {}
+  ~Generations() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  /// A new generation; HttpError 503 when `capacity` generations are waiting or running.
+  std::shared_ptr<Stream> start(lm::SampleOptions o) {
+    auto s = std::make_shared<Stream>(m_, std::move(o));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (pending_.size() + running_ >= capacity_) {
+        throw HttpError(503, fmt::format("the model is busy ({} generations waiting or running, at "
+                                         "most {}; --queue); retry later",
+                                         pending_.size() + running_, capacity_));
+      }
+      pending_.push_back(s);
+    }
+    cv_.notify_all();
+    return s;
+  }
+  size_t depth() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return pending_.size();
+  }
+
+ private:
+  static void finish(Stream& s, std::exception_ptr error) {
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.finished = true;
+      s.error = std::move(error);
+    }
+    s.cv.notify_all();
+  }
+
+  void loop() {
+    std::vector<std::shared_ptr<Stream>> active;
+    for (;;) {
+      std::vector<std::shared_ptr<Stream>> joining;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [&] { return stopping_ || !pending_.empty() || !active.empty(); });
+        if (stopping_ && pending_.empty() && active.empty()) return;
+        while (!pending_.empty() && active.size() + joining.size() < max_streams_) {
+          joining.push_back(pending_.front());
+          pending_.pop_front();
+        }
+        running_ = active.size() + joining.size();
+      }
+      c10::InferenceMode guard;
+      for (auto& s : joining) {  // the prompt: its own pass, as sample() feeds it
+        try {
+          const auto& ids = s->sampler.prompt_ids();
+          auto x = torch::tensor(ids, torch::kLong).view({-1, 1}).to(device_);
+          auto out = m_.model->forward(x, {});
+          s->states = std::move(out.states);
+          s->logits = out.logits[-1][0];
+          active.push_back(s);
+        } catch (...) {
+          finish(*s, std::current_exception());
+        }
+      }
+      // Each draws its next token; the ones that go on make the next batch.
+      std::vector<std::shared_ptr<Stream>> going;
+      uint64_t drawn = 0;
+      for (auto& s : active) {
+        try {
+          if (!s->cancelled && s->sampler.next(s->logits)) {
+            {
+              std::lock_guard<std::mutex> lock(s->mutex);
+              s->events.push_back({s->sampler.piece(), s->sampler.logprob()});
+            }
+            s->cv.notify_all();
+            ++drawn;
+            going.push_back(s);
+          } else {
+            finish(*s, nullptr);
+          }
+        } catch (...) {
+          finish(*s, std::current_exception());
+        }
+      }
+      on_tokens_(drawn);
+      active = std::move(going);
+      if (active.empty()) continue;
+      // One forward pass for all of them: [1, N] tokens, each layer's states side by side.
+      try {
+        std::vector<int64_t> last;
+        for (const auto& s : active) last.push_back(s->sampler.last_token());
+        const auto x = torch::tensor(last, torch::kLong).view({1, -1}).to(device_);
+        std::vector<State> states(active.front()->states.size());
+        for (size_t l = 0; l < states.size(); ++l) {
+          std::vector<torch::Tensor> a, c;
+          for (const auto& s : active) {
+            a.push_back(s->states[l].a);
+            if (s->states[l].c.defined()) c.push_back(s->states[l].c);
+          }
+          states[l].a = torch::cat(a, 0);
+          if (!c.empty()) states[l].c = torch::cat(c, 0);
+        }
+        auto out = m_.model->forward(x, states);
+        for (size_t i = 0; i < active.size(); ++i) {
+          const auto b = static_cast<int64_t>(i);
+          active[i]->logits = out.logits[0][b];
+          for (size_t l = 0; l < states.size(); ++l) {
+            const auto& st = out.states[l];
+            active[i]->states[l] = {st.a.narrow(0, b, 1),
+                                    st.c.defined() ? st.c.narrow(0, b, 1) : torch::Tensor()};
+          }
+        }
+        on_step_(active.size());
+      } catch (...) {
+        for (auto& s : active) finish(*s, std::current_exception());
+        active.clear();
+      }
+    }
+  }
+
+  lm::Loaded& m_;
+  torch::Device device_;
+  size_t max_streams_, capacity_;
+  std::function<void(size_t)> on_step_;
+  std::function<void(uint64_t)> on_tokens_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Stream>> pending_;
+  size_t running_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;  // last: it starts once everything above is ready
+};
+
+// ---------------------------------------------------------------------------------------------
 // Models.
 
 struct Served {
@@ -236,6 +420,7 @@ struct Served {
   std::unique_ptr<ner::Loaded> tagger;
   std::unique_ptr<lm::Loaded> lm;
   std::unique_ptr<Batcher> batcher;
+  std::unique_ptr<Generations> generations;
 };
 
 int64_t parameter_count(const torch::nn::Module& m) {
@@ -516,6 +701,9 @@ struct Server::Impl {
             o.max_delay_ms, o.queue, on_batch);
       } else {
         s->lm = std::make_unique<lm::Loaded>(lm::load_model(spec.checkpoints[0], device));
+        s->generations =
+            std::make_unique<Generations>(*s->lm, device, o.max_batch, o.queue, on_batch,
+                                          [this](uint64_t n) { metrics.tokens(n); });
       }
       s->card = card_of(*s, shas);
       models.emplace(spec.name, std::move(s));
@@ -724,46 +912,40 @@ struct Server::Impl {
 
   void do_generate(Served& s, const std::string& body, httplib::Response& res) {
     const auto r = decode_generate(body, o, s.lm->vocab.size());
-    const lm::SampleOptions& so = r.sample;
+    const int64_t max_tokens = r.sample.max_length;
+    const std::string prompt = r.sample.prompt;
+    auto g = s.generations->start(r.sample);  // 503 here, before any answer is begun
+    auto stop_reason = [max_tokens](int64_t n) { return n >= max_tokens ? "length" : "eos"; };
     if (!r.stream) {
-      c10::InferenceMode guard;
+      std::string text;
       int64_t n = 0;
-      const std::string text = lm::sample(*s.lm, so, device, [&](const std::string&) { ++n; });
-      metrics.tokens(static_cast<uint64_t>(n));
+      for (Generations::Event e; g->wait(e); ++n) text += e.piece;
       answer(res, 200,
              {{"model", s.name},
-              {"prompt", so.prompt},
+              {"prompt", prompt},
               {"text", text},
               {"tokens", n},
-              {"stop_reason", n >= so.max_length ? "length" : "eos"}});
+              {"stop_reason", stop_reason(n)}});
       return;
     }
     // Server-Sent Events: one event per token, then one with the stop reason. A client that
-    // goes away stops the generation (its write fails).
+    // goes away stops its generation (its write fails; the generation leaves the batch).
     res.set_header("Cache-Control", "no-cache");
-    Served* sp = &s;
     res.set_chunked_content_provider(
-        "text/event-stream", [this, sp, so](size_t, httplib::DataSink& sink) {
-          c10::InferenceMode guard;
-          int64_t n = 0;
+        "text/event-stream", [g, stop_reason](size_t, httplib::DataSink& sink) {
           auto send = [&](const Json& j) {
             const std::string event = "data: " + app::json_line(j) + "\n\n";
-            if (!sink.is_writable() || !sink.write(event.data(), event.size())) throw ClientGone();
+            return sink.is_writable() && sink.write(event.data(), event.size());
           };
-          try {
-            lm::sample(*sp->lm, so, device, {}, [&](const std::string& piece, double logprob) {
-              ++n;
-              send({{"text", piece}, {"logprob", logprob}});
-            });
-            send({{"done", true},
-                  {"tokens", n},
-                  {"stop_reason", n >= so.max_length ? "length" : "eos"}});
-            sink.done();
-          } catch (const ClientGone&) {
-            metrics.tokens(static_cast<uint64_t>(n));
-            return false;
+          int64_t n = 0;
+          for (Generations::Event e; g->wait(e); ++n) {
+            if (!send({{"text", e.piece}, {"logprob", e.logprob}})) {
+              g->cancelled = true;
+              return false;
+            }
           }
-          metrics.tokens(static_cast<uint64_t>(n));
+          send({{"done", true}, {"tokens", n}, {"stop_reason", stop_reason(n)}});
+          sink.done();
           return true;
         });
   }
@@ -790,6 +972,9 @@ struct Server::Impl {
     os << "# HELP rnnkit_queue_depth Texts waiting for a batch by model.\n"
           "# TYPE rnnkit_queue_depth gauge\n";
     for (const auto& [name, m] : models) {
+      if (m->generations) {
+        os << "rnnkit_queue_depth{model=\"" << name << "\"} " << m->generations->depth() << "\n";
+      }
       if (m->batcher)
         os << "rnnkit_queue_depth{model=\"" << name << "\"} " << m->batcher->depth() << "\n";
     }
@@ -831,6 +1016,15 @@ void Server::load() {
 }
 
 void Server::run() { impl_->http.listen_after_bind(); }
+
+void Server::wait_until_running() {
+  // cpp-httplib's stop() does nothing before listen() has begun: wait for it, so that a stop
+  // that follows (a failed load, a signal) is never lost.
+  for (int i = 0; i < 10000 && !impl_->http.is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!impl_->http.is_running()) throw std::runtime_error("the HTTP listener did not start");
+}
 void Server::stop() { impl_->http.stop(); }
 void Server::begin_drain() { impl_->draining = true; }
 int Server::port() const { return impl_->port; }

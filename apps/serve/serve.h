@@ -59,6 +59,8 @@ class Server {
   void load();
   /// Serves until stop(); returns when the listener has closed and requests in flight ended.
   void run();
+  /// Returns once run() (on another thread) is listening: stop() before that would be lost.
+  void wait_until_running();
   /// Stops accepting; requests in flight finish. Safe from any thread (not from a signal
   /// handler: call it from a thread that waits for signals).
   void stop();
