@@ -47,7 +47,7 @@ PY
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_up() { for _ in $(seq 600); do curl -sf "http://127.0.0.1:$1/health" > /dev/null && return 0; sleep 0.1; done; return 1; }
 load() {  # load PORT PATH SENTENCES CONNECTIONS
-  RNNKIT_BENCH_PATH=$2 RNNKIT_BENCH_SENTENCES=$3 wrk -t 2 -c "$4" -d "${seconds}s" --timeout 10s \
+  RNNKIT_BENCH_PATH=$2 RNNKIT_BENCH_SENTENCES=$3 wrk -t "$(( $4 < 2 ? 1 : 2 ))" -c "$4" -d "${seconds}s" --timeout 10s \
     -s "$root/bench/serve_post.lua" "http://127.0.0.1:$1" | grep '^RESULT' | sed 's/^RESULT //'
 }
 rss_mb() { echo $(( $(awk '/VmRSS/ {print $2}' "/proc/$1/status") / 1024 )); }

@@ -69,6 +69,15 @@ case "$mode" in
       --set train.batch_size=4 --run-dir "$tiny/run" --quiet
     "$stage/bin/rnnkit-lm" eval --checkpoint "$tiny/run/best.pt" --file "$tiny/valid.txt" \
       --plugin "$build/example/libmgu.so"
+    # The installed server serves that checkpoint (its plugin given), and answers.
+    "$stage/bin/rnnkit-serve" --model "tiny=$tiny/run/best.pt" --plugin "$build/example/libmgu.so" \
+      --port 0 --threads 1 2> "$tiny/serve.log" &
+    serve_pid=$!
+    for _ in $(seq 600); do grep -qs "listening on" "$tiny/serve.log" && break; sleep 0.1; done
+    port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$tiny/serve.log")
+    curl -sf -X POST "http://127.0.0.1:$port/v1/models/tiny/generate" -d '{"max_tokens": 20}' \
+      | grep -q '"tokens":20' || { cat "$tiny/serve.log" >&2; kill "$serve_pid"; exit 1; }
+    kill -TERM "$serve_pid" && wait "$serve_pid"
     # A task app of its own on rnnkit::train (fit, checkpoints, config, CLI), trained and scored.
     cmake -S "$root/examples/task_app" -B "$build/task_app" -G Ninja \
       -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$stage" >/dev/null

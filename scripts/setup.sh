@@ -21,6 +21,7 @@ packages=(
   libgtest-dev
   gnuplot-nox                      # loss and metric curves as PNG
   libcpp-httplib-dev pkg-config    # rnnkit-serve's HTTP (the library llama.cpp's server uses)
+  curl                             # the install check asks the installed server
   chromium chromium-driver python3-selenium  # the server's page, tested in a real browser
 )
 
