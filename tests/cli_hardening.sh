@@ -161,4 +161,19 @@ expect 1 "m.ngram: the n-gram model is damaged: checksum mismatch" "$lm" ngram e
 # gradflow refuses a NaN forget bias (the apps do too), and names a failing gnuplot as such.
 printf '[norms]\ncells = ["lstm:fb=nan"]\nT = 10\nbatch = 2\nhidden_size = 8\n' > "$work/gnan.toml"
 expect 1 "expected fb=NUMBER with the number in \[-100, 100\], got 'fb=nan'" "$gradflow" norms --config "$work/gnan.toml" --out "$work/gnan"
+# score on an empty line: no perplexity (null), not 1.0 over 0 tokens.
+printf '\n' | "$lm" score --checkpoint "$work/c/last.pt" --json > "$work/empty_score.json"
+grep -q '"perplexity":null' "$work/empty_score.json" || fail "empty line score: $(cat "$work/empty_score.json")"
+grep -q '"tokens":0' "$work/empty_score.json" || fail "empty line score: $(cat "$work/empty_score.json")"
+# A prompt of only unknown characters is read as <unk>, with a warning.
+"$lm" sample --checkpoint "$work/c/last.pt" --prompt "ЖЖЖ" --length 5 > /dev/null 2> "$work/err.txt"
+grep -q "every token of the prompt is out of the model's vocabulary" "$work/err.txt" || fail "OOV prompt: $(cat "$work/err.txt")"
+# Output that cannot be written stops a long command at once (stdout on a full device): a
+# 100-million-token sample, and score reading endless stdin.
+if [[ -w /dev/full ]]; then
+  expect 1 "cannot write to stdout: No space left on device; stopped" \
+    timeout 60 bash -c "'$lm' sample --checkpoint '$work/c/last.pt' --length 100000000 > /dev/full"
+  expect 1 "cannot write to stdout: No space left on device; stopped" \
+    timeout 60 bash -c "yes 'First Citizen:' | '$lm' score --checkpoint '$work/c/last.pt' --file - > /dev/full"
+fi
 echo "cli_hardening: ok"

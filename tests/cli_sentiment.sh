@@ -33,6 +33,16 @@ grep -q '^{"text":"The food was wonderful.","label":"[01]","probabilities":{"0":
   "$work/pred.jsonl" || fail "predict --json: $(head -1 "$work/pred.jsonl")"
 printf 'Great.\n' | "$sent" predict --checkpoint "$work/s1/best.pt" --ensemble "$work/s2/best.pt" > "$work/pred.txt"
 grep -qP '^[01]\t0=[0-9.]*\t1=[0-9.]*\tGreat\.$' "$work/pred.txt" || fail "predict: $(cat "$work/pred.txt")"
+# An empty line is refused by predict as eval refuses it (issue 29), naming the line.
+if printf 'Great.\n\nFine.\n' | "$sent" predict --checkpoint "$work/s1/best.pt" > /dev/null 2> "$work/err.txt"; then
+  fail "predict labelled an empty line"
+fi
+grep -q "<stdin>:2: an empty line; there is no text to classify" "$work/err.txt" || fail "empty line: $(cat "$work/err.txt")"
+# A class absent from the evaluated file is named under the report (it counts as 0 in the macro average).
+grep -P '\t1$' "$data" | head -20 > "$work/only1.txt"
+"$sent" eval --checkpoint "$work/s1/best.pt" --file "$work/only1.txt" > "$work/only1.out"
+grep -q "note: 1 class(es) have no example in this file (0); each counts as 0 in the macro average" "$work/only1.out" \
+  || fail "absent class note: $(cat "$work/only1.out")"
 
 # A missing ensemble member is an error that names it (other labels: tests/test_sentiment.cpp).
 if "$sent" eval --checkpoint "$work/s1/best.pt" --ensemble "$work/none.pt" --file "$data" 2> "$work/err.txt"; then

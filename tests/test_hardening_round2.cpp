@@ -10,9 +10,11 @@
 #include <fstream>
 
 #include <rnnkit/data/conll.h>
+#include <rnnkit/data/embeddings.h>
 #include <rnnkit/data/text.h>
 
 #include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/classification.h>
 #include <rnnkit/train/config.h>
 #include <rnnkit/train/log.h>
 #include <rnnkit/train/system.h>
@@ -281,6 +283,37 @@ TEST(HardeningRound2, NGramModelsCarryAChecksum) {
       },
       {"v1.ngram:1", "without a checksum", "build it again"});
   (void)body;
+}
+
+TEST(HardeningRound2, ReportsAndVectorsSayWhatIsWrong) {
+  // NaN in a pretrained-vectors file: the file and line, not "training diverged" later.
+  const auto dir = temp_dir("vectors");
+  const auto path = write_file(dir, "v.txt", "the 0.1 0.2\ncat nan 0.3\n");
+  expect_message<data::DataError>([&] { data::read_word_vectors(path); },
+                                  {"v.txt:2", "'nan', not a finite number"});
+  // 31 classes: the report leaves the confusion matrix to --json; absent classes are named.
+  std::vector<int64_t> gold, pred;
+  for (int64_t i = 0; i < 62; ++i) gold.push_back(i % 30), pred.push_back((i * 7) % 30);
+  std::vector<std::string> labels;
+  for (int k = 0; k < 31; ++k) labels.push_back("c" + std::to_string(k));
+  const std::string report = app::format_report(app::classification_report(gold, pred, 31), labels);
+  EXPECT_NE(report.find("confusion matrix: not shown for 31 classes (more than 30); --json has it"),
+            std::string::npos)
+      << report;
+  EXPECT_NE(report.find("note: 1 class(es) have no example in this file (c30)"), std::string::npos)
+      << report;
+  EXPECT_LT(report.size(), 5000u);
+}
+
+TEST(HardeningRound2, AFullDeviceIsNamedNotAnUnknownError) {
+  if (::access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no /dev/full";
+  expect_message<app::IoError>(
+      [] {
+        app::OutputFile f("/dev/full");
+        f << std::string(1 << 16, 'x');
+        f.close();
+      },
+      {"/dev/full", "No space left on device"});
 }
 
 }  // namespace
