@@ -150,7 +150,9 @@ TEST(Serve, HealthAndModelCards) {
       EXPECT_EQ(card["model"]["cell"], "gru");
       EXPECT_EQ(card["labels"], Json({"0", "1"}));
     }
-    if (card["name"] == "ner") EXPECT_EQ(card["entity_types"], Json({"LOC", "PER"}));
+    if (card["name"] == "ner") {
+      EXPECT_EQ(card["entity_types"], Json({"LOC", "PER"}));
+    }
   }
   // The OpenAPI description names every route.
   auto api = c.Get("/v1/openapi.json");
