@@ -321,16 +321,24 @@ NGramModel NGramModel::from_bytes(const std::string& bytes, const std::string& p
                                 " is more than the file can hold");
     }
     m.raw_[k].reserve(n);
+    int64_t total = 0;
     for (size_t i = 0; i < n; ++i) {
       Key key;
       int64_t c;
       if (!(in >> key.lo >> key.hi >> c)) {
         throw data::DataError(path, 0, "truncated in the " + std::to_string(k) + "-gram counts");
       }
-      if (c < 1) {
+      // Counts are summed per context: bounded so that no sum can overflow (fuzz_ngram).
+      constexpr int64_t kMostCount = int64_t{1} << 40;
+      if (c < 1 || c > kMostCount) {
         throw data::DataError(path, 0,
                               "a " + std::to_string(k) + "-gram count of " + std::to_string(c) +
-                                  "; counts are at least 1");
+                                  "; counts are in [1, 2^40]");
+      }
+      total += c;
+      if (total > (int64_t{1} << 62)) {
+        throw data::DataError(path, 0,
+                              "the " + std::to_string(k) + "-gram counts add up past 2^62");
       }
       m.raw_[k][key] = c;
     }
