@@ -342,6 +342,9 @@ TEST(Serve, BadRequestsGetA4xxThatSaysWhy) {
   const std::string cl = "/v1/models/sst/classify";
   EXPECT_NE(error_of(c, cl, "{\"texts\": [", 400).find("malformed JSON"), std::string::npos);
   EXPECT_NE(error_of(c, cl, "[1, 2]", 400).find("expected a JSON object"), std::string::npos);
+  // A number beyond a double's range (fuzz_request found it escaping as a 500).
+  EXPECT_NE(error_of(c, cl, R"({"texts": [4444444e444]})", 400).find("number overflow"),
+            std::string::npos);
   EXPECT_NE(error_of(c, cl, "{}", 400).find("missing field 'texts'"), std::string::npos);
   EXPECT_NE(error_of(c, cl, R"({"texts": "one"})", 400).find("field 'texts': expected an array"),
             std::string::npos);

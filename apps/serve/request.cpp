@@ -17,8 +17,9 @@ Json parse_body(const std::string& body) {
   Json j;
   try {
     j = Json::parse(body);
-  } catch (const Json::parse_error& e) {
-    // nlohmann's text names the byte; invalid UTF-8 lands here too.
+  } catch (const Json::exception& e) {
+    // nlohmann's text names the byte; invalid UTF-8 lands here too, and a number too large for
+    // a double (out_of_range, not parse_error: found by fuzz_request).
     throw HttpError(400, std::string("malformed JSON: ") + e.what());
   }
   if (!j.is_object()) throw HttpError(400, "expected a JSON object, got " + type_of(j));
