@@ -382,8 +382,7 @@ bool Sampler::next(Tensor logits) {
 }
 
 std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& device,
-                   const std::function<void(const std::string&)>& on_text,
-                   const std::function<void(const std::string&, double)>& on_token) {
+                   const std::function<void(const std::string&)>& on_text) {
   torch::NoGradGuard no_grad;
   Sampler sampler(m, o);
   // A prompt the model has never seen a token of conditions on <unk> alone: say so.
@@ -401,7 +400,6 @@ std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& devic
   Tensor logits = feed(sampler.prompt_ids(), states);
   while (sampler.next(logits)) {
     if (on_text) on_text(sampler.piece());
-    if (on_token) on_token(sampler.piece(), sampler.logprob());
     logits = feed({sampler.last_token()}, states);
   }
   return sampler.text();

@@ -86,12 +86,8 @@ struct SampleOptions {
 };
 /// Generated text (the prompt not included). `on_text`, when given, receives each piece as it is
 /// generated (a character, or a word with its leading space), so a caller can print as it goes.
-/// `on_token`, when given, receives the same pieces with the log-probability (nats) the model
-/// gave the drawn token (its own distribution: before temperature, top-k and the tokens that are
-/// never drawn).
 std::string sample(Loaded& m, const SampleOptions& options, const torch::Device& device,
-                   const std::function<void(const std::string&)>& on_text = {},
-                   const std::function<void(const std::string&, double)>& on_token = {});
+                   const std::function<void(const std::string&)>& on_text = {});
 
 /// One generation a token at a time, exactly as sample() runs it, with the model's forward pass
 /// left to the caller: a server steps many generations in one batched forward pass (continuous
