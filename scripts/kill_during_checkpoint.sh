@@ -37,7 +37,7 @@ for i in $(seq "$kills"); do
   fi
   kill -9 $pid 2> /dev/null || fail "kill $i: the run ended by itself: $(ls "$work/run")"
   wait $pid 2> /dev/null || true
-  ls "$work/run" | grep -q '\.tmp\.' && hit_tmp=$((hit_tmp + 1))
+  ls "$work/run" | grep '\.tmp\.' > /dev/null && hit_tmp=$((hit_tmp + 1))
   for f in best last; do
     [[ -f "$work/run/$f.pt" ]] || continue
     "$lm" eval --checkpoint "$work/run/$f.pt" --file "$work/v.txt" --threads 1 > /dev/null 2>&1 \
@@ -47,5 +47,5 @@ for i in $(seq "$kills"); do
 done
 # One more resume, stopped cleanly: the leftovers of the last kill are gone.
 "$lm" "${run[@]}" --auto-resume --max-steps 1
-! ls "$work/run" | grep -q '\.tmp\.' || fail "temp files remain after a resume"
+! ls "$work/run" | grep '\.tmp\.' > /dev/null || fail "temp files remain after a resume"
 echo "kill_during_checkpoint: $kills kills, $hit_tmp inside a checkpoint write (temp file left), $loaded checkpoint loads, all good"

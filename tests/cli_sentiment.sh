@@ -39,7 +39,7 @@ if printf 'Great.\n\nFine.\n' | "$sent" predict --checkpoint "$work/s1/best.pt" 
 fi
 grep -q "<stdin>:2: an empty line; there is no text to classify" "$work/err.txt" || fail "empty line: $(cat "$work/err.txt")"
 # A class absent from the evaluated file is named under the report (it counts as 0 in the macro average).
-grep -P '\t1$' "$data" | head -20 > "$work/only1.txt"
+grep -m 20 -P '\t1$' "$data" > "$work/only1.txt"
 "$sent" eval --checkpoint "$work/s1/best.pt" --file "$work/only1.txt" > "$work/only1.out"
 grep -q "note: 1 class(es) have no example in this file (0); each counts as 0 in the macro average" "$work/only1.out" \
   || fail "absent class note: $(cat "$work/only1.out")"
