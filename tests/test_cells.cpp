@@ -73,6 +73,26 @@ TEST_P(EveryCell, FastPathAgreesWithPlainStepInValueAndGradient) {
   for (size_t i = 0; i < g_plain.size(); ++i) EXPECT_LE(max_abs_diff(g_plain[i], g_fast[i]), 1e-12);
 }
 
+// Inference on one sequence (serving, sampling) takes a matrix-vector product per step instead
+// of addmm; it must give what the plain step gives.
+TEST_P(EveryCell, OneRowWithoutGradientAgreesWithPlainStep) {
+  torch::manual_seed(2);
+  const int64_t T = 6, D = 4, H = 5;
+  auto cell = double_cell(GetParam(), D, H);
+  const Tensor x = torch::randn({T, 1, D}, rnnkit_test::f64());
+  torch::NoGradGuard no_grad;
+  State plain = random_state(*cell, 1), fast = plain;
+  const Unrolled u = cell->unroll(x);
+  const auto gx = u.projected.unbind(0);
+  for (int64_t t = 0; t < T; ++t) {
+    plain = cell->step(x[t], plain);
+    fast = u.step(gx[t], fast, fast.a);
+    ASSERT_EQ(fast.a.sizes(), (std::vector<int64_t>{1, H}));
+    EXPECT_LE(max_abs_diff(plain.a, fast.a), 1e-12) << "step " << t;
+    if (plain.c.defined()) EXPECT_LE(max_abs_diff(plain.c, fast.c), 1e-12) << "step " << t;
+  }
+}
+
 TEST_P(EveryCell, RunsInFloat64AndFloat32) {
   for (auto dtype : {torch::kDouble, torch::kFloat}) {
     auto rnn = RNN(RNNOptions(GetParam(), 3, 4).num_layers(2).bidirectional(true));

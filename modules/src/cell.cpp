@@ -73,6 +73,12 @@ Tensor RecurrentProduct::operator()(const Tensor& bias, const Tensor& a) {
   TORCH_CHECK(t_ < steps_, "RecurrentProduct: called for step ", t_ + 1, " of a sequence of ",
               steps_, " steps");
   const int64_t t = t_++;
+  if (!acts_.defined() && a.size(0) == 1 && !torch::GradMode::is_enabled()) {
+    // One row (serving, sampling): a matrix-vector product. addmm would have BLAS pack all of
+    // W_h^T at every step for a single row, which cost more than the product itself.
+    const int64_t G = W_rest_.size(1);
+    return torch::addmv(bias.reshape({G}), W_rest_.t(), a.reshape({-1})).view({1, G});
+  }
   if (t == 0 || !acts_.defined()) return torch::addmm(bias, a, t == 0 ? W_first_ : W_rest_);
   return StepProduct::apply(bias, a, W_rest_, acts_, grads_, t);
 }

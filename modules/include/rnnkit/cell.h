@@ -42,7 +42,8 @@ struct Unrolled {
 /// LSTM's training time at H = 256). Only step 0's product takes W_h^T through autograd; the
 /// node that adds the other steps' share depends on step 0, so it runs after all of them.
 /// Call it exactly once per step, in order. It is not twice differentiable. With grad mode off,
-/// or a W_h that needs no gradient, it is a plain addmm.
+/// or a W_h that needs no gradient, it is a plain addmm, or an addmv for a single row (BLAS
+/// would otherwise pack all of W_h^T at every step for one row of output).
 class RecurrentProduct {
  public:
   /// W_hT [H, G] (the transposed recurrent columns); steps T and batch B of the sequence.
