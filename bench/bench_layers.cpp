@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
   const int iters = args["iters"].as<int>(), warmup = args["warmup"].as<int>();
 
   // As the apps do (RNNKIT_MALLOC=glibc: glibc's defaults, for comparison).
-  const bool kept = rnnkit::app::keep_freed_memory();
+  const bool kept = rnnkit::train::keep_freed_memory();
   const bool bi = args.count("bidirectional") > 0;
 
   fmt::print(

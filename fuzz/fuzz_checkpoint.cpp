@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
-  rnnkit_fuzz::expect_clean([&] { app::open_checkpoint_bytes(bytes, "fuzz.pt", "lm", ""); });
+  rnnkit_fuzz::expect_clean([&] { train::open_checkpoint_bytes(bytes, "fuzz.pt", "lm", ""); });
   const rnnkit_fuzz::MemFile file(data, size);
   rnnkit_fuzz::expect_clean([&] { lm::load_model(file.path(), torch::kCPU); });
   return 0;

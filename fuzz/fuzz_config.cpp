@@ -22,20 +22,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const rnnkit_fuzz::MemFile file(reinterpret_cast<const uint8_t*>(toml.data()), toml.size());
   rnnkit_fuzz::expect_clean([&] {
-    app::ConfigReader c(file.path(), sets);
+    train::ConfigReader c(file.path(), sets);
     lm::LMConfig::read(c);
   });
   rnnkit_fuzz::expect_clean([&] {
-    app::ConfigReader c(file.path(), sets);
+    train::ConfigReader c(file.path(), sets);
     sentiment::SentimentConfig::read(c);
   });
   rnnkit_fuzz::expect_clean([&] {
-    app::ConfigReader c(file.path(), sets);
+    train::ConfigReader c(file.path(), sets);
     ner::NerConfig::read(c);
   });
   rnnkit_fuzz::expect_clean([&] {
-    app::ConfigReader c(file.path(), sets);
-    app::TrainOptions::read(c);
+    train::ConfigReader c(file.path(), sets);
+    train::TrainOptions::read(c);
     c.resolved();
   });
   return 0;

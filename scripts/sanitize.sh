@@ -2,7 +2,7 @@
 # The standing guards (part of `scripts/quickstart.sh test`, hence of CI): a second build of
 # rnnkit with clang, AddressSanitizer and UndefinedBehaviorSanitizer on its own code (LibTorch is
 # Debian's, uninstrumented), and libFuzzer coverage instrumentation. Then, under the sanitizers:
-#   - the whole GoogleTest suite (rnnkit_tests, about a minute);
+#   - the GoogleTest binaries (library, framework, ner, sentiment, gradflow; about a minute);
 #   - tests/cli_hardening.sh (the apps' faults and bad input, end to end);
 #   - every fuzz target for a fixed number of inputs after replaying its kept crash inputs.
 # Skipped here (run in the main build only): the training-heavy command-line tests sentiment_cli,
@@ -14,14 +14,18 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RNNKIT_SANITIZE_DIR:-$root/build-sanitize}"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
   -DRNNKIT_SANITIZE=address,undefined -DRNNKIT_BUILD_FUZZERS=ON -DRNNKIT_BUILD_BENCH=OFF > /dev/null
-cmake --build "$build" -j "$(nproc)" --target rnnkit_tests rnnkit-lm rnnkit-gradflow \
+tests="rnnkit_lib_tests rnnkit_train_tests rnnkit_ner_tests rnnkit_sentiment_tests rnnkit_gradflow_tests"
+# shellcheck disable=SC2086
+cmake --build "$build" -j "$(nproc)" --target $tests rnnkit-lm rnnkit-gradflow \
   fuzz_text fuzz_conll fuzz_labelled fuzz_config fuzz_vocab fuzz_checkpoint fuzz_ngram fuzz_request
 # No leak suppressions: LeakSanitizer reports any leak, ours or LibTorch's. Container-overflow
 # checks need every library instrumented, and LibTorch is not.
 export ASAN_OPTIONS="detect_leaks=1:detect_container_overflow=0:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-echo "sanitize: rnnkit_tests under ASan+UBSan" >&2
-"$build/tests/rnnkit_tests" --gtest_brief=1
+for t in $tests; do
+  echo "sanitize: $t under ASan+UBSan" >&2
+  "$build/tests/$t" --gtest_brief=1
+done
 echo "sanitize: cli_hardening under ASan+UBSan" >&2
 "$root/tests/cli_hardening.sh" "$build" "$root" "$build/hardening_cli"
 echo "sanitize: fuzzing" >&2

@@ -40,8 +40,8 @@ int body(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "train" && (argc == 6 || argc == 7)) {
     const std::string app = argv[2];
-    app::ConfigReader config(argv[3]);
-    app::RunOptions run;
+    train::ConfigReader config(argv[3]);
+    train::RunOptions run;
     run.run_dir = argv[4];
     run.max_steps = std::stoll(argv[5]);
     run.resume = argc == 7 && std::string(argv[6]) == "resume";
@@ -49,9 +49,9 @@ int body(int argc, char** argv) {
     run.quiet = true;
     run.distributed = true;
     run.dist.timeout_s = 60;
-    const app::StopGuard stop;
+    const train::StopGuard stop;
     const auto r = app == "lm" ? lm::train(config, run) : sentiment::train(config, run);
-    return app::exit_status(r);
+    return train::exit_status(r);
   }
   if (cmd == "compare" && argc == 6) {
     const auto a = parameters(argv[2], argv[3]), b = parameters(argv[2], argv[4]);
@@ -78,5 +78,5 @@ int body(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return app::guarded_main("rnnkit_dist_worker", body, argc, argv);
+  return train::guarded_main("rnnkit_dist_worker", body, argc, argv);
 }

@@ -1,4 +1,4 @@
-// apps/common and apps/lm: configs, checkpoints, the training loop (resume, signals,
+// apps/train and apps/lm: configs, checkpoints, the training loop (resume, signals,
 // divergence) and the language model's commands, end to end on tiny data.
 #include <csignal>
 #include <filesystem>
@@ -15,7 +15,7 @@
 #include "lm/ngram.h"
 #include "ner/ner.h"
 #include "sentiment/sentiment.h"
-#include "test_util.h"
+#include "test_train_util.h"
 
 using namespace rnnkit;
 namespace fs = std::filesystem;
@@ -62,28 +62,28 @@ std::vector<std::string> loss_curve(const std::string& run_dir) {
 TEST(Config, TyposWrongTypesAndRangesNameFileLineAndKey) {
   const auto dir = temp_dir("config");
   const auto path = tiny_lm_config(dir, "learnig_rate = 0.1\n");
-  app::ConfigReader typo(path);
-  expect_message<app::ConfigError>([&] { lm::LMConfig::read(typo); },
-                                   {"lm.toml:16: key train.learnig_rate", "unknown key"});
-  app::ConfigReader wrong(tiny_lm_config(dir), {"model.hidden_size=\"big\""});
-  expect_message<app::ConfigError>([&] { lm::LMConfig::read(wrong); },
-                                   {"--set model.hidden_size", "expected an integer", "string"});
-  app::ConfigReader range(tiny_lm_config(dir), {"model.dropout=1.5"});
-  expect_message<app::ConfigError>([&] { lm::LMConfig::read(range); },
-                                   {"model.dropout", "must be in [0, 0.99], got 1.5"});
-  app::ConfigReader cell(tiny_lm_config(dir), {"model.cell=lstn"});
-  expect_message<app::ConfigError>([&] { lm::LMConfig::read(cell); },
-                                   {"unknown cell 'lstn'", "lstm_peephole"});
-  expect_message<app::ConfigError>(
-      [&] { app::ConfigReader(write(dir, "bad.toml", "[a]\nx = = 1\n")); },
+  train::ConfigReader typo(path);
+  expect_message<train::ConfigError>([&] { lm::LMConfig::read(typo); },
+                                     {"lm.toml:16: key train.learnig_rate", "unknown key"});
+  train::ConfigReader wrong(tiny_lm_config(dir), {"model.hidden_size=\"big\""});
+  expect_message<train::ConfigError>([&] { lm::LMConfig::read(wrong); },
+                                     {"--set model.hidden_size", "expected an integer", "string"});
+  train::ConfigReader range(tiny_lm_config(dir), {"model.dropout=1.5"});
+  expect_message<train::ConfigError>([&] { lm::LMConfig::read(range); },
+                                     {"model.dropout", "must be in [0, 0.99], got 1.5"});
+  train::ConfigReader cell(tiny_lm_config(dir), {"model.cell=lstn"});
+  expect_message<train::ConfigError>([&] { lm::LMConfig::read(cell); },
+                                     {"unknown cell 'lstn'", "lstm_peephole"});
+  expect_message<train::ConfigError>(
+      [&] { train::ConfigReader(write(dir, "bad.toml", "[a]\nx = = 1\n")); },
       {"bad.toml:2", "TOML syntax error"});
-  expect_message<app::ConfigError>([&] { app::ConfigReader(dir + "/missing.toml"); },
-                                   {"missing.toml", "not found"});
+  expect_message<train::ConfigError>([&] { train::ConfigReader(dir + "/missing.toml"); },
+                                     {"missing.toml", "not found"});
 }
 
 TEST(Config, OverridesAndPathsRelativeToTheConfigFile) {
   const auto dir = temp_dir("config2");
-  app::ConfigReader c(tiny_lm_config(dir), {"train.epochs=5", "model.cell=gru"});
+  train::ConfigReader c(tiny_lm_config(dir), {"train.epochs=5", "model.cell=gru"});
   const auto l = lm::LMConfig::read(c);
   EXPECT_EQ(l.train.epochs, 5);
   EXPECT_EQ(l.rnn.cell, "gru");
@@ -96,56 +96,56 @@ TEST(Config, OverridesAndPathsRelativeToTheConfigFile) {
 TEST(Checkpoint, AtomicAndRefusesTruncatedForeignAndOtherModels) {
   const auto dir = temp_dir("ckpt");
   const auto path = (fs::path(dir) / "c.pt").string();
-  app::write_checkpoint(path, "lm", "arch-A",
-                        [](torch::serialize::OutputArchive& a) { app::put_int(a, "x", 42); });
+  train::write_checkpoint(path, "lm", "arch-A",
+                          [](torch::serialize::OutputArchive& a) { train::put_int(a, "x", 42); });
   for (const auto& e : fs::directory_iterator(dir)) {
     EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos)
         << "a temp file was left: " << e.path();
   }
-  auto a = app::open_checkpoint(path, "lm", "arch-A");
-  EXPECT_EQ(app::get_int(a, "x"), 42);
-  expect_message<app::CheckpointError>([&] { app::open_checkpoint(path, "lm", "arch-B"); },
-                                       {"differs from the config", "arch-A", "arch-B"});
-  expect_message<app::CheckpointError>([&] { app::open_checkpoint(path, "ner", ""); },
-                                       {"rnnkit-lm, not of rnnkit-ner"});
+  auto a = train::open_checkpoint(path, "lm", "arch-A");
+  EXPECT_EQ(train::get_int(a, "x"), 42);
+  expect_message<train::CheckpointError>([&] { train::open_checkpoint(path, "lm", "arch-B"); },
+                                         {"differs from the config", "arch-A", "arch-B"});
+  expect_message<train::CheckpointError>([&] { train::open_checkpoint(path, "ner", ""); },
+                                         {"rnnkit-lm, not of rnnkit-ner"});
   const std::string bytes = read_all(path);
   const auto trunc = write(dir, "t.pt", bytes.substr(0, bytes.size() / 2));
-  expect_message<app::CheckpointError>([&] { app::open_checkpoint(trunc, "lm", ""); },
-                                       {"t.pt", "the checkpoint is truncated", "expected)"});
+  expect_message<train::CheckpointError>([&] { train::open_checkpoint(trunc, "lm", ""); },
+                                         {"t.pt", "the checkpoint is truncated", "expected)"});
   const auto foreign = write(dir, "f.pt", "just some text");
-  expect_message<app::CheckpointError>([&] { app::open_checkpoint(foreign, "lm", ""); },
-                                       {"f.pt", "not an rnnkit checkpoint"});
+  expect_message<train::CheckpointError>([&] { train::open_checkpoint(foreign, "lm", ""); },
+                                         {"f.pt", "not an rnnkit checkpoint"});
   torch::serialize::OutputArchive plain;
   plain.write("w", torch::ones({2}));
   const auto other = (fs::path(dir) / "o.pt").string();
   plain.save_to(other);
-  expect_message<app::CheckpointError>(
-      [&] { app::open_checkpoint(other, "lm", ""); },
+  expect_message<train::CheckpointError>(
+      [&] { train::open_checkpoint(other, "lm", ""); },
       {"o.pt", "without a checksum", "RNNKIT_ALLOW_UNVERIFIED_CHECKPOINTS"});
   ::setenv("RNNKIT_ALLOW_UNVERIFIED_CHECKPOINTS", "1", 1);
-  expect_message<app::CheckpointError>([&] { app::open_checkpoint(other, "lm", ""); },
-                                       {"a torch archive, but not an rnnkit checkpoint"});
+  expect_message<train::CheckpointError>([&] { train::open_checkpoint(other, "lm", ""); },
+                                         {"a torch archive, but not an rnnkit checkpoint"});
   ::unsetenv("RNNKIT_ALLOW_UNVERIFIED_CHECKPOINTS");
 }
 
 TEST(Training, InterruptedAndResumedRunGivesTheSameLossCurve) {
   const auto dir = temp_dir("resume");
   const auto config = tiny_lm_config(dir);
-  app::ConfigReader c1(config);
+  train::ConfigReader c1(config);
   const auto whole = lm::train(c1, rnnkit_test::quiet_run(dir + "/whole"));
   EXPECT_FALSE(whole.interrupted);
   ASSERT_EQ(whole.epochs_done, 2);
 
   auto run = rnnkit_test::quiet_run(dir + "/parts");
   run.max_steps = 23;  // mid-epoch (an epoch has 43 windows here)
-  app::ConfigReader c2(config);
+  train::ConfigReader c2(config);
   EXPECT_TRUE(lm::train(c2, run).interrupted);
   run.resume = true;
   run.max_steps = 30;  // into the second epoch, past one end-of-epoch evaluation
-  app::ConfigReader c3(config);
+  train::ConfigReader c3(config);
   EXPECT_TRUE(lm::train(c3, run).interrupted);
   run.max_steps = 0;
-  app::ConfigReader c4(config);
+  train::ConfigReader c4(config);
   const auto rest = lm::train(c4, run);
   EXPECT_EQ(rest.steps, whole.steps);
   const auto a = loss_curve(dir + "/whole"), b = loss_curve(dir + "/parts");
@@ -154,10 +154,10 @@ TEST(Training, InterruptedAndResumedRunGivesTheSameLossCurve) {
 }
 
 TEST(Training, CosineScheduleAnnealsByStepAndResumesExactly) {
-  EXPECT_DOUBLE_EQ(app::cosine_learning_rate(0.01, 0.001, 0.0), 0.01);
-  EXPECT_DOUBLE_EQ(app::cosine_learning_rate(0.01, 0.001, 0.5), 0.0055);
-  EXPECT_DOUBLE_EQ(app::cosine_learning_rate(0.01, 0.001, 1.0), 0.001);
-  EXPECT_DOUBLE_EQ(app::cosine_learning_rate(0.01, 0.001, 1.5), 0.001);
+  EXPECT_DOUBLE_EQ(train::cosine_learning_rate(0.01, 0.001, 0.0), 0.01);
+  EXPECT_DOUBLE_EQ(train::cosine_learning_rate(0.01, 0.001, 0.5), 0.0055);
+  EXPECT_DOUBLE_EQ(train::cosine_learning_rate(0.01, 0.001, 1.0), 0.001);
+  EXPECT_DOUBLE_EQ(train::cosine_learning_rate(0.01, 0.001, 1.5), 0.001);
 
   // Variational dropout on the inputs, between the layers and on the outputs, so that the
   // resumed run must also replay its dropout draws.
@@ -165,16 +165,16 @@ TEST(Training, CosineScheduleAnnealsByStepAndResumesExactly) {
   const auto config = tiny_lm_config(dir, "schedule = \"cosine\"\nmin_lr = 0.001\n");
   const std::vector<std::string> model = {"model.num_layers=2", "model.dropout=0.3",
                                           "model.variational_dropout=true"};
-  app::ConfigReader c1(config, model);
+  train::ConfigReader c1(config, model);
   const auto whole = lm::train(c1, rnnkit_test::quiet_run(dir + "/whole"));
   ASSERT_EQ(whole.epochs_done, 2);
   auto run = rnnkit_test::quiet_run(dir + "/parts");
   run.max_steps = 23;  // mid-epoch
-  app::ConfigReader c2(config, model);
+  train::ConfigReader c2(config, model);
   EXPECT_TRUE(lm::train(c2, run).interrupted);
   run.resume = true;
   run.max_steps = 0;
-  app::ConfigReader c3(config, model);
+  train::ConfigReader c3(config, model);
   lm::train(c3, run);
   const auto a = loss_curve(dir + "/whole");
   EXPECT_EQ(a, loss_curve(dir + "/parts"));
@@ -184,9 +184,9 @@ TEST(Training, CosineScheduleAnnealsByStepAndResumesExactly) {
   EXPECT_DOUBLE_EQ(std::stod(a[1].substr(a[1].rfind(',') + 1)), 0.0055);
   EXPECT_DOUBLE_EQ(std::stod(a[2].substr(a[2].rfind(',') + 1)), 0.001);
 
-  app::ConfigReader bad(config, {"train.min_lr=0.5"});
-  expect_message<app::ConfigError>(
-      [&] { app::TrainOptions::read(bad); },
+  train::ConfigReader bad(config, {"train.min_lr=0.5"});
+  expect_message<train::ConfigError>(
+      [&] { train::TrainOptions::read(bad); },
       {"--set train.min_lr", "min_lr = 0.5 is above learning_rate = 0.01"});
 }
 
@@ -194,17 +194,17 @@ TEST(Training, ResumeRefusesACheckpointOfAnotherModel) {
   const auto dir = temp_dir("othermodel");
   auto run = rnnkit_test::quiet_run(dir + "/run");
   run.max_steps = 2;
-  app::ConfigReader c1(tiny_lm_config(dir));
+  train::ConfigReader c1(tiny_lm_config(dir));
   lm::train(c1, run);
   run.resume = true;
-  app::ConfigReader c2(tiny_lm_config(dir), {"model.hidden_size=32"});
-  expect_message<app::CheckpointError>([&] { lm::train(c2, run); },
-                                       {"differs from the config", "hidden=16", "hidden=32"});
+  train::ConfigReader c2(tiny_lm_config(dir), {"model.hidden_size=32"});
+  expect_message<train::CheckpointError>([&] { lm::train(c2, run); },
+                                         {"differs from the config", "hidden=16", "hidden=32"});
 }
 
 namespace {
 /// A task whose loss is a plain quadratic, with hooks for NaN and signals at chosen batches.
-class FakeTask : public app::Task {
+class FakeTask : public train::Task {
  public:
   explicit FakeTask(int64_t nan_at = -1, int64_t signal_at = -1)
       : nan_at_(nan_at), signal_at_(signal_at), lin_(torch::nn::Linear(2, 1)) {}
@@ -212,15 +212,15 @@ class FakeTask : public app::Task {
   std::string app_name() const override { return "fake"; }
   std::string architecture() const override { return "linear"; }
   int64_t begin_epoch(int64_t) override { return 5; }
-  app::BatchLoss train_batch(int64_t i) override {
+  train::BatchLoss train_batch(int64_t i) override {
     ++calls_;
     if (calls_ == signal_at_) std::raise(SIGTERM);
     auto loss = lin_->forward(torch::ones({4, 2})).pow(2).mean();
     if (calls_ == nan_at_) loss = loss * std::numeric_limits<double>::quiet_NaN();
     return {loss, 4};
   }
-  app::Metrics evaluate() override {
-    app::Metrics m;
+  train::Metrics evaluate() override {
+    train::Metrics m;
     m.values = {{"val_loss", lin_->forward(torch::ones({1, 2})).pow(2).item<double>()}};
     m.main = "val_loss";
     return m;
@@ -234,32 +234,32 @@ class FakeTask : public app::Task {
 
 TEST(Training, DivergenceStopsNamingTheStepAndKeepsTheLastGoodCheckpoint) {
   const auto dir = temp_dir("nan");
-  app::TrainOptions o;
+  train::TrainOptions o;
   o.epochs = 1;
   FakeTask ok;
-  app::fit(ok, o, rnnkit_test::quiet_run(dir), "x = 1\n");
+  train::fit(ok, o, rnnkit_test::quiet_run(dir), "x = 1\n");
   const std::string before = read_all(dir + "/last.pt");
   o.epochs = 2;
   auto run = rnnkit_test::quiet_run(dir);
   run.resume = true;
   FakeTask bad(/*nan_at=*/3);
-  expect_message<app::TrainingDiverged>(
-      [&] { app::fit(bad, o, run, "x = 1\n"); },
+  expect_message<train::TrainingDiverged>(
+      [&] { train::fit(bad, o, run, "x = 1\n"); },
       {"loss is nan at step 8", "epoch 2, batch 3", "last good checkpoint"});
   EXPECT_EQ(read_all(dir + "/last.pt"), before);
 }
 
 TEST(Training, SigtermFinishesTheStepWritesLastAndReturns) {
   const auto dir = temp_dir("signal");
-  app::TrainOptions o;
+  train::TrainOptions o;
   o.epochs = 3;
   FakeTask t(-1, /*signal_at=*/4);
-  const auto r = app::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n");
+  const auto r = train::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n");
   EXPECT_TRUE(r.interrupted);
   EXPECT_EQ(r.steps, 4);
-  auto a = app::open_checkpoint(dir + "/last.pt", "fake", "linear");
-  EXPECT_EQ(app::get_int(a, "train/step"), 4);
-  EXPECT_EQ(app::get_int(a, "train/batch"), 4);
+  auto a = train::open_checkpoint(dir + "/last.pt", "fake", "linear");
+  EXPECT_EQ(train::get_int(a, "train/step"), 4);
+  EXPECT_EQ(train::get_int(a, "train/batch"), 4);
 }
 
 namespace {
@@ -272,12 +272,12 @@ class ScriptedTask : public FakeTask {
     done_ = 0;
     return FakeTask::begin_epoch(epoch);
   }
-  app::BatchLoss train_batch(int64_t i) override {
+  train::BatchLoss train_batch(int64_t i) override {
     done_ = i + 1;
     return FakeTask::train_batch(i);
   }
-  app::Metrics evaluate() override {
-    app::Metrics m;
+  train::Metrics evaluate() override {
+    train::Metrics m;
     m.values = {{"val_loss", done_ == 5 ? 3.0 - static_cast<double>(epoch_) : 0.5}};
     m.main = "val_loss";
     return m;
@@ -290,7 +290,7 @@ class ScriptedTask : public FakeTask {
 
 TEST(Training, MaxMinutesStopMidEpochLeavesBestScheduleAndMetricsToWholeEpochs) {
   const auto dir = temp_dir("midepoch");
-  app::TrainOptions o;
+  train::TrainOptions o;
   o.epochs = 3;
   o.optimizer = "sgd";
   o.learning_rate = 0.1;
@@ -298,34 +298,34 @@ TEST(Training, MaxMinutesStopMidEpochLeavesBestScheduleAndMetricsToWholeEpochs) 
   o.gamma = 0.5;          // patience 0: any epoch without a new best halves the rate
   torch::manual_seed(1);  // the same initial weights in every piece
   ScriptedTask t1;
-  const auto whole = app::fit(t1, o, rnnkit_test::quiet_run(dir + "/whole"), "x = 1\n");
+  const auto whole = train::fit(t1, o, rnnkit_test::quiet_run(dir + "/whole"), "x = 1\n");
   EXPECT_DOUBLE_EQ(whole.best.get("val_loss"), 1.0);
 
   auto run = rnnkit_test::quiet_run(dir + "/parts");
   run.max_steps = 7;  // epoch 2, batch 2
   torch::manual_seed(1);
   ScriptedTask t2;
-  EXPECT_TRUE(app::fit(t2, o, run, "x = 1\n").interrupted);
+  EXPECT_TRUE(train::fit(t2, o, run, "x = 1\n").interrupted);
   run.resume = true;
   run.max_steps = 0;
   o.max_minutes = 1e-9;  // already past: one step, then a stop inside epoch 2
   torch::manual_seed(1);
   ScriptedTask t3;
-  const auto paused = app::fit(t3, o, run, "x = 1\n");
+  const auto paused = train::fit(t3, o, run, "x = 1\n");
   EXPECT_FALSE(paused.interrupted);
   EXPECT_EQ(paused.steps, 8);
   EXPECT_EQ(paused.epochs_done, 1);
   EXPECT_DOUBLE_EQ(paused.last.get("val_loss"), 0.5) << "the pause reports its evaluation";
-  auto a = app::open_checkpoint(dir + "/parts/last.pt", "fake", "linear");
-  EXPECT_EQ(app::get_int(a, "train/epoch"), 1);
-  EXPECT_EQ(app::get_int(a, "train/batch"), 3);
-  auto b = app::open_checkpoint(dir + "/parts/best.pt", "fake", "linear");
-  EXPECT_EQ(app::get_int(a, "train/step"), 8);
-  EXPECT_EQ(app::get_int(b, "train/step"), 5) << "the paused evaluation is no best checkpoint";
+  auto a = train::open_checkpoint(dir + "/parts/last.pt", "fake", "linear");
+  EXPECT_EQ(train::get_int(a, "train/epoch"), 1);
+  EXPECT_EQ(train::get_int(a, "train/batch"), 3);
+  auto b = train::open_checkpoint(dir + "/parts/best.pt", "fake", "linear");
+  EXPECT_EQ(train::get_int(a, "train/step"), 8);
+  EXPECT_EQ(train::get_int(b, "train/step"), 5) << "the paused evaluation is no best checkpoint";
   o.max_minutes = 0;
   torch::manual_seed(1);
   ScriptedTask t4;
-  const auto rest = app::fit(t4, o, run, "x = 1\n");
+  const auto rest = train::fit(t4, o, run, "x = 1\n");
   EXPECT_EQ(rest.steps, 15);
   EXPECT_DOUBLE_EQ(rest.best.get("val_loss"), 1.0);
   // Each whole epoch improved, so the plateau schedule never decayed, in either run.
@@ -345,8 +345,8 @@ class SlowTask : public FakeTask {
     epoch_ = epoch;
     return FakeTask::begin_epoch(epoch);
   }
-  app::Metrics evaluate() override {
-    app::Metrics m;
+  train::Metrics evaluate() override {
+    train::Metrics m;
     m.values = {{"val_loss", 1.0 - 0.004 * static_cast<double>(epoch_)}};
     m.main = "val_loss";
     return m;
@@ -366,35 +366,35 @@ std::vector<double> lr_column(const std::string& run_dir) {
 }  // namespace
 
 TEST(Training, PlateauThresholdCountsOnlyRelativeGainsAboveItAndAddsUpSmallOnes) {
-  EXPECT_TRUE(app::improves_on(5.0, NAN, false, 0.5)) << "the first epoch always improves";
-  EXPECT_TRUE(app::improves_on(0.98, 1.0, false, 0.01));
-  EXPECT_FALSE(app::improves_on(0.995, 1.0, false, 0.01));
-  EXPECT_TRUE(app::improves_on(0.995, 1.0, false, 0.0));
-  EXPECT_FALSE(app::improves_on(1.0, 1.0, false, 0.0));
-  EXPECT_TRUE(app::improves_on(0.81, 0.8, true, 0.01));
-  EXPECT_FALSE(app::improves_on(0.805, 0.8, true, 0.01));
+  EXPECT_TRUE(train::improves_on(5.0, NAN, false, 0.5)) << "the first epoch always improves";
+  EXPECT_TRUE(train::improves_on(0.98, 1.0, false, 0.01));
+  EXPECT_FALSE(train::improves_on(0.995, 1.0, false, 0.01));
+  EXPECT_TRUE(train::improves_on(0.995, 1.0, false, 0.0));
+  EXPECT_FALSE(train::improves_on(1.0, 1.0, false, 0.0));
+  EXPECT_TRUE(train::improves_on(0.81, 0.8, true, 0.01));
+  EXPECT_FALSE(train::improves_on(0.805, 0.8, true, 0.01));
 
   const auto dir = temp_dir("plateau_threshold");
-  app::TrainOptions o;
+  train::TrainOptions o;
   o.epochs = 4;
   o.optimizer = "sgd";
   o.learning_rate = 0.1;
   o.schedule = "plateau";
   o.gamma = 0.5;
   SlowTask t1;
-  app::fit(t1, o, rnnkit_test::quiet_run(dir + "/strict"), "x = 1\n");
+  train::fit(t1, o, rnnkit_test::quiet_run(dir + "/strict"), "x = 1\n");
   EXPECT_EQ(lr_column(dir + "/strict"), (std::vector<double>{0.1, 0.1, 0.1, 0.1}))
       << "threshold 0: every gain counts";
   // 1%: 0.996 and 0.992 fall short of 1.0 * 0.99, so both halve the rate; 0.988 is 1.2% below
   // the reference 1.0, which stayed put, so the small gains add up to an improvement.
   o.plateau_threshold = 0.01;
   SlowTask t2;
-  app::fit(t2, o, rnnkit_test::quiet_run(dir + "/rel"), "x = 1\n");
+  train::fit(t2, o, rnnkit_test::quiet_run(dir + "/rel"), "x = 1\n");
   EXPECT_EQ(lr_column(dir + "/rel"), (std::vector<double>{0.1, 0.05, 0.025, 0.025}));
 
-  app::ConfigReader bad(tiny_lm_config(dir), {"train.plateau_threshold=0.7"});
-  expect_message<app::ConfigError>([&] { app::TrainOptions::read(bad); },
-                                   {"--set train.plateau_threshold", "0.7"});
+  train::ConfigReader bad(tiny_lm_config(dir), {"train.plateau_threshold=0.7"});
+  expect_message<train::ConfigError>([&] { train::TrainOptions::read(bad); },
+                                     {"--set train.plateau_threshold", "0.7"});
 }
 
 TEST(Training, APauseInTheFirstEpochScoresNoTestSetAndTheResumedRunDoes) {
@@ -403,13 +403,13 @@ TEST(Training, APauseInTheFirstEpochScoresNoTestSetAndTheResumedRunDoes) {
   const std::vector<std::string> test = {"data.test=\"valid.txt\""};
   auto run = rnnkit_test::quiet_run(dir + "/run");
   run.max_steps = 3;
-  app::ConfigReader c1(config, test);
+  train::ConfigReader c1(config, test);
   EXPECT_TRUE(lm::train(c1, run).interrupted);
   run.resume = true;
   run.max_steps = 0;
   auto paused = test;
   paused.push_back("train.max_minutes=1e-9");  // already past: one step, a pause in epoch 1
-  app::ConfigReader c2(config, paused);
+  train::ConfigReader c2(config, paused);
   const auto r = lm::train(c2, run);
   EXPECT_FALSE(r.interrupted);
   EXPECT_EQ(r.steps, 4);
@@ -417,7 +417,7 @@ TEST(Training, APauseInTheFirstEpochScoresNoTestSetAndTheResumedRunDoes) {
   EXPECT_TRUE(r.test.values.empty()) << "no best checkpoint to score the test set with yet";
   EXPECT_FALSE(fs::exists(dir + "/run/best.pt"));
   EXPECT_FALSE(fs::exists(dir + "/run/test.json"));
-  app::ConfigReader c3(config, test);
+  train::ConfigReader c3(config, test);
   const auto rest = lm::train(c3, run);
   EXPECT_EQ(rest.epochs_done, 2);
   EXPECT_GT(rest.test.get("test_ppl"), 1.0);
@@ -426,7 +426,7 @@ TEST(Training, APauseInTheFirstEpochScoresNoTestSetAndTheResumedRunDoes) {
 
 TEST(LanguageModel, EvalSampleAndScoreFromACheckpoint) {
   const auto dir = temp_dir("lmcmds");
-  app::ConfigReader c(tiny_lm_config(dir));
+  train::ConfigReader c(tiny_lm_config(dir));
   lm::train(c, rnnkit_test::quiet_run(dir + "/run"));
   auto m = lm::load_model(dir + "/run/best.pt", torch::kCPU);
   lm::SampleOptions o;
@@ -454,19 +454,19 @@ TEST(LanguageModel, EvalSampleAndScoreFromACheckpoint) {
 }
 
 TEST(Cli, JsonOutputIsValidUtf8AndNeverHidesANonFiniteMetric) {
-  EXPECT_EQ(app::json_line({{"file", "a\"b\\c\n"}, {"n", 3}, {"x", 0.5}}),
+  EXPECT_EQ(train::json_line({{"file", "a\"b\\c\n"}, {"n", 3}, {"x", 0.5}}),
             "{\"file\":\"a\\\"b\\\\c\\n\",\"n\":3,\"x\":0.5}");
   // Invalid UTF-8 in user text is replaced (U+FFFD), never copied raw.
-  EXPECT_EQ(app::json_line({{"text", std::string("ok\xff")}}), "{\"text\":\"ok\xef\xbf\xbd\"}");
+  EXPECT_EQ(train::json_line({{"text", std::string("ok\xff")}}), "{\"text\":\"ok\xef\xbf\xbd\"}");
   // NaN or infinity is an error naming the key, never null.
-  expect_message<app::NonFiniteMetric>(
+  expect_message<train::NonFiniteMetric>(
       [] {
-        app::json_line({{"perplexity", NAN}});
+        train::json_line({{"perplexity", NAN}});
       },
       {"'perplexity' is NaN"});
-  expect_message<app::NonFiniteMetric>(
+  expect_message<train::NonFiniteMetric>(
       [] {
-        app::json_line({{"types", {{"PER", {{"f1", INFINITY}}}}}});
+        train::json_line({{"types", {{"PER", {{"f1", INFINITY}}}}}});
       },
       {"'types.PER.f1' is infinite"});
 }
@@ -550,7 +550,7 @@ TEST(Configs, EveryShippedRecipeReads) {
     const auto name = entry.path().filename().string();
     if (entry.path().extension() != ".toml") continue;
     SCOPED_TRACE(name);
-    app::ConfigReader c(entry.path().string());
+    train::ConfigReader c(entry.path().string());
     if (name.rfind("lm_", 0) == 0) {
       EXPECT_NO_THROW(lm::LMConfig::read(c));
     } else if (name.rfind("sentiment_", 0) == 0) {
@@ -575,8 +575,8 @@ TEST(Configs, DataRootPathsAndTheScriptThatFillsThem) {
   ::unsetenv("RNNKIT_DATA");
   {
     // Missing: the error names the key's line, the resolved path and the script.
-    app::ConfigReader c(path);
-    expect_message<app::ConfigError>(
+    train::ConfigReader c(path);
+    expect_message<train::ConfigError>(
         [&] { sentiment::SentimentConfig::read(c); },
         {"s.toml:2: key data.train", (fs::path(dir) / "data/sst2/stsa.binary.train").string(),
          "scripts/fetch_data.sh sst2", "scripts/fetch_data.sh --from DIR sst2"});
@@ -586,7 +586,7 @@ TEST(Configs, DataRootPathsAndTheScriptThatFillsThem) {
   write(dir, "data/sst2/stsa.binary.train", "1 good\n0 bad\n");
   write(dir, "data/sst2/stsa.binary.dev", "1 good\n");
   {
-    app::ConfigReader c(path);
+    train::ConfigReader c(path);
     EXPECT_EQ(c.get_path("data", "train"),
               (fs::path(dir) / "data/sst2/stsa.binary.train").string());
     // The resolved config (saved with checkpoints) holds the absolute path.
@@ -599,7 +599,7 @@ TEST(Configs, DataRootPathsAndTheScriptThatFillsThem) {
   write(other, "sst2/stsa.binary.train", "1 good\n");
   ::setenv("RNNKIT_DATA", other.c_str(), 1);
   {
-    app::ConfigReader c(path);
+    train::ConfigReader c(path);
     EXPECT_EQ(c.get_path("data", "train"), (fs::path(other) / "sst2/stsa.binary.train").string());
   }
   ::unsetenv("RNNKIT_DATA");

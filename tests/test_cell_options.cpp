@@ -2,7 +2,7 @@
 // gru_reset_after) are aliases of a cell with an option set, and give the same cell; bad options
 // fail naming the option and what was expected; the MGU example's `slim` option changes its
 // equations as documented; [model.cell_options] reaches the apps.
-#include "test_util.h"
+#include "test_train_util.h"
 
 #include <rnnkit/train/model_config.h>
 #include "lm/lm.h"
@@ -155,39 +155,40 @@ TEST(CellOptions, FromConfigFilesAndSetOverrides) {
   const auto path = rnnkit_test::write_file(
       dir, "m.toml", "[model]\ncell = \"lstm\"\n\n[model.cell_options]\npeephole = true\n");
   {
-    app::ConfigReader c(path);
-    const auto r = app::RecurrentSpec::read(c, "model", {});
+    train::ConfigReader c(path);
+    const auto r = train::RecurrentSpec::read(c, "model", {});
     EXPECT_EQ(r.cell_options.at("peephole"), CellOptionValue(true));
     EXPECT_NO_THROW(c.reject_unknown_keys());
   }
   {
-    app::ConfigReader c(path, {"model.cell=mgu", "model.cell_options.slim=1"});
-    expect_message<app::ConfigError>([&] { app::RecurrentSpec::read(c, "model", {}); },
-                                     {"m.toml:5: key model.cell_options.peephole",
-                                      "unknown option 'peephole' for cell 'mgu'; it takes: slim"});
+    train::ConfigReader c(path, {"model.cell=mgu", "model.cell_options.slim=1"});
+    expect_message<train::ConfigError>(
+        [&] { train::RecurrentSpec::read(c, "model", {}); },
+        {"m.toml:5: key model.cell_options.peephole",
+         "unknown option 'peephole' for cell 'mgu'; it takes: slim"});
   }
   {
-    app::ConfigReader c(path, {"model.cell=mgu", "model.cell_options={slim = 9}"});
-    expect_message<app::ConfigError>([&] { app::RecurrentSpec::read(c, "model", {}); },
-                                     {"--set model.cell_options", "expected a value in [0, 2]"});
+    train::ConfigReader c(path, {"model.cell=mgu", "model.cell_options={slim = 9}"});
+    expect_message<train::ConfigError>([&] { train::RecurrentSpec::read(c, "model", {}); },
+                                       {"--set model.cell_options", "expected a value in [0, 2]"});
   }
   {
-    app::ConfigReader c(path, {"model.cell_options.peephole=\"yes\""});
-    expect_message<app::ConfigError>([&] { app::RecurrentSpec::read(c, "model", {}); },
-                                     {"--set model.cell_options.peephole", "expected a boolean"});
+    train::ConfigReader c(path, {"model.cell_options.peephole=\"yes\""});
+    expect_message<train::ConfigError>([&] { train::RecurrentSpec::read(c, "model", {}); },
+                                       {"--set model.cell_options.peephole", "expected a boolean"});
   }
   {
-    app::ConfigReader c(rnnkit_test::write_file(dir, "n.toml", "[model]\ncell_options = 3\n"));
-    expect_message<app::ConfigError>([&] { app::RecurrentSpec::read(c, "model", {}); },
-                                     {"n.toml:2: key model.cell_options", "expected a table"});
+    train::ConfigReader c(rnnkit_test::write_file(dir, "n.toml", "[model]\ncell_options = 3\n"));
+    expect_message<train::ConfigError>([&] { train::RecurrentSpec::read(c, "model", {}); },
+                                       {"n.toml:2: key model.cell_options", "expected a table"});
   }
   {
     // The resolved config (what checkpoints keep) carries the options.
-    app::ConfigReader c(path, {"model.cell=rnn", "model.cell_options={activation = \"relu\"}"});
-    const auto r = app::RecurrentSpec::read(c, "model", {});
+    train::ConfigReader c(path, {"model.cell=rnn", "model.cell_options={activation = \"relu\"}"});
+    const auto r = train::RecurrentSpec::read(c, "model", {});
     EXPECT_EQ(r.cell_options.at("activation"), CellOptionValue("relu"));
-    const auto again = app::ConfigReader::from_string(c.resolved(), "saved");
+    const auto again = train::ConfigReader::from_string(c.resolved(), "saved");
     auto copy = again;
-    EXPECT_EQ(app::RecurrentSpec::read(copy, "model", {}).cell_options, r.cell_options);
+    EXPECT_EQ(train::RecurrentSpec::read(copy, "model", {}).cell_options, r.cell_options);
   }
 }

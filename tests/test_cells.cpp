@@ -89,7 +89,9 @@ TEST_P(EveryCell, OneRowWithoutGradientAgreesWithPlainStep) {
     fast = u.step(gx[t], fast, fast.a);
     ASSERT_EQ(fast.a.sizes(), (std::vector<int64_t>{1, H}));
     EXPECT_LE(max_abs_diff(plain.a, fast.a), 1e-12) << "step " << t;
-    if (plain.c.defined()) EXPECT_LE(max_abs_diff(plain.c, fast.c), 1e-12) << "step " << t;
+    if (plain.c.defined()) {
+      EXPECT_LE(max_abs_diff(plain.c, fast.c), 1e-12) << "step " << t;
+    }
   }
 }
 

@@ -2,7 +2,7 @@
 #include <torch/nn/utils/clip_grad.h>
 
 #include "gradflow/gradflow.h"
-#include "test_util.h"
+#include "test_train_util.h"
 
 using namespace rnnkit;
 

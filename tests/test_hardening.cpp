@@ -22,11 +22,12 @@
 #include "lm/ngram.h"
 #include "ner/ner.h"
 #include "sentiment/sentiment.h"
-#include "test_util.h"
+#include "test_train_util.h"
 
 using namespace rnnkit;
 namespace fs = std::filesystem;
 using rnnkit_test::expect_message;
+using rnnkit_test::read_all;
 using rnnkit_test::temp_dir;
 using rnnkit_test::write_file;
 
@@ -45,13 +46,8 @@ std::string tiny_lm(const std::string& dir, const std::string& extra = "") {
           extra);
 }
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
 /// A quadratic task whose evaluation can raise a signal part-way and then polls for stops.
-class EvalTask : public app::Task {
+class EvalTask : public train::Task {
  public:
   explicit EvalTask(int signal_in_eval = 0)
       : signal_(signal_in_eval), lin_(torch::nn::Linear(2, 1)) {}
@@ -59,16 +55,16 @@ class EvalTask : public app::Task {
   std::string app_name() const override { return "fake"; }
   std::string architecture() const override { return "linear"; }
   int64_t begin_epoch(int64_t) override { return 3; }
-  app::BatchLoss train_batch(int64_t) override {
+  train::BatchLoss train_batch(int64_t) override {
     return {lin_->forward(torch::ones({4, 2})).pow(2).mean(), 4};
   }
-  app::Metrics evaluate() override {
+  train::Metrics evaluate() override {
     for (int batch = 0; batch < 100; ++batch) {
-      app::throw_if_stopped();
+      train::throw_if_stopped();
       if (batch == 2 && signal_ != 0) std::raise(signal_);
       ++eval_batches;
     }
-    app::Metrics m;
+    train::Metrics m;
     m.values = {{"val_loss", lin_->forward(torch::ones({1, 2})).pow(2).item<double>()}};
     m.main = "val_loss";
     return m;
@@ -83,21 +79,21 @@ class EvalTask : public app::Task {
 }  // namespace
 
 TEST(Hardening, ThreadCountsAreBoundedAndFollowAffinityAndOmp) {
-  const int cores = app::available_cores();
+  const int cores = train::available_cores();
   EXPECT_GE(cores, 1);
   EXPECT_LE(cores, static_cast<int>(std::thread::hardware_concurrency()));
   ::unsetenv("OMP_NUM_THREADS");
-  EXPECT_EQ(app::resolve_threads(0), cores);
-  EXPECT_EQ(app::resolve_threads(1), 1);
-  expect_message<std::invalid_argument>([] { app::resolve_threads(-1); },
+  EXPECT_EQ(train::resolve_threads(0), cores);
+  EXPECT_EQ(train::resolve_threads(1), 1);
+  expect_message<std::invalid_argument>([] { train::resolve_threads(-1); },
                                         {"--threads must be 0", "got -1"});
   expect_message<std::invalid_argument>(
-      [] { app::resolve_threads(100000); },
+      [] { train::resolve_threads(100000); },
       {"--threads 100000 is far above", "core(s) this process may use"});
   ::setenv("OMP_NUM_THREADS", "1", 1);
-  EXPECT_EQ(app::resolve_threads(0), 1) << "OMP_NUM_THREADS is the default when set";
+  EXPECT_EQ(train::resolve_threads(0), 1) << "OMP_NUM_THREADS is the default when set";
   ::setenv("OMP_NUM_THREADS", "lots", 1);
-  expect_message<std::invalid_argument>([] { app::resolve_threads(0); },
+  expect_message<std::invalid_argument>([] { train::resolve_threads(0); },
                                         {"OMP_NUM_THREADS='lots'"});
   ::unsetenv("OMP_NUM_THREADS");
 }
@@ -105,8 +101,8 @@ TEST(Hardening, ThreadCountsAreBoundedAndFollowAffinityAndOmp) {
 TEST(Hardening, ARunDirIsLockedAgainstOtherProcesses) {
   const auto dir = temp_dir("lock");
   {
-    app::RunDirLock a(dir);
-    app::RunDirLock again(dir);  // the same process may nest (sentiment's pretraining)
+    train::RunDirLock a(dir);
+    train::RunDirLock again(dir);  // the same process may nest (sentiment's pretraining)
   }
   int ready[2], done[2];
   ASSERT_EQ(::pipe(ready), 0);
@@ -116,7 +112,7 @@ TEST(Hardening, ARunDirIsLockedAgainstOtherProcesses) {
   if (child == 0) {  // holds the lock until the parent has tried
     int status = 0;
     try {
-      app::RunDirLock held(dir);
+      train::RunDirLock held(dir);
       char c = 1;
       if (::write(ready[1], &c, 1) != 1) status = 3;
       if (::read(done[0], &c, 1) != 1) status = 4;
@@ -127,56 +123,57 @@ TEST(Hardening, ARunDirIsLockedAgainstOtherProcesses) {
   }
   char c;
   ASSERT_EQ(::read(ready[0], &c, 1), 1);
-  expect_message<app::RunDirBusy>([&] { app::RunDirLock second(dir); },
-                                  {"is in use by another run", "process " + std::to_string(child)});
+  expect_message<train::RunDirBusy>(
+      [&] { train::RunDirLock second(dir); },
+      {"is in use by another run", "process " + std::to_string(child)});
   // fit() refuses to start there too, before touching anything.
-  app::TrainOptions o;
+  train::TrainOptions o;
   o.epochs = 1;
   EvalTask t;
-  expect_message<app::RunDirBusy>([&] { app::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n"); },
-                                  {"in use by another run"});
+  expect_message<train::RunDirBusy>(
+      [&] { train::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n"); }, {"in use by another run"});
   EXPECT_FALSE(fs::exists(fs::path(dir) / "config.toml"));
   c = 1;
   ASSERT_EQ(::write(done[1], &c, 1), 1);
   int status = 0;
   ::waitpid(child, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  app::RunDirLock after(dir);  // the holder is gone, so is its lock
+  train::RunDirLock after(dir);  // the holder is gone, so is its lock
 }
 
 TEST(Hardening, TrainRefusesToOverwriteARunUnlessAsked) {
   const auto dir = temp_dir("overwrite");
   const auto config = tiny_lm(dir);
-  app::ConfigReader c1(config);
+  train::ConfigReader c1(config);
   lm::train(c1, rnnkit_test::quiet_run(dir + "/run"));
   const std::string best = read_all(dir + "/run/best.pt");
-  app::ConfigReader c2(config, {"train.learning_rate=0.05"});
-  expect_message<app::RunDirError>([&] { lm::train(c2, rnnkit_test::quiet_run(dir + "/run")); },
-                                   {"already holds a run", "--resume", "--overwrite"});
+  train::ConfigReader c2(config, {"train.learning_rate=0.05"});
+  expect_message<train::RunDirError>([&] { lm::train(c2, rnnkit_test::quiet_run(dir + "/run")); },
+                                     {"already holds a run", "--resume", "--overwrite"});
   EXPECT_EQ(read_all(dir + "/run/best.pt"), best) << "the refused run touched nothing";
   auto run = rnnkit_test::quiet_run(dir + "/run");
   run.overwrite = true;
-  app::ConfigReader c3(config, {"train.learning_rate=0.05"});
+  train::ConfigReader c3(config, {"train.learning_rate=0.05"});
   lm::train(c3, run);
   EXPECT_NE(read_all(dir + "/run/best.pt"), best);
   EXPECT_NE(read_all(dir + "/run/config.toml").find("learning_rate = 0.05"), std::string::npos);
   // --resume without a run to resume says so.
   auto resume = rnnkit_test::quiet_run(dir + "/empty");
   resume.resume = true;
-  app::ConfigReader c4(config);
-  expect_message<app::RunDirError>([&] { lm::train(c4, resume); }, {"holds no last.pt"});
+  train::ConfigReader c4(config);
+  expect_message<train::RunDirError>([&] { lm::train(c4, resume); }, {"holds no last.pt"});
 }
 
 TEST(Hardening, StaleTempFilesOfAKilledWriterAreRemovedAndNamesAreUnique) {
   const auto dir = temp_dir("stale");
-  const auto a = app::unique_temp_path(dir + "/last.pt"),
-             b = app::unique_temp_path(dir + "/last.pt");
+  const auto a = train::unique_temp_path(dir + "/last.pt"),
+             b = train::unique_temp_path(dir + "/last.pt");
   EXPECT_NE(a, b);
   write_file(dir, fs::path(a).filename().string(), "half a checkpoint");
-  app::TrainOptions o;
+  train::TrainOptions o;
   o.epochs = 1;
   EvalTask t;
-  app::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n");
+  train::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n");
   EXPECT_FALSE(fs::exists(a));
   for (const auto& e : fs::directory_iterator(dir)) {
     EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
@@ -185,21 +182,21 @@ TEST(Hardening, StaleTempFilesOfAKilledWriterAreRemovedAndNamesAreUnique) {
 
 TEST(Hardening, AStopDuringEvaluationIsSeenAtOnceAndResumeEvaluatesAgain) {
   const auto dir = temp_dir("evalstop");
-  app::TrainOptions o;
+  train::TrainOptions o;
   o.epochs = 2;
   EvalTask t(SIGINT);
-  const auto r = app::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n");
+  const auto r = train::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n");
   EXPECT_TRUE(r.interrupted);
   EXPECT_EQ(r.signal, SIGINT);
-  EXPECT_EQ(app::exit_status(r), 130);
+  EXPECT_EQ(train::exit_status(r), 130);
   EXPECT_EQ(t.eval_batches, 3) << "the evaluation stopped at its next batch";
-  auto a = app::open_checkpoint(dir + "/last.pt", "fake", "linear");
-  EXPECT_EQ(app::get_int(a, "train/epoch"), 0);
-  EXPECT_EQ(app::get_int(a, "train/batch"), 3) << "the epoch's training is kept";
+  auto a = train::open_checkpoint(dir + "/last.pt", "fake", "linear");
+  EXPECT_EQ(train::get_int(a, "train/epoch"), 0);
+  EXPECT_EQ(train::get_int(a, "train/batch"), 3) << "the epoch's training is kept";
   auto run = rnnkit_test::quiet_run(dir);
   run.resume = true;
   EvalTask again;
-  const auto r2 = app::fit(again, o, run, "x = 1\n");
+  const auto r2 = train::fit(again, o, run, "x = 1\n");
   EXPECT_FALSE(r2.interrupted);
   EXPECT_EQ(r2.steps, 6) << "3 steps before the stop and 3 after: none repeated";
   EXPECT_EQ(again.eval_batches, 200) << "epoch 1 evaluated again, then epoch 2";
@@ -209,9 +206,9 @@ TEST(Hardening, ASecondSignalAbortsAtOnce) {
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    app::StopGuard guard;
+    train::StopGuard guard;
     std::raise(SIGINT);  // the first only asks to stop...
-    if (app::stop_signal() != SIGINT) ::_exit(3);
+    if (train::stop_signal() != SIGINT) ::_exit(3);
     std::raise(SIGINT);  // ...the second ends the process by SIGINT
     ::_exit(4);
   }
@@ -225,33 +222,33 @@ TEST(Hardening, ASecondSignalAbortsAtOnce) {
 
 TEST(Hardening, DamagedAndNonFiniteCheckpointsAreRefused) {
   const auto dir = temp_dir("damaged");
-  app::ConfigReader c(tiny_lm(dir));
+  train::ConfigReader c(tiny_lm(dir));
   lm::train(c, rnnkit_test::quiet_run(dir + "/run"));
   const std::string good = read_all(dir + "/run/best.pt");
   // 64 flipped bytes in the middle of the file, which is the weights' payload.
   std::string bad = good;
   for (size_t i = bad.size() / 2; i < bad.size() / 2 + 64; ++i) bad[i] = static_cast<char>(~bad[i]);
   const auto flipped = write_file(dir, "flipped.pt", bad);
-  expect_message<app::CheckpointError>([&] { lm::load_model(flipped, torch::kCPU); },
-                                       {"flipped.pt", "damaged", "checksum mismatch"});
+  expect_message<train::CheckpointError>([&] { lm::load_model(flipped, torch::kCPU); },
+                                         {"flipped.pt", "damaged", "checksum mismatch"});
   // A checkpoint that is intact but holds NaN weights (a diverged run saved by other means).
   auto m = lm::load_model(dir + "/run/best.pt", torch::kCPU);
   {
     torch::NoGradGuard no_grad;
     m.model->parameters()[1].fill_(NAN);
   }
-  auto saved = app::open_saved_run(dir + "/run/best.pt", "lm");
+  auto saved = train::open_saved_run(dir + "/run/best.pt", "lm");
   const auto nan_path = (fs::path(dir) / "nan.pt").string();
-  app::write_checkpoint(nan_path, "lm", "", [&](torch::serialize::OutputArchive& a) {
+  train::write_checkpoint(nan_path, "lm", "", [&](torch::serialize::OutputArchive& a) {
     torch::serialize::OutputArchive model, task;
     m.model->save(model);
-    app::put_string(task, "vocab", app::get_string(saved.task, "vocab"));
+    train::put_string(task, "vocab", train::get_string(saved.task, "vocab"));
     a.write("model", model);
     a.write("task", task);
-    app::put_string(a, "config", saved.config.resolved());
+    train::put_string(a, "config", saved.config.resolved());
   });
-  expect_message<app::CheckpointError>([&] { lm::load_model(nan_path, torch::kCPU); },
-                                       {"nan.pt", "NaN or infinite values"});
+  expect_message<train::CheckpointError>([&] { lm::load_model(nan_path, torch::kCPU); },
+                                         {"nan.pt", "NaN or infinite values"});
 }
 
 TEST(Hardening, ADamagedLengthNeverReachesLibTorch) {
@@ -260,8 +257,8 @@ TEST(Hardening, ADamagedLengthNeverReachesLibTorch) {
   // and is checked first, whatever byte is damaged.
   const auto dir = temp_dir("header");
   const auto path = (fs::path(dir) / "c.pt").string();
-  app::write_checkpoint(path, "lm", "a",
-                        [](torch::serialize::OutputArchive& a) { app::put_int(a, "x", 1); });
+  train::write_checkpoint(path, "lm", "a",
+                          [](torch::serialize::OutputArchive& a) { train::put_int(a, "x", 1); });
   const std::string good = read_all(path);
   ASSERT_EQ(good.substr(0, 8), "RNNKITCK");
   for (size_t at :
@@ -269,33 +266,33 @@ TEST(Hardening, ADamagedLengthNeverReachesLibTorch) {
     std::string bad = good;
     bad[at] = static_cast<char>(bad[at] ^ 0x40);
     const auto p = write_file(dir, "bad.pt", bad);
-    expect_message<app::CheckpointError>([&] { app::open_checkpoint(p, "lm", ""); },
-                                         {"checksum mismatch"});
+    expect_message<train::CheckpointError>([&] { train::open_checkpoint(p, "lm", ""); },
+                                           {"checksum mismatch"});
   }
   std::string longer = good + "tail";
-  expect_message<app::CheckpointError>(
-      [&] { app::open_checkpoint(write_file(dir, "long.pt", longer), "lm", ""); },
+  expect_message<train::CheckpointError>(
+      [&] { train::open_checkpoint(write_file(dir, "long.pt", longer), "lm", ""); },
       {"longer than it says"});
 }
 
 TEST(Hardening, DivergenceWithoutACheckpointSaysSo) {
   const auto dir = temp_dir("diverge0");
   struct NanTask : EvalTask {
-    app::BatchLoss train_batch(int64_t i) override {
+    train::BatchLoss train_batch(int64_t i) override {
       auto b = EvalTask::train_batch(i);
       b.loss = b.loss * std::numeric_limits<double>::quiet_NaN();
       return b;
     }
   } t;
-  app::TrainOptions o;
-  expect_message<app::TrainingDiverged>(
-      [&] { app::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n"); },
+  train::TrainOptions o;
+  expect_message<train::TrainingDiverged>(
+      [&] { train::fit(t, o, rnnkit_test::quiet_run(dir), "x = 1\n"); },
       {"loss is nan at step 1", "no checkpoint was written"});
 }
 
 TEST(Hardening, LongLinesAreScoredInChunksWithTheSameResult) {
   const auto dir = temp_dir("score");
-  app::ConfigReader c(tiny_lm(dir));
+  train::ConfigReader c(tiny_lm(dir));
   lm::train(c, rnnkit_test::quiet_run(dir + "/run"));
   auto m = lm::load_model(dir + "/run/best.pt", torch::kCPU);
   std::string line;
@@ -342,16 +339,17 @@ TEST(Hardening, FuzzFindingsStayFixed) {
 
 TEST(Hardening, ConfigMessagesSayWhatIsWrong) {
   const auto dir = temp_dir("configmsg");
-  app::ConfigReader no_level(write_file(dir, "a.toml", "[data]\ntrain = \"t\"\nvalid = \"v\"\n"));
-  expect_message<app::ConfigError>([&] { lm::LMConfig::read(no_level); },
-                                   {"missing required key data.level", "char, word"});
-  expect_message<app::ConfigError>([&] { app::ConfigReader(write_file(dir, "empty.toml", "")); },
-                                   {"empty.toml", "the config is empty"});
-  expect_message<app::ConfigError>([&] { app::ConfigReader r(dir); }, {"is a directory"});
-  app::ConfigReader seed(tiny_lm(dir), {"train.seed=-5"});
+  train::ConfigReader no_level(write_file(dir, "a.toml", "[data]\ntrain = \"t\"\nvalid = \"v\"\n"));
+  expect_message<train::ConfigError>([&] { lm::LMConfig::read(no_level); },
+                                     {"missing required key data.level", "char, word"});
+  expect_message<train::ConfigError>(
+      [&] { train::ConfigReader(write_file(dir, "empty.toml", "")); },
+      {"empty.toml", "the config is empty"});
+  expect_message<train::ConfigError>([&] { train::ConfigReader r(dir); }, {"is a directory"});
+  train::ConfigReader seed(tiny_lm(dir), {"train.seed=-5"});
   seed.set_origin("train.seed", "--seed");
-  expect_message<app::ConfigError>([&] { lm::LMConfig::read(seed); },
-                                   {"--seed: must be in [0, inf], got -5"});
+  expect_message<train::ConfigError>([&] { lm::LMConfig::read(seed); },
+                                     {"--seed: must be in [0, inf], got -5"});
 }
 
 TEST(Hardening, TagSchemesAreCheckedNotSilentlyRepaired) {
@@ -379,10 +377,10 @@ TEST(Hardening, TagSchemesAreCheckedNotSilentlyRepaired) {
                  "[data]\ntrain = \"x.conll\"\nvalid = \"dev.conll\"\nscheme = \"iob2\"\n"
                  "[model]\nhidden_size = 4\nword_embedding_size = 4\nchar_features = \"none\"\n"
                  "[train]\nepochs = 1\n");
-  app::ConfigReader strict(cfg);
+  train::ConfigReader strict(cfg);
   expect_message<data::DataError>([&] { ner::train(strict, rnnkit_test::quiet_run(dir + "/run")); },
                                   {"x.conll:5", "invalid iob2 tags"});
-  app::ConfigReader lenient(cfg, {"data.repair_tags=true"});
+  train::ConfigReader lenient(cfg, {"data.repair_tags=true"});
   testing::internal::CaptureStderr();
   ner::train(lenient, rnnkit_test::quiet_run(dir + "/run2"));
   EXPECT_NE(
@@ -402,7 +400,7 @@ TEST(Hardening, RareLabelsAndUnknownWordsGetWarnings) {
       write_file(dir, "s.toml",
                  "[data]\nformat = \"tsv\"\ntrain = \"t.tsv\"\nvalid = \"v.tsv\"\n"
                  "[model]\nembedding_size = 4\nhidden_size = 4\n[train]\nepochs = 1\n");
-  app::ConfigReader c(cfg);
+  train::ConfigReader c(cfg);
   testing::internal::CaptureStderr();
   sentiment::train(c, rnnkit_test::quiet_run(dir + "/run"));
   const std::string err = testing::internal::GetCapturedStderr();
@@ -431,8 +429,8 @@ TEST(Hardening, CrossValidationChecksEveryFoldBeforeTraining) {
       write_file(dir, "s.toml",
                  "[data]\nformat = \"tsv\"\ntrain = \"t.tsv\"\nfolds = 5\n"
                  "[model]\nembedding_size = 4\nhidden_size = 4\n[train]\nepochs = 1\n");
-  app::ConfigReader c(cfg);
-  expect_message<app::ConfigError>(
+  train::ConfigReader c(cfg);
+  expect_message<train::ConfigError>(
       [&] { sentiment::cross_validate(c, rnnkit_test::quiet_run(dir + "/cv")); },
       {"7 examples are too few for 5-fold"});
   EXPECT_FALSE(fs::exists(dir + "/cv/fold1")) << "nothing trained, nothing left on disk";

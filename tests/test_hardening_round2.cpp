@@ -21,20 +21,16 @@
 #include <rnnkit/train/train.h>
 #include "lm/lm.h"
 #include "lm/ngram.h"
-#include "test_util.h"
+#include "test_train_util.h"
 
 using namespace rnnkit;
 namespace fs = std::filesystem;
 using rnnkit_test::expect_message;
+using rnnkit_test::read_all;
 using rnnkit_test::temp_dir;
 using rnnkit_test::write_file;
 
 namespace {
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
 
 std::string tiny_lm(const std::string& dir) {
   std::string text;
@@ -48,16 +44,16 @@ std::string tiny_lm(const std::string& dir) {
 }
 
 /// A task whose data makes no batch at all.
-class NoBatchTask : public app::Task {
+class NoBatchTask : public train::Task {
  public:
   torch::nn::Module& model() override { return *lin_; }
   std::string app_name() const override { return "fake"; }
   std::string architecture() const override { return "linear"; }
   int64_t begin_epoch(int64_t) override { return 0; }
-  app::BatchLoss train_batch(int64_t) override { return {}; }
-  app::Metrics evaluate() override {
+  train::BatchLoss train_batch(int64_t) override { return {}; }
+  train::Metrics evaluate() override {
     ++evaluations;
-    app::Metrics m;
+    train::Metrics m;
     m.values = {{"val_loss", 1.0}};
     m.main = "val_loss";
     return m;
@@ -73,14 +69,14 @@ TEST(HardeningRound2, TheLockTheLogAndMetricsAreNeverWrittenThroughASymlink) {
   const auto victim = write_file(dir, "victim.txt", "precious\n");
   fs::create_directories(dir + "/run");
   fs::create_symlink(victim, dir + "/run/.lock");
-  expect_message<app::IoError>([&] { app::RunDirLock lock(dir + "/run"); },
-                               {dir + "/run/.lock", "is a symbolic link", "remove it"});
+  expect_message<train::IoError>([&] { train::RunDirLock lock(dir + "/run"); },
+                                 {dir + "/run/.lock", "is a symbolic link", "remove it"});
   fs::create_symlink(victim, dir + "/run/train.log");
-  expect_message<app::IoError>([&] { app::TrainLog log(dir + "/run/train.log", true, "x"); },
-                               {"train.log: the training log is a symbolic link"});
+  expect_message<train::IoError>([&] { train::TrainLog log(dir + "/run/train.log", true, "x"); },
+                                 {"train.log: the training log is a symbolic link"});
   fs::create_symlink(victim, dir + "/run/metrics.csv");
-  expect_message<app::IoError>([&] { app::OutputFile f(dir + "/run/metrics.csv", true); },
-                               {"metrics.csv: is a symbolic link"});
+  expect_message<train::IoError>([&] { train::OutputFile f(dir + "/run/metrics.csv", true); },
+                                 {"metrics.csv: is a symbolic link"});
   EXPECT_EQ(read_all(victim), "precious\n") << "a link's target was written";
 }
 
@@ -95,8 +91,8 @@ TEST(HardeningRound2, ALineLongerThanTheLimitIsRefusedWithoutReadingItWhole) {
   EXPECT_EQ(data::read_text(path).size(), 6u + 5001u + 4u);
   // The limit comes from the config, and is range-checked there.
   const auto config = tiny_lm(dir);
-  app::ConfigReader c(config, {"data.max_line_bytes=0"});
-  expect_message<app::ConfigError>(
+  train::ConfigReader c(config, {"data.max_line_bytes=0"});
+  expect_message<train::ConfigError>(
       [&] { c.get_int("data", "max_line_bytes", 1, 1, int64_t{1} << 30); },
       {"--set data.max_line_bytes", "must be in [1, 1073741824], got 0"});
 }
@@ -110,20 +106,20 @@ TEST(HardeningRound2, WhatIsNotARegularFileIsRefusedBeforeItIsRead) {
   // Refused before it is opened: opening a FIFO without a writer would block forever.
   expect_message<data::DataError>([&] { data::LineReader r(fifo); },
                                   {"is a named pipe", "must be a regular file"});
-  expect_message<app::CheckpointError>([&] { app::open_checkpoint(fifo, "lm", ""); },
-                                       {fifo, "not a regular file"});
-  expect_message<app::CheckpointError>([] { app::open_checkpoint("/dev/zero", "lm", ""); },
-                                       {"/dev/zero: not a regular file"});
-  expect_message<app::ConfigError>([] { app::ConfigReader c("/dev/zero"); },
-                                   {"/dev/zero: not a regular file"});
-  expect_message<app::IoError>([&] { lm::NGramModel::load(fifo); }, {"not a regular file"});
+  expect_message<train::CheckpointError>([&] { train::open_checkpoint(fifo, "lm", ""); },
+                                         {fifo, "not a regular file"});
+  expect_message<train::CheckpointError>([] { train::open_checkpoint("/dev/zero", "lm", ""); },
+                                         {"/dev/zero: not a regular file"});
+  expect_message<train::ConfigError>([] { train::ConfigReader c("/dev/zero"); },
+                                     {"/dev/zero: not a regular file"});
+  expect_message<train::IoError>([&] { lm::NGramModel::load(fifo); }, {"not a regular file"});
   // A checkpoint header that promises more than the file holds: refused after 24 bytes.
   std::string header = "RNNKITCK";
   header += std::string("\x03\0\0\0", 4) + std::string(4, '\0') +
             std::string("\xff\xff\xff\x7f\0\0\0\0", 8);
   const auto lying = write_file(dir, "lying.pt", header + "xyz");
-  expect_message<app::CheckpointError>([&] { app::open_checkpoint(lying, "lm", ""); },
-                                       {"truncated", "3 bytes after the header"});
+  expect_message<train::CheckpointError>([&] { train::open_checkpoint(lying, "lm", ""); },
+                                         {"truncated", "3 bytes after the header"});
 }
 
 TEST(HardeningRound2, AByteOrderMarkIsDroppedAndUtf16IsNamed) {
@@ -157,22 +153,22 @@ TEST(HardeningRound2, SizesHaveRangesAndARunThatTrainedNothingReportsNothing) {
            {"data.bptt=9223372036854775807", "--set data.bptt: must be in [1, 100000]"},
            {"train.batch_size=9223372036854775807", "--set train.batch_size: must be in"},
        }) {
-    app::ConfigReader r(config, {c.set});
-    expect_message<app::ConfigError>([&] { lm::train(r, rnnkit_test::quiet_run(dir + "/r")); },
-                                     {c.expected});
+    train::ConfigReader r(config, {c.set});
+    expect_message<train::ConfigError>([&] { lm::train(r, rnnkit_test::quiet_run(dir + "/r")); },
+                                       {c.expected});
   }
   // Each in range, together too big for any memory.
-  app::ConfigReader big(config, {"model.hidden_size=65536", "model.num_layers=64"});
-  expect_message<app::ConfigError>(
+  train::ConfigReader big(config, {"model.hidden_size=65536", "model.num_layers=64"});
+  expect_message<train::ConfigError>(
       [&] { lm::train(big, rnnkit_test::quiet_run(dir + "/r")); },
       {"--set model.hidden_size", "64 layer(s) of hidden_size 65536", "GB of memory"});
   // A task whose data gives no batch (as data.bptt = INT64_MAX once did): no step, so no
   // metric and no best.pt.
   NoBatchTask none;
-  app::TrainOptions o;
+  train::TrainOptions o;
   o.epochs = 2;
   expect_message<std::invalid_argument>(
-      [&] { app::fit(none, o, rnnkit_test::quiet_run(dir + "/none"), "x = 1\n"); },
+      [&] { train::fit(none, o, rnnkit_test::quiet_run(dir + "/none"), "x = 1\n"); },
       {"gives no batch in epoch 1", "nothing was trained, reported or saved"});
   EXPECT_EQ(none.evaluations, 0);
   EXPECT_FALSE(fs::exists(dir + "/none/best.pt"));
@@ -185,28 +181,28 @@ TEST(HardeningRound2, AResumedRunKeepsItsConfigOrSaysWhy) {
   const auto config = tiny_lm(dir);
   auto first = rnnkit_test::quiet_run(dir + "/run");
   first.max_steps = 2;
-  app::ConfigReader c0(config);
+  train::ConfigReader c0(config);
   lm::train(c0, first);
   ASSERT_TRUE(fs::exists(dir + "/run/last.pt"));
   auto resume = rnnkit_test::quiet_run(dir + "/run");
   resume.resume = true;
   resume.max_steps = 1;
-  app::ConfigReader changed(config, {"train.learning_rate=0.5"});
-  expect_message<app::RunDirError>([&] { lm::train(changed, resume); },
-                                   {"--resume: the config differs from the run's at key "
-                                    "train.learning_rate (0.01 in",
-                                    "0.5 now"});
+  train::ConfigReader changed(config, {"train.learning_rate=0.5"});
+  expect_message<train::RunDirError>([&] { lm::train(changed, resume); },
+                                     {"--resume: the config differs from the run's at key "
+                                      "train.learning_rate (0.01 in",
+                                      "0.5 now"});
   // An edited config.toml is seen too.
   const std::string recorded = read_all(dir + "/run/config.toml");
   std::string edited = recorded;
   edited.replace(edited.find("hidden_size = 16"), 16, "hidden_size = 17");
   write_file(dir + "/run", "config.toml", edited);
-  app::ConfigReader same(config);
-  expect_message<app::RunDirError>([&] { lm::train(same, resume); },
-                                   {"config.toml was edited", "model.hidden_size"});
+  train::ConfigReader same(config);
+  expect_message<train::RunDirError>([&] { lm::train(same, resume); },
+                                     {"config.toml was edited", "model.hidden_size"});
   write_file(dir + "/run", "config.toml", recorded);
   // How long to go on may change, and is recorded.
-  app::ConfigReader longer(config, {"train.epochs=2"});
+  train::ConfigReader longer(config, {"train.epochs=2"});
   lm::train(longer, resume);
   EXPECT_NE(read_all(dir + "/run/config.toml").find("epochs = 2"), std::string::npos);
 }
@@ -214,30 +210,30 @@ TEST(HardeningRound2, AResumedRunKeepsItsConfigOrSaysWhy) {
 TEST(HardeningRound2, ACheckpointWhoseConfigDisagreesWithItsTensorsIsRefused) {
   const auto dir = temp_dir("shapes");
   const auto config = tiny_lm(dir);
-  app::ConfigReader c(config);
+  train::ConfigReader c(config);
   lm::train(c, rnnkit_test::quiet_run(dir + "/run"));
   // Rewrite the checkpoint's config (with a valid checksum, as an attacker would) to another
   // hidden size.
-  auto a = app::open_checkpoint(dir + "/run/best.pt", "lm", "");
+  auto a = train::open_checkpoint(dir + "/run/best.pt", "lm", "");
   torch::serialize::InputArchive model, task;
   a.read("model", model);
   a.read("task", task);
-  std::string text = app::get_string(a, "config");
+  std::string text = train::get_string(a, "config");
   text.replace(text.find("hidden_size = 16"), 16, "hidden_size = 12");
-  app::write_checkpoint(dir + "/edited.pt", "lm", "", [&](torch::serialize::OutputArchive& out) {
-    app::put_string(out, "config", text);
+  train::write_checkpoint(dir + "/edited.pt", "lm", "", [&](torch::serialize::OutputArchive& out) {
+    train::put_string(out, "config", text);
     auto m = lm::load_model(dir + "/run/best.pt", torch::kCPU);
     torch::serialize::OutputArchive mo, to;
     m.model->save(mo);
-    app::put_string(to, "vocab", m.vocab.to_string());
+    train::put_string(to, "vocab", m.vocab.to_string());
     out.write("model", mo);
     out.write("task", to);
   });
-  expect_message<app::CheckpointError>([&] { lm::load_model(dir + "/edited.pt", torch::kCPU); },
-                                       {"edited.pt: parameter ",
-                                        "in the checkpoint, but the model "
-                                        "its config describes has",
-                                        "12"});
+  expect_message<train::CheckpointError>([&] { lm::load_model(dir + "/edited.pt", torch::kCPU); },
+                                         {"edited.pt: parameter ",
+                                          "in the checkpoint, but the model "
+                                          "its config describes has",
+                                          "12"});
 }
 
 TEST(HardeningRound2, NGramModelsCarryAChecksum) {
@@ -296,7 +292,8 @@ TEST(HardeningRound2, ReportsAndVectorsSayWhatIsWrong) {
   for (int64_t i = 0; i < 62; ++i) gold.push_back(i % 30), pred.push_back((i * 7) % 30);
   std::vector<std::string> labels;
   for (int k = 0; k < 31; ++k) labels.push_back("c" + std::to_string(k));
-  const std::string report = app::format_report(app::classification_report(gold, pred, 31), labels);
+  const std::string report =
+      train::format_report(train::classification_report(gold, pred, 31), labels);
   EXPECT_NE(report.find("confusion matrix: not shown for 31 classes (more than 30); --json has it"),
             std::string::npos)
       << report;
@@ -307,9 +304,9 @@ TEST(HardeningRound2, ReportsAndVectorsSayWhatIsWrong) {
 
 TEST(HardeningRound2, AFullDeviceIsNamedNotAnUnknownError) {
   if (::access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no /dev/full";
-  expect_message<app::IoError>(
+  expect_message<train::IoError>(
       [] {
-        app::OutputFile f("/dev/full");
+        train::OutputFile f("/dev/full");
         f << std::string(1 << 16, 'x');
         f.close();
       },

@@ -9,7 +9,7 @@
 #include <rnnkit/train/config.h>
 #include "ner/conlleval.h"
 #include "ner/ner.h"
-#include "test_util.h"
+#include "test_train_util.h"
 
 using namespace rnnkit;
 using data::TagScheme;
@@ -439,7 +439,7 @@ TEST(NerModel, CasingClassesAreUnicodeAware) {
 
 TEST(NerApp, TrainsEvaluatesAndPredictsInTheInputScheme) {
   const auto dir = rnnkit_test::temp_dir("ner_e2e");
-  app::ConfigReader config(toy_config(dir));
+  train::ConfigReader config(toy_config(dir));
   const auto r = ner::train(config, rnnkit_test::quiet_run(dir + "/run"));
   EXPECT_GE(r.best.get("val_f1"), 0.95) << "the toy data is easy";
 
@@ -477,7 +477,7 @@ TEST(NerApp, BinaryNameTagsThroughRenaming) {
       "[model]\nword_embedding_size = 8\nchar_features = \"none\"\ncasing_size = 2\nhidden_size = "
       "8\ndropout = 0.0\n"
       "[train]\nepochs = 4\nbatch_size = 8\nlearning_rate = 0.02\nseed = 1\n");
-  app::ConfigReader config(cfg);
+  train::ConfigReader config(cfg);
   const auto r = ner::train(config, rnnkit_test::quiet_run(dir + "/run"));
   EXPECT_GE(r.best.get("val_f1"), 0.95);
   auto m = ner::load_model(dir + "/run/best.pt", torch::kCPU);
@@ -492,15 +492,15 @@ TEST(NerApp, BinaryNameTagsThroughRenaming) {
 TEST(NerApp, ResumesAnInterruptedRun) {
   const auto dir = rnnkit_test::temp_dir("ner_resume");
   const auto cfg = toy_config(dir);
-  app::ConfigReader c1(cfg);
+  train::ConfigReader c1(cfg);
   const auto full = ner::train(c1, rnnkit_test::quiet_run(dir + "/full"));
   auto part = rnnkit_test::quiet_run(dir + "/part");
   part.max_steps = 20;  // stops inside epoch 3 (8 batches per epoch)
-  app::ConfigReader c2(cfg);
+  train::ConfigReader c2(cfg);
   ner::train(c2, part);
   part.max_steps = 0;
   part.resume = true;
-  app::ConfigReader c3(cfg);
+  train::ConfigReader c3(cfg);
   const auto resumed = ner::train(c3, part);
   EXPECT_NEAR(resumed.last.get("val_f1"), full.last.get("val_f1"), 1e-9);
   EXPECT_EQ(resumed.steps, full.steps);
@@ -510,7 +510,7 @@ TEST(NerApp, BadInputNamesFileLineAndExpectation) {
   const auto dir = rnnkit_test::temp_dir("ner_bad");
   const auto cfg = toy_config(dir, "tag_scheme = \"iobes\"\n");
   rnnkit_test::write_file(dir, "dev.conll", "Anna I-PER\nSmith X-PER\n");
-  app::ConfigReader config(cfg);
+  train::ConfigReader config(cfg);
   rnnkit_test::expect_message<data::DataError>(
       [&] { ner::train(config, rnnkit_test::quiet_run(dir + "/run")); },
       {"dev.conll:2", "X-PER", "iob1"});
@@ -518,16 +518,16 @@ TEST(NerApp, BadInputNamesFileLineAndExpectation) {
       rnnkit_test::write_file(dir, "bad.toml",
                               "[data]\ntrain = \"train.conll\"\nvalid = \"dev.conll\"\n"
                               "[model]\ndecoder = \"hmm\"\n");
-  app::ConfigReader c2(bad);
-  rnnkit_test::expect_message<app::ConfigError>([&] { ner::NerConfig::read(c2); },
-                                                {"decoder", "hmm", "crf"});
+  train::ConfigReader c2(bad);
+  rnnkit_test::expect_message<train::ConfigError>([&] { ner::NerConfig::read(c2); },
+                                                  {"decoder", "hmm", "crf"});
   const auto rename =
       rnnkit_test::write_file(dir, "r.toml",
                               "[data]\ntrain = \"train.conll\"\nvalid = \"dev.conll\"\n"
                               "rename_tags = [\"1:I-NAME\"]\n");
-  app::ConfigReader c3(rename);
-  rnnkit_test::expect_message<app::ConfigError>([&] { ner::NerConfig::read(c3); },
-                                                {"rename_tags", "FILE_TAG=ENTITY_TAG", "1:I-NAME"});
+  train::ConfigReader c3(rename);
+  rnnkit_test::expect_message<train::ConfigError>(
+      [&] { ner::NerConfig::read(c3); }, {"rename_tags", "FILE_TAG=ENTITY_TAG", "1:I-NAME"});
 }
 
 TEST(NerApp, PretrainedVectorsWithLowercaseFallback) {
@@ -538,8 +538,8 @@ TEST(NerApp, PretrainedVectorsWithLowercaseFallback) {
       dir, "vec.txt",
       "anna 1 2 3 4 5 6 7 8\nSmith -1 -2 -3 -4 -5 -6 -7 -8\nsmith 9 9 9 9 9 9 9 9\n");
   const auto cfg = toy_config(dir, "pretrained = \"vec.txt\"\n");
-  app::ConfigReader config(cfg, {"data.lowercase=false", "train.optimizer=\"sgd\"",
-                                 "train.learning_rate=1e-12", "train.epochs=1"});
+  train::ConfigReader config(cfg, {"data.lowercase=false", "train.optimizer=\"sgd\"",
+                                   "train.learning_rate=1e-12", "train.epochs=1"});
   ner::train(config, rnnkit_test::quiet_run(dir + "/run"));
   auto m = ner::load_model(dir + "/run/last.pt", torch::kCPU);
   const auto row = [&](const std::string& w) {

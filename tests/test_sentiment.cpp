@@ -8,7 +8,7 @@
 #include <rnnkit/train/checkpoint.h>
 #include <rnnkit/train/config.h>
 #include "sentiment/sentiment.h"
-#include "test_util.h"
+#include "test_train_util.h"
 
 using namespace rnnkit;
 using rnnkit_test::max_abs_diff;
@@ -45,7 +45,7 @@ std::string tiny_config(const std::string& dir, const std::string& extra = "") {
 TEST(Sentiment, ClassificationReportWorkedExample) {
   // gold:      0 0 0 1 1 2
   // predicted: 0 0 1 1 2 2
-  const auto r = app::classification_report({0, 0, 0, 1, 1, 2}, {0, 0, 1, 1, 2, 2}, 3);
+  const auto r = train::classification_report({0, 0, 0, 1, 1, 2}, {0, 0, 1, 1, 2, 2}, 3);
   EXPECT_DOUBLE_EQ(r.accuracy, 4.0 / 6);
   // class 0: P 1, R 2/3 -> F1 0.8; class 1: P 1/2, R 1/2 -> 0.5; class 2: P 1/2, R 1 -> 2/3
   EXPECT_NEAR(r.f1[0], 0.8, 1e-12);
@@ -71,10 +71,10 @@ TEST(Sentiment, ClassificationReportWorkedExample) {
       "    accuracy                         0.6667         6\n"
       "   macro avg     0.6667    0.7222    0.6556         6\n"
       "weighted avg     0.7500    0.6667    0.6778         6\n";
-  const auto text = app::format_report(r, {"neg", "neu", "pos"});
+  const auto text = train::format_report(r, {"neg", "neu", "pos"});
   EXPECT_EQ(text.substr(0, sklearn.size()), sklearn) << text;
   EXPECT_NE(text.find("confusion matrix"), std::string::npos);
-  const auto j = app::to_json(r, {"neg", "neu", "pos"});
+  const auto j = train::to_json(r, {"neg", "neu", "pos"});
   EXPECT_EQ(j["classes"]["neu"]["support"], 2);
   EXPECT_NEAR(j["weighted avg"]["f1"].get<double>(), r.weighted_f1, 1e-15);
 }
@@ -134,7 +134,7 @@ TEST(Sentiment, PretrainedVectorsWithLowercasedFallback) {
 
 TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
   const auto dir = dir_for("e2e");
-  app::ConfigReader c(tiny_config(dir));
+  train::ConfigReader c(tiny_config(dir));
   const auto r = sentiment::train(c, rnnkit_test::quiet_run(dir + "/run"));
   EXPECT_GE(r.best.get("val_accuracy"), 0.9);
   auto m = sentiment::load_model(dir + "/run/best.pt", torch::kCPU);
@@ -150,8 +150,8 @@ TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
   // Selection on a tenth of each fold's training part (the default valid_fraction), then the
   // fixed-epoch variant that scores the last epoch.
   for (const char* fraction : {"0.1", "0"}) {
-    app::ConfigReader cvc(tiny_config(dir, "early_stopping = 2\n"),
-                          {std::string("data.valid_fraction=") + fraction});
+    train::ConfigReader cvc(tiny_config(dir, "early_stopping = 2\n"),
+                            {std::string("data.valid_fraction=") + fraction});
     const auto out = dir + "/cv" + fraction;
     const auto cv = sentiment::cross_validate(cvc, rnnkit_test::quiet_run(out));
     EXPECT_FALSE(cv.interrupted);
@@ -173,8 +173,8 @@ TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
     }
     auto again = rnnkit_test::quiet_run(out);
     again.resume = true;
-    app::ConfigReader cvr(tiny_config(dir, "early_stopping = 2\n"),
-                          {std::string("data.valid_fraction=") + fraction});
+    train::ConfigReader cvr(tiny_config(dir, "early_stopping = 2\n"),
+                            {std::string("data.valid_fraction=") + fraction});
     EXPECT_EQ(sentiment::cross_validate(cvr, again).accuracy, cv.accuracy);
     EXPECT_EQ(epochs_logged(), before);
   }
@@ -183,7 +183,7 @@ TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
 TEST(Sentiment, EnsembleAveragesProbabilities) {
   const auto dir = dir_for("ensemble");
   for (const char* seed : {"2", "3"}) {
-    app::ConfigReader c(tiny_config(dir), {std::string("train.seed=") + seed, "train.epochs=2"});
+    train::ConfigReader c(tiny_config(dir), {std::string("train.seed=") + seed, "train.epochs=2"});
     sentiment::train(c, rnnkit_test::quiet_run(dir + "/s" + seed));
   }
   auto models = sentiment::load_models({dir + "/s2/last.pt", dir + "/s3/last.pt"}, torch::kCPU);
@@ -201,9 +201,9 @@ TEST(Sentiment, EnsembleAveragesProbabilities) {
   EXPECT_EQ(n, 120);  // every text of both files, once
   EXPECT_GE(both.accuracy, one.accuracy - 0.1);
 
-  app::ConfigReader other(tiny_config(dir), {"data.classes=[\"yes\", \"no\"]", "train.epochs=1"});
+  train::ConfigReader other(tiny_config(dir), {"data.classes=[\"yes\", \"no\"]", "train.epochs=1"});
   sentiment::train(other, rnnkit_test::quiet_run(dir + "/other"));
-  rnnkit_test::expect_message<app::CheckpointError>(
+  rnnkit_test::expect_message<train::CheckpointError>(
       [&] {
         sentiment::load_models({dir + "/s2/last.pt", dir + "/other/last.pt"}, torch::kCPU);
       },
@@ -262,7 +262,7 @@ TEST(Sentiment, BiLMLossAgainstStepByStep) {
 TEST(Sentiment, PretrainThenClassifyAndResumeExactly) {
   const auto dir = dir_for("pretrain");
   const std::string extra = "[pretrain]\nepochs = 2\n";
-  app::ConfigReader c(tiny_config(dir, extra));
+  train::ConfigReader c(tiny_config(dir, extra));
   const auto full = sentiment::train(c, rnnkit_test::quiet_run(dir + "/full"));
   EXPECT_GE(full.best.get("val_accuracy"), 0.9);
   std::ifstream csv(dir + "/full/pretrain/metrics.csv");
@@ -274,12 +274,12 @@ TEST(Sentiment, PretrainThenClassifyAndResumeExactly) {
   // Stopped inside pretraining, then resumed: the same weights as the uninterrupted run.
   auto cut = rnnkit_test::quiet_run(dir + "/cut");
   cut.max_steps = 5;
-  app::ConfigReader c2(tiny_config(dir, extra));
+  train::ConfigReader c2(tiny_config(dir, extra));
   EXPECT_TRUE(sentiment::train(c2, cut).interrupted);
   EXPECT_FALSE(fs::exists(dir + "/cut/last.pt")) << "the classifier has not started";
   cut.max_steps = 0;
   cut.resume = true;
-  app::ConfigReader c3(tiny_config(dir, extra));
+  train::ConfigReader c3(tiny_config(dir, extra));
   const auto resumed = sentiment::train(c3, cut);
   EXPECT_DOUBLE_EQ(resumed.last.get("val_accuracy"), full.last.get("val_accuracy"));
   auto a = sentiment::load_model(dir + "/full/last.pt", torch::kCPU);
@@ -288,20 +288,21 @@ TEST(Sentiment, PretrainThenClassifyAndResumeExactly) {
   ASSERT_EQ(pa.size(), pb.size());
   for (size_t i = 0; i < pa.size(); ++i) EXPECT_EQ(max_abs_diff(pa[i], pb[i]), 0.0) << i;
 
-  app::ConfigReader deep(tiny_config(dir, extra), {"model.num_layers=2"});
-  rnnkit_test::expect_message<app::ConfigError>(
+  train::ConfigReader deep(tiny_config(dir, extra), {"model.num_layers=2"});
+  rnnkit_test::expect_message<train::ConfigError>(
       [&] { sentiment::SentimentConfig::read(deep); },
       {"key pretrain.epochs", "would see the word it predicts"});
-  app::ConfigReader stop(tiny_config(dir, extra + "early_stopping = 2\n"));
-  rnnkit_test::expect_message<app::ConfigError>([&] { sentiment::SentimentConfig::read(stop); },
-                                                {"fixed number of epochs"});
+  train::ConfigReader stop(tiny_config(dir, extra + "early_stopping = 2\n"));
+  rnnkit_test::expect_message<train::ConfigError>([&] { sentiment::SentimentConfig::read(stop); },
+                                                  {"fixed number of epochs"});
 }
 
 TEST(Sentiment, ConfigErrors) {
   const auto dir = dir_for("cfg");
-  app::ConfigReader c(tiny_config(dir), {"data.classes=[\"pos\"]"});
-  rnnkit_test::expect_message<app::ConfigError>([&] { sentiment::SentimentConfig::read(c); },
-                                                {"one class per train file (2 files, 1 classes)"});
-  app::ConfigReader p(tiny_config(dir), {"model.pooling=avg"});
-  EXPECT_THROW(sentiment::SentimentConfig::read(p), app::ConfigError);
+  train::ConfigReader c(tiny_config(dir), {"data.classes=[\"pos\"]"});
+  rnnkit_test::expect_message<train::ConfigError>(
+      [&] { sentiment::SentimentConfig::read(c); },
+      {"one class per train file (2 files, 1 classes)"});
+  train::ConfigReader p(tiny_config(dir), {"model.pooling=avg"});
+  EXPECT_THROW(sentiment::SentimentConfig::read(p), train::ConfigError);
 }

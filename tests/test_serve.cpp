@@ -14,10 +14,10 @@
 #include "ner/ner.h"
 #include "sentiment/sentiment.h"
 #include "serve/serve.h"
-#include "test_util.h"
+#include "test_train_util.h"
 
 using namespace rnnkit;
-using app::Json;
+using train::Json;
 
 namespace {
 
@@ -46,7 +46,7 @@ struct Models {
       tsv += std::string(bad[i % 5]) + " " + std::to_string(i % 3) + "\t0\n";
     }
     rnnkit_test::write_file(dir, "s.tsv", tsv);
-    app::ConfigReader sc(rnnkit_test::write_file(
+    train::ConfigReader sc(rnnkit_test::write_file(
         dir, "s.toml",
         "[data]\nformat = \"tsv\"\nlabel_last = true\ntrain = \"s.tsv\"\nvalid = \"s.tsv\"\n"
         "[model]\ncell = \"gru\"\nembedding_size = 8\nhidden_size = 8\ndropout = 0.0\n"
@@ -56,7 +56,7 @@ struct Models {
 
     rnnkit_test::write_file(dir, "train.conll", toy_conll(40, 0));
     rnnkit_test::write_file(dir, "dev.conll", toy_conll(8, 3));
-    app::ConfigReader nc(rnnkit_test::write_file(
+    train::ConfigReader nc(rnnkit_test::write_file(
         dir, "n.toml",
         "[data]\ntrain = \"train.conll\"\nvalid = \"dev.conll\"\n"
         "[model]\nword_embedding_size = 8\nchar_embedding_size = 4\nchar_hidden_size = 4\n"
@@ -68,7 +68,7 @@ struct Models {
     std::string text;
     for (int i = 0; i < 40; ++i) text += "the cat sat on the mat " + std::to_string(i % 5) + "\n";
     rnnkit_test::write_file(dir, "lm.txt", text);
-    app::ConfigReader lc(rnnkit_test::write_file(
+    train::ConfigReader lc(rnnkit_test::write_file(
         dir, "l.toml",
         "[data]\nlevel = \"char\"\ntrain = \"lm.txt\"\nvalid = \"lm.txt\"\nbptt = 8\n"
         "[model]\nembedding_size = 8\nhidden_size = 16\n"

@@ -6,12 +6,12 @@
 #include <fstream>
 #include <functional>
 #include <initializer_list>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include <rnnkit/rnnkit.h>
 
-#include <rnnkit/train/train.h>
 #include "mgu_cell.h"
 
 namespace rnnkit_test {
@@ -144,13 +144,10 @@ inline void gradcheck(const std::function<torch::Tensor()>& loss,
   EXPECT_GT(checked, 0);
 }
 
-/// Run options for a training run inside a test: one thread, no progress output.
-inline rnnkit::app::RunOptions quiet_run(const std::string& dir) {
-  rnnkit::app::RunOptions r;
-  r.run_dir = dir;
-  r.quiet = true;
-  r.threads = 1;
-  return r;
+/// The bytes of a file ("" when it cannot be read).
+inline std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
 }
 
 }  // namespace rnnkit_test

@@ -34,7 +34,7 @@ gradflow::CellSetup parse_setup(const std::string& spec, const std::string& wher
   size_t colon = rest.find(':');
   s.cell = rest.substr(0, colon);
   if (!has_cell(s.cell))
-    throw app::ConfigError(where + ": unknown cell '" + s.cell + "' in '" + spec + "'");
+    throw train::ConfigError(where + ": unknown cell '" + s.cell + "' in '" + spec + "'");
   while (colon != std::string::npos) {
     rest = rest.substr(colon + 1);
     colon = rest.find(':');
@@ -48,16 +48,16 @@ gradflow::CellSetup parse_setup(const std::string& spec, const std::string& wher
       }
       // The apps' range for forget_bias: NaN or infinity would only write -nan CSVs.
       if (used == 0 || used != part.size() - 3 || !std::isfinite(fb) || fb < -100 || fb > 100) {
-        throw app::ConfigError(where +
-                               ": expected fb=NUMBER with the number in [-100, 100], got '" + part +
-                               "' in '" + spec + "'");
+        throw train::ConfigError(where +
+                                 ": expected fb=NUMBER with the number in [-100, 100], got '" +
+                                 part + "' in '" + spec + "'");
       }
       s.forget_bias = fb;
     } else {
       try {
         s.init = parse_init(part);
       } catch (const c10::Error&) {
-        throw app::ConfigError(
+        throw train::ConfigError(
             where + ": expected an init (uniform, xavier, he, orthogonal) or fb=X, got '" + part +
             "' in '" + spec + "'");
       }
@@ -66,11 +66,11 @@ gradflow::CellSetup parse_setup(const std::string& spec, const std::string& wher
   return s;
 }
 
-std::vector<gradflow::CellSetup> setups(app::ConfigReader& c, const std::string& section) {
+std::vector<gradflow::CellSetup> setups(train::ConfigReader& c, const std::string& section) {
   std::vector<gradflow::CellSetup> out;
   for (const auto& spec : c.get_string_list(section, "cells"))
     out.push_back(parse_setup(spec, c.where(section, "cells")));
-  if (out.empty()) throw app::ConfigError(c.path() + ": [" + section + "] needs cells");
+  if (out.empty()) throw train::ConfigError(c.path() + ": [" + section + "] needs cells");
   return out;
 }
 
@@ -117,7 +117,7 @@ struct NormsConfig {
   std::vector<gradflow::CellSetup> cells;
   int64_t T, B, D, H;
   uint64_t seed;
-  static NormsConfig read(app::ConfigReader& c) {
+  static NormsConfig read(train::ConfigReader& c) {
     return {setups(c, "norms"),
             c.get_int("norms", "T", 100, 2, 100000),
             c.get_int("norms", "batch", 16, 1, 65536),
@@ -135,7 +135,7 @@ void run_norms(const NormsConfig& n, const std::string& out) {
   for (const auto& s : cells) g.push_back(gradflow::gradient_norms(s, T, B, D, H, seed));
   for (const std::string which : {"a", "x"}) {
     const std::string csv = out + "/grad_norms_d" + which + ".csv";
-    app::OutputFile f(csv);
+    train::OutputFile f(csv);
     f << "t";
     for (const auto& s : cells) f << "," << s.label();
     f << "\n";
@@ -164,7 +164,7 @@ struct AgreementConfig {
   std::vector<gradflow::CellSetup> cells;
   std::vector<int64_t> gaps;
   gradflow::AgreementOptions o;
-  static AgreementConfig read(app::ConfigReader& c) {
+  static AgreementConfig read(train::ConfigReader& c) {
     AgreementConfig a;
     a.cells = setups(c, "agreement");
     a.gaps = c.get_int_list("agreement", "gaps", {2, 5, 10, 20, 40}, 0, 100000);
@@ -185,7 +185,7 @@ void run_agreement(const AgreementConfig& a, const std::string& out) {
   const auto& gaps = a.gaps;
   const auto& o = a.o;
   const std::string csv = out + "/agreement.csv";
-  app::OutputFile f(csv);
+  train::OutputFile f(csv);
   f << "gap";
   for (const auto& s : cells) f << "," << s.label();
   f << "\n";
@@ -214,7 +214,7 @@ void run_agreement(const AgreementConfig& a, const std::string& out) {
 struct ExplodeConfig {
   gradflow::ExplodeOptions o;
   double clip_norm, clip_value;
-  static ExplodeConfig read(app::ConfigReader& c) {
+  static ExplodeConfig read(train::ConfigReader& c) {
     ExplodeConfig e;
     auto& o = e.o;
     o.T = c.get_int("explode", "T", o.T, 1, 100000);
@@ -246,7 +246,7 @@ void run_explode(const ExplodeConfig& e, const std::string& out) {
   ov.clip_value = clip_value;
   runs.push_back({fmt::format("clip by value {:g}", clip_value), gradflow::explode(ov)});
   const std::string csv = out + "/explode.csv";
-  app::OutputFile f(csv);
+  train::OutputFile f(csv);
   f << "step";
   for (const auto& r : runs) f << "," << r.name << " (gradient norm)";
   for (const auto& r : runs) f << "," << r.name << " (loss)";
@@ -299,9 +299,9 @@ int run(int argc, char** argv) {
       cxxopts::value<int>()->default_value("0"))("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  auto config = app::load_config(args);
+  auto config = train::load_config(args);
   const std::string out = args["out"].as<std::string>();
-  at::set_num_threads(app::resolve_threads(args["threads"].as<int>()));
+  at::set_num_threads(train::resolve_threads(args["threads"].as<int>()));
   // The sections this command runs must be there; the others are checked only if present, so a
   // typo fails before any experiment runs and `norms` does not need [agreement].
   const bool do_norms = all || cmd == "norms", do_agree = all || cmd == "agreement",
@@ -318,8 +318,8 @@ int run(int argc, char** argv) {
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec || !fs::is_directory(out)) {
-    throw app::IoError("cannot create the output folder " + out + ": " +
-                       (ec ? ec.message() : std::string("a file of that name exists")));
+    throw train::IoError("cannot create the output folder " + out + ": " +
+                         (ec ? ec.message() : std::string("a file of that name exists")));
   }
   try {
     if (do_norms) run_norms(*norms, out);
@@ -335,7 +335,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return rnnkit::app::run_app(
+  return rnnkit::train::run_app(
       "rnnkit-gradflow",
       {{"norms", "||dL/da<t>|| and ||dL/dx<t>|| back through time, per cell ([norms])", run},
        {"agreement", "number agreement across growing gaps: which cells learn it ([agreement])",

@@ -20,13 +20,13 @@ using data::Vocab;
 using torch::Tensor;
 namespace F = torch::nn::functional;
 
-LMConfig LMConfig::read(app::ConfigReader& c) {
+LMConfig LMConfig::read(train::ConfigReader& c) {
   LMConfig l;
   l.level = c.get_choice("data", "level", "", {"char", "word"});
   l.train_path = c.get_path("data", "train");
   l.valid_path = c.get_path("data", "valid");
   if (l.train_path.empty() || l.valid_path.empty()) {
-    throw app::ConfigError(c.path() + ": [data] needs both train and valid files");
+    throw train::ConfigError(c.path() + ": [data] needs both train and valid files");
   }
   l.test_path = c.get_path("data", "test");
   l.encoding = c.get_encoding("data", "encoding");
@@ -35,25 +35,25 @@ LMConfig LMConfig::read(app::ConfigReader& c) {
   l.min_count = c.get_int("data", "min_count", 1, 1);
   l.batching = c.get_choice("data", "batching", "stream", {"stream", "sentences"});
   if (l.batching == "sentences" && l.level == "char") {
-    throw app::ConfigError(c.where("data", "batching") +
-                           ": batching = \"sentences\" needs level = \"word\"");
+    throw train::ConfigError(c.where("data", "batching") +
+                             ": batching = \"sentences\" needs level = \"word\"");
   }
   l.bptt = c.get_int("data", "bptt", 100, 1, 100000);
   l.eval_batch_size = c.get_int("data", "eval_batch_size", 1, 1, 65536);
 
-  l.rnn = app::RecurrentSpec::read(c, "model", l.rnn);
-  l.embedding_size = c.get_int("model", "embedding_size", 64, 0, app::kMaxWidth);
+  l.rnn = train::RecurrentSpec::read(c, "model", l.rnn);
+  l.embedding_size = c.get_int("model", "embedding_size", 64, 0, train::kMaxWidth);
   l.dropout = c.get_double("model", "dropout", 0, 0, 0.99);
   l.embedding_dropout = c.get_double("model", "embedding_dropout", 0, 0, 0.99);
   l.variational_dropout = c.get<bool>("model", "variational_dropout", false);
   l.tie_weights = c.get<bool>("model", "tie_weights", false);
   if (l.tie_weights && l.embedding_size != l.rnn.hidden_size) {
-    throw app::ConfigError(c.where("model", "tie_weights") +
-                           ": tied weights need embedding_size == hidden_size, got " +
-                           std::to_string(l.embedding_size) + " and " +
-                           std::to_string(l.rnn.hidden_size));
+    throw train::ConfigError(c.where("model", "tie_weights") +
+                             ": tied weights need embedding_size == hidden_size, got " +
+                             std::to_string(l.embedding_size) + " and " +
+                             std::to_string(l.rnn.hidden_size));
   }
-  l.train = app::TrainOptions::read(c);
+  l.train = train::TrainOptions::read(c);
   c.reject_unknown_keys();
   return l;
 }
@@ -126,7 +126,7 @@ std::vector<State> detached(const std::vector<State>& states) {
   return out;
 }
 
-class LMTask : public app::Task {
+class LMTask : public train::Task {
  public:
   LMTask(const LMConfig& c, Vocab vocab, const std::vector<int64_t>& train_ids,
          std::vector<int64_t> valid_ids, LanguageModel model, torch::Device device)
@@ -163,18 +163,17 @@ class LMTask : public app::Task {
     // window of the previous epoch belongs to the streams' ends.
     carried_.clear();
     if (batcher_) return batcher_->num_windows(c_.bptt);
-    plan_ = app::plan_epoch(lengths_, c_.train, epoch);
+    plan_ = train::plan_epoch(lengths_, c_.train, epoch, shard());
     return static_cast<int64_t>(plan_.size());
   }
 
-  app::BatchLoss train_batch(int64_t i) override {
+  train::BatchLoss train_batch(int64_t i) override {
     const int64_t V = vocab_.size();
     if (batcher_) {
       auto [x, y] = batcher_->window(i, c_.bptt);
-      // Data-parallel: rank r trains on its own columns (streams) of the global batch.
-      const int64_t b = x.size(1) / app::dist::world_size();
-      x = x.narrow(1, app::dist::rank() * b, b);
-      y = y.narrow(1, app::dist::rank() * b, b);
+      // This shard's columns (streams) of the global batch.
+      x = shard().slice(x, 1);
+      y = shard().slice(y, 1);
       auto out = model_->forward(x.to(device_), carried_);
       carried_ = detached(out.states);  // truncated BPTT: carry the state, not its graph
       const Tensor yd = y.to(device_).reshape(-1);
@@ -201,9 +200,9 @@ class LMTask : public app::Task {
             x.lengths.sum().item<int64_t>()};
   }
 
-  app::Metrics evaluate() override {
+  train::Metrics evaluate() override {
     const Perplexity p = evaluate_stream(*model_, valid_ids_, c_.bptt, c_.eval_batch_size, device_);
-    app::Metrics m;
+    train::Metrics m;
     m.values = {{"val_loss", p.loss}, {"val_ppl", p.perplexity()}};
     if (c_.level == "char") m.values.push_back({"val_bpc", p.bits_per_token()});
     m.main = "val_loss";
@@ -211,28 +210,28 @@ class LMTask : public app::Task {
   }
 
   void save_state(torch::serialize::OutputArchive& a) const override {
-    app::put_string(a, "vocab", vocab_.to_string());
-    app::put_int(a, "carried", static_cast<int64_t>(carried_.size()));
-    // The whole global batch's state, gathered from every rank in stream order, so that a run
-    // resumes with any world size.
-    auto whole = [](const Tensor& t) { return torch::cat(app::dist::all_gather(t.cpu()), 0); };
+    train::put_string(a, "vocab", vocab_.to_string());
+    train::put_int(a, "carried", static_cast<int64_t>(carried_.size()));
+  }
+
+  /// The carried state, whose rows are this shard's streams: fit() writes the global batch's.
+  std::vector<std::pair<std::string, Tensor>> sharded_state() const override {
+    std::vector<std::pair<std::string, Tensor>> out;
     for (size_t i = 0; i < carried_.size(); ++i) {
-      a.write("a" + std::to_string(i), whole(carried_[i].a), true);
-      if (carried_[i].c.defined()) a.write("c" + std::to_string(i), whole(carried_[i].c), true);
+      out.emplace_back("a" + std::to_string(i), carried_[i].a);
+      if (carried_[i].c.defined()) out.emplace_back("c" + std::to_string(i), carried_[i].c);
     }
+    return out;
   }
 
   void load_state(torch::serialize::InputArchive& a) override {
-    if (!(Vocab::from_string(app::get_string(a, "vocab"), "checkpoint") == vocab_)) {
-      throw app::CheckpointError(
+    if (!(Vocab::from_string(train::get_string(a, "vocab"), "checkpoint") == vocab_)) {
+      throw train::CheckpointError(
           "the checkpoint's vocabulary differs from the one built from "
           "the config's data");
     }
-    carried_.assign(static_cast<size_t>(app::get_int(a, "carried")), State{});
-    auto mine = [](const Tensor& t) {
-      const int64_t b = t.size(0) / app::dist::world_size();
-      return t.narrow(0, app::dist::rank() * b, b).contiguous();
-    };
+    carried_.assign(static_cast<size_t>(train::get_int(a, "carried")), State{});
+    auto mine = [this](const Tensor& t) { return shard().slice(t).contiguous(); };
     for (size_t i = 0; i < carried_.size(); ++i) {
       a.read("a" + std::to_string(i), carried_[i].a, true);
       Tensor c;
@@ -267,7 +266,7 @@ Perplexity evaluate_stream(LanguageModelImpl& model, const std::vector<int64_t>&
   double total = 0;
   int64_t count = 0;
   for (int64_t k = 0; k < batcher.num_windows(bptt); ++k) {
-    app::throw_if_stopped();
+    train::throw_if_stopped();
     auto [x, y] = batcher.window(k, bptt);
     auto out = model.forward(x.to(device), states);
     states = std::move(out.states);
@@ -282,21 +281,21 @@ Perplexity evaluate_stream(LanguageModelImpl& model, const std::vector<int64_t>&
 }
 
 Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
-  auto saved = app::open_saved_run(checkpoint, "lm");
+  auto saved = train::open_saved_run(checkpoint, "lm");
   Loaded m;
   m.config = LMConfig::read(saved.config);
-  m.vocab = Vocab::from_string(app::get_string(saved.task, "vocab"), checkpoint + "#vocab");
+  m.vocab = Vocab::from_string(train::get_string(saved.task, "vocab"), checkpoint + "#vocab");
   m.model = LanguageModel(m.config.model_options(m.vocab.size()));
-  app::load_weights(*m.model, saved.model, checkpoint);
-  app::check_finite(*m.model, checkpoint);
+  train::load_weights(*m.model, saved.model, checkpoint);
+  train::check_finite(*m.model, checkpoint);
   m.model->to(device);
   m.model->eval();
   return m;
 }
 
-app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
+train::FitResult train(train::ConfigReader& config, const train::RunOptions& run) {
   const LMConfig c = LMConfig::read(config);
-  const torch::Device device = app::setup_runtime(run, c.train.seed);
+  const torch::Device device = train::setup_runtime(run, c.train.seed);
   const auto train_tokens = c.tokenize_file(c.train_path);
   Vocab vocab = build_vocab(c, train_tokens);
   const auto train_ids = encode_stream(vocab, train_tokens);
@@ -313,8 +312,8 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
                train_ids.size() - 1, valid_ids.size() - 1, vocab.size(), n_params);
   }
   LMTask task(c, std::move(vocab), train_ids, std::move(valid_ids), model, device);
-  auto r = app::fit(task, c.train, run, config.resolved());
-  if (const auto best_path = app::test_checkpoint(run, r, c.test_path)) {
+  auto r = train::fit(task, c.train, run, config.resolved());
+  if (const auto best_path = train::test_checkpoint(run, r, c.test_path)) {
     // As word_language_model does: the test set once, by the model selected on validation.
     auto best = load_model(*best_path, device);
     const auto ids = encode_stream(best.vocab, best.config.tokenize_file(c.test_path));
@@ -323,7 +322,7 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
     r.test.values = {{"test_loss", p.loss}, {"test_ppl", p.perplexity()}};
     if (c.level == "char") r.test.values.push_back({"test_bpc", p.bits_per_token()});
     r.test.main = "test_loss";
-    app::report_test(run, r.test);
+    train::report_test(run, r.test);
   }
   return r;
 }

@@ -15,7 +15,7 @@
 
 namespace rnnkit::lm {
 
-/// [data] and [model] of an lm config ([train] is app::TrainOptions).
+/// [data] and [model] of an lm config ([train] is train::TrainOptions).
 struct LMConfig {
   // [data]
   std::string level;  ///< char or word
@@ -28,16 +28,16 @@ struct LMConfig {
   int64_t bptt = 100;
   int64_t eval_batch_size = 1;  ///< 1: every token scored with the state carried through
   // [model]
-  app::RecurrentSpec rnn{"lstm", 256};
+  train::RecurrentSpec rnn{"lstm", 256};
   int64_t embedding_size = 64;
   double dropout = 0, embedding_dropout = 0;
   bool variational_dropout = false;  ///< one dropout mask per sequence for all time steps
   bool tie_weights = false;
 
-  app::TrainOptions train;
+  train::TrainOptions train;
 
   /// Reads and validates everything, then rejects unknown keys.
-  static LMConfig read(app::ConfigReader& config);
+  static LMConfig read(train::ConfigReader& config);
   LanguageModelOptions model_options(int64_t vocab_size) const;
   /// Identifies the model's shape for checkpoint checks.
   std::string architecture(int64_t vocab_size) const;
@@ -61,7 +61,7 @@ struct Loaded {
 Loaded load_model(const std::string& checkpoint, const torch::Device& device);
 
 /// train: fits from the config, writing checkpoints to run.run_dir.
-app::FitResult train(app::ConfigReader& config, const app::RunOptions& run);
+train::FitResult train(train::ConfigReader& config, const train::RunOptions& run);
 
 struct Perplexity {
   int64_t tokens = 0;

@@ -21,27 +21,15 @@ namespace {
 using namespace rnnkit;
 
 int cmd_train(int argc, char** argv) {
-  cxxopts::Options cli("rnnkit-lm train", "Train a recurrent language model");
-  app::add_train_options(cli);
-  cli.add_options()("h,help", "this help");
-  const auto args = cli.parse(argc, argv);
-  if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  auto config = app::load_config(args);
-  const auto run = app::train_run_options(args, app::default_run_dir(config.path()));
-  const app::StopGuard stop;
-  return app::with_train_log(run, "rnnkit-lm " + app::command_line(argc, argv), [&] {
-    const auto r = lm::train(config, run);
-    if (!run.quiet && !r.interrupted) {
-      std::cerr << "done: " << r.epochs_done << " epochs, " << r.steps << " steps; checkpoints in "
-                << run.run_dir << "\n";
-    }
-    return app::exit_status(r);
-  });
+  return train::train_command(argc, argv, "rnnkit-lm train", "Train a recurrent language model",
+                              [](train::ConfigReader& config, const train::RunOptions& run) {
+                                return train::report_done(run, lm::train(config, run));
+                              });
 }
 
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-lm eval", "Perplexity of a checkpoint on a text file");
-  app::add_model_options(cli);
+  train::add_model_options(cli);
   cli.add_options()("file", "text file, read with the training vocabulary ('-' or none: stdin)",
                     cxxopts::value<std::string>())(
       "batch-size", "parallel streams (1: the state carried through the whole file)",
@@ -49,10 +37,10 @@ int cmd_eval(int argc, char** argv) {
       "json", "print one JSON object of metrics on stdout")("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  app::RunOptions run = app::run_options(args, "");
-  const auto device = app::setup_runtime(run, 0);
-  auto m = lm::load_model(app::required(args, "checkpoint"), device);
-  const std::string file = app::input_file(args);
+  train::RunOptions run = train::run_options(args, "");
+  const auto device = train::setup_runtime(run, 0);
+  auto m = lm::load_model(train::required(args, "checkpoint"), device);
+  const std::string file = train::input_file(args);
   const auto ids = lm::encode_stream(m.vocab, m.config.tokenize_file(file));
   lm::report_unk_rate(file, m.vocab, ids, /*quiet=*/false);
   const int64_t batch_size = args["batch-size"].as<int64_t>();
@@ -65,10 +53,10 @@ int cmd_eval(int argc, char** argv) {
                              ": the loss is not finite; the model produces non-finite values");
   }
   if (args.count("json")) {
-    app::Json j{
+    train::Json j{
         {"file", file}, {"tokens", p.tokens}, {"loss", p.loss}, {"perplexity", p.perplexity()}};
     if (m.config.level == "char") j["bits_per_char"] = p.bits_per_token();
-    app::print_json(std::cout, j);
+    train::print_json(std::cout, j);
   } else {
     std::cout << fmt::format("{}: {} tokens, loss {:.4f} nats/token, perplexity {:.2f}", file,
                              p.tokens, p.loss, p.perplexity());
@@ -81,7 +69,7 @@ int cmd_eval(int argc, char** argv) {
 
 int cmd_sample(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-lm sample", "Generate text from a checkpoint");
-  app::add_model_options(cli);
+  train::add_model_options(cli);
   cli.add_options()("prompt", "text to start from",
                     cxxopts::value<std::string>()->default_value(""))(
       "temperature", "divides the logits (lower: safer)",
@@ -120,12 +108,12 @@ int cmd_sample(int argc, char** argv) {
     throw cxxopts::exceptions::exception("--prompt is not valid UTF-8 (byte " +
                                          std::to_string(bad + 1) + ")");
   }
-  const auto device = app::setup_runtime(app::run_options(args, ""), 0);
-  auto m = lm::load_model(app::required(args, "checkpoint"), device);
+  const auto device = train::setup_runtime(train::run_options(args, ""), 0);
+  auto m = lm::load_model(train::required(args, "checkpoint"), device);
   std::cout << o.prompt << std::flush;
   lm::sample(m, o, device, [](const std::string& piece) {
     std::cout << piece;
-    app::flush_stdout();  // a full disk or a closed pipe stops a long sample at once
+    train::flush_stdout();  // a full disk or a closed pipe stops a long sample at once
   });
   std::cout << "\n";
   return 0;
@@ -133,14 +121,14 @@ int cmd_sample(int argc, char** argv) {
 
 int cmd_score(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-lm score", "Log-probability and perplexity of each line");
-  app::add_model_options(cli);
+  train::add_model_options(cli);
   cli.add_options()("file", "lines to score (default: stdin)", cxxopts::value<std::string>())(
       "json", "JSON lines on stdout")("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  const auto device = app::setup_runtime(app::run_options(args, ""), 0);
-  auto m = lm::load_model(app::required(args, "checkpoint"), device);
-  app::InputBatches input(args, m.config.encoding);
+  const auto device = train::setup_runtime(train::run_options(args, ""), 0);
+  auto m = lm::load_model(train::required(args, "checkpoint"), device);
+  train::InputBatches input(args, m.config.encoding);
   for (std::vector<std::string> lines; input.next(lines);) {
     for (const auto& line : lines) {
       const auto s = lm::score_line(m, line, device);
@@ -149,17 +137,17 @@ int cmd_score(int argc, char** argv) {
                                  "' is not finite");
       // An empty line has no token: no perplexity (null, "-"), not 1.0.
       if (args.count("json")) {
-        app::print_json(std::cout, {{"text", line},
-                                    {"tokens", s.tokens},
-                                    {"logprob", s.logprob},
-                                    {"perplexity", s.tokens > 0 ? app::Json(s.perplexity())
-                                                                : app::Json(nullptr)}});
+        train::print_json(std::cout, {{"text", line},
+                                      {"tokens", s.tokens},
+                                      {"logprob", s.logprob},
+                                      {"perplexity", s.tokens > 0 ? train::Json(s.perplexity())
+                                                                  : train::Json(nullptr)}});
       } else if (s.tokens > 0) {
         std::cout << fmt::format("{:.4f}\t{:.2f}\t{}", s.logprob, s.perplexity(), line) << "\n";
       } else {
         std::cout << "-\t-\t" << line << "\n";
       }
-      app::flush_stdout();
+      train::flush_stdout();
     }
   }
   return 0;
@@ -190,14 +178,14 @@ int cmd_ngram(int argc, char** argv) {
   if (sub.empty()) return std::cerr << cli.help() << "\n", 2;
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   if (sub == "train") {
-    auto config = app::load_config(args);
+    auto config = train::load_config(args);
     const auto c = lm::LMConfig::read(config);
     const auto tokens = c.tokenize_file(c.train_path);
     lm::NGramModel m(args["order"].as<int>(),
                      lm::parse_smoothing(args["smoothing"].as<std::string>()),
                      args["delta"].as<double>(), lm::build_vocab(c, tokens), c.level);
     m.train(lm::encode_stream(m.vocab(), tokens));
-    const std::string out = app::required(args, "output");
+    const std::string out = train::required(args, "output");
     m.save(out);
     const auto sizes = m.sizes();
     std::cerr << "n-gram counts:";
@@ -210,20 +198,20 @@ int cmd_ngram(int argc, char** argv) {
     return 0;
   }
   if (sub == "eval" || sub == "sample") {
-    const auto m = lm::NGramModel::load(app::required(args, "model"));
+    const auto m = lm::NGramModel::load(train::required(args, "model"));
     lm::LMConfig c;  // tokenization only: the level the model was trained at
     c.level = m.level();
     if (sub == "eval") {
-      const std::string file = app::required(args, "file");
+      const std::string file = train::required(args, "file");
       int64_t n = 0;
       const double ce = m.cross_entropy(lm::encode_stream(m.vocab(), c.tokenize_file(file)), &n);
       if (args.count("json")) {
-        app::print_json(std::cout, {{"file", file},
-                                    {"order", m.order()},
-                                    {"smoothing", lm::to_string(m.smoothing())},
-                                    {"tokens", n},
-                                    {"loss", ce},
-                                    {"perplexity", std::exp(ce)}});
+        train::print_json(std::cout, {{"file", file},
+                                      {"order", m.order()},
+                                      {"smoothing", lm::to_string(m.smoothing())},
+                                      {"tokens", n},
+                                      {"loss", ce},
+                                      {"perplexity", std::exp(ce)}});
       } else {
         std::cout << fmt::format("{}: {} tokens, {}-gram {}, loss {:.4f}, perplexity {:.2f}\n",
                                  file, n, m.order(), lm::to_string(m.smoothing()), ce,
@@ -245,13 +233,13 @@ int cmd_ngram(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return rnnkit::app::run_app(
+  return rnnkit::train::run_app(
       "rnnkit-lm",
       {{"train", "train a model from a TOML config", cmd_train},
        {"eval", "perplexity (and bits per character) of a checkpoint on a text file", cmd_eval},
        {"sample", "generate text from a checkpoint", cmd_sample},
        {"score", "log-probability and perplexity of each line of a file or of stdin", cmd_score},
        {"ngram", "the n-gram baseline: ngram train|eval|sample", cmd_ngram},
-       rnnkit::app::plugin_command_entry()},
+       rnnkit::train::plugin_command_entry()},
       argc, argv);
 }

@@ -237,7 +237,7 @@ void NGramModel::save(const std::string& path) const {
     body << raw_[k].size() << "\n";
     for (const auto& [key, c] : raw_[k]) body << key.lo << " " << key.hi << " " << c << "\n";
   }
-  app::write_text_atomically(path, with_header(body.str()));
+  train::write_text_atomically(path, with_header(body.str()));
 }
 
 std::string NGramModel::with_header(const std::string& body) {
@@ -247,7 +247,7 @@ std::string NGramModel::with_header(const std::string& body) {
 }
 
 NGramModel NGramModel::load(const std::string& path) {
-  return from_bytes(app::read_regular_file(path, uint64_t{1} << 32, "n-gram model"), path);
+  return from_bytes(train::read_regular_file(path, uint64_t{1} << 32, "n-gram model"), path);
 }
 
 NGramModel NGramModel::from_bytes(const std::string& bytes, const std::string& path) {

@@ -17,56 +17,44 @@ namespace {
 using namespace rnnkit;
 
 int cmd_train(int argc, char** argv) {
-  cxxopts::Options cli("rnnkit-ner train", "Train a tagger");
-  app::add_train_options(cli);
-  cli.add_options()("h,help", "this help");
-  const auto args = cli.parse(argc, argv);
-  if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  auto config = app::load_config(args);
-  const auto run = app::train_run_options(args, app::default_run_dir(config.path()));
-  const app::StopGuard stop;
-  return app::with_train_log(run, "rnnkit-ner " + app::command_line(argc, argv), [&] {
-    const auto r = ner::train(config, run);
-    if (!run.quiet && !r.interrupted) {
-      std::cerr << "done: " << r.epochs_done << " epochs, " << r.steps << " steps; checkpoints in "
-                << run.run_dir << "\n";
-    }
-    return app::exit_status(r);
-  });
+  return train::train_command(argc, argv, "rnnkit-ner train", "Train a tagger",
+                              [](train::ConfigReader& config, const train::RunOptions& run) {
+                                return train::report_done(run, ner::train(config, run));
+                              });
 }
 
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-ner eval",
                        "Evaluate a checkpoint on a CoNLL file, as conlleval does");
-  app::add_model_options(cli);
+  train::add_model_options(cli);
   cli.add_options()(
       "file", "CoNLL file with gold tags, in the model's scheme and columns ('-' or none: stdin)",
       cxxopts::value<std::string>())("json", "print one JSON object of metrics on stdout")(
       "h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  const auto device = app::setup_runtime(app::run_options(args, ""), 0);
-  auto m = ner::load_model(app::required(args, "checkpoint"), device);
-  const auto ev = ner::evaluate(m, app::input_file(args), device);
+  const auto device = train::setup_runtime(train::run_options(args, ""), 0);
+  auto m = ner::load_model(train::required(args, "checkpoint"), device);
+  const auto ev = ner::evaluate(m, train::input_file(args), device);
   if (!args.count("json")) {
     std::cout << ev.report();
     return 0;
   }
-  app::Json types = app::Json::object();
+  train::Json types = train::Json::object();
   for (const auto& t : ev.by_type()) {
     types[t.type] = {
         {"precision", t.precision}, {"recall", t.recall},       {"f1", t.f1},
         {"gold", t.found_correct},  {"found", t.found_guessed}, {"correct", t.correct}};
   }
-  app::print_json(std::cout, {{"f1", ev.f1()},
-                              {"precision", ev.precision()},
-                              {"recall", ev.recall()},
-                              {"accuracy", ev.accuracy()},
-                              {"tokens", ev.tokens()},
-                              {"gold", ev.found_correct()},
-                              {"found", ev.found_guessed()},
-                              {"correct", ev.correct_chunks()},
-                              {"types", types}});
+  train::print_json(std::cout, {{"f1", ev.f1()},
+                                {"precision", ev.precision()},
+                                {"recall", ev.recall()},
+                                {"accuracy", ev.accuracy()},
+                                {"tokens", ev.tokens()},
+                                {"gold", ev.found_correct()},
+                                {"found", ev.found_guessed()},
+                                {"correct", ev.correct_chunks()},
+                                {"types", types}});
   return 0;
 }
 
@@ -75,7 +63,7 @@ int cmd_predict(int argc, char** argv) {
   cxxopts::Options cli(
       "rnnkit-ner predict",
       "Tag a CoNLL file (--conll), or raw text: one sentence per line of --file or stdin");
-  app::add_model_options(cli);
+  train::add_model_options(cli);
   cli.add_options()("conll",
                     "CoNLL file: tokens in the model's token column; each line is echoed with the "
                     "predicted tag appended",
@@ -88,8 +76,8 @@ int cmd_predict(int argc, char** argv) {
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   if (args.count("conll") && args.count("file"))
     throw cxxopts::exceptions::exception("give --conll or --file, not both");
-  const auto device = app::setup_runtime(app::run_options(args, ""), 0);
-  auto m = ner::load_model(app::required(args, "checkpoint"), device);
+  const auto device = train::setup_runtime(train::run_options(args, ""), 0);
+  auto m = ner::load_model(train::required(args, "checkpoint"), device);
 
   // Sentences as tokens with byte offsets into their text, tagged and written a batch at a time
   // (one line at a time from stdin, so that predict works as a filter in a pipe).
@@ -105,7 +93,8 @@ int cmd_predict(int argc, char** argv) {
     for (size_t i = 0; i < texts.size(); ++i) {
       const auto& internal_i = tagged[i].tags;
       if (args.count("json")) {
-        std::cout << app::json_line(ner::entities_json(texts[i], tokens[i], tagged[i], m)) << "\n";
+        std::cout << train::json_line(ner::entities_json(texts[i], tokens[i], tagged[i], m))
+                  << "\n";
         continue;
       }
       const auto tags =
@@ -117,7 +106,7 @@ int cmd_predict(int argc, char** argv) {
       }
       std::cout << "\n";
     }
-    app::flush_stdout();
+    train::flush_stdout();
   };
   if (args.count("conll")) {
     std::vector<std::string> texts;
@@ -139,7 +128,7 @@ int cmd_predict(int argc, char** argv) {
     emit(texts, tokens, echo);
     return 0;
   }
-  app::InputBatches input(args, m.config.encoding);
+  train::InputBatches input(args, m.config.encoding);
   for (std::vector<std::string> lines; input.next(lines);) {
     std::vector<std::vector<data::TextToken>> tokens;
     for (const auto& line : lines) tokens.push_back(data::tokenize_ptb(line));
@@ -151,7 +140,7 @@ int cmd_predict(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return rnnkit::app::run_app(
+  return rnnkit::train::run_app(
       "rnnkit-ner",
       {{"train", "train a tagger from a TOML config", cmd_train},
        {"eval",
@@ -159,6 +148,6 @@ int main(int argc, char** argv) {
         cmd_eval},
        {"predict", "tag a CoNLL file, or raw text (one sentence per line) from a file or stdin",
         cmd_predict},
-       rnnkit::app::plugin_command_entry()},
+       rnnkit::train::plugin_command_entry()},
       argc, argv);
 }

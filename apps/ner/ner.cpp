@@ -27,12 +27,12 @@ using data::TagScheme;
 using data::Vocab;
 using torch::Tensor;
 
-NerConfig NerConfig::read(app::ConfigReader& c) {
+NerConfig NerConfig::read(train::ConfigReader& c) {
   NerConfig s;
   s.train_path = c.get_path("data", "train");
   s.valid_path = c.get_path("data", "valid");
   if (s.train_path.empty() || s.valid_path.empty()) {
-    throw app::ConfigError(c.path() + ": [data] needs train and valid (CoNLL files)");
+    throw train::ConfigError(c.path() + ": [data] needs train and valid (CoNLL files)");
   }
   s.test_path = c.get_path("data", "test");
   s.scheme = c.get_choice("data", "scheme", "auto", {"auto", "iob1", "iob2", "bio", "iobes", "io"});
@@ -42,8 +42,8 @@ NerConfig NerConfig::read(app::ConfigReader& c) {
   for (const auto& r : c.get_string_list("data", "rename_tags")) {
     const auto eq = r.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == r.size()) {
-      throw app::ConfigError(c.where("data", "rename_tags") +
-                             ": expected entries \"FILE_TAG=ENTITY_TAG\", got '" + r + "'");
+      throw train::ConfigError(c.where("data", "rename_tags") +
+                               ": expected entries \"FILE_TAG=ENTITY_TAG\", got '" + r + "'");
     }
     s.rename_tags.emplace_back(r.substr(0, eq), r.substr(eq + 1));
   }
@@ -54,26 +54,26 @@ NerConfig NerConfig::read(app::ConfigReader& c) {
   s.max_vocab = c.get_int("data", "max_vocab", 0, 0);
   s.max_word_length = c.get_int("data", "max_word_length", s.max_word_length, 1, 10000);
 
-  s.rnn = app::RecurrentSpec::read(c, "model", s.rnn);
+  s.rnn = train::RecurrentSpec::read(c, "model", s.rnn);
   s.char_cell = c.get_cell("model", "char_cell", s.char_cell);
   s.word_embedding_size =
-      c.get_int("model", "word_embedding_size", s.word_embedding_size, 1, app::kMaxWidth);
+      c.get_int("model", "word_embedding_size", s.word_embedding_size, 1, train::kMaxWidth);
   s.pretrained = c.get_path("model", "pretrained");
   s.char_features = c.get_choice("model", "char_features", s.char_features, {"none", "rnn", "cnn"});
   s.char_embedding_size =
-      c.get_int("model", "char_embedding_size", s.char_embedding_size, 1, app::kMaxWidth);
+      c.get_int("model", "char_embedding_size", s.char_embedding_size, 1, train::kMaxWidth);
   s.char_hidden_size =
-      c.get_int("model", "char_hidden_size", s.char_hidden_size, 1, app::kMaxWidth);
+      c.get_int("model", "char_hidden_size", s.char_hidden_size, 1, train::kMaxWidth);
   s.char_kernel = c.get_int("model", "char_kernel", s.char_kernel, 1, 64);
   if (s.char_kernel % 2 == 0)
-    throw app::ConfigError(c.where("model", "char_kernel") + ": must be odd, got " +
-                           std::to_string(s.char_kernel));
-  s.casing_size = c.get_int("model", "casing_size", s.casing_size, 0, app::kMaxWidth);
+    throw train::ConfigError(c.where("model", "char_kernel") + ": must be odd, got " +
+                             std::to_string(s.char_kernel));
+  s.casing_size = c.get_int("model", "casing_size", s.casing_size, 0, train::kMaxWidth);
   s.dropout = c.get_double("model", "dropout", s.dropout, 0, 0.99);
   s.word_dropout = c.get_double("model", "word_dropout", 0, 0, 0.99);
   s.decoder = c.get_choice("model", "decoder", s.decoder, {"crf", "softmax"});
   s.tag_scheme = c.get_choice("model", "tag_scheme", s.tag_scheme, {"iobes", "iob2", "bio"});
-  s.train = app::TrainOptions::read(c);
+  s.train = train::TrainOptions::read(c);
   c.reject_unknown_keys();
   return s;
 }
@@ -241,7 +241,7 @@ std::vector<std::vector<int64_t>> decode_all(TaggerImpl& model, const std::vecto
                    [&](size_t a, size_t b) { return data[a].words.size() < data[b].words.size(); });
   std::vector<std::vector<int64_t>> out(data.size());
   for (size_t a = 0; a < order.size(); a += 64) {
-    app::throw_if_stopped();
+    train::throw_if_stopped();
     std::vector<size_t> idx;
     for (size_t i = a; i < std::min(order.size(), a + 64); ++i) {
       if (!data[order[i]].words.empty()) idx.push_back(order[i]);
@@ -318,7 +318,7 @@ std::vector<size_t> sentence_lengths(const std::vector<Encoded>& sentences) {
   return out;
 }
 
-class NerTask : public app::SentenceTask {
+class NerTask : public train::SentenceTask {
  public:
   NerTask(const NerConfig& c, Lexicon lexicon, std::vector<Encoded> train,
           std::vector<Encoded> valid, std::vector<std::vector<std::string>> valid_gold,
@@ -335,20 +335,20 @@ class NerTask : public app::SentenceTask {
   std::string unit() const override { return "sent"; }
   std::string app_name() const override { return "ner"; }
   std::string architecture() const override { return ner::architecture(c_, lx_); }
-  app::BatchLoss train_on(const std::vector<size_t>& idx) override {
+  train::BatchLoss train_on(const std::vector<size_t>& idx) override {
     auto batch = make_batch(train_, idx);
     // Word dropout: the model learns what to do with words it has not seen.
     batch.words = data::drop_words(batch.words, c_.word_dropout, Vocab::kUnk);
     return {model_->loss(batch.to_device(device_)), static_cast<int64_t>(idx.size())};
   }
-  app::Metrics evaluate() override {
+  train::Metrics evaluate() override {
     const auto paths = decode_all(*model_, valid_, device_);
     Conlleval ev;
     for (size_t i = 0; i < paths.size(); ++i) {
       ev.add(valid_gold_[i],
              data::convert_tags(tag_names(lx_, paths[i]), lx_.internal_scheme, lx_.input_scheme));
     }
-    app::Metrics m;
+    train::Metrics m;
     m.values = {{"val_f1", ev.f1()},
                 {"val_precision", ev.precision()},
                 {"val_recall", ev.recall()},
@@ -358,10 +358,10 @@ class NerTask : public app::SentenceTask {
     return m;
   }
   void save_state(torch::serialize::OutputArchive& a) const override {
-    app::put_string(a, "words", lx_.words.to_string());
-    app::put_string(a, "chars", lx_.chars.to_string());
-    app::put_string(a, "tags", join(lx_.tags));
-    app::put_string(a, "input_scheme", data::to_string(lx_.input_scheme));
+    train::put_string(a, "words", lx_.words.to_string());
+    train::put_string(a, "chars", lx_.chars.to_string());
+    train::put_string(a, "tags", join(lx_.tags));
+    train::put_string(a, "input_scheme", data::to_string(lx_.input_scheme));
   }
 
  private:
@@ -375,9 +375,9 @@ class NerTask : public app::SentenceTask {
 
 }  // namespace
 
-app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
+train::FitResult train(train::ConfigReader& config, const train::RunOptions& run) {
   const NerConfig c = NerConfig::read(config);
-  const torch::Device device = app::setup_runtime(run, c.train.seed);
+  const torch::Device device = train::setup_runtime(run, c.train.seed);
   Lexicon lx;
   lx.lowercase = c.lowercase;
   lx.normalize_digits = c.normalize_digits;
@@ -445,14 +445,14 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   }
   NerTask task(c, std::move(lx), std::move(tr), std::move(va), std::move(valid_gold), model,
                device);
-  auto r = app::fit(task, c.train, run, config.resolved());
-  if (const auto best_path = app::test_checkpoint(run, r, c.test_path)) {
+  auto r = train::fit(task, c.train, run, config.resolved());
+  if (const auto best_path = train::test_checkpoint(run, r, c.test_path)) {
     auto best = load_model(*best_path, device);
     const auto ev = evaluate(best, c.test_path, device);
     r.test.values = {
         {"test_f1", ev.f1()}, {"test_precision", ev.precision()}, {"test_recall", ev.recall()}};
     r.test.main = "test_f1";
-    app::report_test(run, r.test);
+    train::report_test(run, r.test);
   }
   return r;
 }
@@ -570,21 +570,21 @@ std::vector<std::vector<std::string>> Loaded::tag(
 }
 
 Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
-  auto saved = app::open_saved_run(checkpoint, "ner");
+  auto saved = train::open_saved_run(checkpoint, "ner");
   Loaded m;
   m.config = NerConfig::read(saved.config);
   auto& lx = m.lexicon;
-  lx.words = Vocab::from_string(app::get_string(saved.task, "words"), checkpoint + "#words");
-  lx.chars = Vocab::from_string(app::get_string(saved.task, "chars"), checkpoint + "#chars");
-  lx.tags = split_lines(app::get_string(saved.task, "tags"));
-  lx.input_scheme = data::parse_tag_scheme(app::get_string(saved.task, "input_scheme"));
+  lx.words = Vocab::from_string(train::get_string(saved.task, "words"), checkpoint + "#words");
+  lx.chars = Vocab::from_string(train::get_string(saved.task, "chars"), checkpoint + "#chars");
+  lx.tags = split_lines(train::get_string(saved.task, "tags"));
+  lx.input_scheme = data::parse_tag_scheme(train::get_string(saved.task, "input_scheme"));
   lx.internal_scheme = data::parse_tag_scheme(m.config.tag_scheme);
   lx.lowercase = m.config.lowercase;
   lx.normalize_digits = m.config.normalize_digits;
   lx.max_word_length = m.config.max_word_length;
   m.model = build_model(m.config, lx);
-  app::load_weights(*m.model, saved.model, checkpoint);
-  app::check_finite(*m.model, checkpoint);
+  train::load_weights(*m.model, saved.model, checkpoint);
+  train::check_finite(*m.model, checkpoint);
   m.model->to(device);
   m.model->eval();
   return m;
@@ -600,9 +600,9 @@ Conlleval evaluate(Loaded& m, const std::string& path, const torch::Device& devi
   return ev;
 }
 
-app::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
-                        const std::vector<std::string>& internal_tags, const Loaded& m) {
-  app::Json entities = app::Json::array();
+train::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
+                          const std::vector<std::string>& internal_tags, const Loaded& m) {
+  train::Json entities = train::Json::array();
   for (const auto& s : data::tags_to_spans(internal_tags, m.lexicon.internal_scheme)) {
     const size_t b = tokens[s.start].begin, e = tokens[s.end - 1].end;
     entities.push_back({{"start", data::code_point_offset(text, b)},
@@ -613,9 +613,9 @@ app::Json entities_json(const std::string& text, const std::vector<data::TextTok
   return {{"text", text}, {"entities", entities}};
 }
 
-app::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
-                        const Tagging& tagging, const Loaded& m, bool token_tags) {
-  app::Json j = entities_json(text, tokens, tagging.tags, m);
+train::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
+                          const Tagging& tagging, const Loaded& m, bool token_tags) {
+  train::Json j = entities_json(text, tokens, tagging.tags, m);
   auto& entities = j["entities"];
   for (size_t i = 0; i < entities.size() && i < tagging.span_confidence.size(); ++i) {
     entities[i]["confidence"] = tagging.span_confidence[i];
@@ -623,7 +623,7 @@ app::Json entities_json(const std::string& text, const std::vector<data::TextTok
   if (token_tags) {
     const auto tags =
         data::convert_tags(tagging.tags, m.lexicon.internal_scheme, m.lexicon.input_scheme);
-    app::Json toks = app::Json::array();
+    train::Json toks = train::Json::array();
     for (size_t k = 0; k < tokens.size(); ++k) {
       toks.push_back({{"text", tokens[k].text},
                       {"start", data::code_point_offset(text, tokens[k].begin)},

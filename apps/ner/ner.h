@@ -39,7 +39,7 @@ struct NerConfig {
   data::Encoding encoding = data::Encoding::kUtf8;
   int64_t min_count = 1, max_vocab = 0, max_word_length = 30;
   // [model]
-  app::RecurrentSpec rnn{"lstm", 100};
+  train::RecurrentSpec rnn{"lstm", 100};
   int64_t word_embedding_size = 100;
   std::string pretrained;  ///< GloVe / word2vec text file; empty: random embeddings
   std::string char_features = "cnn", char_cell = "lstm";
@@ -48,9 +48,9 @@ struct NerConfig {
   std::string decoder = "crf";
   std::string tag_scheme = "iobes";  ///< the internal scheme
 
-  app::TrainOptions train;
+  train::TrainOptions train;
 
-  static NerConfig read(app::ConfigReader& config);
+  static NerConfig read(train::ConfigReader& config);
   data::ConllOptions conll_options(bool has_tags = true) const;
   /// Reads a CoNLL file, renames its tags and checks them against `scheme` (repairing them, with
   /// a warning, under repair_tags).
@@ -110,15 +110,15 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device);
 /// A tagged sentence as predict --json and the server give it: {"text", "entities": [{"start",
 /// "end", "type", "text"}]}, offsets in code points of `text`, from `tokens` (byte offsets into
 /// `text`) and their internal-scheme tags.
-app::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
-                        const std::vector<std::string>& internal_tags, const Loaded& m);
+train::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
+                          const std::vector<std::string>& internal_tags, const Loaded& m);
 /// The same with each entity's "confidence"; with `token_tags`, also "tokens": each token's
 /// text, offsets, tag (in the input scheme, as the data names it) and "confidence".
-app::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
-                        const Tagging& tagging, const Loaded& m, bool token_tags = false);
+train::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
+                          const Tagging& tagging, const Loaded& m, bool token_tags = false);
 
 /// train: fits on the config's train file, selecting on entity F1 on its valid file.
-app::FitResult train(app::ConfigReader& config, const app::RunOptions& run);
+train::FitResult train(train::ConfigReader& config, const train::RunOptions& run);
 
 /// eval: conlleval's counts of a checkpoint on a CoNLL file in the model's input scheme.
 Conlleval evaluate(Loaded& m, const std::string& path, const torch::Device& device);

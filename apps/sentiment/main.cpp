@@ -18,22 +18,22 @@ namespace {
 
 using namespace rnnkit;
 
-int run_train(app::ConfigReader& config, const app::RunOptions& run) {
+int run_train(train::ConfigReader& config, const train::RunOptions& run) {
   const auto r = sentiment::train(config, run);
   if (!run.quiet && !r.interrupted) {
     std::cerr << "done: " << r.epochs_done << " epochs, " << r.steps << " steps; checkpoints in "
               << run.run_dir << "\n";
   }
-  return app::exit_status(r);
+  return train::exit_status(r);
 }
 
-int run_cv(app::ConfigReader& config, const app::RunOptions& run) {
+int run_cv(train::ConfigReader& config, const train::RunOptions& run) {
   const auto r = sentiment::cross_validate(config, run);
   if (r.interrupted) {
     std::cout << fmt::format(
         "cross-validation stopped after {} complete folds; --resume continues it\n",
         r.accuracy.size());
-    return r.signal ? app::exit_status_for_signal(r.signal) : 1;
+    return r.signal ? train::exit_status_for_signal(r.signal) : 1;
   }
   std::cout << fmt::format("{}-fold cross-validation: accuracy {:.2f}% ± {:.2f} (std over folds)\n",
                            r.accuracy.size(), 100 * r.mean_accuracy(), 100 * r.std_accuracy());
@@ -45,17 +45,11 @@ int run_cv(app::ConfigReader& config, const app::RunOptions& run) {
 }
 
 int cmd_train(int argc, char** argv, bool cv) {
-  cxxopts::Options cli(cv ? "rnnkit-sentiment cv" : "rnnkit-sentiment train",
-                       cv ? "k-fold cross-validation (data.folds)" : "Train a classifier");
-  app::add_train_options(cli);
-  cli.add_options()("h,help", "this help");
-  const auto args = cli.parse(argc, argv);
-  if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  auto config = app::load_config(args);
-  const auto run = app::train_run_options(args, app::default_run_dir(config.path()));
-  const app::StopGuard stop;
-  return app::with_train_log(run, "rnnkit-sentiment " + app::command_line(argc, argv),
-                             [&] { return cv ? run_cv(config, run) : run_train(config, run); });
+  return train::train_command(argc, argv, cv ? "rnnkit-sentiment cv" : "rnnkit-sentiment train",
+                              cv ? "k-fold cross-validation (data.folds)" : "Train a classifier",
+                              [cv](train::ConfigReader& config, const train::RunOptions& run) {
+                                return cv ? run_cv(config, run) : run_train(config, run);
+                              });
 }
 
 void add_ensemble_option(cxxopts::Options& cli) {
@@ -67,7 +61,7 @@ void add_ensemble_option(cxxopts::Options& cli) {
 
 std::vector<sentiment::Loaded> load_models(const cxxopts::ParseResult& args,
                                            const torch::Device& device) {
-  std::vector<std::string> paths{app::required(args, "checkpoint")};
+  std::vector<std::string> paths{train::required(args, "checkpoint")};
   if (args.count("ensemble")) {
     for (const auto& p : args["ensemble"].as<std::vector<std::string>>()) paths.push_back(p);
   }
@@ -76,7 +70,7 @@ std::vector<sentiment::Loaded> load_models(const cxxopts::ParseResult& args,
 
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-sentiment eval", "Evaluate a checkpoint on labelled files");
-  app::add_model_options(cli);
+  train::add_model_options(cli);
   add_ensemble_option(cli);
   cli.add_options()("file",
                     "labelled file(s) in the config's format (repeatable; '-' or none: stdin)",
@@ -84,41 +78,41 @@ int cmd_eval(int argc, char** argv) {
       "json", "print one JSON object of metrics on stdout")("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  const auto device = app::setup_runtime(app::run_options(args, ""), 0);
+  const auto device = train::setup_runtime(train::run_options(args, ""), 0);
   auto models = load_models(args, device);
   const auto& m = models.front();
   const auto files = args.count("file") ? args["file"].as<std::vector<std::string>>()
-                                        : std::vector<std::string>{app::input_file(args)};
+                                        : std::vector<std::string>{train::input_file(args)};
   const auto r = sentiment::evaluate(models, files, device);
   if (args.count("json")) {
-    app::print_json(std::cout, app::to_json(r, m.labels));
+    train::print_json(std::cout, train::to_json(r, m.labels));
   } else {
-    std::cout << app::format_report(r, m.labels);
+    std::cout << train::format_report(r, m.labels);
   }
   return 0;
 }
 
 int cmd_predict(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-sentiment predict", "Label each line of a file or of stdin");
-  app::add_model_options(cli);
+  train::add_model_options(cli);
   add_ensemble_option(cli);
   cli.add_options()("file", "lines of text (default: stdin)", cxxopts::value<std::string>())(
       "json", "JSON lines: text, label, probabilities")("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  const auto device = app::setup_runtime(app::run_options(args, ""), 0);
+  const auto device = train::setup_runtime(train::run_options(args, ""), 0);
   auto models = load_models(args, device);
   const auto& m = models.front();
-  app::InputBatches input(args, m.config.encoding);
+  train::InputBatches input(args, m.config.encoding);
   for (std::vector<std::string> lines; input.next(lines);) {
     input.refuse_empty(lines, "classify");
     const auto probs = sentiment::ensemble_probabilities(models, lines, device);
     for (size_t i = 0; i < lines.size(); ++i) {
       const int64_t k = probs[i].argmax().item<int64_t>();
       if (args.count("json")) {
-        app::Json p = app::Json::object();
+        train::Json p = train::Json::object();
         for (size_t c = 0; c < m.labels.size(); ++c) p[m.labels[c]] = probs[i][c].item<double>();
-        std::cout << app::json_line(
+        std::cout << train::json_line(
                          {{"text", lines[i]}, {"label", m.labels[k]}, {"probabilities", p}})
                   << "\n";
       } else {
@@ -129,7 +123,7 @@ int cmd_predict(int argc, char** argv) {
         std::cout << "\t" << lines[i] << "\n";
       }
     }
-    app::flush_stdout();
+    train::flush_stdout();
   }
   return 0;
 }
@@ -140,7 +134,7 @@ int cmd_cv(int argc, char** argv) { return cmd_train(argc, argv, true); }
 }  // namespace
 
 int main(int argc, char** argv) {
-  return rnnkit::app::run_app(
+  return rnnkit::train::run_app(
       "rnnkit-sentiment",
       {{"train", "train a classifier from a TOML config", cmd_fit},
        {"cv", "k-fold cross-validation of the config's recipe on its training data", cmd_cv},
@@ -149,6 +143,6 @@ int main(int argc, char** argv) {
         cmd_eval},
        {"predict", "the label and class probabilities of each line of a file or of stdin",
         cmd_predict},
-       rnnkit::app::plugin_command_entry()},
+       rnnkit::train::plugin_command_entry()},
       argc, argv);
 }

@@ -27,31 +27,31 @@ using torch::Tensor;
 namespace F = torch::nn::functional;
 namespace fs = std::filesystem;
 
-SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
+SentimentConfig SentimentConfig::read(train::ConfigReader& c) {
   SentimentConfig s;
   s.format = c.get_choice("data", "format", "tsv", {"tsv", "stsa", "class_files", "sst-trees"});
   s.train_paths = c.get_path_list("data", "train");
-  if (s.train_paths.empty()) throw app::ConfigError(c.path() + ": [data] needs train");
+  if (s.train_paths.empty()) throw train::ConfigError(c.path() + ": [data] needs train");
   for (const char* key : {"phrases", "labels"}) {
     if (s.format != "sst-trees" && c.has_key("data", key)) {
-      throw app::ConfigError(c.where("data", key) + ": only format = \"sst-trees\" has " + key +
-                             " (the format is \"" + s.format + "\")");
+      throw train::ConfigError(c.where("data", key) + ": only format = \"sst-trees\" has " + key +
+                               " (the format is \"" + s.format + "\")");
     }
   }
   s.phrases = c.get_choice("data", "phrases", "roots", {"roots", "all"}) == "all";
   s.fine_labels = c.get_choice("data", "labels", "binary", {"binary", "fine"}) == "fine";
   s.classes = c.get_string_list("data", "classes");
   if (s.format == "class_files" && s.classes.size() != s.train_paths.size()) {
-    throw app::ConfigError(c.where("data", "classes") +
-                           ": class_files needs one class per train file (" +
-                           std::to_string(s.train_paths.size()) + " files, " +
-                           std::to_string(s.classes.size()) + " classes)");
+    throw train::ConfigError(c.where("data", "classes") +
+                             ": class_files needs one class per train file (" +
+                             std::to_string(s.train_paths.size()) + " files, " +
+                             std::to_string(s.classes.size()) + " classes)");
   }
   s.valid_path = c.get_path("data", "valid");
   if (s.phrases && s.valid_path.empty()) {
-    throw app::ConfigError(c.where("data", "phrases") +
-                           ": training on phrases needs a valid file (a fraction held out of the "
-                           "phrases would share words and sentences with training)");
+    throw train::ConfigError(c.where("data", "phrases") +
+                             ": training on phrases needs a valid file (a fraction held out of the "
+                             "phrases would share words and sentences with training)");
   }
   s.test_path = c.get_path("data", "test");
   s.valid_fraction = c.get_double("data", "valid_fraction", s.valid_fraction, 0.0, 0.9);
@@ -62,31 +62,31 @@ SentimentConfig SentimentConfig::read(app::ConfigReader& c) {
   s.max_vocab = c.get_int("data", "max_vocab", 0, 0);
   s.min_count = c.get_int("data", "min_count", 1, 1);
 
-  s.rnn = app::RecurrentSpec::read(c, "model", s.rnn);
-  s.embedding_size = c.get_int("model", "embedding_size", s.embedding_size, 1, app::kMaxWidth);
+  s.rnn = train::RecurrentSpec::read(c, "model", s.rnn);
+  s.embedding_size = c.get_int("model", "embedding_size", s.embedding_size, 1, train::kMaxWidth);
   s.bidirectional = c.get<bool>("model", "bidirectional", s.bidirectional);
   s.dropout = c.get_double("model", "dropout", s.dropout, 0, 0.99);
   s.embedding_dropout = c.get_double("model", "embedding_dropout", 0, 0, 0.99);
   s.word_dropout = c.get_double("model", "word_dropout", 0, 0, 0.99);
   s.pooling = c.get_choice("model", "pooling", s.pooling, {"last", "mean", "max"});
   s.pretrained = c.get_path("model", "pretrained");
-  s.train = app::TrainOptions::read(c);
-  app::TrainOptions pre = s.train;
+  s.train = train::TrainOptions::read(c);
+  train::TrainOptions pre = s.train;
   pre.epochs = 0;
   pre.early_stopping = 0;
   pre.schedule = "none";
   pre.max_minutes = 0;
-  s.pretrain = app::TrainOptions::read(c, "pretrain", pre);
+  s.pretrain = train::TrainOptions::read(c, "pretrain", pre);
   if (s.pretrain.epochs > 0) {
     if (s.pretrain.early_stopping > 0 || s.pretrain.schedule == "plateau") {
-      throw app::ConfigError(
+      throw train::ConfigError(
           c.where("pretrain", "epochs") +
           ": pretraining runs a fixed number of epochs and keeps the last; "
           "early_stopping and schedule = \"plateau\" would select on the validation data");
     }
     if (s.bidirectional && s.rnn.num_layers > 1) {
       // Layer 2's forward pass reads layer 1's backward pass, which has read the next word.
-      throw app::ConfigError(
+      throw train::ConfigError(
           c.where("pretrain", "epochs") +
           ": a bidirectional language model of more than one layer would see the "
           "word it predicts; pretrain with num_layers = 1 or bidirectional = false");
@@ -206,7 +206,7 @@ Tensor predict_probs(ClassifierImpl& model, const std::vector<std::vector<int64_
   model.eval();
   std::vector<Tensor> out;
   for (const auto& idx : data::in_order_batches(x.size(), 256)) {
-    app::throw_if_stopped();
+    train::throw_if_stopped();
     const auto p = data::pad_sequences(x, idx, Vocab::kPad);
     out.push_back(torch::softmax(model.forward(p.tokens.to(device), p.lengths), 1).cpu());
   }
@@ -227,7 +227,7 @@ std::vector<size_t> lengths_of(const std::vector<Seq>& seqs) {
   return out;
 }
 
-class SentimentTask : public app::SentenceTask {
+class SentimentTask : public train::SentenceTask {
  public:
   SentimentTask(const SentimentConfig& c, Vocab vocab, std::vector<std::string> labels,
                 Encoded train, Encoded valid, Classifier model, torch::Device device)
@@ -243,7 +243,7 @@ class SentimentTask : public app::SentenceTask {
   std::string unit() const override { return "sent"; }
   std::string app_name() const override { return "sentiment"; }
   std::string architecture() const override { return c_.architecture(vocab_.size(), labels_); }
-  app::BatchLoss train_on(const std::vector<size_t>& idx) override {
+  train::BatchLoss train_on(const std::vector<size_t>& idx) override {
     const auto p = data::pad_sequences(train_.x, idx, Vocab::kPad);
     const auto tokens = data::drop_words(p.tokens, c_.word_dropout, Vocab::kUnk);
     std::vector<int64_t> y;
@@ -252,21 +252,21 @@ class SentimentTask : public app::SentenceTask {
     return {F::cross_entropy(logits, torch::tensor(y, torch::kLong).to(device_)),
             static_cast<int64_t>(idx.size())};
   }
-  app::Metrics evaluate() override {
-    const auto r = app::classification_report(
+  train::Metrics evaluate() override {
+    const auto r = train::classification_report(
         valid_.y, predicted_classes(predict_probs(*model_, valid_.x, device_)),
         static_cast<int64_t>(labels_.size()));
-    app::Metrics m;
+    train::Metrics m;
     m.values = {{"val_accuracy", r.accuracy}, {"val_macro_f1", r.macro_f1}};
     m.main = "val_accuracy";
     m.higher_is_better = true;
     return m;
   }
   void save_state(torch::serialize::OutputArchive& a) const override {
-    app::put_string(a, "vocab", vocab_.to_string());
+    train::put_string(a, "vocab", vocab_.to_string());
     std::string l;
     for (const auto& x : labels_) l += x + "\n";
-    app::put_string(a, "labels", l);
+    train::put_string(a, "labels", l);
   }
 
  private:
@@ -280,7 +280,7 @@ class SentimentTask : public app::SentenceTask {
 
 static_assert(Vocab::kPad == 0, "BiLM::loss pads with 0");
 
-class PretrainTask : public app::SentenceTask {
+class PretrainTask : public train::SentenceTask {
  public:
   PretrainTask(const SentimentConfig& c, const Vocab& vocab, const std::vector<std::string>& labels,
                const Encoded& train, const Encoded& valid, BiLM lm, torch::Device device)
@@ -298,30 +298,30 @@ class PretrainTask : public app::SentenceTask {
   std::string architecture() const override {
     return "pretrain " + c_.architecture(vocab_.size(), labels_);
   }
-  app::BatchLoss train_on(const std::vector<size_t>& idx) override {
+  train::BatchLoss train_on(const std::vector<size_t>& idx) override {
     const auto p = data::pad_sequences(train_.x, idx, Vocab::kPad);
     const auto l = lm_->loss(p.tokens.to(device_), p.lengths);
     return {l.count > 0 ? l.sum / static_cast<double>(l.count) : l.sum, l.count};
   }
-  app::Metrics evaluate() override {
+  train::Metrics evaluate() override {
     // Reported, never selected on: the run keeps its last epoch. (fit() has switched to eval
     // mode without gradients.)
     double sum = 0;
     int64_t count = 0;
     for (const auto& idx : data::in_order_batches(valid_.x.size(), 256)) {
-      app::throw_if_stopped();
+      train::throw_if_stopped();
       const auto p = data::pad_sequences(valid_.x, idx, Vocab::kPad);
       const auto l = lm_->loss(p.tokens.to(device_), p.lengths);
       sum += l.sum.item<double>();
       count += l.count;
     }
-    app::Metrics m;
+    train::Metrics m;
     m.values = {{"val_ppl", std::exp(sum / std::max<int64_t>(count, 1))}};
     m.main = "val_ppl";
     return m;
   }
   void save_state(torch::serialize::OutputArchive& a) const override {
-    app::put_string(a, "vocab", vocab_.to_string());
+    train::put_string(a, "vocab", vocab_.to_string());
   }
 
  private:
@@ -335,9 +335,10 @@ class PretrainTask : public app::SentenceTask {
 };
 
 /// Builds the vocabulary and model from `train`, and fits with `valid` as validation.
-app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::LabelledText>& train,
-                         const std::vector<data::LabelledText>& valid, const app::RunOptions& run,
-                         const torch::Device& device, const std::string& config_text) {
+train::FitResult fit_split(const SentimentConfig& c, const std::vector<data::LabelledText>& train,
+                           const std::vector<data::LabelledText>& valid,
+                           const train::RunOptions& run, const torch::Device& device,
+                           const std::string& config_text) {
   std::vector<std::vector<std::string>> tokens;
   for (const auto& e : train) tokens.push_back(c.tokenize(e.text));
   Vocab vocab = Vocab::build(tokens, static_cast<size_t>(c.max_vocab), c.min_count);
@@ -360,7 +361,7 @@ app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::Label
   const bool resuming = run.resume || run.auto_resume;
   if (c.pretrain.epochs > 0 && !(resuming && classifier_started)) {
     // Its checkpoints live in <run_dir>/pretrain, so an interrupted pretraining resumes too.
-    app::RunOptions pre = run;
+    train::RunOptions pre = run;
     pre.run_dir = (fs::path(run.run_dir) / "pretrain").string();
     pre.resume = resuming && fs::exists(fs::path(pre.run_dir) / "last.pt");
     pre.auto_resume = false;
@@ -369,15 +370,15 @@ app::FitResult fit_split(const SentimentConfig& c, const std::vector<data::Label
     PretrainTask pretask(c, vocab, labels, tr, va, lm, device);
     if (!run.quiet)
       fmt::print(stderr, "pretraining a language model for {} epochs\n", c.pretrain.epochs);
-    const auto r = app::fit(pretask, c.pretrain, pre, config_text);
+    const auto r = train::fit(pretask, c.pretrain, pre, config_text);
     if (r.interrupted) return r;
   }
-  app::RunOptions classifier_run = run;
+  train::RunOptions classifier_run = run;
   classifier_run.resume = resuming && classifier_started;
   classifier_run.auto_resume = false;
   SentimentTask task(c, std::move(vocab), std::move(labels), std::move(tr), std::move(va), model,
                      device);
-  return app::fit(task, c.train, classifier_run, config_text);
+  return train::fit(task, c.train, classifier_run, config_text);
 }
 
 }  // namespace
@@ -393,16 +394,16 @@ Tensor Loaded::probabilities(const std::vector<std::string>& texts, const torch:
 }
 
 Loaded load_model(const std::string& checkpoint, const torch::Device& device) {
-  auto saved = app::open_saved_run(checkpoint, "sentiment");
+  auto saved = train::open_saved_run(checkpoint, "sentiment");
   Loaded m;
   m.config = SentimentConfig::read(saved.config);
-  m.vocab = Vocab::from_string(app::get_string(saved.task, "vocab"), checkpoint + "#vocab");
-  std::istringstream labels(app::get_string(saved.task, "labels"));
+  m.vocab = Vocab::from_string(train::get_string(saved.task, "vocab"), checkpoint + "#vocab");
+  std::istringstream labels(train::get_string(saved.task, "labels"));
   for (std::string l; std::getline(labels, l);) m.labels.push_back(l);
   m.model =
       Classifier(m.config.model_options(m.vocab.size(), static_cast<int64_t>(m.labels.size())));
-  app::load_weights(*m.model, saved.model, checkpoint);
-  app::check_finite(*m.model, checkpoint);
+  train::load_weights(*m.model, saved.model, checkpoint);
+  train::check_finite(*m.model, checkpoint);
   m.model->to(device);
   m.model->eval();
   return m;
@@ -415,7 +416,7 @@ std::vector<Loaded> load_models(const std::vector<std::string>& checkpoints,
   for (const auto& path : checkpoints) {
     models.push_back(load_model(path, device));
     if (models.back().labels != models.front().labels) {
-      throw app::CheckpointError(
+      throw train::CheckpointError(
           fmt::format("{}: labels {}, but {} has {}; an ensemble needs the same labels", path,
                       fmt::join(models.back().labels, ","), checkpoints.front(),
                       fmt::join(models.front().labels, ",")));
@@ -432,11 +433,11 @@ Tensor ensemble_probabilities(std::vector<Loaded>& models, const std::vector<std
   return sum / static_cast<double>(models.size());
 }
 
-app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
+train::FitResult train(train::ConfigReader& config, const train::RunOptions& run) {
   const SentimentConfig c = SentimentConfig::read(config);
-  const torch::Device device = app::setup_runtime(run, c.train.seed);
+  const torch::Device device = train::setup_runtime(run, c.train.seed);
   auto train = c.read(c.train_paths, /*training=*/true);
-  if (app::dist::is_rank0()) warn_rare_labels(train);
+  if (train::dist::is_rank0()) warn_rare_labels(train);
   std::vector<data::LabelledText> valid;
   if (!c.valid_path.empty()) {
     valid = c.read({c.valid_path});
@@ -447,12 +448,12 @@ app::FitResult train(app::ConfigReader& config, const app::RunOptions& run) {
   }
   if (!run.quiet) fmt::print(stderr, "{}", config.resolved());
   auto r = fit_split(c, train, valid, run, device, config.resolved());
-  if (const auto best_path = app::test_checkpoint(run, r, c.test_path)) {
+  if (const auto best_path = train::test_checkpoint(run, r, c.test_path)) {
     std::vector<Loaded> best{load_model(*best_path, device)};
     const auto report = evaluate(best, {c.test_path}, device);
     r.test.values = {{"test_accuracy", report.accuracy}, {"test_macro_f1", report.macro_f1}};
     r.test.main = "test_accuracy";
-    app::report_test(run, r.test);
+    train::report_test(run, r.test);
   }
   return r;
 }
@@ -488,14 +489,14 @@ ClassificationReport evaluate_examples(std::vector<Loaded>& models,
     texts.push_back(e.text);
     gold.push_back(it->second);
   }
-  return app::classification_report(
+  return train::classification_report(
       gold, predicted_classes(ensemble_probabilities(models, texts, device)),
       static_cast<int64_t>(m.labels.size()));
 }
 
 }  // namespace
 
-CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions& run) {
+CrossValidation cross_validate(train::ConfigReader& config, const train::RunOptions& run) {
   SentimentConfig c = SentimentConfig::read(config);
   const bool select = c.valid_fraction > 0;
   if (!select && (c.train.early_stopping > 0 || c.train.schedule == "plateau")) {
@@ -506,11 +507,11 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
     c.train.early_stopping = 0;
     if (c.train.schedule == "plateau") c.train.schedule = "none";
   }
-  const torch::Device device = app::setup_runtime(run, c.train.seed);
+  const torch::Device device = train::setup_runtime(run, c.train.seed);
   if (c.phrases) {
     // Folds of phrases would put parts of a test sentence in training.
-    throw app::ConfigError(config.path() +
-                           ": cv splits sentences into folds; set data.phrases = \"roots\"");
+    throw train::ConfigError(config.path() +
+                             ": cv splits sentences into folds; set data.phrases = \"roots\"");
   }
   const auto all = c.read(c.train_paths);
   warn_rare_labels(all);
@@ -526,10 +527,10 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
   // Every fold is checked before the first trains: a fold that cannot work fails now, not
   // after hours, and leaves nothing on disk.
   if (static_cast<int64_t>(all.size()) < 2 * c.folds) {
-    throw app::ConfigError(c.train_paths.front() + ": " + std::to_string(all.size()) +
-                           " examples are too few for " + std::to_string(c.folds) +
-                           "-fold cross-validation (data.folds); at least " +
-                           std::to_string(2 * c.folds) + " are needed");
+    throw train::ConfigError(c.train_paths.front() + ": " + std::to_string(all.size()) +
+                             " examples are too few for " + std::to_string(c.folds) +
+                             "-fold cross-validation (data.folds); at least " +
+                             std::to_string(2 * c.folds) + " are needed");
   }
   for (int64_t k = 0; k < c.folds; ++k) {
     const auto [train, test] = fold(k);
@@ -538,13 +539,13 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
                                        .first
                                  : train;
     if (fit_part.empty()) {
-      throw app::ConfigError(
+      throw train::ConfigError(
           fmt::format("fold {}: no training examples left after data.valid_fraction = {}", k + 1,
                       c.valid_fraction));
     }
     const auto labels = sorted_labels(fit_part);
     if (labels.size() < 2) {
-      throw app::ConfigError(
+      throw train::ConfigError(
           fmt::format("fold {}: its training part holds only the label '{}'; a classifier "
                       "needs two classes (more examples, or fewer folds)",
                       k + 1, labels.front()));
@@ -563,7 +564,7 @@ CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions&
   CrossValidation cv;
   for (int64_t k = 0; k < c.folds; ++k) {
     const auto [train, test] = fold(k);
-    app::RunOptions fold_run = run;
+    train::RunOptions fold_run = run;
     fold_run.run_dir = (fs::path(run.run_dir) / ("fold" + std::to_string(k + 1))).string();
     fold_run.resume =
         (run.resume || run.auto_resume) && fs::exists(fs::path(fold_run.run_dir) / "last.pt");

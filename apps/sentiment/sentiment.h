@@ -31,7 +31,7 @@ struct SentimentConfig {
   data::Encoding encoding = data::Encoding::kUtf8;
   int64_t max_vocab = 0, min_count = 1;
   // [model]
-  app::RecurrentSpec rnn{"lstm", 128};
+  train::RecurrentSpec rnn{"lstm", 128};
   int64_t embedding_size = 100;
   bool bidirectional = true;
   double dropout = 0.5, embedding_dropout = 0.0;
@@ -39,13 +39,13 @@ struct SentimentConfig {
   std::string pooling = "last";
   std::string pretrained;  ///< GloVe / word2vec text file; empty: random embeddings
 
-  app::TrainOptions train;
+  train::TrainOptions train;
   /// [pretrain]: epochs > 0 first trains the embeddings and RNN as a language model on the
   /// training texts (each direction predicts its next word), then the classifier starts from
   /// them (Dai & Le 2015). Unset keys take [train]'s values; it runs a fixed number of epochs.
-  app::TrainOptions pretrain;
+  train::TrainOptions pretrain;
 
-  static SentimentConfig read(app::ConfigReader& config);
+  static SentimentConfig read(train::ConfigReader& config);
   /// Reads files in this config's format; `training`: the training files (sst-trees with
   /// data.phrases = all gives every phrase of those, and the root sentences of any other).
   std::vector<data::LabelledText> read(const std::vector<std::string>& paths,
@@ -55,7 +55,7 @@ struct SentimentConfig {
   std::string architecture(int64_t vocab_size, const std::vector<std::string>& labels) const;
 };
 
-using app::ClassificationReport;
+using train::ClassificationReport;
 
 /// A trained classifier with what it needs to read text.
 struct Loaded {
@@ -79,7 +79,7 @@ std::vector<Loaded> load_models(const std::vector<std::string>& checkpoints,
                                 const torch::Device& device);
 
 /// train: fits on the config's train split (validation: its valid file or a held-out fraction).
-app::FitResult train(app::ConfigReader& config, const app::RunOptions& run);
+train::FitResult train(train::ConfigReader& config, const train::RunOptions& run);
 
 /// k-fold cross-validation: trains k models, each scored on its held-out fold, which it never sees
 /// in training or model selection. With data.valid_fraction > 0 that fraction of each fold's
@@ -98,7 +98,7 @@ struct CrossValidation {
   double mean_accuracy() const;
   double std_accuracy() const;
 };
-CrossValidation cross_validate(app::ConfigReader& config, const app::RunOptions& run);
+CrossValidation cross_validate(train::ConfigReader& config, const train::RunOptions& run);
 
 /// eval: the report of a checkpoint on labelled files in its config's format.
 ClassificationReport evaluate(Loaded& m, const std::vector<std::string>& paths,

@@ -25,7 +25,7 @@ namespace {
 using namespace rnnkit;
 
 std::string read_key(const std::string& path) {
-  const std::string text = app::read_regular_file(path, 4096, "API key file");
+  const std::string text = train::read_regular_file(path, 4096, "API key file");
   const auto b = text.find_first_not_of(" \t\r\n"), e = text.find_last_not_of(" \t\r\n");
   if (b == std::string::npos) throw std::invalid_argument(path + ": the API key file is empty");
   return text.substr(b, e - b + 1);
@@ -62,7 +62,7 @@ int serve_main(int argc, char** argv) {
                                      cxxopts::value<double>()->default_value("10"))(
       "trust-checkpoint-plugins", "load the cell plugins the checkpoints record (sha256-checked)")(
       "h,help", "this help");
-  app::add_runtime_options(cli);
+  train::add_runtime_options(cli);
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   if (!args.count("model")) throw cxxopts::exceptions::exception("give at least one --model");
@@ -112,7 +112,7 @@ int serve_main(int argc, char** argv) {
       throw cxxopts::exceptions::exception(e.what());
     }
   }
-  const auto device = app::setup_runtime(app::run_options(args, ""), 0);
+  const auto device = train::setup_runtime(train::run_options(args, ""), 0);
 
   // Signals go to one thread that waits for them; the others never see them.
   sigset_t stops;
@@ -133,18 +133,18 @@ int serve_main(int argc, char** argv) {
     } catch (const std::exception&) {
     }
     if (failed) return server.stop();  // loading failed: nothing to drain
-    std::cerr << "rnnkit-serve: " << app::signal_name(sig)
+    std::cerr << "rnnkit-serve: " << train::signal_name(sig)
               << ": draining (no new connections; requests in flight finish)\n";
     server.begin_drain();
     std::thread([drain, sig] {
       std::this_thread::sleep_for(std::chrono::duration<double>(drain));
       std::cerr << "rnnkit-serve: requests still in flight after --drain-seconds; exiting\n";
-      std::_Exit(app::exit_status_for_signal(sig));
+      std::_Exit(train::exit_status_for_signal(sig));
     }).detach();
     std::thread([&stops] {
       int again = 0;
       sigwait(&stops, &again);
-      std::_Exit(app::exit_status_for_signal(again));  // a second signal: at once
+      std::_Exit(train::exit_status_for_signal(again));  // a second signal: at once
     }).detach();
     server.stop();
   });
@@ -169,5 +169,5 @@ int serve_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return rnnkit::app::guarded_main("rnnkit-serve", serve_main, argc, argv);
+  return rnnkit::train::guarded_main("rnnkit-serve", serve_main, argc, argv);
 }

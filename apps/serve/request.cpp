@@ -7,7 +7,7 @@
 #include <rnnkit/data/text.h>
 
 namespace rnnkit::serve {
-using app::Json;
+using train::Json;
 
 namespace {
 

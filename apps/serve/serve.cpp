@@ -37,7 +37,7 @@
 
 namespace rnnkit::serve {
 namespace fs = std::filesystem;
-using app::Json;
+using train::Json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -441,8 +441,8 @@ Json run_record(const std::string& checkpoint, const std::string& task) {
   const auto csv = fs::path(checkpoint).parent_path() / "metrics.csv";
   int64_t epoch = -1;
   try {
-    auto a = app::open_checkpoint(checkpoint, task, "");
-    epoch = app::get_int(a, "train/epoch");
+    auto a = train::open_checkpoint(checkpoint, task, "");
+    epoch = train::get_int(a, "train/epoch");
   } catch (const std::exception&) {
     return r;  // not written by fit(): no record
   }
@@ -482,7 +482,7 @@ Json card_of(const Served& s, const std::vector<std::string>& shas) {
                      {"run", run_record(s.checkpoints[i], s.task)}});
   }
   c["checkpoints"] = files;
-  auto recurrent = [](const app::RecurrentSpec& r) {
+  auto recurrent = [](const train::RecurrentSpec& r) {
     Json o = Json::object();
     for (const auto& [k, v] : r.cell_options) {
       std::visit([&, key = k](const auto& x) { o[key] = x; }, v.value);
@@ -675,8 +675,8 @@ struct Server::Impl {
       s->checkpoints = spec.checkpoints;
       std::vector<std::string> shas;
       for (const auto& path : spec.checkpoints) {
-        auto archive = app::open_checkpoint(path, "", "");
-        const std::string task = app::get_string(archive, "rnnkit/app");
+        auto archive = train::open_checkpoint(path, "", "");
+        const std::string task = train::get_string(archive, "rnnkit/app");
         if (task != "ner" && task != "sentiment" && task != "lm") {
           throw std::invalid_argument(path + ": a checkpoint of rnnkit-" + task +
                                       "; the server serves ner, sentiment and lm models");
@@ -780,7 +780,7 @@ struct Server::Impl {
 
   static void answer(httplib::Response& res, int status, const Json& j) {
     res.status = status;
-    res.set_content(app::json_line(j) + "\n", "application/json");
+    res.set_content(train::json_line(j) + "\n", "application/json");
   }
 
   /// Runs `fn`, turning HttpError (and anything else) into a JSON error answer.
@@ -943,7 +943,7 @@ struct Server::Impl {
     res.set_chunked_content_provider(
         "text/event-stream", [g, stop_reason](size_t, httplib::DataSink& sink) {
           auto send = [&](const Json& j) {
-            const std::string event = "data: " + app::json_line(j) + "\n\n";
+            const std::string event = "data: " + train::json_line(j) + "\n\n";
             return sink.is_writable() && sink.write(event.data(), event.size());
           };
           int64_t n = 0;

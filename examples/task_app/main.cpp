@@ -25,19 +25,19 @@ using namespace rnnkit;
 struct Config {
   int64_t num_train = 2000, num_valid = 500, min_length = 5, max_length = 25, data_seed = 11;
   int64_t embedding_size = 8;
-  app::RecurrentSpec rnn;
-  app::TrainOptions train;
+  train::RecurrentSpec rnn;
+  train::TrainOptions train;
 
-  static Config read(app::ConfigReader& c) {
+  static Config read(train::ConfigReader& c) {
     Config k;
     k.num_train = c.get_int("data", "num_train", k.num_train, 1, 100000000);
     k.num_valid = c.get_int("data", "num_valid", k.num_valid, 1, 100000000);
     k.min_length = c.get_int("data", "min_length", k.min_length, 1, 100000);
     k.max_length = c.get_int("data", "max_length", k.max_length, k.min_length, 100000);
     k.data_seed = c.get_int("data", "seed", k.data_seed, 0);
-    k.embedding_size = c.get_int("model", "embedding_size", k.embedding_size, 1, app::kMaxWidth);
-    k.rnn = app::RecurrentSpec::read(c, "model", k.rnn);
-    k.train = app::TrainOptions::read(c);
+    k.embedding_size = c.get_int("model", "embedding_size", k.embedding_size, 1, train::kMaxWidth);
+    k.rnn = train::RecurrentSpec::read(c, "model", k.rnn);
+    k.train = train::TrainOptions::read(c);
     c.reject_unknown_keys();
     return k;
   }
@@ -107,7 +107,7 @@ std::vector<int64_t> predict(Model& m, const Data& d) {
 
 /// The task: fit() plans the batches (SentenceTask), steps the optimizer, evaluates, keeps
 /// best.pt/last.pt and resumes.
-class MajorityTask : public app::SentenceTask {
+class MajorityTask : public train::SentenceTask {
  public:
   MajorityTask(const Config& c, Data train, Data valid)
       : SentenceTask(c.train, lengths(train)),
@@ -119,15 +119,15 @@ class MajorityTask : public app::SentenceTask {
   std::string unit() const override { return "seq"; }
   std::string app_name() const override { return "majority"; }
   std::string architecture() const override { return c_.architecture(); }
-  app::BatchLoss train_on(const std::vector<size_t>& idx) override {
+  train::BatchLoss train_on(const std::vector<size_t>& idx) override {
     std::vector<int64_t> y;
     for (auto i : idx) y.push_back(train_.y[i]);
     const auto loss =
         torch::nn::functional::cross_entropy(model_->forward(train_, idx), torch::tensor(y));
     return {loss, static_cast<int64_t>(idx.size())};
   }
-  app::Metrics evaluate() override {
-    const auto r = app::classification_report(valid_.y, predict(model_, valid_), 2);
+  train::Metrics evaluate() override {
+    const auto r = train::classification_report(valid_.y, predict(model_, valid_), 2);
     return {{{"val_accuracy", r.accuracy}, {"val_macro_f1", r.macro_f1}}, "val_accuracy", true};
   }
 
@@ -143,50 +143,43 @@ class MajorityTask : public app::SentenceTask {
 };
 
 int cmd_train(int argc, char** argv) {
-  cxxopts::Options cli("majority train", "Train the majority classifier");
-  app::add_train_options(cli);
-  cli.add_options()("h,help", "this help");
-  const auto args = cli.parse(argc, argv);
-  if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  auto config = app::load_config(args);
-  const auto run = app::train_run_options(args, app::default_run_dir(config.path()));
-  const Config c = Config::read(config);
-  app::setup_runtime(run, c.train.seed);
-  const app::StopGuard stop;
-  return app::with_train_log(run, app::command_line(argc, argv), [&] {
-    MajorityTask task(c, make_data(c.num_train, c, c.data_seed),
-                      make_data(c.num_valid, c, c.data_seed + 1));
-    const auto r = app::fit(task, c.train, run, config.resolved());
-    return app::exit_status(r);
-  });
+  return train::train_command(
+      argc, argv, "majority train", "Train the majority classifier",
+      [](train::ConfigReader& config, const train::RunOptions& run) {
+        const Config c = Config::read(config);
+        train::setup_runtime(run, c.train.seed);
+        MajorityTask task(c, make_data(c.num_train, c, c.data_seed),
+                          make_data(c.num_valid, c, c.data_seed + 1));
+        return train::exit_status(train::fit(task, c.train, run, config.resolved()));
+      });
 }
 
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options cli("majority eval", "Score a checkpoint on fresh sequences");
-  app::add_model_options(cli);
+  train::add_model_options(cli);
   cli.add_options()("min-accuracy", "fail (exit 1) below this accuracy",
                     cxxopts::value<double>()->default_value("0"))("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  app::setup_runtime(app::run_options(args, ""), 0);
-  const std::string path = app::required(args, "checkpoint");
-  auto saved = app::open_saved_run(path, "majority");
+  train::setup_runtime(train::run_options(args, ""), 0);
+  const std::string path = train::required(args, "checkpoint");
+  auto saved = train::open_saved_run(path, "majority");
   const Config c = Config::read(saved.config);
   Model model(c);
-  app::load_weights(*model, saved.model, path);
-  app::check_finite(*model, path);
+  train::load_weights(*model, saved.model, path);
+  train::check_finite(*model, path);
   model->eval();
   const Data test = make_data(c.num_valid, c, c.data_seed + 2);  // unseen sequences
-  const auto r = app::classification_report(test.y, predict(model, test), 2);
-  std::cout << app::format_report(r, {"a", "b"});
+  const auto r = train::classification_report(test.y, predict(model, test), 2);
+  std::cout << train::format_report(r, {"a", "b"});
   return r.accuracy >= args["min-accuracy"].as<double>() ? 0 : 1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  return app::run_app("majority",
-                      {{"train", "train on synthetic sequences", cmd_train},
-                       {"eval", "score a checkpoint on fresh sequences", cmd_eval}},
-                      argc, argv);
+  return train::run_app("majority",
+                        {{"train", "train on synthetic sequences", cmd_train},
+                         {"eval", "score a checkpoint on fresh sequences", cmd_eval}},
+                        argc, argv);
 }

@@ -1,0 +1,133 @@
+#pragma once
+// Typed configs from TOML files plus `--set section.key=value` overrides.
+//
+// Apps read every setting once, at start-up, into typed structs. A ConfigReader remembers which
+// keys were read, so unknown keys (typos) fail before training, naming the file, the line and
+// the key; so do wrong types and out-of-range values.
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <rnnkit/data/text.h>
+#include <rnnkit/registry.h>
+#include <toml++/toml.h>
+
+namespace rnnkit::train {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The upper bounds of size keys: a width (hidden_size, embedding sizes) and a depth
+/// (num_layers). Far above any model that trains on one machine, far below an overflow.
+constexpr int64_t kMaxWidth = 65536;
+constexpr int64_t kMaxLayers = 64;
+
+/// Whether a checkpoint's config may load the plugins it records (--trust-checkpoint-plugins,
+/// for the whole process); by default it may not, as torch.load(weights_only=True) runs no code.
+void trust_checkpoint_plugins(bool trust);
+
+/// The data root for a config in `config_dir`: $RNNKIT_DATA, else config_dir/../data.
+std::string data_root(const std::string& config_dir);
+
+/// The first key (dotted, in sorted order) whose value differs between two TOML texts, and
+/// its value in each ("(not set)" where absent); keys in `ignored` are skipped.
+struct ConfigDifference {
+  std::string key, a, b;
+};
+std::optional<ConfigDifference> first_difference(const std::string& a, const std::string& b,
+                                                 const std::set<std::string>& ignored = {});
+
+class ConfigReader {
+ public:
+  /// Parses `path` (a ConfigError names the line of a syntax error) and applies overrides
+  /// "section.key=value" (values in TOML syntax; a bare word is taken as a string).
+  ConfigReader(const std::string& path, const std::vector<std::string>& overrides = {});
+  /// From TOML text (checkpoints keep their config as text).
+  static ConfigReader from_string(const std::string& text, const std::string& origin);
+
+  template <class T>
+  T get(const std::string& section, const std::string& key, const T& fallback);
+  template <class T>
+  T require(const std::string& section, const std::string& key);
+
+  /// Numeric checks: "where: key must be ..., got ...".
+  int64_t get_int(const std::string& section, const std::string& key, int64_t fallback, int64_t min,
+                  int64_t max = INT64_MAX);
+  double get_double(const std::string& section, const std::string& key, double fallback, double min,
+                    double max);
+  /// One of `choices`; an empty `fallback` makes the key required ("missing required key").
+  std::string get_choice(const std::string& section, const std::string& key,
+                         const std::string& fallback, const std::vector<std::string>& choices);
+  /// A path: relative paths are taken relative to the config file's folder, never to the
+  /// working or build directory. Empty stays empty. A path starting with ${RNNKIT_DATA} is in
+  /// the data root ($RNNKIT_DATA, default ../data from the config's folder: <repo>/data), and
+  /// must exist: the error says which scripts/fetch_data.sh command fills it.
+  std::string get_path(const std::string& section, const std::string& key,
+                       const std::string& fallback = "");
+
+  /// A text encoding name (data::parse_encoding), default "utf8".
+  data::Encoding get_encoding(const std::string& section, const std::string& key);
+  /// The options of cell `cell` from the table `section.cell_options` ([model.cell_options] in
+  /// a file, --set model.cell_options.KEY=V), checked against the options the cell registered:
+  /// an unknown option, a wrong type or a value out of range fails naming the line.
+  CellOptions get_cell_options(const std::string& section, const std::string& cell);
+  /// The name of a registered cell; an unknown name fails listing the known ones. In a config
+  /// file, the plugins named by the same section's `plugins` key (a path or a list) are loaded
+  /// first (checked against `plugins_sha256` where given), and the plugin a cell comes from
+  /// (also one loaded by --plugin) is added to that key with its sha256 in `plugins_sha256`, so
+  /// a checkpoint's config names the plugins its cells need and their bytes. A checkpoint's
+  /// config (from_string) loads none of them: its cell must come from a --plugin whose sha256
+  /// it records, unless trust_checkpoint_plugins(true) lets it load its recorded plugins
+  /// (each checked against its sha256 before it is opened).
+  std::string get_cell(const std::string& section, const std::string& key,
+                       const std::string& fallback);
+
+  /// An array of strings (a single string is a list of one).
+  std::vector<std::string> get_string_list(const std::string& section, const std::string& key);
+  /// An array of integers, each in [min, max].
+  std::vector<int64_t> get_int_list(const std::string& section, const std::string& key,
+                                    const std::vector<int64_t>& fallback, int64_t min,
+                                    int64_t max = INT64_MAX);
+  /// Refuses (naming section.key) a model whose `elements` float32 values, kept four times over
+  /// in training (weights, gradients, Adam's two moments), would not fit in this machine's
+  /// memory.
+  void check_fits_in_memory(const std::string& section, const std::string& key, double elements,
+                            const std::string& what);
+  /// One path or an array of paths, each resolved as get_path does.
+  std::vector<std::string> get_path_list(const std::string& section, const std::string& key);
+
+  /// Throws a ConfigError listing every key present that no get() asked for.
+  void reject_unknown_keys() const;
+  /// The resolved config (file plus overrides) as TOML text.
+  std::string resolved() const;
+  const std::string& path() const { return path_; }
+  /// "FILE:LINE: key section.key" (or "--set section.key"), for messages.
+  std::string where(const std::string& section, const std::string& key) const;
+  /// Names the command-line option an override came from ("--seed" for train.seed), for where().
+  void set_origin(const std::string& dotted_key, const std::string& option);
+  /// Whether the config has a [section] (after overrides).
+  bool has_section(const std::string& section) const;
+  /// Whether section.key is set (after overrides); it counts as read.
+  bool has_key(const std::string& section, const std::string& key);
+
+ private:
+  ConfigReader() = default;
+  const toml::node* find(const std::string& section, const std::string& key);
+  std::string resolve_path(const std::string& section, const std::string& key,
+                           const std::string& v) const;
+  [[noreturn]] void fail(const std::string& section, const std::string& key,
+                         const std::string& message) const;
+  std::string path_, dir_;
+  bool from_checkpoint_ = false;  ///< from_string: its plugins need consent
+  toml::table table_;
+  std::set<std::string> used_, overridden_;
+  std::map<std::string, std::string> origin_;
+};
+
+}  // namespace rnnkit::train

@@ -1,0 +1,26 @@
+#pragma once
+// RUN_DIR/metrics.csv: one row per completed epoch (epoch, step, train_loss, the validation
+// metrics, lr, seconds), for plots (scripts/plot_metrics.sh) and comparisons.
+#include <cstdint>
+#include <string>
+
+#include <rnnkit/train/task.h>
+
+namespace rnnkit::train {
+
+class MetricsLog {
+ public:
+  explicit MetricsLog(std::string path) : path_(std::move(path)) {}
+  const std::string& path() const { return path_; }
+  /// Appends epoch `epoch`'s row (1-based), writing the header when the file is new.
+  void append(int64_t epoch, int64_t step, double train_loss, const Metrics& m, double lr,
+              double seconds) const;
+  /// Drops the rows after epoch `epochs_done`: a run killed between writing an epoch's row and
+  /// its last.pt would otherwise repeat the row when resumed.
+  void trim(int64_t epochs_done) const;
+
+ private:
+  std::string path_;
+};
+
+}  // namespace rnnkit::train

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# A checkpoint written before the framework restructure still evaluates and resumes, to the same
+# numbers (tests/fixtures/lm_char_v1/README.md).
+# usage: cli_old_checkpoint.sh RNNKIT_LM SOURCE_DIR WORK_DIR
+set -euo pipefail
+lm=$1 src=$2 work=$3
+fx=$src/tests/fixtures/lm_char_v1
+fail() { echo "FAIL: $*" >&2; exit 1; }
+rm -rf "$work" && mkdir -p "$work"
+
+# The data where the checkpoint's config says it is.
+data=/tmp/rnnkit-fixture-lm-v1
+mkdir -p "$data"
+head -c 3000 "$src/datasets/tinyshakespeare/train.txt" > "$data/train.txt"
+head -c 800 "$src/datasets/tinyshakespeare/valid.txt" > "$data/valid.txt"
+cp "$fx/lm.toml" "$data/lm.toml"
+
+# Numbers agree to 1e-9 relative (the same build gives them exactly; another CPU's BLAS may
+# round differently).
+same_numbers() {  # same_numbers EXPECTED ACTUAL
+  python3 - "$1" "$2" <<'PY' || fail "$2 differs from $1: $(cat "$2")"
+import re, sys
+num = re.compile(r"-?\d+\.\d+(?:[eE][-+]?\d+)?")
+a, b = (open(p).read() for p in sys.argv[1:])
+if num.sub("#", a) != num.sub("#", b): sys.exit(1)
+for x, y in zip(num.findall(a), num.findall(b)):
+    if abs(float(x) - float(y)) > 1e-9 * max(1.0, abs(float(x))): sys.exit(1)
+PY
+}
+
+(cd "$data" && "$lm" eval --checkpoint "$fx/last.pt" --file valid.txt --json --threads 1) > "$work/eval.json"
+same_numbers "$fx/eval.json" "$work/eval.json"
+
+mkdir -p "$work/run"
+cp "$fx/last.pt" "$work/run/last.pt"
+cp "$fx/run_config.toml" "$work/run/config.toml"
+"$lm" train --config "$data/lm.toml" --run-dir "$work/run" --resume --threads 1 --quiet \
+  2> "$work/resume.err" || fail "resume: $(cat "$work/resume.err")"
+sed 's/,[^,]*$//' "$work/run/metrics.csv" > "$work/metrics.csv"
+same_numbers "$fx/resumed_metrics.csv" "$work/metrics.csv"
+echo "old checkpoint: evaluates and resumes to the same numbers"
