@@ -158,7 +158,7 @@ TEST(Cells, ParameterNamesAndShapesFollowDocsEquations) {
 TEST(StepReference, SimpleGRU) {
   torch::manual_seed(2);
   const int64_t T = 9, B = 2, D = 3, H = 4;
-  auto layer = Recurrent("gru_simple", D, H);
+  auto layer = RecurrentLayer("gru_simple", D, H);
   layer->to(torch::kDouble);
   auto p = params_of(*layer->cell);
   const Tensor x = torch::randn({T, B, D}, rnnkit_test::f64());
@@ -176,7 +176,7 @@ TEST(StepReference, SimpleGRU) {
 TEST(StepReference, CourseGRU) {
   torch::manual_seed(3);
   const int64_t T = 9, B = 2, D = 3, H = 4;
-  auto layer = Recurrent("gru", D, H);
+  auto layer = RecurrentLayer("gru", D, H);
   layer->to(torch::kDouble);
   auto p = params_of(*layer->cell);
   const Tensor x = torch::randn({T, B, D}, rnnkit_test::f64());
@@ -194,8 +194,8 @@ TEST(StepReference, CourseGRU) {
 TEST(StepReference, ResetAfterGRUDiffersFromCourseGRU) {
   // Same weights, the two forms of Γr: the results must differ (the option is not a no-op).
   torch::manual_seed(4);
-  auto course = Recurrent("gru", 3, 4);
-  auto after = Recurrent("gru_reset_after", 3, 4);
+  auto course = RecurrentLayer("gru", 3, 4);
+  auto after = RecurrentLayer("gru_reset_after", 3, 4);
   for (const auto& kv : course->cell->named_parameters()) {
     torch::NoGradGuard g;
     after->cell->named_parameters()[kv.key()].copy_(kv.value());
@@ -211,7 +211,7 @@ TEST(StepReference, ResetAfterGRUDiffersFromCourseGRU) {
 TEST(StepReference, PeepholeLSTM) {
   torch::manual_seed(5);
   const int64_t T = 9, B = 2, D = 3, H = 4;
-  auto layer = Recurrent("lstm_peephole", D, H);
+  auto layer = RecurrentLayer("lstm_peephole", D, H);
   layer->to(torch::kDouble);
   auto p = params_of(*layer->cell);
   const Tensor x = torch::randn({T, B, D}, rnnkit_test::f64());
@@ -277,7 +277,7 @@ TEST(Modules, PrettyPrintIsOneInformativeLine) {
             "rnnkit::GRUCell(input_size=3, hidden_size=4, reset_after=true, init=uniform)");
   EXPECT_EQ(str(SimpleGRUCell(3, 4)),
             "rnnkit::SimpleGRUCell(input_size=3, hidden_size=4, init=uniform)");
-  EXPECT_NE(str(Recurrent(RecurrentOptions("gru", 3, 4).reverse(true))).find("reverse=true"),
+  EXPECT_NE(str(RecurrentLayer(RecurrentOptions("gru", 3, 4).reverse(true))).find("reverse=true"),
             std::string::npos);
   const std::string rnn = str(RNN(RNNOptions("lstm", 3, 4).num_layers(2).bidirectional(true)));
   EXPECT_NE(rnn.find("cell=lstm"), std::string::npos);

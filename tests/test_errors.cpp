@@ -12,12 +12,12 @@ TEST(Errors, WrongInputRank) {
         rnn->forward(torch::randn({5, 3}));
       },
       {"rnnkit::RNN", "expected input of rank 3", "[T, B, D]", "got rank 2"});
-  auto bf = Recurrent(RecurrentOptions("gru", 3, 4).batch_first(true));
+  auto bf = RecurrentLayer(RecurrentOptions("gru", 3, 4).batch_first(true));
   expect_error(
       [&] {
         bf->forward(torch::randn({2, 5, 3, 1}));
       },
-      {"rnnkit::Recurrent", "[B, T, D] with batch_first", "got rank 4"});
+      {"rnnkit::RecurrentLayer", "[B, T, D] with batch_first", "got rank 4"});
   auto cell = LSTMCell(3, 4);
   expect_error([&] { cell->forward(torch::randn({3})); },
                {"expected x_t of shape [B, D]", "rank 1"});

@@ -12,7 +12,7 @@ class GradCheck : public ::testing::TestWithParam<std::string> {};
 TEST_P(GradCheck, ThroughTwentyStepsWithPadding) {
   torch::manual_seed(11);
   const int64_t T = 20, B = 2, D = 3, H = 4;
-  auto layer = Recurrent(GetParam(), D, H);
+  auto layer = RecurrentLayer(GetParam(), D, H);
   layer->to(torch::kDouble);
   const Tensor x = torch::randn({T, B, D}, rnnkit_test::f64()).requires_grad_(true);
   const Tensor lengths = torch::tensor({20, 13}, torch::kLong);

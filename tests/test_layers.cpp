@@ -52,9 +52,27 @@ TEST_P(EveryCellLayer, PaddedBatchEqualsEachSequenceAlone) {
 INSTANTIATE_TEST_SUITE_P(Cells, EveryCellLayer, ::testing::ValuesIn(rnnkit_test::all_cells()),
                          rnnkit_test::param_name);
 
+// FORWARD_HAS_DEFAULT_ARGS: with the input alone, inside Sequential and AnyModule, each module
+// gives what its forward gives with the defaults.
+TEST(Layers, WorkInsideSequentialAndAnyModuleWithTheInputAlone) {
+  torch::manual_seed(4);
+  auto rnn = RNN(RNNOptions("gru", 3, 4).num_layers(2).bidirectional(true));
+  auto layer = RecurrentLayer("lstm", 3, 4);
+  auto cell = LSTMCell(LSTMCellOptions(3, 4));
+  const Tensor x = torch::randn({5, 2, 3});
+  torch::nn::Sequential seq(rnn);
+  EXPECT_TRUE(seq->forward<RNNOutput>(x).output.equal(rnn->forward(x).output));
+  torch::nn::AnyModule any_layer(layer);
+  EXPECT_TRUE(any_layer.forward<RecurrentOutput>(x).output.equal(layer->forward(x).output));
+  torch::nn::AnyModule any_cell(cell);
+  EXPECT_TRUE(any_cell.forward<State>(x[0]).a.equal(cell->forward(x[0]).a));
+  // The older name is the same type.
+  static_assert(std::is_same_v<Recurrent, RecurrentLayer>);
+}
+
 TEST(Layers, ReverseStartsAtTheLastRealToken) {
   torch::manual_seed(22);
-  auto layer = Recurrent(RecurrentOptions("lstm", 3, 4).reverse(true));
+  auto layer = RecurrentLayer(RecurrentOptions("lstm", 3, 4).reverse(true));
   layer->to(torch::kDouble);
   const Tensor x = torch::randn({6, 2, 3}, rnnkit_test::f64());
   const Tensor lengths = torch::tensor({3, 6}, torch::kLong);
@@ -85,7 +103,7 @@ TEST(Layers, BatchFirstIsATranspose) {
 
 TEST(Layers, InitialStateIsTheStartingPoint) {
   torch::manual_seed(24);
-  auto layer = Recurrent("lstm", 3, 4);
+  auto layer = RecurrentLayer("lstm", 3, 4);
   layer->to(torch::kDouble);
   const Tensor x = torch::randn({5, 2, 3}, rnnkit_test::f64());
   State s{torch::randn({2, 4}, rnnkit_test::f64()), torch::randn({2, 4}, rnnkit_test::f64())};
@@ -123,7 +141,7 @@ TEST(Layers, VariationalDropoutUsesOneMaskPerSequence) {
   for (const std::string cell : {"lstm", "rnn"}) {
     const int64_t T = 8, B = 3, D = 2, H = 5;
     const double p = 0.4;
-    auto layer = Recurrent(RecurrentOptions(cell, D, H).recurrent_dropout(p));
+    auto layer = RecurrentLayer(RecurrentOptions(cell, D, H).recurrent_dropout(p));
     layer->to(torch::kDouble);
     layer->train();
     const Tensor x = torch::randn({T, B, D}, rnnkit_test::f64());
@@ -138,7 +156,7 @@ TEST(Layers, VariationalDropoutUsesOneMaskPerSequence) {
       EXPECT_LE(max_abs_diff(out.output[t], s.a), 1e-12) << cell << " t=" << t;
     }
     layer->eval();
-    auto plain = Recurrent(RecurrentOptions(cell, D, H));
+    auto plain = RecurrentLayer(RecurrentOptions(cell, D, H));
     plain->to(torch::kDouble);
     rnnkit_test::copy_params(*layer, *plain);
     EXPECT_EQ(max_abs_diff(layer->forward(x).output, plain->forward(x).output), 0.0)

@@ -35,7 +35,9 @@ TEST(Scheduler, BestEarlyStoppingAndPlateauFollowTheReportedEpochs) {
     lr = end.rate;
     rates.push_back(lr);
     stopped = end.stop;
-    if (stopped) EXPECT_EQ(end.why, "early stopping: 3 epochs without improvement");
+    if (stopped) {
+      EXPECT_EQ(end.why, "early stopping: 3 epochs without improvement");
+    }
   }
   EXPECT_EQ(best, (std::vector<bool>{true, true, false, false, false}));
   // Patience 1: the second epoch without a gain halves the rate, and the count starts again.

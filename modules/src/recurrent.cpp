@@ -93,11 +93,13 @@ void check_state(const CellImplBase& cell, const State& s, const Tensor& x, cons
 
 }  // namespace
 
-RecurrentImpl::RecurrentImpl(RecurrentOptions options_) : options(std::move(options_)) { reset(); }
+RecurrentLayerImpl::RecurrentLayerImpl(RecurrentOptions options_) : options(std::move(options_)) {
+  reset();
+}
 
-void RecurrentImpl::reset() {
+void RecurrentLayerImpl::reset() {
   TORCH_CHECK(options.recurrent_dropout() >= 0.0 && options.recurrent_dropout() < 1.0,
-              "rnnkit::Recurrent: expected recurrent_dropout in [0, 1), got ",
+              "rnnkit::RecurrentLayer: expected recurrent_dropout in [0, 1), got ",
               options.recurrent_dropout());
   cell = register_module(
       "cell", make_cell(options.cell(), CellSpec(options.input_size(), options.hidden_size())
@@ -106,19 +108,19 @@ void RecurrentImpl::reset() {
                                             .options(options.cell_options())));
 }
 
-void RecurrentImpl::reset_parameters() { cell->reset_parameters(); }
+void RecurrentLayerImpl::reset_parameters() { cell->reset_parameters(); }
 
-void RecurrentImpl::pretty_print(std::ostream& os) const {
-  os << "rnnkit::Recurrent(cell=" << cell_label(options.cell(), options.cell_options())
+void RecurrentLayerImpl::pretty_print(std::ostream& os) const {
+  os << "rnnkit::RecurrentLayer(cell=" << cell_label(options.cell(), options.cell_options())
      << ", input_size=" << options.input_size() << ", hidden_size=" << options.hidden_size()
      << ", batch_first=" << (options.batch_first() ? "true" : "false")
      << ", reverse=" << (options.reverse() ? "true" : "false")
      << ", recurrent_dropout=" << options.recurrent_dropout() << ")";
 }
 
-RecurrentOutput RecurrentImpl::forward(const Tensor& input, const Tensor& lengths,
-                                       const State& initial_state) {
-  const char* who = "rnnkit::Recurrent";
+RecurrentOutput RecurrentLayerImpl::forward(const Tensor& input, const Tensor& lengths,
+                                            const State& initial_state) {
+  const char* who = "rnnkit::RecurrentLayer";
   const Tensor x = detail::to_time_major(input, options.batch_first(), options.input_size(), who);
   const detail::SequenceMask mask = detail::make_sequence_mask(x, lengths, who);
   RecurrentOutput out = forward_time_major(x, mask, initial_state);
@@ -126,27 +128,28 @@ RecurrentOutput RecurrentImpl::forward(const Tensor& input, const Tensor& length
   return out;
 }
 
-Tensor RecurrentImpl::draw_dropout_mask(int64_t B, const torch::TensorOptions& like) {
+Tensor RecurrentLayerImpl::draw_dropout_mask(int64_t B, const torch::TensorOptions& like) {
   if (!is_training() || options.recurrent_dropout() <= 0.0) return {};
   return detail::recurrent_dropout_mask(B, cell->hidden_size(), options.recurrent_dropout(), like);
 }
 
-RecurrentOutput RecurrentImpl::forward_time_major(const Tensor& x_in,
-                                                  const detail::SequenceMask& mask,
-                                                  const State& initial_state) {
+RecurrentOutput RecurrentLayerImpl::forward_time_major(const Tensor& x_in,
+                                                       const detail::SequenceMask& mask,
+                                                       const State& initial_state) {
   return forward_time_major(x_in, mask, initial_state,
                             draw_dropout_mask(x_in.size(1), x_in.options()));
 }
 
-RecurrentOutput RecurrentImpl::forward_time_major(const Tensor& x_in,
-                                                  const detail::SequenceMask& mask,
-                                                  const State& initial_state, const Tensor& drop) {
+RecurrentOutput RecurrentLayerImpl::forward_time_major(const Tensor& x_in,
+                                                       const detail::SequenceMask& mask,
+                                                       const State& initial_state,
+                                                       const Tensor& drop) {
   const int64_t T = x_in.size(0), B = x_in.size(1);
   const Tensor x = options.reverse() ? reverse_time(x_in, mask) : x_in;
 
   State state;
   if (initial_state.defined()) {
-    check_state(*cell, initial_state, x, "rnnkit::Recurrent");
+    check_state(*cell, initial_state, x, "rnnkit::RecurrentLayer");
     state = initial_state;
   } else {
     state = cell->zero_state(B, x.options());

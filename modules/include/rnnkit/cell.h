@@ -6,7 +6,7 @@
 //    docs/equations.md);
 //  - the fast path, `unroll(x)`: the input-side products of all T steps in one matrix product,
 //    then a step function doing one recurrent product per step for all gates.
-// The layers (Recurrent, RNN) use the fast path; tests check that the two agree.
+// The layers (RecurrentLayer, RNN) use the fast path; tests check that the two agree.
 //
 // Shapes: T = time steps, B = batch, D = input size, H = hidden size, G = width of the
 // projected input (e.g. 4H for the LSTM).
@@ -17,6 +17,9 @@
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
+#include <torch/nn/modules/common.h>
+#include <torch/nn/modules/container/any_module_holder.h>
+#include <torch/nn/modules/container/any_value.h>
 #include <torch/types.h>
 
 #include "rnnkit/state.h"
@@ -32,28 +35,6 @@ struct Unrolled {
   /// (gating, the update of c<t>) uses `prev`.
   std::function<State(const torch::Tensor& gx_t, const State& prev, const torch::Tensor& a_rec)>
       step;
-};
-
-/// a<t-1> W_h^T (plus a bias) at every step of one sequence, for a cell's fast path.
-///
-/// Forward: one addmm per step, as usual. Backward: autograd still runs BPTT step by step, but
-/// the gradient of W_h^T is formed once per sequence, Σ_t a<t-1>^T dG<t>, as one GEMM over all
-/// steps, instead of T thin GEMMs and T accumulations of an [H, G] gradient (about 20% of an
-/// LSTM's training time at H = 256). Only step 0's product takes W_h^T through autograd; the
-/// node that adds the other steps' share depends on step 0, so it runs after all of them.
-/// Call it exactly once per step, in order. It is not twice differentiable. With grad mode off,
-/// or a W_h that needs no gradient, it is a plain addmm, or an addmv for a single row (BLAS
-/// would otherwise pack all of W_h^T at every step for one row of output).
-class RecurrentProduct {
- public:
-  /// W_hT [H, G] (the transposed recurrent columns); steps T and batch B of the sequence.
-  RecurrentProduct(const torch::Tensor& W_hT, int64_t steps, int64_t batch);
-  /// bias + a @ W_h^T for the next step. bias: [B, G] or [G]; a: [B, H].
-  torch::Tensor operator()(const torch::Tensor& bias, const torch::Tensor& a);
-
- private:
-  torch::Tensor W_first_, W_rest_, acts_, grads_;
-  int64_t t_ = 0, steps_;
 };
 
 /// Base of every cell. Concrete cells derive from `torch::nn::Cloneable<XImpl>` and from this
@@ -122,6 +103,10 @@ class CellBase : public torch::nn::Cloneable<Derived>, public CellImplBase {
   void print_options(std::ostream&) const {}
 
   Options options;
+
+ protected:
+  // So that a cell works inside torch::nn::Sequential and AnyModule with x_t alone.
+  FORWARD_HAS_DEFAULT_ARGS({1, torch::nn::AnyValue(State())})
 };
 
 }  // namespace rnnkit

@@ -1,5 +1,6 @@
 #pragma once
-// Recurrent: unrolls any registered cell over a sequence, in one direction.
+// RecurrentLayer: one layer in one direction (custom_lstms's LSTMLayer and ReverseLSTMLayer in
+// one), unrolling any registered cell over a sequence. `Recurrent` is its older name.
 //
 // Input x is [T, B, D] (or [B, T, D] with batch_first). `lengths` [B] (int64, any order, on the
 // CPU or on x's device) gives each sequence's real length; steps past it are padding:
@@ -77,11 +78,11 @@ torch::Tensor recurrent_dropout_mask(int64_t batch, int64_t hidden, double p,
                                      const torch::TensorOptions& like);
 }  // namespace detail
 
-class RecurrentImpl : public torch::nn::Cloneable<RecurrentImpl> {
+class RecurrentLayerImpl : public torch::nn::Cloneable<RecurrentLayerImpl> {
  public:
-  RecurrentImpl(std::string cell, int64_t input_size, int64_t hidden_size)
-      : RecurrentImpl(RecurrentOptions(std::move(cell), input_size, hidden_size)) {}
-  explicit RecurrentImpl(RecurrentOptions options);
+  RecurrentLayerImpl(std::string cell, int64_t input_size, int64_t hidden_size)
+      : RecurrentLayerImpl(RecurrentOptions(std::move(cell), input_size, hidden_size)) {}
+  explicit RecurrentLayerImpl(RecurrentOptions options);
 
   void reset() override;
   void reset_parameters();
@@ -103,7 +104,16 @@ class RecurrentImpl : public torch::nn::Cloneable<RecurrentImpl> {
 
   RecurrentOptions options;
   std::shared_ptr<CellImplBase> cell;
+
+ protected:
+  // So that the layer works inside torch::nn::Sequential and AnyModule with input alone.
+  FORWARD_HAS_DEFAULT_ARGS({1, torch::nn::AnyValue(torch::Tensor())},
+                           {2, torch::nn::AnyValue(State())})
 };
-TORCH_MODULE(Recurrent);
+TORCH_MODULE(RecurrentLayer);
+
+/// The older names, kept so that code written against them builds.
+using RecurrentImpl = RecurrentLayerImpl;
+using Recurrent = RecurrentLayer;
 
 }  // namespace rnnkit

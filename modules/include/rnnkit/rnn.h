@@ -89,13 +89,18 @@ class RNNImpl : public torch::nn::Cloneable<RNNImpl> {
   /// Whether forward() runs the two directions of a layer concurrently now.
   bool concurrent() const;
   /// The unrolled layer of layer l, direction d (0 forward, 1 reverse).
-  Recurrent& layer(int64_t l, int64_t d) { return layers_.at(l * num_directions() + d); }
+  RecurrentLayer& layer(int64_t l, int64_t d) { return layers_.at(l * num_directions() + d); }
   CellImplBase& cell(int64_t l, int64_t d) { return *layer(l, d)->cell; }
 
   RNNOptions options;
 
+ protected:
+  // So that the stack works inside torch::nn::Sequential and AnyModule with input alone.
+  FORWARD_HAS_DEFAULT_ARGS({1, torch::nn::AnyValue(torch::Tensor())},
+                           {2, torch::nn::AnyValue(std::vector<State>())})
+
  private:
-  std::vector<Recurrent> layers_;
+  std::vector<RecurrentLayer> layers_;
 };
 TORCH_MODULE(RNN);
 

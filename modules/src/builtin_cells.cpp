@@ -5,6 +5,7 @@
 #include <c10/util/Exception.h>
 #include <torch/nn/functional/activation.h>
 
+#include "detail/recurrent_product.h"
 #include "rnnkit/cells/gru_cell.h"
 #include "rnnkit/cells/lstm_cell.h"
 #include "rnnkit/cells/rnn_cell.h"
@@ -26,8 +27,8 @@ Tensor project_inputs(const Tensor& x, const Tensor& W, const Tensor& b, int64_t
 Tensor recurrent_t(const Tensor& W, int64_t H) { return W.narrow(1, 0, H).t(); }
 
 /// The per-step recurrent product over the sequence x [T, B, D] (shared by the step closure).
-std::shared_ptr<RecurrentProduct> product(const Tensor& W_hT, const Tensor& x) {
-  return std::make_shared<RecurrentProduct>(W_hT, x.size(0), x.size(1));
+std::shared_ptr<detail::RecurrentProduct> product(const Tensor& W_hT, const Tensor& x) {
+  return std::make_shared<detail::RecurrentProduct>(W_hT, x.size(0), x.size(1));
 }
 
 }  // namespace
@@ -61,12 +62,12 @@ State RNNCellImpl::step(const Tensor& x_t, const State& prev_) {
 Unrolled RNNCellImpl::unroll(const Tensor& x) {
   const int64_t H = options.hidden_size();
   Unrolled u;
-  u.projected = project_inputs(x, W_a, b_a, H);
-  auto rec = product(recurrent_t(W_a, H), x);
+  u.projected = project_inputs(x, W_a, b_a, H);  // [T, B, H]: W_ax x<t> + b_a, every t
+  auto rec = product(recurrent_t(W_a, H), x);    // W_aa^T [H, H]
   const bool tanh = options.activation() == Activation::kTanh;
   u.step = [rec, tanh](const Tensor& gx, const State&, const Tensor& a_rec) {
-    Tensor z = (*rec)(gx, a_rec);
-    return State{tanh ? z.tanh_() : z.relu_(), {}};
+    Tensor z = (*rec)(gx, a_rec);                    // [B, H]: W_aa a<t-1> + W_ax x<t> + b_a
+    return State{tanh ? z.tanh_() : z.relu_(), {}};  // a<t> [B, H]
   };
   return u;
 }
@@ -115,12 +116,12 @@ Unrolled SimpleGRUCellImpl::unroll(const Tensor& x) {
   const int64_t H = options.hidden_size();
   const Tensor W = torch::cat({W_u, W_c}, 0);  // gate rows [u | c̃]: one GEMM for both
   Unrolled u;
-  u.projected = project_inputs(x, W, torch::cat({b_u, b_c}), H);
-  auto rec = product(recurrent_t(W, H), x);
+  u.projected = project_inputs(x, W, torch::cat({b_u, b_c}), H);  // [T, B, 2H]
+  auto rec = product(recurrent_t(W, H), x);                       // [H, 2H]
   u.step = [rec](const Tensor& gx, const State& prev, const Tensor& a_rec) {
-    const auto g = (*rec)(gx, a_rec).chunk(2, 1);
-    const Tensor gamma_u = g[0].sigmoid();
-    const Tensor c_tilde = g[1].tanh();
+    const auto g = (*rec)(gx, a_rec).chunk(2, 1);  // 2 x [B, H]: u and c̃ pre-activations
+    const Tensor gamma_u = g[0].sigmoid();         // Γu [B, H]
+    const Tensor c_tilde = g[1].tanh();            // c̃<t> [B, H]
     return State{torch::lerp(prev.a, c_tilde, gamma_u), {}};  // Γu c̃ + (1 - Γu) c<t-1>
   };
   return u;
@@ -182,27 +183,27 @@ Unrolled GRUCellImpl::unroll(const Tensor& x) {
   const int64_t H = options.hidden_size();
   const Tensor W = torch::cat({W_r, W_u, W_c}, 0);  // gate rows [r | u | c̃]
   Unrolled u;
-  u.projected = project_inputs(x, W, torch::cat({b_r, b_u, b_c}), H);
+  u.projected = project_inputs(x, W, torch::cat({b_r, b_u, b_c}), H);  // [T, B, 3H]
   if (!options.reset_after()) {
     // Γr acts on c<t-1> before the candidate's product: two recurrent GEMMs per step.
-    auto rec_ru = product(recurrent_t(W.narrow(0, 0, 2 * H), H), x);
-    auto rec_c = product(recurrent_t(W_c, H), x);
+    auto rec_ru = product(recurrent_t(W.narrow(0, 0, 2 * H), H), x);  // [H, 2H]
+    auto rec_c = product(recurrent_t(W_c, H), x);                     // [H, H]
     u.step = [rec_ru, rec_c, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
-      const auto gx_ru_c = gx.split_with_sizes({2 * H, H}, 1);
-      const auto ru = (*rec_ru)(gx_ru_c[0], a_rec).sigmoid_().chunk(2, 1);
-      const Tensor c_tilde = (*rec_c)(gx_ru_c[1], ru[0] * a_rec).tanh_();
-      return State{torch::lerp(prev.a, c_tilde, ru[1]), {}};
+      const auto gx_ru_c = gx.split_with_sizes({2 * H, H}, 1);              // [B, 2H], [B, H]
+      const auto ru = (*rec_ru)(gx_ru_c[0], a_rec).sigmoid_().chunk(2, 1);  // Γr, Γu [B, H]
+      const Tensor c_tilde = (*rec_c)(gx_ru_c[1], ru[0] * a_rec).tanh_();   // c̃<t> [B, H]
+      return State{torch::lerp(prev.a, c_tilde, ru[1]), {}};  // Γu c̃ + (1 - Γu) c<t-1>
     };
   } else {
     auto rec = product(recurrent_t(W, H), x);
     // Recurrent bias [0 | 0 | b_cc], so one addmm gives all three recurrent pre-activations.
     const Tensor b_h = torch::cat({torch::zeros({2 * H}, b_cc.options()), b_cc});
     u.step = [rec, b_h, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
-      const auto x_ru_c = gx.split_with_sizes({2 * H, H}, 1);
-      const auto h_ru_c = (*rec)(b_h, a_rec).split_with_sizes({2 * H, H}, 1);
-      const auto ru = (x_ru_c[0] + h_ru_c[0]).sigmoid_().chunk(2, 1);
-      const Tensor c_tilde = torch::addcmul(x_ru_c[1], ru[0], h_ru_c[1]).tanh_();
-      return State{torch::lerp(prev.a, c_tilde, ru[1]), {}};
+      const auto x_ru_c = gx.split_with_sizes({2 * H, H}, 1);                  // [B, 2H], [B, H]
+      const auto h_ru_c = (*rec)(b_h, a_rec).split_with_sizes({2 * H, H}, 1);  // [B, 2H], [B, H]
+      const auto ru = (x_ru_c[0] + h_ru_c[0]).sigmoid_().chunk(2, 1);          // Γr, Γu [B, H]
+      const Tensor c_tilde = torch::addcmul(x_ru_c[1], ru[0], h_ru_c[1]).tanh_();  // c̃<t> [B, H]
+      return State{torch::lerp(prev.a, c_tilde, ru[1]), {}};  // Γu c̃ + (1 - Γu) c<t-1>
     };
   }
   return u;
@@ -273,21 +274,22 @@ Unrolled LSTMCellImpl::unroll(const Tensor& x) {
   // Gate rows [u | f | o | c̃]: the three sigmoids are contiguous, so one kernel applies them.
   const Tensor W = torch::cat({W_u, W_f, W_o, W_c}, 0);
   Unrolled u;
-  u.projected = project_inputs(x, W, torch::cat({b_u, b_f, b_o, b_c}), H);
-  auto rec = product(recurrent_t(W, H), x);
+  u.projected = project_inputs(x, W, torch::cat({b_u, b_f, b_o, b_c}), H);            // [T, B, 4H]
+  auto rec = product(recurrent_t(W, H), x);                                           // [H, 4H]
   const Tensor peep = options.peephole() ? torch::stack({p_u, p_f, p_o}) : Tensor();  // [3, H]
   u.step = [rec, peep, H](const Tensor& gx, const State& prev, const Tensor& a_rec) {
     // Slices by split/chunk: their backward is one cat, where narrow's would zero-fill and
     // add a full-width gradient per slice.
-    const auto gates = (*rec)(gx, a_rec).split_with_sizes({3 * H, H}, 1);
+    const auto gates = (*rec)(gx, a_rec).split_with_sizes({3 * H, H}, 1);  // [B, 3H], [B, H]
     Tensor sig = gates[0];
     if (peep.defined()) {
+      // + p ∘ c<t-1> per gate: [B, 3, H] + [3, H] * [B, 1, H]
       sig = torch::addcmul(sig.view({-1, 3, H}), peep, prev.c.unsqueeze(1)).view({-1, 3 * H});
     }
-    const auto ufo = sig.sigmoid().chunk(3, 1);  // Γu, Γf, Γo
-    const Tensor c_tilde = gates[1].tanh();
-    const Tensor c = torch::addcmul(ufo[0] * c_tilde, ufo[1], prev.c);
-    const Tensor a = ufo[2] * c.tanh();
+    const auto ufo = sig.sigmoid().chunk(3, 1);                         // Γu, Γf, Γo [B, H]
+    const Tensor c_tilde = gates[1].tanh();                             // c̃<t> [B, H]
+    const Tensor c = torch::addcmul(ufo[0] * c_tilde, ufo[1], prev.c);  // Γu c̃ + Γf c<t-1>
+    const Tensor a = ufo[2] * c.tanh();                                 // a<t> = Γo tanh(c<t>)
     return State{a, c};
   };
   return u;
