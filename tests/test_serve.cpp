@@ -164,6 +164,13 @@ TEST(Serve, HealthAndModelCards) {
         "/v1/models/{name}/score", "/v1/models/{name}/generate"}) {
     EXPECT_TRUE(doc["paths"].contains(path)) << path;
   }
+  // A second server on the same port is refused (cpp-httplib's default SO_REUSEPORT would let
+  // it bind and take half of the first one's connections).
+  serve::ServeOptions same;
+  same.port = s.server.port();
+  serve::Server second(same, {{"sst", {models().sentiment}}}, torch::kCPU);
+  rnnkit_test::expect_message<std::runtime_error>(
+      [&] { second.bind(); }, {"cannot listen on 127.0.0.1:" + std::to_string(same.port)});
 }
 
 TEST(Serve, ClassifyGivesPredictsAnswerAtAnyBatch) {
