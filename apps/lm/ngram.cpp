@@ -4,8 +4,7 @@
 
 #include <cstring>
 
-#include <zlib.h>
-
+#include <rnnkit/train/crc32.h>
 #include <rnnkit/train/system.h>
 
 #include <algorithm>
@@ -217,14 +216,7 @@ namespace {
 constexpr const char* kNgramMagicV1 = "#rnnkit-ngram v1";
 constexpr const char* kNgramMagic = "#rnnkit-ngram v2";
 
-uint32_t crc_of(const std::string& s) {
-  uLong crc = ::crc32(0L, Z_NULL, 0);
-  for (size_t at = 0; at < s.size(); at += (1u << 30)) {
-    const auto n = static_cast<uInt>(std::min<size_t>(s.size() - at, 1u << 30));
-    crc = ::crc32(crc, reinterpret_cast<const Bytef*>(s.data() + at), n);
-  }
-  return static_cast<uint32_t>(crc);
-}
+uint32_t crc_of(const std::string& s) { return train::crc32_of(s.data(), s.size()); }
 }  // namespace
 
 void NGramModel::save(const std::string& path) const {

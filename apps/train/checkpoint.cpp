@@ -1,4 +1,5 @@
 #include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/crc32.h>
 
 #include <sys/stat.h>
 #include <zlib.h>
@@ -16,6 +17,18 @@
 
 namespace rnnkit::train {
 namespace fs = std::filesystem;
+uint32_t crc32_of(const void* data, size_t size, uint32_t crc_in) {
+  uLong crc = crc_in;
+  const auto* p = static_cast<const Bytef*>(data);
+  while (size > 0) {
+    const auto n = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
+    crc = ::crc32(crc, p, n);
+    p += n;
+    size -= n;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
 namespace {
 
 // Version 3: a 24-byte header, then a torch archive. The header is checked before LibTorch
@@ -31,19 +44,6 @@ constexpr size_t kHeaderSize = 24;
 // Version 1 (rnnkit 0.1): a bare torch archive holding this string, without a checksum.
 constexpr const char* kMagicV1 = "rnnkit-checkpoint-v1";
 constexpr const char* kMagicInArchive = "rnnkit-checkpoint-v3";
-
-uint32_t crc32_of(const void* data, size_t size) {
-  // zlib's crc32 takes 32-bit lengths: feed large archives in pieces.
-  uLong crc = ::crc32(0L, Z_NULL, 0);
-  const auto* p = static_cast<const Bytef*>(data);
-  while (size > 0) {
-    const auto n = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
-    crc = ::crc32(crc, p, n);
-    p += n;
-    size -= n;
-  }
-  return static_cast<uint32_t>(crc);
-}
 
 std::string fmt_checksum_error(const std::string& path, uint32_t stored, uint32_t actual) {
   char buf[160];

@@ -333,7 +333,10 @@ class FitLoop {
     const StepReport r = strategy_->forward_backward(
         task_, st_.batch, [this] { return scheduler_.out_of_time(elapsed()); }, params_);
     step_signal_ = r.signal;
-    const Scheduler::Next next = scheduler_.after_step(r, at, kept_checkpoint());
+    // Where the last good checkpoint is matters only to a diverged step's message: no file
+    // system call on the others.
+    const Scheduler::Next next =
+        scheduler_.after_step(r, at, r.nonfinite ? kept_checkpoint() : std::string());
     if (o_.clip_value > 0) torch::nn::utils::clip_grad_value_(params_, o_.clip_value);
     if (o_.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params_, o_.clip_norm);
     optimizer_->step();

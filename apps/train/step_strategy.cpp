@@ -1,7 +1,5 @@
 #include <rnnkit/train/step_strategy.h>
 
-#include <zlib.h>
-
 #include <cmath>
 #include <csignal>
 #include <filesystem>
@@ -11,6 +9,7 @@
 #include <toml++/toml.h>
 
 #include <rnnkit/train/config.h>
+#include <rnnkit/train/crc32.h>
 #include <rnnkit/train/distributed.h>
 #include <rnnkit/train/signals.h>
 
@@ -55,15 +54,13 @@ std::string data_fingerprints(const std::string& config_text) {
     if (!fs::is_regular_file(path, ec)) return;
     std::ifstream in(path, std::ios::binary);
     std::vector<char> buf(1 << 20);
-    uLong crc = ::crc32(0L, Z_NULL, 0);
+    uint32_t crc = 0;
     uint64_t size = 0;
     while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
-      crc =
-          ::crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), static_cast<uInt>(in.gcount()));
+      crc = crc32_of(buf.data(), static_cast<size_t>(in.gcount()), crc);
       size += static_cast<uint64_t>(in.gcount());
     }
-    out += fmt::format("\"data.{}\" = \"{} bytes, crc32 {:08x}\"\n", key, size,
-                       static_cast<uint32_t>(crc));
+    out += fmt::format("\"data.{}\" = \"{} bytes, crc32 {:08x}\"\n", key, size, crc);
   };
   for (const auto& [k, v] : *data) {
     const std::string key(k.str());

@@ -65,6 +65,9 @@ RecurrentProduct::RecurrentProduct(const Tensor& W_hT, int64_t steps, int64_t ba
     : steps_(steps) {
   if (!torch::GradMode::is_enabled() || !W_hT.requires_grad() || steps < 2) {
     W_first_ = W_rest_ = W_hT;
+    // One row (serving, sampling): a matrix-vector product per step. addmm would have BLAS
+    // pack all of W_h^T at every step for a single row, which cost more than the product.
+    if (batch == 1 && !torch::GradMode::is_enabled()) W_rows_ = W_hT.t();  // [G, H]
     return;
   }
   W_rest_ = W_hT.detach();
@@ -78,11 +81,9 @@ Tensor RecurrentProduct::operator()(const Tensor& bias, const Tensor& a) {
   TORCH_CHECK(t_ < steps_, "RecurrentProduct: called for step ", t_ + 1, " of a sequence of ",
               steps_, " steps");
   const int64_t t = t_++;
-  if (!acts_.defined() && a.size(0) == 1 && !torch::GradMode::is_enabled()) {
-    // One row (serving, sampling): a matrix-vector product. addmm would have BLAS pack all of
-    // W_h^T at every step for a single row, which cost more than the product itself.
-    const int64_t G = W_rest_.size(1);
-    return torch::addmv(bias.reshape({G}), W_rest_.t(), a.reshape({-1})).view({1, G});
+  if (W_rows_.defined()) {
+    const int64_t G = W_rows_.size(0);
+    return torch::addmv(bias.reshape({G}), W_rows_, a.reshape({-1})).view({1, G});
   }
   if (t == 0 || !acts_.defined()) return torch::addmm(bias, a, t == 0 ? W_first_ : W_rest_);
   return StepProduct::apply(bias, a, W_rest_, acts_, grads_, t);

@@ -26,6 +26,7 @@ class RecurrentProduct {
 
  private:
   torch::Tensor W_first_, W_rest_, acts_, grads_;
+  torch::Tensor W_rows_;  ///< W_h [G, H] when each step is one row without gradient (addmv)
   int64_t t_ = 0, steps_;
 };
 
