@@ -86,7 +86,7 @@ TEST(Config, OverridesAndPathsRelativeToTheConfigFile) {
   train::ConfigReader c(tiny_lm_config(dir), {"train.epochs=5", "model.cell=gru"});
   const auto l = lm::LMConfig::read(c);
   EXPECT_EQ(l.train.epochs, 5);
-  EXPECT_EQ(l.rnn.cell, "gru");
+  EXPECT_EQ(l.rnn.cell(), "gru");
   EXPECT_EQ(l.train_path, (fs::path(dir) / "train.txt").string());
   // The resolved config carries the resolved paths, so it works from anywhere.
   EXPECT_NE(c.resolved().find((fs::path(dir) / "valid.txt").string()), std::string::npos);

@@ -4,6 +4,8 @@
 // equations as documented; [model.cell_options] reaches the apps.
 #include "test_train_util.h"
 
+#include <rnnkit/plugin.h>
+#include <rnnkit/rnn.h>
 #include <rnnkit/train/model_config.h>
 #include "lm/lm.h"
 
@@ -156,39 +158,124 @@ TEST(CellOptions, FromConfigFilesAndSetOverrides) {
       dir, "m.toml", "[model]\ncell = \"lstm\"\n\n[model.cell_options]\npeephole = true\n");
   {
     train::ConfigReader c(path);
-    const auto r = train::RecurrentSpec::read(c, "model", {});
-    EXPECT_EQ(r.cell_options.at("peephole"), CellOptionValue(true));
+    const auto r = train::read_rnn_options(c, "model", RNNOptions("lstm", 0, 128));
+    EXPECT_EQ(r.cell_options().at("peephole"), CellOptionValue(true));
     EXPECT_NO_THROW(c.reject_unknown_keys());
   }
   {
     train::ConfigReader c(path, {"model.cell=mgu", "model.cell_options.slim=1"});
     expect_message<train::ConfigError>(
-        [&] { train::RecurrentSpec::read(c, "model", {}); },
+        [&] { train::read_rnn_options(c, "model", RNNOptions("lstm", 0, 128)); },
         {"m.toml:5: key model.cell_options.peephole",
          "unknown option 'peephole' for cell 'mgu'; it takes: slim"});
   }
   {
     train::ConfigReader c(path, {"model.cell=mgu", "model.cell_options={slim = 9}"});
-    expect_message<train::ConfigError>([&] { train::RecurrentSpec::read(c, "model", {}); },
-                                       {"--set model.cell_options", "expected a value in [0, 2]"});
+    expect_message<train::ConfigError>(
+        [&] { train::read_rnn_options(c, "model", RNNOptions("lstm", 0, 128)); },
+        {"--set model.cell_options", "expected a value in [0, 2]"});
   }
   {
     train::ConfigReader c(path, {"model.cell_options.peephole=\"yes\""});
-    expect_message<train::ConfigError>([&] { train::RecurrentSpec::read(c, "model", {}); },
-                                       {"--set model.cell_options.peephole", "expected a boolean"});
+    expect_message<train::ConfigError>(
+        [&] { train::read_rnn_options(c, "model", RNNOptions("lstm", 0, 128)); },
+        {"--set model.cell_options.peephole", "expected a boolean"});
   }
   {
     train::ConfigReader c(rnnkit_test::write_file(dir, "n.toml", "[model]\ncell_options = 3\n"));
-    expect_message<train::ConfigError>([&] { train::RecurrentSpec::read(c, "model", {}); },
-                                       {"n.toml:2: key model.cell_options", "expected a table"});
+    expect_message<train::ConfigError>(
+        [&] { train::read_rnn_options(c, "model", RNNOptions("lstm", 0, 128)); },
+        {"n.toml:2: key model.cell_options", "expected a table"});
   }
   {
     // The resolved config (what checkpoints keep) carries the options.
     train::ConfigReader c(path, {"model.cell=rnn", "model.cell_options={activation = \"relu\"}"});
-    const auto r = train::RecurrentSpec::read(c, "model", {});
-    EXPECT_EQ(r.cell_options.at("activation"), CellOptionValue("relu"));
+    const auto r = train::read_rnn_options(c, "model", RNNOptions("lstm", 0, 128));
+    EXPECT_EQ(r.cell_options().at("activation"), CellOptionValue("relu"));
     const auto again = train::ConfigReader::from_string(c.resolved(), "saved");
     auto copy = again;
-    EXPECT_EQ(train::RecurrentSpec::read(copy, "model", {}).cell_options, r.cell_options);
+    EXPECT_EQ(train::read_rnn_options(copy, "model", RNNOptions("lstm", 0, 128)).cell_options(),
+              r.cell_options());
+  }
+}
+
+// One recurrent options struct: a cell factory sees the network's options whole, at its own
+// layer's input, and an app's config reaches the network without a field copied by hand.
+TEST(RecurrentOptions, EveryLayerAndFactoryGetsTheOptionsWhole) {
+  static std::vector<RNNOptions> seen;
+  seen.clear();
+  register_cell("test_spy_lstm", [](const CellSpec& s) {
+    seen.push_back(s.rnn());
+    return make_cell("lstm", s);
+  });
+  auto rnn = RNN(RNNOptions("test_spy_lstm", 3, 4)
+                     .num_layers(2)
+                     .bidirectional(true)
+                     .recurrent_dropout(0.25)
+                     .init(Init::kOrthogonal)
+                     .forget_bias(1.5)
+                     .batch_first(true));
+  ASSERT_EQ(seen.size(), 4u);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].cell(), "test_spy_lstm");
+    EXPECT_EQ(seen[i].input_size(), i < 2 ? 3 : 8) << "layer 2 reads both directions";
+    EXPECT_EQ(seen[i].hidden_size(), 4);
+    EXPECT_EQ(seen[i].num_layers(), 2);
+    EXPECT_EQ(seen[i].recurrent_dropout(), 0.25);
+    EXPECT_EQ(seen[i].init(), Init::kOrthogonal);
+    ASSERT_TRUE(seen[i].forget_bias().has_value());
+    EXPECT_EQ(*seen[i].forget_bias(), 1.5);
+    EXPECT_FALSE(seen[i].batch_first()) << "layers inside an RNN are fed time-major";
+  }
+  EXPECT_TRUE(rnn->layer(1, 1)->options.reverse());
+  EXPECT_EQ(rnn->layer(1, 1)->options.rnn().input_size(), 8);
+  // The forget bias reached the LSTM built from the spec.
+  EXPECT_TRUE(rnn->cell(1, 0).named_parameters()["b_f"].eq(1.5).all().item<bool>());
+
+  // A config's recurrent keys reach the language model's network through LanguageModelOptions.
+  const auto dir = rnnkit_test::temp_dir("rnn_options_whole");
+  rnnkit_test::write_file(dir, "train.txt", "abc abd\n");
+  rnnkit_test::write_file(dir, "valid.txt", "abc\n");
+  train::ConfigReader c(
+      rnnkit_test::write_file(dir, "lm.toml",
+                              "[data]\nlevel = \"char\"\ntrain = \"train.txt\"\n"
+                              "valid = \"valid.txt\"\n[model]\nembedding_size = 6\n"),
+      {"model.hidden_size=5", "model.num_layers=2", "model.dropout=0.3",
+       "model.recurrent_dropout=0.2", "model.variational_dropout=true", "model.forget_bias=2",
+       "model.init=xavier", "model.cell=lstm", "model.cell_options.peephole=true"});
+  const auto l = lm::LMConfig::read(c);
+  lm::LanguageModel m(l.model_options(7));
+  const RNNOptions& o = m->rnn->options;
+  EXPECT_EQ(o.input_size(), 6);
+  EXPECT_EQ(o.hidden_size(), 5);
+  EXPECT_EQ(o.num_layers(), 2);
+  EXPECT_EQ(o.dropout(), 0.3);
+  EXPECT_EQ(o.recurrent_dropout(), 0.2);
+  EXPECT_TRUE(o.variational_dropout());
+  EXPECT_EQ(*o.forget_bias(), 2.0);
+  EXPECT_EQ(o.init(), Init::kXavier);
+  EXPECT_EQ(o.cell_options().at("peephole"), CellOptionValue(true));
+  EXPECT_TRUE(m->rnn->named_parameters().contains("l1.cell.p_f"));
+}
+
+// The library throws one family: c10::Error and its subclasses, whose what() is the message.
+TEST(RecurrentOptions, LibraryErrorsAreOneFamily) {
+  try {
+    check_cell_options("lstm", {{"peephole", 3}});
+    FAIL() << "expected a CellOptionError";
+  } catch (const c10::ValueError& e) {
+    EXPECT_NE(dynamic_cast<const CellOptionError*>(&e), nullptr);
+    EXPECT_EQ(std::string(e.what()), e.what_without_backtrace());
+    EXPECT_NE(std::string(e.what()).find("expected a boolean"), std::string::npos) << e.what();
+  }
+  try {
+    load_plugin("/nonexistent/libnothing.so");
+    FAIL() << "expected a PluginError";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(dynamic_cast<const PluginError*>(&e), nullptr);
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/libnothing.so: cannot load the plugin"),
+              std::string::npos)
+        << e.what();
+    EXPECT_EQ(std::string(e.what()), e.what_without_backtrace());
   }
 }

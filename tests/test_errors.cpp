@@ -12,7 +12,7 @@ TEST(Errors, WrongInputRank) {
         rnn->forward(torch::randn({5, 3}));
       },
       {"rnnkit::RNN", "expected input of rank 3", "[T, B, D]", "got rank 2"});
-  auto bf = RecurrentLayer(RecurrentOptions("gru", 3, 4).batch_first(true));
+  auto bf = RecurrentLayer(RecurrentOptions(RNNOptions("gru", 3, 4).batch_first(true)));
   expect_error(
       [&] {
         bf->forward(torch::randn({2, 5, 3, 1}));

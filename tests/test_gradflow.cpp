@@ -8,9 +8,9 @@ using namespace rnnkit;
 
 TEST(GradFlow, VanillaGradientAtTheStartIsOrdersOfMagnitudeBelowTheLstms) {
   const int64_t T = 100;
-  const auto rnn =
-      gradflow::gradient_norms({"rnn", Init::kUniform, rnnkit::nullopt}, T, 8, 8, 32, 1);
-  const auto lstm = gradflow::gradient_norms({"lstm", Init::kUniform, 1.0}, T, 8, 8, 32, 1);
+  const auto rnn = gradflow::gradient_norms({RNNOptions("rnn", 0, 0)}, T, 8, 8, 32, 1);
+  const auto lstm =
+      gradflow::gradient_norms({RNNOptions("lstm", 0, 0).forget_bias(1.0)}, T, 8, 8, 32, 1);
   ASSERT_EQ(rnn.da.size(), static_cast<size_t>(T));
   // The same loss on the same last step: the two start from the same kind of signal...
   EXPECT_GT(rnn.da[T - 1], 0.1);
@@ -56,6 +56,6 @@ TEST(GradFlow, TheAgreementTaskIsLearnableAtAShortGap) {
   // So that failures at long gaps (docs/gradflow.md) are about the gap, not a broken task.
   gradflow::AgreementOptions o;
   o.steps = 250;
-  EXPECT_GE(gradflow::agreement_accuracy({"gru", Init::kUniform, 2.0}, 5, o), 0.95);
-  EXPECT_GE(gradflow::agreement_accuracy({"rnn", Init::kUniform, rnnkit::nullopt}, 5, o), 0.95);
+  EXPECT_GE(gradflow::agreement_accuracy({RNNOptions("gru", 0, 0).forget_bias(2.0)}, 5, o), 0.95);
+  EXPECT_GE(gradflow::agreement_accuracy({RNNOptions("rnn", 0, 0)}, 5, o), 0.95);
 }

@@ -141,7 +141,7 @@ TEST(Layers, VariationalDropoutUsesOneMaskPerSequence) {
   for (const std::string cell : {"lstm", "rnn"}) {
     const int64_t T = 8, B = 3, D = 2, H = 5;
     const double p = 0.4;
-    auto layer = RecurrentLayer(RecurrentOptions(cell, D, H).recurrent_dropout(p));
+    auto layer = RecurrentLayer(RecurrentOptions(RNNOptions(cell, D, H).recurrent_dropout(p)));
     layer->to(torch::kDouble);
     layer->train();
     const Tensor x = torch::randn({T, B, D}, rnnkit_test::f64());

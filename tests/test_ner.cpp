@@ -341,14 +341,12 @@ class TaggerVariants : public ::testing::TestWithParam<std::string> {};
 TEST_P(TaggerVariants, Float64PaddingAndGradients) {
   const std::string v = GetParam();
   torch::manual_seed(8);
-  auto o = ner::TaggerOptions(12, 12, 5, v == "gru_softmax" ? "gru" : "lstm")
+  auto o = ner::TaggerOptions(12, 12, 5,
+                              RNNOptions(v == "gru_softmax" ? "gru" : "lstm", 0, 3).num_layers(2))
                .word_embedding_size(4)
                .char_embedding_size(3)
                .char_hidden_size(3)
                .casing_size(2)
-               .hidden_size(3)
-               .num_layers(2)
-               .dropout(0.0)
                .char_features(v == "cnn"   ? ner::CharFeatures::kCNN
                               : v == "rnn" ? ner::CharFeatures::kRNN
                                            : ner::CharFeatures::kNone)
@@ -568,13 +566,11 @@ TEST(NerCuda, CrfAndTaggerOnGpuAgreeWithCpu) {
             1e-10);
   EXPECT_EQ(crf->decode(e, lengths), crf_gpu->decode(e.to(gpu), lengths));
 
-  ner::Tagger m(ner::TaggerOptions(12, 12, 5, "lstm")
+  ner::Tagger m(ner::TaggerOptions(12, 12, 5, RNNOptions("lstm", 0, 3))
                     .word_embedding_size(4)
                     .char_embedding_size(3)
                     .char_hidden_size(3)
-                    .casing_size(2)
-                    .hidden_size(3)
-                    .dropout(0.0));
+                    .casing_size(2));
   m->to(torch::kDouble);
   m->eval();
   auto g = std::dynamic_pointer_cast<ner::TaggerImpl>(m->clone(gpu));

@@ -83,12 +83,11 @@ TEST(Sentiment, SummariesUseRealStepsOnly) {
   torch::manual_seed(3);
   for (const auto pooling :
        {sentiment::Pooling::kLast, sentiment::Pooling::kMean, sentiment::Pooling::kMax}) {
-    auto m = sentiment::Classifier(sentiment::ClassifierOptions(20, 3, "gru")
-                                       .embedding_size(4)
-                                       .hidden_size(5)
-                                       .num_layers(2)
-                                       .bidirectional(true)
-                                       .pooling(pooling));
+    auto m =
+        sentiment::Classifier(sentiment::ClassifierOptions(
+                                  20, 3, RNNOptions("gru", 0, 5).num_layers(2).bidirectional(true))
+                                  .embedding_size(4)
+                                  .pooling(pooling));
     m->eval();
     const auto tokens = torch::tensor({5, 6, 7, 8, 9, 10, 0, 0}, torch::kLong).view({2, 4});
     const auto lengths = torch::tensor({4, 2}, torch::kLong);
@@ -101,7 +100,8 @@ TEST(Sentiment, SummariesUseRealStepsOnly) {
   // "last" for two directions: the forward state at the last real token, the backward state
   // after reading the first token.
   auto m = sentiment::Classifier(
-      sentiment::ClassifierOptions(20, 2, "lstm").embedding_size(4).hidden_size(3));
+      sentiment::ClassifierOptions(20, 2, RNNOptions("lstm", 0, 3).bidirectional(true))
+          .embedding_size(4));
   m->eval();
   const auto tokens = torch::tensor({5, 6, 7, 0}, torch::kLong).view({1, 4});
   const auto lengths = torch::tensor({3}, torch::kLong);
@@ -214,10 +214,9 @@ TEST(Sentiment, BiLMLossAgainstStepByStep) {
   // Each text alone, each prediction written out: the padded batch must give the same sum.
   torch::manual_seed(4);
   for (const bool bidirectional : {true, false}) {
-    auto m = sentiment::Classifier(sentiment::ClassifierOptions(12, 2, "lstm")
-                                       .embedding_size(4)
-                                       .hidden_size(3)
-                                       .bidirectional(bidirectional));
+    auto m = sentiment::Classifier(
+        sentiment::ClassifierOptions(12, 2, RNNOptions("lstm", 0, 3).bidirectional(bidirectional))
+            .embedding_size(4));
     sentiment::BiLM lm(m, 12);
     lm->to(torch::kFloat64);
     lm->eval();
@@ -252,8 +251,8 @@ TEST(Sentiment, BiLMLossAgainstStepByStep) {
     EXPECT_EQ(got.count, bidirectional ? 8 : 4);
     EXPECT_NEAR(got.sum.item<double>(), want, 1e-10);
   }
-  auto deep = sentiment::Classifier(
-      sentiment::ClassifierOptions(12, 2, "gru").num_layers(2).bidirectional(true));
+  auto deep = sentiment::Classifier(sentiment::ClassifierOptions(
+      12, 2, RNNOptions("gru", 0, 128).num_layers(2).bidirectional(true)));
   rnnkit_test::expect_message<c10::Error>(
       [&] { sentiment::BiLM(deep, 12); },
       {"would see the word it predicts", "got 2 bidirectional layers"});

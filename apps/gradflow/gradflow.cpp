@@ -21,16 +21,17 @@ namespace F = torch::nn::functional;
 
 std::string CellSetup::label() const {
   // No commas: labels are CSV column names.
-  std::string s = cell;
-  if (init != Init::kUniform) s += " (" + to_string(init) + ")";
-  if (forget_bias) s += fmt::format(" (forget bias {:g})", *forget_bias);
+  std::string s = rnn.cell();
+  if (rnn.init() != Init::kUniform) s += " (" + to_string(rnn.init()) + ")";
+  if (rnn.forget_bias()) s += fmt::format(" (forget bias {:g})", *rnn.forget_bias());
   return s;
 }
 
 GradNorms gradient_norms(const CellSetup& setup, int64_t T, int64_t B, int64_t D, int64_t H,
                          uint64_t seed) {
   torch::manual_seed(seed);
-  auto cell = make_cell(setup.cell, CellSpec(D, H).init(setup.init).forget_bias(setup.forget_bias));
+  auto cell =
+      make_cell(setup.rnn.cell(), CellSpec(RNNOptions(setup.rnn).input_size(D).hidden_size(H)));
   cell->to(torch::kDouble);
   const auto opts = torch::TensorOptions().dtype(torch::kDouble);
   // The same x and r for every cell: drawn after the cell, from a reseeded generator.
@@ -84,8 +85,7 @@ struct AgreementModel {
 };
 
 AgreementModel agreement_model(const CellSetup& s, int64_t E, int64_t H) {
-  return {torch::nn::Embedding(kVocab, E),
-          RNN(RNNOptions(s.cell, E, H).init(s.init).forget_bias(s.forget_bias)),
+  return {torch::nn::Embedding(kVocab, E), RNN(RNNOptions(s.rnn).input_size(E).hidden_size(H)),
           torch::nn::Linear(H, 2)};
 }
 
@@ -112,7 +112,7 @@ double agreement_accuracy(const CellSetup& setup, int64_t gap, const AgreementOp
 
 ExplodeTrace explode(const ExplodeOptions& o) {
   torch::manual_seed(o.seed);
-  const CellSetup setup{"rnn_relu", Init::kOrthogonal, nullopt};
+  const CellSetup setup{RNNOptions("rnn_relu", 0, 0).init(Init::kOrthogonal)};
   auto m = agreement_model(setup, 16, o.hidden_size);
   {
     torch::NoGradGuard g;

@@ -11,14 +11,15 @@
 
 #include <rnnkit/compat.h>
 #include <rnnkit/init.h>
+#include <rnnkit/rnn_options.h>
 
 namespace rnnkit::gradflow {
 
+/// A cell to compare: its name, init and forget_bias in the library's options struct (the sizes
+/// are each experiment's).
 struct CellSetup {
-  std::string cell;
-  Init init = Init::kUniform;
-  optional<double> forget_bias;  ///< LSTM cells
-  std::string label() const;     ///< e.g. "lstm (forget bias 1)"; no commas
+  RNNOptions rnn{"lstm", 0, 0};
+  std::string label() const;  ///< e.g. "lstm (forget bias 1)"; no commas
 };
 
 struct GradNorms {

@@ -32,9 +32,9 @@ gradflow::CellSetup parse_setup(const std::string& spec, const std::string& wher
   gradflow::CellSetup s;
   std::string rest = spec;
   size_t colon = rest.find(':');
-  s.cell = rest.substr(0, colon);
-  if (!has_cell(s.cell))
-    throw train::ConfigError(where + ": unknown cell '" + s.cell + "' in '" + spec + "'");
+  s.rnn.cell(rest.substr(0, colon));
+  if (!has_cell(s.rnn.cell()))
+    throw train::ConfigError(where + ": unknown cell '" + s.rnn.cell() + "' in '" + spec + "'");
   while (colon != std::string::npos) {
     rest = rest.substr(colon + 1);
     colon = rest.find(':');
@@ -52,10 +52,10 @@ gradflow::CellSetup parse_setup(const std::string& spec, const std::string& wher
                                  ": expected fb=NUMBER with the number in [-100, 100], got '" +
                                  part + "' in '" + spec + "'");
       }
-      s.forget_bias = fb;
+      s.rnn.forget_bias(fb);
     } else {
       try {
-        s.init = parse_init(part);
+        s.rnn.init(parse_init(part));
       } catch (const c10::Error&) {
         throw train::ConfigError(
             where + ": expected an init (uniform, xavier, he, orthogonal) or fb=X, got '" + part +

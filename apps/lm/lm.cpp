@@ -30,28 +30,29 @@ LMConfig LMConfig::read(train::ConfigReader& c) {
   }
   l.test_path = c.get_path("data", "test");
   l.encoding = c.get_encoding("data", "encoding");
-  l.lowercase = c.get<bool>("data", "lowercase", false);
-  l.max_vocab = c.get_int("data", "max_vocab", 0, 0);
-  l.min_count = c.get_int("data", "min_count", 1, 1);
-  l.batching = c.get_choice("data", "batching", "stream", {"stream", "sentences"});
+  l.lowercase = c.get<bool>("data", "lowercase", l.lowercase);
+  l.max_vocab = c.get_int("data", "max_vocab", l.max_vocab, 0);
+  l.min_count = c.get_int("data", "min_count", l.min_count, 1);
+  l.batching = c.get_choice("data", "batching", l.batching, {"stream", "sentences"});
   if (l.batching == "sentences" && l.level == "char") {
     throw train::ConfigError(c.where("data", "batching") +
                              ": batching = \"sentences\" needs level = \"word\"");
   }
-  l.bptt = c.get_int("data", "bptt", 100, 1, 100000);
-  l.eval_batch_size = c.get_int("data", "eval_batch_size", 1, 1, 65536);
+  l.bptt = c.get_int("data", "bptt", l.bptt, 1, 100000);
+  l.eval_batch_size = c.get_int("data", "eval_batch_size", l.eval_batch_size, 1, 65536);
 
-  l.rnn = train::RecurrentSpec::read(c, "model", l.rnn);
-  l.embedding_size = c.get_int("model", "embedding_size", 64, 0, train::kMaxWidth);
-  l.dropout = c.get_double("model", "dropout", 0, 0, 0.99);
-  l.embedding_dropout = c.get_double("model", "embedding_dropout", 0, 0, 0.99);
-  l.variational_dropout = c.get<bool>("model", "variational_dropout", false);
-  l.tie_weights = c.get<bool>("model", "tie_weights", false);
-  if (l.tie_weights && l.embedding_size != l.rnn.hidden_size) {
+  l.rnn = train::read_rnn_options(c, "model", l.rnn);
+  l.embedding_size = c.get_int("model", "embedding_size", l.embedding_size, 0, train::kMaxWidth);
+  l.rnn.dropout(c.get_double("model", "dropout", l.rnn.dropout(), 0, 0.99));
+  l.embedding_dropout = c.get_double("model", "embedding_dropout", l.embedding_dropout, 0, 0.99);
+  l.rnn.variational_dropout(
+      c.get<bool>("model", "variational_dropout", l.rnn.variational_dropout()));
+  l.tie_weights = c.get<bool>("model", "tie_weights", l.tie_weights);
+  if (l.tie_weights && l.embedding_size != l.rnn.hidden_size()) {
     throw train::ConfigError(c.where("model", "tie_weights") +
                              ": tied weights need embedding_size == hidden_size, got " +
                              std::to_string(l.embedding_size) + " and " +
-                             std::to_string(l.rnn.hidden_size));
+                             std::to_string(l.rnn.hidden_size()));
   }
   l.train = train::TrainOptions::read(c);
   c.reject_unknown_keys();
@@ -59,23 +60,16 @@ LMConfig LMConfig::read(train::ConfigReader& c) {
 }
 
 LanguageModelOptions LMConfig::model_options(int64_t vocab_size) const {
-  return LanguageModelOptions(vocab_size, rnn.cell, rnn.hidden_size)
+  return LanguageModelOptions(vocab_size, rnn)
       .embedding_size(embedding_size)
-      .num_layers(rnn.num_layers)
-      .dropout(dropout)
       .embedding_dropout(embedding_dropout)
-      .variational_dropout(variational_dropout)
-      .recurrent_dropout(rnn.recurrent_dropout)
-      .tie_weights(tie_weights)
-      .init(rnn.init)
-      .forget_bias(rnn.forget_bias)
-      .cell_options(rnn.cell_options);
+      .tie_weights(tie_weights);
 }
 
 std::string LMConfig::architecture(int64_t vocab_size) const {
   return fmt::format("level={} vocab={} cell={} embedding={} hidden={} layers={} tied={}", level,
-                     vocab_size, cell_label(rnn.cell, rnn.cell_options), embedding_size,
-                     rnn.hidden_size, rnn.num_layers, tie_weights);
+                     vocab_size, cell_label(rnn.cell(), rnn.cell_options()), embedding_size,
+                     rnn.hidden_size(), rnn.num_layers(), tie_weights);
 }
 
 std::vector<std::string> LMConfig::tokenize_file(const std::string& path) const {

@@ -28,10 +28,11 @@ struct LMConfig {
   int64_t bptt = 100;
   int64_t eval_batch_size = 1;  ///< 1: every token scored with the state carried through
   // [model]
-  train::RecurrentSpec rnn{"lstm", 256};
+  /// cell, hidden_size, ...; also dropout and variational_dropout (one dropout mask per sequence
+  /// for all time steps). input_size is the model's.
+  RNNOptions rnn{"lstm", 0, 256};
   int64_t embedding_size = 64;
-  double dropout = 0, embedding_dropout = 0;
-  bool variational_dropout = false;  ///< one dropout mask per sequence for all time steps
+  double embedding_dropout = 0;
   bool tie_weights = false;
 
   train::TrainOptions train;

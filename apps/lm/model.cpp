@@ -12,12 +12,13 @@ LanguageModelImpl::LanguageModelImpl(LanguageModelOptions options_) : options(st
 }
 
 void LanguageModelImpl::reset() {
-  const auto& o = options;
+  auto& o = options;
+  const int64_t H = o.rnn().hidden_size();
   TORCH_CHECK(o.vocab_size() > 0, "LanguageModel: expected vocab_size > 0, got ", o.vocab_size());
-  TORCH_CHECK(!o.tie_weights() || o.embedding_size() == o.hidden_size(),
+  TORCH_CHECK(!o.tie_weights() || o.embedding_size() == H,
               "LanguageModel: tie_weights needs embedding_size == hidden_size, got ",
-              o.embedding_size(), " and ", o.hidden_size());
-  const int64_t in = o.embedding_size() > 0 ? o.embedding_size() : o.vocab_size();
+              o.embedding_size(), " and ", H);
+  o.rnn().input_size(o.embedding_size() > 0 ? o.embedding_size() : o.vocab_size());
   if (o.embedding_size() > 0) {
     embedding =
         register_module("embedding", torch::nn::Embedding(o.vocab_size(), o.embedding_size()));
@@ -26,18 +27,10 @@ void LanguageModelImpl::reset() {
   } else {
     embedding = nullptr;
   }
-  rnn = register_module("rnn", RNN(RNNOptions(o.cell(), in, o.hidden_size())
-                                       .num_layers(o.num_layers())
-                                       .dropout(o.dropout())
-                                       .variational_dropout(o.variational_dropout())
-                                       .recurrent_dropout(o.recurrent_dropout())
-                                       .init(o.init())
-                                       .forget_bias(o.forget_bias())
-                                       .cell_options(o.cell_options())));
+  rnn = register_module("rnn", RNN(o.rnn()));
   // Tied weights: the embedding matrix [V, E = H] is the softmax matrix; nothing more to register.
-  W_y = o.tie_weights()
-            ? embedding->weight
-            : register_parameter("W_y", torch::empty({o.vocab_size(), o.hidden_size()}));
+  W_y = o.tie_weights() ? embedding->weight
+                        : register_parameter("W_y", torch::empty({o.vocab_size(), H}));
   b_y = register_parameter("b_y", torch::zeros({o.vocab_size()}));
   if (!o.tie_weights()) {
     torch::NoGradGuard g;
@@ -47,14 +40,15 @@ void LanguageModelImpl::reset() {
 
 void LanguageModelImpl::pretty_print(std::ostream& os) const {
   os << "rnnkit::lm::LanguageModel(vocab_size=" << options.vocab_size()
-     << ", embedding_size=" << options.embedding_size() << ", cell=" << options.cell()
-     << ", hidden_size=" << options.hidden_size() << ", num_layers=" << options.num_layers()
+     << ", embedding_size=" << options.embedding_size() << ", cell=" << options.rnn().cell()
+     << ", hidden_size=" << options.rnn().hidden_size()
+     << ", num_layers=" << options.rnn().num_layers()
      << ", tie_weights=" << (options.tie_weights() ? "true" : "false") << ")";
 }
 
 torch::Tensor LanguageModelImpl::drop(const torch::Tensor& x, double p) const {
-  return options.variational_dropout() ? variational_dropout(x, p, is_training())
-                                       : torch::dropout(x, p, is_training());
+  return options.rnn().variational_dropout() ? variational_dropout(x, p, is_training())
+                                             : torch::dropout(x, p, is_training());
 }
 
 LMOutput LanguageModelImpl::forward(const torch::Tensor& tokens, const std::vector<State>& states,
@@ -69,7 +63,7 @@ LMOutput LanguageModelImpl::forward(const torch::Tensor& tokens, const std::vect
     x = torch::one_hot(tokens, options.vocab_size()).to(b_y.scalar_type());
   }
   auto out = rnn->forward(x, lengths, states);
-  const auto h = drop(out.output, options.dropout());
+  const auto h = drop(out.output, options.rnn().dropout());
   return {torch::linear(h, W_y, b_y), std::move(out.states)};
 }
 

@@ -9,6 +9,7 @@
 // Shapes: T time steps, B batch, V vocabulary, E embedding size, H hidden size.
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/arg.h>
@@ -23,24 +24,18 @@
 namespace rnnkit::lm {
 
 struct LanguageModelOptions {
-  LanguageModelOptions(int64_t vocab_size, std::string cell, int64_t hidden_size)
-      : vocab_size_(vocab_size), cell_(std::move(cell)), hidden_size_(hidden_size) {}
+  LanguageModelOptions(int64_t vocab_size, RNNOptions rnn)
+      : vocab_size_(vocab_size), rnn_(std::move(rnn)) {}
   TORCH_ARG(int64_t, vocab_size);
-  TORCH_ARG(std::string, cell);
-  TORCH_ARG(int64_t, hidden_size);
-  TORCH_ARG(int64_t, embedding_size) = 0;  ///< 0: one-hot inputs (tiny vocabularies)
-  TORCH_ARG(int64_t, num_layers) = 1;
-  TORCH_ARG(double, dropout) = 0.0;            ///< between layers and before the softmax
-  TORCH_ARG(double, embedding_dropout) = 0.0;  ///< on the embeddings
-  TORCH_ARG(double, recurrent_dropout) = 0.0;  ///< variational, on a<t-1>
-  /// dropout and embedding_dropout with one mask per sequence for all time steps
+  /// The recurrent network, whole. The model sets its input_size (embedding_size, or vocab_size
+  /// for one-hot inputs). Its dropout also acts before the softmax, and variational_dropout
+  /// makes that and embedding_dropout one mask per sequence for all time steps
   /// (rnnkit::variational_dropout), as Gal & Ghahramani 2016 and Merity et al. 2017 drop the
   /// inputs, outputs and layer-to-layer connections; false: a new mask at every step.
-  TORCH_ARG(bool, variational_dropout) = false;
-  TORCH_ARG(bool, tie_weights) = false;  ///< W_y = E (needs embedding_size == hidden_size)
-  TORCH_ARG(Init, init) = Init::kUniform;
-  TORCH_ARG(optional<double>, forget_bias) = nullopt;
-  TORCH_ARG(CellOptions, cell_options) = {};  ///< the cell's own options
+  TORCH_ARG(RNNOptions, rnn);
+  TORCH_ARG(int64_t, embedding_size) = 0;      ///< 0: one-hot inputs (tiny vocabularies)
+  TORCH_ARG(double, embedding_dropout) = 0.0;  ///< on the embeddings
+  TORCH_ARG(bool, tie_weights) = false;        ///< W_y = E (needs embedding_size == hidden_size)
 };
 
 struct LMOutput {

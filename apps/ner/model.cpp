@@ -48,7 +48,7 @@ TaggerBatch TaggerBatch::to_device(const torch::Device& d) const {
 TaggerImpl::TaggerImpl(TaggerOptions options_) : options(std::move(options_)) { reset(); }
 
 void TaggerImpl::reset() {
-  const auto& o = options;
+  auto& o = options;
   TORCH_CHECK(o.num_tags() >= 2, "Tagger: expected at least 2 tags, got ", o.num_tags());
   TORCH_CHECK(o.char_features() == CharFeatures::kNone || o.num_chars() > 0,
               "Tagger: char features need a character vocabulary, got num_chars ", o.num_chars());
@@ -70,7 +70,7 @@ void TaggerImpl::reset() {
           "char_rnn", RNN(RNNOptions(o.char_cell(), o.char_embedding_size(), o.char_hidden_size())
                               .bidirectional(true)
                               .batch_first(true)
-                              .init(o.init())));
+                              .init(o.rnn().init())));
       input += 2 * o.char_hidden_size();
     }
   }
@@ -78,24 +78,17 @@ void TaggerImpl::reset() {
     casing = register_module("casing", torch::nn::Embedding(kNumCasings, o.casing_size()));
     input += o.casing_size();
   }
-  rnn = register_module("rnn", RNN(RNNOptions(o.cell(), input, o.hidden_size())
-                                       .num_layers(o.num_layers())
-                                       .bidirectional(true)
-                                       .dropout(o.dropout())
-                                       .recurrent_dropout(o.recurrent_dropout())
-                                       .batch_first(true)
-                                       .init(o.init())
-                                       .forget_bias(o.forget_bias())
-                                       .cell_options(o.cell_options())));
-  output = register_module("output", torch::nn::Linear(2 * o.hidden_size(), o.num_tags()));
+  o.rnn().input_size(input).bidirectional(true).batch_first(true);
+  rnn = register_module("rnn", RNN(o.rnn()));
+  output = register_module("output", torch::nn::Linear(2 * o.rnn().hidden_size(), o.num_tags()));
   if (o.decoder() == Decoder::kCRF) crf = register_module("crf", CRF(o.num_tags()));
 }
 
 void TaggerImpl::pretty_print(std::ostream& os) const {
   static const char* char_names[] = {"none", "rnn", "cnn"};
   os << "rnnkit::ner::Tagger(vocab_size=" << options.vocab_size() << ", tags=" << options.num_tags()
-     << ", cell=" << options.cell() << ", hidden_size=" << options.hidden_size()
-     << ", num_layers=" << options.num_layers()
+     << ", cell=" << options.rnn().cell() << ", hidden_size=" << options.rnn().hidden_size()
+     << ", num_layers=" << options.rnn().num_layers()
      << ", char_features=" << char_names[static_cast<int>(options.char_features())]
      << ", casing_size=" << options.casing_size()
      << ", decoder=" << (options.decoder() == Decoder::kCRF ? "crf" : "softmax") << ")";
@@ -106,8 +99,8 @@ Tensor TaggerImpl::char_features(const TaggerBatch& b) {
       b.chars.dim() == 2 && b.char_lengths.dim() == 1 && b.chars.size(0) == b.char_lengths.size(0),
       "Tagger: expected chars [W, L] and char_lengths [W], got ", b.chars.sizes(), " and ",
       b.char_lengths.sizes());
-  const auto e =
-      torch::dropout(chars->forward(b.chars), options.dropout(), is_training());  // [W, L, Ec]
+  const auto e = torch::dropout(chars->forward(b.chars), options.rnn().dropout(),
+                                is_training());  // [W, L, Ec]
   if (options.char_features() == CharFeatures::kCNN) {
     const auto h = char_cnn->forward(e.transpose(1, 2));  // [W, C, L]
     const int64_t L = h.size(2);
@@ -135,9 +128,9 @@ Tensor TaggerImpl::forward(const TaggerBatch& b) {
                         .view({B, T, -1}));
   }
   if (options.casing_size() > 0) parts.push_back(casing->forward(b.casing));
-  const auto x = torch::dropout(torch::cat(parts, 2), options.dropout(), is_training());
+  const auto x = torch::dropout(torch::cat(parts, 2), options.rnn().dropout(), is_training());
   const auto a = rnn->forward(x, b.lengths.cpu()).output;  // [B, T, 2H]
-  return output->forward(torch::dropout(a, options.dropout(), is_training()));
+  return output->forward(torch::dropout(a, options.rnn().dropout(), is_training()));
 }
 
 Tensor TaggerImpl::loss(const TaggerBatch& b) {

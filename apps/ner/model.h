@@ -13,6 +13,7 @@
 // Shapes: B batch, T steps (words), W real words in the batch, L characters per word, K tags,
 // E word embedding size, C char feature size, H hidden size, D directions (2).
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/arg.h>
@@ -49,15 +50,16 @@ enum Casing : int64_t {
 int64_t casing(const std::string& word);
 
 struct TaggerOptions {
-  TaggerOptions(int64_t vocab_size, int64_t num_chars, int64_t num_tags, std::string cell)
-      : vocab_size_(vocab_size),
-        num_chars_(num_chars),
-        num_tags_(num_tags),
-        cell_(std::move(cell)) {}
+  TaggerOptions(int64_t vocab_size, int64_t num_chars, int64_t num_tags, RNNOptions rnn)
+      : vocab_size_(vocab_size), num_chars_(num_chars), num_tags_(num_tags), rnn_(std::move(rnn)) {}
   TORCH_ARG(int64_t, vocab_size);
   TORCH_ARG(int64_t, num_chars);
   TORCH_ARG(int64_t, num_tags);
-  TORCH_ARG(std::string, cell);
+  /// The word-level recurrent network, whole. The model sets input_size (the concatenated
+  /// features' width) and makes it bidirectional and batch-first, as a tagger reads both sides.
+  /// Its dropout also acts on the features, the character embeddings and the states before the
+  /// output layer; its init also initialises the character RNN.
+  TORCH_ARG(RNNOptions, rnn);
   TORCH_ARG(int64_t, word_embedding_size) = 100;
   TORCH_ARG(CharFeatures, char_features) = CharFeatures::kCNN;
   TORCH_ARG(std::string, char_cell) = "lstm";
@@ -65,14 +67,7 @@ struct TaggerOptions {
   TORCH_ARG(int64_t, char_hidden_size) = 25;  ///< per direction (rnn) or filters (cnn)
   TORCH_ARG(int64_t, char_kernel) = 3;
   TORCH_ARG(int64_t, casing_size) = 0;  ///< 0: no casing features
-  TORCH_ARG(int64_t, hidden_size) = 100;
-  TORCH_ARG(int64_t, num_layers) = 1;
-  TORCH_ARG(double, dropout) = 0.5;
-  TORCH_ARG(double, recurrent_dropout) = 0.0;
   TORCH_ARG(Decoder, decoder) = Decoder::kCRF;
-  TORCH_ARG(Init, init) = Init::kUniform;
-  TORCH_ARG(optional<double>, forget_bias) = nullopt;
-  TORCH_ARG(CellOptions, cell_options) = {};  ///< the cell's own options
 };
 
 /// One padded batch of sentences.

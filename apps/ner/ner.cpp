@@ -37,8 +37,8 @@ NerConfig NerConfig::read(train::ConfigReader& c) {
   s.test_path = c.get_path("data", "test");
   s.scheme = c.get_choice("data", "scheme", "auto", {"auto", "iob1", "iob2", "bio", "iobes", "io"});
   s.repair_tags = c.get<bool>("data", "repair_tags", false);
-  s.token_column = c.get_int("data", "token_column", 0, 0, 1000);
-  s.tag_column = c.get_int("data", "tag_column", -1, -100);
+  s.token_column = c.get_int("data", "token_column", s.token_column, 0, 1000);
+  s.tag_column = c.get_int("data", "tag_column", s.tag_column, -100);
   for (const auto& r : c.get_string_list("data", "rename_tags")) {
     const auto eq = r.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == r.size()) {
@@ -47,14 +47,14 @@ NerConfig NerConfig::read(train::ConfigReader& c) {
     }
     s.rename_tags.emplace_back(r.substr(0, eq), r.substr(eq + 1));
   }
-  s.lowercase = c.get<bool>("data", "lowercase", true);
-  s.normalize_digits = c.get<bool>("data", "normalize_digits", true);
+  s.lowercase = c.get<bool>("data", "lowercase", s.lowercase);
+  s.normalize_digits = c.get<bool>("data", "normalize_digits", s.normalize_digits);
   s.encoding = c.get_encoding("data", "encoding");
-  s.min_count = c.get_int("data", "min_count", 1, 1);
-  s.max_vocab = c.get_int("data", "max_vocab", 0, 0);
+  s.min_count = c.get_int("data", "min_count", s.min_count, 1);
+  s.max_vocab = c.get_int("data", "max_vocab", s.max_vocab, 0);
   s.max_word_length = c.get_int("data", "max_word_length", s.max_word_length, 1, 10000);
 
-  s.rnn = train::RecurrentSpec::read(c, "model", s.rnn);
+  s.rnn = train::read_rnn_options(c, "model", s.rnn);
   s.char_cell = c.get_cell("model", "char_cell", s.char_cell);
   s.word_embedding_size =
       c.get_int("model", "word_embedding_size", s.word_embedding_size, 1, train::kMaxWidth);
@@ -69,8 +69,8 @@ NerConfig NerConfig::read(train::ConfigReader& c) {
     throw train::ConfigError(c.where("model", "char_kernel") + ": must be odd, got " +
                              std::to_string(s.char_kernel));
   s.casing_size = c.get_int("model", "casing_size", s.casing_size, 0, train::kMaxWidth);
-  s.dropout = c.get_double("model", "dropout", s.dropout, 0, 0.99);
-  s.word_dropout = c.get_double("model", "word_dropout", 0, 0, 0.99);
+  s.rnn.dropout(c.get_double("model", "dropout", s.rnn.dropout(), 0, 0.99));
+  s.word_dropout = c.get_double("model", "word_dropout", s.word_dropout, 0, 0.99);
   s.decoder = c.get_choice("model", "decoder", s.decoder, {"crf", "softmax"});
   s.tag_scheme = c.get_choice("model", "tag_scheme", s.tag_scheme, {"iobes", "iob2", "bio"});
   s.train = train::TrainOptions::read(c);
@@ -229,28 +229,40 @@ TaggerBatch make_batch(const std::vector<Encoded>& data, const std::vector<size_
   return batch;
 }
 
-/// The tag ids of every sentence, decoded in batches of similar length.
-std::vector<std::vector<int64_t>> decode_all(TaggerImpl& model, const std::vector<Encoded>& data,
-                                             const torch::Device& device) {
-  // Sorted by length so that a batch pads little; the paths go back to the input order.
-  const bool was_training = model.is_training();
+/// Runs body(idx, batch) over the non-empty sentences of `data` in batches of up to 64 of
+/// similar length (sorted, so that a batch pads little; idx are their positions in `data`), with
+/// the model in eval mode.
+template <class Body>
+void for_each_batch(TaggerImpl& model, const std::vector<Encoded>& data,
+                    const torch::Device& device, Body body) {
+  struct EvalMode {
+    TaggerImpl& model;
+    bool was_training = model.is_training();
+    ~EvalMode() { model.train(was_training); }
+  } mode{model};
   model.eval();
   std::vector<size_t> order(data.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return data[a].words.size() < data[b].words.size(); });
-  std::vector<std::vector<int64_t>> out(data.size());
   for (size_t a = 0; a < order.size(); a += 64) {
-    train::throw_if_stopped();
     std::vector<size_t> idx;
     for (size_t i = a; i < std::min(order.size(), a + 64); ++i) {
       if (!data[order[i]].words.empty()) idx.push_back(order[i]);
     }
-    if (idx.empty()) continue;
-    const auto paths = model.decode(make_batch(data, idx).to_device(device));
-    for (size_t k = 0; k < idx.size(); ++k) out[idx[k]] = paths[k];
+    if (!idx.empty()) body(idx, make_batch(data, idx).to_device(device));
   }
-  model.train(was_training);
+}
+
+/// The tag ids of every sentence (empty for an empty one), in the input order.
+std::vector<std::vector<int64_t>> decode_all(TaggerImpl& model, const std::vector<Encoded>& data,
+                                             const torch::Device& device) {
+  std::vector<std::vector<int64_t>> out(data.size());
+  for_each_batch(model, data, device, [&](const std::vector<size_t>& idx, const TaggerBatch& b) {
+    train::throw_if_stopped();
+    const auto paths = model.decode(b);
+    for (size_t k = 0; k < idx.size(); ++k) out[idx[k]] = paths[k];
+  });
   return out;
 }
 
@@ -275,7 +287,7 @@ std::vector<std::string> split_lines(const std::string& s) {
 
 TaggerOptions model_options(const NerConfig& c, const Lexicon& lx) {
   return TaggerOptions(lx.words.size(), lx.chars.size(), static_cast<int64_t>(lx.tags.size()),
-                       c.rnn.cell)
+                       c.rnn)
       .word_embedding_size(c.word_embedding_size)
       .char_features(parse_char_features(c.char_features))
       .char_cell(c.char_cell)
@@ -283,14 +295,7 @@ TaggerOptions model_options(const NerConfig& c, const Lexicon& lx) {
       .char_hidden_size(c.char_hidden_size)
       .char_kernel(c.char_kernel)
       .casing_size(c.casing_size)
-      .hidden_size(c.rnn.hidden_size)
-      .num_layers(c.rnn.num_layers)
-      .dropout(c.dropout)
-      .recurrent_dropout(c.rnn.recurrent_dropout)
-      .decoder(parse_decoder(c.decoder))
-      .init(c.rnn.init)
-      .forget_bias(c.rnn.forget_bias)
-      .cell_options(c.rnn.cell_options);
+      .decoder(parse_decoder(c.decoder));
 }
 
 std::string architecture(const NerConfig& c, const Lexicon& lx) {
@@ -298,9 +303,9 @@ std::string architecture(const NerConfig& c, const Lexicon& lx) {
       "words={} chars={} tags={} cell={} embedding={} char={}/{}/{}/{} casing={} hidden={} "
       "layers={} decoder={}",
       lx.words.size(), lx.chars.size(), fmt::join(lx.tags, ","),
-      cell_label(c.rnn.cell, c.rnn.cell_options), c.word_embedding_size, c.char_features,
-      c.char_cell, c.char_embedding_size, c.char_hidden_size, c.casing_size, c.rnn.hidden_size,
-      c.rnn.num_layers, c.decoder);
+      cell_label(c.rnn.cell(), c.rnn.cell_options()), c.word_embedding_size, c.char_features,
+      c.char_cell, c.char_embedding_size, c.char_hidden_size, c.casing_size, c.rnn.hidden_size(),
+      c.rnn.num_layers(), c.decoder);
 }
 
 Tagger build_model(const NerConfig& c, const Lexicon& lx) {
@@ -472,93 +477,83 @@ std::vector<Tagging> Loaded::tag_scored(const std::vector<std::vector<std::strin
   std::vector<Encoded> enc;
   for (const auto& s : sentences) enc.push_back(encode(lexicon, s));
   std::vector<Tagging> out(sentences.size());
-  const bool was_training = model->is_training();
-  model->eval();
   const bool crf = model->options.decoder() == Decoder::kCRF;
   const auto K = static_cast<int64_t>(lexicon.tags.size());
-  std::vector<size_t> order(enc.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return enc[a].words.size() < enc[b].words.size(); });
-  for (size_t a = 0; a < order.size(); a += 64) {
-    std::vector<size_t> idx;
-    for (size_t i = a; i < std::min(order.size(), a + 64); ++i) {
-      if (!enc[order[i]].words.empty()) idx.push_back(order[i]);
-    }
-    if (idx.empty()) continue;
-    const auto batch = make_batch(enc, idx).to_device(device);
-    const auto scores = model->forward(batch);  // [B, T, K]
-    std::vector<std::vector<int64_t>> paths;
-    torch::Tensor probs;  // [B, T, K]
-    if (crf) {
-      paths = model->crf->decode(scores, batch.lengths);
-      probs = model->crf->marginals(scores, batch.lengths);
-    } else {
-      probs = torch::softmax(scores, 2);
-      const auto best = scores.argmax(2).cpu().contiguous();
-      for (size_t k = 0; k < idx.size(); ++k) {
-        const auto* p = best[static_cast<int64_t>(k)].data_ptr<int64_t>();
-        paths.emplace_back(p, p + enc[idx[k]].words.size());
-      }
-    }
-    const auto p = probs.to(torch::kCPU, torch::kDouble).contiguous();
-    const auto log_z =
-        crf ? model->crf->log_partition(scores, batch.lengths).cpu() : torch::Tensor();
-    for (size_t k = 0; k < idx.size(); ++k) {
-      const auto b = static_cast<int64_t>(k);
-      Tagging& g = out[idx[k]];
-      g.tags = tag_names(lexicon, paths[k]);
-      const auto pb = p[b];
-      const auto pa = pb.accessor<double, 2>();
-      for (size_t t = 0; t < paths[k].size(); ++t) {
-        g.tag_confidence.push_back(pa[static_cast<int64_t>(t)][paths[k][t]]);
-      }
-      const auto spans = data::tags_to_spans(g.tags, lexicon.internal_scheme);
-      if (spans.empty()) continue;
-      if (!crf) {
-        for (const auto& sp : spans) {
-          double c = 1;
-          for (size_t t = sp.start; t < sp.end; ++t) c *= g.tag_confidence[t];
-          g.span_confidence.push_back(c);
-        }
-        continue;
-      }
-      // P(span) = Z(paths with the span's tags fixed and no continuation) / Z: one constrained
-      // forward pass per entity, all of a sentence's entities in one batch.
-      const auto n = static_cast<int64_t>(paths[k].size());
-      const auto e = scores[b].narrow(0, 0, n);  // [n, K]
-      std::vector<torch::Tensor> constrained;
-      for (const auto& sp : spans) {
-        auto allowed = torch::ones({n, K}, torch::kBool);
-        for (size_t t = sp.start; t < sp.end; ++t) {
-          allowed[static_cast<int64_t>(t)].fill_(false);
-          allowed[static_cast<int64_t>(t)][paths[k][t]] = true;
-        }
-        auto forbid = [&](int64_t t, std::initializer_list<const char*> prefixes) {
-          for (int64_t j = 0; j < K; ++j) {
-            for (const char* pre : prefixes) {
-              if (lexicon.tags[static_cast<size_t>(j)] == pre + sp.type) allowed[t][j] = false;
-            }
+  for_each_batch(
+      *model, enc, device, [&](const std::vector<size_t>& idx, const TaggerBatch& batch) {
+        const auto scores = model->forward(batch);  // [B, T, K]
+        std::vector<std::vector<int64_t>> paths;
+        torch::Tensor probs;  // [B, T, K]
+        if (crf) {
+          paths = model->crf->decode(scores, batch.lengths);
+          probs = model->crf->marginals(scores, batch.lengths);
+        } else {
+          probs = torch::softmax(scores, 2);
+          const auto best = scores.argmax(2).cpu().contiguous();
+          for (size_t k = 0; k < idx.size(); ++k) {
+            const auto* p = best[static_cast<int64_t>(k)].data_ptr<int64_t>();
+            paths.emplace_back(p, p + enc[idx[k]].words.size());
           }
-        };
-        if (static_cast<int64_t>(sp.end) < n) forbid(static_cast<int64_t>(sp.end), {"I-", "E-"});
-        if (sp.start > 0 && g.tags[sp.start].rfind("I-", 0) == 0) {
-          forbid(static_cast<int64_t>(sp.start) - 1, {"I-", "B-"});
         }
-        constrained.push_back(e.masked_fill(allowed.logical_not().to(e.device()),
-                                            -std::numeric_limits<double>::infinity()));
-      }
-      const auto stacked = torch::stack(constrained);  // [E, n, K]
-      const auto lengths = torch::full({stacked.size(0)}, n, torch::kLong);
-      const auto log_zc =
-          model->crf->log_partition(stacked, lengths).to(torch::kCPU, torch::kDouble);
-      const double lz = log_z[b].item<double>();
-      for (int64_t i = 0; i < stacked.size(0); ++i) {
-        g.span_confidence.push_back(std::exp(log_zc[i].item<double>() - lz));
-      }
-    }
-  }
-  model->train(was_training);
+        const auto p = probs.to(torch::kCPU, torch::kDouble).contiguous();
+        const auto log_z =
+            crf ? model->crf->log_partition(scores, batch.lengths).cpu() : torch::Tensor();
+        for (size_t k = 0; k < idx.size(); ++k) {
+          const auto b = static_cast<int64_t>(k);
+          Tagging& g = out[idx[k]];
+          g.tags = tag_names(lexicon, paths[k]);
+          const auto pb = p[b];
+          const auto pa = pb.accessor<double, 2>();
+          for (size_t t = 0; t < paths[k].size(); ++t) {
+            g.tag_confidence.push_back(pa[static_cast<int64_t>(t)][paths[k][t]]);
+          }
+          g.spans = data::tags_to_spans(g.tags, lexicon.internal_scheme);
+          const auto& spans = g.spans;
+          if (spans.empty()) continue;
+          if (!crf) {
+            for (const auto& sp : spans) {
+              double c = 1;
+              for (size_t t = sp.start; t < sp.end; ++t) c *= g.tag_confidence[t];
+              g.span_confidence.push_back(c);
+            }
+            continue;
+          }
+          // P(span) = Z(paths with the span's tags fixed and no continuation) / Z: one constrained
+          // forward pass per entity, all of a sentence's entities in one batch.
+          const auto n = static_cast<int64_t>(paths[k].size());
+          const auto e = scores[b].narrow(0, 0, n);  // [n, K]
+          std::vector<torch::Tensor> constrained;
+          for (const auto& sp : spans) {
+            auto allowed = torch::ones({n, K}, torch::kBool);
+            for (size_t t = sp.start; t < sp.end; ++t) {
+              allowed[static_cast<int64_t>(t)].fill_(false);
+              allowed[static_cast<int64_t>(t)][paths[k][t]] = true;
+            }
+            auto forbid = [&](int64_t t, std::initializer_list<const char*> prefixes) {
+              for (int64_t j = 0; j < K; ++j) {
+                for (const char* pre : prefixes) {
+                  if (lexicon.tags[static_cast<size_t>(j)] == pre + sp.type) allowed[t][j] = false;
+                }
+              }
+            };
+            if (static_cast<int64_t>(sp.end) < n)
+              forbid(static_cast<int64_t>(sp.end), {"I-", "E-"});
+            if (sp.start > 0 && g.tags[sp.start].rfind("I-", 0) == 0) {
+              forbid(static_cast<int64_t>(sp.start) - 1, {"I-", "B-"});
+            }
+            constrained.push_back(e.masked_fill(allowed.logical_not().to(e.device()),
+                                                -std::numeric_limits<double>::infinity()));
+          }
+          const auto stacked = torch::stack(constrained);  // [E, n, K]
+          const auto lengths = torch::full({stacked.size(0)}, n, torch::kLong);
+          const auto log_zc =
+              model->crf->log_partition(stacked, lengths).to(torch::kCPU, torch::kDouble);
+          const double lz = log_z[b].item<double>();
+          for (int64_t i = 0; i < stacked.size(0); ++i) {
+            g.span_confidence.push_back(std::exp(log_zc[i].item<double>() - lz));
+          }
+        }
+      });
   return out;
 }
 
@@ -600,10 +595,11 @@ Conlleval evaluate(Loaded& m, const std::string& path, const torch::Device& devi
   return ev;
 }
 
+namespace {
 train::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
-                          const std::vector<std::string>& internal_tags, const Loaded& m) {
+                          const std::vector<data::Span>& spans) {
   train::Json entities = train::Json::array();
-  for (const auto& s : data::tags_to_spans(internal_tags, m.lexicon.internal_scheme)) {
+  for (const auto& s : spans) {
     const size_t b = tokens[s.start].begin, e = tokens[s.end - 1].end;
     entities.push_back({{"start", data::code_point_offset(text, b)},
                         {"end", data::code_point_offset(text, e)},
@@ -612,10 +608,16 @@ train::Json entities_json(const std::string& text, const std::vector<data::TextT
   }
   return {{"text", text}, {"entities", entities}};
 }
+}  // namespace
+
+train::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
+                          const std::vector<std::string>& internal_tags, const Loaded& m) {
+  return entities_json(text, tokens, data::tags_to_spans(internal_tags, m.lexicon.internal_scheme));
+}
 
 train::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
                           const Tagging& tagging, const Loaded& m, bool token_tags) {
-  train::Json j = entities_json(text, tokens, tagging.tags, m);
+  train::Json j = entities_json(text, tokens, tagging.spans);
   auto& entities = j["entities"];
   for (size_t i = 0; i < entities.size() && i < tagging.span_confidence.size(); ++i) {
     entities[i]["confidence"] = tagging.span_confidence[i];

@@ -39,12 +39,14 @@ struct NerConfig {
   data::Encoding encoding = data::Encoding::kUtf8;
   int64_t min_count = 1, max_vocab = 0, max_word_length = 30;
   // [model]
-  train::RecurrentSpec rnn{"lstm", 100};
+  /// cell, hidden_size, ...; also dropout (on the features and states too). The model sets
+  /// input_size and makes it bidirectional.
+  RNNOptions rnn = RNNOptions("lstm", 0, 100).dropout(0.5);
   int64_t word_embedding_size = 100;
   std::string pretrained;  ///< GloVe / word2vec text file; empty: random embeddings
   std::string char_features = "cnn", char_cell = "lstm";
   int64_t char_embedding_size = 25, char_hidden_size = 25, char_kernel = 3, casing_size = 8;
-  double dropout = 0.5, word_dropout = 0.0;
+  double word_dropout = 0.0;
   std::string decoder = "crf";
   std::string tag_scheme = "iobes";  ///< the internal scheme
 
@@ -85,7 +87,8 @@ struct Lexicon {
 struct Tagging {
   std::vector<std::string> tags;       ///< internal scheme
   std::vector<double> tag_confidence;  ///< per token: P(its tag) (CRF marginal, or softmax)
-  /// Per entity of data::tags_to_spans(tags, internal scheme), in order: P(exactly this span,
+  std::vector<data::Span> spans;       ///< the entities: data::tags_to_spans(tags, internal)
+  /// Per entity of spans, in order: P(exactly this span,
   /// this type) under the CRF (its tags fixed, no continuation), or the product of its tokens'
   /// softmax probabilities.
   std::vector<double> span_confidence;

@@ -20,35 +20,29 @@ ClassifierImpl::ClassifierImpl(ClassifierOptions options_) : options(std::move(o
 }
 
 void ClassifierImpl::reset() {
-  const auto& o = options;
+  auto& o = options;
   TORCH_CHECK(o.num_classes() >= 2, "Classifier: expected at least 2 classes, got ",
               o.num_classes());
   embedding =
       register_module("embedding", torch::nn::Embedding(o.vocab_size(), o.embedding_size()));
-  rnn = register_module("rnn", RNN(RNNOptions(o.cell(), o.embedding_size(), o.hidden_size())
-                                       .num_layers(o.num_layers())
-                                       .bidirectional(o.bidirectional())
-                                       .dropout(o.dropout())
-                                       .recurrent_dropout(o.recurrent_dropout())
-                                       .batch_first(true)
-                                       .init(o.init())
-                                       .forget_bias(o.forget_bias())
-                                       .cell_options(o.cell_options())));
-  const int64_t K = o.bidirectional() ? 2 : 1;
-  output = register_module("output", torch::nn::Linear(K * o.hidden_size(), o.num_classes()));
+  o.rnn().input_size(o.embedding_size()).batch_first(true);
+  rnn = register_module("rnn", RNN(o.rnn()));
+  const int64_t K = o.rnn().bidirectional() ? 2 : 1;
+  output = register_module("output", torch::nn::Linear(K * o.rnn().hidden_size(), o.num_classes()));
 }
 
 void ClassifierImpl::pretty_print(std::ostream& os) const {
   static const char* pools[] = {"last", "mean", "max"};
   os << "rnnkit::sentiment::Classifier(vocab_size=" << options.vocab_size()
-     << ", classes=" << options.num_classes() << ", cell=" << options.cell()
-     << ", hidden_size=" << options.hidden_size() << ", num_layers=" << options.num_layers()
-     << ", bidirectional=" << (options.bidirectional() ? "true" : "false")
+     << ", classes=" << options.num_classes() << ", cell=" << options.rnn().cell()
+     << ", hidden_size=" << options.rnn().hidden_size()
+     << ", num_layers=" << options.rnn().num_layers()
+     << ", bidirectional=" << (options.rnn().bidirectional() ? "true" : "false")
      << ", pooling=" << pools[static_cast<int>(options.pooling())] << ")";
 }
 
 torch::Tensor ClassifierImpl::summarize(const RNNOutput& out, const torch::Tensor& lengths) const {
-  const int64_t L = options.num_layers(), K = options.bidirectional() ? 2 : 1;
+  const int64_t L = options.rnn().num_layers(), K = options.rnn().bidirectional() ? 2 : 1;
   switch (options.pooling()) {
     case Pooling::kLast: {
       // Forward: the state at the last real token. Backward: its final state, reached at the
@@ -79,31 +73,32 @@ torch::Tensor ClassifierImpl::forward(const torch::Tensor& tokens, const torch::
   const auto e =
       torch::dropout(embedding->forward(tokens), options.embedding_dropout(), is_training());
   const auto out = rnn->forward(e, lengths);
-  const auto s = torch::dropout(summarize(out, lengths), options.dropout(), is_training());
+  const auto s = torch::dropout(summarize(out, lengths), options.rnn().dropout(), is_training());
   return output->forward(s);
 }
 
 BiLMImpl::BiLMImpl(const Classifier& classifier, int64_t vocab_size)
     : options_(classifier->options) {
-  TORCH_CHECK(!(options_.bidirectional() && options_.num_layers() > 1),
+  TORCH_CHECK(!(options_.rnn().bidirectional() && options_.rnn().num_layers() > 1),
               "BiLM: a bidirectional language model of more than one layer would see the word it "
               "predicts; expected num_layers = 1 or one direction, got ",
-              options_.num_layers(), " bidirectional layers");
+              options_.rnn().num_layers(), " bidirectional layers");
   embedding = register_module("embedding", classifier->embedding);
   rnn = register_module("rnn", classifier->rnn);
-  const int64_t H = options_.hidden_size();
+  const int64_t H = options_.rnn().hidden_size();
   forward_head = register_module("forward_head", torch::nn::Linear(H, vocab_size));
-  if (options_.bidirectional())
+  if (options_.rnn().bidirectional())
     backward_head = register_module("backward_head", torch::nn::Linear(H, vocab_size));
 }
 
 BiLMImpl::Loss BiLMImpl::loss(const torch::Tensor& tokens, const torch::Tensor& lengths) {
   namespace F = torch::nn::functional;
   static constexpr int64_t kPad = 0;
-  const int64_t T = tokens.size(1), H = options_.hidden_size();
+  const int64_t T = tokens.size(1), H = options_.rnn().hidden_size();
   const auto e =
       torch::dropout(embedding->forward(tokens), options_.embedding_dropout(), is_training());
-  const auto a = torch::dropout(rnn->forward(e, lengths).output, options_.dropout(), is_training());
+  const auto a =
+      torch::dropout(rnn->forward(e, lengths).output, options_.rnn().dropout(), is_training());
   if (T < 2) return {a.sum() * 0, 0};  // one-word texts: nothing to predict
   const auto ce = [](torch::nn::Linear& head, const torch::Tensor& h, const torch::Tensor& target) {
     const auto logits = head->forward(h);
@@ -113,7 +108,7 @@ BiLMImpl::Loss BiLMImpl::loss(const torch::Tensor& tokens, const torch::Tensor& 
   const auto next = tokens.narrow(1, 1, T - 1);  // padding past each length: ignored
   Loss l{ce(forward_head, a.narrow(2, 0, H).narrow(1, 0, T - 1), next),
          (next != kPad).sum().item<int64_t>()};
-  if (options_.bidirectional()) {
+  if (options_.rnn().bidirectional()) {
     // a←<t> for t = 2..T predicts x<t-1>, where t is a real step.
     const auto t = torch::arange(1, T, tokens.options());
     const auto real = t.unsqueeze(0) < lengths.to(tokens.device()).unsqueeze(1);

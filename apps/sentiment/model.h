@@ -11,6 +11,7 @@
 // Shapes: B batch, T steps, V vocabulary, E embedding size, H hidden size, K directions,
 // C classes.
 #include <string>
+#include <utility>
 
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
@@ -28,22 +29,16 @@ enum class Pooling { kLast, kMean, kMax };
 Pooling parse_pooling(const std::string& name);  ///< last, mean, max
 
 struct ClassifierOptions {
-  ClassifierOptions(int64_t vocab_size, int64_t num_classes, std::string cell)
-      : vocab_size_(vocab_size), num_classes_(num_classes), cell_(std::move(cell)) {}
+  ClassifierOptions(int64_t vocab_size, int64_t num_classes, RNNOptions rnn)
+      : vocab_size_(vocab_size), num_classes_(num_classes), rnn_(std::move(rnn)) {}
   TORCH_ARG(int64_t, vocab_size);
   TORCH_ARG(int64_t, num_classes);
-  TORCH_ARG(std::string, cell);
+  /// The recurrent network, whole; the model sets input_size (embedding_size) and batch_first.
+  /// Its dropout also acts on the summary before the output layer.
+  TORCH_ARG(RNNOptions, rnn);
   TORCH_ARG(int64_t, embedding_size) = 100;
-  TORCH_ARG(int64_t, hidden_size) = 128;
-  TORCH_ARG(int64_t, num_layers) = 1;
-  TORCH_ARG(bool, bidirectional) = true;
-  TORCH_ARG(double, dropout) = 0.0;
   TORCH_ARG(double, embedding_dropout) = 0.0;
-  TORCH_ARG(double, recurrent_dropout) = 0.0;
   TORCH_ARG(Pooling, pooling) = Pooling::kLast;
-  TORCH_ARG(Init, init) = Init::kUniform;
-  TORCH_ARG(optional<double>, forget_bias) = nullopt;
-  TORCH_ARG(CellOptions, cell_options) = {};  ///< the cell's own options
 };
 
 class ClassifierImpl : public torch::nn::Cloneable<ClassifierImpl> {

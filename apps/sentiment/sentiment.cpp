@@ -56,18 +56,18 @@ SentimentConfig SentimentConfig::read(train::ConfigReader& c) {
   s.test_path = c.get_path("data", "test");
   s.valid_fraction = c.get_double("data", "valid_fraction", s.valid_fraction, 0.0, 0.9);
   s.folds = c.get_int("data", "folds", s.folds, 2, 100);
-  s.label_last = c.get<bool>("data", "label_last", false);
-  s.lowercase = c.get<bool>("data", "lowercase", true);
+  s.label_last = c.get<bool>("data", "label_last", s.label_last);
+  s.lowercase = c.get<bool>("data", "lowercase", s.lowercase);
   s.encoding = c.get_encoding("data", "encoding");
-  s.max_vocab = c.get_int("data", "max_vocab", 0, 0);
-  s.min_count = c.get_int("data", "min_count", 1, 1);
+  s.max_vocab = c.get_int("data", "max_vocab", s.max_vocab, 0);
+  s.min_count = c.get_int("data", "min_count", s.min_count, 1);
 
-  s.rnn = train::RecurrentSpec::read(c, "model", s.rnn);
+  s.rnn = train::read_rnn_options(c, "model", s.rnn);
   s.embedding_size = c.get_int("model", "embedding_size", s.embedding_size, 1, train::kMaxWidth);
-  s.bidirectional = c.get<bool>("model", "bidirectional", s.bidirectional);
-  s.dropout = c.get_double("model", "dropout", s.dropout, 0, 0.99);
-  s.embedding_dropout = c.get_double("model", "embedding_dropout", 0, 0, 0.99);
-  s.word_dropout = c.get_double("model", "word_dropout", 0, 0, 0.99);
+  s.rnn.bidirectional(c.get<bool>("model", "bidirectional", s.rnn.bidirectional()));
+  s.rnn.dropout(c.get_double("model", "dropout", s.rnn.dropout(), 0, 0.99));
+  s.embedding_dropout = c.get_double("model", "embedding_dropout", s.embedding_dropout, 0, 0.99);
+  s.word_dropout = c.get_double("model", "word_dropout", s.word_dropout, 0, 0.99);
   s.pooling = c.get_choice("model", "pooling", s.pooling, {"last", "mean", "max"});
   s.pretrained = c.get_path("model", "pretrained");
   s.train = train::TrainOptions::read(c);
@@ -84,7 +84,7 @@ SentimentConfig SentimentConfig::read(train::ConfigReader& c) {
           ": pretraining runs a fixed number of epochs and keeps the last; "
           "early_stopping and schedule = \"plateau\" would select on the validation data");
     }
-    if (s.bidirectional && s.rnn.num_layers > 1) {
+    if (s.rnn.bidirectional() && s.rnn.num_layers() > 1) {
       // Layer 2's forward pass reads layer 1's backward pass, which has read the next word.
       throw train::ConfigError(
           c.where("pretrain", "epochs") +
@@ -122,26 +122,18 @@ std::vector<std::string> SentimentConfig::tokenize(const std::string& text) cons
 }
 
 ClassifierOptions SentimentConfig::model_options(int64_t vocab_size, int64_t classes) const {
-  return ClassifierOptions(vocab_size, classes, rnn.cell)
+  return ClassifierOptions(vocab_size, classes, rnn)
       .embedding_size(embedding_size)
-      .hidden_size(rnn.hidden_size)
-      .num_layers(rnn.num_layers)
-      .bidirectional(bidirectional)
-      .dropout(dropout)
       .embedding_dropout(embedding_dropout)
-      .recurrent_dropout(rnn.recurrent_dropout)
-      .pooling(parse_pooling(pooling))
-      .init(rnn.init)
-      .forget_bias(rnn.forget_bias)
-      .cell_options(rnn.cell_options);
+      .pooling(parse_pooling(pooling));
 }
 
 std::string SentimentConfig::architecture(int64_t vocab_size,
                                           const std::vector<std::string>& labels) const {
   return fmt::format(
       "vocab={} classes={} cell={} embedding={} hidden={} layers={} bidirectional={} pooling={}",
-      vocab_size, fmt::join(labels, ","), cell_label(rnn.cell, rnn.cell_options), embedding_size,
-      rnn.hidden_size, rnn.num_layers, bidirectional, pooling);
+      vocab_size, fmt::join(labels, ","), cell_label(rnn.cell(), rnn.cell_options()),
+      embedding_size, rnn.hidden_size(), rnn.num_layers(), rnn.bidirectional(), pooling);
 }
 
 namespace {

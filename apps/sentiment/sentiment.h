@@ -31,10 +31,11 @@ struct SentimentConfig {
   data::Encoding encoding = data::Encoding::kUtf8;
   int64_t max_vocab = 0, min_count = 1;
   // [model]
-  train::RecurrentSpec rnn{"lstm", 128};
+  /// cell, hidden_size, ...; also bidirectional and dropout (on the summary too). input_size
+  /// is the model's.
+  RNNOptions rnn = RNNOptions("lstm", 0, 128).bidirectional(true).dropout(0.5);
   int64_t embedding_size = 100;
-  bool bidirectional = true;
-  double dropout = 0.5, embedding_dropout = 0.0;
+  double embedding_dropout = 0.0;
   double word_dropout = 0.0;  ///< training only: each word becomes <unk> with this probability
   std::string pooling = "last";
   std::string pretrained;  ///< GloVe / word2vec text file; empty: random embeddings

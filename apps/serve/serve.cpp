@@ -483,20 +483,20 @@ Json card_of(const Served& s, const std::vector<std::string>& shas) {
                      {"run", run_record(s.checkpoints[i], s.task)}});
   }
   c["checkpoints"] = files;
-  auto recurrent = [](const train::RecurrentSpec& r) {
+  auto recurrent = [](const RNNOptions& r) {
     Json o = Json::object();
-    for (const auto& [k, v] : r.cell_options) {
+    for (const auto& [k, v] : r.cell_options()) {
       std::visit([&, key = k](const auto& x) { o[key] = x; }, v.value);
     }
-    return Json{{"cell", r.cell},
+    return Json{{"cell", r.cell()},
                 {"cell_options", o},
-                {"hidden_size", r.hidden_size},
-                {"num_layers", r.num_layers}};
+                {"hidden_size", r.hidden_size()},
+                {"num_layers", r.num_layers()}};
   };
   if (s.task == "sentiment") {
     const auto& m = s.classifiers.front();
     c["model"] = recurrent(m.config.rnn);
-    c["model"]["bidirectional"] = m.config.bidirectional;
+    c["model"]["bidirectional"] = m.config.rnn.bidirectional();
     c["model"]["embedding_size"] = m.config.embedding_size;
     c["model"]["pooling"] = m.config.pooling;
     int64_t params = 0;

@@ -25,7 +25,7 @@ using namespace rnnkit;
 struct Config {
   int64_t num_train = 2000, num_valid = 500, min_length = 5, max_length = 25, data_seed = 11;
   int64_t embedding_size = 8;
-  train::RecurrentSpec rnn;
+  RNNOptions rnn{"lstm", 0, 128};  ///< input_size: embedding_size, set by the model
   train::TrainOptions train;
 
   static Config read(train::ConfigReader& c) {
@@ -36,14 +36,14 @@ struct Config {
     k.max_length = c.get_int("data", "max_length", k.max_length, k.min_length, 100000);
     k.data_seed = c.get_int("data", "seed", k.data_seed, 0);
     k.embedding_size = c.get_int("model", "embedding_size", k.embedding_size, 1, train::kMaxWidth);
-    k.rnn = train::RecurrentSpec::read(c, "model", k.rnn);
+    k.rnn = train::read_rnn_options(c, "model", k.rnn);
     k.train = train::TrainOptions::read(c);
     c.reject_unknown_keys();
     return k;
   }
   std::string architecture() const {
-    return cell_label(rnn.cell, rnn.cell_options) + " E=" + std::to_string(embedding_size) +
-           " H=" + std::to_string(rnn.hidden_size) + " L=" + std::to_string(rnn.num_layers);
+    return cell_label(rnn.cell(), rnn.cell_options()) + " E=" + std::to_string(embedding_size) +
+           " H=" + std::to_string(rnn.hidden_size()) + " L=" + std::to_string(rnn.num_layers());
   }
 };
 
@@ -71,12 +71,8 @@ Data make_data(int64_t n, const Config& c, uint64_t seed) {
 struct ModelImpl : torch::nn::Module {
   explicit ModelImpl(const Config& c)
       : embedding(register_module("embedding", torch::nn::Embedding(2, c.embedding_size))),
-        rnn(register_module("rnn", RNN(RNNOptions(c.rnn.cell, c.embedding_size, c.rnn.hidden_size)
-                                           .num_layers(c.rnn.num_layers)
-                                           .init(c.rnn.init)
-                                           .forget_bias(c.rnn.forget_bias)
-                                           .cell_options(c.rnn.cell_options)))),
-        head(register_module("head", torch::nn::Linear(c.rnn.hidden_size, 2))) {}
+        rnn(register_module("rnn", RNN(RNNOptions(c.rnn).input_size(c.embedding_size)))),
+        head(register_module("head", torch::nn::Linear(c.rnn.hidden_size(), 2))) {}
   /// Logits [B, 2] for the sequences `idx` of `d`.
   torch::Tensor forward(const Data& d, const std::vector<size_t>& idx) {
     int64_t T = 0;

@@ -98,39 +98,39 @@ RecurrentLayerImpl::RecurrentLayerImpl(RecurrentOptions options_) : options(std:
 }
 
 void RecurrentLayerImpl::reset() {
-  TORCH_CHECK(options.recurrent_dropout() >= 0.0 && options.recurrent_dropout() < 1.0,
+  TORCH_CHECK(options.rnn().recurrent_dropout() >= 0.0 && options.rnn().recurrent_dropout() < 1.0,
               "rnnkit::RecurrentLayer: expected recurrent_dropout in [0, 1), got ",
-              options.recurrent_dropout());
-  cell = register_module(
-      "cell", make_cell(options.cell(), CellSpec(options.input_size(), options.hidden_size())
-                                            .init(options.init())
-                                            .forget_bias(options.forget_bias())
-                                            .options(options.cell_options())));
+              options.rnn().recurrent_dropout());
+  cell = register_module("cell", make_cell(options.rnn().cell(), CellSpec(options.rnn())));
 }
 
 void RecurrentLayerImpl::reset_parameters() { cell->reset_parameters(); }
 
 void RecurrentLayerImpl::pretty_print(std::ostream& os) const {
-  os << "rnnkit::RecurrentLayer(cell=" << cell_label(options.cell(), options.cell_options())
-     << ", input_size=" << options.input_size() << ", hidden_size=" << options.hidden_size()
-     << ", batch_first=" << (options.batch_first() ? "true" : "false")
+  os << "rnnkit::RecurrentLayer(cell="
+     << cell_label(options.rnn().cell(), options.rnn().cell_options())
+     << ", input_size=" << options.rnn().input_size()
+     << ", hidden_size=" << options.rnn().hidden_size()
+     << ", batch_first=" << (options.rnn().batch_first() ? "true" : "false")
      << ", reverse=" << (options.reverse() ? "true" : "false")
-     << ", recurrent_dropout=" << options.recurrent_dropout() << ")";
+     << ", recurrent_dropout=" << options.rnn().recurrent_dropout() << ")";
 }
 
 RecurrentOutput RecurrentLayerImpl::forward(const Tensor& input, const Tensor& lengths,
                                             const State& initial_state) {
   const char* who = "rnnkit::RecurrentLayer";
-  const Tensor x = detail::to_time_major(input, options.batch_first(), options.input_size(), who);
+  const Tensor x =
+      detail::to_time_major(input, options.rnn().batch_first(), options.rnn().input_size(), who);
   const detail::SequenceMask mask = detail::make_sequence_mask(x, lengths, who);
   RecurrentOutput out = forward_time_major(x, mask, initial_state);
-  if (options.batch_first()) out.output = out.output.transpose(0, 1);
+  if (options.rnn().batch_first()) out.output = out.output.transpose(0, 1);
   return out;
 }
 
 Tensor RecurrentLayerImpl::draw_dropout_mask(int64_t B, const torch::TensorOptions& like) {
-  if (!is_training() || options.recurrent_dropout() <= 0.0) return {};
-  return detail::recurrent_dropout_mask(B, cell->hidden_size(), options.recurrent_dropout(), like);
+  if (!is_training() || options.rnn().recurrent_dropout() <= 0.0) return {};
+  return detail::recurrent_dropout_mask(B, cell->hidden_size(), options.rnn().recurrent_dropout(),
+                                        like);
 }
 
 RecurrentOutput RecurrentLayerImpl::forward_time_major(const Tensor& x_in,

@@ -270,6 +270,7 @@ std::shared_ptr<CellImplBase> make_cell(const std::string& name, const CellSpec&
   auto& r = registry();
   CellFactory factory;
   CellSpec full = spec;
+  full.rnn().cell(name);
   {
     std::lock_guard<std::mutex> lock(r.mutex);
     std::string target;

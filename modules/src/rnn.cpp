@@ -52,12 +52,9 @@ void RNNImpl::reset() {
   for (int64_t l = 0; l < options.num_layers(); ++l) {
     const int64_t in = l == 0 ? options.input_size() : options.hidden_size() * K;
     for (int64_t d = 0; d < K; ++d) {
-      auto layer = RecurrentLayer(RecurrentOptions(options.cell(), in, options.hidden_size())
-                                      .reverse(d == 1)
-                                      .recurrent_dropout(options.recurrent_dropout())
-                                      .init(options.init())
-                                      .forget_bias(options.forget_bias())
-                                      .cell_options(options.cell_options()));
+      // The options whole, at this layer's input; forward() hands the layers time-major input.
+      auto layer = RecurrentLayer(
+          RecurrentOptions(RNNOptions(options).input_size(in).batch_first(false)).reverse(d == 1));
       const std::string name = "l" + std::to_string(l) + (d == 1 ? "_reverse" : "");
       layers_.push_back(register_module(name, layer));
     }

@@ -21,6 +21,7 @@
 
 #include <torch/version.h>
 
+#include "rnnkit/error.h"
 #include "rnnkit/version.h"
 
 #define RNNKIT_PLUGIN_STR2(x) #x
@@ -59,13 +60,6 @@
   static void rnnkit_plugin_body_()
 
 namespace rnnkit {
-
-/// A plugin that cannot be loaded; the message names the path and says why (dlerror's text, a
-/// missing entry point, another ABI tag, an exception from its body).
-class PluginError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 struct PluginInfo {
   std::string path;                ///< absolute, as loaded

@@ -11,6 +11,7 @@
 // Shapes: T time steps, B batch, D input size, H hidden size.
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
@@ -20,25 +21,22 @@
 #include "rnnkit/compat.h"
 #include "rnnkit/init.h"
 #include "rnnkit/registry.h"
+#include "rnnkit/rnn_options.h"
 #include "rnnkit/state.h"
 
 namespace rnnkit {
 
+/// One layer in one direction. The layer reads rnn()'s cell, input_size (this layer's input),
+/// hidden_size, batch_first, recurrent_dropout, init, forget_bias and cell_options; the settings
+/// about the stack (num_layers, bidirectional, dropout, variational_dropout,
+/// concurrent_directions) are RNN's and the layer ignores them.
 struct RecurrentOptions {
+  explicit RecurrentOptions(RNNOptions rnn) : rnn_(std::move(rnn)) {}
   RecurrentOptions(std::string cell, int64_t input_size, int64_t hidden_size)
-      : cell_(std::move(cell)), input_size_(input_size), hidden_size_(hidden_size) {}
-  TORCH_ARG(std::string, cell);
-  TORCH_ARG(int64_t, input_size);
-  TORCH_ARG(int64_t, hidden_size);
-  TORCH_ARG(bool, batch_first) = false;
+      : rnn_(std::move(cell), input_size, hidden_size) {}
+  TORCH_ARG(RNNOptions, rnn);
+  /// Read each sequence right to left (from its last real token).
   TORCH_ARG(bool, reverse) = false;
-  /// Variational dropout on a<t-1> as the recurrent product sees it: one mask per sequence,
-  /// reused at every step (Gal & Ghahramani 2016). Training mode only.
-  TORCH_ARG(double, recurrent_dropout) = 0.0;
-  TORCH_ARG(Init, init) = Init::kUniform;
-  TORCH_ARG(optional<double>, forget_bias) = nullopt;
-  /// The cell's own options (rnnkit/registry.h), e.g. {{"peephole", true}} for "lstm".
-  TORCH_ARG(CellOptions, cell_options) = {};
 };
 
 struct RecurrentOutput {

@@ -19,75 +19,55 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
 #include <torch/arg.h>
 
 #include "rnnkit/cell.h"
+#include "rnnkit/cell_options.h"
 #include "rnnkit/compat.h"
 #include "rnnkit/init.h"
+#include "rnnkit/rnn_options.h"
 
 namespace rnnkit {
 
-/// The value of one cell option: a boolean, an integer, a number or a string. (A class, not a bare
-/// std::variant, so that "relu" is a string and 1 an integer, never a bool.)
-struct CellOptionValue {
-  CellOptionValue(bool v) : value(v) {}
-  CellOptionValue(int v) : value(int64_t{v}) {}
-  CellOptionValue(int64_t v) : value(v) {}
-  CellOptionValue(double v) : value(v) {}
-  CellOptionValue(const char* v) : value(std::string(v)) {}
-  CellOptionValue(std::string v) : value(std::move(v)) {}
-  /// "a boolean", "an integer", "a number" or "a string".
-  const char* type_name() const;
-  /// As TOML writes it: true, 3, 0.5, "relu".
-  std::string to_string() const;
-  bool operator==(const CellOptionValue& o) const { return value == o.value; }
-  std::variant<bool, int64_t, double, std::string> value;
-};
-/// A cell's own options by name (RNNOptions::cell_options, [model.cell_options] in the apps).
-using CellOptions = std::map<std::string, CellOptionValue>;
-
-/// One option a cell type takes: its name, its type and default (`default_value`), a line of
-/// help, and what is allowed: [min, max] for numbers, `choices` for strings (empty: any).
-struct CellOptionDef {
-  std::string name;
-  CellOptionValue default_value;
-  std::string help;
-  double min = -std::numeric_limits<double>::infinity();
-  double max = std::numeric_limits<double>::infinity();
-  std::vector<std::string> choices = {};
-};
-
-/// A cell option that is unknown, of the wrong type, out of range or fixed by an alias. `option`
-/// is its name, for messages that say where it was set.
-class CellOptionError : public std::invalid_argument {
- public:
-  CellOptionError(std::string option, const std::string& message)
-      : std::invalid_argument(message), option(std::move(option)) {}
-  std::string option;
-};
-
-/// What a factory gets: the options common to all cells, and the cell's own, checked and
-/// completed with their defaults by make_cell.
+/// What a factory gets: the recurrent options whole, with rnn().input_size() this layer's
+/// input (the network's for the first layer, K * hidden_size above it) and rnn().cell_options()
+/// checked and completed with their defaults by make_cell. The accessors below read rnn().
 struct CellSpec {
-  CellSpec(int64_t input_size, int64_t hidden_size)
-      : input_size_(input_size), hidden_size_(hidden_size) {}
-  TORCH_ARG(int64_t, input_size);
-  TORCH_ARG(int64_t, hidden_size);
-  TORCH_ARG(Init, init) = Init::kUniform;
-  /// Gated cells: the bias towards keeping c<t-1> after initialisation (LSTM: b_f; GRUs:
-  /// b_u = -forget_bias). The vanilla RNN ignores it.
-  TORCH_ARG(optional<double>, forget_bias) = nullopt;
-  TORCH_ARG(CellOptions, options) = {};
+  explicit CellSpec(RNNOptions rnn) : rnn_(std::move(rnn)) {}
+  CellSpec(int64_t input_size, int64_t hidden_size) : rnn_("", input_size, hidden_size) {}
+  TORCH_ARG(RNNOptions, rnn);
 
  public:
+  int64_t input_size() const { return rnn_.input_size(); }
+  int64_t hidden_size() const { return rnn_.hidden_size(); }
+  Init init() const { return rnn_.init(); }
+  /// Gated cells: the bias towards keeping c<t-1> after initialisation (RNNOptions).
+  const optional<double>& forget_bias() const { return rnn_.forget_bias(); }
+  /// The cell's own options.
+  const CellOptions& options() const { return rnn_.cell_options(); }
+  // For specs built by hand (make_cell without an RNN).
+  CellSpec& init(Init v) {
+    rnn_.init(v);
+    return *this;
+  }
+  CellSpec& forget_bias(optional<double> v) {
+    rnn_.forget_bias(v);
+    return *this;
+  }
+  CellSpec& options(CellOptions v) {
+    rnn_.cell_options(std::move(v));
+    return *this;
+  }
+
   /// The value of the cell's option `name` as T (bool, int64_t, double or std::string).
   template <class T>
   T option(const std::string& name) const {
-    const auto it = options_.find(name);
-    if (it == options_.end()) throw CellOptionError(name, "cell option '" + name + "' is not set");
+    const auto it = options().find(name);
+    if (it == options().end()) throw CellOptionError(name, "cell option '" + name + "' is not set");
     if (const T* v = std::get_if<T>(&it->second.value)) return *v;
     throw CellOptionError(name, "cell option '" + name + "' is " + it->second.type_name());
   }

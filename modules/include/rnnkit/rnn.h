@@ -27,35 +27,10 @@
 #include "rnnkit/compat.h"
 #include "rnnkit/init.h"
 #include "rnnkit/recurrent.h"
+#include "rnnkit/rnn_options.h"
 #include "rnnkit/state.h"
 
 namespace rnnkit {
-
-struct RNNOptions {
-  RNNOptions(std::string cell, int64_t input_size, int64_t hidden_size)
-      : cell_(std::move(cell)), input_size_(input_size), hidden_size_(hidden_size) {}
-  TORCH_ARG(std::string, cell);
-  TORCH_ARG(int64_t, input_size);
-  TORCH_ARG(int64_t, hidden_size);
-  TORCH_ARG(int64_t, num_layers) = 1;
-  TORCH_ARG(bool, bidirectional) = false;
-  TORCH_ARG(double, dropout) = 0.0;  ///< between layers
-  /// Between layers: one mask per sequence for all time steps (variational_dropout) instead of
-  /// a new one at every step.
-  TORCH_ARG(bool, variational_dropout) = false;
-  TORCH_ARG(double, recurrent_dropout) = 0.0;
-  TORCH_ARG(bool, batch_first) = false;
-  TORCH_ARG(Init, init) = Init::kUniform;
-  TORCH_ARG(optional<double>, forget_bias) = nullopt;
-  /// The cell's own options (rnnkit/registry.h), e.g. {{"peephole", true}} for "lstm".
-  TORCH_ARG(CellOptions, cell_options) = {};
-  /// Bidirectional layers: run the two directions at the same time, forward and backward, each
-  /// on its own thread with half the intra-op threads. Unset: when LibTorch has more than one
-  /// thread (at::get_num_threads()) and RNNKIT_CONCURRENT_DIRECTIONS is not 0; true: always
-  /// (tests); false: never. Results are the sequential path's to float rounding, dropout draws
-  /// included. A second derivative (create_graph) through it is refused: set false for that.
-  TORCH_ARG(optional<bool>, concurrent_directions) = nullopt;
-};
 
 struct RNNOutput {
   torch::Tensor output;       ///< [T, B, K*H] (or [B, T, K*H]); zero past each length

@@ -96,7 +96,7 @@ inline Command plugin_command_entry() {
   return {"plugin", "plugin check PATH...: load cell plugins in a child process and report",
           plugin_command};
 }
-/// "PROGRAM 0.1.0 (LibTorch 1.13.0, CUDA: ...)": what --version prints.
+/// "PROGRAM 0.2.0 (LibTorch 1.13.0, CUDA: ...)": what --version prints.
 std::string version_text(const std::string& program);
 
 }  // namespace rnnkit::train
