@@ -14,6 +14,15 @@ for app in lm sentiment ner gradflow; do
   [[ $out =~ ^rnnkit-$app\ [0-9]+\.[0-9]+\.[0-9]+\ \(LibTorch\ [0-9.]+,\ CUDA:\ .+\)$ ]] || fail "--version: $out"
 done
 
+# Every config key, declared once in the code, in train --help and as config-keys' Markdown.
+for app in lm sentiment ner; do
+  help=$("$build/apps/rnnkit-$app" train --help)
+  [[ $help == *"Config keys"*"model.hidden_size (integer, default "*"train.epochs (integer, default 10; 1 to 1000000)"* ]] ||
+    fail "$app train --help lacks the config keys: $help"
+  md=$("$build/apps/rnnkit-$app" config-keys)
+  [[ $md == *"| \`model.cell\` | cell name | \`\"lstm\"\` |"* ]] || fail "$app config-keys: $md"
+done
+
 head -c 12000 "$src/datasets/tinyshakespeare/train.txt" > "$work/train.txt"
 head -c 1500 "$src/datasets/tinyshakespeare/valid.txt" > "$work/valid.txt"
 tail -c 1500 "$src/datasets/tinyshakespeare/valid.txt" > "$work/test.txt"

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <random>
 
+#include <fmt/core.h>
 #include <rnnkit/data/corpus.h>
 
 #include <rnnkit/train/checkpoint.h>
@@ -79,6 +80,74 @@ TEST(Config, TyposWrongTypesAndRangesNameFileLineAndKey) {
       {"bad.toml:2", "TOML syntax error"});
   expect_message<train::ConfigError>([&] { train::ConfigReader(dir + "/missing.toml"); },
                                      {"missing.toml", "not found"});
+}
+
+// Config keys are declared once: configs/README.md's key tables are the code's tables
+// (scripts/config_tables.sh rewrites them: RNNKIT_WRITE_CONFIG_TABLES=1 runs this test as the
+// writer).
+TEST(Config, ReadmeKeyTablesAreTheCodes) {
+  const std::string path = std::string(RNNKIT_SOURCE_DIR) + "/configs/README.md";
+  std::string readme = rnnkit_test::read_all(path);
+  const std::vector<std::pair<std::string, train::KeyTable>> tables = {
+      {"train", train::TrainOptions::keys()},
+      {"lm", lm::LMConfig::keys()},
+      {"sentiment", sentiment::SentimentConfig::keys()},
+      {"ner", ner::NerConfig::keys()}};
+  const bool write = std::getenv("RNNKIT_WRITE_CONFIG_TABLES") != nullptr;
+  for (const auto& [name, table] : tables) {
+    const std::string begin =
+        "<!-- keys: " + name + " (generated from the code by scripts/config_tables.sh) -->\n";
+    const std::string end = "<!-- /keys: " + name + " -->";
+    const auto b = readme.find(begin);
+    ASSERT_NE(b, std::string::npos) << path << " lacks the line " << begin;
+    const auto e = readme.find(end, b);
+    ASSERT_NE(e, std::string::npos) << path << " lacks the line " << end;
+    const size_t from = b + begin.size();
+    if (write) {
+      readme.replace(from, e - from, table.markdown());
+    } else {
+      EXPECT_EQ(readme.substr(from, e - from), table.markdown())
+          << path << ": the table '" << name
+          << "' differs from the code's; run scripts/config_tables.sh BUILD_DIR";
+    }
+  }
+  if (write) std::ofstream(path, std::ios::binary) << readme;
+}
+
+// Every key a table declares is one the reader takes: a config that sets each to its default
+// reads (no "unknown key"), and reads to the defaults.
+TEST(Config, EveryDeclaredKeyIsReadAndItsDefaultIsTheStructs) {
+  const auto dir = temp_dir("config_keys");
+  std::vector<std::string> sets;
+  const auto all = lm::LMConfig::keys().with(train::TrainOptions::keys());
+  for (const auto& k : all.keys()) {
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, bool>) {
+            sets.push_back(k.dotted() + "=" + (v ? "true" : "false"));
+          } else if constexpr (std::is_same_v<T, int64_t>) {
+            sets.push_back(k.dotted() + "=" + std::to_string(v));
+          } else if constexpr (std::is_same_v<T, double>) {
+            sets.push_back(k.dotted() + "=" + fmt::format("{:.17g}", v));
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            sets.push_back(k.dotted() + "=\"" + v + "\"");
+          }
+        },
+        k.fallback);
+  }
+  EXPECT_GE(sets.size(), 30u);
+  train::ConfigReader c(tiny_lm_config(dir), sets);
+  c.integer(train::common_keys().at("data", "max_line_bytes"));  // as load_config reads it
+  lm::LMConfig l;
+  ASSERT_NO_THROW(l = lm::LMConfig::read(c));
+  const lm::LMConfig d;
+  EXPECT_EQ(l.bptt, d.bptt);
+  EXPECT_EQ(l.embedding_size, d.embedding_size);
+  EXPECT_EQ(l.rnn.hidden_size(), d.rnn.hidden_size());
+  EXPECT_EQ(l.train.learning_rate, train::TrainOptions().learning_rate);
+  // Reading an undeclared key is a programming error, named.
+  EXPECT_THROW(lm::LMConfig::keys().at("data", "bpt"), std::logic_error);
 }
 
 TEST(Config, OverridesAndPathsRelativeToTheConfigFile) {
@@ -536,6 +605,7 @@ TEST(Configs, EveryShippedRecipeReads) {
   // (${RNNKIT_DATA}/...) get empty stand-ins in a temporary root.
   const auto root = temp_dir("data_root");
   for (const auto& entry : fs::directory_iterator(fs::path(RNNKIT_SOURCE_DIR) / "configs")) {
+    if (entry.path().extension() != ".toml") continue;
     const std::string text = read_all(entry.path().string());
     const std::string tag = "${RNNKIT_DATA}/";
     for (auto at = text.find(tag); at != std::string::npos; at = text.find(tag, at + 1)) {

@@ -12,6 +12,7 @@
 #include <rnnkit/registry.h>
 
 #include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/cli.h>
 #include <rnnkit/train/signals.h>
 
 namespace rnnkit::lm {
@@ -20,34 +21,87 @@ using data::Vocab;
 using torch::Tensor;
 namespace F = torch::nn::functional;
 
+const train::KeyTable& LMConfig::keys() {
+  static const train::KeyTable table = [] {
+    using namespace train;
+    const LMConfig d;  // the defaults
+    return KeyTable(
+               {
+                   choice("data", "level", "", {"char", "word"},
+                          "`char` (one token per code point) or `word` (whitespace tokens, `<eos>` "
+                          "after each line)"),
+                   path("data", "train", true, "the training text"),
+                   path("data", "valid", true, "the validation text (selects the best epoch)"),
+                   path("data", "test", false,
+                        "a held-out text: when training ends `best.pt` scores it once and writes "
+                        "`test.json` in the run dir"),
+                   train::encoding("data", "encoding", "the files' text encoding"),
+                   flag("data", "lowercase", d.lowercase, "word level: lowercase every word"),
+                   integer("data", "max_vocab", d.max_vocab, 0, INT64_MAX,
+                           "vocabulary size cap, specials included (0: no cap)"),
+                   integer("data", "min_count", d.min_count, 1, INT64_MAX,
+                           "words seen fewer times become `<unk>`"),
+                   choice("data", "batching", d.batching, {"stream", "sentences"},
+                          "`stream`: truncated BPTT over B continuous streams, the state carried "
+                          "(detached) across batches; `sentences`: padded batches of lines, each "
+                          "from a fresh state (word level)"),
+                   integer("data", "bptt", d.bptt, 1, 100000, "steps per truncated-BPTT window"),
+                   integer("data", "eval_batch_size", d.eval_batch_size, 1, 65536,
+                           "parallel streams when evaluating; 1 scores every token with the state "
+                           "carried through the whole file"),
+               })
+        .with(common_keys())
+        .with(rnn_keys("model", d.rnn))
+        .with(KeyTable({
+            integer("model", "embedding_size", d.embedding_size, 0, kMaxWidth,
+                    "0: one-hot inputs (tiny vocabularies)"),
+            number("model", "dropout", d.rnn.dropout(), 0, 0.99,
+                   "between layers and before the softmax"),
+            number("model", "embedding_dropout", d.embedding_dropout, 0, 0.99, "on the embeddings"),
+            flag("model", "variational_dropout", d.rnn.variational_dropout(),
+                 "`dropout` and `embedding_dropout` with one mask per sequence for every time "
+                 "step (Gal & Ghahramani 2016; Merity et al. 2017's locked dropout) instead of "
+                 "a new mask at every step: with `recurrent_dropout`, the inputs, the "
+                 "layer-to-layer connections, the outputs and the recurrent connection are all "
+                 "dropped variationally"),
+            flag("model", "tie_weights", d.tie_weights,
+                 "the softmax matrix is the embedding matrix (needs `embedding_size == "
+                 "hidden_size`)"),
+        }));
+  }();
+  return table;
+}
+
 LMConfig LMConfig::read(train::ConfigReader& c) {
+  auto k = [](const char* section, const char* name) -> const train::Key& {
+    return keys().at(section, name);
+  };
   LMConfig l;
-  l.level = c.get_choice("data", "level", "", {"char", "word"});
-  l.train_path = c.get_path("data", "train");
-  l.valid_path = c.get_path("data", "valid");
+  l.level = c.choice(k("data", "level"));
+  l.train_path = c.path(k("data", "train"));
+  l.valid_path = c.path(k("data", "valid"));
   if (l.train_path.empty() || l.valid_path.empty()) {
     throw train::ConfigError(c.path() + ": [data] needs both train and valid files");
   }
-  l.test_path = c.get_path("data", "test");
-  l.encoding = c.get_encoding("data", "encoding");
-  l.lowercase = c.get<bool>("data", "lowercase", l.lowercase);
-  l.max_vocab = c.get_int("data", "max_vocab", l.max_vocab, 0);
-  l.min_count = c.get_int("data", "min_count", l.min_count, 1);
-  l.batching = c.get_choice("data", "batching", l.batching, {"stream", "sentences"});
+  l.test_path = c.path(k("data", "test"));
+  l.encoding = c.encoding(k("data", "encoding"));
+  l.lowercase = c.flag(k("data", "lowercase"));
+  l.max_vocab = c.integer(k("data", "max_vocab"));
+  l.min_count = c.integer(k("data", "min_count"));
+  l.batching = c.choice(k("data", "batching"));
   if (l.batching == "sentences" && l.level == "char") {
     throw train::ConfigError(c.where("data", "batching") +
                              ": batching = \"sentences\" needs level = \"word\"");
   }
-  l.bptt = c.get_int("data", "bptt", l.bptt, 1, 100000);
-  l.eval_batch_size = c.get_int("data", "eval_batch_size", l.eval_batch_size, 1, 65536);
+  l.bptt = c.integer(k("data", "bptt"));
+  l.eval_batch_size = c.integer(k("data", "eval_batch_size"));
 
   l.rnn = train::read_rnn_options(c, "model", l.rnn);
-  l.embedding_size = c.get_int("model", "embedding_size", l.embedding_size, 0, train::kMaxWidth);
-  l.rnn.dropout(c.get_double("model", "dropout", l.rnn.dropout(), 0, 0.99));
-  l.embedding_dropout = c.get_double("model", "embedding_dropout", l.embedding_dropout, 0, 0.99);
-  l.rnn.variational_dropout(
-      c.get<bool>("model", "variational_dropout", l.rnn.variational_dropout()));
-  l.tie_weights = c.get<bool>("model", "tie_weights", l.tie_weights);
+  l.embedding_size = c.integer(k("model", "embedding_size"));
+  l.rnn.dropout(c.number(k("model", "dropout")));
+  l.embedding_dropout = c.number(k("model", "embedding_dropout"));
+  l.rnn.variational_dropout(c.flag(k("model", "variational_dropout")));
+  l.tie_weights = c.flag(k("model", "tie_weights"));
   if (l.tie_weights && l.embedding_size != l.rnn.hidden_size()) {
     throw train::ConfigError(c.where("model", "tie_weights") +
                              ": tied weights need embedding_size == hidden_size, got " +

@@ -39,6 +39,8 @@ struct LMConfig {
 
   /// Reads and validates everything, then rejects unknown keys.
   static LMConfig read(train::ConfigReader& config);
+  /// Every key of [data] and [model] (config_keys.h), with this struct's defaults.
+  static const train::KeyTable& keys();
   LanguageModelOptions model_options(int64_t vocab_size) const;
   /// Identifies the model's shape for checkpoint checks.
   std::string architecture(int64_t vocab_size) const;

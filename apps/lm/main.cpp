@@ -20,8 +20,16 @@ namespace {
 
 using namespace rnnkit;
 
+/// The config keys, for train --help and config-keys.
+std::vector<std::pair<std::string, train::KeyTable>> config_tables() {
+  return {{"[data] and [model]", lm::LMConfig::keys()}, {"[train]", train::TrainOptions::keys()}};
+}
+
+int cmd_config_keys(int, char**) { return train::config_keys_command(config_tables()); }
+
 int cmd_train(int argc, char** argv) {
   return train::train_command(argc, argv, "rnnkit-lm train", "Train a recurrent language model",
+                              config_tables(),
                               [](train::ConfigReader& config, const train::RunOptions& run) {
                                 return train::report_done(run, lm::train(config, run));
                               });
@@ -240,6 +248,8 @@ int main(int argc, char** argv) {
        {"sample", "generate text from a checkpoint", cmd_sample},
        {"score", "log-probability and perplexity of each line of a file or of stdin", cmd_score},
        {"ngram", "the n-gram baseline: ngram train|eval|sample", cmd_ngram},
-       rnnkit::train::plugin_command_entry()},
+       rnnkit::train::plugin_command_entry(),
+       {"config-keys", "the config keys as Markdown tables (as configs/README.md has them)",
+        cmd_config_keys}},
       argc, argv);
 }

@@ -16,8 +16,15 @@ namespace {
 
 using namespace rnnkit;
 
+/// The config keys, for train --help and config-keys.
+std::vector<std::pair<std::string, train::KeyTable>> config_tables() {
+  return {{"[data] and [model]", ner::NerConfig::keys()}, {"[train]", train::TrainOptions::keys()}};
+}
+
+int cmd_config_keys(int, char**) { return train::config_keys_command(config_tables()); }
+
 int cmd_train(int argc, char** argv) {
-  return train::train_command(argc, argv, "rnnkit-ner train", "Train a tagger",
+  return train::train_command(argc, argv, "rnnkit-ner train", "Train a tagger", config_tables(),
                               [](train::ConfigReader& config, const train::RunOptions& run) {
                                 return train::report_done(run, ner::train(config, run));
                               });
@@ -148,6 +155,8 @@ int main(int argc, char** argv) {
         cmd_eval},
        {"predict", "tag a CoNLL file, or raw text (one sentence per line) from a file or stdin",
         cmd_predict},
-       rnnkit::train::plugin_command_entry()},
+       rnnkit::train::plugin_command_entry(),
+       {"config-keys", "the config keys as Markdown tables (as configs/README.md has them)",
+        cmd_config_keys}},
       argc, argv);
 }

@@ -19,6 +19,7 @@
 #include <rnnkit/registry.h>
 
 #include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/cli.h>
 #include <rnnkit/train/signals.h>
 
 namespace rnnkit::ner {
@@ -27,19 +28,95 @@ using data::TagScheme;
 using data::Vocab;
 using torch::Tensor;
 
+const train::KeyTable& NerConfig::keys() {
+  static const train::KeyTable table = [] {
+    using namespace train;
+    const NerConfig d;  // the defaults
+    return KeyTable(
+               {
+                   path("data", "train", true, "the training sentences (a CoNLL column file)"),
+                   path("data", "valid", true,
+                        "the validation sentences (a CoNLL column file; selects the best epoch)"),
+                   path("data", "test", false,
+                        "held-out sentences: when training ends `best.pt` scores them once and "
+                        "writes `test.json` in the run dir"),
+                   choice("data", "scheme", d.scheme,
+                          {"auto", "iob1", "iob2", "bio", "iobes", "io"},
+                          "the files' tag scheme: `iob1`, `iob2` (`bio`), `iobes`, `io`, or `auto` "
+                          "(detected from train)"),
+                   flag(
+                       "data", "repair_tags", d.repair_tags,
+                       "tags with transitions the scheme forbids (I-X after O in IOB2) are an "
+                       "error; with this they are rewritten as conlleval reads them, and a warning "
+                       "counts them"),
+                   integer("data", "token_column", d.token_column, 0, 1000, "0-based"),
+                   integer("data", "tag_column", d.tag_column, -100, INT64_MAX,
+                           "0-based; negative counts from the end"),
+                   strings(
+                       "data", "rename_tags",
+                       "`[\"FILE_TAG=ENTITY_TAG\", ...]`: read other tag sets as entity tags (and "
+                       "write them back)"),
+                   flag("data", "lowercase", d.lowercase,
+                        "word lookup keys are lowercased; case-sensitive keys fall back to the "
+                        "lowercased word"),
+                   flag("data", "normalize_digits", d.normalize_digits,
+                        "word lookup keys have their digits as 0"),
+                   train::encoding("data", "encoding", "the files' text encoding"),
+                   integer("data", "min_count", d.min_count, 1, INT64_MAX,
+                           "words of train seen fewer times become `<unk>`"),
+                   integer("data", "max_vocab", d.max_vocab, 0, INT64_MAX,
+                           "word vocabulary size cap (0: no cap)"),
+                   integer("data", "max_word_length", d.max_word_length, 1, 10000,
+                           "characters per word seen by the char features"),
+               })
+        .with(common_keys())
+        .with(rnn_keys("model", d.rnn))
+        .with(KeyTable({
+            integer("model", "word_embedding_size", d.word_embedding_size, 1, kMaxWidth,
+                    "the word embeddings' width"),
+            path("model", "pretrained", false,
+                 "GloVe / word2vec text file (dimension must equal `word_embedding_size`)"),
+            choice("model", "char_features", d.char_features, {"none", "rnn", "cnn"},
+                   "`cnn` (max over a convolution), `rnn` (final states of a char BiRNN), `none`"),
+            cell("model", "char_cell", d.char_cell, "the char BiRNN's cell"),
+            integer("model", "char_embedding_size", d.char_embedding_size, 1, kMaxWidth,
+                    "the character embeddings' width"),
+            integer("model", "char_hidden_size", d.char_hidden_size, 1, kMaxWidth,
+                    "filters (cnn) or per direction (rnn)"),
+            integer("model", "char_kernel", d.char_kernel, 1, 64, "the convolution's width (odd)"),
+            integer("model", "casing_size", d.casing_size, 0, kMaxWidth,
+                    "embedding size of the casing class (numeric, mainly numeric, lower, upper, "
+                    "initial upper, contains digit, other); 0 = off"),
+            number("model", "dropout", d.rnn.dropout(), 0, 0.99,
+                   "on the inputs, between layers and before the output layer"),
+            number("model", "word_dropout", d.word_dropout, 0, 0.99,
+                   "probability of replacing a word by `<unk>` while training"),
+            choice("model", "decoder", d.decoder, {"crf", "softmax"},
+                   "`crf` (forward algorithm, Viterbi, scheme-constrained transitions) or "
+                   "`softmax`"),
+            choice("model", "tag_scheme", d.tag_scheme, {"iobes", "iob2", "bio"},
+                   "the scheme the model works in; output is converted back"),
+        }));
+  }();
+  return table;
+}
+
 NerConfig NerConfig::read(train::ConfigReader& c) {
+  auto k = [](const char* section, const char* name) -> const train::Key& {
+    return keys().at(section, name);
+  };
   NerConfig s;
-  s.train_path = c.get_path("data", "train");
-  s.valid_path = c.get_path("data", "valid");
+  s.train_path = c.path(k("data", "train"));
+  s.valid_path = c.path(k("data", "valid"));
   if (s.train_path.empty() || s.valid_path.empty()) {
     throw train::ConfigError(c.path() + ": [data] needs train and valid (CoNLL files)");
   }
-  s.test_path = c.get_path("data", "test");
-  s.scheme = c.get_choice("data", "scheme", "auto", {"auto", "iob1", "iob2", "bio", "iobes", "io"});
-  s.repair_tags = c.get<bool>("data", "repair_tags", false);
-  s.token_column = c.get_int("data", "token_column", s.token_column, 0, 1000);
-  s.tag_column = c.get_int("data", "tag_column", s.tag_column, -100);
-  for (const auto& r : c.get_string_list("data", "rename_tags")) {
+  s.test_path = c.path(k("data", "test"));
+  s.scheme = c.choice(k("data", "scheme"));
+  s.repair_tags = c.flag(k("data", "repair_tags"));
+  s.token_column = c.integer(k("data", "token_column"));
+  s.tag_column = c.integer(k("data", "tag_column"));
+  for (const auto& r : c.strings(k("data", "rename_tags"))) {
     const auto eq = r.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == r.size()) {
       throw train::ConfigError(c.where("data", "rename_tags") +
@@ -47,32 +124,29 @@ NerConfig NerConfig::read(train::ConfigReader& c) {
     }
     s.rename_tags.emplace_back(r.substr(0, eq), r.substr(eq + 1));
   }
-  s.lowercase = c.get<bool>("data", "lowercase", s.lowercase);
-  s.normalize_digits = c.get<bool>("data", "normalize_digits", s.normalize_digits);
-  s.encoding = c.get_encoding("data", "encoding");
-  s.min_count = c.get_int("data", "min_count", s.min_count, 1);
-  s.max_vocab = c.get_int("data", "max_vocab", s.max_vocab, 0);
-  s.max_word_length = c.get_int("data", "max_word_length", s.max_word_length, 1, 10000);
+  s.lowercase = c.flag(k("data", "lowercase"));
+  s.normalize_digits = c.flag(k("data", "normalize_digits"));
+  s.encoding = c.encoding(k("data", "encoding"));
+  s.min_count = c.integer(k("data", "min_count"));
+  s.max_vocab = c.integer(k("data", "max_vocab"));
+  s.max_word_length = c.integer(k("data", "max_word_length"));
 
   s.rnn = train::read_rnn_options(c, "model", s.rnn);
-  s.char_cell = c.get_cell("model", "char_cell", s.char_cell);
-  s.word_embedding_size =
-      c.get_int("model", "word_embedding_size", s.word_embedding_size, 1, train::kMaxWidth);
-  s.pretrained = c.get_path("model", "pretrained");
-  s.char_features = c.get_choice("model", "char_features", s.char_features, {"none", "rnn", "cnn"});
-  s.char_embedding_size =
-      c.get_int("model", "char_embedding_size", s.char_embedding_size, 1, train::kMaxWidth);
-  s.char_hidden_size =
-      c.get_int("model", "char_hidden_size", s.char_hidden_size, 1, train::kMaxWidth);
-  s.char_kernel = c.get_int("model", "char_kernel", s.char_kernel, 1, 64);
+  s.char_cell = c.cell(k("model", "char_cell"));
+  s.word_embedding_size = c.integer(k("model", "word_embedding_size"));
+  s.pretrained = c.path(k("model", "pretrained"));
+  s.char_features = c.choice(k("model", "char_features"));
+  s.char_embedding_size = c.integer(k("model", "char_embedding_size"));
+  s.char_hidden_size = c.integer(k("model", "char_hidden_size"));
+  s.char_kernel = c.integer(k("model", "char_kernel"));
   if (s.char_kernel % 2 == 0)
     throw train::ConfigError(c.where("model", "char_kernel") + ": must be odd, got " +
                              std::to_string(s.char_kernel));
-  s.casing_size = c.get_int("model", "casing_size", s.casing_size, 0, train::kMaxWidth);
-  s.rnn.dropout(c.get_double("model", "dropout", s.rnn.dropout(), 0, 0.99));
-  s.word_dropout = c.get_double("model", "word_dropout", s.word_dropout, 0, 0.99);
-  s.decoder = c.get_choice("model", "decoder", s.decoder, {"crf", "softmax"});
-  s.tag_scheme = c.get_choice("model", "tag_scheme", s.tag_scheme, {"iobes", "iob2", "bio"});
+  s.casing_size = c.integer(k("model", "casing_size"));
+  s.rnn.dropout(c.number(k("model", "dropout")));
+  s.word_dropout = c.number(k("model", "word_dropout"));
+  s.decoder = c.choice(k("model", "decoder"));
+  s.tag_scheme = c.choice(k("model", "tag_scheme"));
   s.train = train::TrainOptions::read(c);
   c.reject_unknown_keys();
   return s;

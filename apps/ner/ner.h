@@ -53,6 +53,8 @@ struct NerConfig {
   train::TrainOptions train;
 
   static NerConfig read(train::ConfigReader& config);
+  /// Every key of [data] and [model] (config_keys.h), with this struct's defaults.
+  static const train::KeyTable& keys();
   data::ConllOptions conll_options(bool has_tags = true) const;
   /// Reads a CoNLL file, renames its tags and checks them against `scheme` (repairing them, with
   /// a warning, under repair_tags).

@@ -44,9 +44,18 @@ int run_cv(train::ConfigReader& config, const train::RunOptions& run) {
   return 0;
 }
 
+/// The config keys, for train --help and config-keys.
+std::vector<std::pair<std::string, train::KeyTable>> config_tables() {
+  return {{"[data] and [model]", sentiment::SentimentConfig::keys()},
+          {"[train]", train::TrainOptions::keys()}};
+}
+
+int cmd_config_keys(int, char**) { return train::config_keys_command(config_tables()); }
+
 int cmd_train(int argc, char** argv, bool cv) {
   return train::train_command(argc, argv, cv ? "rnnkit-sentiment cv" : "rnnkit-sentiment train",
                               cv ? "k-fold cross-validation (data.folds)" : "Train a classifier",
+                              config_tables(),
                               [cv](train::ConfigReader& config, const train::RunOptions& run) {
                                 return cv ? run_cv(config, run) : run_train(config, run);
                               });
@@ -143,6 +152,8 @@ int main(int argc, char** argv) {
         cmd_eval},
        {"predict", "the label and class probabilities of each line of a file or of stdin",
         cmd_predict},
-       rnnkit::train::plugin_command_entry()},
+       rnnkit::train::plugin_command_entry(),
+       {"config-keys", "the config keys as Markdown tables (as configs/README.md has them)",
+        cmd_config_keys}},
       argc, argv);
 }

@@ -18,6 +18,7 @@
 #include <rnnkit/registry.h>
 
 #include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/cli.h>
 #include <rnnkit/train/signals.h>
 
 namespace rnnkit::sentiment {
@@ -27,10 +28,73 @@ using torch::Tensor;
 namespace F = torch::nn::functional;
 namespace fs = std::filesystem;
 
+const train::KeyTable& SentimentConfig::keys() {
+  static const train::KeyTable table = [] {
+    using namespace train;
+    const SentimentConfig d;  // the defaults
+    return KeyTable(
+               {
+                   choice(
+                       "data", "format", d.format, {"tsv", "stsa", "class_files", "sst-trees"},
+                       "`tsv` (`label<TAB>text`), `stsa` (`label text`), `class_files` (one file "
+                       "per class), `sst-trees` (the Stanford Sentiment Treebank's PTB trees)"),
+                   paths("data", "train", true,
+                         "a file or an array of files (`class_files`: one per class)"),
+                   strings("data", "classes",
+                           "`class_files`: the label of each train file, in order"),
+                   choice(
+                       "data", "phrases", d.phrases ? "all" : "roots", {"roots", "all"},
+                       "`sst-trees`: `all` trains on every labelled phrase (evaluation is on the "
+                       "root sentences; needs `valid`)"),
+                   choice("data", "labels", d.fine_labels ? "fine" : "binary", {"binary", "fine"},
+                          "`sst-trees`: `binary` (SST-2, neutral dropped) or `fine` (SST-5, 0-4)"),
+                   path("data", "valid", false,
+                        "a validation file in the same format; without one, `valid_fraction` of "
+                        "train is held out (seeded)"),
+                   path("data", "test", false,
+                        "a held-out file: when training ends `best.pt` scores it once and writes "
+                        "`test.json` in the run dir"),
+                   number("data", "valid_fraction", d.valid_fraction, 0.0, 0.9,
+                          "also `cv`: the part of each fold's training data that selects the epoch "
+                          "(0: score the last epoch)"),
+                   integer("data", "folds", d.folds, 2, 100, "`cv`: the number of folds"),
+                   flag("data", "label_last", d.label_last, "`tsv`: lines are `text<TAB>label`"),
+                   flag("data", "lowercase", d.lowercase, "lowercase every word"),
+                   train::encoding("data", "encoding", "the files' text encoding"),
+                   integer("data", "max_vocab", d.max_vocab, 0, INT64_MAX,
+                           "vocabulary size cap, specials included (0: no cap)"),
+                   integer("data", "min_count", d.min_count, 1, INT64_MAX,
+                           "words seen fewer times become `<unk>`"),
+               })
+        .with(common_keys())
+        .with(rnn_keys("model", d.rnn))
+        .with(KeyTable({
+            integer("model", "embedding_size", d.embedding_size, 1, kMaxWidth,
+                    "the word embeddings' width"),
+            flag("model", "bidirectional", d.rnn.bidirectional(),
+                 "read each text in both directions"),
+            number("model", "dropout", d.rnn.dropout(), 0, 0.99,
+                   "between layers and on the summary"),
+            number("model", "embedding_dropout", d.embedding_dropout, 0, 0.99, "on the embeddings"),
+            number("model", "word_dropout", d.word_dropout, 0, 0.99,
+                   "training only: each word becomes `<unk>` with this probability"),
+            choice("model", "pooling", d.pooling, {"last", "mean", "max"},
+                   "`last` (the activation at the last real step; both directions' ends), "
+                   "`mean`, `max` (over real steps)"),
+            path("model", "pretrained", false,
+                 "GloVe or word2vec text vectors (dimension = `embedding_size`)"),
+        }));
+  }();
+  return table;
+}
+
 SentimentConfig SentimentConfig::read(train::ConfigReader& c) {
+  auto k = [](const char* section, const char* name) -> const train::Key& {
+    return keys().at(section, name);
+  };
   SentimentConfig s;
-  s.format = c.get_choice("data", "format", "tsv", {"tsv", "stsa", "class_files", "sst-trees"});
-  s.train_paths = c.get_path_list("data", "train");
+  s.format = c.choice(k("data", "format"));
+  s.train_paths = c.paths(k("data", "train"));
   if (s.train_paths.empty()) throw train::ConfigError(c.path() + ": [data] needs train");
   for (const char* key : {"phrases", "labels"}) {
     if (s.format != "sst-trees" && c.has_key("data", key)) {
@@ -38,38 +102,38 @@ SentimentConfig SentimentConfig::read(train::ConfigReader& c) {
                                " (the format is \"" + s.format + "\")");
     }
   }
-  s.phrases = c.get_choice("data", "phrases", "roots", {"roots", "all"}) == "all";
-  s.fine_labels = c.get_choice("data", "labels", "binary", {"binary", "fine"}) == "fine";
-  s.classes = c.get_string_list("data", "classes");
+  s.phrases = c.choice(k("data", "phrases")) == "all";
+  s.fine_labels = c.choice(k("data", "labels")) == "fine";
+  s.classes = c.strings(k("data", "classes"));
   if (s.format == "class_files" && s.classes.size() != s.train_paths.size()) {
     throw train::ConfigError(c.where("data", "classes") +
                              ": class_files needs one class per train file (" +
                              std::to_string(s.train_paths.size()) + " files, " +
                              std::to_string(s.classes.size()) + " classes)");
   }
-  s.valid_path = c.get_path("data", "valid");
+  s.valid_path = c.path(k("data", "valid"));
   if (s.phrases && s.valid_path.empty()) {
     throw train::ConfigError(c.where("data", "phrases") +
                              ": training on phrases needs a valid file (a fraction held out of the "
                              "phrases would share words and sentences with training)");
   }
-  s.test_path = c.get_path("data", "test");
-  s.valid_fraction = c.get_double("data", "valid_fraction", s.valid_fraction, 0.0, 0.9);
-  s.folds = c.get_int("data", "folds", s.folds, 2, 100);
-  s.label_last = c.get<bool>("data", "label_last", s.label_last);
-  s.lowercase = c.get<bool>("data", "lowercase", s.lowercase);
-  s.encoding = c.get_encoding("data", "encoding");
-  s.max_vocab = c.get_int("data", "max_vocab", s.max_vocab, 0);
-  s.min_count = c.get_int("data", "min_count", s.min_count, 1);
+  s.test_path = c.path(k("data", "test"));
+  s.valid_fraction = c.number(k("data", "valid_fraction"));
+  s.folds = c.integer(k("data", "folds"));
+  s.label_last = c.flag(k("data", "label_last"));
+  s.lowercase = c.flag(k("data", "lowercase"));
+  s.encoding = c.encoding(k("data", "encoding"));
+  s.max_vocab = c.integer(k("data", "max_vocab"));
+  s.min_count = c.integer(k("data", "min_count"));
 
   s.rnn = train::read_rnn_options(c, "model", s.rnn);
-  s.embedding_size = c.get_int("model", "embedding_size", s.embedding_size, 1, train::kMaxWidth);
-  s.rnn.bidirectional(c.get<bool>("model", "bidirectional", s.rnn.bidirectional()));
-  s.rnn.dropout(c.get_double("model", "dropout", s.rnn.dropout(), 0, 0.99));
-  s.embedding_dropout = c.get_double("model", "embedding_dropout", s.embedding_dropout, 0, 0.99);
-  s.word_dropout = c.get_double("model", "word_dropout", s.word_dropout, 0, 0.99);
-  s.pooling = c.get_choice("model", "pooling", s.pooling, {"last", "mean", "max"});
-  s.pretrained = c.get_path("model", "pretrained");
+  s.embedding_size = c.integer(k("model", "embedding_size"));
+  s.rnn.bidirectional(c.flag(k("model", "bidirectional")));
+  s.rnn.dropout(c.number(k("model", "dropout")));
+  s.embedding_dropout = c.number(k("model", "embedding_dropout"));
+  s.word_dropout = c.number(k("model", "word_dropout"));
+  s.pooling = c.choice(k("model", "pooling"));
+  s.pretrained = c.path(k("model", "pretrained"));
   s.train = train::TrainOptions::read(c);
   train::TrainOptions pre = s.train;
   pre.epochs = 0;

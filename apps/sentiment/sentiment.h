@@ -17,7 +17,7 @@ namespace rnnkit::sentiment {
 
 struct SentimentConfig {
   // [data]
-  std::string format;                    ///< tsv, stsa, class_files or sst-trees
+  std::string format = "tsv";            ///< tsv, stsa, class_files or sst-trees
   std::vector<std::string> train_paths;  ///< one or more files (class_files: one per class)
   std::vector<std::string> classes;      ///< class_files: the label of each train file
   std::string valid_path;                ///< optional
@@ -47,6 +47,8 @@ struct SentimentConfig {
   train::TrainOptions pretrain;
 
   static SentimentConfig read(train::ConfigReader& config);
+  /// Every key of [data] and [model] (config_keys.h), with this struct's defaults.
+  static const train::KeyTable& keys();
   /// Reads files in this config's format; `training`: the training files (sst-trees with
   /// data.phrases = all gives every phrase of those, and the root sentences of any other).
   std::vector<data::LabelledText> read(const std::vector<std::string>& paths,

@@ -92,11 +92,24 @@ std::string default_run_dir(const std::string& config_path) {
 
 int train_command(int argc, char** argv, const std::string& program, const std::string& about,
                   const std::function<int(ConfigReader& config, const RunOptions& run)>& train) {
+  return train_command(argc, argv, program, about, {}, train);
+}
+
+int train_command(int argc, char** argv, const std::string& program, const std::string& about,
+                  const std::vector<std::pair<std::string, KeyTable>>& tables,
+                  const std::function<int(ConfigReader& config, const RunOptions& run)>& train) {
   cxxopts::Options cli(program, about);
   add_train_options(cli);
   cli.add_options()("h,help", "this help");
   const auto args = cli.parse(argc, argv);
-  if (args.count("help")) return std::cout << cli.help() << "\n", 0;
+  if (args.count("help")) {
+    std::cout << cli.help() << "\n";
+    if (!tables.empty()) {
+      std::cout << "\nConfig keys (in the --config file, or --set section.key=value):\n";
+      for (const auto& [title, t] : tables) std::cout << "\n" << title << ":\n" << t.help_text();
+    }
+    return 0;
+  }
   auto config = load_config(args);
   const auto run = train_run_options(args, default_run_dir(config.path()));
   const StopGuard stop;
@@ -171,10 +184,25 @@ ConfigReader load_config(const cxxopts::ParseResult& args) {
   ConfigReader c(path, sets);
   if (args.count("seed")) c.set_origin("train.seed", "--seed");
   // Before any reader runs; the resolved config keeps it for eval of the run's checkpoints.
-  data::set_max_line_bytes(static_cast<size_t>(
-      c.get_int("data", "max_line_bytes", static_cast<int64_t>(data::kDefaultMaxLineBytes), 1,
-                kMaxLineBytesLimit)));
+  data::set_max_line_bytes(
+      static_cast<size_t>(c.integer(common_keys().at("data", "max_line_bytes"))));
   return c;
+}
+
+int config_keys_command(const std::vector<std::pair<std::string, KeyTable>>& tables) {
+  for (size_t i = 0; i < tables.size(); ++i) {
+    std::cout << (i ? "\n" : "") << "### " << tables[i].first << "\n\n"
+              << tables[i].second.markdown();
+  }
+  return 0;
+}
+
+KeyTable common_keys() {
+  return KeyTable({integer("data", "max_line_bytes",
+                           static_cast<int64_t>(data::kDefaultMaxLineBytes), 1, kMaxLineBytesLimit,
+                           "the longest line any reader takes; a longer one stops the run naming "
+                           "the file and the line. Commands that load a model take "
+                           "`--max-line-bytes`")});
 }
 
 InputBatches::InputBatches(const cxxopts::ParseResult& args, data::Encoding encoding)

@@ -18,34 +18,92 @@
 namespace rnnkit::train {
 namespace fs = std::filesystem;
 
+KeyTable TrainOptions::keys(const std::string& s, const TrainOptions& d) {
+  return KeyTable({
+      // epochs = 0 only where the default is 0: an optional phase ([pretrain]).
+      integer(s, "epochs", d.epochs, d.epochs == 0 ? 0 : 1, 1000000,
+              "passes over the training data"),
+      number(s, "max_minutes", d.max_minutes, 0, 1e6,
+             "stop once this much training time has passed, counted over every `--resume` of "
+             "the run (checked every step). At an epoch's end the stop follows that epoch's "
+             "evaluation; inside an epoch it only pauses the epoch: `last` is written, the "
+             "evaluation is printed as a report, and `best`, the schedule, early stopping and "
+             "`metrics.csv` are left to whole epochs, so a run trained in pieces is the run "
+             "trained at once; 0 = no limit"),
+      integer(s, "batch_size", d.batch_size, 1, 65536,
+              "sequences per batch (parallel streams for truncated BPTT)"),
+      choice(s, "optimizer", d.optimizer, {"sgd", "adam", "adamw"},
+             "`sgd` (with `momentum`), `adam`, `adamw` (LibTorch's)"),
+      number(s, "learning_rate", d.learning_rate, 1e-12, 1e3, "the optimizer's step size"),
+      number(s, "momentum", d.momentum, 0, 0.999999, "SGD only"),
+      number(s, "weight_decay", d.weight_decay, 0, 10, "L2 weight decay (decoupled with `adamw`)"),
+      number(s, "clip_norm", d.clip_norm, 0, 1e9,
+             "rescale gradients whose global L2 norm exceeds this "
+             "(`torch::nn::utils::clip_grad_norm_`); 0 = off"),
+      number(s, "clip_value", d.clip_value, 0, 1e9,
+             "clamp each gradient element into [-v, v]; 0 = off"),
+      choice(s, "schedule", d.schedule, {"none", "step", "plateau", "cosine"},
+             "`step`: multiply the learning rate by `gamma` every `step_size` epochs; `plateau`: "
+             "by `gamma` when the validation metric has not improved for more than "
+             "`plateau_patience` epochs; `cosine`: anneal by step from `learning_rate` at the "
+             "start to `min_lr` at the end of epoch `epochs` (Loshchilov & Hutter 2017, no "
+             "restarts; set `epochs` to what `max_minutes` allows, or the run stops before the "
+             "rate is low)"),
+      integer(s, "step_size", d.step_size, 1, 1000000000, "`step`: epochs between decays"),
+      integer(s, "decay_start", d.decay_start, 0, INT64_MAX,
+              "`step`: decay only once this many epochs are done"),
+      number(s, "gamma", d.gamma, 1e-6, 1.0, "`step` and `plateau`: the decay factor"),
+      integer(s, "plateau_patience", d.plateau_patience, 0, INT64_MAX,
+              "`plateau`: epochs without improvement before decaying"),
+      number(s, "plateau_threshold", d.plateau_threshold, 0, 0.5,
+             "`plateau`: the relative gain that counts as an improvement, as `threshold` in "
+             "PyTorch's `ReduceLROnPlateau` (rel mode): with 0.015, an epoch less than 1.5% "
+             "better than the best so far (below it for a loss or perplexity, above it for "
+             "accuracy or F1) counts as no improvement. The best so far moves only on such "
+             "gains, so a run of small ones still adds up to one; 0 counts any gain"),
+      number(s, "min_lr", d.min_lr, 0, 1e3,
+             "`cosine`: the rate at the end; at most `learning_rate`"),
+      integer(s, "early_stopping", d.early_stopping, 0, INT64_MAX,
+              "stop after this many epochs without a better validation metric; 0 = off"),
+      integer(s, "seed", d.seed, 0, INT64_MAX,
+              "the same seed on the same CPU gives the same numbers"),
+      integer(s, "log_every", d.log_every, 1, INT64_MAX,
+              "steps between progress lines when stderr is not a terminal"),
+  });
+}
+
+KeyTable TrainOptions::keys() { return keys("train", TrainOptions()); }
+
 TrainOptions TrainOptions::read(ConfigReader& c, const std::string& section,
                                 const TrainOptions& defaults) {
+  const KeyTable keys = TrainOptions::keys(section, defaults);
+  auto k = [&](const char* name) -> const Key& { return keys.at(section, name); };
   TrainOptions o = defaults;
-  o.epochs = c.get_int(section, "epochs", o.epochs, defaults.epochs == 0 ? 0 : 1, 1000000);
-  o.max_minutes = c.get_double(section, "max_minutes", o.max_minutes, 0, 1e6);
-  o.batch_size = c.get_int(section, "batch_size", o.batch_size, 1, 65536);
-  o.optimizer = c.get_choice(section, "optimizer", o.optimizer, {"sgd", "adam", "adamw"});
-  o.learning_rate = c.get_double(section, "learning_rate", o.learning_rate, 1e-12, 1e3);
-  o.momentum = c.get_double(section, "momentum", o.momentum, 0, 0.999999);
-  o.weight_decay = c.get_double(section, "weight_decay", o.weight_decay, 0, 10);
-  o.clip_norm = c.get_double(section, "clip_norm", o.clip_norm, 0, 1e9);
-  o.clip_value = c.get_double(section, "clip_value", o.clip_value, 0, 1e9);
-  o.schedule = c.get_choice(section, "schedule", o.schedule, {"none", "step", "plateau", "cosine"});
-  o.step_size = c.get_int(section, "step_size", o.step_size, 1, 1000000000);
-  o.decay_start = c.get_int(section, "decay_start", o.decay_start, 0);
-  o.gamma = c.get_double(section, "gamma", o.gamma, 1e-6, 1.0);
-  o.plateau_patience = c.get_int(section, "plateau_patience", o.plateau_patience, 0);
-  o.plateau_threshold = c.get_double(section, "plateau_threshold", o.plateau_threshold, 0, 0.5);
-  o.min_lr = c.get_double(section, "min_lr", o.min_lr, 0, 1e3);
+  o.epochs = c.integer(k("epochs"));
+  o.max_minutes = c.number(k("max_minutes"));
+  o.batch_size = c.integer(k("batch_size"));
+  o.optimizer = c.choice(k("optimizer"));
+  o.learning_rate = c.number(k("learning_rate"));
+  o.momentum = c.number(k("momentum"));
+  o.weight_decay = c.number(k("weight_decay"));
+  o.clip_norm = c.number(k("clip_norm"));
+  o.clip_value = c.number(k("clip_value"));
+  o.schedule = c.choice(k("schedule"));
+  o.step_size = c.integer(k("step_size"));
+  o.decay_start = c.integer(k("decay_start"));
+  o.gamma = c.number(k("gamma"));
+  o.plateau_patience = c.integer(k("plateau_patience"));
+  o.plateau_threshold = c.number(k("plateau_threshold"));
+  o.min_lr = c.number(k("min_lr"));
   if (o.min_lr > o.learning_rate) {
     throw ConfigError(
         fmt::format("{}: min_lr = {} is above learning_rate = {}; the cosine schedule "
                     "decays from learning_rate down to min_lr",
                     c.where(section, "min_lr"), o.min_lr, o.learning_rate));
   }
-  o.early_stopping = c.get_int(section, "early_stopping", o.early_stopping, 0);
-  o.seed = c.get_int(section, "seed", o.seed, 0);
-  o.log_every = c.get_int(section, "log_every", o.log_every, 1);
+  o.early_stopping = c.integer(k("early_stopping"));
+  o.seed = c.integer(k("seed"));
+  o.log_every = c.integer(k("log_every"));
   return o;
 }
 

@@ -10,6 +10,7 @@
 #include <cxxopts.hpp>
 
 #include "config.h"
+#include "config_keys.h"
 #include "json.h"
 #include "train.h"
 
@@ -33,8 +34,11 @@ RunOptions train_run_options(const cxxopts::ParseResult& args, const std::string
 /// The input file of an eval command: --file (where "-" is stdin), or stdin when it is piped;
 /// a usage error when there is neither (a terminal would wait for typed input).
 std::string input_file(const cxxopts::ParseResult& args);
-/// The config named by --config, with every --set applied.
+/// The config named by --config, with every --set applied; its data.max_line_bytes (common_keys)
+/// is the limit of every reader from then on.
 ConfigReader load_config(const cxxopts::ParseResult& args);
+/// The keys every app's config has besides its own: data.max_line_bytes.
+KeyTable common_keys();
 /// runs/<config file stem>, relative to the working directory.
 std::string default_run_dir(const std::string& config_path);
 
@@ -43,6 +47,13 @@ std::string default_run_dir(const std::string& config_path);
 /// around `train`, which returns the exit status (report_done after a fit()).
 int train_command(int argc, char** argv, const std::string& program, const std::string& about,
                   const std::function<int(ConfigReader& config, const RunOptions& run)>& train);
+/// The same, with the app's config keys at the end of --help: `tables`, each with a title
+/// ("[data] and [model]", "[train]").
+int train_command(int argc, char** argv, const std::string& program, const std::string& about,
+                  const std::vector<std::pair<std::string, KeyTable>>& tables,
+                  const std::function<int(ConfigReader& config, const RunOptions& run)>& train);
+/// `PROGRAM config-keys`: the same tables as Markdown, as configs/README.md has them.
+int config_keys_command(const std::vector<std::pair<std::string, KeyTable>>& tables);
 
 /// Input for predict and score, in batches: from a file up to 256 lines at a time (fast); from
 /// stdin (no --file, or --file -) one line at a time, so that each line's output can be written

@@ -18,6 +18,8 @@
 
 namespace rnnkit::train {
 
+struct Key;
+
 class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -50,6 +52,23 @@ class ConfigReader {
   ConfigReader(const std::string& path, const std::vector<std::string>& overrides = {});
   /// From TOML text (checkpoints keep their config as text).
   static ConfigReader from_string(const std::string& text, const std::string& origin);
+
+  // A key declared in its app's table (config_keys.h): the default, range and choices are the
+  // table's. A key of another type than the method reads is a programming error
+  // (std::logic_error).
+  bool flag(const Key& key);
+  int64_t integer(const Key& key);
+  double number(const Key& key);
+  /// A number key without a default: nullopt when it is not set.
+  std::optional<double> optional_number(const Key& key);
+  std::string text(const Key& key);
+  std::string choice(const Key& key);
+  std::string path(const Key& key);
+  std::vector<std::string> paths(const Key& key);
+  std::vector<std::string> strings(const Key& key);
+  std::vector<int64_t> integers(const Key& key);
+  data::Encoding encoding(const Key& key);
+  std::string cell(const Key& key);
 
   template <class T>
   T get(const std::string& section, const std::string& key, const T& fallback);

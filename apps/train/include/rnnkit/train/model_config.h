@@ -7,6 +7,7 @@
 #include <rnnkit/rnn_options.h>
 
 #include "config.h"
+#include "config_keys.h"
 
 namespace rnnkit::train {
 
@@ -15,5 +16,8 @@ namespace rnnkit::train {
 /// too large for this machine). The settings an app names its own way (dropout, bidirectional,
 /// variational_dropout) it reads into the same struct itself; input_size is the model's to set.
 RNNOptions read_rnn_options(ConfigReader& config, const std::string& section, RNNOptions defaults);
+/// The keys read_rnn_options reads in `section` (with plugins and plugins_sha256, which the cell
+/// key reads), with `defaults`' values as their defaults.
+KeyTable rnn_keys(const std::string& section, const RNNOptions& defaults);
 
 }  // namespace rnnkit::train

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "config.h"
+#include "config_keys.h"
 #include "distributed.h"
 
 namespace rnnkit::train {
@@ -38,6 +39,10 @@ struct TrainOptions {
   /// only where the default is 0 (an optional phase).
   static TrainOptions read(ConfigReader& config, const std::string& section,
                            const TrainOptions& defaults);
+  /// The keys read reads, in `section`, with `defaults`' values as their defaults.
+  static KeyTable keys(const std::string& section, const TrainOptions& defaults);
+  /// [train]'s keys with this struct's defaults.
+  static KeyTable keys();
   static TrainOptions read(ConfigReader& config) { return read(config, "train", TrainOptions()); }
 };
 
