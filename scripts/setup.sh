@@ -18,6 +18,7 @@ packages=(
   libssl-dev                       # sha256 of cell plugins (OpenSSL's libcrypto)
   libgloo-dev                      # Gloo's headers, for c10d's ProcessGroupGloo (data-parallel training)
   python3-torch                    # torchrun, the launcher of data-parallel runs (and its tests)
+  python3-dev pybind11-dev python3-pytest  # the Python extension (python/) and its tests
   libgtest-dev
   gnuplot-nox                      # loss and metric curves as PNG
   libcpp-httplib-dev pkg-config    # rnnkit-serve's HTTP (the library llama.cpp's server uses)

@@ -1,0 +1,185 @@
+// rnnkit's Python extension (_rnnkit): the library's RNN as a torch.nn.Module through
+// torch::python::bind_module, the cell registry, plugins, and the library's errors as Python
+// exceptions. python/rnnkit/__init__.py checks the torch it meets before importing this.
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <torch/python.h>
+#include <torch/version.h>
+
+#include <rnnkit/error.h>
+#include <rnnkit/plugin.h>
+#include <rnnkit/registry.h>
+#include <rnnkit/rnn.h>
+#include <rnnkit/version.h>
+
+namespace py = pybind11;
+using rnnkit::RNNImpl;
+using rnnkit::RNNOptions;
+
+namespace {
+
+/// {"peephole": True} -> CellOptions; Python's bool is an int, so it is tested first.
+rnnkit::CellOptions cell_options_from(const py::dict& d) {
+  rnnkit::CellOptions out;
+  for (const auto& [k, v] : d) {
+    const auto key = py::cast<std::string>(k);
+    if (py::isinstance<py::bool_>(v)) {
+      out.emplace(key, v.cast<bool>());
+    } else if (py::isinstance<py::int_>(v)) {
+      out.emplace(key, v.cast<int64_t>());
+    } else if (py::isinstance<py::float_>(v)) {
+      out.emplace(key, v.cast<double>());
+    } else if (py::isinstance<py::str>(v)) {
+      out.emplace(key, v.cast<std::string>());
+    } else {
+      throw rnnkit::CellOptionError(key, "cell option '" + key +
+                                             "': expected a bool, an int, a float or a str, got " +
+                                             std::string(py::str(v.get_type().attr("__name__"))));
+    }
+  }
+  return out;
+}
+
+py::object to_python(const rnnkit::CellOptionValue& v) {
+  return std::visit([](const auto& x) -> py::object { return py::cast(x); }, v.value);
+}
+
+py::dict cell_options_to(const rnnkit::CellOptions& o) {
+  py::dict d;
+  for (const auto& [k, v] : o) d[py::str(k)] = to_python(v);
+  return d;
+}
+
+using PyState = std::pair<torch::Tensor, std::optional<torch::Tensor>>;
+
+}  // namespace
+
+PYBIND11_MODULE(_rnnkit, m) {
+  m.doc() = "rnnkit's explicit recurrent cells as torch.nn modules (see docs/python.md)";
+  m.attr("__version__") = RNNKIT_VERSION;
+  m.attr("torch_version") = TORCH_VERSION;
+  m.attr("abi_tag") = RNNKIT_ABI_TAG;
+
+  // The library's one family of errors (rnnkit/error.h), as the Python types that fit.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const rnnkit::PluginError& e) {
+      PyErr_SetString(PyExc_ImportError, e.what());
+    } catch (const c10::ValueError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
+    } catch (const c10::TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what_without_backtrace());
+    } catch (const c10::Error& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    }
+  });
+
+  torch::python::bind_module<RNNImpl, /*force_enable=*/true>(m, "_RNN")
+      .def(py::init([](std::string cell, int64_t input_size, int64_t hidden_size,
+                       int64_t num_layers, bool bidirectional, double dropout,
+                       bool variational_dropout, double recurrent_dropout, bool batch_first,
+                       const std::string& init, std::optional<double> forget_bias,
+                       const py::dict& cell_options, std::optional<bool> concurrent_directions) {
+             RNNOptions o(std::move(cell), input_size, hidden_size);
+             o.num_layers(num_layers)
+                 .bidirectional(bidirectional)
+                 .dropout(dropout)
+                 .variational_dropout(variational_dropout)
+                 .recurrent_dropout(recurrent_dropout)
+                 .batch_first(batch_first)
+                 .init(rnnkit::parse_init(init))
+                 .cell_options(cell_options_from(cell_options));
+             if (forget_bias) o.forget_bias(*forget_bias);
+             if (concurrent_directions) o.concurrent_directions(*concurrent_directions);
+             return std::make_shared<RNNImpl>(o);
+           }),
+           py::arg("cell"), py::arg("input_size"), py::arg("hidden_size"), py::kw_only(),
+           py::arg("num_layers") = 1, py::arg("bidirectional") = false, py::arg("dropout") = 0.0,
+           py::arg("variational_dropout") = false, py::arg("recurrent_dropout") = 0.0,
+           py::arg("batch_first") = false, py::arg("init") = "uniform",
+           py::arg("forget_bias") = py::none(), py::arg("cell_options") = py::dict(),
+           py::arg("concurrent_directions") = py::none())
+      .def(
+          "forward",
+          [](RNNImpl& self, const torch::Tensor& x, std::optional<torch::Tensor> lengths,
+             std::optional<std::vector<PyState>> state) {
+            std::vector<rnnkit::State> initial;
+            if (state) {
+              for (const auto& [a, c] : *state) initial.push_back({a, c ? *c : torch::Tensor()});
+            }
+            auto out = self.forward(x, lengths ? *lengths : torch::Tensor(), initial);
+            std::vector<PyState> states;
+            for (const auto& s : out.states) {
+              states.emplace_back(s.a,
+                                  s.c.defined() ? std::optional<torch::Tensor>(s.c) : std::nullopt);
+            }
+            return std::make_pair(out.output, states);
+          },
+          py::arg("x"), py::arg("lengths") = py::none(), py::arg("state") = py::none(),
+          "x [T, B, D] (or [B, T, D] with batch_first); lengths [B] int64; state: L*K (a, c) "
+          "pairs. Returns (output, [(a, c), ...]) with c None for cells without one.")
+      .def_property_readonly("cell_name", [](RNNImpl& self) { return self.options.cell(); })
+      .def_property_readonly("options", [](RNNImpl& self) {
+        const RNNOptions& o = self.options;
+        py::dict d;
+        d["cell"] = o.cell();
+        d["input_size"] = o.input_size();
+        d["hidden_size"] = o.hidden_size();
+        d["num_layers"] = o.num_layers();
+        d["bidirectional"] = o.bidirectional();
+        d["dropout"] = o.dropout();
+        d["variational_dropout"] = o.variational_dropout();
+        d["recurrent_dropout"] = o.recurrent_dropout();
+        d["batch_first"] = o.batch_first();
+        d["init"] = rnnkit::to_string(o.init());
+        d["forget_bias"] = o.forget_bias() ? py::cast(*o.forget_bias()) : py::none();
+        d["cell_options"] = cell_options_to(o.cell_options());
+        return d;
+      });
+
+  m.def(
+      "cells",
+      [] {
+        py::list out;
+        for (const auto& name : rnnkit::cell_names()) {
+          py::list options;
+          for (const auto& def : rnnkit::cell_option_defs(name)) {
+            py::dict o;
+            o["name"] = def.name;
+            o["type"] = def.default_value.type_name();
+            o["default"] = to_python(def.default_value);
+            o["help"] = def.help;
+            o["min"] = def.min;
+            o["max"] = def.max;
+            o["choices"] = def.choices;
+            options.append(o);
+          }
+          py::dict c;
+          c["name"] = name;
+          c["options"] = options;
+          c["plugin"] = rnnkit::cell_plugin(name);
+          out.append(c);
+        }
+        return out;
+      },
+      "The registered cells (built in, and from plugins), each with the options it takes.");
+  m.def(
+      "load_plugin",
+      [](const std::string& path, const std::string& sha256) {
+        const auto& info = rnnkit::load_plugin(path, sha256);
+        py::dict d;
+        d["path"] = info.path;
+        d["name"] = info.name;
+        d["cells"] = info.cells;
+        d["sha256"] = info.sha256;
+        return d;
+      },
+      py::arg("path"), py::arg("sha256") = "",
+      "Loads a cell plugin with the apps' checks (ABI tag, registration, optional sha256).");
+}

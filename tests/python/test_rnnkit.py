@@ -1,0 +1,173 @@
+"""rnnkit from Python: the bound RNN against torch.nn after a weight mapping (float64, outputs,
+final states and gradients), in a Python training loop, its state dict, the registry, plugins,
+and the library's errors as Python exceptions. Run by ctest (python_bindings) with
+PYTHONPATH=BUILD/python."""
+import io
+import os
+
+import pytest
+import torch
+import torch.nn.utils.rnn as rnn_utils
+
+import rnnkit
+
+# rnnkit's gates from torch.nn's stacked ones: (our matrix, our bias, torch's gate index, sign).
+# The GRU's update gate is 1 - z in the course's notation, hence the sign.
+GATES = {
+    "lstm": [("W_u", "b_u", 0, 1), ("W_f", "b_f", 1, 1), ("W_c", "b_c", 2, 1), ("W_o", "b_o", 3, 1)],
+    "gru_reset_after": [("W_r", "b_r", 0, 1), ("W_u", "b_u", 1, -1), ("W_c", "b_c", 2, 1)],
+    "rnn": [("W_a", "b_a", 0, 1)],
+    "rnn_relu": [("W_a", "b_a", 0, 1)],
+}
+TORCH = {
+    "lstm": lambda D, H, **kw: torch.nn.LSTM(D, H, **kw),
+    "gru_reset_after": lambda D, H, **kw: torch.nn.GRU(D, H, **kw),
+    "rnn": lambda D, H, **kw: torch.nn.RNN(D, H, nonlinearity="tanh", **kw),
+    "rnn_relu": lambda D, H, **kw: torch.nn.RNN(D, H, nonlinearity="relu", **kw),
+}
+
+
+def ours_from_theirs(theirs, cell, layers, directions, H, grad=False):
+    """theirs' weights (or gradients) in rnnkit's names and layout."""
+    p = dict(theirs.named_parameters())
+    get = (lambda n: p[n].grad) if grad else (lambda n: p[n].detach())
+    out = {}
+    for l in range(layers):
+        for d in range(directions):
+            sfx = f"{l}" + ("_reverse" if d else "")
+            ours = f"l{l}" + ("_reverse" if d else "") + ".cell."
+            W_ih, W_hh = get("weight_ih_l" + sfx), get("weight_hh_l" + sfx)
+            b_ih, b_hh = get("bias_ih_l" + sfx), get("bias_hh_l" + sfx)
+            for W, b, g, sign in GATES[cell]:
+                rows = lambda t: t[g * H:(g + 1) * H]
+                out[ours + W] = sign * torch.cat([rows(W_hh), rows(W_ih)], 1)
+                if cell == "gru_reset_after" and W == "W_c":
+                    out[ours + b] = rows(b_ih)          # b_c acts on x alone,
+                    out[ours + "b_cc"] = rows(b_hh)     # b_cc inside Γr ⊙ (...)
+                elif grad:
+                    out[ours + b] = sign * rows(b_ih)  # b = b_ih + b_hh: the same gradient
+                else:
+                    out[ours + b] = sign * (rows(b_ih) + rows(b_hh))
+    return out
+
+
+@pytest.mark.parametrize("cell", sorted(GATES))
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (3, True)])
+def test_matches_torch_nn_in_float64(cell, layers, bidirectional):
+    torch.manual_seed(0)
+    T, B, D, H = 6, 3, 4, 5
+    K = 2 if bidirectional else 1
+    theirs = TORCH[cell](D, H, num_layers=layers, bidirectional=bidirectional).double()
+    ours = rnnkit.RNN(cell, D, H, num_layers=layers, bidirectional=bidirectional).double()
+    ours.load_state_dict(ours_from_theirs(theirs, cell, layers, K, H))
+
+    x = torch.randn(T, B, D, dtype=torch.float64)
+    lengths = torch.tensor([6, 2, 4])
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    packed = rnn_utils.pack_padded_sequence(x1, lengths, enforce_sorted=False)
+    out_t, h_t = theirs(packed)
+    out_t, _ = rnn_utils.pad_packed_sequence(out_t, total_length=T)
+    h_t = h_t[0] if cell == "lstm" else h_t
+    out_o, states = ours(x2, lengths)
+    assert out_o.shape == (T, B, K * H)
+    assert torch.allclose(out_o, out_t, atol=1e-12, rtol=0)
+    a_n = torch.stack([a for a, _ in states])
+    assert torch.allclose(a_n, h_t, atol=1e-12, rtol=0)
+    assert all((c is None) == (cell != "lstm") for _, c in states)
+
+    r = torch.randn(T, B, K * H, dtype=torch.float64)
+    (out_t * r).sum().backward()
+    (out_o * r).sum().backward()
+    assert torch.allclose(x1.grad, x2.grad, atol=1e-12, rtol=0)
+    want = ours_from_theirs(theirs, cell, layers, K, H, grad=True)
+    got = dict(ours.named_parameters())
+    assert set(want) == set(got)
+    for name, g in want.items():
+        assert torch.allclose(got[name].grad, g, atol=1e-12, rtol=0), name
+
+
+def test_trains_in_a_python_loop_and_its_state_dict_round_trips():
+    torch.manual_seed(1)
+    V, E, H = 12, 8, 16
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(V, E)
+            self.rnn = rnnkit.RNN("lstm", E, H, batch_first=True)
+            self.head = torch.nn.Linear(H, V)
+
+        def forward(self, x, lengths):
+            out, _ = self.rnn(self.embedding(x), lengths)
+            return self.head(out)
+
+    model = Model()
+    names = [n for n, _ in model.named_parameters()]
+    assert "rnn.l0.cell.W_f" in names and "rnn.l0.cell.b_f" in names
+    x = torch.randint(1, V, (8, 7))
+    lengths = torch.tensor([7, 7, 6, 5, 4, 3, 2, 2])
+    y = x  # each step names its own token: learnable in a few steps
+    opt = torch.optim.SGD(model.parameters(), lr=5.0)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x, lengths).reshape(-1, V), y.reshape(-1))
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = Model()
+    fresh.load_state_dict(torch.load(buffer))
+    with pytest.raises(RuntimeError, match="Missing key"):
+        Model().rnn.load_state_dict({})
+    model.eval(), fresh.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x, lengths), fresh(x, lengths))
+
+
+def test_options_modes_and_devices_chain_as_torch_nn_does():
+    rnn = rnnkit.RNN("lstm", 3, 4, num_layers=2, bidirectional=True, dropout=0.25,
+                     cell_options={"peephole": True}, forget_bias=1.0)
+    assert rnn.options["cell_options"] == {"peephole": True}
+    assert rnn.options["num_layers"] == 2 and rnn.options["forget_bias"] == 1.0
+    assert rnn.double() is rnn and rnn.eval() is rnn and rnn.train() is rnn
+    assert all(p.dtype == torch.float64 for p in rnn.parameters())
+    assert "l1_reverse.cell.p_f" in dict(rnn.named_parameters())
+    assert not rnn.eval().training and rnn.train().training
+
+
+def test_registry_and_plugins():
+    cells = {c["name"]: c for c in rnnkit.cells()}
+    assert {"lstm", "gru", "gru_simple", "rnn"} <= set(cells)
+    peephole = [o for o in cells["lstm"]["options"] if o["name"] == "peephole"]
+    assert peephole and peephole[0]["default"] is False and peephole[0]["type"] == "a boolean"
+    plugin = os.environ.get("RNNKIT_PLUGIN_MGU")
+    if not plugin:
+        pytest.skip("RNNKIT_PLUGIN_MGU is not set (ctest sets it)")
+    info = rnnkit.load_plugin(plugin)
+    assert "mgu" in info["cells"] and len(info["sha256"]) == 64
+    rnn = rnnkit.RNN("mgu", 3, 4, cell_options={"slim": 1})
+    x = torch.randn(5, 2, 3)
+    out, _ = rnn(x)
+    out.sum().backward()
+    assert all(p.grad is not None for p in rnn.parameters())
+
+
+def test_errors_arrive_as_python_exceptions_with_the_message():
+    with pytest.raises(RuntimeError, match="unknown cell 'lstn'"):
+        rnnkit.RNN("lstn", 3, 4)
+    with pytest.raises(ValueError, match="unknown option 'peep'"):
+        rnnkit.RNN("lstm", 3, 4, cell_options={"peep": True})
+    with pytest.raises(ValueError, match="expected a boolean"):
+        rnnkit.RNN("lstm", 3, 4, cell_options={"peephole": 3})
+    rnn = rnnkit.RNN("gru", 3, 4)
+    with pytest.raises(RuntimeError, match="expected"):
+        rnn(torch.randn(5, 3))  # no batch dimension
+    with pytest.raises(RuntimeError):
+        rnn(torch.randn(5, 2, 7))  # wrong feature size
+    with pytest.raises(ImportError, match="cannot load the plugin"):
+        rnnkit.load_plugin("/nonexistent/libnothing.so")
