@@ -171,3 +171,54 @@ def test_errors_arrive_as_python_exceptions_with_the_message():
         rnn(torch.randn(5, 2, 7))  # wrong feature size
     with pytest.raises(ImportError, match="cannot load the plugin"):
         rnnkit.load_plugin("/nonexistent/libnothing.so")
+
+
+@pytest.mark.parametrize("cell", sorted(GATES))
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (1, True), (3, False), (3, True)])
+def test_from_torch_then_to_torch_round_trips(cell, layers, bidirectional):
+    torch.manual_seed(2)
+    T, B, D, H = 7, 4, 3, 5
+    original = TORCH[cell](D, H, num_layers=layers, bidirectional=bidirectional,
+                           batch_first=True).double()
+    ours = rnnkit.from_torch(original)
+    assert ours.options["batch_first"] and ours.options["num_layers"] == layers
+    back = rnnkit.to_torch(ours)
+    assert type(back) is type(original)
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    lengths = torch.tensor([7, 1, 4, 6])
+    outs, grads = [], []
+    for m in (original, ours, back):
+        xi = x.clone().requires_grad_()
+        if isinstance(m, rnnkit.RNN):
+            out, _ = m(xi, lengths)
+        else:
+            packed = rnn_utils.pack_padded_sequence(xi, lengths, batch_first=True,
+                                                    enforce_sorted=False)
+            out, _ = rnn_utils.pad_packed_sequence(m(packed)[0], batch_first=True,
+                                                   total_length=T)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        outs.append(out.detach())
+        grads.append(xi.grad)
+    for k in (1, 2):
+        assert torch.allclose(outs[k], outs[0], atol=1e-12, rtol=0)
+        assert torch.allclose(grads[k], grads[0], atol=1e-12, rtol=0)
+    # The weights' gradients too: the original's and the round trip's agree (b_hh aside, which
+    # the round trip folds into b_ih).
+    theirs, again = dict(original.named_parameters()), dict(back.named_parameters())
+    for name, p in theirs.items():
+        if not name.startswith("bias_hh") or cell == "gru_reset_after":
+            assert torch.allclose(again[name].grad, p.grad, atol=1e-12, rtol=0), name
+
+
+def test_cells_without_a_torch_counterpart_are_refused_naming_those_that_map():
+    for cell, opts in [("gru", {}), ("gru_simple", {}), ("lstm", {"peephole": True}),
+                       ("lstm_peephole", {})]:
+        with pytest.raises(ValueError, match="the cells that map are lstm, gru_reset_after"):
+            rnnkit.to_torch(rnnkit.RNN(cell, 3, 4, cell_options=opts))
+    with pytest.raises(ValueError, match="recurrent_dropout"):
+        rnnkit.to_torch(rnnkit.RNN("lstm", 3, 4, recurrent_dropout=0.2))
+    with pytest.raises(ValueError, match="expected a torch.nn.LSTM, GRU or RNN"):
+        rnnkit.from_torch(torch.nn.Linear(3, 4))
+    assert isinstance(rnnkit.to_torch(rnnkit.RNN("gru", 3, 4, cell_options={"reset_after": True})),
+                      torch.nn.GRU)
+    assert rnnkit.to_torch(rnnkit.RNN("rnn", 3, 4, cell_options={"activation": "relu"})).nonlinearity == "relu"
