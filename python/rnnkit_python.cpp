@@ -143,6 +143,34 @@ PYBIND11_MODULE(_rnnkit, m) {
         return d;
       });
 
+  // One cell, one step (the plain path, equation by equation), for a loop written in Python.
+  torch::python::bind_module<rnnkit::CellImplBase, /*force_enable=*/true>(m, "_Cell")
+      .def(py::init([](const std::string& cell, int64_t input_size, int64_t hidden_size,
+                       const std::string& init, std::optional<double> forget_bias,
+                       const py::dict& cell_options) {
+             rnnkit::CellSpec spec(input_size, hidden_size);
+             spec.init(rnnkit::parse_init(init)).options(cell_options_from(cell_options));
+             if (forget_bias) spec.forget_bias(*forget_bias);
+             return rnnkit::make_cell(cell, spec);
+           }),
+           py::arg("cell"), py::arg("input_size"), py::arg("hidden_size"), py::kw_only(),
+           py::arg("init") = "uniform", py::arg("forget_bias") = py::none(),
+           py::arg("cell_options") = py::dict())
+      .def(
+          "forward",
+          [](rnnkit::CellImplBase& self, const torch::Tensor& x_t, std::optional<PyState> prev) {
+            rnnkit::State p;
+            if (prev) p = {prev->first, prev->second ? *prev->second : torch::Tensor()};
+            const auto s = self.step(x_t, p);
+            return PyState(s.a, s.c.defined() ? std::optional<torch::Tensor>(s.c) : std::nullopt);
+          },
+          py::arg("x_t"), py::arg("state") = py::none(),
+          "x_t [B, D]; state (a<t-1>, c<t-1>) or None (zeros). Returns (a<t>, c<t>), c None for "
+          "cells without a memory cell.")
+      .def_property_readonly("input_size", &rnnkit::CellImplBase::input_size)
+      .def_property_readonly("hidden_size", &rnnkit::CellImplBase::hidden_size)
+      .def_property_readonly("has_memory_cell", &rnnkit::CellImplBase::has_memory_cell);
+
   m.def(
       "cells",
       [] {

@@ -257,3 +257,25 @@ def test_every_builtin_cell_equals_the_cpp_results(cell, layers, bidirectional, 
     assert torch.allclose(x.grad, cpp["x.grad"], atol=1e-12, rtol=0)
     for name, p in rnn.named_parameters().items():
         assert torch.allclose(p.grad, cpp["grad." + name], atol=1e-12, rtol=0), name
+
+
+@pytest.mark.parametrize("cell", BUILTIN)
+def test_a_cell_stepped_in_python_equals_the_unrolled_layer(cell):
+    """rnnkit.Cell's plain step, looped in Python, against rnnkit.RNN's fast path on the same
+    weights (float64)."""
+    torch.manual_seed(4)
+    T, B, D, H = 5, 3, 4, 6
+    rnn = rnnkit.RNN(cell, D, H).double()
+    step = rnnkit.Cell(cell, D, H).double()
+    step.load_state_dict({k[len("l0.cell."):]: v for k, v in rnn.state_dict().items()})
+    assert step.input_size == D and step.hidden_size == H
+    assert step.has_memory_cell == cell.startswith("lstm")
+    x = torch.randn(T, B, D, dtype=torch.float64)
+    out, _ = rnn(x)
+    state, a = None, []
+    for t in range(T):
+        state = step(x[t], state)
+        a.append(state[0])
+    assert torch.allclose(torch.stack(a), out, atol=1e-12, rtol=0)
+    with pytest.raises(RuntimeError, match="expected"):
+        step(torch.randn(B, D + 1, dtype=torch.float64))
