@@ -3,6 +3,8 @@
 // sequences as the reference.
 #include "test_util.h"
 
+#include <rnnkit/torch_nn.h>
+
 using namespace rnnkit;
 using rnnkit_test::max_abs_diff;
 using torch::Tensor;
@@ -236,3 +238,103 @@ std::vector<Case> parity_cases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cells, TorchParity, ::testing::ValuesIn(parity_cases()), case_name);
+
+// rnnkit::from_torch and to_torch_*: torch::nn -> rnnkit -> torch::nn keeps the original's
+// outputs, final states and input gradients (float64, variable lengths, 1 and 3 layers, one and
+// two directions); the weights are checked against the independent mapping above through
+// TorchParity's outputs.
+TEST(TorchExchange, RoundTripsLstmGruAndRnn) {
+  const int64_t T = 6, B = 3, D = 4, H = 5;
+  const Tensor lengths = torch::tensor({6, 2, 4}, torch::kLong);
+  for (const std::string cell : {"lstm", "gru_reset_after", "rnn", "rnn_relu"}) {
+    for (const auto& [layers, bidirectional] : {std::pair{1, false}, std::pair{3, true}}) {
+      SCOPED_TRACE(cell + " layers=" + std::to_string(layers) +
+                   " bi=" + std::to_string(bidirectional));
+      torch::manual_seed(5);
+      const Tensor x = torch::randn({T, B, D}, rnnkit_test::f64());
+      std::vector<Result> results;
+      std::vector<Tensor> grads;
+      auto run = [&](auto& m, auto runner) {
+        const Tensor xi = x.clone().requires_grad_(true);
+        Result r = runner(m, xi);
+        r.out.sum().backward();
+        results.push_back(r);
+        grads.push_back(xi.grad());
+      };
+      auto ours_run = [&](RNN& ours) {
+        run(ours, [&](RNN& m, const Tensor& xi) {
+          auto o = m->forward(xi, lengths);
+          return Result{o.output, o.a_n(), o.c_n()};
+        });
+      };
+      if (cell == "lstm") {
+        torch::nn::LSTM theirs(
+            torch::nn::LSTMOptions(D, H).num_layers(layers).bidirectional(bidirectional));
+        theirs->to(torch::kDouble);
+        auto lstm_run = [&](torch::nn::LSTM& m, const Tensor& xi) {
+          return run_lstm(m, xi, lengths, {}, {});
+        };
+        run(theirs, lstm_run);
+        RNN ours = from_torch(theirs);
+        ours_run(ours);
+        auto back = to_torch_lstm(*ours);
+        run(back, lstm_run);
+      } else if (cell == "gru_reset_after") {
+        torch::nn::GRU theirs(
+            torch::nn::GRUOptions(D, H).num_layers(layers).bidirectional(bidirectional));
+        theirs->to(torch::kDouble);
+        auto gru_run = [&](torch::nn::GRU& m, const Tensor& xi) {
+          return run_packed_or_padded(m, xi, lengths, {});
+        };
+        run(theirs, gru_run);
+        RNN ours = from_torch(theirs);
+        ours_run(ours);
+        auto back = to_torch_gru(*ours);
+        run(back, gru_run);
+      } else {
+        auto o = torch::nn::RNNOptions(D, H).num_layers(layers).bidirectional(bidirectional);
+        if (cell == "rnn_relu") o.nonlinearity(torch::kReLU);
+        torch::nn::RNN theirs(o);
+        theirs->to(torch::kDouble);
+        auto rnn_run = [&](torch::nn::RNN& m, const Tensor& xi) {
+          return run_packed_or_padded(m, xi, lengths, {});
+        };
+        run(theirs, rnn_run);
+        RNN ours = from_torch(theirs);
+        EXPECT_EQ(ours->options.cell(), cell);
+        ours_run(ours);
+        auto back = to_torch_rnn(*ours);
+        run(back, rnn_run);
+      }
+      ASSERT_EQ(results.size(), 3u);
+      for (size_t k = 1; k < 3; ++k) {
+        EXPECT_LE(max_abs_diff(results[k].out, results[0].out), 1e-12) << k;
+        EXPECT_LE(max_abs_diff(results[k].h, results[0].h), 1e-12) << k;
+        if (cell == "lstm") EXPECT_LE(max_abs_diff(results[k].c, results[0].c), 1e-12) << k;
+        EXPECT_LE(max_abs_diff(grads[k], grads[0]), 1e-12) << k;
+      }
+    }
+  }
+}
+
+TEST(TorchExchange, CellsWithoutACounterpartAreRefusedNamingThoseThatMap) {
+  for (const auto& [cell, options] :
+       std::vector<std::pair<std::string, CellOptions>>{{"gru", {}},
+                                                        {"gru_simple", {}},
+                                                        {"lstm", {{"peephole", true}}},
+                                                        {"lstm_peephole", {}}}) {
+    RNN rnn(RNNOptions(cell, 3, 4).cell_options(options));
+    rnnkit_test::expect_message<c10::ValueError>(
+        [&] { torch_counterpart(*rnn); },
+        {"has no torch::nn counterpart", "the cells that map are lstm, gru_reset_after"});
+  }
+  RNN lstm(RNNOptions("lstm", 3, 4));
+  rnnkit_test::expect_message<c10::ValueError>([&] { to_torch_gru(*lstm); },
+                                               {"maps onto torch::nn::LSTM"});
+  RNN dropped(RNNOptions("lstm", 3, 4).recurrent_dropout(0.2));
+  rnnkit_test::expect_message<c10::ValueError>([&] { to_torch_lstm(*dropped); },
+                                               {"recurrent_dropout"});
+  RNN gru(RNNOptions("gru", 3, 4).cell_options({{"reset_after", true}}));
+  EXPECT_EQ(torch_counterpart(*gru), "gru_reset_after");
+  EXPECT_NO_THROW(to_torch_gru(*gru));
+}
