@@ -1,6 +1,7 @@
 #pragma once
-// Weight exchange with torch::nn's LSTM, GRU and RNN, for the cells that have a counterpart:
-// lstm, gru_reset_after (gru with reset_after = true, the cuDNN form), rnn (tanh) and rnn_relu.
+// Weight exchange with torch::nn (target rnnkit::interop)'s LSTM, GRU and RNN, for the cells that
+// have a counterpart: lstm, gru_reset_after (gru with reset_after = true, the cuDNN form), rnn
+// (tanh) and rnn_relu.
 //
 // rnnkit keeps one [H, H + D] matrix per gate acting on [a<t-1>, x<t>] and one bias; torch::nn
 // stacks the gates' input and recurrent matrices (weight_ih [G*H, D], weight_hh [G*H, H]) and
@@ -14,7 +15,7 @@
 
 #include <torch/nn/modules/rnn.h>
 
-#include "rnnkit/rnn.h"
+#include <rnnkit/rnn.h>
 
 namespace rnnkit {
 
