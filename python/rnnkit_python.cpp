@@ -16,6 +16,10 @@
 #include <rnnkit/registry.h>
 #include <rnnkit/rnn.h>
 #include <rnnkit/version.h>
+#ifdef RNNKIT_PYTHON_CHECKPOINTS
+#include <rnnkit/data/vocab.h>
+#include <rnnkit/train/checkpoint.h>
+#endif
 
 namespace py = pybind11;
 using rnnkit::RNNImpl;
@@ -56,6 +60,80 @@ py::dict cell_options_to(const rnnkit::CellOptions& o) {
 }
 
 using PyState = std::pair<torch::Tensor, std::optional<torch::Tensor>>;
+
+#ifdef RNNKIT_PYTHON_CHECKPOINTS
+namespace train = rnnkit::train;
+
+/// Every tensor in `a` by its dotted name, as Module::save wrote the module tree (parameters and
+/// buffers, then each child as a nested archive): the names of named_parameters() in C++ and of
+/// state_dict() in Python.
+void flatten(torch::serialize::InputArchive& a, const std::string& prefix, py::dict& out) {
+  for (const auto& key : a.keys()) {
+    torch::Tensor t;
+    torch::serialize::InputArchive sub;
+    if (a.try_read(key, t)) {
+      out[py::str(prefix + key)] = t;
+    } else if (a.try_read(key, sub)) {
+      flatten(sub, prefix + key + ".", out);
+    }
+  }
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::string::size_type at = 0;
+  while (at < text.size()) {
+    auto end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    out.push_back(text.substr(at, end - at));
+    at = end + 1;
+  }
+  return out;
+}
+
+/// A checkpoint written by fit() (any app), checked as the apps check it, as plain Python values.
+py::dict load_checkpoint(const std::string& path) {
+  auto a = train::open_checkpoint(path, /*app=*/"", /*architecture=*/"");
+  py::dict d;
+  d["path"] = path;
+  d["app"] = train::get_string(a, "rnnkit/app");
+  d["architecture"] = train::get_string(a, "rnnkit/architecture");
+  d["config_text"] = train::get_string(a, "config");
+  torch::serialize::InputArchive model, task;
+  if (!a.try_read("model", model) || !a.try_read("task", task)) {
+    throw train::CheckpointError(path + ": the checkpoint holds no model or task state");
+  }
+  py::dict state;
+  flatten(model, "", state);
+  d["state_dict"] = state;
+  // The task's state: strings (put_string's uint8 buffers) as str, the rest as tensors; a string
+  // that is a vocabulary file also appears, checked and split, under "vocabularies".
+  py::dict raw, vocabularies;
+  py::object labels = py::none();
+  for (const auto& key : task.keys()) {
+    torch::Tensor t;
+    if (!task.try_read(key, t)) continue;
+    if (t.scalar_type() != torch::kUInt8 || t.dim() != 1) {
+      raw[py::str(key)] = t;
+      continue;
+    }
+    const std::string text = train::get_string(task, key);
+    raw[py::str(key)] = text;
+    if (text.rfind("#rnnkit-vocab ", 0) == 0) {
+      const auto vocab = rnnkit::data::Vocab::from_string(text, path + "#" + key);
+      std::vector<std::string> tokens;
+      for (int64_t i = 0; i < vocab.size(); ++i) tokens.push_back(vocab.token(i));
+      vocabularies[py::str(key)] = tokens;
+    } else if (key == "labels" || key == "tags") {  // sentiment's classes, ner's tags
+      labels = py::cast(lines(text));
+    }
+  }
+  d["vocabularies"] = vocabularies;
+  d["labels"] = labels;
+  d["task"] = raw;
+  return d;
+}
+#endif
 
 }  // namespace
 
@@ -210,4 +288,10 @@ PYBIND11_MODULE(_rnnkit, m) {
       },
       py::arg("path"), py::arg("sha256") = "",
       "Loads a cell plugin with the apps' checks (ABI tag, registration, optional sha256).");
+#ifdef RNNKIT_PYTHON_CHECKPOINTS
+  py::register_exception<train::CheckpointError>(m, "CheckpointError", PyExc_ValueError);
+  m.def("load_checkpoint", &load_checkpoint, py::arg("path"),
+        "An app's checkpoint, checksum verified: app, architecture, config_text, state_dict, "
+        "vocabularies, labels and the task's raw state.");
+#endif
 }

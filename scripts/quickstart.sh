@@ -78,6 +78,20 @@ case "$mode" in
     curl -sf -X POST "http://127.0.0.1:$port/v1/models/tiny/generate" -d '{"max_tokens": 20}' \
       | grep '"tokens":20' > /dev/null || { cat "$tiny/serve.log" >&2; kill "$serve_pid"; exit 1; }
     kill -TERM "$serve_pid" && wait "$serve_pid"
+    # The installed Python package (when it was built): it imports from the prefix, loads the
+    # plugin and opens that checkpoint.
+    if [[ -d "$stage/lib/python3/dist-packages/rnnkit" ]]; then
+      (cd "$tiny" && PYTHONPATH="$stage/lib/python3/dist-packages" /usr/bin/python3 -c '
+import sys, torch, rnnkit
+assert rnnkit.__file__.startswith(sys.argv[1]), rnnkit.__file__
+rnnkit.load_plugin(sys.argv[2])
+ckpt = rnnkit.load_checkpoint("run/best.pt")
+assert ckpt["app"] == "lm" and ckpt["config"]["model"]["cell"] == "mgu", ckpt["config"]
+out, _ = rnnkit.RNN("mgu", 4, 8)(torch.randn(3, 2, 4))
+n = len(ckpt["state_dict"])
+print(f"installed rnnkit {rnnkit.__version__} (Python): {n} tensors in the checkpoint")
+' "$stage" "$build/example/libmgu.so")
+    fi
     # A task app of its own on rnnkit::train (fit, checkpoints, config, CLI), trained and scored.
     cmake -S "$root/examples/task_app" -B "$build/task_app" -G Ninja \
       -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$stage" >/dev/null

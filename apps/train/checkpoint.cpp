@@ -322,12 +322,4 @@ void load_weights(torch::nn::Module& model, torch::serialize::InputArchive& arch
   }
 }
 
-SavedRun open_saved_run(const std::string& path, const std::string& app) {
-  auto a = open_checkpoint(path, app, "");
-  SavedRun run{ConfigReader::from_string(get_string(a, "config"), path + "#config"), {}, {}};
-  a.read("model", run.model);
-  a.read("task", run.task);
-  return run;
-}
-
 }  // namespace rnnkit::train

@@ -472,4 +472,13 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
   return fit(task, o, run, config_text, make_step_strategy());
 }
 
+// What save() above wrote, for the apps that load a run to evaluate or predict.
+SavedRun open_saved_run(const std::string& path, const std::string& app) {
+  auto a = open_checkpoint(path, app, "");
+  SavedRun run{ConfigReader::from_string(get_string(a, "config"), path + "#config"), {}, {}};
+  a.read("model", run.model);
+  a.read("task", run.task);
+  return run;
+}
+
 }  // namespace rnnkit::train
