@@ -3,6 +3,7 @@ final states and gradients), in a Python training loop, its state dict, the regi
 and the library's errors as Python exceptions. Run by ctest (python_bindings) with
 PYTHONPATH=BUILD/python."""
 import io
+import re
 import os
 
 import pytest
@@ -288,3 +289,19 @@ def test_a_cell_stepped_in_python_equals_the_unrolled_layer(cell):
     assert torch.allclose(torch.stack(a), out, atol=1e-12, rtol=0)
     with pytest.raises(RuntimeError, match="expected"):
         step(torch.randn(B, D + 1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("patch,message", [
+    ("torch.__version__ = '9.9.0'", r"rnnkit was built against torch 1\.13.*this Python has torch 9\.9\.0"),
+    ("torch._C._GLIBCXX_USE_CXX11_ABI = not torch._C._GLIBCXX_USE_CXX11_ABI",
+     r"built with the C\+\+11 ABI (on|off), but this torch .* has it (on|off)"),
+])
+def test_another_torch_is_an_import_error_naming_both(patch, message):
+    """A torch other than the one the extension was built against (another version, or the other
+    C++ ABI) is refused before the extension loads, with an ImportError naming both."""
+    import subprocess
+    import sys
+    code = f"import torch\n{patch}\ntry:\n    import rnnkit\nexcept ImportError as e:\n" \
+           f"    print(e)\nelse:\n    print('imported')\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert re.search(message, out.stdout), out.stdout + out.stderr
