@@ -162,6 +162,39 @@ TEST(Config, OverridesAndPathsRelativeToTheConfigFile) {
   EXPECT_NE(c.resolved().find("epochs = 5"), std::string::npos);
 }
 
+TEST(Config, ReadingChangesNothingAndPluginsLoadOnlyWhenAsked) {
+  const auto dir = temp_dir("config_pure");
+  train::ConfigReader c(tiny_lm_config(dir));
+  const std::string before = c.resolved();
+  const auto first = lm::LMConfig::read(c);
+  const auto second = lm::LMConfig::read(c);  // the same config read again reads the same
+  EXPECT_EQ(first.train_path, second.train_path);
+  EXPECT_EQ(first.architecture(40), second.architecture(40));
+  // The table is as parsed: the key still holds what the file says; resolved() shows the path
+  // as it was understood.
+  EXPECT_EQ(c.get<std::string>("data", "train", ""), "train.txt");
+  EXPECT_EQ(before.find((fs::path(dir) / "train.txt").string()), std::string::npos);
+  EXPECT_NE(c.resolved().find((fs::path(dir) / "train.txt").string()), std::string::npos);
+
+  // A config naming a plugin: reading its cell before load_plugins is a programming error, and
+  // no code is loaded by reading; load_plugins is the step that loads (here a file that is no
+  // plugin, refused naming the key).
+  const auto plugged =
+      write(dir, "plugged.toml", "[model]\ncell = \"lstm\"\nplugins = \"not_a_plugin.so\"\n");
+  write(dir, "not_a_plugin.so", "text");
+  train::ConfigReader p(plugged);
+  expect_message<std::logic_error>([&] { p.get_cell("model", "cell", "lstm"); },
+                                   {"[model] names plugins", "load_plugins(\"model\") first"});
+  expect_message<train::ConfigError>([&] { p.load_plugins("model"); },
+                                     {"plugged.toml:3: key model.plugins", "not_a_plugin.so"});
+  // A checkpoint's config loads nothing without consent, and its cell is then unknown.
+  auto saved = train::ConfigReader::from_string(
+      "[model]\ncell = \"mgu_not_loaded\"\nplugins = [\"/nowhere/libmgu.so\"]\n", "ck.pt#config");
+  saved.load_plugins("model");
+  expect_message<train::ConfigError>([&] { saved.get_cell("model", "cell", "lstm"); },
+                                     {"ck.pt#config", "a checkpoint never loads code by itself"});
+}
+
 TEST(Checkpoint, AtomicAndRefusesTruncatedForeignAndOtherModels) {
   const auto dir = temp_dir("ckpt");
   const auto path = (fs::path(dir) / "c.pt").string();

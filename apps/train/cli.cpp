@@ -127,9 +127,7 @@ RunOptions run_options(const cxxopts::ParseResult& args, const std::string& defa
     }
     data::set_max_line_bytes(static_cast<size_t>(n));
   }
-  if (args.count("plugin")) {
-    for (const auto& p : args["plugin"].as<std::vector<std::string>>()) load_plugin(p);
-  }
+  load_cli_plugins(args);
   RunOptions r;
   r.device = args["device"].as<std::string>();
   r.threads = args["threads"].as<int>();
@@ -175,6 +173,12 @@ RunOptions train_run_options(const cxxopts::ParseResult& args, const std::string
   return r;
 }
 
+void load_cli_plugins(const cxxopts::ParseResult& args) {
+  if (args.count("plugin")) {  // loading one twice is a no-op (the same path and bytes)
+    for (const auto& p : args["plugin"].as<std::vector<std::string>>()) load_plugin(p);
+  }
+}
+
 ConfigReader load_config(const cxxopts::ParseResult& args) {
   const std::string path = required(args, "config");
   std::vector<std::string> sets;
@@ -186,6 +190,10 @@ ConfigReader load_config(const cxxopts::ParseResult& args) {
   // Before any reader runs; the resolved config keeps it for eval of the run's checkpoints.
   data::set_max_line_bytes(
       static_cast<size_t>(c.integer(common_keys().at("data", "max_line_bytes"))));
+  // The cells' names and options are checked as they are read: --plugin's cells, then the
+  // config's own plugins, are registered first.
+  load_cli_plugins(args);
+  c.load_plugins("model");
   return c;
 }
 

@@ -269,44 +269,56 @@ std::string loaded_sha256(const std::string& path) {
 
 void trust_checkpoint_plugins(bool trust) { g_trust_checkpoint_plugins = trust; }
 
-std::string ConfigReader::get_cell(const std::string& section, const std::string& key,
-                                   const std::string& fallback) {
-  const std::string v = get<std::string>(section, key, fallback);
-  std::vector<std::string> plugins = get_path_list(section, "plugins");
-  std::vector<std::string> hashes = get_string_list(section, "plugins_sha256");
+void ConfigReader::load_plugins(const std::string& section) {
+  plugins_read_.insert(section);
+  const std::vector<std::string> plugins = get_path_list(section, "plugins");
+  const std::vector<std::string> hashes = get_string_list(section, "plugins_sha256");
   if (!hashes.empty() && hashes.size() != plugins.size()) {
     fail(section, "plugins_sha256",
          fmt::format("expected one sha256 per plugin in {}.plugins ({}), got {}", section,
                      plugins.size(), hashes.size()));
   }
+  // Loading a plugin runs its code: a checkpoint that names one is not consent.
+  if (from_checkpoint_ && !g_trust_checkpoint_plugins) return;
+  // The cell the section names, for the hint when its plugin is gone (read raw: this is not
+  // the key's read, which get_cell does).
+  const auto* cell_node = table_[section]["cell"].node();
+  const std::string cell = cell_node ? cell_node->value_or(std::string()) : std::string();
+  for (size_t i = 0; i < plugins.size(); ++i) {
+    // A checkpoint's plugin that is loaded already (--plugin, moved) is not loaded twice.
+    if (from_checkpoint_ && !hashes.empty()) {
+      bool have = false;
+      for (const auto& l : loaded_plugins()) have = have || l.sha256 == hashes[i];
+      if (have) continue;
+    }
+    try {
+      load_plugin(plugins[i], hashes.empty() ? "" : hashes[i]);
+    } catch (const PluginError& e) {
+      fail(section, "plugins",
+           fmt::format("{}{}", e.what(),
+                       from_checkpoint_ && !cell.empty() && !has_cell(cell)
+                           ? fmt::format(" (cell '{}' comes from it; if the plugin moved, give "
+                                         "--plugin PATH)",
+                                         cell)
+                           : ""));
+    }
+  }
+}
+
+std::string ConfigReader::get_cell(const std::string& section, const std::string& key,
+                                   const std::string& fallback) {
+  if (table_[section]["plugins"].node() && !plugins_read_.count(section)) {
+    throw std::logic_error("ConfigReader::get_cell: [" + section +
+                           "] names plugins; call load_plugins(\"" + section + "\") first");
+  }
+  const std::string v = get<std::string>(section, key, fallback);
+  std::vector<std::string> plugins = get_path_list(section, "plugins");
+  const std::vector<std::string> hashes = get_string_list(section, "plugins_sha256");
   auto recorded = [&](size_t i) {
     return fmt::format("{}{}", plugins[i], hashes.empty() ? "" : " (sha256 " + hashes[i] + ")");
   };
-  const bool load_recorded = !from_checkpoint_ || g_trust_checkpoint_plugins;
-  if (load_recorded) {
-    for (size_t i = 0; i < plugins.size(); ++i) {
-      // A checkpoint's plugin that is loaded already (--plugin, moved) is not loaded twice.
-      if (from_checkpoint_ && !hashes.empty()) {
-        bool have = false;
-        for (const auto& l : loaded_plugins()) have = have || l.sha256 == hashes[i];
-        if (have) continue;
-      }
-      try {
-        load_plugin(plugins[i], hashes.empty() ? "" : hashes[i]);
-      } catch (const PluginError& e) {
-        fail(section, "plugins",
-             fmt::format("{}{}", e.what(),
-                         from_checkpoint_ && !has_cell(v)
-                             ? fmt::format(" (cell '{}' comes from it; if the plugin moved, give "
-                                           "--plugin PATH)",
-                                           v)
-                             : ""));
-      }
-    }
-  }
   if (!has_cell(v)) {
     if (from_checkpoint_ && !plugins.empty()) {
-      // Loading a plugin runs its code: a checkpoint that names one is not consent.
       std::vector<std::string> list;
       for (size_t i = 0; i < plugins.size(); ++i) list.push_back(recorded(i));
       throw ConfigError(fmt::format(
@@ -342,20 +354,16 @@ std::string ConfigReader::get_cell(const std::string& section, const std::string
           where(section, key), v, from, sha, fmt::join(list, ", ")));
     }
   }
-  // The plugin a cell came from is recorded beside it, with every plugin's sha256, so the
-  // checkpoints' config names the plugins its cells need and the files they must be.
+  // The plugin a cell came from is recorded beside it in resolved(), with every plugin's sha256,
+  // so the checkpoints' config names the plugins its cells need and the files they must be.
   if (!from.empty() && std::find(plugins.begin(), plugins.end(), from) == plugins.end()) {
     plugins.push_back(from);
   }
   if (!from_checkpoint_ && !plugins.empty()) {
-    toml::array list, shas;
+    auto& record = recorded_plugins_[section];
     for (const auto& p : plugins) {
-      list.push_back(p);
-      shas.push_back(loaded_sha256(p));
+      if (std::find(record.begin(), record.end(), p) == record.end()) record.push_back(p);
     }
-    if (!table_.contains(section)) table_.insert(section, toml::table{});
-    table_[section].as_table()->insert_or_assign("plugins", std::move(list));
-    table_[section].as_table()->insert_or_assign("plugins_sha256", std::move(shas));
   }
   return v;
 }
@@ -517,11 +525,8 @@ std::string ConfigReader::get_path(const std::string& section, const std::string
                                    const std::string& fallback) {
   const std::string v = get<std::string>(section, key, fallback);
   const std::string resolved = resolve_path(section, key, v);
-  if (resolved == v) return v;
-  // The resolved config (saved beside checkpoints) then works from any directory.
-  if (auto* sec = table_[section].as_table(); sec && sec->contains(key)) {
-    sec->insert_or_assign(key, resolved);
-  }
+  // resolved() (saved beside checkpoints) shows it, so that it works from any directory.
+  if (resolved != v && table_[section][key].node()) resolved_paths_[{section, key}] = resolved;
   return resolved;
 }
 
@@ -588,9 +593,7 @@ std::vector<std::string> ConfigReader::get_path_list(const std::string& section,
     if (!v) fail(section, key, "expected an array of path strings");
     out.push_back(resolve_path(section, key, *v));
   }
-  toml::array resolved;
-  for (const auto& p : out) resolved.push_back(p);
-  table_[section].as_table()->insert_or_assign(key, std::move(resolved));
+  resolved_path_lists_[{section, key}] = out;
   return out;
 }
 
@@ -652,8 +655,30 @@ std::optional<ConfigDifference> first_difference(const std::string& a, const std
 }
 
 std::string ConfigReader::resolved() const {
+  // What was read, as it was understood: paths resolved, and the plugins cells came from
+  // recorded with their sha256. The table itself is as parsed (reading changes nothing).
+  toml::table out = table_;
+  auto set = [&](const std::string& section, const std::string& key, toml::node&& value) {
+    if (!out.contains(section)) out.insert(section, toml::table{});
+    out[section].as_table()->insert_or_assign(key, std::move(value));
+  };
+  for (const auto& [at, path] : resolved_paths_) set(at.first, at.second, toml::value(path));
+  for (const auto& [at, paths] : resolved_path_lists_) {
+    toml::array list;
+    for (const auto& p : paths) list.push_back(p);
+    set(at.first, at.second, std::move(list));
+  }
+  for (const auto& [section, plugins] : recorded_plugins_) {
+    toml::array list, shas;
+    for (const auto& p : plugins) {
+      list.push_back(p);
+      shas.push_back(loaded_sha256(p));
+    }
+    set(section, "plugins", std::move(list));
+    set(section, "plugins_sha256", std::move(shas));
+  }
   std::ostringstream os;
-  os << toml::toml_formatter{table_};
+  os << toml::toml_formatter{out};
   return os.str() + "\n";
 }
 

@@ -476,6 +476,7 @@ FitResult fit(Task& task, const TrainOptions& o, const RunOptions& run,
 SavedRun open_saved_run(const std::string& path, const std::string& app) {
   auto a = open_checkpoint(path, app, "");
   SavedRun run{ConfigReader::from_string(get_string(a, "config"), path + "#config"), {}, {}};
+  run.config.load_plugins("model");  // none without trust_checkpoint_plugins(true)
   a.read("model", run.model);
   a.read("task", run.task);
   return run;

@@ -35,8 +35,11 @@ RunOptions train_run_options(const cxxopts::ParseResult& args, const std::string
 /// a usage error when there is neither (a terminal would wait for typed input).
 std::string input_file(const cxxopts::ParseResult& args);
 /// The config named by --config, with every --set applied; its data.max_line_bytes (common_keys)
-/// is the limit of every reader from then on.
+/// is the limit of every reader from then on, and the plugins of --plugin and of its [model]
+/// (ConfigReader::load_plugins) are loaded, so that reading it checks their cells.
 ConfigReader load_config(const cxxopts::ParseResult& args);
+/// Loads each --plugin (again is a no-op).
+void load_cli_plugins(const cxxopts::ParseResult& args);
 /// The keys every app's config has besides its own: data.max_line_bytes.
 KeyTable common_keys();
 /// runs/<config file stem>, relative to the working directory.

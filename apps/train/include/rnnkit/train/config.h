@@ -96,14 +96,20 @@ class ConfigReader {
   /// a file, --set model.cell_options.KEY=V), checked against the options the cell registered:
   /// an unknown option, a wrong type or a value out of range fails naming the line.
   CellOptions get_cell_options(const std::string& section, const std::string& cell);
-  /// The name of a registered cell; an unknown name fails listing the known ones. In a config
-  /// file, the plugins named by the same section's `plugins` key (a path or a list) are loaded
-  /// first (checked against `plugins_sha256` where given), and the plugin a cell comes from
-  /// (also one loaded by --plugin) is added to that key with its sha256 in `plugins_sha256`, so
-  /// a checkpoint's config names the plugins its cells need and their bytes. A checkpoint's
-  /// config (from_string) loads none of them: its cell must come from a --plugin whose sha256
-  /// it records, unless trust_checkpoint_plugins(true) lets it load its recorded plugins
-  /// (each checked against its sha256 before it is opened).
+  /// The one step of reading a config that changes anything outside it: loads the cell plugins
+  /// `section`'s `plugins` key names (a path or a list), each checked against `plugins_sha256`
+  /// where given. A checkpoint's config (from_string) loads none of them unless
+  /// trust_checkpoint_plugins(true) (each checked against its sha256 before it is opened; one
+  /// loaded already by --plugin is not loaded again). load_config() and open_saved_run() call it
+  /// for [model] before anything is read, because the cells' names and options are checked as
+  /// they are read, which needs the cells registered.
+  void load_plugins(const std::string& section);
+  /// The name of a registered cell; an unknown name fails listing the known ones. A section
+  /// with a `plugins` key needs load_plugins(section) first (a std::logic_error otherwise). The
+  /// plugin a cell comes from (also one loaded by --plugin) is added to the section's `plugins`
+  /// in resolved(), with every plugin's sha256 in `plugins_sha256`, so a checkpoint's config
+  /// names the plugins its cells need and their bytes. A checkpoint's cell from a plugin must
+  /// come from a loaded plugin whose sha256 the checkpoint records.
   std::string get_cell(const std::string& section, const std::string& key,
                        const std::string& fallback);
 
@@ -123,7 +129,9 @@ class ConfigReader {
 
   /// Throws a ConfigError listing every key present that no get() asked for.
   void reject_unknown_keys() const;
-  /// The resolved config (file plus overrides) as TOML text.
+  /// The config as read, as TOML text: file plus overrides, with the paths that were read
+  /// resolved and the plugins cells came from recorded (reading leaves the parsed table as it
+  /// was).
   std::string resolved() const;
   const std::string& path() const { return path_; }
   /// "FILE:LINE: key section.key" (or "--set section.key"), for messages.
@@ -145,7 +153,11 @@ class ConfigReader {
   std::string path_, dir_;
   bool from_checkpoint_ = false;  ///< from_string: its plugins need consent
   toml::table table_;
-  std::set<std::string> used_, overridden_;
+  std::set<std::string> used_, overridden_, plugins_read_;
+  /// What resolved() shows instead of the table's values: resolved paths, recorded plugins.
+  std::map<std::pair<std::string, std::string>, std::string> resolved_paths_;
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>> resolved_path_lists_;
+  std::map<std::string, std::vector<std::string>> recorded_plugins_;
   std::map<std::string, std::string> origin_;
 };
 
