@@ -6,6 +6,8 @@
 //   build/bench/rnnkit_bench --bidirectional --cells lstm,gru_reset_after --threads 2
 //       # both directions: rnnkit with them concurrent (the default with 2 threads) and one after
 //       # the other, against torch::nn's bidirectional LSTM/GRU
+//   build/bench/rnnkit_bench --precision bf16
+//       # rnnkit in fp32 and under bf16 autocast (rnnkit/precision.h), against torch::nn in fp32
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -104,8 +106,9 @@ int main(int argc, char** argv) {
       "H", "hidden size", cxxopts::value<int64_t>()->default_value("256"))(
       "iters", "timed iterations (median)", cxxopts::value<int>()->default_value("9"))(
       "warmup", "untimed iterations", cxxopts::value<int>()->default_value("2"))(
-      "bidirectional", "both directions; rnnkit timed concurrent and sequential")("h,help",
-                                                                                  "this help");
+      "bidirectional", "both directions; rnnkit timed concurrent and sequential")(
+      "precision", "bf16: rnnkit also timed under bf16 autocast (products in bf16)",
+      cxxopts::value<std::string>()->default_value("fp32"))("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) {
     std::cout << cli.help() << "\n";
@@ -118,13 +121,29 @@ int main(int argc, char** argv) {
   // As the apps do (RNNKIT_MALLOC=glibc: glibc's defaults, for comparison).
   const bool kept = rnnkit::train::keep_freed_memory();
   const bool bi = args.count("bidirectional") > 0;
+  const auto precision = rnnkit::parse_precision(args["precision"].as<std::string>());
+  const bool mixed = precision != rnnkit::Precision::kFP32;
+  if (mixed && (bi || precision == rnnkit::Precision::kFP16)) {
+    std::cerr << "rnnkit_bench: --precision bf16 times one direction on the CPU (no "
+                 "--bidirectional, no fp16)\n";
+    return 2;
+  }
 
   fmt::print(
       "B={} T={} D={} H={}{}, median of {} runs after {} warm-up runs, float32, CPU, malloc: "
       "{}\n\n",
       s.B, s.T, s.D, s.H, bi ? ", bidirectional" : "", iters, warmup,
       kept ? "freed memory kept" : "glibc defaults");
-  if (bi) {
+  if (mixed) {
+    const std::string missing = rnnkit::missing_bf16_flag();
+    fmt::print("bf16: {}\n\n", missing.empty() ? "this CPU multiplies bf16 natively"
+                                               : "this CPU lacks " + missing +
+                                                     " (bf16 products are converted in software)");
+    fmt::print(
+        "| cell | layers | threads | pass | rnnkit fp32 ms | rnnkit bf16 ms | torch::nn fp32 ms | "
+        "bf16 / fp32 | bf16 / torch |\n");
+    fmt::print("|---|---|---|---|---|---|---|---|---|\n");
+  } else if (bi) {
     fmt::print(
         "| cell | layers | threads | pass | rnnkit concurrent ms | rnnkit sequential ms | "
         "torch::nn ms | concurrent / torch | sequential / torch | concurrent speed-up |\n");
@@ -157,6 +176,20 @@ int main(int argc, char** argv) {
           torch::NoGradGuard g;
           ours->forward(x);
         };
+        // Under autocast: the forward in the guard, the backward outside it, as in PyTorch.
+        const std::function<void()> train_lower = [&] {
+          Tensor y;
+          {
+            rnnkit::AutocastGuard g(precision, c10::DeviceType::CPU);
+            y = ours->forward(x).output;
+          }
+          y.sum().backward();
+        };
+        const std::function<void()> infer_lower = [&] {
+          torch::NoGradGuard g;
+          rnnkit::AutocastGuard a(precision, c10::DeviceType::CPU);
+          ours->forward(x);
+        };
         const std::function<void()> train_theirs = [&] { run_torch(*theirs, x).sum().backward(); };
         const std::function<void()> infer_theirs = [&] {
           torch::NoGradGuard g;
@@ -168,7 +201,15 @@ int main(int argc, char** argv) {
           const std::function<void()> ref =
               theirs ? (train ? train_theirs : infer_theirs) : std::function<void()>();
           const char* pass = train ? "fwd+bwd" : "fwd";
-          if (bi) {
+          if (mixed) {
+            const auto t = median_ms({mine, train ? train_lower : infer_lower, ref}, warmup, iters);
+            auto ms = [&](double v) {
+              return theirs ? fmt::format("{:.1f}", v) : std::string("-");
+            };
+            fmt::print("| {} | {} | {} | {} | {:.1f} | {:.1f} | {} | {:.2f} | {} |\n", cell, layers,
+                       threads, pass, t[0], t[1], ms(t[2]), t[1] / t[0],
+                       theirs ? fmt::format("{:.2f}", t[1] / t[2]) : std::string("-"));
+          } else if (bi) {
             const auto t = median_ms({with(true, mine), with(false, mine), ref}, warmup, iters);
             auto ratio = [&](double ms) {
               return theirs ? fmt::format("{:.2f}", ms / t[2]) : std::string("-");

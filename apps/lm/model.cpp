@@ -64,7 +64,9 @@ LMOutput LanguageModelImpl::forward(const torch::Tensor& tokens, const std::vect
   }
   auto out = rnn->forward(x, lengths, states);
   const auto h = drop(out.output, options.rnn().dropout());
-  return {torch::linear(h, W_y, b_y), std::move(out.states)};
+  // Under autocast (train.precision) the product runs in bf16; the logits come back in fp32 by
+  // hand, so that the softmax's log-sum-exp is fp32 (autocast leaves log_softmax in bf16).
+  return {torch::linear(h, W_y, b_y).to(h.scalar_type()), std::move(out.states)};
 }
 
 }  // namespace rnnkit::lm

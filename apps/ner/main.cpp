@@ -40,7 +40,8 @@ int cmd_eval(int argc, char** argv) {
       "h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  const auto device = train::setup_runtime(train::run_options(args, ""), 0);
+  const auto run = train::run_options(args, "");
+  const auto device = train::setup_runtime(run, 0);
   auto m = ner::load_model(train::required(args, "checkpoint"), device);
   const auto ev = ner::evaluate(m, train::input_file(args), device);
   if (!args.count("json")) {
@@ -53,15 +54,17 @@ int cmd_eval(int argc, char** argv) {
         {"precision", t.precision}, {"recall", t.recall},       {"f1", t.f1},
         {"gold", t.found_correct},  {"found", t.found_guessed}, {"correct", t.correct}};
   }
-  train::print_json(std::cout, {{"f1", ev.f1()},
-                                {"precision", ev.precision()},
-                                {"recall", ev.recall()},
-                                {"accuracy", ev.accuracy()},
-                                {"tokens", ev.tokens()},
-                                {"gold", ev.found_correct()},
-                                {"found", ev.found_guessed()},
-                                {"correct", ev.correct_chunks()},
-                                {"types", types}});
+  train::Json j{{"f1", ev.f1()},
+                {"precision", ev.precision()},
+                {"recall", ev.recall()},
+                {"accuracy", ev.accuracy()},
+                {"tokens", ev.tokens()},
+                {"gold", ev.found_correct()},
+                {"found", ev.found_guessed()},
+                {"correct", ev.correct_chunks()},
+                {"types", types}};
+  if (run.precision != "fp32") j["autocast"] = run.precision;  // --precision, when not fp32
+  train::print_json(std::cout, j);
   return 0;
 }
 

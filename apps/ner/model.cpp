@@ -102,7 +102,8 @@ Tensor TaggerImpl::char_features(const TaggerBatch& b) {
   const auto e = torch::dropout(chars->forward(b.chars), options.rnn().dropout(),
                                 is_training());  // [W, L, Ec]
   if (options.char_features() == CharFeatures::kCNN) {
-    const auto h = char_cnn->forward(e.transpose(1, 2));  // [W, C, L]
+    // Cast back by hand under autocast: the features join fp32 ones.
+    const auto h = char_cnn->forward(e.transpose(1, 2)).to(e.scalar_type());  // [W, C, L]
     const int64_t L = h.size(2);
     const auto len = b.char_lengths.to(h.device());
     const auto pad = torch::arange(L, len.options()).unsqueeze(0) >= len.unsqueeze(1);  // [W, L]
@@ -130,7 +131,9 @@ Tensor TaggerImpl::forward(const TaggerBatch& b) {
   if (options.casing_size() > 0) parts.push_back(casing->forward(b.casing));
   const auto x = torch::dropout(torch::cat(parts, 2), options.rnn().dropout(), is_training());
   const auto a = rnn->forward(x, b.lengths.cpu()).output;  // [B, T, 2H]
-  return output->forward(torch::dropout(a, options.rnn().dropout(), is_training()));
+  // The emissions in fp32 under autocast (cast by hand): the CRF and the softmax stay fp32.
+  return output->forward(torch::dropout(a, options.rnn().dropout(), is_training()))
+      .to(a.scalar_type());
 }
 
 Tensor TaggerImpl::loss(const TaggerBatch& b) {

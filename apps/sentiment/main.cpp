@@ -87,14 +87,17 @@ int cmd_eval(int argc, char** argv) {
       "json", "print one JSON object of metrics on stdout")("h,help", "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
-  const auto device = train::setup_runtime(train::run_options(args, ""), 0);
+  const auto run = train::run_options(args, "");
+  const auto device = train::setup_runtime(run, 0);
   auto models = load_models(args, device);
   const auto& m = models.front();
   const auto files = args.count("file") ? args["file"].as<std::vector<std::string>>()
                                         : std::vector<std::string>{train::input_file(args)};
   const auto r = sentiment::evaluate(models, files, device);
   if (args.count("json")) {
-    train::print_json(std::cout, train::to_json(r, m.labels));
+    train::Json j = train::to_json(r, m.labels);
+    if (run.precision != "fp32") j["autocast"] = run.precision;  // --precision, when not fp32
+    train::print_json(std::cout, j);
   } else {
     std::cout << train::format_report(r, m.labels);
   }

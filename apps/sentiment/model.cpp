@@ -74,7 +74,7 @@ torch::Tensor ClassifierImpl::forward(const torch::Tensor& tokens, const torch::
       torch::dropout(embedding->forward(tokens), options.embedding_dropout(), is_training());
   const auto out = rnn->forward(e, lengths);
   const auto s = torch::dropout(summarize(out, lengths), options.rnn().dropout(), is_training());
-  return output->forward(s);
+  return output->forward(s).to(s.scalar_type());  // fp32 logits under autocast, by hand
 }
 
 BiLMImpl::BiLMImpl(const Classifier& classifier, int64_t vocab_size)
@@ -101,7 +101,7 @@ BiLMImpl::Loss BiLMImpl::loss(const torch::Tensor& tokens, const torch::Tensor& 
       torch::dropout(rnn->forward(e, lengths).output, options_.rnn().dropout(), is_training());
   if (T < 2) return {a.sum() * 0, 0};  // one-word texts: nothing to predict
   const auto ce = [](torch::nn::Linear& head, const torch::Tensor& h, const torch::Tensor& target) {
-    const auto logits = head->forward(h);
+    const auto logits = head->forward(h).to(h.scalar_type());  // fp32 under autocast
     return F::cross_entropy(logits.reshape({-1, logits.size(-1)}), target.reshape(-1),
                             F::CrossEntropyFuncOptions().ignore_index(kPad).reduction(torch::kSum));
   };

@@ -47,7 +47,10 @@ void add_model_options(cxxopts::Options& cli) {
       "max-line-bytes",
       "the longest input line taken (bytes; default 1048576); a longer one is "
       "an error naming the line",
-      cxxopts::value<int64_t>());
+      cxxopts::value<int64_t>())(
+      "precision",
+      "fp32, bf16 (the products in bf16, the rest fp32; any checkpoint loads) or fp16 (CUDA)",
+      cxxopts::value<std::string>()->default_value("fp32"));
   add_runtime_options(cli);
 }
 
@@ -130,6 +133,7 @@ RunOptions run_options(const cxxopts::ParseResult& args, const std::string& defa
   load_cli_plugins(args);
   RunOptions r;
   r.device = args["device"].as<std::string>();
+  if (args.count("precision")) r.precision = args["precision"].as<std::string>();
   r.threads = args["threads"].as<int>();
   if (r.threads < 0)
     throw cxxopts::exceptions::exception("--threads must be 0 (all cores) or more, got " +

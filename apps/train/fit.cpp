@@ -103,6 +103,7 @@ class FitLoop {
                       o.batch_size, world));
     }
     task_.set_shard(strategy_->shard());
+    set_precision();
   }
 
   FitResult run() {
@@ -234,11 +235,12 @@ class FitLoop {
 
   /// A resumed run continues with the config it started with: a --set or a config edited since
   /// is refused, never ignored, except for the keys that only say how long or how loudly to go
-  /// on (train.epochs, train.max_minutes, train.log_every), which are applied and recorded in
-  /// config.toml. run_dir/config.toml itself must still be what the run trained with.
+  /// on (train.epochs, train.max_minutes, train.log_every) and train.precision (weights and
+  /// optimizer state are fp32 whatever it is), which are applied and recorded in config.toml.
+  /// run_dir/config.toml itself must still be what the run trained with.
   void check_resumed_config(const std::string& saved) {
     static const std::set<std::string> kMayChange = {"train.epochs", "train.max_minutes",
-                                                     "train.log_every"};
+                                                     "train.log_every", "train.precision"};
     const std::string recorded = (fs::path(run_.run_dir) / "config.toml").string();
     if (strategy_->writes() && fs::exists(recorded)) {
       std::string text;
@@ -354,8 +356,32 @@ class FitLoop {
     return fs::exists(last_path_) || fs::exists(best_path_) ? run_.run_dir : "";
   }
 
+  /// train.precision, checked against the device before the first step.
+  void set_precision() {
+    precision_ = parse_precision(o_.precision);
+    const auto type = device_.type();
+    if (precision_ == Precision::kFP16 && type == c10::DeviceType::CUDA) {
+      throw std::invalid_argument(
+          "train.precision = \"fp16\" needs a gradient scaler (as torch.cuda.amp.GradScaler), "
+          "which rnnkit does not have yet; use \"bf16\" on CUDA");
+    }
+    const AutocastGuard check(precision_, type);  // fp16 on a CPU: a ValueError saying so
+    strategy_->set_precision(precision_, type);
+    if (precision_ == Precision::kBF16 && type == c10::DeviceType::CPU && !quiet_) {
+      const std::string missing = missing_bf16_flag();
+      if (!missing.empty()) {
+        fmt::print(stderr,
+                   "warning: train.precision = \"bf16\" on a CPU without {}: its bf16 products "
+                   "are converted in software, many times slower than fp32 here "
+                   "(rnnkit_bench --precision bf16 measures it)\n",
+                   missing);
+      }
+    }
+  }
+
   Metrics evaluate() {
     torch::NoGradGuard no_grad;
+    const AutocastGuard autocast(precision_, device_.type());  // validation as it trains
     model_.eval();
     // In a data-parallel run a stop is acted on at the next step, when every process learns of
     // it: an evaluation abandoned on one process only would leave the others waiting.
@@ -458,6 +484,7 @@ class FitLoop {
   int step_signal_ = 0;  ///< the signal the last step's report carried
   Clock::time_point t_start_ = Clock::now();
   double elapsed_before_ = 0;
+  Precision precision_ = Precision::kFP32;
 };
 
 }  // namespace

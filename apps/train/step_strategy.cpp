@@ -26,7 +26,7 @@ class SingleProcess final : public StepStrategy {
 
   StepReport forward_backward(Task& task, int64_t index, const std::function<bool()>& out_of_time,
                               const std::vector<torch::Tensor>&) override {
-    const BatchLoss b = task.train_batch(index);
+    const BatchLoss b = train_batch(task, index);
     StepReport r;
     r.count = b.count;
     r.loss_sum = b.count > 0 ? b.loss.item<double>() * static_cast<double>(b.count) : 0.0;
@@ -113,7 +113,7 @@ class DataParallel final : public StepStrategy {
 
   StepReport forward_backward(Task& task, int64_t index, const std::function<bool()>& out_of_time,
                               const std::vector<torch::Tensor>& params) override {
-    const BatchLoss b = task.train_batch(index);
+    const BatchLoss b = train_batch(task, index);
     const double local_sum =
         b.count > 0 ? b.loss.item<double>() * static_cast<double>(b.count) : 0.0;
     const StepReport r = exchange(local_sum, b.count, out_of_time());

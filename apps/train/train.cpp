@@ -10,6 +10,7 @@
 
 #include <rnnkit/compat.h>
 #include <rnnkit/data/batching.h>
+#include <rnnkit/precision.h>
 
 #include <rnnkit/train/json.h>
 #include <rnnkit/train/signals.h>
@@ -69,6 +70,12 @@ KeyTable TrainOptions::keys(const std::string& s, const TrainOptions& d) {
               "the same seed on the same CPU gives the same numbers"),
       integer(s, "log_every", d.log_every, 1, INT64_MAX,
               "steps between progress lines when stderr is not a terminal"),
+      choice(s, "precision", d.precision, {"fp32", "bf16", "fp16"},
+             "`bf16`: the forward's matrix products (cells, input projections, output layers) "
+             "in bf16 under autocast, everything else (gates, cell states, losses, softmax, "
+             "CRF, weights, optimizer) in fp32; fast only on CPUs with `avx512_bf16` or "
+             "`amx_bf16` (elsewhere much slower: a warning says so) and on CUDA; `fp16`: CUDA "
+             "only, refused until rnnkit has a gradient scaler (docs/precision.md)"),
   });
 }
 
@@ -104,6 +111,7 @@ TrainOptions TrainOptions::read(ConfigReader& c, const std::string& section,
   o.early_stopping = c.integer(k("early_stopping"));
   o.seed = c.integer(k("seed"));
   o.log_every = c.integer(k("log_every"));
+  o.precision = c.choice(k("precision"));
   return o;
 }
 
@@ -133,6 +141,31 @@ torch::Device setup_runtime(const RunOptions& run, int64_t seed) {
     throw std::invalid_argument("--device: expected cpu, cuda or cuda:N, got '" + run.device + "'");
   }
   at::set_num_threads(resolve_threads(run.threads));
+  if (run.precision != "fp32") {
+    // A command that loads a checkpoint runs under autocast from here to its end, on this
+    // thread and the threads rnnkit starts from it (the two directions): the weights stay fp32.
+    Precision p;
+    try {
+      p = parse_precision(run.precision);
+    } catch (const c10::ValueError&) {
+      throw std::invalid_argument("--precision: expected fp32, bf16 or fp16, got '" +
+                                  run.precision + "'");
+    }
+    if (p == Precision::kFP16 && device->is_cpu()) {
+      throw std::invalid_argument("--precision fp16 is for CUDA devices only; on a CPU use bf16");
+    }
+    // Never destroyed: the guard's end clears autocast's thread-local cache, which is gone by
+    // the time static objects are destroyed at exit (it corrupted the heap there).
+    static const AutocastGuard* whole_command = nullptr;
+    delete whole_command;
+    whole_command = new AutocastGuard(p, device->type());
+    if (p == Precision::kBF16 && device->is_cpu() && !missing_bf16_flag().empty()) {
+      fmt::print(stderr,
+                 "warning: --precision bf16 on a CPU without {}: its bf16 products are converted "
+                 "in software, many times slower than fp32 here\n",
+                 missing_bf16_flag());
+    }
+  }
   if (run.distributed) dist::init_from_env(run.dist, *device);
   const auto s = static_cast<uint64_t>(seed + dist::rank());
   torch::manual_seed(s);

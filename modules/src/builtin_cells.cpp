@@ -17,10 +17,14 @@ namespace {
 using torch::Tensor;
 
 /// x [T, B, D] times the input columns of the fused weight W [G, H + D], plus b: [T, B, G].
+/// Under autocast the product runs in the lower type; its result is cast back by hand to W's
+/// type, so that the gates are computed in fp32 (autocast would leave it in bf16).
 Tensor project_inputs(const Tensor& x, const Tensor& W, const Tensor& b, int64_t H) {
   const int64_t T = x.size(0), B = x.size(1), D = x.size(2);
   auto W_x = W.narrow(1, H, D);
-  return torch::addmm(b, x.reshape({T * B, D}), W_x.t()).view({T, B, W.size(0)});
+  return torch::addmm(b, x.reshape({T * B, D}), W_x.t())
+      .view({T, B, W.size(0)})
+      .to(W.scalar_type());
 }
 
 /// The recurrent columns of the fused weight, transposed for a<t-1> [B, H] @ W_h^T.

@@ -2,6 +2,8 @@
 
 #include <c10/util/Exception.h>
 
+#include "rnnkit/precision.h"
+
 namespace rnnkit {
 
 double CellImplBase::matmul_flops_per_step(int64_t batch) const {
@@ -45,6 +47,10 @@ Unrolled CellImplBase::unroll(const torch::Tensor& x) {
   Unrolled u;
   u.projected = x;
   u.step = [this](const torch::Tensor& x_t, const State& prev, const torch::Tensor& a_rec) {
+    // The plain step stays in the weights' type under autocast: it is the reference the fast
+    // paths are checked against, and a plugin's equations are not narrowed behind its back.
+    if (!autocast_dtype(x_t.device().type())) return step(x_t, State{a_rec, prev.c});
+    const AutocastGuard full(Precision::kFP32, x_t.device().type());
     return step(x_t, State{a_rec, prev.c});
   };
   return u;

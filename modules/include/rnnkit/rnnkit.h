@@ -8,6 +8,7 @@
 #include "rnnkit/crf.h"
 #include "rnnkit/init.h"
 #include "rnnkit/plugin.h"
+#include "rnnkit/precision.h"
 #include "rnnkit/recurrent.h"
 #include "rnnkit/registry.h"
 #include "rnnkit/rnn.h"

@@ -3,6 +3,8 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "rnnkit/precision.h"
+
 namespace rnnkit::detail {
 
 using torch::Tensor;
@@ -15,8 +17,10 @@ using torch::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-/// Step t >= 1: bias + a @ W with W detached. Backward gives the bias and a their gradients and
-/// parks dG<t> in the sequence's buffer for WeightAnchor.
+/// Step t >= 1: bias + a @ W with W detached, in W's type (the lower type under autocast: the
+/// product's inputs are cast by hand, as autocast does not reach into a custom function's
+/// backward). Backward gives the bias and a their gradients, in their own types, and parks
+/// dG<t> in the sequence's buffer for WeightAnchor.
 struct StepProduct : torch::autograd::Function<StepProduct> {
   static Tensor forward(AutogradContext* ctx, const Tensor& bias, const Tensor& a, const Tensor& W,
                         const Tensor& acts, const Tensor& grads, int64_t t) {
@@ -25,15 +29,22 @@ struct StepProduct : torch::autograd::Function<StepProduct> {
     ctx->saved_data["grads"] = grads;
     ctx->saved_data["t"] = t;
     ctx->saved_data["bias_sizes"] = bias.sizes().vec();
-    return torch::addmm(bias, a, W);
+    ctx->saved_data["bias_type"] = static_cast<int64_t>(bias.scalar_type());
+    ctx->saved_data["a_type"] = static_cast<int64_t>(a.scalar_type());
+    const auto type = W.scalar_type();
+    return torch::addmm(bias.to(type), a.to(type), W);
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    const Tensor& dG = g[0];
+    const Tensor W = ctx->get_saved_variables()[0];
+    const Tensor dG = g[0].to(W.scalar_type());
     ctx->saved_data["grads"].toTensor()[ctx->saved_data["t"].toInt()].copy_(dG);
     const auto bias_sizes = ctx->saved_data["bias_sizes"].toIntVector();
+    auto type_of = [&](const char* key) {
+      return static_cast<c10::ScalarType>(ctx->saved_data[key].toInt());
+    };
     Tensor d_bias, d_a;
-    if (ctx->needs_input_grad(0)) d_bias = dG.sum_to_size(bias_sizes);
-    if (ctx->needs_input_grad(1)) d_a = dG.mm(ctx->get_saved_variables()[0].t());
+    if (ctx->needs_input_grad(0)) d_bias = dG.sum_to_size(bias_sizes).to(type_of("bias_type"));
+    if (ctx->needs_input_grad(1)) d_a = dG.mm(W.t()).to(type_of("a_type"));
     return {d_bias, d_a, Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
@@ -54,6 +65,10 @@ struct WeightAnchor : torch::autograd::Function<WeightAnchor> {
     if (T < 2) return {g[0], Tensor(), Tensor()};
     const Tensor A = acts.narrow(0, 1, T - 1).reshape({-1, acts.size(2)});
     const Tensor G = grads.narrow(0, 1, T - 1).reshape({-1, grads.size(2)});
+    if (A.scalar_type() != g[0].scalar_type()) {  // the buffers in autocast's lower type
+      const Tensor dW = A.t().mm(G).to(g[0].scalar_type());
+      return {g[0].defined() ? g[0] + dW : dW, Tensor(), Tensor()};
+    }
     const Tensor dW = g[0].defined() ? torch::addmm(g[0], A.t(), G) : A.t().mm(G);
     return {dW, Tensor(), Tensor()};
   }
@@ -62,31 +77,45 @@ struct WeightAnchor : torch::autograd::Function<WeightAnchor> {
 }  // namespace
 
 RecurrentProduct::RecurrentProduct(const Tensor& W_hT, int64_t steps, int64_t batch)
-    : steps_(steps) {
+    : out_(W_hT.scalar_type()), steps_(steps) {
+  // Under autocast (an fp32 weight: autocast leaves float64 alone), the products run in its
+  // lower type with W_h^T cast once per sequence here: autocast caches the casts of leaf
+  // weights only, and would cast the detached W_h^T again at every step.
+  const auto lower = autocast_dtype(W_hT.device().type());
+  const bool cast = lower && W_hT.scalar_type() == torch::kFloat;
+  const auto type = cast ? *lower : W_hT.scalar_type();
   if (!torch::GradMode::is_enabled() || !W_hT.requires_grad() || steps < 2) {
-    W_first_ = W_rest_ = W_hT;
+    W_first_ = W_rest_ = W_hT.to(type);
     // One row (serving, sampling): a matrix-vector product per step. addmm would have BLAS
     // pack all of W_h^T at every step for a single row, which cost more than the product.
-    if (batch == 1 && !torch::GradMode::is_enabled()) W_rows_ = W_hT.t();  // [G, H]
+    if (batch == 1 && !torch::GradMode::is_enabled()) W_rows_ = W_rest_.t();  // [G, H]
     return;
   }
-  W_rest_ = W_hT.detach();
+  W_rest_ = W_hT.detach().to(type);
   // Zeros: a step whose gradient never arrives contributes nothing.
-  acts_ = torch::zeros({steps, batch, W_hT.size(0)}, W_hT.options().requires_grad(false));
-  grads_ = torch::zeros({steps, batch, W_hT.size(1)}, W_hT.options().requires_grad(false));
-  W_first_ = WeightAnchor::apply(W_hT, acts_, grads_);
+  const auto buffers = W_hT.options().dtype(type).requires_grad(false);
+  acts_ = torch::zeros({steps, batch, W_hT.size(0)}, buffers);
+  grads_ = torch::zeros({steps, batch, W_hT.size(1)}, buffers);
+  W_first_ = WeightAnchor::apply(W_hT, acts_, grads_).to(type);
 }
 
 Tensor RecurrentProduct::operator()(const Tensor& bias, const Tensor& a) {
   TORCH_CHECK(t_ < steps_, "RecurrentProduct: called for step ", t_ + 1, " of a sequence of ",
               steps_, " steps");
   const int64_t t = t_++;
+  // Each product's result comes back in the weight's own type (fp32 under autocast), so that
+  // the cells' gates and states are computed in it.
+  const auto type = W_rest_.scalar_type();
   if (W_rows_.defined()) {
     const int64_t G = W_rows_.size(0);
-    return torch::addmv(bias.reshape({G}), W_rows_, a.reshape({-1})).view({1, G});
+    return torch::addmv(bias.reshape({G}).to(type), W_rows_, a.reshape({-1}).to(type))
+        .view({1, G})
+        .to(out_);
   }
-  if (t == 0 || !acts_.defined()) return torch::addmm(bias, a, t == 0 ? W_first_ : W_rest_);
-  return StepProduct::apply(bias, a, W_rest_, acts_, grads_, t);
+  if (t == 0 || !acts_.defined()) {
+    return torch::addmm(bias.to(type), a.to(type), t == 0 ? W_first_ : W_rest_).to(out_);
+  }
+  return StepProduct::apply(bias, a, W_rest_, acts_, grads_, t).to(out_);
 }
 
 }  // namespace rnnkit::detail

@@ -16,7 +16,8 @@ namespace rnnkit::detail {
 /// node that adds the other steps' share depends on step 0, so it runs after all of them.
 /// Call it exactly once per step, in order. It is not twice differentiable. With grad mode off,
 /// or a W_h that needs no gradient, it is a plain addmm, or an addmv for a single row (BLAS
-/// would otherwise pack all of W_h^T at every step for one row of output).
+/// would otherwise pack all of W_h^T at every step for one row of output). Under autocast
+/// (rnnkit/precision.h) the products run in the lower type and return the weight's type.
 class RecurrentProduct {
  public:
   /// W_hT [H, G] (the transposed recurrent columns); steps T and batch B of the sequence.
@@ -27,6 +28,7 @@ class RecurrentProduct {
  private:
   torch::Tensor W_first_, W_rest_, acts_, grads_;
   torch::Tensor W_rows_;  ///< W_h [G, H] when each step is one row without gradient (addmv)
+  c10::ScalarType out_;   ///< the weight's type, which each product's result comes back in
   int64_t t_ = 0, steps_;
 };
 

@@ -32,7 +32,10 @@ struct TrainOptions {
   double min_lr = 0.0;         ///< cosine: the rate at the end of the last epoch
   int64_t early_stopping = 0;  ///< stop after this many epochs without improvement; 0 = off
   int64_t seed = 1;
-  int64_t log_every = 100;  ///< steps between progress lines when stderr is not a terminal
+  int64_t log_every = 100;
+  /// fp32, or bf16 (fp16 on CUDA, refused until rnnkit has a gradient scaler): the forward's
+  /// matrix products under autocast, the rest fp32 (rnnkit/precision.h).
+  std::string precision = "fp32";  ///< steps between progress lines when stderr is not a terminal
 
   /// Reads [train] (or another section with the same keys, such as sentiment's [pretrain]),
   /// falling back to `defaults`; fails on wrong types and out-of-range values. `epochs` may be 0
@@ -50,7 +53,10 @@ struct TrainOptions {
 struct RunOptions {
   std::string device = "cpu";  ///< cpu, cuda, cuda:N
   int threads = 0;             ///< 0 = the cores this process may use
-  std::string run_dir;         ///< checkpoints, the resolved config and metrics.csv go here
+  /// --precision of the commands that load a checkpoint (eval, predict, score, sample): the
+  /// whole command under autocast (setup_runtime). Training takes train.precision instead.
+  std::string precision = "fp32";
+  std::string run_dir;  ///< checkpoints, the resolved config and metrics.csv go here
   bool resume = false;
   /// Resume when the run dir holds last.pt, start afresh when it is new (restarted jobs).
   bool auto_resume = false;

@@ -12,6 +12,8 @@
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
+#include <rnnkit/precision.h>
+
 #include "scheduler.h"
 #include "task.h"
 
@@ -48,6 +50,22 @@ class StepStrategy {
   virtual Metrics agree_on(Metrics m) = 0;
   /// One equally shaped tensor from every process, in shard order.
   virtual std::vector<torch::Tensor> gather(const torch::Tensor& t) = 0;
+
+  /// task.train_batch(index) under the run's precision (set by fit() from train.precision):
+  /// autocast for the forward alone, as in PyTorch, so the backward runs outside it. A
+  /// strategy's forward_backward calls this, not task.train_batch.
+  BatchLoss train_batch(Task& task, int64_t index) const {
+    const AutocastGuard autocast(precision_, device_type_);
+    return task.train_batch(index);
+  }
+  void set_precision(Precision precision, c10::DeviceType device) {
+    precision_ = precision;
+    device_type_ = device;
+  }
+
+ private:
+  Precision precision_ = Precision::kFP32;
+  c10::DeviceType device_type_ = c10::DeviceType::CPU;
 };
 
 /// One process.

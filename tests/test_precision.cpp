@@ -1,0 +1,151 @@
+// Mixed precision (rnnkit/precision.h): under AutocastGuard(bf16) every cell's products run in
+// bf16 and everything else in fp32. Each cell, forward and backward, against the same weights
+// in fp32, one direction and two, two layers, variable lengths.
+//
+// The tolerance comes from bf16's 8-bit significand: u = 2^-8 is its relative rounding error.
+// A product rounds its two inputs (error <= u each, relative) and accumulates in fp32, so a
+// pre-activation z = Σ_k w_k v_k is off by about 2u·sqrt(K)·rms(w_k v_k) when the rounding
+// errors are independent; the gates (sigmoid, tanh: slope <= 1) pass that on, and a recurrence
+// adds such an error at each step without amplifying it much (the layers here are contractive:
+// weights in ±1/sqrt(H)). With K = H + D = 24, rms(w v) <= 1/sqrt(H) and T = 7 steps through
+// 2 layers that is about 2u·sqrt(24)/4·(a few steps) ≈ 3u: the outputs must stay within 8u of
+// fp32 (measured: 0.15u to 1.15u). A gradient goes through twice as many products (forward and
+// backward) and a relative error on a small tensor (a bias's) is larger: within 32u in the
+// Frobenius norm of each tensor (measured: 1.6u to 3.2u, and 11.5u for rnn_relu in two
+// directions, whose kinks flip when a pre-activation near 0 is rounded).
+#include <cmath>
+
+#include <rnnkit/precision.h>
+
+#include "test_util.h"
+
+using namespace rnnkit;
+using torch::Tensor;
+
+namespace {
+
+constexpr double kU = 1.0 / 256;  // bf16's unit roundoff, 2^-8
+
+struct Result {
+  Tensor output, input_grad;
+  std::vector<State> states;
+  std::vector<Tensor> grads;
+};
+
+Result run(RNN& rnn, const Tensor& x, const Tensor& lengths, const Tensor& R, Precision p) {
+  const Tensor xi = x.detach().clone().requires_grad_(true);
+  rnn->zero_grad();
+  RNNOutput out;
+  {
+    AutocastGuard autocast(p, c10::DeviceType::CPU);
+    out = rnn->forward(xi, lengths);
+  }
+  (out.output * R).sum().backward();  // as PyTorch: the backward outside the autocast scope
+  Result r{out.output.detach(), xi.grad(), out.states, {}};
+  for (const auto& q : rnn->parameters()) r.grads.push_back(q.grad().clone());
+  return r;
+}
+
+double relative(const Tensor& a, const Tensor& b) {
+  return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-30);
+}
+
+struct Case {
+  std::string cell;
+  CellOptions options;
+  bool bidirectional;
+};
+
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  std::string n = info.param.cell;
+  for (const auto& [k, v] : info.param.options) n += "_" + k;
+  return n + (info.param.bidirectional ? "_bi" : "_uni");
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  for (const bool bi : {false, true}) {
+    // The built-in cells (lstm_peephole and gru_reset_after among them) and the example's mgu.
+    for (const auto& c : rnnkit_test::all_cells()) out.push_back({c, {}, bi});
+  }
+  return out;
+}
+
+}  // namespace
+
+class Bf16EveryCell : public ::testing::TestWithParam<Case> {};
+
+TEST_P(Bf16EveryCell, ForwardAndBackwardWithinBf16sRoundingOfFp32) {
+  const Case& c = GetParam();
+  torch::manual_seed(5);
+  const int64_t T = 7, B = 4, D = 8, H = 16, K = c.bidirectional ? 2 : 1;
+  auto rnn = RNN(RNNOptions(c.cell, D, H)
+                     .num_layers(2)
+                     .bidirectional(c.bidirectional)
+                     .cell_options(c.options));
+  const Tensor x = torch::randn({T, B, D});
+  const Tensor lengths = torch::tensor({7, 3, 5, 1}, torch::kLong);
+  const Tensor R = torch::randn({T, B, K * H});
+  const Result fp32 = run(rnn, x, lengths, R, Precision::kFP32);
+  const Result bf16 = run(rnn, x, lengths, R, Precision::kBF16);
+
+  // The products' results come back in fp32: the output and the states are fp32.
+  ASSERT_EQ(bf16.output.scalar_type(), torch::kFloat);
+  for (const auto& s : bf16.states) {
+    EXPECT_EQ(s.a.scalar_type(), torch::kFloat);
+    if (s.c.defined()) {
+      EXPECT_EQ(s.c.scalar_type(), torch::kFloat);
+    }
+  }
+  const double out_err = (bf16.output - fp32.output).abs().max().item<double>();
+  EXPECT_LE(out_err, 8 * kU) << "outputs";
+  EXPECT_LE(relative(bf16.input_grad, fp32.input_grad), 32 * kU) << "input gradient";
+  for (size_t i = 0; i < fp32.grads.size(); ++i) {
+    EXPECT_EQ(bf16.grads[i].scalar_type(), torch::kFloat);
+    EXPECT_LE(relative(bf16.grads[i], fp32.grads[i]), 32 * kU) << "parameter " << i;
+  }
+  // Padding stays zero, as in fp32.
+  EXPECT_EQ(bf16.output.narrow(0, 3, T - 3).select(1, 1).abs().sum().item<double>(), 0.0);
+  if (c.cell == "mgu") {
+    // A cell without a fast path (the example plugin's) runs its plain step in fp32: the
+    // reference path is never narrowed.
+    EXPECT_EQ(out_err, 0.0);
+  } else {
+    // Not a test that passes because nothing changed: the products did run in bf16.
+    EXPECT_GT(out_err, 0.0) << "the bf16 run equals the fp32 run: its products were not bf16";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cells, Bf16EveryCell, ::testing::ValuesIn(cases()), case_name);
+
+TEST(Precision, NamesGuardsAndRefusals) {
+  EXPECT_EQ(parse_precision("bf16"), Precision::kBF16);
+  EXPECT_EQ(to_string(parse_precision("fp16")), "fp16");
+  rnnkit_test::expect_message<c10::ValueError>([] { parse_precision("fp8"); },
+                                               {"expected fp32, bf16 or fp16, got 'fp8'"});
+  rnnkit_test::expect_message<c10::ValueError>(
+      [] { AutocastGuard g(Precision::kFP16, c10::DeviceType::CPU); },
+      {"fp16 is for CUDA devices only"});
+  EXPECT_FALSE(autocast_dtype(c10::DeviceType::CPU).has_value());
+  {
+    AutocastGuard g(Precision::kBF16, c10::DeviceType::CPU);
+    ASSERT_TRUE(autocast_dtype(c10::DeviceType::CPU).has_value());
+    EXPECT_EQ(*autocast_dtype(c10::DeviceType::CPU), torch::kBFloat16);
+    {
+      AutocastGuard inner(Precision::kFP32, c10::DeviceType::CPU);  // nested: off, then back
+      EXPECT_FALSE(autocast_dtype(c10::DeviceType::CPU).has_value());
+    }
+    EXPECT_TRUE(autocast_dtype(c10::DeviceType::CPU).has_value());
+  }
+  EXPECT_FALSE(autocast_dtype(c10::DeviceType::CPU).has_value());
+  // float64 is left alone under autocast (gradient checks keep their precision).
+  torch::manual_seed(1);
+  auto rnn = RNN(RNNOptions("lstm", 3, 4));
+  rnn->to(torch::kDouble);
+  const Tensor x = torch::randn({5, 2, 3}, rnnkit_test::f64());
+  const Tensor plain = rnn->forward(x).output;
+  AutocastGuard g(Precision::kBF16, c10::DeviceType::CPU);
+  const Tensor under = rnn->forward(x).output;
+  EXPECT_EQ(under.scalar_type(), torch::kDouble);
+  EXPECT_EQ(rnnkit_test::max_abs_diff(plain, under), 0.0);
+}
