@@ -226,6 +226,35 @@ TEST(Serve, ClassifyGivesPredictsAnswerAtAnyBatch) {
   EXPECT_NE(m.find("process_resident_memory_bytes "), std::string::npos);
 }
 
+// --precision bf16: the batch and generation threads run their forward passes under autocast;
+// the answers stay within bf16's rounding of predict's fp32 ones (the probabilities within
+// 0.02: u = 2^-8 on each product, a few products deep), and generation still streams.
+TEST(Serve, Bf16ServesWithinItsRounding) {
+  serve::ServeOptions o;
+  o.precision = Precision::kBF16;
+  Running s(o);
+  auto c = s.client();
+  const std::vector<std::string> texts{"great food 1", "awful food 2", "rude staff"};
+  auto loaded = sentiment::load_models({models().sentiment}, torch::kCPU);
+  const auto probs = sentiment::ensemble_probabilities(loaded, texts, torch::kCPU);
+  const Json all = post(c, "/v1/models/sst/classify", Json{{"texts", texts}}.dump());
+  ASSERT_EQ(all["results"].size(), texts.size());
+  double most = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    for (size_t j = 0; j < loaded[0].labels.size(); ++j) {
+      const double got = all["results"][i]["probabilities"][loaded[0].labels[j]].get<double>();
+      const double want = probs[static_cast<int64_t>(i)][static_cast<int64_t>(j)].item<double>();
+      EXPECT_NEAR(got, want, 0.02);
+      most = std::max(most, std::abs(got - want));
+    }
+  }
+  EXPECT_GT(most, 0.0) << "the server's answers equal fp32's: its forward was not under bf16";
+  const Json tagged = post(c, "/v1/models/ner/tag", Json{{"texts", {"Anna met Boris"}}}.dump());
+  EXPECT_EQ(tagged["results"].size(), 1u);
+  const Json gen = post(c, "/v1/models/char/generate", R"({"max_tokens": 5, "seed": 1})");
+  EXPECT_EQ(gen["tokens"], 5);
+}
+
 TEST(Serve, TagGivesPredictsEntitiesFromTextOrTokens) {
   Running s;
   auto c = s.client();

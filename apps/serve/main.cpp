@@ -61,7 +61,8 @@ int serve_main(int argc, char** argv) {
                                      "on SIGTERM, how long requests in flight may take to finish",
                                      cxxopts::value<double>()->default_value("10"))(
       "trust-checkpoint-plugins", "load the cell plugins the checkpoints record (sha256-checked)")(
-      "h,help", "this help");
+      "precision", "fp32, bf16 (the products in bf16, the rest fp32) or fp16 (CUDA)",
+      cxxopts::value<std::string>()->default_value("fp32"))("h,help", "this help");
   train::add_runtime_options(cli);
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
@@ -112,7 +113,9 @@ int serve_main(int argc, char** argv) {
       throw cxxopts::exceptions::exception(e.what());
     }
   }
-  const auto device = train::setup_runtime(train::run_options(args, ""), 0);
+  const auto run = train::run_options(args, "");
+  const auto device = train::setup_runtime(run, 0);  // checks --precision against the device
+  o.precision = parse_precision(run.precision);
 
   // Signals go to one thread that waits for them; the others never see them.
   sigset_t stops;

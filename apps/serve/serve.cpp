@@ -273,10 +273,12 @@ class Generations {
     std::exception_ptr error;
   };
 
-  Generations(lm::Loaded& m, torch::Device device, int64_t max_streams, int64_t capacity,
-              std::function<void(size_t)> on_step, std::function<void(uint64_t)> on_tokens)
+  Generations(lm::Loaded& m, torch::Device device, Precision precision, int64_t max_streams,
+              int64_t capacity, std::function<void(size_t)> on_step,
+              std::function<void(uint64_t)> on_tokens)
       : m_(m),
         device_(device),
+        precision_(precision),
         max_streams_(static_cast<size_t>(max_streams)),
         capacity_(static_cast<size_t>(capacity)),
         on_step_(std::move(on_step)),
@@ -321,6 +323,7 @@ class Generations {
   }
 
   void loop() {
+    const AutocastGuard autocast(precision_, device_.type());  // this thread's forward passes
     std::vector<std::shared_ptr<Stream>> active;
     for (;;) {
       std::vector<std::shared_ptr<Stream>> joining;
@@ -405,6 +408,7 @@ class Generations {
 
   lm::Loaded& m_;
   torch::Device device_;
+  Precision precision_;
   size_t max_streams_, capacity_;
   std::function<void(size_t)> on_step_;
   std::function<void(uint64_t)> on_tokens_;
@@ -710,8 +714,8 @@ struct Server::Impl {
       } else {
         s->lm = std::make_unique<lm::Loaded>(lm::load_model(spec.checkpoints[0], device));
         s->generations =
-            std::make_unique<Generations>(*s->lm, device, o.max_batch, o.queue, on_batch,
-                                          [this](uint64_t n) { metrics.tokens(n); });
+            std::make_unique<Generations>(*s->lm, device, o.precision, o.max_batch, o.queue,
+                                          on_batch, [this](uint64_t n) { metrics.tokens(n); });
       }
       s->card = card_of(*s, shas);
       models.emplace(spec.name, std::move(s));
@@ -721,6 +725,7 @@ struct Server::Impl {
   // The batch functions: what predict --json gives, one object per item.
   std::vector<Json> classify(Served& s, const std::vector<Json>& items) {
     c10::InferenceMode guard;
+    const AutocastGuard autocast(o.precision, device.type());
     std::vector<std::string> texts;
     for (const auto& i : items) texts.push_back(i["text"].get<std::string>());
     const auto probs = sentiment::ensemble_probabilities(s.classifiers, texts, device).cpu();
@@ -740,6 +745,7 @@ struct Server::Impl {
 
   std::vector<Json> tag(Served& s, const std::vector<Json>& items) {
     c10::InferenceMode guard;
+    const AutocastGuard autocast(o.precision, device.type());
     std::vector<std::string> texts;
     std::vector<std::vector<data::TextToken>> tokens;
     std::vector<std::vector<std::string>> words;

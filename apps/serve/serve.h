@@ -10,6 +10,7 @@
 //   POST /v1/models/{name}/score        lm: {"texts": [...], "tokens": false}
 //   POST /v1/models/{name}/generate     lm: {"prompt", "max_tokens", ..., "stream"}
 //   GET  /metrics                       Prometheus text format
+#include <rnnkit/precision.h>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -33,6 +34,8 @@ struct ServeOptions {
   int64_t max_tokens = 4096;       ///< most tokens one generate request may ask for
   std::string api_key;             ///< when set, /v1 and /metrics need "Authorization: Bearer KEY"
   double read_timeout_s = 10, write_timeout_s = 10;  ///< a stalled client blocks no one else
+  /// --precision: every model's forward passes under autocast (rnnkit/precision.h).
+  Precision precision = Precision::kFP32;
 };
 
 /// One served name: a checkpoint, or several of one sentiment recipe (an ensemble averaging
