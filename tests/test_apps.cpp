@@ -202,11 +202,9 @@ TEST(Config, ReadingChangesNothingAndPluginsLoadOnlyWhenAsked) {
 TEST(Precision, Bf16LanguageModelTrainsAsFp32AndCheckpointsCrossLoad) {
   const auto dir = temp_dir("lm_bf16");
   const auto config = tiny_lm_config(dir);
-  train::ConfigReader c32(config), c16(config, {"train.precision=bf16"});
-  const auto r32 = lm::train(c32, rnnkit_test::quiet_run(dir + "/fp32"));
-  const auto r16 = lm::train(c16, rnnkit_test::quiet_run(dir + "/bf16"));
-  const double l32 = rnnkit_test::last_train_loss(dir + "/fp32");
-  const double l16 = rnnkit_test::last_train_loss(dir + "/bf16");
+  const auto runs = rnnkit_test::fp32_and_bf16(lm::train, config, dir);
+  const auto &r32 = runs.fp32, &r16 = runs.bf16;
+  const double l32 = runs.loss32, l16 = runs.loss16;
   // bf16 rounds each product's inputs to 8 significant bits (2^-8 = 0.4% relative), errors
   // that mostly cancel in a sum of products and in a mean over steps: the two runs' losses must
   // stay within 1% (measured: 0.06% apart in train loss, 0.12% in validation loss).
@@ -215,10 +213,9 @@ TEST(Precision, Bf16LanguageModelTrainsAsFp32AndCheckpointsCrossLoad) {
   EXPECT_NE(l16, l32) << "the bf16 run equals the fp32 run: nothing ran in bf16";
   // Each checkpoint under the other precision: the validation loss it was saved with, within
   // the products' rounding (0.5%; measured 0.013% and 0.006%).
-  const auto valid = lm::encode_stream(lm::load_model(dir + "/fp32/last.pt", torch::kCPU).vocab,
-                                       data::read_char_corpus(dir + "/valid.txt"));
   auto m32 = lm::load_model(dir + "/fp32/last.pt", torch::kCPU);
   auto m16 = lm::load_model(dir + "/bf16/last.pt", torch::kCPU);
+  const auto valid = lm::encode_stream(m32.vocab, data::read_char_corpus(dir + "/valid.txt"));
   const double fp32_of_bf16 = lm::evaluate_stream(*m16.model, valid, 8, 1, torch::kCPU).loss;
   double bf16_of_fp32 = 0;
   {

@@ -460,15 +460,11 @@ TEST(NerApp, TrainsEvaluatesAndPredictsInTheInputScheme) {
 // Precision test explains the tolerance), with the same perfect F1 on the easy toy data.
 TEST(NerApp, Bf16RunEndsNearTheFp32Run) {
   const auto dir = rnnkit_test::temp_dir("ner_bf16");
-  train::ConfigReader c32(toy_config(dir)), c16(toy_config(dir), {"train.precision=bf16"});
-  const auto r32 = ner::train(c32, rnnkit_test::quiet_run(dir + "/fp32"));
-  const auto r16 = ner::train(c16, rnnkit_test::quiet_run(dir + "/bf16"));
-  const double l32 = rnnkit_test::last_train_loss(dir + "/fp32");
-  const double l16 = rnnkit_test::last_train_loss(dir + "/bf16");
-  EXPECT_NEAR(l16, l32, 0.05 * l32 + 0.01) << "train loss";
-  EXPECT_NE(l16, l32) << "the bf16 run equals the fp32 run: nothing ran in bf16";
-  EXPECT_GE(r16.best.get("val_f1"), 0.95);
-  EXPECT_NEAR(r16.best.get("val_f1"), r32.best.get("val_f1"), 0.05);
+  const auto r = rnnkit_test::fp32_and_bf16(ner::train, toy_config(dir), dir);
+  EXPECT_NEAR(r.loss16, r.loss32, 0.05 * r.loss32 + 0.01) << "train loss";
+  EXPECT_NE(r.loss16, r.loss32) << "the bf16 run equals the fp32 run: nothing ran in bf16";
+  EXPECT_GE(r.bf16.best.get("val_f1"), 0.95);
+  EXPECT_NEAR(r.bf16.best.get("val_f1"), r.fp32.best.get("val_f1"), 0.05);
 }
 
 TEST(NerApp, BinaryNameTagsThroughRenaming) {

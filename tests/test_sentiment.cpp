@@ -184,14 +184,10 @@ TEST(Sentiment, TrainEvalPredictAndCrossValidate) {
 // Precision test explains the tolerance).
 TEST(Sentiment, Bf16RunEndsNearTheFp32Run) {
   const auto dir = dir_for("bf16");
-  train::ConfigReader c32(tiny_config(dir)), c16(tiny_config(dir), {"train.precision=bf16"});
-  const auto r32 = sentiment::train(c32, rnnkit_test::quiet_run(dir + "/fp32"));
-  const auto r16 = sentiment::train(c16, rnnkit_test::quiet_run(dir + "/bf16"));
-  const double l32 = rnnkit_test::last_train_loss(dir + "/fp32");
-  const double l16 = rnnkit_test::last_train_loss(dir + "/bf16");
-  EXPECT_NEAR(l16, l32, 0.05 * l32 + 0.01) << "train loss";
-  EXPECT_NE(l16, l32) << "the bf16 run equals the fp32 run: nothing ran in bf16";
-  EXPECT_GE(r16.best.get("val_accuracy"), 0.9);
+  const auto r = rnnkit_test::fp32_and_bf16(sentiment::train, tiny_config(dir), dir);
+  EXPECT_NEAR(r.loss16, r.loss32, 0.05 * r.loss32 + 0.01) << "train loss";
+  EXPECT_NE(r.loss16, r.loss32) << "the bf16 run equals the fp32 run: nothing ran in bf16";
+  EXPECT_GE(r.bf16.best.get("val_accuracy"), 0.9);
 }
 
 TEST(Sentiment, EnsembleAveragesProbabilities) {

@@ -28,4 +28,21 @@ inline double last_train_loss(const std::string& run_dir) {
   return std::strtod(last.c_str() + second + 1, nullptr);
 }
 
+/// The same fixed-seed run of the config file `config` in fp32 and with train.precision = bf16
+/// (run dirs dir/fp32 and dir/bf16), and each run's last training loss.
+struct PrecisionRuns {
+  rnnkit::train::FitResult fp32, bf16;
+  double loss32 = 0, loss16 = 0;
+};
+template <class Train>
+PrecisionRuns fp32_and_bf16(Train train, const std::string& config, const std::string& dir) {
+  rnnkit::train::ConfigReader c32(config), c16(config, {"train.precision=bf16"});
+  PrecisionRuns r;
+  r.fp32 = train(c32, quiet_run(dir + "/fp32"));
+  r.bf16 = train(c16, quiet_run(dir + "/bf16"));
+  r.loss32 = last_train_loss(dir + "/fp32");
+  r.loss16 = last_train_loss(dir + "/bf16");
+  return r;
+}
+
 }  // namespace rnnkit_test

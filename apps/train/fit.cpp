@@ -367,16 +367,7 @@ class FitLoop {
     }
     const AutocastGuard check(precision_, type);  // fp16 on a CPU: a ValueError saying so
     strategy_->set_precision(precision_, type);
-    if (precision_ == Precision::kBF16 && type == c10::DeviceType::CPU && !quiet_) {
-      const std::string missing = missing_bf16_flag();
-      if (!missing.empty()) {
-        fmt::print(stderr,
-                   "warning: train.precision = \"bf16\" on a CPU without {}: its bf16 products "
-                   "are converted in software, many times slower than fp32 here "
-                   "(rnnkit_bench --precision bf16 measures it)\n",
-                   missing);
-      }
-    }
+    if (!quiet_) warn_if_bf16_is_slow(precision_, type, "train.precision = \"bf16\"");
   }
 
   Metrics evaluate() {

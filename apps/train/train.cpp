@@ -115,6 +115,16 @@ TrainOptions TrainOptions::read(ConfigReader& c, const std::string& section,
   return o;
 }
 
+void warn_if_bf16_is_slow(Precision precision, c10::DeviceType device, const std::string& setting) {
+  if (precision != Precision::kBF16 || device != c10::DeviceType::CPU) return;
+  const std::string missing = missing_bf16_flag();
+  if (missing.empty()) return;
+  fmt::print(stderr,
+             "warning: {} on a CPU without {}: its bf16 products are converted in software, "
+             "many times slower than fp32 here (rnnkit_bench --precision bf16 measures it)\n",
+             setting, missing);
+}
+
 torch::Device setup_runtime(const RunOptions& run, int64_t seed) {
   std::optional<torch::Device> device;
   try {
@@ -159,12 +169,7 @@ torch::Device setup_runtime(const RunOptions& run, int64_t seed) {
     static const AutocastGuard* whole_command = nullptr;
     delete whole_command;
     whole_command = new AutocastGuard(p, device->type());
-    if (p == Precision::kBF16 && device->is_cpu() && !missing_bf16_flag().empty()) {
-      fmt::print(stderr,
-                 "warning: --precision bf16 on a CPU without {}: its bf16 products are converted "
-                 "in software, many times slower than fp32 here\n",
-                 missing_bf16_flag());
-    }
+    warn_if_bf16_is_slow(p, device->type(), "--precision bf16");
   }
   if (run.distributed) dist::init_from_env(run.dist, *device);
   const auto s = static_cast<uint64_t>(seed + dist::rank());

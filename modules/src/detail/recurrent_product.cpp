@@ -29,9 +29,10 @@ struct StepProduct : torch::autograd::Function<StepProduct> {
     ctx->saved_data["grads"] = grads;
     ctx->saved_data["t"] = t;
     ctx->saved_data["bias_sizes"] = bias.sizes().vec();
-    ctx->saved_data["bias_type"] = static_cast<int64_t>(bias.scalar_type());
-    ctx->saved_data["a_type"] = static_cast<int64_t>(a.scalar_type());
     const auto type = W.scalar_type();
+    if (a.scalar_type() == type) return torch::addmm(bias, a, W);
+    // Under autocast: the gradients go back in the inputs' type (bias and a share it).
+    ctx->saved_data["input_type"] = static_cast<int64_t>(a.scalar_type());
     return torch::addmm(bias.to(type), a.to(type), W);
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
@@ -39,12 +40,13 @@ struct StepProduct : torch::autograd::Function<StepProduct> {
     const Tensor dG = g[0].to(W.scalar_type());
     ctx->saved_data["grads"].toTensor()[ctx->saved_data["t"].toInt()].copy_(dG);
     const auto bias_sizes = ctx->saved_data["bias_sizes"].toIntVector();
-    auto type_of = [&](const char* key) {
-      return static_cast<c10::ScalarType>(ctx->saved_data[key].toInt());
-    };
+    const auto input = ctx->saved_data.find("input_type");
+    const auto type = input == ctx->saved_data.end()
+                          ? W.scalar_type()
+                          : static_cast<c10::ScalarType>(input->second.toInt());
     Tensor d_bias, d_a;
-    if (ctx->needs_input_grad(0)) d_bias = dG.sum_to_size(bias_sizes).to(type_of("bias_type"));
-    if (ctx->needs_input_grad(1)) d_a = dG.mm(W.t()).to(type_of("a_type"));
+    if (ctx->needs_input_grad(0)) d_bias = dG.sum_to_size(bias_sizes).to(type);
+    if (ctx->needs_input_grad(1)) d_a = dG.mm(W.t()).to(type);
     return {d_bias, d_a, Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
@@ -56,6 +58,7 @@ struct WeightAnchor : torch::autograd::Function<WeightAnchor> {
                         const Tensor& grads) {
     ctx->saved_data["acts"] = acts;
     ctx->saved_data["grads"] = grads;
+    ctx->saved_data["type"] = static_cast<int64_t>(W.scalar_type());
     return W.clone();
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
@@ -65,8 +68,9 @@ struct WeightAnchor : torch::autograd::Function<WeightAnchor> {
     if (T < 2) return {g[0], Tensor(), Tensor()};
     const Tensor A = acts.narrow(0, 1, T - 1).reshape({-1, acts.size(2)});
     const Tensor G = grads.narrow(0, 1, T - 1).reshape({-1, grads.size(2)});
-    if (A.scalar_type() != g[0].scalar_type()) {  // the buffers in autocast's lower type
-      const Tensor dW = A.t().mm(G).to(g[0].scalar_type());
+    const auto type = static_cast<c10::ScalarType>(ctx->saved_data["type"].toInt());
+    if (A.scalar_type() != type) {  // the buffers in autocast's lower type
+      const Tensor dW = A.t().mm(G).to(type);
       return {g[0].defined() ? g[0] + dW : dW, Tensor(), Tensor()};
     }
     const Tensor dW = g[0].defined() ? torch::addmm(g[0], A.t(), G) : A.t().mm(G);
@@ -103,7 +107,16 @@ Tensor RecurrentProduct::operator()(const Tensor& bias, const Tensor& a) {
   TORCH_CHECK(t_ < steps_, "RecurrentProduct: called for step ", t_ + 1, " of a sequence of ",
               steps_, " steps");
   const int64_t t = t_++;
-  // Each product's result comes back in the weight's own type (fp32 under autocast), so that
+  const Tensor& W = t == 0 ? W_first_ : W_rest_;
+  if (W_rest_.scalar_type() == out_) {  // no autocast: this is every step's path, kept lean
+    if (W_rows_.defined()) {
+      const int64_t G = W_rows_.size(0);
+      return torch::addmv(bias.reshape({G}), W_rows_, a.reshape({-1})).view({1, G});
+    }
+    if (t == 0 || !acts_.defined()) return torch::addmm(bias, a, W);
+    return StepProduct::apply(bias, a, W_rest_, acts_, grads_, t);
+  }
+  // Under autocast each product's result comes back in the weight's own type (fp32), so that
   // the cells' gates and states are computed in it.
   const auto type = W_rest_.scalar_type();
   if (W_rows_.defined()) {
@@ -112,9 +125,7 @@ Tensor RecurrentProduct::operator()(const Tensor& bias, const Tensor& a) {
         .view({1, G})
         .to(out_);
   }
-  if (t == 0 || !acts_.defined()) {
-    return torch::addmm(bias.to(type), a.to(type), t == 0 ? W_first_ : W_rest_).to(out_);
-  }
+  if (t == 0 || !acts_.defined()) return torch::addmm(bias.to(type), a.to(type), W).to(out_);
   return StepProduct::apply(bias, a, W_rest_, acts_, grads_, t).to(out_);
 }
 

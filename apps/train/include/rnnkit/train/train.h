@@ -31,6 +31,10 @@ namespace rnnkit::train {
 /// in dropout).
 torch::Device setup_runtime(const RunOptions& run, int64_t seed);
 
+/// The warning that bf16 on this CPU is slower than fp32 (no avx512_bf16 or amx_bf16), naming
+/// `setting` (train.precision or --precision) and the missing flag; nothing otherwise.
+void warn_if_bf16_is_slow(Precision precision, c10::DeviceType device, const std::string& setting);
+
 struct FitResult {
   int64_t epochs_done = 0, steps = 0;
   bool interrupted = false, early_stopped = false;
