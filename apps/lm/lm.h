@@ -63,6 +63,12 @@ struct Loaded {
 };
 Loaded load_model(const std::string& checkpoint, const torch::Device& device);
 
+/// export: the model as an ONNX graph at `path` that a caller steps (tokens, lengths and initial
+/// states -> log-probabilities and final states), with the vocabulary and tokenizer in the
+/// metadata and a JSON file beside it (docs/export.md). Built only with ONNX (libonnx-dev);
+/// throws onnx_export::ExportError.
+void export_onnx(Loaded& m, const std::string& path);
+
 /// train: fits from the config, writing checkpoints to run.run_dir.
 train::FitResult train(train::ConfigReader& config, const train::RunOptions& run);
 

@@ -372,16 +372,6 @@ TaggerOptions model_options(const NerConfig& c, const Lexicon& lx) {
       .decoder(parse_decoder(c.decoder));
 }
 
-std::string architecture(const NerConfig& c, const Lexicon& lx) {
-  return fmt::format(
-      "words={} chars={} tags={} cell={} embedding={} char={}/{}/{}/{} casing={} hidden={} "
-      "layers={} decoder={}",
-      lx.words.size(), lx.chars.size(), fmt::join(lx.tags, ","),
-      cell_label(c.rnn.cell(), c.rnn.cell_options()), c.word_embedding_size, c.char_features,
-      c.char_cell, c.char_embedding_size, c.char_hidden_size, c.casing_size, c.rnn.hidden_size(),
-      c.rnn.num_layers(), c.decoder);
-}
-
 Tagger build_model(const NerConfig& c, const Lexicon& lx) {
   Tagger model(model_options(c, lx));
   if (model->crf) {
@@ -534,6 +524,28 @@ train::FitResult train(train::ConfigReader& config, const train::RunOptions& run
     train::report_test(run, r.test);
   }
   return r;
+}
+
+std::string architecture(const NerConfig& c, const Lexicon& lx) {
+  return fmt::format(
+      "words={} chars={} tags={} cell={} embedding={} char={}/{}/{}/{} casing={} hidden={} "
+      "layers={} decoder={}",
+      lx.words.size(), lx.chars.size(), fmt::join(lx.tags, ","),
+      cell_label(c.rnn.cell(), c.rnn.cell_options()), c.word_embedding_size, c.char_features,
+      c.char_cell, c.char_embedding_size, c.char_hidden_size, c.casing_size, c.rnn.hidden_size(),
+      c.rnn.num_layers(), c.decoder);
+}
+
+TaggerBatch Loaded::batch(const std::vector<std::vector<std::string>>& sentences) const {
+  TORCH_CHECK(!sentences.empty(), "ner: expected at least one sentence");
+  std::vector<Encoded> enc;
+  for (const auto& s : sentences) {
+    TORCH_CHECK(!s.empty(), "ner: expected sentences of at least one token");
+    enc.push_back(encode(lexicon, s));
+  }
+  std::vector<size_t> idx(enc.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  return make_batch(enc, idx);
 }
 
 std::vector<std::vector<std::string>> Loaded::tag_internal(

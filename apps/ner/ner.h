@@ -106,6 +106,10 @@ struct Loaded {
   /// The internal-scheme tags of each sentence.
   std::vector<std::vector<std::string>> tag_internal(
       const std::vector<std::vector<std::string>>& sentences, const torch::Device& device);
+  /// The model's input for `sentences` (tokens), in their order, as prediction builds it: word
+  /// ids, casing classes, and the characters of each word (at most max_word_length), padded to
+  /// the batch's longest word.
+  TaggerBatch batch(const std::vector<std::vector<std::string>>& sentences) const;
   /// Entity tags in the input scheme (before un-renaming).
   std::vector<std::vector<std::string>> tag(const std::vector<std::vector<std::string>>& sentences,
                                             const torch::Device& device);
@@ -121,6 +125,15 @@ train::Json entities_json(const std::string& text, const std::vector<data::TextT
 /// text, offsets, tag (in the input scheme, as the data names it) and "confidence".
 train::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
                           const Tagging& tagging, const Loaded& m, bool token_tags = false);
+
+/// The model's shape, as checkpoints record it.
+std::string architecture(const NerConfig& c, const Lexicon& lx);
+
+/// export: the tagger as an ONNX model at `path` (words, casing, characters and lengths ->
+/// emission scores, and the CRF's transitions) with its vocabularies, tags, scheme and
+/// tokenizer in the metadata and a JSON file beside it (docs/export.md). Built only with ONNX
+/// (libonnx-dev); throws onnx_export::ExportError.
+void export_onnx(Loaded& m, const std::string& path);
 
 /// train: fits on the config's train file, selecting on entity F1 on its valid file.
 train::FitResult train(train::ConfigReader& config, const train::RunOptions& run);

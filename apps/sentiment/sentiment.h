@@ -71,6 +71,11 @@ struct Loaded {
 };
 Loaded load_model(const std::string& checkpoint, const torch::Device& device);
 
+/// export: the classifier as an ONNX model at `path` (tokens and lengths -> probabilities) with its
+/// vocabulary, labels and tokenizer in the metadata and a JSON file beside it (docs/export.md).
+/// Built only with ONNX (libonnx-dev); throws onnx_export::ExportError.
+void export_onnx(Loaded& m, const std::string& path);
+
 /// The mean of several classifiers' class probabilities [N, C] (an ensemble: models trained with
 /// different seeds or recipes). They must share their labels, in order; their vocabularies may
 /// differ.
