@@ -54,7 +54,9 @@ function tensor(spec) {
 }
 
 function plain(t) {
-  const data = t.type === "int64" ? Array.from(t.data, Number) : Array.from(t.data);
+  // JSON has no infinities (a CRF's forbidden transitions): they travel as strings.
+  const data = t.type === "int64" ? Array.from(t.data, Number)
+                                  : Array.from(t.data, (v) => (Number.isFinite(v) ? v : String(v)));
   return { dims: t.dims, data };
 }
 
