@@ -99,7 +99,9 @@ print(f"installed rnnkit {rnnkit.__version__} (Python): {n} tensors in the check
     "$build/task_app/majority" train --config "$root/examples/task_app/majority.toml" \
       --run-dir "$build/task_app/run" --overwrite --quiet
     "$build/task_app/majority" eval --checkpoint "$build/task_app/run/best.pt" --min-accuracy 0.9
-    ctest --test-dir "$build" --output-on-failure -j "$jobs"
+    # ONNX Runtime for the export tests, into the build tree; they fail without it here.
+    "$root/scripts/setup.sh" onnxruntime "$build"
+    RNNKIT_REQUIRE_ORT=1 ctest --test-dir "$build" --output-on-failure -j "$jobs"
     # The standing guards: the suite under ASan and UBSan, and the fuzz targets.
     "$root/scripts/sanitize.sh"
     ;;

@@ -3,7 +3,27 @@
 # asks apt only for the packages that are missing, and does nothing when all are there.
 #   scripts/setup.sh            build, test and app dependencies
 #   scripts/setup.sh --python   (kept for old instructions: python3-torch is now always installed)
+#   scripts/setup.sh onnxruntime BUILD_DIR
+#                               ONNX Runtime for the export tests: the npm package
+#                               onnxruntime-node (its CPU binaries ship inside it), into
+#                               BUILD_DIR/onnxruntime, not the source tree; nothing if it is there
 set -euo pipefail
+
+if [[ "${1:-}" == "onnxruntime" ]]; then
+  dir="${2:?usage: setup.sh onnxruntime BUILD_DIR}/onnxruntime"
+  version=1.30.0
+  if grep -qs "\"version\": \"$version\"" "$dir/node_modules/onnxruntime-node/package.json"; then
+    echo "setup: onnxruntime-node $version present in $dir" >&2
+    exit 0
+  fi
+  echo "setup: installing onnxruntime-node $version into $dir (about 290 MB)" >&2
+  mkdir -p "$dir"
+  # --ignore-scripts: its install script only fetches GPU providers; the CPU library is in the
+  # package (bin/napi-v*/linux/x64/libonnxruntime.so.1).
+  npm install --prefix "$dir" --ignore-scripts --no-audit --no-fund --loglevel=error \
+    "onnxruntime-node@$version" >&2
+  exit 0
+fi
 
 packages=(
   cmake ninja-build g++            # toolchain (CMake >= 3.25: Debian 12 has 3.25)
@@ -24,12 +44,17 @@ packages=(
   libcpp-httplib-dev pkg-config    # rnnkit-serve's HTTP (the library llama.cpp's server uses)
   curl                             # the install check asks the installed server
   chromium chromium-driver python3-selenium  # the server's page, tested in a real browser
+  libonnx-dev python3-onnx         # ONNX export (its protobuf schema) and the checker the tests run
+  nodejs                           # ONNX Runtime's npm package, in the export tests
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm: Debian's package, unless the machine's Node.js brings its own (NodeSource's does, and
+# conflicts with Debian's npm).
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#packages[@]} packages present" >&2
   exit 0

@@ -31,19 +31,21 @@ std::string env(const char* name) {
   return v ? v : "";
 }
 
+const std::string kNodePath = env("NODE_PATH").empty() ? RNNKIT_ORT_NODE_PATH : env("NODE_PATH");
+
 /// Whether ONNX Runtime is installed where the build expects it; without it the tests say so
 /// and skip, unless RNNKIT_REQUIRE_ORT=1 (the README's test command) makes that a failure.
 bool have_runtime() {
-  const bool there = std::filesystem::exists(env("NODE_PATH") + "/onnxruntime-node");
+  const bool there = std::filesystem::exists(kNodePath + "/onnxruntime-node");
   if (!there && env("RNNKIT_REQUIRE_ORT") == "1") {
-    ADD_FAILURE() << "onnxruntime-node is not in " << env("NODE_PATH")
+    ADD_FAILURE() << "onnxruntime-node is not in " << kNodePath
                   << ": scripts/setup.sh onnxruntime BUILD_DIR installs it";
   }
   return there;
 }
-#define REQUIRE_RUNTIME()                                                     \
-  if (!have_runtime())                                                        \
-  GTEST_SKIP() << "onnxruntime-node is not in NODE_PATH=" << env("NODE_PATH") \
+#define REQUIRE_RUNTIME()                                    \
+  if (!have_runtime())                                       \
+  GTEST_SKIP() << "onnxruntime-node is not in " << kNodePath \
                << " (scripts/setup.sh onnxruntime BUILD_DIR installs it)"
 
 Json tensor_json(const torch::Tensor& t_) {
@@ -76,8 +78,8 @@ Json run_ort(const std::string& model, const Json& request) {
   const auto in = model + ".request.json", out = model + ".result.json";
   std::ofstream(in) << request.dump();
   std::filesystem::remove(out);
-  const std::string cmd = "node " + env("RNNKIT_ORT_RUN") + " '" + model + "' '" + in + "' '" +
-                          out + "' > '" + model + ".log' 2>&1";
+  const std::string cmd = "NODE_PATH='" + kNodePath + "' node " RNNKIT_ORT_RUN " '" + model +
+                          "' '" + in + "' '" + out + "' > '" + model + ".log' 2>&1";
   const int rc = std::system(cmd.c_str());
   std::ifstream log(model + ".log");
   std::string text((std::istreambuf_iterator<char>(log)), {});
@@ -89,7 +91,7 @@ Json run_ort(const std::string& model, const Json& request) {
 
 /// python3-onnx's checker (full_check: shapes inferred too) over every file in `paths`.
 void expect_checker_accepts(const std::vector<std::string>& paths) {
-  std::string cmd = env("RNNKIT_PYTHON") +
+  std::string cmd = std::string(RNNKIT_SYSTEM_PYTHON) +
                     " -c 'import onnx, sys\nfor p in sys.argv[1:]: "
                     "onnx.checker.check_model(onnx.load(p), full_check=True)'";
   for (const auto& p : paths) cmd += " '" + p + "'";

@@ -1,6 +1,7 @@
 #include "rnnkit/export/onnx.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <sstream>
 #include <utility>
@@ -551,11 +552,20 @@ void save(Graph& model, const train::Json& meta, const std::string& path) {
       out.stream().write(text->data(), static_cast<std::streamsize>(text->size()));
       out.close();
     }
+    for (const auto* p : {&path, &side_path}) {
+      if (std::filesystem::is_directory(*p)) throw train::IoError(*p + ": is a folder");
+    }
     train::commit_file(tmp_side, side_path);
-    train::commit_file(tmp_model, path);
   } catch (const std::exception& e) {
     std::remove(tmp_model.c_str());
     std::remove(tmp_side.c_str());
+    throw ExportError(std::string("onnx export: ") + e.what());
+  }
+  try {
+    train::commit_file(tmp_model, path);
+  } catch (const std::exception& e) {  // a JSON without its model would mislead: take it back
+    std::remove(tmp_model.c_str());
+    std::remove(side_path.c_str());
     throw ExportError(std::string("onnx export: ") + e.what());
   }
 }

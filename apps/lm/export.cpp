@@ -81,4 +81,12 @@ void export_onnx(Loaded& m, const std::string& path) {
   ox::save(g, meta, path);
 }
 
+int export_main(int argc, char** argv) {
+  return ox::export_command("rnnkit-lm", argc, argv,
+                            [](const std::string& checkpoint, const std::string& output) {
+                              auto m = load_model(checkpoint, torch::kCPU);
+                              export_onnx(m, output);
+                            });
+}
+
 }  // namespace rnnkit::lm

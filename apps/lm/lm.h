@@ -68,6 +68,8 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device);
 /// metadata and a JSON file beside it (docs/export.md). Built only with ONNX (libonnx-dev);
 /// throws onnx_export::ExportError.
 void export_onnx(Loaded& m, const std::string& path);
+/// The `export` command (--checkpoint, --output); in a build without ONNX it says so, exit 1.
+int export_main(int argc, char** argv);
 
 /// train: fits from the config, writing checkpoints to run.run_dir.
 train::FitResult train(train::ConfigReader& config, const train::RunOptions& run);

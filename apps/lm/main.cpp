@@ -13,9 +13,6 @@
 #include <rnnkit/train/cli.h>
 #include <rnnkit/train/log.h>
 #include <rnnkit/train/signals.h>
-#ifdef RNNKIT_WITH_ONNX
-#include <rnnkit/export/onnx.h>
-#endif
 #include "lm.h"
 #include "ngram.h"
 
@@ -242,15 +239,7 @@ int cmd_ngram(int argc, char** argv) {
   throw cxxopts::exceptions::exception("ngram: expected train, eval or sample, got '" + sub + "'");
 }
 
-#ifdef RNNKIT_WITH_ONNX
-int cmd_export(int argc, char** argv) {
-  return onnx_export::export_command("rnnkit-lm", argc, argv,
-                                     [](const std::string& checkpoint, const std::string& output) {
-                                       auto m = lm::load_model(checkpoint, torch::kCPU);
-                                       lm::export_onnx(m, output);
-                                     });
-}
-#endif
+int cmd_export(int argc, char** argv) { return lm::export_main(argc, argv); }
 
 }  // namespace
 
@@ -262,11 +251,9 @@ int main(int argc, char** argv) {
        {"sample", "generate text from a checkpoint", cmd_sample},
        {"score", "log-probability and perplexity of each line of a file or of stdin", cmd_score},
        {"ngram", "the n-gram baseline: ngram train|eval|sample", cmd_ngram},
-#ifdef RNNKIT_WITH_ONNX
        {"export",
         "the language model as an ONNX file with its vocabularies as JSON (docs/export.md)",
         cmd_export},
-#endif
        rnnkit::train::plugin_command_entry(),
        {"config-keys", "the config keys as Markdown tables (as configs/README.md has them)",
         cmd_config_keys}},

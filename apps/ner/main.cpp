@@ -10,9 +10,6 @@
 #include <rnnkit/train/cli.h>
 #include <rnnkit/train/log.h>
 #include <rnnkit/train/signals.h>
-#ifdef RNNKIT_WITH_ONNX
-#include <rnnkit/export/onnx.h>
-#endif
 #include "ner.h"
 
 namespace {
@@ -150,15 +147,7 @@ int cmd_predict(int argc, char** argv) {
   return 0;
 }
 
-#ifdef RNNKIT_WITH_ONNX
-int cmd_export(int argc, char** argv) {
-  return onnx_export::export_command("rnnkit-ner", argc, argv,
-                                     [](const std::string& checkpoint, const std::string& output) {
-                                       auto m = ner::load_model(checkpoint, torch::kCPU);
-                                       ner::export_onnx(m, output);
-                                     });
-}
-#endif
+int cmd_export(int argc, char** argv) { return ner::export_main(argc, argv); }
 
 }  // namespace
 
@@ -171,10 +160,8 @@ int main(int argc, char** argv) {
         cmd_eval},
        {"predict", "tag a CoNLL file, or raw text (one sentence per line) from a file or stdin",
         cmd_predict},
-#ifdef RNNKIT_WITH_ONNX
        {"export", "the tagger as an ONNX file with its vocabularies as JSON (docs/export.md)",
         cmd_export},
-#endif
        rnnkit::train::plugin_command_entry(),
        {"config-keys", "the config keys as Markdown tables (as configs/README.md has them)",
         cmd_config_keys}},

@@ -134,6 +134,8 @@ std::string architecture(const NerConfig& c, const Lexicon& lx);
 /// tokenizer in the metadata and a JSON file beside it (docs/export.md). Built only with ONNX
 /// (libonnx-dev); throws onnx_export::ExportError.
 void export_onnx(Loaded& m, const std::string& path);
+/// The `export` command (--checkpoint, --output); in a build without ONNX it says so, exit 1.
+int export_main(int argc, char** argv);
 
 /// train: fits on the config's train file, selecting on entity F1 on its valid file.
 train::FitResult train(train::ConfigReader& config, const train::RunOptions& run);

@@ -12,9 +12,6 @@
 #include <rnnkit/train/cli.h>
 #include <rnnkit/train/log.h>
 #include <rnnkit/train/signals.h>
-#ifdef RNNKIT_WITH_ONNX
-#include <rnnkit/export/onnx.h>
-#endif
 #include "sentiment.h"
 
 namespace {
@@ -146,15 +143,7 @@ int cmd_predict(int argc, char** argv) {
 int cmd_fit(int argc, char** argv) { return cmd_train(argc, argv, false); }
 int cmd_cv(int argc, char** argv) { return cmd_train(argc, argv, true); }
 
-#ifdef RNNKIT_WITH_ONNX
-int cmd_export(int argc, char** argv) {
-  return onnx_export::export_command("rnnkit-sentiment", argc, argv,
-                                     [](const std::string& checkpoint, const std::string& output) {
-                                       auto m = sentiment::load_model(checkpoint, torch::kCPU);
-                                       sentiment::export_onnx(m, output);
-                                     });
-}
-#endif
+int cmd_export(int argc, char** argv) { return sentiment::export_main(argc, argv); }
 
 }  // namespace
 
@@ -168,10 +157,8 @@ int main(int argc, char** argv) {
         cmd_eval},
        {"predict", "the label and class probabilities of each line of a file or of stdin",
         cmd_predict},
-#ifdef RNNKIT_WITH_ONNX
        {"export", "the classifier as an ONNX file with its vocabularies as JSON (docs/export.md)",
         cmd_export},
-#endif
        rnnkit::train::plugin_command_entry(),
        {"config-keys", "the config keys as Markdown tables (as configs/README.md has them)",
         cmd_config_keys}},

@@ -75,6 +75,8 @@ Loaded load_model(const std::string& checkpoint, const torch::Device& device);
 /// vocabulary, labels and tokenizer in the metadata and a JSON file beside it (docs/export.md).
 /// Built only with ONNX (libonnx-dev); throws onnx_export::ExportError.
 void export_onnx(Loaded& m, const std::string& path);
+/// The `export` command (--checkpoint, --output); in a build without ONNX it says so, exit 1.
+int export_main(int argc, char** argv);
 
 /// The mean of several classifiers' class probabilities [N, C] (an ensemble: models trained with
 /// different seeds or recipes). They must share their labels, in order; their vocabularies may
