@@ -10,9 +10,9 @@
 #include <fstream>
 #include <iostream>
 
-#include <cxxopts.hpp>
 #include <fmt/core.h>
 #include <torch/torch.h>
+#include <cxxopts.hpp>
 
 #include <rnnkit/train/json.h>
 
@@ -31,7 +31,8 @@ Json tensor_json(const torch::Tensor& t_) {
           {"data", std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel())}};
 }
 
-std::vector<std::vector<std::string>> read_sentences(const std::string& path, bool conll, size_t n) {
+std::vector<std::vector<std::string>> read_sentences(const std::string& path, bool conll,
+                                                     size_t n) {
   std::ifstream in(path);
   TORCH_CHECK(in, path, ": cannot read");
   std::vector<std::vector<std::string>> out(1);
@@ -57,8 +58,8 @@ std::vector<std::vector<std::string>> read_sentences(const std::string& path, bo
 int main(int argc, char** argv) {
   cxxopts::Options cli("rnnkit_onnx_bench", "ONNX Runtime against rnnkit's forward pass");
   cli.add_options()("app", "ner or sentiment", cxxopts::value<std::string>())(
-      "checkpoint", "the checkpoint", cxxopts::value<std::string>())(
-      "onnx", "its export", cxxopts::value<std::string>())(
+      "checkpoint", "the checkpoint", cxxopts::value<std::string>())("onnx", "its export",
+                                                                     cxxopts::value<std::string>())(
       "file", "CoNLL (ner) or stsa (sentiment) sentences", cxxopts::value<std::string>())(
       "batch", "sentences per batch", cxxopts::value<int64_t>()->default_value("32"))(
       "sentences", "how many", cxxopts::value<size_t>()->default_value("512"))(
@@ -133,7 +134,8 @@ int main(int argc, char** argv) {
 
   const std::string req = a["onnx"].as<std::string>() + ".bench.json",
                     res = a["onnx"].as<std::string>() + ".bench.out.json";
-  std::ofstream(req) << Json{{"threads", threads}, {"runs", runs}, {"time", {{"repeat", repeat}}}}.dump();
+  std::ofstream(req)
+      << Json{{"threads", threads}, {"runs", runs}, {"time", {{"repeat", repeat}}}}.dump();
   const std::string cmd = "NODE_PATH='" + a["node-path"].as<std::string>() + "' node '" +
                           a["ort-run"].as<std::string>() + "' '" + a["onnx"].as<std::string>() +
                           "' '" + req + "' '" + res + "'";
@@ -141,8 +143,9 @@ int main(int argc, char** argv) {
   std::ifstream in(res);
   const double theirs = Json::parse(in)["seconds"].get<double>();
   const double n = static_cast<double>(sentences.size()) * repeat;
-  fmt::print("{:<10} batch {:>3}  threads {}  {} sentences x {}:  rnnkit {:8.1f} sent/s   "
-             "onnxruntime {:8.1f} sent/s   ratio ort/rnnkit {:.2f}\n",
-             app, B, threads, sentences.size(), repeat, n / ours, n / theirs, ours / theirs);
+  fmt::print(
+      "{:<10} batch {:>3}  threads {}  {} sentences x {}:  rnnkit {:8.1f} sent/s   "
+      "onnxruntime {:8.1f} sent/s   ratio ort/rnnkit {:.2f}\n",
+      app, B, threads, sentences.size(), repeat, n / ours, n / theirs, ours / theirs);
   return 0;
 }

@@ -82,12 +82,12 @@ grep -q "damaged.pt" "$work/err.txt" || fail "damaged: $(cat "$work/err.txt")"
 if "$apps/rnnkit-sentiment" export --checkpoint "$work/sent/last.pt" --output "$work/nowhere/s.onnx" 2> "$work/err.txt"; then
   fail "wrote into a missing folder"
 fi
-grep -q "$work/nowhere/s.onnx" "$work/err.txt" || fail "unwritable: $(cat "$work/err.txt")"
+grep -q "$work/nowhere/s.onnx: the folder $work/nowhere does not exist" "$work/err.txt" || fail "unwritable: $(cat "$work/err.txt")"
 mkdir -p "$work/dir.onnx"
 if "$apps/rnnkit-sentiment" export --checkpoint "$work/sent/last.pt" --output "$work/dir.onnx" 2> "$work/err.txt"; then
   fail "wrote over a folder"
 fi
-grep -q "dir.onnx" "$work/err.txt" || fail "folder: $(cat "$work/err.txt")"
+grep -q "dir.onnx: is a folder" "$work/err.txt" || fail "folder: $(cat "$work/err.txt")"
 leftover=$(find "$work" -maxdepth 2 \( -name 'mgu.*' -o -name 'damaged.onnx' -o -name 'damaged.json' -o -name '*.tmp.*' -o -name 'dir.json' \) | head -5)
 [[ -z $leftover ]] || fail "files left behind: $leftover"
 [[ -z $(ls -A "$work/dir.onnx") ]] || fail "something was written into the folder"

@@ -542,8 +542,17 @@ void save(Graph& model, const train::Json& meta, const std::string& path) {
   for (const auto& [key, value] : meta.items()) {
     model.metadata(key, value.is_string() ? value.get<std::string>() : value.dump());
   }
-  const std::string bytes = model.serialize(), sidecar = meta.dump(1) + "\n";
   const std::string side_path = sidecar_path(path);
+  for (const auto* p : {&path, &side_path}) {  // before any work: say what is wrong with the path
+    const auto folder = std::filesystem::path(*p).parent_path();
+    if (!folder.empty() && !std::filesystem::is_directory(folder)) {
+      throw ExportError("onnx export: " + *p + ": the folder " + folder.string() +
+                        " does not exist");
+    }
+    if (std::filesystem::is_directory(*p))
+      throw ExportError("onnx export: " + *p + ": is a folder");
+  }
+  const std::string bytes = model.serialize(), sidecar = meta.dump(1) + "\n";
   const std::string tmp_model = train::unique_temp_path(path);
   const std::string tmp_side = train::unique_temp_path(side_path);
   try {
@@ -551,9 +560,6 @@ void save(Graph& model, const train::Json& meta, const std::string& path) {
       train::OutputFile out(tmp);
       out.stream().write(text->data(), static_cast<std::streamsize>(text->size()));
       out.close();
-    }
-    for (const auto* p : {&path, &side_path}) {
-      if (std::filesystem::is_directory(*p)) throw train::IoError(*p + ": is a folder");
     }
     train::commit_file(tmp_side, side_path);
   } catch (const std::exception& e) {
