@@ -319,13 +319,14 @@ ner::TaggerBatch tiny_batch() {
   return b;
 }
 
-/// The second sentence of tiny_batch() alone.
+/// The second sentence of tiny_batch() alone, its characters padded to its own longest word (2,
+/// where the batch pads to 3).
 ner::TaggerBatch second_alone() {
   ner::TaggerBatch b;
   b.words = torch::tensor({9, 4}, torch::kLong).view({1, 2});
   b.casing = torch::tensor({5, 3}, torch::kLong).view({1, 2});
   b.lengths = torch::tensor({2}, torch::kLong);
-  b.chars = torch::tensor({5, 5, 0, 6, 0, 0}, torch::kLong).view({2, 3});
+  b.chars = torch::tensor({5, 5, 6, 0}, torch::kLong).view({2, 2});
   b.char_lengths = torch::tensor({2, 1}, torch::kLong);
   b.positions = torch::tensor({0, 1}, torch::kLong);
   b.tags = torch::tensor({4, 0}, torch::kLong).view({1, 2});

@@ -29,18 +29,20 @@ std::string char_features(ox::Graph& g, TaggerImpl& model) {
   const auto e = g.node("Gather", {g.constant(model.chars->weight, "E_c"), ids});  // [W, L, Ec]
   if (o.char_features() == CharFeatures::kCNN) {
     const int64_t k = o.char_kernel();
-    const auto h = g.node(
-        "Conv",
-        {g.node("Transpose", {e}, {Attr("perm", {0, 2, 1})}),
-         g.constant(model.char_cnn->weight, "W_cnn"), g.constant(model.char_cnn->bias, "b_cnn")},
-        {Attr("kernel_shape", std::vector<int64_t>{k}),
-         Attr("pads", std::vector<int64_t>{k / 2, k / 2})});  // [W, C, L]
-    // Letters past each word's length do not count in the max (-inf), as in the model.
+    // Letters past each word's length: zero embeddings into the convolution, and no part in
+    // the max (-inf), as in the model.
     const auto L = g.node(
         "Squeeze", {g.node("Shape", {ids}, {Attr("start", 1), Attr("end", 2)}), g.ints({0})});
     const auto l = g.node("Range", {g.int_scalar(0), L, g.int_scalar(1)});  // [L]
     const auto pad = g.node("GreaterOrEqual", {g.node("Unsqueeze", {l, g.ints({0})}),
                                                g.node("Unsqueeze", {len, g.ints({1})})});  // [W, L]
+    const auto e0 = g.node("Where", {g.node("Unsqueeze", {pad, g.ints({2})}), g.scalar(0.f), e});
+    const auto h = g.node(
+        "Conv",
+        {g.node("Transpose", {e0}, {Attr("perm", {0, 2, 1})}),
+         g.constant(model.char_cnn->weight, "W_cnn"), g.constant(model.char_cnn->bias, "b_cnn")},
+        {Attr("kernel_shape", std::vector<int64_t>{k}),
+         Attr("pads", std::vector<int64_t>{k / 2, k / 2})});  // [W, C, L]
     const auto masked =
         g.node("Where", {g.node("Unsqueeze", {pad, g.ints({1})}), g.scalar(-INFINITY), h});
     return g.node("ReduceMax", {masked},
@@ -83,8 +85,7 @@ void export_onnx(Loaded& m, const std::string& path) {
   }
   if (chars) {
     input("chars", {"batch", "steps", "letters"}, {"batch", "steps", "letters"},
-          "character ids of each word (at most max_word_length), padded with 0 to the batch's "
-          "longest word");
+          "character ids of each word (at most max_word_length), padded with 0 to any width");
     input("char_lengths", {"batch", "steps"}, {"batch", "steps"},
           "the number of characters of each word (at least 1), 0 past each sentence's length");
   }

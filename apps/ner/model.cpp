@@ -99,14 +99,17 @@ Tensor TaggerImpl::char_features(const TaggerBatch& b) {
       b.chars.dim() == 2 && b.char_lengths.dim() == 1 && b.chars.size(0) == b.char_lengths.size(0),
       "Tagger: expected chars [W, L] and char_lengths [W], got ", b.chars.sizes(), " and ",
       b.char_lengths.sizes());
-  const auto e = torch::dropout(chars->forward(b.chars), options.rnn().dropout(),
-                                is_training());  // [W, L, Ec]
+  auto e = torch::dropout(chars->forward(b.chars), options.rnn().dropout(),
+                          is_training());  // [W, L, Ec]
   if (options.char_features() == CharFeatures::kCNN) {
+    const int64_t L = e.size(1);
+    const auto len = b.char_lengths.to(e.device());
+    const auto pad = torch::arange(L, len.options()).unsqueeze(0) >= len.unsqueeze(1);  // [W, L]
+    // Past a word's end the window sees zeros, as the convolution's own padding gives the
+    // batch's longest word: a word's features do not depend on the words it is batched with.
+    e = e.masked_fill(pad.unsqueeze(2), 0);
     // Cast back by hand under autocast: the features join fp32 ones.
     const auto h = char_cnn->forward(e.transpose(1, 2)).to(e.scalar_type());  // [W, C, L]
-    const int64_t L = h.size(2);
-    const auto len = b.char_lengths.to(h.device());
-    const auto pad = torch::arange(L, len.options()).unsqueeze(0) >= len.unsqueeze(1);  // [W, L]
     return std::get<0>(
         h.masked_fill(pad.unsqueeze(1), -std::numeric_limits<double>::infinity()).max(2));
   }
