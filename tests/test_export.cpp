@@ -285,30 +285,11 @@ TEST(OnnxExport, SentimentClassifierMatchesOnnxRuntime) {
   EXPECT_EQ(meta["tokenizer"]["lowercase"], trained.config.lowercase);
 }
 
-namespace {
-
-/// Toy CoNLL data (as tests/test_ner.cpp's): people after "met" / "with", places after "in".
-std::string toy_conll(int n, int seed) {
-  const char* people[] = {"Anna", "Boris", "Chen", "Dara", "Emil", "Fatou", "Goran", "Hiro"};
-  const char* places[] = {"Oslo", "Lima", "Accra", "Hanoi", "Quito", "Perth"};
-  std::string s = "-DOCSTART- -X- O O\n\n";
-  for (int i = 0; i < n; ++i) {
-    const int a = (i * 7 + seed) % 8, b = (i * 3 + seed) % 6, c = (i * 5 + 1 + seed) % 8;
-    s += std::string("we O\nmet O\n") + people[a] + " I-PER\n" + "Smith I-PER\n" + "in O\n" +
-         places[b] + " I-LOC\n";
-    if (i % 3 == 0) s += std::string(places[(b + 1) % 6]) + " B-LOC\n";
-    s += std::string("with O\n") + people[c] + " I-PER\n. O\n\n";
-  }
-  return s;
-}
-
-}  // namespace
-
 TEST(OnnxExport, NerTaggerMatchesOnnxRuntime) {
   REQUIRE_RUNTIME();
   const auto dir = rnnkit_test::temp_dir("onnx_ner");
-  rnnkit_test::write_file(dir, "train.conll", toy_conll(60, 0));
-  rnnkit_test::write_file(dir, "dev.conll", toy_conll(12, 3));
+  rnnkit_test::write_file(dir, "train.conll", rnnkit_test::toy_conll(60, 0));
+  rnnkit_test::write_file(dir, "dev.conll", rnnkit_test::toy_conll(12, 3));
   train::ConfigReader config(rnnkit_test::write_file(
       dir, "ner.toml",
       "[data]\ntrain = \"train.conll\"\nvalid = \"dev.conll\"\n"

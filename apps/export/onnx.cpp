@@ -59,6 +59,35 @@ void set_type(onnx::ValueInfoProto& v, Type type, const std::vector<Dim>& dims) 
   }
 }
 
+// A body's value: its type and rank, its sizes unknown.
+void set_rank(onnx::ValueInfoProto& v, Type type, int64_t rank) {
+  auto* t = v.mutable_type()->mutable_tensor_type();
+  t->set_elem_type(elem_type(type));
+  for (int64_t i = 0; i < rank; ++i) t->mutable_shape()->add_dim();
+}
+
+// Graph inputs or outputs as the JSON beside the model lists them.
+train::Json describe(const google::protobuf::RepeatedPtrField<onnx::ValueInfoProto>& values) {
+  train::Json out = train::Json::array();
+  for (const auto& v : values) {
+    const auto& t = v.type().tensor_type();
+    train::Json shape = train::Json::array();
+    for (const auto& d : t.shape().dim()) {
+      if (d.has_dim_value()) {
+        shape.push_back(d.dim_value());
+      } else {
+        shape.push_back(d.dim_param());
+      }
+    }
+    const char* type = t.elem_type() == onnx::TensorProto::INT64   ? "int64"
+                       : t.elem_type() == onnx::TensorProto::INT32 ? "int32"
+                       : t.elem_type() == onnx::TensorProto::BOOL  ? "bool"
+                                                                   : "float32";
+    out.push_back({{"name", v.name()}, {"type", type}, {"shape", shape}, {"doc", v.doc_string()}});
+  }
+  return out;
+}
+
 void set_attr(onnx::NodeProto& node, const Attr& a) {
   auto* p = node.add_attribute();
   p->set_name(a.name);
@@ -187,11 +216,7 @@ std::string Graph::body_input(Type type, int64_t rank) {
   TORCH_CHECK(impl_->open.size() > 1, "onnx export: body_input outside a body");
   auto* v = impl_->open.back()->add_input();
   v->set_name(impl_->fresh("slice"));
-  set_type(*v, type, std::vector<Dim>(rank, Dim(std::string())));
-  // No names on the body's dimensions: unknown sizes.
-  for (auto& d : *v->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim()) {
-    d.clear_dim_param();
-  }
+  set_rank(*v, type, rank);
   return v->name();
 }
 
@@ -212,10 +237,7 @@ std::vector<std::string> Graph::scan(const std::vector<std::string>& inputs,
     n->add_output(name);
     auto* v = body->add_output();
     v->set_name(name);
-    set_type(*v, Type::kFloat, std::vector<Dim>(ranks[i], Dim(std::string())));
-    for (auto& d : *v->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim()) {
-      d.clear_dim_param();
-    }
+    set_rank(*v, Type::kFloat, ranks[i]);
   }
   impl_->open.pop_back();
   auto* n = impl_->open.back()->add_node();
@@ -538,7 +560,15 @@ std::vector<std::string> tokens_of(const data::Vocab& vocab) {
   return out;
 }
 
-void save(Graph& model, const train::Json& meta, const std::string& path) {
+train::Json Graph::signature() const {
+  const auto& g = impl_->model.graph();
+  return {{"inputs", describe(g.input())}, {"outputs", describe(g.output())}};
+}
+
+void save(Graph& model, const train::Json& app_meta, const std::string& path) {
+  train::Json meta = {{"format", kFormat}};
+  meta.update(app_meta);
+  meta.update(model.signature());
   for (const auto& [key, value] : meta.items()) {
     model.metadata(key, value.is_string() ? value.get<std::string>() : value.dump());
   }

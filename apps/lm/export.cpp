@@ -46,27 +46,9 @@ void export_onnx(Loaded& m, const std::string& path) {
   g.output(r.h_n, "h_n", Type::kFloat, {L, "batch", H}, "the state after each row's last token");
   if (memory) g.output(r.c_n, "c_n", Type::kFloat, {L, "batch", H}, "the memory cells after it");
 
-  train::Json inputs = {{{"name", "tokens"}, {"type", "int64"}, {"shape", {"batch", "steps"}}},
-                        {{"name", "lengths"}, {"type", "int64"}, {"shape", {"batch"}}},
-                        {{"name", "h0"},
-                         {"type", "float32"},
-                         {"shape", {std::to_string(L), "batch", std::to_string(H)}}}};
-  train::Json outputs = {{{"name", "log_probs"},
-                          {"type", "float32"},
-                          {"shape", {"batch", "steps", std::to_string(V)}}},
-                         {{"name", "h_n"},
-                          {"type", "float32"},
-                          {"shape", {std::to_string(L), "batch", std::to_string(H)}}}};
-  if (memory) {
-    inputs.push_back({{"name", "c0"}, {"type", "float32"}, {"shape", inputs[2]["shape"]}});
-    outputs.push_back({{"name", "c_n"}, {"type", "float32"}, {"shape", outputs[1]["shape"]}});
-  }
   train::Json meta;
-  meta["format"] = "rnnkit-onnx 1";
   meta["app"] = "lm";
   meta["architecture"] = arch;
-  meta["inputs"] = inputs;
-  meta["outputs"] = outputs;
   meta["tokenizer"] = {
       {"level", m.config.level},
       {"split", m.config.level == "char" ? "one token per Unicode code point"

@@ -70,23 +70,18 @@ void export_onnx(Loaded& m, const std::string& path) {
   const std::string arch = architecture(m.config, m.lexicon);
   ox::Graph g("rnnkit_ner", "rnnkit-ner tagger: " + arch);
   const bool chars = o.char_features() != CharFeatures::kNone, cased = o.casing_size() > 0;
-  train::Json inputs = train::Json::array();
   auto input = [&](const std::string& name, const std::vector<ox::Dim>& dims,
-                   const std::vector<std::string>& shape, const std::string& doc) {
-    g.input(name, Type::kInt64, dims, doc);
-    inputs.push_back({{"name", name}, {"type", "int64"}, {"shape", shape}, {"doc", doc}});
-  };
-  input("words", {"batch", "steps"}, {"batch", "steps"},
-        "word ids (tokenizer.words), 0 past each length");
-  input("lengths", {"batch"}, {"batch"}, "the number of words of each sentence, >= 1");
+                   const std::string& doc) { g.input(name, Type::kInt64, dims, doc); };
+  input("words", {"batch", "steps"}, "word ids (tokenizer.words), 0 past each length");
+  input("lengths", {"batch"}, "the number of words of each sentence, >= 1");
   if (cased) {
-    input("casing", {"batch", "steps"}, {"batch", "steps"},
+    input("casing", {"batch", "steps"},
           "the casing class of each word (casing_classes), 0 past each length");
   }
   if (chars) {
-    input("chars", {"batch", "steps", "letters"}, {"batch", "steps", "letters"},
+    input("chars", {"batch", "steps", "letters"},
           "character ids of each word (at most max_word_length), padded with 0 to any width");
-    input("char_lengths", {"batch", "steps"}, {"batch", "steps"},
+    input("char_lengths", {"batch", "steps"},
           "the number of characters of each word (at least 1), 0 past each sentence's length");
   }
   std::vector<std::string> parts{
@@ -111,9 +106,6 @@ void export_onnx(Loaded& m, const std::string& path) {
   const auto K = static_cast<int64_t>(m.lexicon.tags.size());
   g.output(s, "emissions", Type::kFloat, {"batch", "steps", K},
            "the score of each tag at each word (softmax decoder: their argmax)");
-  train::Json outputs = {{{"name", "emissions"},
-                          {"type", "float32"},
-                          {"shape", {"batch", "steps", std::to_string(K)}}}};
   const bool crf = o.decoder() == Decoder::kCRF;
   if (crf) {
     auto& c = *model.crf;
@@ -123,18 +115,12 @@ void export_onnx(Loaded& m, const std::string& path) {
              "the score of starting with each tag");
     g.output(g.constant(c.masked_end(), "s_end"), "end_transitions", Type::kFloat, {K},
              "the score of ending with each tag");
-    for (const char* n : {"transitions", "start_transitions", "end_transitions"}) {
-      outputs.push_back({{"name", n}, {"type", "float32"}});
-    }
   }
 
   const auto& lx = m.lexicon;
   train::Json meta;
-  meta["format"] = "rnnkit-onnx 1";
   meta["app"] = "ner";
   meta["architecture"] = arch;
-  meta["inputs"] = inputs;
-  meta["outputs"] = outputs;
   meta["decoder"] = crf ? "crf" : "softmax";
   meta["tags"] = lx.tags;
   meta["tag_scheme"] = data::to_string(lx.internal_scheme);

@@ -57,13 +57,8 @@ void export_onnx(Loaded& m, const std::string& path) {
            {"batch", C}, "the class probabilities, in the order of the metadata's labels");
 
   train::Json meta;
-  meta["format"] = "rnnkit-onnx 1";
   meta["app"] = "sentiment";
   meta["architecture"] = m.config.architecture(m.vocab.size(), m.labels);
-  meta["inputs"] = {{{"name", "tokens"}, {"type", "int64"}, {"shape", {"batch", "steps"}}},
-                    {{"name", "lengths"}, {"type", "int64"}, {"shape", {"batch"}}}};
-  meta["outputs"] = {
-      {{"name", "probabilities"}, {"type", "float32"}, {"shape", {"batch", std::to_string(C)}}}};
   meta["labels"] = m.labels;
   meta["tokenizer"] = {{"split", "whitespace"},
                        {"lowercase", m.config.lowercase},

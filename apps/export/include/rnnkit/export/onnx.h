@@ -100,6 +100,10 @@ class Graph {
                                 const std::vector<std::string>& body_outputs,
                                 const std::vector<int64_t>& ranks, const std::vector<Attr>& attrs);
 
+  /// {"inputs": [...], "outputs": [...]}: each graph input and output's name, type ("int64",
+  /// "float32"), shape (sizes and axis names) and doc, read off the graph.
+  train::Json signature() const;
+
   /// The model's bytes (the protobuf's own serialisation).
   std::string serialize() const;
 
@@ -130,10 +134,14 @@ std::string step_mask(Graph& g, const std::string& x, const std::string& lengths
 /// PATH.json.
 std::string sidecar_path(const std::string& path);
 
-/// Puts every top-level key of `meta` into the model's metadata_props (a string as it is,
-/// anything else as JSON), then writes the model to `path` and `meta` to sidecar_path(path),
-/// each through a temp file and a rename. When either fails, neither is left behind (an earlier
-/// file at either path stays) and an ExportError names the path and the reason.
+/// The metadata's "format": what a reader checks before trusting the keys.
+constexpr const char* kFormat = "rnnkit-onnx 1";
+
+/// The metadata: "format", the app's `meta`, and the graph's signature(). Every top-level key
+/// goes into the model's metadata_props (a string as it is, anything else as JSON); then writes the
+/// model to `path` and `meta` to sidecar_path(path), each through a temp file and a rename. When
+/// either fails, neither is left behind (an earlier file at either path stays) and an ExportError
+/// names the path and the reason.
 void save(Graph& model, const train::Json& meta, const std::string& path);
 
 /// The `export` command of an app: --checkpoint, --output and the model options (threads,
