@@ -11,8 +11,10 @@ command -v gnuplot >/dev/null || { echo "plot_metrics: gnuplot is not installed 
 
 header="$(head -n 1 "$csv")"
 IFS=',' read -r -a cols <<<"$header"
-# Columns 1-2 are epoch and step; the last two are lr and seconds.
-last=$(( ${#cols[@]} - 2 ))
+# Columns 1-2 are epoch and step, then the losses and metrics up to lr (precision and seconds
+# follow it).
+last=0
+for i in "${!cols[@]}"; do [[ ${cols[$i]} == lr ]] && last=$i; done
 if (( last < 3 )); then echo "plot_metrics: no metric columns in $csv" >&2; exit 1; fi
 if (( $(wc -l <"$csv") < 2 )); then echo "plot_metrics: $csv has no rows yet" >&2; exit 1; fi
 

@@ -20,10 +20,10 @@ grep -q "^ *precision    recall  f1-score   support$" "$work/one.txt" || fail "e
 grep -q "^    accuracy  *0\.[0-9]\{4\}  *1000$" "$work/one.txt" || fail "eval accuracy row: $(cat "$work/one.txt")"
 grep -q "^weighted avg  *0\.[0-9]\{4\}  *0\.[0-9]\{4\}  *0\.[0-9]\{4\}  *1000$" "$work/one.txt" || fail "eval table: $(cat "$work/one.txt")"
 "$sent" eval --checkpoint "$work/s1/best.pt" --ensemble "$work/s2/best.pt" --file "$data" --json > "$work/both.json"
-grep -q '^{"accuracy":[0-9.e-]*,"macro_f1":[0-9.e-]*,"labels":\["0","1"\],"classes":{"0":{"precision":[0-9.e-]*,"recall":[0-9.e-]*,"f1":[0-9.e-]*,"support":[0-9]*},"1":{.*"macro avg":{.*"weighted avg":{.*"confusion":\[\[[0-9]*,[0-9]*\],\[[0-9]*,[0-9]*\]\]}$' \
+grep -q '^{"accuracy":[0-9.e-]*,"macro_f1":[0-9.e-]*,"labels":\["0","1"\],"classes":{"0":{"precision":[0-9.e-]*,"recall":[0-9.e-]*,"f1":[0-9.e-]*,"support":[0-9]*},"1":{.*"macro avg":{.*"weighted avg":{.*"confusion":\[\[[0-9]*,[0-9]*\],\[[0-9]*,[0-9]*\]\],"autocast":"fp32"}$' \
   "$work/both.json" || fail "eval --json: $(cat "$work/both.json")"
 # The confusion matrix counts each of the file's 1,000 sentences once.
-total=$(sed 's/.*"confusion"://; s/[^0-9]/ /g' "$work/both.json" | awk '{ for (i = 1; i <= NF; ++i) s += $i } END { print s }')
+total=$(sed 's/.*"confusion"://; s/],"autocast".*/]/; s/[^0-9]/ /g' "$work/both.json" | awk '{ for (i = 1; i <= NF; ++i) s += $i } END { print s }')
 [[ $total -eq 1000 ]] || fail "the confusion matrix counts $total sentences, expected 1000"
 
 printf 'The food was wonderful.\nTerrible service, never again.\n' |

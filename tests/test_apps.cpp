@@ -3,7 +3,9 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
+#include <sstream>
 
 #include <fmt/core.h>
 #include <rnnkit/data/corpus.h>
@@ -50,7 +52,30 @@ std::string read_all(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
-/// The loss columns of metrics.csv (everything but the wall-clock seconds).
+/// metrics.csv's rows, each cell under its header's name.
+std::vector<std::map<std::string, std::string>> metrics_rows(const std::string& run_dir) {
+  std::ifstream in(fs::path(run_dir) / "metrics.csv");
+  auto split = [](const std::string& line) {
+    std::vector<std::string> cells;
+    std::string cell;
+    for (std::istringstream s(line); std::getline(s, cell, ',');) cells.push_back(cell);
+    if (!line.empty() && line.back() == ',') cells.emplace_back();
+    return cells;
+  };
+  std::string line;
+  std::getline(in, line);
+  const auto names = split(line);
+  std::vector<std::map<std::string, std::string>> rows;
+  while (std::getline(in, line)) {
+    const auto cells = split(line);
+    EXPECT_EQ(cells.size(), names.size()) << line;
+    auto& row = rows.emplace_back();
+    for (size_t i = 0; i < names.size() && i < cells.size(); ++i) row[names[i]] = cells[i];
+  }
+  return rows;
+}
+
+/// metrics.csv's lines without their last column (the wall-clock seconds), to compare runs.
 std::vector<std::string> loss_curve(const std::string& run_dir) {
   std::ifstream in(fs::path(run_dir) / "metrics.csv");
   std::vector<std::string> rows;
@@ -227,9 +252,121 @@ TEST(Precision, Bf16LanguageModelTrainsAsFp32AndCheckpointsCrossLoad) {
   EXPECT_NE(bf16_of_fp32, r32.last.get("val_loss")) << "the bf16 evaluation ran in fp32";
   for (const auto& p : m16.model->parameters()) EXPECT_EQ(p.scalar_type(), torch::kFloat);
 
+  // metrics.csv says each epoch's precision. A run begun before the column existed (its file
+  // without it) and resumed in bf16 gets the column, empty where it was not recorded.
+  for (const auto& [run, precision] : {std::pair{"fp32", "fp32"}, std::pair{"bf16", "bf16"}}) {
+    const auto rows = metrics_rows(dir + "/" + run);
+    ASSERT_EQ(rows.size(), 2u) << run;
+    for (const auto& row : rows) EXPECT_EQ(row.at("precision"), precision) << run;
+  }
+  const auto csv = dir + "/fp32/metrics.csv";
+  std::string old_csv;
+  {
+    std::ifstream in(csv);
+    for (std::string line; std::getline(in, line);) {
+      const auto seconds = line.rfind(','), precision = line.rfind(',', seconds - 1);
+      old_csv += line.substr(0, precision) + line.substr(seconds) + "\n";
+    }
+  }
+  ASSERT_EQ(old_csv.substr(0, old_csv.find('\n')),
+            "epoch,step,train_loss,val_loss,val_ppl,val_bpc,lr,seconds");
+  write(dir + "/fp32", "metrics.csv", old_csv);
+  auto resumed = rnnkit_test::quiet_run(dir + "/fp32");
+  resumed.resume = true;
+  train::ConfigReader c_more(config, {"train.precision=bf16", "train.epochs=3"});
+  lm::train(c_more, resumed);
+  const auto rows = metrics_rows(dir + "/fp32");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].at("precision"), "");
+  EXPECT_EQ(rows[1].at("precision"), "");
+  EXPECT_EQ(rows[2].at("precision"), "bf16");
+  EXPECT_EQ(rows[1].at("val_loss"), fmt::format("{:.6f}", r32.last.get("val_loss")))
+      << "the earlier rows are kept as they were";
+
   train::ConfigReader c_half(config, {"train.precision=fp16"});
   expect_message<c10::ValueError>([&] { lm::train(c_half, rnnkit_test::quiet_run(dir + "/fp16")); },
                                   {"fp16 is for CUDA devices only"});
+}
+
+// Loss scaling in fit() (train.grad_scaler, rnnkit/grad_scaler.h). In fp32 a power-of-two
+// scale rounds nothing, so a run with it is the run without, bit for bit: the scale reaches
+// the backward and is taken out again before the step. A first scale of 2^140 overflows (fp32
+// ends below 2^128): those steps are skipped, halving the scale each time, and the run trains on
+// from where the scale fits. A run stopped there and resumed scales as the run straight through
+// (the scale and its count of good steps are in the checkpoint).
+TEST(Precision, LossScalingIsExactSkipsOverflowedStepsAndResumes) {
+  const auto dir = temp_dir("lm_scaler");
+  const auto config = tiny_lm_config(dir);
+  const auto weights = [](const std::string& checkpoint) {
+    return lm::load_model(checkpoint, torch::kCPU).model->parameters();
+  };
+  const auto same = [](const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+  };
+  train::ConfigReader plain(config), dynamic(config, {"train.grad_scaler=dynamic"});
+  const auto r_plain = lm::train(plain, rnnkit_test::quiet_run(dir + "/plain"));
+  const auto r_dynamic = lm::train(dynamic, rnnkit_test::quiet_run(dir + "/dynamic"));
+  EXPECT_EQ(r_dynamic.skipped_steps, 0);
+  same(weights(dir + "/plain/last.pt"), weights(dir + "/dynamic/last.pt"));
+  EXPECT_EQ(r_dynamic.last.get("val_loss"), r_plain.last.get("val_loss"));
+
+  const std::vector<std::string> huge = {"train.grad_scaler=dynamic",
+                                         "train.grad_scaler_init=1.393796574908164e+42"};
+  train::ConfigReader overflowing(config, huge);
+  const auto r_over = lm::train(overflowing, rnnkit_test::quiet_run(dir + "/over"));
+  // 2^140 down to 2^127 at least: from 2^128 up the scale itself is inf in fp32, and so is
+  // every gradient (measured: 13 skipped steps, the first 13); the rest of the steps train.
+  EXPECT_GE(r_over.skipped_steps, 13);
+  EXPECT_LT(r_over.skipped_steps, r_over.steps / 4);
+  auto saved = train::open_checkpoint(dir + "/over/last.pt", "lm", "");
+  EXPECT_EQ(train::get_double(saved, "scaler/scale"), std::ldexp(1.0, 140 - r_over.skipped_steps))
+      << "halved once per skipped step, never grown (grad_scaler_interval 2000)";
+  EXPECT_LT(r_over.last.get("val_loss"), 1.25 * r_plain.last.get("val_loss"));
+
+  auto first = rnnkit_test::quiet_run(dir + "/pieces");
+  first.max_steps = 8;  // inside the overflowing steps
+  train::ConfigReader c1(config, huge), c2(config, huge);
+  const auto r1 = lm::train(c1, first);
+  EXPECT_TRUE(r1.interrupted);
+  first.max_steps = 0;
+  first.resume = true;
+  const auto r2 = lm::train(c2, first);
+  EXPECT_EQ(r1.skipped_steps + r2.skipped_steps, r_over.skipped_steps);
+  same(weights(dir + "/over/last.pt"), weights(dir + "/pieces/last.pt"));
+
+  // A resumed run may turn loss scaling on or off, as it may change train.precision.
+  auto on_again = rnnkit_test::quiet_run(dir + "/plain");
+  on_again.resume = true;
+  train::ConfigReader c3(config, {"train.grad_scaler=dynamic", "train.epochs=3"});
+  EXPECT_EQ(lm::train(c3, on_again).epochs_done, 3);
+}
+
+// fp16 on CUDA (skipped without a GPU): the same fixed-seed run as fp32, with dynamic loss
+// scaling on by default; fp16's 11-bit significand (u = 2^-11) rounds less than bf16, so the
+// runs end within bf16's 1%, and the checkpoint (fp32 weights) evaluates on a CPU.
+TEST(Precision, Fp16OnCudaTrainsNearFp32WithLossScaling) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const auto dir = temp_dir("lm_fp16");
+  const auto config = tiny_lm_config(dir);
+  auto on_gpu = [&](const std::string& name) {
+    auto r = rnnkit_test::quiet_run(dir + "/" + name);
+    r.device = "cuda";
+    return r;
+  };
+  train::ConfigReader c32(config), c16(config, {"train.precision=fp16"});
+  const auto r32 = lm::train(c32, on_gpu("fp32"));
+  const auto r16 = lm::train(c16, on_gpu("fp16"));
+  const double l32 = rnnkit_test::last_train_loss(dir + "/fp32");
+  const double l16 = rnnkit_test::last_train_loss(dir + "/fp16");
+  EXPECT_NEAR(l16, l32, 0.01 * l32);
+  EXPECT_NE(l16, l32) << "nothing ran in fp16";
+  EXPECT_NEAR(r16.last.get("val_loss"), r32.last.get("val_loss"), 0.01 * r32.last.get("val_loss"));
+  EXPECT_LT(r16.skipped_steps, r16.steps / 4);
+  auto saved = train::open_checkpoint(dir + "/fp16/last.pt", "lm", "");
+  EXPECT_GT(train::get_double(saved, "scaler/scale"), 1.0);
+  auto m16 = lm::load_model(dir + "/fp16/last.pt", torch::kCPU);
+  for (const auto& p : m16.model->parameters()) EXPECT_EQ(p.scalar_type(), torch::kFloat);
 }
 
 TEST(Checkpoint, AtomicAndRefusesTruncatedForeignAndOtherModels) {
@@ -318,10 +455,10 @@ TEST(Training, CosineScheduleAnnealsByStepAndResumesExactly) {
   const auto a = loss_curve(dir + "/whole");
   EXPECT_EQ(a, loss_curve(dir + "/parts"));
   // metrics.csv reports the rate the next epoch starts at: halfway, then min_lr.
-  ASSERT_EQ(a.size(), 3u);
-  EXPECT_EQ(a[0].substr(a[0].rfind(',') + 1), "lr");
-  EXPECT_DOUBLE_EQ(std::stod(a[1].substr(a[1].rfind(',') + 1)), 0.0055);
-  EXPECT_DOUBLE_EQ(std::stod(a[2].substr(a[2].rfind(',') + 1)), 0.001);
+  const auto rows = metrics_rows(dir + "/whole");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_DOUBLE_EQ(std::stod(rows[0].at("lr")), 0.0055);
+  EXPECT_DOUBLE_EQ(std::stod(rows[1].at("lr")), 0.001);
 
   train::ConfigReader bad(config, {"train.min_lr=0.5"});
   expect_message<train::ConfigError>(
@@ -468,11 +605,10 @@ TEST(Training, MaxMinutesStopMidEpochLeavesBestScheduleAndMetricsToWholeEpochs) 
   EXPECT_EQ(rest.steps, 15);
   EXPECT_DOUBLE_EQ(rest.best.get("val_loss"), 1.0);
   // Each whole epoch improved, so the plateau schedule never decayed, in either run.
-  const auto w = loss_curve(dir + "/whole");
-  ASSERT_EQ(w.size(), 4u);
-  for (size_t i = 1; i < w.size(); ++i)
-    EXPECT_DOUBLE_EQ(std::stod(w[i].substr(w[i].rfind(',') + 1)), 0.1) << w[i];
-  EXPECT_EQ(w, loss_curve(dir + "/parts"));
+  const auto w = metrics_rows(dir + "/whole");
+  ASSERT_EQ(w.size(), 3u);
+  for (const auto& row : w) EXPECT_DOUBLE_EQ(std::stod(row.at("lr")), 0.1);
+  EXPECT_EQ(loss_curve(dir + "/whole"), loss_curve(dir + "/parts"));
 }
 
 namespace {
@@ -497,9 +633,7 @@ class SlowTask : public FakeTask {
 
 std::vector<double> lr_column(const std::string& run_dir) {
   std::vector<double> lr;
-  const auto rows = loss_curve(run_dir);
-  for (size_t i = 1; i < rows.size(); ++i)
-    lr.push_back(std::stod(rows[i].substr(rows[i].rfind(',') + 1)));
+  for (const auto& row : metrics_rows(run_dir)) lr.push_back(std::stod(row.at("lr")));
   return lr;
 }
 }  // namespace

@@ -1,6 +1,6 @@
-// Mixed precision (rnnkit/precision.h): under AutocastGuard(bf16) every cell's products run in
-// bf16 and everything else in fp32. Each cell, forward and backward, against the same weights
-// in fp32, one direction and two, two layers, variable lengths.
+// Mixed precision (rnnkit/precision.h, rnnkit/grad_scaler.h): under AutocastGuard(bf16) every
+// cell's products run in bf16 and everything else in fp32. Each cell, forward and backward, against
+// the same weights in fp32, one direction and two, two layers, variable lengths.
 //
 // The tolerance comes from bf16's 8-bit significand: u = 2^-8 is its relative rounding error.
 // A product rounds its two inputs (error <= u each, relative) and accumulates in fp32, so a
@@ -15,6 +15,9 @@
 // directions, whose kinks flip when a pre-activation near 0 is rounded).
 #include <cmath>
 
+#include <torch/cuda.h>
+
+#include <rnnkit/grad_scaler.h>
 #include <rnnkit/precision.h>
 
 #include "test_util.h"
@@ -148,4 +151,95 @@ TEST(Precision, NamesGuardsAndRefusals) {
   const Tensor under = rnn->forward(x).output;
   EXPECT_EQ(under.scalar_type(), torch::kDouble);
   EXPECT_EQ(rnnkit_test::max_abs_diff(plain, under), 0.0);
+}
+
+// Loss scaling (rnnkit/grad_scaler.h). A power-of-two scale passes through backward and back
+// without rounding anything: the unscaled gradients are bit-identical to an unscaled
+// backward's, in float32 and float64, on every device the gradients are on.
+TEST(GradScaler, ScalesAndUnscalesExactlyAndFindsOverflows) {
+  std::vector<torch::Device> devices{torch::kCPU};
+  if (torch::cuda::is_available()) devices.emplace_back(torch::kCUDA);
+  for (const auto& device : devices) {
+    for (const auto dtype : {torch::kFloat, torch::kDouble}) {
+      SCOPED_TRACE(device.str() + " " + c10::toString(dtype));
+      torch::manual_seed(5);
+      auto rnn = RNN(RNNOptions("lstm", 3, 4).num_layers(2));
+      rnn->to(device, dtype);
+      const Tensor x = torch::randn({6, 2, 3}, torch::TensorOptions(dtype).device(device));
+      auto loss = [&] { return rnn->forward(x).output.pow(2).mean(); };
+      loss().backward();
+      std::vector<Tensor> plain;
+      for (const auto& p : rnn->parameters()) plain.push_back(p.grad().clone());
+
+      GradScaler scaler;  // 2^16
+      rnn->zero_grad();
+      const Tensor l = loss();
+      EXPECT_EQ(scaler.scale(l).item<double>(), l.item<double>() * 65536.0);
+      scaler.scale(l).backward();
+      const auto params = rnn->parameters();
+      EXPECT_EQ(rnnkit_test::max_abs_diff(params[0].grad(), plain[0] * 65536.0), 0.0);
+      EXPECT_FALSE(scaler.unscale_(params));
+      for (size_t i = 0; i < params.size(); ++i) {
+        EXPECT_EQ(rnnkit_test::max_abs_diff(params[i].grad(), plain[i]), 0.0) << i;
+      }
+
+      // One inf or NaN anywhere is an overflow; a parameter without a gradient is passed over.
+      const Tensor no_grad = torch::zeros({2}, torch::TensorOptions(dtype).device(device));
+      auto with = [&](double bad) {
+        for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad().copy_(plain[i]);
+        params.back().mutable_grad().view(-1)[1].fill_(bad);
+        std::vector<Tensor> all = params;
+        all.push_back(no_grad);
+        return scaler.unscale_(all);
+      };
+      EXPECT_TRUE(with(INFINITY));
+      EXPECT_TRUE(with(-INFINITY));
+      EXPECT_TRUE(with(NAN));
+      EXPECT_FALSE(with(1.0));
+    }
+  }
+}
+
+// The schedule of the scale: halved (and the count of good steps reset) on an overflow,
+// doubled after growth_interval good steps, never grown into inf; state restored by load().
+TEST(GradScaler, BacksOffGrowsAndRestores) {
+  GradScaler s(GradScalerOptions().init_scale(1024).growth_interval(3));
+  s.update(false);
+  s.update(false);
+  EXPECT_EQ(s.scale(), 1024);
+  EXPECT_EQ(s.growth_tracker(), 2);
+  s.update(true);
+  EXPECT_EQ(s.scale(), 512);
+  EXPECT_EQ(s.growth_tracker(), 0);
+  for (int i = 0; i < 3; ++i) s.update(false);
+  EXPECT_EQ(s.scale(), 1024);
+  EXPECT_EQ(s.growth_tracker(), 0);
+  s.update(false);
+
+  GradScaler again(GradScalerOptions().init_scale(1024).growth_interval(3));
+  again.load(s.scale(), s.growth_tracker());
+  for (auto* g : {&s, &again}) {
+    g->update(false);
+    g->update(false);
+  }
+  EXPECT_EQ(again.scale(), s.scale());
+  EXPECT_EQ(again.scale(), 2048);
+
+  GradScaler top(GradScalerOptions().init_scale(std::ldexp(1.0, 1023)).growth_interval(1));
+  top.update(false);
+  EXPECT_EQ(top.scale(), std::ldexp(1.0, 1023)) << "grown into inf";
+
+  using rnnkit_test::expect_message;
+  expect_message<c10::ValueError>([] { GradScaler(GradScalerOptions().init_scale(0)); },
+                                  {"init_scale that is finite and positive, got 0"});
+  expect_message<c10::ValueError>([] { GradScaler(GradScalerOptions().backoff_factor(1)); },
+                                  {"backoff_factor in (0, 1), got 1"});
+  expect_message<c10::ValueError>([] { GradScaler(GradScalerOptions().growth_factor(0.5)); },
+                                  {"growth_factor > 1, got 0.5"});
+  expect_message<c10::ValueError>([] { GradScaler(GradScalerOptions().growth_interval(0)); },
+                                  {"growth_interval >= 1, got 0"});
+  expect_message<c10::ValueError>([&] { again.load(INFINITY, 0); },
+                                  {"saved scale that is finite and positive, got inf"});
+  expect_message<c10::ValueError>([&] { again.load(8, -1); },
+                                  {"saved growth tracker >= 0, got -1"});
 }

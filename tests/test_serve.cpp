@@ -144,6 +144,7 @@ TEST(Serve, HealthAndModelCards) {
     EXPECT_GT(card["vocabulary_size"].get<int64_t>(), 0) << card;
     EXPECT_TRUE(card["checkpoints"][0]["run"].contains("epoch")) << card;
     EXPECT_TRUE(card["checkpoints"][0]["run"].contains("validation")) << card;
+    EXPECT_EQ(card["checkpoints"][0]["run"].value("precision", ""), "fp32") << card;
     EXPECT_EQ(card["rnnkit_version"], RNNKIT_VERSION);
     if (card["name"] == "sst") {
       EXPECT_EQ(card["task"], "sentiment");

@@ -64,7 +64,7 @@ int cmd_eval(int argc, char** argv) {
     train::Json j{
         {"file", file}, {"tokens", p.tokens}, {"loss", p.loss}, {"perplexity", p.perplexity()}};
     if (m.config.level == "char") j["bits_per_char"] = p.bits_per_token();
-    if (run.precision != "fp32") j["autocast"] = run.precision;  // --precision, when not fp32
+    j["autocast"] = run.precision;  // --precision ("fp32": autocast off)
     train::print_json(std::cout, j);
   } else {
     std::cout << fmt::format("{}: {} tokens, loss {:.4f} nats/token, perplexity {:.2f}", file,

@@ -63,7 +63,7 @@ int cmd_eval(int argc, char** argv) {
                 {"found", ev.found_guessed()},
                 {"correct", ev.correct_chunks()},
                 {"types", types}};
-  if (run.precision != "fp32") j["autocast"] = run.precision;  // --precision, when not fp32
+  j["autocast"] = run.precision;  // --precision ("fp32": autocast off)
   train::print_json(std::cout, j);
   return 0;
 }

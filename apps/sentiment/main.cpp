@@ -96,7 +96,7 @@ int cmd_eval(int argc, char** argv) {
   const auto r = sentiment::evaluate(models, files, device);
   if (args.count("json")) {
     train::Json j = train::to_json(r, m.labels);
-    if (run.precision != "fp32") j["autocast"] = run.precision;  // --precision, when not fp32
+    j["autocast"] = run.precision;  // --precision ("fp32": autocast off)
     train::print_json(std::cout, j);
   } else {
     std::cout << train::format_report(r, m.labels);

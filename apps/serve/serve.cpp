@@ -440,7 +440,8 @@ int64_t parameter_count(const torch::nn::Module& m) {
   return n;
 }
 
-/// The epoch of `checkpoint` (as fit() saved it) and that epoch's row of metrics.csv beside it.
+/// The epoch of `checkpoint` (as fit() saved it) and that epoch's row of metrics.csv beside it:
+/// its validation metrics and the precision it trained in.
 Json run_record(const std::string& checkpoint, const std::string& task) {
   Json r = Json::object();
   const auto csv = fs::path(checkpoint).parent_path() / "metrics.csv";
@@ -463,6 +464,7 @@ Json run_record(const std::string& checkpoint, const std::string& task) {
     if (cells.empty() || cells[0] != std::to_string(epoch)) continue;
     Json v = Json::object();
     for (size_t i = 0; i < cells.size() && i < names.size(); ++i) {
+      if (names[i] == "precision" && !cells[i].empty()) r["precision"] = cells[i];
       if (names[i].rfind("val_", 0) == 0) {
         try {
           v[names[i]] = std::stod(cells[i]);

@@ -11,6 +11,7 @@
 
 #include <rnnkit/compat.h>
 #include <rnnkit/data/text.h>
+#include <rnnkit/grad_scaler.h>
 #include <rnnkit/train/checkpoint.h>
 #include <rnnkit/train/scheduler.h>
 #include <rnnkit/train/signals.h>
@@ -224,6 +225,7 @@ class FitLoop {
     st_.load(a);
     scheduler_.load(a);
     set_lr(*optimizer_, get_double(a, "train/lr"));
+    load_scaler(a);
     load_rng(a);
     resumed_mid_epoch_ = true;
     if (strategy_->writes()) metrics_.trim(st_.epoch);
@@ -235,12 +237,18 @@ class FitLoop {
 
   /// A resumed run continues with the config it started with: a --set or a config edited since
   /// is refused, never ignored, except for the keys that only say how long or how loudly to go
-  /// on (train.epochs, train.max_minutes, train.log_every) and train.precision (weights and
-  /// optimizer state are fp32 whatever it is), which are applied and recorded in config.toml.
+  /// on (train.epochs, train.max_minutes, train.log_every) and train.precision with the loss
+  /// scaling keys (weights and optimizer state are fp32 whatever they are), which are applied
+  /// and recorded in config.toml.
   /// run_dir/config.toml itself must still be what the run trained with.
   void check_resumed_config(const std::string& saved) {
-    static const std::set<std::string> kMayChange = {"train.epochs", "train.max_minutes",
-                                                     "train.log_every", "train.precision"};
+    static const std::set<std::string> kMayChange = {"train.epochs",
+                                                     "train.max_minutes",
+                                                     "train.log_every",
+                                                     "train.precision",
+                                                     "train.grad_scaler",
+                                                     "train.grad_scaler_init",
+                                                     "train.grad_scaler_interval"};
     const std::string recorded = (fs::path(run_.run_dir) / "config.toml").string();
     if (strategy_->writes() && fs::exists(recorded)) {
       std::string text;
@@ -261,9 +269,9 @@ class FitLoop {
     if (const auto d = first_difference(saved, config_text_, kMayChange)) {
       throw RunDirError(fmt::format(
           "--resume: the config differs from the run's at key {} ({} in {}, {} now); a resumed "
-          "run continues with the config it started with (only train.epochs, train.max_minutes "
-          "and train.log_every may change): drop the change, or start a new run with "
-          "--overwrite or another --run-dir",
+          "run continues with the config it started with (only train.epochs, train.max_minutes, "
+          "train.log_every, train.precision and the train.grad_scaler keys may change): drop "
+          "the change, or start a new run with --overwrite or another --run-dir",
           d->key, d->a, last_path_, d->b));
     }
     if (strategy_->writes() && first_difference(saved, config_text_)) {
@@ -292,8 +300,22 @@ class FitLoop {
     scheduler_.save(a);
     put_double(a, "train/lr", get_lr(*optimizer_));
     put_int(a, "train/world_size", strategy_->shard().world);
+    if (scaler_) {
+      put_double(a, "scaler/scale", scaler_->scale());
+      put_int(a, "scaler/growth_tracker", scaler_->growth_tracker());
+    }
     save_rng(a);
     strategy_->on_first([&] { write_checkpoint(path, task_.app_name(), task_.architecture(), a); });
+  }
+
+  /// The loss scale where the checkpoint left it; a checkpoint of a run without loss scaling
+  /// (fp32 or bf16 resumed as fp16) starts at train.grad_scaler_init.
+  void load_scaler(torch::serialize::InputArchive& a) {
+    torch::Tensor scale, tracker;
+    if (scaler_ && a.try_read("scaler/scale", scale, true) &&
+        a.try_read("scaler/growth_tracker", tracker, true)) {
+      scaler_->load(scale.item<double>(), tracker.item<int64_t>());
+    }
   }
 
   /// The random streams every process keeps: CPU, and CUDA's when present, one per process, so
@@ -332,6 +354,7 @@ class FitLoop {
     if (const double lr = scheduler_.rate_before_step(at); lr >= 0) set_lr(*optimizer_, lr);
     model_.train();
     optimizer_->zero_grad();
+    strategy_->set_loss_scale(scaler_ ? scaler_->scale() : 1.0);
     const StepReport r = strategy_->forward_backward(
         task_, st_.batch, [this] { return scheduler_.out_of_time(elapsed()); }, params_);
     step_signal_ = r.signal;
@@ -339,9 +362,25 @@ class FitLoop {
     // system call on the others.
     const Scheduler::Next next =
         scheduler_.after_step(r, at, r.nonfinite ? kept_checkpoint() : std::string());
-    if (o_.clip_value > 0) torch::nn::utils::clip_grad_value_(params_, o_.clip_value);
-    if (o_.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params_, o_.clip_norm);
-    optimizer_->step();
+    // Unscaled before clipping, which must see the true gradients. An overflow is the same on
+    // every process (the gradients are averaged first), so all skip the step together.
+    const bool overflow = scaler_ && scaler_->unscale_(params_);
+    if (!overflow) {
+      if (o_.clip_value > 0) torch::nn::utils::clip_grad_value_(params_, o_.clip_value);
+      if (o_.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params_, o_.clip_norm);
+      optimizer_->step();
+    }
+    if (scaler_) {
+      const double scale = scaler_->scale();
+      scaler_->update(overflow);
+      if (overflow) {
+        ++r_.skipped_steps;
+        progress_.note(
+            fmt::format("step {}: the gradients overflowed at loss scale {:g}; the "
+                        "step is skipped and the scale lowered to {:g}",
+                        st_.step + 1, scale, scaler_->scale()));
+      }
+    }
     ++st_.step;
     ++steps_this_run_;
     st_.loss_sum += r.loss_sum;
@@ -356,18 +395,20 @@ class FitLoop {
     return fs::exists(last_path_) || fs::exists(best_path_) ? run_.run_dir : "";
   }
 
-  /// train.precision, checked against the device before the first step.
+  /// train.precision, checked against the device before the first step, and the loss scaling
+  /// it asks for (train.grad_scaler).
   void set_precision() {
     precision_ = parse_precision(o_.precision);
     const auto type = device_.type();
-    if (precision_ == Precision::kFP16 && type == c10::DeviceType::CUDA) {
-      throw std::invalid_argument(
-          "train.precision = \"fp16\" needs a gradient scaler (as torch.cuda.amp.GradScaler), "
-          "which rnnkit does not have yet; use \"bf16\" on CUDA");
-    }
     const AutocastGuard check(precision_, type);  // fp16 on a CPU: a ValueError saying so
     strategy_->set_precision(precision_, type);
     if (!quiet_) warn_if_bf16_is_slow(precision_, type, "train.precision = \"bf16\"");
+    if (o_.grad_scaler == "dynamic" ||
+        (o_.grad_scaler == "auto" && precision_ == Precision::kFP16)) {
+      scaler_.emplace(GradScalerOptions()
+                          .init_scale(o_.grad_scaler_init)
+                          .growth_interval(o_.grad_scaler_interval));
+    }
   }
 
   Metrics evaluate() {
@@ -421,7 +462,8 @@ class FitLoop {
     const double train_loss =
         st_.loss_count ? st_.loss_sum / static_cast<double>(st_.loss_count) : NAN;
     if (strategy_->writes())
-      metrics_.append(st_.epoch + 1, st_.step, train_loss, m, e.rate, elapsed());
+      metrics_.append(st_.epoch + 1, st_.step, train_loss, m, e.rate, to_string(precision_),
+                      elapsed());
     if (!quiet_) {
       fmt::print(stderr, "epoch {}: train loss {:.4f}, {} (best {}: {:.4f}), lr {:.3g}, {}\n",
                  st_.epoch + 1, train_loss, metrics_text(m), m.main, scheduler_.best(), e.rate,
@@ -476,6 +518,7 @@ class FitLoop {
   Clock::time_point t_start_ = Clock::now();
   double elapsed_before_ = 0;
   Precision precision_ = Precision::kFP32;
+  std::optional<GradScaler> scaler_;  // train.grad_scaler
 };
 
 }  // namespace

@@ -9,19 +9,48 @@
 #include <rnnkit/train/system.h>
 
 namespace rnnkit::train {
+namespace {
+
+/// Rewrites a metrics.csv whose header is `header` minus the precision column (a run begun
+/// before it existed, resumed since) with an empty precision cell in each earlier row.
+void add_precision_column(const std::string& path, const std::string& header) {
+  const std::string before_seconds = ",lr,seconds";
+  std::ifstream in(path);
+  std::string first;
+  if (!std::getline(in, first) || first + "\n" == header) return;
+  const auto at = first.rfind(before_seconds);
+  if (at == std::string::npos || at + before_seconds.size() != first.size() ||
+      first.substr(0, at) + ",lr,precision,seconds\n" != header) {
+    return;  // another layout: rows are appended as they are
+  }
+  std::string text = header;
+  for (std::string line; std::getline(in, line);) {
+    const auto last = line.rfind(',');
+    if (last == std::string::npos) {
+      text += line + "\n";
+      continue;
+    }
+    text += line.substr(0, last) + "," + line.substr(last) + "\n";
+  }
+  in.close();
+  write_text_atomically(path, text);
+}
+
+}  // namespace
 
 void MetricsLog::append(int64_t epoch, int64_t step, double train_loss, const Metrics& m, double lr,
-                        double seconds) const {
-  const bool fresh = !std::filesystem::exists(path_);
+                        const std::string& precision, double seconds) const {
+  std::string header = "epoch,step,train_loss";
+  for (const auto& kv : m.values) header += "," + kv.first;
+  header += ",lr,precision,seconds\n";
+  std::error_code ec;
+  const bool fresh = !std::filesystem::exists(path_) || std::filesystem::file_size(path_, ec) == 0;
+  if (!fresh) add_precision_column(path_, header);
   OutputFile out(path_, /*append=*/true);
-  if (fresh) {
-    out << "epoch,step,train_loss";
-    for (const auto& kv : m.values) out << "," << kv.first;
-    out << ",lr,seconds\n";
-  }
+  if (fresh) out << header;
   out << epoch << "," << step << "," << fmt::format("{:.6f}", train_loss);
   for (const auto& kv : m.values) out << "," << fmt::format("{:.6f}", kv.second);
-  out << "," << lr << "," << fmt::format("{:.1f}", seconds) << "\n";
+  out << "," << lr << "," << precision << "," << fmt::format("{:.1f}", seconds) << "\n";
   out.close();
 }
 

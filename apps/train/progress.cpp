@@ -46,4 +46,10 @@ void Progress::end_epoch() {
   if (tty_ && !quiet_) fmt::print(stderr, "\n");
 }
 
+void Progress::note(const std::string& line) const {
+  if (quiet_) return;
+  // On a terminal the bar's line is cleared first; the next step draws it again below.
+  fmt::print(stderr, "{}{}\n", tty_ ? "\r\033[K" : "", line);
+}
+
 }  // namespace rnnkit::train

@@ -19,6 +19,8 @@ class Progress {
   /// After optimizer step `step`, whose batch had mean loss `loss` over `units` units.
   void step(int64_t step, double loss, int64_t units);
   void end_epoch();
+  /// A line of its own (a skipped step), not overwritten by the bar.
+  void note(const std::string& line) const;
 
  private:
   using Clock = std::chrono::steady_clock;

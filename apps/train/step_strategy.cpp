@@ -33,7 +33,7 @@ class SingleProcess final : public StepStrategy {
     r.nonfinite = !std::isfinite(r.loss_sum);
     r.time_up = out_of_time();
     r.signal = stop_signal();
-    if (!r.nonfinite && b.count > 0) b.loss.backward();
+    if (!r.nonfinite && b.count > 0) backward(b.loss, 1.0);
     return r;
   }
 
@@ -123,7 +123,7 @@ class DataParallel final : public StepStrategy {
       // processes the gradient is the global batch's mean, whatever the shares.
       const double share = static_cast<double>(shard_.world) * static_cast<double>(b.count) /
                            static_cast<double>(std::max<int64_t>(r.count, 1));
-      (share == 1.0 ? b.loss : b.loss * share).backward();
+      backward(b.loss, share);
     }
     dist::average_gradients(params);
     return r;

@@ -74,8 +74,20 @@ KeyTable TrainOptions::keys(const std::string& s, const TrainOptions& d) {
              "`bf16`: the forward's matrix products (cells, input projections, output layers) "
              "in bf16 under autocast, everything else (gates, cell states, losses, softmax, "
              "CRF, weights, optimizer) in fp32; fast only on CPUs with `avx512_bf16` or "
-             "`amx_bf16` (elsewhere much slower: a warning says so) and on CUDA; `fp16`: CUDA "
-             "only, refused until rnnkit has a gradient scaler (docs/precision.md)"),
+             "`amx_bf16` (elsewhere much slower: a warning says so) and on CUDA; `fp16`: the "
+             "same in fp16, CUDA only, with loss scaling (`grad_scaler`; docs/precision.md)"),
+      choice(s, "grad_scaler", d.grad_scaler, {"auto", "dynamic", "off"},
+             "loss scaling, as `torch.cuda.amp.GradScaler`: the loss is multiplied by a scale "
+             "before backward and the gradients divided by it before clipping and the step; a "
+             "step whose gradients overflow is skipped and the scale halved, and it doubles "
+             "after `grad_scaler_interval` steps without one. `auto`: `dynamic` under `fp16`, "
+             "`off` otherwise (fp32 and bf16 keep fp32's exponent range and need none; with "
+             "`dynamic` they give the same numbers, since the scale is a power of two)"),
+      number(s, "grad_scaler_init", d.grad_scaler_init, 1, 1e308,
+             "the first loss scale (PyTorch's `init_scale`)"),
+      integer(s, "grad_scaler_interval", d.grad_scaler_interval, 1, INT64_MAX,
+              "steps without an overflow before the loss scale doubles (PyTorch's "
+              "`growth_interval`)"),
   });
 }
 
@@ -112,6 +124,9 @@ TrainOptions TrainOptions::read(ConfigReader& c, const std::string& section,
   o.seed = c.integer(k("seed"));
   o.log_every = c.integer(k("log_every"));
   o.precision = c.choice(k("precision"));
+  o.grad_scaler = c.choice(k("grad_scaler"));
+  o.grad_scaler_init = c.number(k("grad_scaler_init"));
+  o.grad_scaler_interval = c.integer(k("grad_scaler_interval"));
   return o;
 }
 

@@ -6,6 +6,7 @@
 #include "rnnkit/cells/rnn_cell.h"
 #include "rnnkit/cells/simple_gru_cell.h"
 #include "rnnkit/crf.h"
+#include "rnnkit/grad_scaler.h"
 #include "rnnkit/init.h"
 #include "rnnkit/plugin.h"
 #include "rnnkit/precision.h"

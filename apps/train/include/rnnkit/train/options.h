@@ -32,10 +32,15 @@ struct TrainOptions {
   double min_lr = 0.0;         ///< cosine: the rate at the end of the last epoch
   int64_t early_stopping = 0;  ///< stop after this many epochs without improvement; 0 = off
   int64_t seed = 1;
-  int64_t log_every = 100;
-  /// fp32, or bf16 (fp16 on CUDA, refused until rnnkit has a gradient scaler): the forward's
-  /// matrix products under autocast, the rest fp32 (rnnkit/precision.h).
-  std::string precision = "fp32";  ///< steps between progress lines when stderr is not a terminal
+  int64_t log_every = 100;  ///< steps between progress lines when stderr is not a terminal
+  /// fp32, or bf16 (or fp16, on CUDA only): the forward's matrix products under autocast, the
+  /// rest fp32 (rnnkit/precision.h).
+  std::string precision = "fp32";
+  /// Loss scaling (rnnkit/grad_scaler.h): "auto" (dynamic under fp16, off otherwise),
+  /// "dynamic" or "off"; its first scale and the steps without overflow before it grows.
+  std::string grad_scaler = "auto";
+  double grad_scaler_init = 65536.0;
+  int64_t grad_scaler_interval = 2000;
 
   /// Reads [train] (or another section with the same keys, such as sentiment's [pretrain]),
   /// falling back to `defaults`; fails on wrong types and out-of-range values. `epochs` may be 0

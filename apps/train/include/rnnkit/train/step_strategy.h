@@ -40,9 +40,11 @@ class StepStrategy {
   /// One step's forward and backward: this process's share of batch `index`, then the report
   /// exchanged (`out_of_time`, asked after the forward: whether this process's clock says the
   /// time budget is spent). Unless
-  /// the loss is not finite, the share's loss is backpropagated with its weight and the
-  /// gradients of `params` are averaged over the processes: they are then the global batch's
-  /// mean gradient, whatever the shares. The gradients must be zero on entry.
+  /// the loss is not finite, the share's loss is backpropagated with its weight (times the loss
+  /// scale) and the gradients of `params` are averaged over the processes: they are then the
+  /// global batch's mean gradient, whatever the shares, and the same on every process (an inf
+  /// on one is an inf on all, so every process skips an overflowed step). The gradients must
+  /// be zero on entry.
   virtual StepReport forward_backward(Task& task, int64_t index,
                                       const std::function<bool()>& out_of_time,
                                       const std::vector<torch::Tensor>& params) = 0;
@@ -62,10 +64,21 @@ class StepStrategy {
     precision_ = precision;
     device_type_ = device;
   }
+  /// The factor the next step's loss is multiplied by before backward (the GradScaler's scale
+  /// when fit() scales losses, else 1); fit() divides the gradients by it again.
+  void set_loss_scale(double scale) { loss_scale_ = scale; }
+
+ protected:
+  /// Backpropagates `loss` · weight · the loss scale.
+  void backward(const torch::Tensor& loss, double weight) const {
+    const double factor = weight * loss_scale_;
+    (factor == 1.0 ? loss : loss * factor).backward();
+  }
 
  private:
   Precision precision_ = Precision::kFP32;
   c10::DeviceType device_type_ = c10::DeviceType::CPU;
+  double loss_scale_ = 1.0;
 };
 
 /// One process.

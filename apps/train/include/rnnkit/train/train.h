@@ -42,6 +42,9 @@ struct FitResult {
   Metrics best;
   Metrics last;  ///< the evaluation after the last completed epoch
   Metrics test;  ///< data.test scored once by the best checkpoint, when the config has one
+  /// Steps of this run whose gradients overflowed under loss scaling: not applied
+  /// (train.grad_scaler).
+  int64_t skipped_steps = 0;
 };
 
 /// Trains `task` under `options`; `config_text` (the resolved config) is saved beside the
