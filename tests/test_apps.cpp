@@ -525,6 +525,35 @@ TEST(Training, DivergenceStopsNamingTheStepAndKeepsTheLastGoodCheckpoint) {
   EXPECT_EQ(read_all(dir + "/last.pt"), before);
 }
 
+// Under loss scaling a step whose gradients are inf or NaN is skipped, leaving the weights as
+// they were; gradients that stay so while the scale falls below 1e-4 are a divergence, named,
+// not a run that trains nothing for ever.
+TEST(Training, GradientsNotFiniteAtAnyLossScaleAreADivergence) {
+  class NanGradients : public FakeTask {
+   public:
+    train::BatchLoss train_batch(int64_t i) override {
+      auto b = FakeTask::train_batch(i);
+      return {(b.loss * 0).sqrt(), b.count};  // loss 0, gradient 0 · 1/(2·sqrt(0)) = NaN
+    }
+  };
+  const auto dir = temp_dir("nan_grads");
+  train::TrainOptions o;
+  o.epochs = 4;
+  o.grad_scaler = "dynamic";
+  o.grad_scaler_init = 1;
+  torch::manual_seed(1);
+  NanGradients task;
+  std::vector<torch::Tensor> before;
+  for (const auto& p : task.model().parameters()) before.push_back(p.detach().clone());
+  // 1, 1/2, ..., 2^-13 skipped; the 14th halving reaches 2^-14 < 1e-4.
+  expect_message<train::TrainingDiverged>(
+      [&] { train::fit(task, o, rnnkit_test::quiet_run(dir), "x = 1\n"); },
+      {"gradients are not finite at any loss scale (step 14, epoch 3, batch 4",
+       "at scale 0.00012207", "after 14 skipped steps", "last good checkpoint is kept in"});
+  const auto after = task.model().parameters();
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i]));
+}
+
 TEST(Training, SigtermFinishesTheStepWritesLastAndReturns) {
   const auto dir = temp_dir("signal");
   train::TrainOptions o;

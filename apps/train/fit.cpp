@@ -76,6 +76,9 @@ struct LoopState {
   }
 };
 
+/// Below this loss scale an overflow is a divergence (fairseq's min_loss_scale, 1e-4).
+constexpr double kMinLossScale = 1e-4;
+
 /// fit(), as the state it keeps and the phases it goes through.
 class FitLoop {
  public:
@@ -379,6 +382,17 @@ class FitLoop {
             fmt::format("step {}: the gradients overflowed at loss scale {:g}; the "
                         "step is skipped and the scale lowered to {:g}",
                         st_.step + 1, scale, scaler_->scale()));
+        // Gradients that overflow even scaled down this far are not finite at any scale: every
+        // later step would be skipped too, and the run would go on training nothing.
+        if (scaler_->scale() < kMinLossScale) {
+          throw TrainingDiverged(fmt::format(
+              "training diverged: the gradients are not finite at any loss scale (step {}, "
+              "epoch {}, batch {}: still inf or NaN at scale {:g}, after {} skipped steps); {}; "
+              "try clip_norm or a lower learning_rate",
+              st_.step + 1, st_.epoch + 1, st_.batch + 1, scale, r_.skipped_steps,
+              kept_checkpoint().empty() ? "no checkpoint was written before it"
+                                        : "the last good checkpoint is kept in " + run_.run_dir));
+        }
       }
     }
     ++st_.step;
