@@ -93,7 +93,7 @@ Tensor run_torch(torch::nn::Module& m, const Tensor& x) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   cxxopts::Options cli("rnnkit_bench", "rnnkit layers against torch::nn, same process");
   cli.add_options()("cells", "cells to time",
                     cxxopts::value<std::vector<std::string>>()->default_value(
@@ -236,4 +236,14 @@ int main(int argc, char** argv) {
     }
   }
   return 0;
+}
+
+// A bad option or file is a message and exit status 2, not std::terminate.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "rnnkit_bench: " << e.what() << "\n";
+    return 2;
+  }
 }

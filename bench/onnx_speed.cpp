@@ -55,7 +55,7 @@ std::vector<std::vector<std::string>> read_sentences(const std::string& path, bo
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   cxxopts::Options cli("rnnkit_onnx_bench", "ONNX Runtime against rnnkit's forward pass");
   cli.add_options()("app", "ner or sentiment", cxxopts::value<std::string>())(
       "checkpoint", "the checkpoint", cxxopts::value<std::string>())("onnx", "its export",
@@ -66,8 +66,15 @@ int main(int argc, char** argv) {
       "threads", "intra-op threads, both sides", cxxopts::value<int>()->default_value("2"))(
       "repeat", "timed passes over the sentences", cxxopts::value<int>()->default_value("3"))(
       "node-path", "node_modules with onnxruntime-node", cxxopts::value<std::string>())(
-      "ort-run", "tests/onnx/ort_run.js", cxxopts::value<std::string>());
+      "ort-run", "tests/onnx/ort_run.js", cxxopts::value<std::string>())("h,help", "this help");
   const auto a = cli.parse(argc, argv);
+  if (a.count("help")) {
+    std::cout << cli.help() << "\n";
+    return 0;
+  }
+  for (const char* key : {"app", "checkpoint", "onnx", "file", "node-path", "ort-run"}) {
+    if (!a.count(key)) throw std::invalid_argument(std::string("--") + key + " is required");
+  }
   const auto app = a["app"].as<std::string>();
   const int64_t B = a["batch"].as<int64_t>();
   const int threads = a["threads"].as<int>(), repeat = a["repeat"].as<int>();
@@ -148,4 +155,14 @@ int main(int argc, char** argv) {
       "onnxruntime {:8.1f} sent/s   ratio ort/rnnkit {:.2f}\n",
       app, B, threads, sentences.size(), repeat, n / ours, n / theirs, ours / theirs);
   return 0;
+}
+
+// A bad option or file is a message and exit status 2, not std::terminate.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "rnnkit_onnx_bench: " << e.what() << "\n";
+    return 2;
+  }
 }
