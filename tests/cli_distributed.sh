@@ -4,7 +4,8 @@
 #     whole batch agree to 1e-10 in every parameter, for the LM stream batcher and for sentiment's
 #     sentence batches (a short last batch leaves one rank an empty share);
 #   - a checkpoint written by 2 processes resumes with 1 and ends where 1 process ends;
-#   - rnnkit-lm under torchrun ends with the single process's validation loss (float32);
+#   - rnnkit-lm under torchrun ends with the single process's validation loss (float32), with
+#     and without loss scaling (skipping the same overflowed steps);
 #   - a killed rank makes the other exit non-zero naming it; Ctrl-C on torchrun stops every
 #     rank and rank 0 writes last.pt;
 #   - bad set-ups: a batch that does not divide, WORLD_SIZE without RANK, an unreachable master;
@@ -101,6 +102,24 @@ print(f"val_loss: 1 process {va:.6f}, 2 processes {vb:.6f}")
 assert abs(va - vb) <= 1e-5 * abs(va), (va, vb)
 PY
 [[ $(grep -c "train: " "$work/app2.log") -eq 1 ]] || fail "only rank 0 prints: $(cat "$work/app2.log")"
+
+# 3b. Loss scaling from 2^140: the steps whose averaged gradients overflow are skipped on every
+# rank (an inf in one rank's share is an inf in the average), so the 2 processes skip what 1
+# process skips and end at its validation loss.
+scaled=(--set train.epochs=1 --set train.grad_scaler=dynamic --set train.grad_scaler_init=1.393796574908164e+42)
+"$lm" train --config "$work/lm.toml" --run-dir "$work/scaled1" --threads 1 "${scaled[@]}" \
+  > "$work/scaled1.log" 2>&1 || fail "loss scaling, 1 process: $(tail "$work/scaled1.log")"
+trun "$lm" train --config "$work/lm.toml" --run-dir "$work/scaled2" --threads 1 "${scaled[@]}" \
+  > "$work/scaled2.log" 2>&1 || fail "loss scaling under torchrun: $(tail "$work/scaled2.log")"
+s1=$(grep -c "the step is skipped" "$work/scaled1.log") s2=$(grep -c "the step is skipped" "$work/scaled2.log")
+[[ $s1 -ge 13 && $s1 -eq $s2 ]] || fail "skipped steps: $s1 with 1 process, $s2 with 2"
+python3 - "$work/scaled1/metrics.csv" "$work/scaled2/metrics.csv" <<'PY' || fail "loss scaling: validation loss differs between 1 and 2 processes"
+import csv, sys
+a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:])
+va, vb = float(a[-1]["val_loss"]), float(b[-1]["val_loss"])
+print(f"loss scaling, val_loss: 1 process {va:.6f}, 2 processes {vb:.6f}")
+assert abs(va - vb) <= 1e-5 * abs(va), (va, vb)
+PY
 
 # 4. A killed rank: the other exits non-zero, naming it, well within --dist-timeout.
 port=$(free_port)
