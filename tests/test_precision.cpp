@@ -40,7 +40,7 @@ Result run(RNN& rnn, const Tensor& x, const Tensor& lengths, const Tensor& R, Pr
   rnn->zero_grad();
   RNNOutput out;
   {
-    AutocastGuard autocast(p, c10::DeviceType::CPU);
+    AutocastGuard autocast(p, x.device().type());
     out = rnn->forward(xi, lengths);
   }
   (out.output * R).sum().backward();  // as PyTorch: the backward outside the autocast scope
@@ -78,48 +78,71 @@ std::vector<Case> cases() {
 
 class Bf16EveryCell : public ::testing::TestWithParam<Case> {};
 
-TEST_P(Bf16EveryCell, ForwardAndBackwardWithinBf16sRoundingOfFp32) {
-  const Case& c = GetParam();
+/// The cell of `c` on `device` under `precision` (unit roundoff `u`) against the same weights
+/// in fp32: outputs within 8u, gradients within 32u (the derivation above holds for any u).
+static void check_against_fp32(const Case& c, Precision precision, torch::Device device, double u) {
   torch::manual_seed(5);
   const int64_t T = 7, B = 4, D = 8, H = 16, K = c.bidirectional ? 2 : 1;
   auto rnn = RNN(RNNOptions(c.cell, D, H)
                      .num_layers(2)
                      .bidirectional(c.bidirectional)
                      .cell_options(c.options));
-  const Tensor x = torch::randn({T, B, D});
-  const Tensor lengths = torch::tensor({7, 3, 5, 1}, torch::kLong);
-  const Tensor R = torch::randn({T, B, K * H});
+  rnn->to(device);
+  const Tensor x = torch::randn({T, B, D}).to(device);
+  const Tensor lengths = torch::tensor({7, 3, 5, 1}, torch::kLong).to(device);
+  const Tensor R = torch::randn({T, B, K * H}).to(device);
   const Result fp32 = run(rnn, x, lengths, R, Precision::kFP32);
-  const Result bf16 = run(rnn, x, lengths, R, Precision::kBF16);
+  const Result mixed = run(rnn, x, lengths, R, precision);
 
   // The products' results come back in fp32: the output and the states are fp32.
-  ASSERT_EQ(bf16.output.scalar_type(), torch::kFloat);
-  for (const auto& s : bf16.states) {
+  ASSERT_EQ(mixed.output.scalar_type(), torch::kFloat);
+  EXPECT_EQ(mixed.output.device(), device);
+  for (const auto& s : mixed.states) {
     EXPECT_EQ(s.a.scalar_type(), torch::kFloat);
     if (s.c.defined()) {
       EXPECT_EQ(s.c.scalar_type(), torch::kFloat);
     }
   }
-  const double out_err = (bf16.output - fp32.output).abs().max().item<double>();
-  EXPECT_LE(out_err, 8 * kU) << "outputs";
-  EXPECT_LE(relative(bf16.input_grad, fp32.input_grad), 32 * kU) << "input gradient";
+  const double out_err = (mixed.output - fp32.output).abs().max().item<double>();
+  EXPECT_LE(out_err, 8 * u) << "outputs";
+  EXPECT_LE(relative(mixed.input_grad, fp32.input_grad), 32 * u) << "input gradient";
   for (size_t i = 0; i < fp32.grads.size(); ++i) {
-    EXPECT_EQ(bf16.grads[i].scalar_type(), torch::kFloat);
-    EXPECT_LE(relative(bf16.grads[i], fp32.grads[i]), 32 * kU) << "parameter " << i;
+    EXPECT_EQ(mixed.grads[i].scalar_type(), torch::kFloat);
+    EXPECT_LE(relative(mixed.grads[i], fp32.grads[i]), 32 * u) << "parameter " << i;
   }
   // Padding stays zero, as in fp32.
-  EXPECT_EQ(bf16.output.narrow(0, 3, T - 3).select(1, 1).abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(mixed.output.narrow(0, 3, T - 3).select(1, 1).abs().sum().item<double>(), 0.0);
   if (c.cell == "mgu") {
     // A cell without a fast path (the example plugin's) runs its plain step in fp32: the
     // reference path is never narrowed.
     EXPECT_EQ(out_err, 0.0);
   } else {
-    // Not a test that passes because nothing changed: the products did run in bf16.
-    EXPECT_GT(out_err, 0.0) << "the bf16 run equals the fp32 run: its products were not bf16";
+    // Not a test that passes because nothing changed: the products did run narrower.
+    EXPECT_GT(out_err, 0.0) << "the mixed run equals the fp32 run: its products were not narrowed";
   }
 }
 
+TEST_P(Bf16EveryCell, ForwardAndBackwardWithinBf16sRoundingOfFp32) {
+  check_against_fp32(GetParam(), Precision::kBF16, torch::kCPU, kU);
+}
+
 INSTANTIATE_TEST_SUITE_P(Cells, Bf16EveryCell, ::testing::ValuesIn(cases()), case_name);
+
+// The same on CUDA (skipped without a GPU): fp16, whose 11-bit significand gives u = 2^-11, and
+// bf16.
+class MixedEveryCellOnCuda : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
+TEST_P(MixedEveryCellOnCuda, Fp16AndBf16WithinTheirRoundingOfFp32) {
+  check_against_fp32(GetParam(), Precision::kFP16, torch::kCUDA, 1.0 / 2048);
+  check_against_fp32(GetParam(), Precision::kBF16, torch::kCUDA, kU);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cells, MixedEveryCellOnCuda, ::testing::ValuesIn(cases()), case_name);
 
 TEST(Precision, NamesGuardsAndRefusals) {
   EXPECT_EQ(parse_precision("bf16"), Precision::kBF16);
