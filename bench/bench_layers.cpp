@@ -20,6 +20,7 @@
 
 #include <rnnkit/rnnkit.h>
 
+#include <rnnkit/train/cli.h>
 #include <rnnkit/train/system.h>
 
 namespace {
@@ -238,12 +239,7 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-// A bad option or file is a message and exit status 2, not std::terminate.
+// A bad option is a usage error (exit 2) and a bad file an error (exit 1), as in the apps.
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "rnnkit_bench: " << e.what() << "\n";
-    return 2;
-  }
+  return rnnkit::train::guarded_main("rnnkit_bench", run, argc, argv);
 }

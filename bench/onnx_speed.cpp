@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 #include <cxxopts.hpp>
 
+#include <rnnkit/train/cli.h>
 #include <rnnkit/train/json.h>
 
 #include "ner/ner.h"
@@ -73,7 +74,8 @@ int run(int argc, char** argv) {
     return 0;
   }
   for (const char* key : {"app", "checkpoint", "onnx", "file", "node-path", "ort-run"}) {
-    if (!a.count(key)) throw std::invalid_argument(std::string("--") + key + " is required");
+    if (!a.count(key))
+      throw cxxopts::exceptions::exception(std::string("--") + key + " is required");
   }
   const auto app = a["app"].as<std::string>();
   const int64_t B = a["batch"].as<int64_t>();
@@ -157,12 +159,7 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-// A bad option or file is a message and exit status 2, not std::terminate.
+// A bad option is a usage error (exit 2) and a bad file an error (exit 1), as in the apps.
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "rnnkit_onnx_bench: " << e.what() << "\n";
-    return 2;
-  }
+  return rnnkit::train::guarded_main("rnnkit_onnx_bench", run, argc, argv);
 }
