@@ -3,7 +3,8 @@
 # a character LM, a tagger (CRF, character CNN), a classifier (with pretraining off), and the
 # character LM under torchrun with 2 processes. Each run's metrics.csv is copied to OUT/NAME.csv
 # without its last column (wall-clock seconds), so two builds of the same numbers give
-# byte-identical files:
+# byte-identical files on the same machine (another CPU's BLAS rounds float32 differently, so the
+# comparison is machine-specific and is not part of the test command: run both sides on one machine):
 #   scripts/fixed_seed_runs.sh build /tmp/before && ...rebuild... &&
 #   scripts/fixed_seed_runs.sh build /tmp/after && diff -r /tmp/before /tmp/after
 # usage: scripts/fixed_seed_runs.sh BUILD_DIR OUT_DIR   (about 2 minutes on 2 cores)

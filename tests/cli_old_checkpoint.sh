@@ -15,16 +15,19 @@ head -c 3000 "$src/datasets/tinyshakespeare/train.txt" > "$data/train.txt"
 head -c 800 "$src/datasets/tinyshakespeare/valid.txt" > "$data/valid.txt"
 cp "$fx/lm.toml" "$data/lm.toml"
 
-# Numbers agree to 1e-9 relative (the same build gives them exactly; another CPU's BLAS may
-# round differently).
+# Numbers agree to within one unit of their last printed digit, or 1e-6 relative where more digits
+# are printed: the same build gives them exactly, but another CPU's BLAS rounds float32 products
+# differently (an Intel Xeon with AVX-512 printed val_ppl 29.438743 against this fixture's 29.438744).
 same_numbers() {  # same_numbers EXPECTED ACTUAL
   python3 - "$1" "$2" <<'PY' || fail "$2 differs from $1: $(cat "$2")"
 import re, sys
-num = re.compile(r"-?\d+\.\d+(?:[eE][-+]?\d+)?")
+num = re.compile(r"-?\d+\.(\d+)(?:[eE]([-+]?\d+))?")
 a, b = (open(p).read() for p in sys.argv[1:])
 if num.sub("#", a) != num.sub("#", b): sys.exit(1)
-for x, y in zip(num.findall(a), num.findall(b)):
-    if abs(float(x) - float(y)) > 1e-9 * max(1.0, abs(float(x))): sys.exit(1)
+for x, y in zip(num.finditer(a), num.finditer(b)):
+    unit = 10.0 ** (-len(x.group(1)) + int(x.group(2) or 0))
+    fx, fy = float(x.group(0)), float(y.group(0))
+    if abs(fx - fy) > max(1.0001 * unit, 1e-6 * abs(fx)): sys.exit(1)
 PY
 }
 
