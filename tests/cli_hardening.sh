@@ -45,6 +45,11 @@ expect 1 "is far above the" "$lm" eval --checkpoint "$work/a/last.pt" --file "$w
 expect 2 "top-k must be at least 1" "$lm" sample --checkpoint "$work/a/last.pt" --top-k 0
 expect 2 "top-k must be at least 1" "$lm" sample --checkpoint "$work/a/last.pt" --top-k -5
 expect 2 "length must be at least 1" "$lm" sample --checkpoint "$work/a/last.pt" --length -1
+# A denormal temperature is greedy (documented threshold 1e-6), not a raw torch error.
+"$lm" sample --checkpoint "$work/a/last.pt" --length 20 --greedy > "$work/greedy.txt"
+"$lm" sample --checkpoint "$work/a/last.pt" --length 20 --temperature 1e-320 > "$work/tiny.txt" \
+  2> "$work/err.txt" || fail "--temperature 1e-320: $(cat "$work/err.txt")"
+cmp -s "$work/greedy.txt" "$work/tiny.txt" || fail "--temperature 1e-320 is not greedy: $(cat "$work/tiny.txt")"
 expect 2 "prompt is not valid UTF-8" "$lm" sample --checkpoint "$work/a/last.pt" --prompt $'\xff\xfe'
 "$lm" ngram --help > "$work/out.txt" || fail "ngram --help is not a usage error"
 expect 2 "usage: rnnkit-lm COMMAND" "$lm"

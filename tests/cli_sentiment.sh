@@ -43,6 +43,10 @@ grep -m 20 -P '\t1$' "$data" > "$work/only1.txt"
 "$sent" eval --checkpoint "$work/s1/best.pt" --file "$work/only1.txt" > "$work/only1.out"
 grep -q "note: 1 class(es) have no example in this file (0); each counts as 0 in the macro average" "$work/only1.out" \
   || fail "absent class note: $(cat "$work/only1.out")"
+# eval --json says it too: the absent classes, under the macro average they count as 0 in.
+"$sent" eval --checkpoint "$work/s1/best.pt" --file "$work/only1.txt" --json > "$work/only1.json"
+python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); assert j["macro avg"]["absent_classes"] == ["0"], j' \
+  "$work/only1.json" || fail "eval --json absent classes: $(cat "$work/only1.json")"
 
 # A missing ensemble member is an error that names it (other labels: tests/test_sentiment.cpp).
 if "$sent" eval --checkpoint "$work/s1/best.pt" --ensemble "$work/none.pt" --file "$data" 2> "$work/err.txt"; then

@@ -740,7 +740,17 @@ TEST(LanguageModel, EvalSampleAndScoreFromACheckpoint) {
   o.seed = 6;
   EXPECT_NE(lm::sample(m, o, torch::kCPU), s1);
   o.greedy = true;
-  EXPECT_EQ(lm::sample(m, o, torch::kCPU), lm::sample(m, o, torch::kCPU));
+  const auto greedy = lm::sample(m, o, torch::kCPU);
+  EXPECT_EQ(greedy, lm::sample(m, o, torch::kCPU));
+  // A tiny or denormal temperature is greedy (its division would overflow to inf and NaN), and
+  // one just above the threshold samples without overflowing.
+  o.greedy = false;
+  for (const double t : {1e-320, 1e-310, 1e-45, 0.9e-6}) {
+    o.temperature = t;
+    EXPECT_EQ(lm::sample(m, o, torch::kCPU), greedy) << t;
+  }
+  o.temperature = 2e-6;
+  EXPECT_EQ(data::split_code_points(lm::sample(m, o, torch::kCPU)).size(), 40u);
   // A line like the training text is more likely than a scrambled one.
   const auto good = lm::score_line(m, "the cat sat on the mat 3", torch::kCPU);
   const auto bad = lm::score_line(m, "mat the on sat cat the 3", torch::kCPU);

@@ -77,6 +77,7 @@ TEST(Sentiment, ClassificationReportWorkedExample) {
   const auto j = train::to_json(r, {"neg", "neu", "pos"});
   EXPECT_EQ(j["classes"]["neu"]["support"], 2);
   EXPECT_NEAR(j["weighted avg"]["f1"].get<double>(), r.weighted_f1, 1e-15);
+  EXPECT_EQ(j["macro avg"]["absent_classes"], train::Json::array()) << "every class has examples";
 }
 
 TEST(Sentiment, SummariesUseRealStepsOnly) {

@@ -369,6 +369,41 @@ TEST(Serve, ScoreAndGenerateMatchTheCommandLine) {
   EXPECT_EQ(Json::parse(last.substr(6))["tokens"], n);
 }
 
+TEST(Serve, ATinyTemperatureIsGreedyAndTheServerStaysUp) {
+  // {"temperature":1e-310, "stream":true} once killed the server: the division overflowed,
+  // multinomial threw inside the streaming content provider, and std::terminate ended it.
+  Running s;
+  auto c = s.client();
+  auto m = lm::load_model(models().lm, torch::kCPU);
+  lm::SampleOptions o;
+  o.prompt = "A";
+  o.max_length = 20;
+  o.greedy = true;
+  const std::string greedy = lm::sample(m, o, torch::kCPU);
+  for (const double t : {1e-310, 1e-45, 1e-7}) {
+    const Json body{{"prompt", "A"}, {"max_tokens", 20}, {"temperature", t}};
+    EXPECT_EQ(post(c, "/v1/models/char/generate", body.dump())["text"], greedy) << t;
+    Json sbody = body;
+    sbody["stream"] = true;
+    auto r = c.Post("/v1/models/char/generate", sbody.dump(), "application/json");
+    ASSERT_TRUE(r) << "the server went away at temperature " << t;
+    EXPECT_EQ(r->status, 200);
+    std::string joined, last;
+    std::istringstream is(r->body);
+    for (std::string line; std::getline(is, line);) {
+      if (line.rfind("data: ", 0) != 0) continue;
+      const Json e = Json::parse(line.substr(6));
+      if (e.contains("text")) joined += e["text"].get<std::string>();
+      last = line;
+    }
+    EXPECT_EQ(joined, greedy) << t;
+    EXPECT_NE(last.find("\"done\":true"), std::string::npos) << last;
+  }
+  auto h = c.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
 TEST(Serve, BadRequestsGetA4xxThatSaysWhy) {
   serve::ServeOptions o;
   o.max_body = 4096;

@@ -401,10 +401,11 @@ bool Sampler::next(Tensor logits) {
   logits[Vocab::kBos] = -INFINITY;
   if (o_.no_unk) logits[Vocab::kUnk] = -INFINITY;
   int64_t next;
-  if (o_.greedy || o_.temperature <= 0) {
+  if (o_.greedy || !(o_.temperature >= kGreedyBelowTemperature)) {
     next = logits.argmax().item<int64_t>();
   } else {
-    Tensor l = logits / o_.temperature;
+    // Shifted by the maximum first, so the division cannot overflow: every entry is <= 0.
+    Tensor l = (logits - logits.max()) / o_.temperature;
     if (o_.top_k > 0 && o_.top_k < l.size(0)) {
       const double kth = std::get<0>(l.topk(o_.top_k))[-1].item<double>();
       l = l.masked_fill(l < kth, -INFINITY);

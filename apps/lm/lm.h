@@ -85,9 +85,15 @@ struct Perplexity {
 Perplexity evaluate_stream(LanguageModelImpl& model, const std::vector<int64_t>& ids, int64_t bptt,
                            int64_t batch_size, const torch::Device& device);
 
+/// Temperatures below this are greedy decoding (as 0 is): dividing the logits by a tiny or
+/// denormal temperature overflows to inf, whose softmax is NaN, and the limit of sampling as the
+/// temperature goes to 0 is the argmax anyway. `sample --temperature` and the server's
+/// `temperature` say so in their help.
+inline constexpr double kGreedyBelowTemperature = 1e-6;
+
 struct SampleOptions {
   std::string prompt;
-  double temperature = 1.0;
+  double temperature = 1.0;  ///< below kGreedyBelowTemperature: greedy
   int64_t top_k = 0;  ///< 0: the whole vocabulary
   bool greedy = false;
   int64_t max_length = 500;

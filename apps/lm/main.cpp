@@ -81,7 +81,7 @@ int cmd_sample(int argc, char** argv) {
   train::add_model_options(cli);
   cli.add_options()("prompt", "text to start from",
                     cxxopts::value<std::string>()->default_value(""))(
-      "temperature", "divides the logits (lower: safer)",
+      "temperature", "divides the logits (lower: safer; 0, or below 1e-6: greedy)",
       cxxopts::value<double>()->default_value("1.0"))(
       "top-k", "draw among the k most likely tokens (default: all)", cxxopts::value<int64_t>())(
       "greedy", "always take the most likely token")(

@@ -43,6 +43,19 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+/// An exception's message for an answer: LibTorch's without its backtrace.
+std::string error_message(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an unknown error";
+  }
+}
+
 /// A streaming client that went away: generation stops.
 struct ClientGone : std::exception {};
 
@@ -802,8 +815,12 @@ struct Server::Impl {
       answer(res, e.status, {{"error", e.what()}});
     } catch (const data::DataError& e) {
       answer(res, 400, {{"error", e.what()}});
+    } catch (const c10::Error& e) {  // the message, not LibTorch's backtrace
+      answer(res, 500, {{"error", std::string("internal error: ") + e.what_without_backtrace()}});
     } catch (const std::exception& e) {
       answer(res, 500, {{"error", std::string("internal error: ") + e.what()}});
+    } catch (...) {
+      answer(res, 500, {{"error", "internal error"}});
     }
   }
 
@@ -964,14 +981,25 @@ struct Server::Impl {
             const std::string event = "data: " + train::json_line(j) + "\n\n";
             return sink.is_writable() && sink.write(event.data(), event.size());
           };
+          // Nothing may leave a content provider (cpp-httplib does not catch: std::terminate).
+          // A generation that fails after its 200 was sent ends with an error event instead.
           int64_t n = 0;
-          for (Generations::Event e; g->wait(e); ++n) {
-            if (!send({{"text", e.piece}, {"logprob", e.logprob}})) {
-              g->cancelled = true;
-              return false;
+          try {
+            for (Generations::Event e; g->wait(e); ++n) {
+              if (!send({{"text", e.piece}, {"logprob", e.logprob}})) {
+                g->cancelled = true;
+                return false;
+              }
+            }
+            send({{"done", true}, {"tokens", n}, {"stop_reason", stop_reason(n)}});
+          } catch (...) {
+            g->cancelled = true;
+            try {
+              send({{"done", true}, {"tokens", n}, {"stop_reason", "error"},
+                    {"error", "internal error: " + error_message(std::current_exception())}});
+            } catch (...) {  // not even the error event could be written: the stream just ends
             }
           }
-          send({{"done", true}, {"tokens", n}, {"stop_reason", stop_reason(n)}});
           sink.done();
           return true;
         });

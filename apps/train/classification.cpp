@@ -110,6 +110,11 @@ std::string format_report(const ClassificationReport& r, const std::vector<std::
 
 Json to_json(const ClassificationReport& r, const std::vector<std::string>& labels) {
   Json classes = Json::object();
+  // The text report's note, as data: the classes with no example here, each counted as 0.
+  Json absent = Json::array();
+  for (size_t k = 0; k < labels.size(); ++k) {
+    if (r.support[k] == 0) absent.push_back(labels[k]);
+  }
   for (size_t k = 0; k < labels.size(); ++k) {
     classes[labels[k]] = {{"precision", r.precision[k]},
                           {"recall", r.recall[k]},
@@ -124,7 +129,8 @@ Json to_json(const ClassificationReport& r, const std::vector<std::string>& labe
            {{"precision", r.macro_precision},
             {"recall", r.macro_recall},
             {"f1", r.macro_f1},
-            {"support", r.total()}}},
+            {"support", r.total()},
+            {"absent_classes", absent}}},
           {"weighted avg",
            {{"precision", r.weighted_precision},
             {"recall", r.weighted_recall},

@@ -45,6 +45,10 @@ std::vector<TaggedSentence> read_conll(const std::string& path, const ConllOptio
   TaggedSentence current;
   std::string line;
   size_t lines = 0;
+  // Every token line has the file's first token line's column count: a line with fewer or more
+  // ("New York I-LOC" in a two-column file) would silently drop a word or take the wrong tag.
+  int columns = -1;
+  size_t columns_line = 0;
   auto flush = [&] {
     if (!current.tokens.empty()) out.push_back(std::move(current));
     current = TaggedSentence{};
@@ -77,6 +81,15 @@ std::vector<TaggedSentence> read_conll(const std::string& path, const ConllOptio
          << ", tag in column "
          << (options.tag_column < 0 ? "last" : std::to_string(options.tag_column + 1)) << "), got "
          << n << ": '" << line.substr(0, 80) << "'";
+      throw reader.error(os.str());
+    }
+    if (columns < 0) {
+      columns = n;
+      columns_line = reader.line_number();
+    } else if (n != columns) {
+      std::ostringstream os;
+      os << "expected " << columns << " columns, as line " << columns_line << " has, got " << n
+         << ": '" << line.substr(0, 80) << "' (a token with a space in it?)";
       throw reader.error(os.str());
     }
     if (cols[tok].empty()) throw reader.error("empty token in column " + std::to_string(tok + 1));

@@ -29,7 +29,8 @@ ClassificationReport classification_report(const std::vector<int64_t>& gold,
 /// classification_report's table (4 digits), then the confusion matrix.
 std::string format_report(const ClassificationReport& r, const std::vector<std::string>& labels);
 /// {"accuracy", "macro_f1", "labels", "classes": {label: {precision, recall, f1, support}},
-///  "macro avg", "weighted avg", "confusion"}.
+///  "macro avg", "weighted avg", "confusion"}. "macro avg" has "absent_classes": the classes
+///  with no example in the file, each of which counts as 0 in the macro average.
 Json to_json(const ClassificationReport& r, const std::vector<std::string>& labels);
 
 }  // namespace rnnkit::train
