@@ -116,9 +116,8 @@ TEST(Conll, BadInput) {
   expect_data_error(
       [&] { read_conll(temp_file("ragged.conll", "EU B-ORG\n\nin O\nNew York I-LOC\n")); },
       {"ragged.conll:4", "expected 2 columns, as line 1 has, got 3", "New York I-LOC"});
-  expect_data_error(
-      [&] { read_conll(temp_file("fewer.conll", "EU NNP B-ORG\nrejects O\n")); },
-      {"fewer.conll:2", "expected 3 columns, as line 1 has, got 2"});
+  expect_data_error([&] { read_conll(temp_file("fewer.conll", "EU NNP B-ORG\nrejects O\n")); },
+                    {"fewer.conll:2", "expected 3 columns, as line 1 has, got 2"});
   const auto s = read_conll(temp_file("bad_tag.conll", "a O\nb B-PER\nc X-PER\n"));
   expect_data_error([&] { check_tags(s, TagScheme::kIOB2, "bad_tag.conll"); },
                     {"bad_tag.conll:3", "'X-PER'", "iob2"});

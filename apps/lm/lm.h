@@ -94,7 +94,7 @@ inline constexpr double kGreedyBelowTemperature = 1e-6;
 struct SampleOptions {
   std::string prompt;
   double temperature = 1.0;  ///< below kGreedyBelowTemperature: greedy
-  int64_t top_k = 0;  ///< 0: the whole vocabulary
+  int64_t top_k = 0;         ///< 0: the whole vocabulary
   bool greedy = false;
   int64_t max_length = 500;
   bool stop_at_eos = true;

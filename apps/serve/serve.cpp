@@ -995,7 +995,9 @@ struct Server::Impl {
           } catch (...) {
             g->cancelled = true;
             try {
-              send({{"done", true}, {"tokens", n}, {"stop_reason", "error"},
+              send({{"done", true},
+                    {"tokens", n},
+                    {"stop_reason", "error"},
                     {"error", "internal error: " + error_message(std::current_exception())}});
             } catch (...) {  // not even the error event could be written: the stream just ends
             }
