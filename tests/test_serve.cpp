@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <future>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include <rnnkit/train/json.h>
@@ -225,6 +227,31 @@ TEST(Serve, ClassifyGivesPredictsAnswerAtAnyBatch) {
       std::string::npos)
       << m;
   EXPECT_NE(m.find("process_resident_memory_bytes "), std::string::npos);
+}
+
+TEST(Serve, MetricsLabelOnlyKnownRoutesAndMethods) {
+  // Invented methods and paths once became labels of their own, unbounded and unescaped.
+  Running s;
+  auto c = s.client();
+  for (int k = 0; k < 20; ++k) {
+    httplib::Request req;
+    req.method = std::string(200, 'Q') + std::to_string(k) + "\"}";
+    req.path = "/nowhere/" + std::to_string(k);
+    c.send(req);
+    c.Get("/nowhere/" + std::to_string(k));
+  }
+  auto h = c.Get("/health");
+  ASSERT_TRUE(h) << "the server stays up";
+  const std::string m = c.Get("/metrics")->body;
+  EXPECT_EQ(m.find("QQQQ"), std::string::npos) << "an invented method is not a label";
+  EXPECT_EQ(m.find("/nowhere"), std::string::npos) << "an unknown path is not a label";
+  EXPECT_NE(m.find("route=\"GET other\",status=\"404\"} 20"), std::string::npos) << m;
+  std::set<std::string> routes;
+  std::istringstream is(m);
+  for (std::string line; std::getline(is, line);) {
+    if (line.rfind("rnnkit_requests_total{", 0) == 0) routes.insert(line.substr(0, line.find(',')));
+  }
+  EXPECT_LE(routes.size(), 8u) << m;
 }
 
 // --precision bf16: the batch and generation threads run their forward passes under autocast;
