@@ -547,12 +547,11 @@ Json card_of(const Served& s, const std::vector<std::string>& shas) {
 /// own is "OTHER". Every label value comes from these fixed sets, so a client cannot grow the
 /// metrics (20,000 invented 7 kB methods once made /metrics 2.3 GB) or inject into their text.
 std::string route_of(const std::string& given_method, const std::string& path) {
-  static const std::vector<std::string> methods = {"GET",     "HEAD",    "POST",  "PUT",
-                                                   "DELETE",  "OPTIONS", "PATCH", "CONNECT",
-                                                   "TRACE"};
+  static const std::vector<std::string> methods = {"GET",     "HEAD",  "POST",    "PUT",  "DELETE",
+                                                   "OPTIONS", "PATCH", "CONNECT", "TRACE"};
   const std::string method =
       std::find(methods.begin(), methods.end(), given_method) != methods.end() ? given_method
-                                                                                : "OTHER";
+                                                                               : "OTHER";
   static const std::vector<std::string> fixed = {"/", "/health", "/metrics", "/v1/models",
                                                  "/v1/openapi.json"};
   for (const auto& f : fixed) {
