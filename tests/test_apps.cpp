@@ -106,6 +106,26 @@ TEST(Config, TyposWrongTypesAndRangesNameFileLineAndKey) {
       {"bad.toml:2", "TOML syntax error"});
   expect_message<train::ConfigError>([&] { train::ConfigReader(dir + "/missing.toml"); },
                                      {"missing.toml", "not found"});
+  // A 40,000-deep table header, array or inline table once overflowed toml++'s stack (SIGSEGV).
+  std::string header = "[a";
+  for (int k = 0; k < 40000; ++k) header += ".a";
+  expect_message<train::ConfigError>(
+      [&] { train::ConfigReader(write(dir, "deep.toml", "# deep\n" + header + "]\nx = 1\n")); },
+      {"deep.toml:2", "nested more than 1000 levels deep"});
+  const std::string arrays = "[data]\nx = " + std::string(40000, '[') + std::string(40000, ']');
+  expect_message<train::ConfigError>(
+      [&] { train::ConfigReader(write(dir, "arrays.toml", arrays + "\n")); },
+      {"arrays.toml:2", "nested more than 1000 levels deep"});
+  expect_message<train::ConfigError>(
+      [&] { train::ConfigReader(tiny_lm_config(dir), {"data.x=" + std::string(40000, '{')}); },
+      {"--set data.x", "nested more than 1000 levels deep"});
+  // Strings, comments and numbers are not nesting: a long array of floats and a bracket in a
+  // string read as they always did.
+  std::string floats = "[data]\nv = [";
+  for (int k = 0; k < 3000; ++k) floats += "0.5, ";
+  floats += "1.5] # [[[[ a comment\ns = \"" + std::string(3000, '[') + "\"\n";
+  train::ConfigReader ok(write(dir, "floats.toml", floats));
+  (void)ok;
 }
 
 // Config keys are declared once: configs/README.md's key tables are the code's tables

@@ -2,9 +2,12 @@
 #include <rnnkit/train/config_keys.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -24,6 +27,59 @@ namespace {
 std::string clip(const std::string& s) {
   constexpr size_t kMost = 200;
   return s.size() > kMost ? s.substr(0, kMost) + "... (" + std::to_string(s.size()) + " bytes)" : s;
+}
+
+/// toml++ parses nested tables and arrays recursively: a 40,000-deep `[a.a.a...]` header (one
+/// 80 kB line) overflows the stack (SIGSEGV, no message). A config is a few levels deep, so the
+/// text is refused before parsing when its nesting (open brackets and braces, plus the dots of
+/// a dotted key, outside strings and comments) passes kMostTomlDepth. toml++ took 10,000 levels.
+constexpr int kMostTomlDepth = 1000;
+
+void check_toml_depth(const std::string& text, const std::string& origin) {
+  int brackets = 0, deepest = 0;
+  size_t line = 1;
+  int dots = 0;  // on this line
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (ch == '\n') {
+      ++line, dots = 0;
+    } else if (ch == '#') {
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
+    } else if (ch == '"' || ch == '\'') {
+      const bool multi = text.compare(i, 3, std::string(3, ch)) == 0;
+      const std::string end = multi ? std::string(3, ch) : std::string(1, ch);
+      for (i += end.size(); i < text.size(); ++i) {
+        if (ch == '"' && text[i] == '\\') {
+          ++i;
+        } else if (text[i] == '\n') {
+          if (!multi) break;  // an unterminated string: the parser says so
+          ++line;
+        } else if (text.compare(i, end.size(), end) == 0) {
+          i += end.size() - 1;
+          break;
+        }
+      }
+    } else if (ch == '[' || ch == '{') {
+      ++brackets;
+    } else if (ch == ']' || ch == '}') {
+      brackets = std::max(0, brackets - 1);
+    } else if (ch == '.') {
+      // A dotted key's dot, not a number's (1.5): a digit on both sides is a number.
+      const bool number = i > 0 && i + 1 < text.size() &&
+                          std::isdigit(static_cast<unsigned char>(text[i - 1])) &&
+                          std::isdigit(static_cast<unsigned char>(text[i + 1]));
+      if (!number) ++dots;
+    }
+    if (brackets + dots > deepest) {
+      deepest = brackets + dots;
+      if (deepest > kMostTomlDepth) {
+        throw ConfigError(fmt::format(
+            "{}:{}: tables or arrays nested more than {} levels deep; a config is a few levels "
+            "deep (see configs/)",
+            origin, line, kMostTomlDepth));
+      }
+    }
+  }
 }
 
 template <class T>
@@ -55,7 +111,11 @@ ConfigReader::ConfigReader(const std::string& path, const std::vector<std::strin
   }
   dir_ = fs::absolute(path).parent_path().string();
   try {
-    table_ = toml::parse_file(path);
+    std::ifstream in(path, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) throw ConfigError(path + ": cannot read the config file");
+    check_toml_depth(text, path);
+    table_ = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
     std::ostringstream os;
     os << path << ":" << e.source().begin.line << ": TOML syntax error: " << e.description();
@@ -80,6 +140,7 @@ ConfigReader::ConfigReader(const std::string& path, const std::vector<std::strin
     }
     const std::string value = o.substr(eq + 1);
     toml::table parsed;
+    check_toml_depth(value, "--set " + clip(o));
     try {
       parsed = toml::parse("v = " + value);
     } catch (const toml::parse_error&) {
@@ -106,6 +167,7 @@ ConfigReader ConfigReader::from_string(const std::string& text, const std::strin
   ConfigReader r;
   r.path_ = origin;
   r.from_checkpoint_ = true;
+  check_toml_depth(text, origin);
   try {
     r.table_ = toml::parse(text, origin);
   } catch (const toml::parse_error& e) {
