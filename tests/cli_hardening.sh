@@ -45,6 +45,9 @@ expect 1 "is far above the" "$lm" eval --checkpoint "$work/a/last.pt" --file "$w
 expect 2 "top-k must be at least 1" "$lm" sample --checkpoint "$work/a/last.pt" --top-k 0
 expect 2 "top-k must be at least 1" "$lm" sample --checkpoint "$work/a/last.pt" --top-k -5
 expect 2 "length must be at least 1" "$lm" sample --checkpoint "$work/a/last.pt" --length -1
+# A symlink loop as --config or in RNNKIT_DATA: the path and the reason, not a raw filesystem error.
+ln -sfn "$work/loop_a" "$work/loop_b" && ln -sfn "$work/loop_b" "$work/loop_a"
+expect 1 "loop_a: Too many levels of symbolic links (a symlink loop?)" "$lm" train --config "$work/loop_a"
 # A denormal temperature is greedy (documented threshold 1e-6), not a raw torch error.
 "$lm" sample --checkpoint "$work/a/last.pt" --length 20 --greedy > "$work/greedy.txt"
 "$lm" sample --checkpoint "$work/a/last.pt" --length 20 --temperature 1e-320 > "$work/tiny.txt" \

@@ -274,6 +274,10 @@ int guarded_main(const char* program, const std::function<int(int, char**)>& bod
     return exit_status_for_signal(e.signal);
   } catch (const c10::Error& e) {
     std::cerr << program << ": error: " << e.what_without_backtrace() << "\n";
+  } catch (const std::filesystem::filesystem_error& e) {
+    // The path and the reason, not libstdc++'s "filesystem error: ... [path]".
+    std::cerr << program << ": error: " << e.path1().string() << ": " << e.code().message()
+              << (e.code().value() == ELOOP ? " (a symlink loop?)" : "") << "\n";
   } catch (const std::exception& e) {
     std::cerr << program << ": error: " << e.what() << "\n";
   }
