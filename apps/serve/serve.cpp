@@ -823,12 +823,8 @@ struct Server::Impl {
       answer(res, e.status, {{"error", e.what()}});
     } catch (const data::DataError& e) {
       answer(res, 400, {{"error", e.what()}});
-    } catch (const c10::Error& e) {  // the message, not LibTorch's backtrace
-      answer(res, 500, {{"error", std::string("internal error: ") + e.what_without_backtrace()}});
-    } catch (const std::exception& e) {
-      answer(res, 500, {{"error", std::string("internal error: ") + e.what()}});
     } catch (...) {
-      answer(res, 500, {{"error", "internal error"}});
+      answer(res, 500, {{"error", "internal error: " + error_message(std::current_exception())}});
     }
   }
 

@@ -55,6 +55,18 @@ ClassificationReport classification_report(const std::vector<int64_t>& gold,
   return r;
 }
 
+namespace {
+/// The classes with no example in the file: each counts as 0 in the macro average.
+std::vector<std::string> absent_classes(const ClassificationReport& r,
+                                        const std::vector<std::string>& labels) {
+  std::vector<std::string> absent;
+  for (size_t k = 0; k < labels.size(); ++k) {
+    if (r.support[k] == 0) absent.push_back(labels[k]);
+  }
+  return absent;
+}
+}  // namespace
+
 std::string format_report(const ClassificationReport& r, const std::vector<std::string>& labels) {
   // sklearn's layout: the first column as wide as the longest label or "weighted avg" and a
   // space, then " {:>9}" per column; blank lines after the header and before accuracy.
@@ -76,10 +88,7 @@ std::string format_report(const ClassificationReport& r, const std::vector<std::
   os << row("macro avg", r.macro_precision, r.macro_recall, r.macro_f1, n);
   os << row("weighted avg", r.weighted_precision, r.weighted_recall, r.weighted_f1, n);
   // sklearn warns too: a class with no example scores 0 and pulls the macro average down.
-  std::vector<std::string> absent;
-  for (size_t k = 0; k < labels.size(); ++k) {
-    if (r.support[k] == 0) absent.push_back(labels[k]);
-  }
+  const auto absent = absent_classes(r, labels);
   if (!absent.empty()) {
     os << fmt::format(
         "\nnote: {} class(es) have no example in this file ({}{}); each counts as 0 in the macro "
@@ -110,11 +119,6 @@ std::string format_report(const ClassificationReport& r, const std::vector<std::
 
 Json to_json(const ClassificationReport& r, const std::vector<std::string>& labels) {
   Json classes = Json::object();
-  // The text report's note, as data: the classes with no example here, each counted as 0.
-  Json absent = Json::array();
-  for (size_t k = 0; k < labels.size(); ++k) {
-    if (r.support[k] == 0) absent.push_back(labels[k]);
-  }
   for (size_t k = 0; k < labels.size(); ++k) {
     classes[labels[k]] = {{"precision", r.precision[k]},
                           {"recall", r.recall[k]},
@@ -130,7 +134,7 @@ Json to_json(const ClassificationReport& r, const std::vector<std::string>& labe
             {"recall", r.macro_recall},
             {"f1", r.macro_f1},
             {"support", r.total()},
-            {"absent_classes", absent}}},
+            {"absent_classes", absent_classes(r, labels)}}},
           {"weighted avg",
            {{"precision", r.weighted_precision},
             {"recall", r.weighted_recall},
