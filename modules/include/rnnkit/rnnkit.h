@@ -1,11 +1,13 @@
 #pragma once
 // rnnkit's umbrella header.
+#include "rnnkit/attention.h"
 #include "rnnkit/cell.h"
 #include "rnnkit/cells/gru_cell.h"
 #include "rnnkit/cells/lstm_cell.h"
 #include "rnnkit/cells/rnn_cell.h"
 #include "rnnkit/cells/simple_gru_cell.h"
 #include "rnnkit/crf.h"
+#include "rnnkit/decoder.h"
 #include "rnnkit/grad_scaler.h"
 #include "rnnkit/init.h"
 #include "rnnkit/plugin.h"
