@@ -186,7 +186,9 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const SearchO
         // The best a live beam can still reach: its score only falls, its length at most
         // max_len + 1.
         const double bound = normalized(new_scores[static_cast<size_t>(b * K)], max_len + 1, o.alpha);
-        is_done = top_is_eos || bound <= worst_kept;
+        // Beam 1 is greedy: it ends when its best extension is <eos>. An n-best list waits
+        // until no live beam can enter it.
+        is_done = (top_is_eos && o.n_best == 1) || bound <= worst_kept;
       }
       if (is_done) {
         done[bi] = true;

@@ -7,8 +7,9 @@
 // Each step takes the 2K best extensions; one ending in <eos> among the top K is finished and
 // scored score / length^α (length counts the <eos>; α = 0: no normalisation; marian's and
 // OpenNMT's convention), the others fill the K beams. A sentence is done once it has n_best
-// finished hypotheses and either its best extension was <eos> (so beam 1 is exactly greedy) or no
-// live beam can still beat them; at its maximum length every live beam is finished with <eos>.
+// finished hypotheses and no live beam can still beat the n-th (its score only falls, its length
+// is at most the maximum), or, for a 1-best search, once its best extension is <eos> (so beam 1
+// is exactly greedy); at its maximum length every live beam is finished with <eos>.
 #include <cstdint>
 #include <vector>
 
