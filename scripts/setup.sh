@@ -40,7 +40,8 @@ packages=(
   python3-torch                    # torchrun, the launcher of data-parallel runs (and its tests)
   python3-dev pybind11-dev python3-pytest  # the Python extension (python/) and its tests
   libgtest-dev
-  gnuplot-nox                      # loss and metric curves as PNG
+  gnuplot-nox                      # loss and metric curves, and attention heatmaps, as PNG
+  python3-nltk                     # BLEU cross-checked against nltk's corpus_bleu in the tests
   libcpp-httplib-dev pkg-config    # rnnkit-serve's HTTP (the library llama.cpp's server uses)
   curl                             # the install check asks the installed server
   chromium chromium-driver python3-selenium  # the server's page, tested in a real browser

@@ -43,7 +43,7 @@ void add_decoding_options(cxxopts::Options& cli) {
   cli.add_options("decoding")("beam", "beam size (1: greedy)",
                               cxxopts::value<int64_t>()->default_value("5"))(
       "alpha", "length normalisation: a hypothesis scores log p / length^alpha (0: none)",
-      cxxopts::value<double>()->default_value("1.0"))(
+      cxxopts::value<std::string>()->default_value("1.0"))(
       "max-length-factor", "at most this many times the source's tokens are written",
       cxxopts::value<double>()->default_value("3"))(
       "max-length", "and at most this many tokens (1..10000)",
@@ -52,10 +52,24 @@ void add_decoding_options(cxxopts::Options& cli) {
       cxxopts::value<int64_t>()->default_value("1000"))("allow-unk", "let <unk> be written");
 }
 
+/// A number option read as text, so that "nan" or "1e999" gets this app's message naming the
+/// flag rather than cxxopts' parse error.
+double number_option(const cxxopts::ParseResult& args, const std::string& name) {
+  const std::string text = args[name].as<std::string>();
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  if (text == "nan" || text == "NaN" || text == "inf") return std::nan("");
+  throw cxxopts::exceptions::exception("--" + name + " must be a number, got '" + text + "'");
+}
+
 seq2seq::TranslateOptions decoding_options(const cxxopts::ParseResult& args) {
   seq2seq::TranslateOptions o;
   o.beam = args["beam"].as<int64_t>();
-  o.alpha = args["alpha"].as<double>();
+  o.alpha = number_option(args, "alpha");
   o.max_length_factor = args["max-length-factor"].as<double>();
   o.max_length = args["max-length"].as<int64_t>();
   o.allow_unk = args.count("allow-unk") > 0;
