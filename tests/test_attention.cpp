@@ -216,8 +216,8 @@ TEST_P(Decoder, FiniteDifferencesThroughTheBridgeDecoderAndMaskedMemory) {
   const int64_t S = 3, B = 2, E = 2, T = 3;
   const int64_t H = p.attention == "dot" ? 4 : 3;  // dot: the query is as wide as the memory
   RNN enc(RNNOptions(p.cell, 2, 2).bidirectional(true));
-  Bridge bridge(BridgeOptions(1, 2, 2, 1, H).decoder_memory_cell(
-      make_cell(p.cell, CellSpec(E, H))->has_memory_cell()));
+  Bridge bridge(BridgeOptions(1, 2, 2, 1, H)
+                    .decoder_memory_cell(make_cell(p.cell, CellSpec(E, H))->has_memory_cell()));
   AttentionDecoder dec(DecoderOptions(RNNOptions(p.cell, E, H), 4)
                            .attention(p.attention)
                            .input_feeding(p.input_feeding));
@@ -253,13 +253,19 @@ TEST(Bridge, TopLayersReadTheTopEncoderLayersAndJoinDirections) {
   EXPECT_EQ(br->source_layer(1), 2);
   std::vector<State> enc;
   for (int i = 0; i < 6; ++i)
-    enc.push_back({torch::randn({4, 2}, rnnkit_test::f64()), torch::randn({4, 2}, rnnkit_test::f64())});
+    enc.push_back(
+        {torch::randn({4, 2}, rnnkit_test::f64()), torch::randn({4, 2}, rnnkit_test::f64())});
   const auto out = br->forward(enc);
   ASSERT_EQ(out.size(), 2u);
-  const Tensor want = torch::tanh(torch::mm(torch::cat({enc[4].a, enc[5].a}, 1), br->W[1].t()) + br->b[1]);
+  const Tensor want =
+      torch::tanh(torch::mm(torch::cat({enc[4].a, enc[5].a}, 1), br->W[1].t()) + br->b[1]);
   EXPECT_LT(rnnkit_test::max_abs_diff(out[1].a, want), 1e-12);
-  const Tensor want_c = torch::mm(torch::cat({enc[2].c, enc[3].c}, 1), br->W_cell[0].t()) + br->b_cell[0];
+  const Tensor want_c =
+      torch::mm(torch::cat({enc[2].c, enc[3].c}, 1), br->W_cell[0].t()) + br->b_cell[0];
   EXPECT_LT(rnnkit_test::max_abs_diff(out[0].c, want_c), 1e-12);
   EXPECT_THROW(br->forward({enc[0]}), c10::Error);
-  EXPECT_THROW(AttentionDecoder(DecoderOptions(RNNOptions("gru", 2, 2), 2).attention("additive").input_feeding(true)), c10::Error);
+  EXPECT_THROW(
+      AttentionDecoder(
+          DecoderOptions(RNNOptions("gru", 2, 2), 2).attention("additive").input_feeding(true)),
+      c10::Error);
 }

@@ -70,7 +70,8 @@ TEST(Bleu, Tokenizer13aSplitsAsSacreBleuDoes) {
   EXPECT_EQ(tokenize_13a("1990-2000 well-known"), (V{"1990", "-", "2000", "well-known"}));
   EXPECT_EQ(tokenize_13a("&quot;hi&quot; &amp; (x)"), (V{"\"", "hi", "\"", "&", "(", "x", ")"}));
   EXPECT_EQ(tokenize_13a("a<skipped>b"), (V{"ab"}));
-  EXPECT_EQ(tokenize_13a("Müller's café."), (V{"Müller's", "café", "."}));  // the apostrophe is not in 13a's classes
+  EXPECT_EQ(tokenize_13a("Müller's café."),
+            (V{"Müller's", "café", "."}));  // the apostrophe is not in 13a's classes
   EXPECT_EQ(tokenize_13a("x"), (V{"x"}));
 }
 
@@ -83,7 +84,8 @@ namespace {
 /// enumerated.
 class ToyModel : public StepModel {
  public:
-  explicit ToyModel(int64_t rows, uint64_t seed) : prefixes_(static_cast<size_t>(rows)), seed_(seed) {}
+  explicit ToyModel(int64_t rows, uint64_t seed)
+      : prefixes_(static_cast<size_t>(rows)), seed_(seed) {}
   static constexpr int64_t V = 7;
   static Tensor logp_of(const std::vector<int64_t>& prefix, uint64_t seed) {
     uint64_t h = seed * 1000003u + 17;
@@ -236,7 +238,8 @@ TEST(Seq2SeqData, ErrorsNameTheFileAndLine) {
   EXPECT_EQ(p.dropped, 2);
   // Character level: spaces are a token, runs of them one.
   c.tokenize = "char";
-  EXPECT_EQ(c.tokenize_line("3  mar "), (std::vector<std::string>{"3", "\xe2\x96\x81", "m", "a", "r"}));
+  EXPECT_EQ(c.tokenize_line("3  mar "),
+            (std::vector<std::string>{"3", "\xe2\x96\x81", "m", "a", "r"}));
   EXPECT_EQ(c.detokenize(c.tokenize_line("3  mar ")), "3 mar");
 }
 
@@ -276,7 +279,8 @@ TEST(Seq2SeqLearning, ATinyModelLearnsToReverseSequences) {
     }
     return std::make_tuple(src, len, tin, tout);
   };
-  Seq2Seq model(Seq2SeqOptions(V, V, RNNOptions("gru", 0, 32)).embedding_size(16).attention("additive"));
+  Seq2Seq model(
+      Seq2SeqOptions(V, V, RNNOptions("gru", 0, 32)).embedding_size(16).attention("additive"));
   torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(0.01));
   const auto train = data(B * 400, 1);
   for (int64_t step = 0; step < 400; ++step) {

@@ -67,8 +67,10 @@ Bleu multi_bleu(const BleuStats& s) {
   for (size_t n = 0; n < 4; ++n) {
     const double p = s.totals[n] > 0 ? static_cast<double>(s.matches[n]) / s.totals[n] : 0.0;
     b.precisions[n] = 100 * p;
-    if (p == 0) zero = true;  // multi-bleu.perl's my_log(0) = -9999999999: BLEU 0
-    else log_sum += std::log(p);
+    if (p == 0)
+      zero = true;  // multi-bleu.perl's my_log(0) = -9999999999: BLEU 0
+    else
+      log_sum += std::log(p);
   }
   b.bleu = zero ? 0.0 : 100 * b.brevity_penalty * std::exp(log_sum / 4);
   return b;
@@ -134,8 +136,10 @@ Bleu corpus_bleu(const std::vector<std::string>& hypotheses,
   for (size_t i = 0; i < hypotheses.size(); ++i) {
     const std::string h = lowercase ? data::to_lower(hypotheses[i]) : hypotheses[i];
     const std::string r = lowercase ? data::to_lower(references[i]) : references[i];
-    if (kind == "sacrebleu") s.add(tokenize_13a(h), tokenize_13a(r));
-    else s.add(split_whitespace(h), split_whitespace(r));
+    if (kind == "sacrebleu")
+      s.add(tokenize_13a(h), tokenize_13a(r));
+    else
+      s.add(split_whitespace(h), split_whitespace(r));
   }
   Bleu b = kind == "sacrebleu" ? sacre_bleu(s) : multi_bleu(s);
   if (lowercase) b.kind += "-lc";

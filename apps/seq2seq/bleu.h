@@ -25,7 +25,7 @@ struct BleuStats {
 };
 
 struct Bleu {
-  double bleu = 0;                   ///< 0 to 100
+  double bleu = 0;                     ///< 0 to 100
   std::array<double, 4> precisions{};  ///< p_1..p_4 in percent (smoothed ones for sacrebleu)
   double brevity_penalty = 0;
   int64_t hyp_len = 0, ref_len = 0;

@@ -103,7 +103,8 @@ int cmd_translate(int argc, char** argv) {
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   auto o = decoding_options(args);
   const bool json = args.count("json") > 0, nbest = args.count("n-best") > 0;
-  const std::string plot = args.count("plot-attention") ? args["plot-attention"].as<std::string>() : "";
+  const std::string plot =
+      args.count("plot-attention") ? args["plot-attention"].as<std::string>() : "";
   o.keep_attention = json || !plot.empty();
   const int64_t most = args["max-source-length"].as<int64_t>();
   const auto device = train::setup_runtime(train::run_options(args, ""), 0);
@@ -148,15 +149,17 @@ int cmd_eval(int argc, char** argv) {
       "reference", "their reference translations, line by line", cxxopts::value<std::string>())(
       "bleu", "multi-bleu (tokenized text, as the Multi30k papers) or sacrebleu (13a, detokenized)",
       cxxopts::value<std::string>()->default_value("multi-bleu"))(
-      "lowercase", "BLEU on lowercased text")("json", "one JSON object on stdout")(
-      "h,help", "this help");
+      "lowercase", "BLEU on lowercased text")("json", "one JSON object on stdout")("h,help",
+                                                                                   "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   const auto o = decoding_options(args);
   const std::string kind = args["bleu"].as<std::string>();
   if (kind != "multi-bleu" && kind != "sacrebleu")
-    throw cxxopts::exceptions::exception("--bleu must be multi-bleu or sacrebleu, got '" + kind + "'");
-  const std::string source = train::required(args, "source"), reference = train::required(args, "reference");
+    throw cxxopts::exceptions::exception("--bleu must be multi-bleu or sacrebleu, got '" + kind +
+                                         "'");
+  const std::string source = train::required(args, "source"),
+                    reference = train::required(args, "reference");
   const int64_t most = args["max-source-length"].as<int64_t>();
   const auto device = train::setup_runtime(train::run_options(args, ""), 0);
   auto m = seq2seq::load_model(train::required(args, "checkpoint"), device);
@@ -170,8 +173,9 @@ int cmd_eval(int argc, char** argv) {
   for (size_t i = 0; i < src_lines.size(); ++i) {
     src.push_back(m.config.tokenize_line(src_lines[i]));
     if (static_cast<int64_t>(src.back().size()) > most)
-      throw data::DataError(source, i + 1, fmt::format("{} tokens, more than --max-source-length {}",
-                                                       src.back().size(), most));
+      throw data::DataError(
+          source, i + 1,
+          fmt::format("{} tokens, more than --max-source-length {}", src.back().size(), most));
     ref.push_back(m.config.tokenize_line(ref_lines[i]));
   }
   const auto out = seq2seq::translate(m, src, o);
@@ -220,12 +224,13 @@ int cmd_bleu(int argc, char** argv) {
       "kind", "multi-bleu (whitespace tokens) or sacrebleu (13a tokenizer, exp smoothing)",
       cxxopts::value<std::string>()->default_value("multi-bleu"))(
       "lowercase", "compare lowercased text")("json", "one JSON object on stdout")("h,help",
-                                                                                  "this help");
+                                                                                   "this help");
   const auto args = cli.parse(argc, argv);
   if (args.count("help")) return std::cout << cli.help() << "\n", 0;
   const std::string kind = args["kind"].as<std::string>();
   if (kind != "multi-bleu" && kind != "sacrebleu")
-    throw cxxopts::exceptions::exception("--kind must be multi-bleu or sacrebleu, got '" + kind + "'");
+    throw cxxopts::exceptions::exception("--kind must be multi-bleu or sacrebleu, got '" + kind +
+                                         "'");
   const std::string hyp_path = args["hypothesis"].as<std::string>();
   const std::string ref_path = train::required(args, "reference");
   const auto hyps = read_lines(hyp_path, data::Encoding::kUtf8);
@@ -244,10 +249,11 @@ int cmd_bleu(int argc, char** argv) {
                                   {"precisions", b.precisions},
                                   {"brevity_penalty", b.brevity_penalty}});
   } else {
-    std::cout << fmt::format("BLEU = {:.2f}, {:.1f}/{:.1f}/{:.1f}/{:.1f} (BP={:.3f}, hyp_len={}, "
-                             "ref_len={}) {}\n",
-                             b.bleu, b.precisions[0], b.precisions[1], b.precisions[2],
-                             b.precisions[3], b.brevity_penalty, b.hyp_len, b.ref_len, b.kind);
+    std::cout << fmt::format(
+        "BLEU = {:.2f}, {:.1f}/{:.1f}/{:.1f}/{:.1f} (BP={:.3f}, hyp_len={}, "
+        "ref_len={}) {}\n",
+        b.bleu, b.precisions[0], b.precisions[1], b.precisions[2], b.precisions[3],
+        b.brevity_penalty, b.hyp_len, b.ref_len, b.kind);
   }
   return 0;
 }

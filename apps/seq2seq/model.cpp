@@ -33,9 +33,10 @@ void Seq2SeqImpl::reset() {
   encoder = register_module("encoder", RNN(enc));
   RNNOptions dec = o.rnn();
   dec.input_size(E).bidirectional(false).batch_first(false).recurrent_dropout(0);
-  decoder = register_module("decoder", AttentionDecoder(DecoderOptions(dec, K * H)
-                                                            .attention(o.attention())
-                                                            .input_feeding(o.input_feeding())));
+  decoder = register_module(
+      "decoder",
+      AttentionDecoder(
+          DecoderOptions(dec, K * H).attention(o.attention()).input_feeding(o.input_feeding())));
   bridge = register_module(
       "bridge", Bridge(BridgeOptions(L, K, H, L, H)
                            .decoder_memory_cell(decoder->rnn->cell(0, 0).has_memory_cell())));
@@ -65,11 +66,11 @@ Encoded Seq2SeqImpl::encode(const Tensor& source, const Tensor& lengths) {
               "Seq2Seq: expected source [S, B] of int64, got ", source.sizes(), " ",
               source.scalar_type());
   const Tensor x = torch::dropout(source_embedding->forward(source), options.embedding_dropout(),
-                                  is_training());                                  // [S, B, E]
-  auto enc = encoder->forward(x, lengths);                           // h [S, B, K*H], finals
+                                  is_training());  // [S, B, E]
+  auto enc = encoder->forward(x, lengths);         // h [S, B, K*H], finals
   Encoded e;
-  e.memory = decoder->memory(enc.output, lengths);                   // W_h h once per sentence
-  e.state.layers = bridge->forward(enc.states);                      // s<0>
+  e.memory = decoder->memory(enc.output, lengths);  // W_h h once per sentence
+  e.state.layers = bridge->forward(enc.states);     // s<0>
   return e;
 }
 
@@ -84,18 +85,18 @@ Tensor Seq2SeqImpl::forward(const Tensor& source, const Tensor& lengths, const T
   TORCH_CHECK(target_in.dim() == 2 && target_in.size(1) == source.size(1),
               "Seq2Seq: expected target_in [T, ", source.size(1), "], got ", target_in.sizes());
   auto e = encode(source, lengths);
-  const Tensor y = torch::dropout(target_embedding->forward(target_in),
-                                  options.embedding_dropout(), is_training());     // [T, B, E]
-  auto out = decoder->forward(y, e.state, e.memory);                               // h̃ [T, B, H]
-  return logits(out.output);                                                       // [T, B, V]
+  const Tensor y = torch::dropout(target_embedding->forward(target_in), options.embedding_dropout(),
+                                  is_training());     // [T, B, E]
+  auto out = decoder->forward(y, e.state, e.memory);  // h̃ [T, B, H]
+  return logits(out.output);                          // [T, B, V]
 }
 
 Tensor Seq2SeqStepper::step(const Tensor& last) {
   const Tensor tokens = last.to(model_.W_y.device());
-  const Tensor y = model_.target_embedding->forward(tokens);                       // [N, E]
-  auto out = model_.decoder->step(y, e_.state, e_.memory);                         // h̃ [N, H]
+  const Tensor y = model_.target_embedding->forward(tokens);  // [N, E]
+  auto out = model_.decoder->step(y, e_.state, e_.memory);    // h̃ [N, H]
   attention_ = out.weights;
-  Tensor l = model_.logits(out.output);                                            // [N, V]
+  Tensor l = model_.logits(out.output);                            // [N, V]
   if (l.scalar_type() != torch::kDouble) l = l.to(torch::kFloat);  // bf16 scores in fp32
   return torch::log_softmax(l, 1);
 }

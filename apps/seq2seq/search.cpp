@@ -52,10 +52,11 @@ std::vector<Hypothesis> greedy_search(StepModel& model, const SearchOptions& o) 
   std::vector<std::vector<Tensor>> att(static_cast<size_t>(B));
   std::vector<bool> done(static_cast<size_t>(B), false);
   int64_t longest = 0;
-  for (int64_t b = 0; b < B; ++b) longest = std::max(longest, max_length_of(o, static_cast<size_t>(b)));
+  for (int64_t b = 0; b < B; ++b)
+    longest = std::max(longest, max_length_of(o, static_cast<size_t>(b)));
   Tensor last = torch::full({B}, o.bos, torch::kLong);
   for (int64_t t = 1; t <= longest + 1; ++t) {
-    Tensor logp = mask_banned(model.step(last).to(torch::kDouble).cpu(), o);   // [B, V]
+    Tensor logp = mask_banned(model.step(last).to(torch::kDouble).cpu(), o);  // [B, V]
     const Tensor a = o.keep_attention ? model.last_attention() : Tensor();
     auto acc = logp.accessor<double, 2>();
     std::vector<int64_t> next(static_cast<size_t>(B), o.eos);
@@ -74,7 +75,8 @@ std::vector<Hypothesis> greedy_search(StepModel& model, const SearchOptions& o) 
       if (a.defined()) att[i].push_back(a[b].detach().cpu());
       if (best == o.eos) {
         done[i] = true;
-        out[i].score = normalized(out[i].logprob, static_cast<int64_t>(out[i].tokens.size()) + 1, o.alpha);
+        out[i].score =
+            normalized(out[i].logprob, static_cast<int64_t>(out[i].tokens.size()) + 1, o.alpha);
         if (a.defined()) out[i].attention = torch::stack(att[i]);
       } else {
         out[i].tokens.push_back(best);
@@ -101,21 +103,23 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const SearchO
   std::vector<std::vector<Hypothesis>> finished(static_cast<size_t>(B));
   std::vector<bool> done(static_cast<size_t>(B), false);
   int64_t longest = 0;
-  for (int64_t b = 0; b < B; ++b) longest = std::max(longest, max_length_of(o, static_cast<size_t>(b)));
+  for (int64_t b = 0; b < B; ++b)
+    longest = std::max(longest, max_length_of(o, static_cast<size_t>(b)));
   Tensor last = torch::full({B * K}, o.bos, torch::kLong);
   auto by_score = [](const Hypothesis& x, const Hypothesis& y) { return x.score > y.score; };
 
   for (int64_t t = 1; t <= longest + 1; ++t) {
-    Tensor logp = mask_banned(model.step(last).to(torch::kDouble).cpu(), o);   // [B*K, V]
+    Tensor logp = mask_banned(model.step(last).to(torch::kDouble).cpu(), o);  // [B*K, V]
     const int64_t V = logp.size(1);
     const Tensor a = o.keep_attention ? model.last_attention() : Tensor();
-    Tensor cand = logp + torch::tensor(scores, torch::kDouble).unsqueeze(1);    // [B*K, V]
+    Tensor cand = logp + torch::tensor(scores, torch::kDouble).unsqueeze(1);  // [B*K, V]
     const int64_t take = std::min<int64_t>(2 * K, K * V);
-    const auto top = cand.view({B, K * V}).topk(take, 1);                       // [B, 2K]
+    const auto top = cand.view({B, K * V}).topk(take, 1);  // [B, 2K]
     auto val = std::get<0>(top).accessor<double, 2>();
     auto idx = std::get<1>(top).accessor<int64_t, 2>();
 
-    std::vector<int64_t> origin(static_cast<size_t>(B * K)), next(static_cast<size_t>(B * K), o.eos);
+    std::vector<int64_t> origin(static_cast<size_t>(B * K)),
+        next(static_cast<size_t>(B * K), o.eos);
     std::vector<double> new_scores(static_cast<size_t>(B * K), kNegInf);
     std::vector<std::vector<int64_t>> new_prefix(static_cast<size_t>(B * K));
     std::vector<std::vector<Tensor>> new_att(static_cast<size_t>(B * K));
@@ -185,7 +189,8 @@ std::vector<std::vector<Hypothesis>> beam_search(StepModel& model, const SearchO
         const double worst_kept = fin[static_cast<size_t>(o.n_best - 1)].score;
         // The best a live beam can still reach: its score only falls, its length at most
         // max_len + 1.
-        const double bound = normalized(new_scores[static_cast<size_t>(b * K)], max_len + 1, o.alpha);
+        const double bound =
+            normalized(new_scores[static_cast<size_t>(b * K)], max_len + 1, o.alpha);
         // Beam 1 is greedy: it ends when its best extension is <eos>. An n-best list waits
         // until no live beam can enter it.
         is_done = (top_is_eos && o.n_best == 1) || bound <= worst_kept;

@@ -34,31 +34,33 @@ const train::KeyTable& Seq2SeqConfig::keys() {
   static const train::KeyTable table = [] {
     using namespace train;
     const Seq2SeqConfig d;
-    return KeyTable({
-               path("data", "train_source", true, "training sources, one sentence per line"),
-               path("data", "train_target", true,
-                    "training targets, line by line the translations of `train_source`"),
-               path("data", "valid_source", true, "validation sources (select the best epoch)"),
-               path("data", "valid_target", true, "validation targets"),
-               choice("data", "tokenize", d.tokenize, {"space", "rnnkit", "char"},
-                      "`space`: the files are tokenized (Multi30k's `tok/`), tokens are what "
-                      "whitespace separates; `rnnkit`: the apps' tokenizer on raw text; `char`: "
-                      "one token per character"),
-               flag("data", "lowercase", d.lowercase, "lowercase both sides first"),
-               train::encoding("data", "encoding", "the files' text encoding"),
-               integer("data", "min_count", d.min_count, 1, INT64_MAX,
-                       "tokens of train seen fewer times become `<unk>`"),
-               integer("data", "max_vocab", d.max_vocab, 0, INT64_MAX,
-                       "each vocabulary's size cap (0: no cap)"),
-               flag("data", "shared_vocab", d.shared_vocab,
-                    "one vocabulary for both sides (built from both)"),
-               integer("data", "max_length", d.max_length, 1, 10000,
-                       "tokens per side of a training pair; a longer pair is an error naming "
-                       "its line, or dropped with `drop_long`"),
-               flag("data", "drop_long", d.drop_long,
-                    "leave out training pairs over `max_length` (counted in the log) instead "
-                    "of stopping"),
-           })
+    return KeyTable(
+               {
+                   path("data", "train_source", true, "training sources, one sentence per line"),
+                   path("data", "train_target", true,
+                        "training targets, line by line the translations of `train_source`"),
+                   path("data", "valid_source", true, "validation sources (select the best epoch)"),
+                   path("data", "valid_target", true, "validation targets"),
+                   choice(
+                       "data", "tokenize", d.tokenize, {"space", "rnnkit", "char"},
+                       "`space`: the files are tokenized (Multi30k's `tok/`), tokens are what "
+                       "whitespace separates; `rnnkit`: the apps' tokenizer on raw text; `char`: "
+                       "one token per character"),
+                   flag("data", "lowercase", d.lowercase, "lowercase both sides first"),
+                   train::encoding("data", "encoding", "the files' text encoding"),
+                   integer("data", "min_count", d.min_count, 1, INT64_MAX,
+                           "tokens of train seen fewer times become `<unk>`"),
+                   integer("data", "max_vocab", d.max_vocab, 0, INT64_MAX,
+                           "each vocabulary's size cap (0: no cap)"),
+                   flag("data", "shared_vocab", d.shared_vocab,
+                        "one vocabulary for both sides (built from both)"),
+                   integer("data", "max_length", d.max_length, 1, 10000,
+                           "tokens per side of a training pair; a longer pair is an error naming "
+                           "its line, or dropped with `drop_long`"),
+                   flag("data", "drop_long", d.drop_long,
+                        "leave out training pairs over `max_length` (counted in the log) instead "
+                        "of stopping"),
+               })
         .with(common_keys())
         .with(rnn_keys("model", d.rnn))
         .with(KeyTable({
@@ -127,10 +129,9 @@ Seq2SeqConfig Seq2SeqConfig::read(train::ConfigReader& c) {
                              "\" (the additive decoder feeds its context already)");
   }
   if (s.tie_embeddings && s.embedding_size != s.rnn.hidden_size()) {
-    throw train::ConfigError(c.where("model", "tie_embeddings") +
-                             ": needs embedding_size == hidden_size, got " +
-                             std::to_string(s.embedding_size) + " and " +
-                             std::to_string(s.rnn.hidden_size()));
+    throw train::ConfigError(
+        c.where("model", "tie_embeddings") + ": needs embedding_size == hidden_size, got " +
+        std::to_string(s.embedding_size) + " and " + std::to_string(s.rnn.hidden_size()));
   }
   const int64_t memory = (s.bidirectional_encoder ? 2 : 1) * s.rnn.hidden_size();
   if (s.attention == "dot" && memory != s.rnn.hidden_size()) {
@@ -248,9 +249,9 @@ Parallel read_parallel(const Seq2SeqConfig& c, const std::string& source_path,
 namespace {
 
 struct Batch {
-  Tensor source, lengths;    ///< [S, B], [B]
+  Tensor source, lengths;        ///< [S, B], [B]
   Tensor target_in, target_out;  ///< [T, B]: <bos> y, and y <eos>
-  int64_t tokens = 0;        ///< target tokens with <eos>
+  int64_t tokens = 0;            ///< target tokens with <eos>
 };
 
 Ids encode_source(const Vocab& v, const std::vector<std::string>& tokens) {
@@ -357,7 +358,8 @@ std::vector<Translation> decode_ids(Seq2SeqImpl& model, const Lexicon& lx,
     for (auto i : idx) {
       const double n = static_cast<double>(src[i].size() - 1);  // without the source's <eos>
       so.max_lengths.push_back(std::min<int64_t>(
-          o.max_length, std::max<int64_t>(1, static_cast<int64_t>(std::ceil(o.max_length_factor * n)))));
+          o.max_length,
+          std::max<int64_t>(1, static_cast<int64_t>(std::ceil(o.max_length_factor * n)))));
     }
     if (o.beam == 1) {
       auto hyps = greedy_search(stepper, so);
@@ -600,7 +602,8 @@ void plot_attention(const Loaded& m, const Translation& t, const std::string& di
   const auto& h = t.hypotheses.at(0);
   if (!h.attention.defined()) throw std::runtime_error("plot_attention: no attention was kept");
   if (dir.find('\'') != std::string::npos)
-    throw std::invalid_argument("--plot-attention: a folder name with a quote (') is not supported");
+    throw std::invalid_argument(
+        "--plot-attention: a folder name with a quote (') is not supported");
   std::filesystem::create_directories(dir);
   auto cols = t.source_tokens;
   cols.push_back("<eos>");
@@ -620,13 +623,18 @@ void plot_attention(const Loaded& m, const Translation& t, const std::string& di
   std::ofstream gp(base + ".gp");
   gp << "set terminal pngcairo size " << std::max<size_t>(400, 40 * cols.size() + 160) << ","
      << std::max<size_t>(300, 30 * rows.size() + 140) << " noenhanced\n"
-     << "set output '" << base << ".png'\nunset key\nset yrange [] reverse\nset palette grey negative\n"
+     << "set output '" << base
+     << ".png'\nunset key\nset yrange [] reverse\nset palette grey negative\n"
      << "set cbrange [0:1]\nset x2tics rotate by 90 left\nunset xtics\nset x2tics (";
   for (size_t k = 0; k < cols.size(); ++k)
-    gp << (k ? ", " : "") << '"' << gnuplot_label(m.config.tokenize == "char" && cols[k] == kSpace ? "_" : cols[k]) << "\" " << k;
+    gp << (k ? ", " : "") << '"'
+       << gnuplot_label(m.config.tokenize == "char" && cols[k] == kSpace ? "_" : cols[k]) << "\" "
+       << k;
   gp << ")\nset ytics (";
   for (size_t i = 0; i < rows.size(); ++i)
-    gp << (i ? ", " : "") << '"' << gnuplot_label(m.config.tokenize == "char" && rows[i] == kSpace ? "_" : rows[i]) << "\" " << i;
+    gp << (i ? ", " : "") << '"'
+       << gnuplot_label(m.config.tokenize == "char" && rows[i] == kSpace ? "_" : rows[i]) << "\" "
+       << i;
   gp << ")\nplot '" << base << ".dat' matrix with image axes x2y1\n";
   gp.close();
   const std::string cmd = "gnuplot '" + base + ".gp' 2>&1";

@@ -18,9 +18,9 @@ Tensor length_mask(const Tensor& lengths, int64_t S, const Tensor& like) {
   const auto opts = torch::TensorOptions().dtype(torch::kLong).device(like.device());
   const Tensor len = lengths.to(opts);
   TORCH_CHECK(len.dim() == 1, "attention: expected lengths [B], got ", lengths.sizes());
-  TORCH_CHECK(len.numel() == 0 || (len.min().item<int64_t>() >= 1 && len.max().item<int64_t>() <= S),
-              "attention: expected every length in 1..", S, " (the source's positions), got ",
-              lengths);
+  TORCH_CHECK(
+      len.numel() == 0 || (len.min().item<int64_t>() >= 1 && len.max().item<int64_t>() <= S),
+      "attention: expected every length in 1..", S, " (the source's positions), got ", lengths);
   return torch::arange(S, opts).unsqueeze(0) < len.unsqueeze(1);  // [B, S]
 }
 
@@ -49,12 +49,13 @@ AttentionOutput AttentionImplBase::attend(const Tensor& s, const AttentionMemory
 }
 
 AttentionOutput AttentionImplBase::attend_all(const Tensor& s, const AttentionMemory& m) const {
-  TORCH_CHECK(s.dim() == 3 && s.size(1) == m.batch(), "attention: expected queries [T, ",
-              m.batch(), ", Dq], got ", s.sizes());
-  const Tensor e = scores(s.transpose(0, 1), m);                                   // [B, T, S]
-  const Tensor masked = e.masked_fill(~m.mask.unsqueeze(1), -std::numeric_limits<double>::infinity());
-  const Tensor alpha = torch::softmax(masked, 2);                                  // [B, T, S]
-  const Tensor c = torch::bmm(alpha, m.values);                                    // [B, T, Dh]
+  TORCH_CHECK(s.dim() == 3 && s.size(1) == m.batch(), "attention: expected queries [T, ", m.batch(),
+              ", Dq], got ", s.sizes());
+  const Tensor e = scores(s.transpose(0, 1), m);  // [B, T, S]
+  const Tensor masked =
+      e.masked_fill(~m.mask.unsqueeze(1), -std::numeric_limits<double>::infinity());
+  const Tensor alpha = torch::softmax(masked, 2);  // [B, T, S]
+  const Tensor c = torch::bmm(alpha, m.values);    // [B, T, Dh]
   return {c.transpose(0, 1), alpha.transpose(0, 1)};
 }
 
@@ -99,17 +100,17 @@ void AdditiveAttentionImpl::pretty_print(std::ostream& os) const {
 
 AttentionMemory AdditiveAttentionImpl::memory(const Tensor& h, const Tensor& lengths) const {
   check_memory_input("AdditiveAttention", h, options.memory_size());
-  const Tensor values = h.transpose(0, 1);                                          // [B, S, Dh]
-  const Tensor keys = torch::linear(values, W_h, b);                                // [B, S, A]
+  const Tensor values = h.transpose(0, 1);            // [B, S, Dh]
+  const Tensor keys = torch::linear(values, W_h, b);  // [B, S, A]
   return {values, keys, mask_of(h, lengths)};
 }
 
 Tensor AdditiveAttentionImpl::scores(const Tensor& s, const AttentionMemory& m) const {
   TORCH_CHECK(s.size(2) == options.query_size(), "AdditiveAttention: expected queries of width ",
               options.query_size(), ", got ", s.sizes());
-  const Tensor q = torch::linear(s, W_s);                                           // [B, T, A]
-  const Tensor t = torch::tanh(q.unsqueeze(2) + m.keys.unsqueeze(1));               // [B, T, S, A]
-  return torch::matmul(t, v);                                                       // [B, T, S]
+  const Tensor q = torch::linear(s, W_s);                              // [B, T, A]
+  const Tensor t = torch::tanh(q.unsqueeze(2) + m.keys.unsqueeze(1));  // [B, T, S, A]
+  return torch::matmul(t, v);                                          // [B, T, S]
 }
 
 // ---- multiplicative ----
@@ -152,16 +153,16 @@ void MultiplicativeAttentionImpl::pretty_print(std::ostream& os) const {
 
 AttentionMemory MultiplicativeAttentionImpl::memory(const Tensor& h, const Tensor& lengths) const {
   check_memory_input("MultiplicativeAttention", h, options.memory_size());
-  const Tensor values = h.transpose(0, 1);                                          // [B, S, Dh]
-  const Tensor keys = W.defined() ? torch::linear(values, W) : values;              // [B, S, Dq]
+  const Tensor values = h.transpose(0, 1);                              // [B, S, Dh]
+  const Tensor keys = W.defined() ? torch::linear(values, W) : values;  // [B, S, Dq]
   return {values, keys, mask_of(h, lengths)};
 }
 
 Tensor MultiplicativeAttentionImpl::scores(const Tensor& s, const AttentionMemory& m) const {
   TORCH_CHECK(s.size(2) == options.query_size(),
-              "MultiplicativeAttention: expected queries of width ", options.query_size(),
-              ", got ", s.sizes());
-  return torch::bmm(s, m.keys.transpose(1, 2));                                     // [B, T, S]
+              "MultiplicativeAttention: expected queries of width ", options.query_size(), ", got ",
+              s.sizes());
+  return torch::bmm(s, m.keys.transpose(1, 2));  // [B, T, S]
 }
 
 std::shared_ptr<AttentionImplBase> make_attention(const std::string& kind,

@@ -95,20 +95,21 @@ DecoderOutput AttentionDecoderImpl::step(const Tensor& y, DecoderState& state,
   if (additive) {
     const Tensor& s_prev = state.layers.back().a;
     const Tensor q = s_prev.defined() ? s_prev : torch::zeros({y.size(0), H}, y.options());
-    att = attention->attend(q, m);                                  // c<t> [B, Dh], α [B, S]
-    x = torch::cat({y, att.context}, 1);                            // [B, E + Dh]
+    att = attention->attend(q, m);        // c<t> [B, Dh], α [B, S]
+    x = torch::cat({y, att.context}, 1);  // [B, E + Dh]
   }
   if (options.input_feeding()) {
-    const Tensor feed = state.feed.defined() ? state.feed : torch::zeros({y.size(0), H}, y.options());
-    x = torch::cat({x, feed}, 1);                                   // [B, E + H]
+    const Tensor feed =
+        state.feed.defined() ? state.feed : torch::zeros({y.size(0), H}, y.options());
+    x = torch::cat({x, feed}, 1);  // [B, E + H]
   }
   for (int64_t l = 0; l < L; ++l) {
     auto& s = state.layers[static_cast<size_t>(l)];
-    s = rnn->cell(l, 0).step(x, s);                                 // s[l]<t>
+    s = rnn->cell(l, 0).step(x, s);  // s[l]<t>
     x = l + 1 < L ? torch::dropout(s.a, options.rnn().dropout(), is_training()) : s.a;
   }
-  if (!attention) return {x, {}};                                   // h̃<t> = s[L]<t>
-  if (!additive) att = attention->attend(x, m);                     // c<t> from s[L]<t>
+  if (!attention) return {x, {}};                // h̃<t> = s[L]<t>
+  if (!additive) att = attention->attend(x, m);  // c<t> from s[L]<t>
   const Tensor ht = torch::tanh(torch::linear(torch::cat({att.context, x}, 1), W_c));  // [B, H]
   if (options.input_feeding()) state.feed = ht;
   return {ht, att.weights};
@@ -118,11 +119,10 @@ DecoderOutput AttentionDecoderImpl::forward(const Tensor& y, DecoderState state,
                                             const AttentionMemory& m) {
   TORCH_CHECK(y.dim() == 3, "AttentionDecoder: expected y [T, B, E], got ", y.sizes());
   if (parallel_over_time()) {
-    auto out = rnn->forward(y, {}, state.layers);                   // s[L]<1..T> [T, B, H]
+    auto out = rnn->forward(y, {}, state.layers);  // s[L]<1..T> [T, B, H]
     if (!attention) return {out.output, {}};
-    auto att = attention->attend_all(out.output, m);                // c [T, B, Dh], α [T, B, S]
-    return {torch::tanh(torch::linear(torch::cat({att.context, out.output}, 2), W_c)),
-            att.weights};
+    auto att = attention->attend_all(out.output, m);  // c [T, B, Dh], α [T, B, S]
+    return {torch::tanh(torch::linear(torch::cat({att.context, out.output}, 2), W_c)), att.weights};
   }
   std::vector<Tensor> outs, weights;
   for (const auto& y_t : y.unbind(0)) {
@@ -177,9 +177,8 @@ int64_t BridgeImpl::source_layer(int64_t l) const {
 
 std::vector<State> BridgeImpl::forward(const std::vector<State>& enc) {
   const int64_t K = options.encoder_directions();
-  TORCH_CHECK(static_cast<int64_t>(enc.size()) == options.encoder_layers() * K,
-              "Bridge: expected ", options.encoder_layers() * K, " encoder states, got ",
-              enc.size());
+  TORCH_CHECK(static_cast<int64_t>(enc.size()) == options.encoder_layers() * K, "Bridge: expected ",
+              options.encoder_layers() * K, " encoder states, got ", enc.size());
   std::vector<State> out;
   for (int64_t l = 0; l < options.decoder_layers(); ++l) {
     const auto i = static_cast<size_t>(l);

@@ -6,7 +6,8 @@
 //   additive (Bahdanau):   c<t> = attend(s[L]<t-1>, h)                  context from the last state
 //                          s<t> = cells([y<t>; c<t>], s<t-1>)
 //                          h̃<t> = tanh(W_c [c<t>; s[L]<t>])
-//   dot, general (Luong):  s<t> = cells([y<t>; h̃<t-1>], s<t-1>)          (h̃<t-1> with input feeding)
+//   dot, general (Luong):  s<t> = cells([y<t>; h̃<t-1>], s<t-1>)          (h̃<t-1> with input
+//   feeding)
 //                          c<t> = attend(s[L]<t>, h)                    context from the new state
 //                          h̃<t> = tanh(W_c [c<t>; s[L]<t>])
 //   none (Sutskever, Cho): s<t> = cells(y<t>, s<t-1>),   h̃<t> = s[L]<t>
@@ -80,9 +81,9 @@ class AttentionDecoderImpl : public torch::nn::Cloneable<AttentionDecoderImpl> {
   bool parallel_over_time() const;
 
   DecoderOptions options;
-  RNN rnn{nullptr};                                  ///< the cells (layer l: rnn->cell(l, 0))
-  std::shared_ptr<AttentionImplBase> attention;      ///< null for "none"
-  torch::Tensor W_c;                                 ///< [H, Dh + H]; undefined for "none"
+  RNN rnn{nullptr};                              ///< the cells (layer l: rnn->cell(l, 0))
+  std::shared_ptr<AttentionImplBase> attention;  ///< null for "none"
+  torch::Tensor W_c;                             ///< [H, Dh + H]; undefined for "none"
 };
 TORCH_MODULE(AttentionDecoder);
 
@@ -108,7 +109,8 @@ struct BridgeOptions {
 /// The decoder's first state from the encoder's last (the top decoder layers take the top
 /// encoder layers; a deeper decoder's lowest layers share the encoder's first):
 ///   s[l]<0> = tanh(W_l [a→[l']<S>; a←[l']<1>] + b_l)
-///   c[l]<0> = W_cl [c→[l']<S>; c←[l']<1>] + b_cl      (LSTM decoders; zeros if the encoder has no c)
+///   c[l]<0> = W_cl [c→[l']<S>; c←[l']<1>] + b_cl      (LSTM decoders; zeros if the encoder has no
+///   c)
 class BridgeImpl : public torch::nn::Cloneable<BridgeImpl> {
  public:
   explicit BridgeImpl(BridgeOptions options);
