@@ -316,6 +316,28 @@ Tensor token_loss(const Tensor& logits, const Tensor& target, double smoothing) 
       F::CrossEntropyFuncOptions().ignore_index(Vocab::kPad).label_smoothing(smoothing));
 }
 
+/// Mean cross-entropy per target token (with <eos>) under teacher forcing, in eval mode, without
+/// label smoothing: validation's perplexity and eval's.
+double mean_loss(Seq2SeqImpl& model, const std::vector<Ids>& src, const std::vector<Ids>& tgt,
+                 const torch::Device& device, int64_t* tokens_out) {
+  torch::NoGradGuard g;
+  const bool was = model.is_training();
+  model.eval();
+  double loss = 0;
+  int64_t tokens = 0;
+  for (const auto& idx : length_batches(src, 128)) {
+    train::throw_if_stopped();
+    const auto b = make_batch(src, &tgt, idx, device);
+    const Tensor logits = model.forward(b.source, b.lengths, b.target_in);
+    loss += token_loss(logits.to(torch::kFloat), b.target_out, 0).item<double>() *
+            static_cast<double>(b.tokens);
+    tokens += b.tokens;
+  }
+  model.train(was);
+  if (tokens_out) *tokens_out = tokens;
+  return loss / static_cast<double>(std::max<int64_t>(tokens, 1));
+}
+
 std::vector<Ids> encode_all(const Vocab& v, const std::vector<std::vector<std::string>>& s,
                             bool source) {
   std::vector<Ids> out;
@@ -403,22 +425,8 @@ class Seq2SeqTask : public train::SentenceTask {
     return {token_loss(logits, b.target_out, c_.label_smoothing), b.tokens};
   }
   train::Metrics evaluate() override {
-    double loss = 0;
     int64_t tokens = 0;
-    {
-      torch::NoGradGuard g;
-      const bool was = model_->is_training();
-      model_->eval();
-      for (const auto& idx : length_batches(valid_src_, 128)) {
-        train::throw_if_stopped();
-        const auto b = make_batch(valid_src_, &valid_tgt_, idx, device_);
-        const Tensor logits = model_->forward(b.source, b.lengths, b.target_in);
-        loss += token_loss(logits.to(torch::kFloat), b.target_out, 0).item<double>() *
-                static_cast<double>(b.tokens);
-        tokens += b.tokens;
-      }
-      model_->train(was);
-    }
+    const double mean = mean_loss(*model_, valid_src_, valid_tgt_, device_, &tokens);
     TranslateOptions o;
     o.beam = c_.valid_beam;
     o.alpha = c_.valid_beam > 1 ? 1.0 : 0.0;
@@ -430,7 +438,6 @@ class Seq2SeqTask : public train::SentenceTask {
       exact += hyps.back() == valid_refs_[i];
     }
     const auto bleu = corpus_bleu(hyps, valid_refs_, "multi-bleu", false);
-    const double mean = loss / static_cast<double>(std::max<int64_t>(tokens, 1));
     train::Metrics m;
     m.values = {{"val_bleu", bleu.bleu},
                 {"val_loss", mean},
@@ -543,20 +550,8 @@ double teacher_forced_loss(Seq2SeqImpl& model, const Lexicon& lx,
                            const std::vector<std::vector<std::string>>& source,
                            const std::vector<std::vector<std::string>>& target,
                            const torch::Device& device, int64_t* tokens_out) {
-  torch::NoGradGuard g;
-  const auto src = encode_all(lx.source, source, true);
-  const auto tgt = encode_all(lx.target, target, false);
-  double loss = 0;
-  int64_t tokens = 0;
-  for (const auto& idx : length_batches(src, 128)) {
-    const auto b = make_batch(src, &tgt, idx, device);
-    const Tensor logits = model.forward(b.source, b.lengths, b.target_in);
-    loss += token_loss(logits.to(torch::kFloat), b.target_out, 0).item<double>() *
-            static_cast<double>(b.tokens);
-    tokens += b.tokens;
-  }
-  if (tokens_out) *tokens_out = tokens;
-  return loss / static_cast<double>(std::max<int64_t>(tokens, 1));
+  return mean_loss(model, encode_all(lx.source, source, true), encode_all(lx.target, target, false),
+                   device, tokens_out);
 }
 
 train::Json translation_json(const Loaded& m, const Translation& t, bool attention) {
