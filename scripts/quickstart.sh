@@ -46,6 +46,15 @@ case "$mode" in
       "The European Commission said on Thursday it disagreed with German advice ." |
       "$ner" predict --checkpoint "$run/best.pt" --json
     echo
+    # An encoder-decoder with attention on the bundled generated dates (human-readable to ISO):
+    # 2 minutes of training, a few translations (beam 5), and one attention heatmap.
+    s2s="$build/apps/rnnkit-seq2seq"
+    dates="$root/runs/seq2seq_dates_demo"
+    "$s2s" train --config "$root/configs/seq2seq_dates.toml" --run-dir "$dates"
+    printf '%s\n' "tuesday 3 march 1998" "03.03.98" "3 mar 1998" "saturday, july 4, 2026" |
+      "$s2s" translate --checkpoint "$dates/best.pt" --beam 5 --plot-attention "$dates/attention"
+    echo "attention heatmap of the first: $dates/attention/1.png"
+    echo
     # Both models over HTTP, with a page to try them: docs/serving.md.
     echo "Serve both models (then open http://127.0.0.1:8080/):"
     echo "  $build/apps/rnnkit-serve --model ner=$run/best.pt --model char=$root/runs/lm_char_demo/best.pt"

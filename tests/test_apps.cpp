@@ -19,6 +19,7 @@
 #include "lm/ngram.h"
 #include "ner/ner.h"
 #include "sentiment/sentiment.h"
+#include "seq2seq/seq2seq.h"
 #include "test_train_util.h"
 
 using namespace rnnkit;
@@ -138,7 +139,8 @@ TEST(Config, ReadmeKeyTablesAreTheCodes) {
       {"train", train::TrainOptions::keys()},
       {"lm", lm::LMConfig::keys()},
       {"sentiment", sentiment::SentimentConfig::keys()},
-      {"ner", ner::NerConfig::keys()}};
+      {"ner", ner::NerConfig::keys()},
+      {"seq2seq", seq2seq::Seq2SeqConfig::keys()}};
   const bool write = std::getenv("RNNKIT_WRITE_CONFIG_TABLES") != nullptr;
   for (const auto& [name, table] : tables) {
     const std::string begin =
@@ -890,12 +892,14 @@ TEST(Configs, EveryShippedRecipeReads) {
       EXPECT_NO_THROW(sentiment::SentimentConfig::read(c));
     } else if (name.rfind("ner_", 0) == 0) {
       EXPECT_NO_THROW(ner::NerConfig::read(c));
+    } else if (name.rfind("seq2seq_", 0) == 0) {
+      EXPECT_NO_THROW(seq2seq::Seq2SeqConfig::read(c));
     } else {
       continue;  // gradflow and the custom-cell example read theirs in their main.cpp
     }
     ++checked;
   }
-  EXPECT_GE(checked, 12);
+  EXPECT_GE(checked, 15);
   ::unsetenv("RNNKIT_DATA");
 }
 
