@@ -9,10 +9,25 @@ lm=$build/apps/rnnkit-lm
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-for app in lm sentiment ner gradflow; do
+for app in lm sentiment ner gradflow seq2seq; do
   out=$("$build/apps/rnnkit-$app" --version)
   [[ $out =~ ^rnnkit-$app\ [0-9]+\.[0-9]+\.[0-9]+\ \(LibTorch\ [0-9.]+,\ CUDA:\ .+\)$ ]] || fail "--version: $out"
 done
+
+# OpenBLAS's kernels: an OpenBLAS that does not know this CPU falls back to Prescott's SSE3
+# kernels; the apps then run again with the kernels the CPU has (AVX2: Haswell's, AVX-512:
+# SkylakeX's). A user's OPENBLAS_CORETYPE, or RNNKIT_BLAS_CORETYPE=keep, is kept.
+out=$(env -u OPENBLAS_CORETYPE "$lm" --version)
+if [[ $out == *"OpenBLAS kernels: "* ]]; then
+  flags=$(grep -m1 '^flags' /proc/cpuinfo || true)
+  if [[ " $flags " == *" avx2 "* && " $flags " == *" fma "* ]]; then
+    [[ $out != *"kernels: Prescott"* ]] || fail "an AVX2 CPU left on Prescott's kernels: $out"
+  fi
+  out=$(OPENBLAS_CORETYPE=Prescott "$lm" --version)
+  [[ $out == *"kernels: Prescott)" ]] || fail "OPENBLAS_CORETYPE=Prescott not kept: $out"
+  out=$(env -u OPENBLAS_CORETYPE RNNKIT_BLAS_CORETYPE=keep "$lm" --version)
+  [[ $out == *"OpenBLAS kernels: "* ]] || fail "RNNKIT_BLAS_CORETYPE=keep: $out"
+fi
 
 # Every config key, declared once in the code, in train --help and as config-keys' Markdown.
 for app in lm sentiment ner; do

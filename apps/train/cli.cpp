@@ -252,6 +252,7 @@ void flush_stdout() {
 
 int guarded_main(const char* program, const std::function<int(int, char**)>& body, int argc,
                  char** argv) {
+  choose_blas_kernels(argv);
   keep_freed_memory();
   try {
     const int status = body(argc, argv);
@@ -348,8 +349,9 @@ std::string version_text(const std::string& program) {
   } else {
     cuda = fmt::format("{} GPU(s)", torch::cuda::device_count());
   }
-  return fmt::format("{} {} (LibTorch {}, CUDA: {})", program, RNNKIT_VERSION, torch_version(),
-                     cuda);
+  const std::string blas = blas_kernels();
+  return fmt::format("{} {} (LibTorch {}, CUDA: {}{})", program, RNNKIT_VERSION, torch_version(),
+                     cuda, blas.empty() ? "" : ", OpenBLAS kernels: " + blas);
 }
 
 int run_app(const char* program, const std::vector<Command>& commands, int argc, char** argv) {

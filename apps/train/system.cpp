@@ -1,5 +1,6 @@
 #include <rnnkit/train/system.h>
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <sched.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -119,6 +121,44 @@ bool keep_freed_memory() {
   // trimmed only past 2 GiB free); larger ones are still mapped on their own.
   const bool ok = ::mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1;
   return ::mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max()) == 1 && ok;
+}
+
+std::string blas_kernels() {
+  // Looked up, not linked: the BLAS is whatever LibTorch was built with.
+  using Corename = char* (*)();
+  const auto get = reinterpret_cast<Corename>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  const char* name = get != nullptr ? get() : nullptr;
+  return name != nullptr ? std::string(name) : std::string();
+}
+
+std::string best_blas_kernels() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+  return "";
+}
+
+void choose_blas_kernels(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // the user's, or ours after the exec
+  const char* keep = std::getenv("RNNKIT_BLAS_CORETYPE");
+  if (keep != nullptr && std::string(keep) == "keep") return;
+  std::string now = blas_kernels();
+  for (auto& ch : now) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (now != "prescott") return;
+  const std::string best = best_blas_kernels();
+  if (best.empty() || argv == nullptr || argv[0] == nullptr) return;
+  // The file itself, not /proc/self/exe: the process's name (ps, pgrep, top) comes from the
+  // path exec'ed.
+  std::error_code error;
+  const auto self = fs::read_symlink("/proc/self/exe", error);
+  if (error) return;
+  ::setenv("OPENBLAS_CORETYPE", best.c_str(), 1);
+  ::execv(self.c_str(), argv);
+  ::unsetenv("OPENBLAS_CORETYPE");  // exec failed: carry on with the kernels there are
 }
 
 int available_cores() {

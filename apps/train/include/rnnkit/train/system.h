@@ -34,6 +34,20 @@ int available_cores();
 /// with PyTorch's caching allocators. RNNKIT_MALLOC=glibc keeps glibc's defaults. Returns
 /// whether it changed anything.
 bool keep_freed_memory();
+/// Debian 12's OpenBLAS (0.3.21) picks its kernels by CPU model when it loads, and on a model it
+/// does not know (Intel's Emerald Rapids, family 6 model 207, for one) falls back to its slowest,
+/// Prescott's SSE3 kernels: a training step then takes 2.5-3x as long. Nothing can change the
+/// choice after the library has loaded, so when OpenBLAS says "Prescott" and the CPU has AVX2
+/// (or AVX-512), this re-executes the program once, at the top of main(), with OPENBLAS_CORETYPE
+/// set to the kernels the CPU runs (Haswell, or SkylakeX). An OPENBLAS_CORETYPE the user set,
+/// RNNKIT_BLAS_CORETYPE=keep, a BLAS that is not OpenBLAS (MKL in CUDA LibTorch builds) or a
+/// failed exec leave the process as it is. Returns only when nothing was re-executed.
+void choose_blas_kernels(char** argv);
+/// OpenBLAS's kernels ("SkylakeX", "Haswell", "Prescott"), or "" for another BLAS.
+std::string blas_kernels();
+/// The kernels choose_blas_kernels() would ask for on this CPU: "SkylakeX", "Haswell" or "".
+std::string best_blas_kernels();
+
 /// The thread count for `requested` (--threads): 0 means OMP_NUM_THREADS when it is set, else
 /// available_cores(). Negative values, and values far above the available cores (more than
 /// 4x; oversubscription only slows LibTorch's pools down), are an std::invalid_argument.
