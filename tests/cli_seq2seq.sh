@@ -73,6 +73,57 @@ PY
 "$s2s" bleu --hypothesis "$work/valid.src" --reference "$work/valid.src" | grep -q "^BLEU = 100.00, .* multi-bleu$" || fail "bleu"
 "$s2s" bleu --hypothesis "$work/valid.src" --reference "$work/valid.src" --kind sacrebleu --json | grep -qE '"bleu":(100\.0[0-9]*|99\.9999[0-9]*),"bleu_kind":"sacrebleu-13a"' || fail "bleu sacrebleu"
 
+# rnnkit-serve's translate route answers what translate --json writes, batched.
+serve="$(dirname "$s2s")/rnnkit-serve"
+if [[ -x $serve ]]; then
+  printf '%s\n' "3 mar 1998" "03.03.98" "saturday, july 4, 2026" |
+    "$s2s" translate --checkpoint "$ck" --threads 1 --beam 3 --n-best 2 --json > "$work/cli.json"
+  "$serve" --model "dates=$ck" --port 0 --threads 1 2> "$work/serve.log" & pid=$!
+  for _ in $(seq 600); do grep -qs "listening on" "$work/serve.log" && break; sleep 0.1; done
+  port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve.log")
+  [[ -n $port ]] || { kill $pid; fail "the server did not start: $(cat "$work/serve.log")"; }
+  python3 - "$port" "$work/cli.json" <<'PY' || { kill $pid; fail "serve translate: $(tail -3 "$work/serve.log")"; }
+import json, sys, urllib.error, urllib.request
+port, cli = sys.argv[1], [json.loads(l) for l in open(sys.argv[2])]
+def post(route, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/dates/{route}",
+                                 data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+texts = ["3 mar 1998", "03.03.98", "saturday, july 4, 2026"]
+status, j = post("translate", {"texts": texts, "beam": 3, "n_best": 2, "attention": True})
+assert status == 200 and len(j["results"]) == 3, j
+for got, want in zip(j["results"], cli):
+    assert got["translation"] == want["translation"], (got, want)
+    assert got["source_tokens"] == want["source_tokens"]
+    assert len(got["hypotheses"]) == 2
+    for g, w in zip(got["hypotheses"], want["hypotheses"]):
+        assert g["tokens"] == w["tokens"] and abs(g["score"] - w["score"]) < 1e-6, (g, w)
+        assert all(abs(a - b) < 1e-6 for ra, rb in zip(g["attention"], w["attention"]) for a, b in zip(ra, rb))
+# Without attention and with defaults (beam 5): no matrix.
+status, j = post("translate", {"texts": ["3 mar 1998"]})
+assert status == 200 and "attention" not in j["results"][0]["hypotheses"][0], j
+for body, code, text in [({"texts": ["x"], "beam": 0}, 400, "field 'beam'"),
+                         ({"texts": ["x"], "beam": 2, "n_best": 3}, 400, "field 'n_best'"),
+                         ({"texts": ["x"], "alpha": -1}, 400, "field 'alpha'"),
+                         ({"texts": ["x"], "temperature": 1}, 400, "unknown field 'temperature'"),
+                         ({"texts": ["x" * 1100]}, 413, "1100 tokens, more than the limit of 1000")]:
+    status, j = post("translate", body)
+    assert status == code and text in j["error"], (body, status, j)
+status, j = post("tag", {"texts": ["x"]})
+assert status == 400 and "seq2seq model" in j["error"], j
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models") as r:
+    card = json.load(r)["models"][0]
+assert card["task"] == "seq2seq" and card["model"]["attention"] == "additive", card
+PY
+  kill -TERM $pid && wait $pid || true
+else
+  echo "cli_seq2seq: no rnnkit-serve in $(dirname "$s2s") (built without cpp-httplib): its route is not checked"
+fi
+
 # Bad input: a clear error, the limit or the line, exit 1 (data) or 2 (usage).
 expect_error 1 "a checkpoint of rnnkit-lm, not of rnnkit-seq2seq" "$s2s" translate --checkpoint "$src/tests/fixtures/lm_char_v1/last.pt"
 STDIN="$work/in.txt" expect_error 2 "--beam must be in 1..1000, got 0" "$s2s" translate --checkpoint "$ck" --beam 0

@@ -14,6 +14,9 @@ inline const char* kPage = R"PAGE(<!doctype html>
 <style>
   body { font: 16px/1.5 system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
   h1 { font-size: 1.4rem; margin-bottom: .2rem; }
+  #attention { border-collapse: collapse; font-size: .8rem; margin-top: .5rem; }
+  #attention th { font-weight: 400; padding: 0 .3rem; }
+  #attention td { width: 1.4rem; height: 1.4rem; border: 1px solid #eee; }
   .sub { color: #666; margin-top: 0; }
   label { font-weight: 600; margin-right: .5rem; }
   select, input, textarea, button { font: inherit; }
@@ -114,6 +117,41 @@ function renderBars(result) {
   }
   return div;
 }
+function renderTranslation(result) {
+  const div = document.createElement("div");
+  const p = document.createElement("p");
+  p.id = "translation";
+  p.textContent = result.translation;
+  div.appendChild(p);
+  const h = result.hypotheses[0];
+  if (!h || !h.attention) return div;
+  // The attention as a heatmap: a row per written token (and <eos>), a column per source token.
+  const table = document.createElement("table");
+  table.id = "attention";
+  const head = document.createElement("tr");
+  head.appendChild(document.createElement("th"));
+  for (const t of result.source_tokens.concat(["</s>"])) {
+    const th = document.createElement("th");
+    th.textContent = t;
+    head.appendChild(th);
+  }
+  table.appendChild(head);
+  h.attention.forEach((row, i) => {
+    const tr = document.createElement("tr");
+    const th = document.createElement("th");
+    th.textContent = i < h.tokens.length ? h.tokens[i] : "</s>";
+    tr.appendChild(th);
+    for (const a of row) {
+      const td = document.createElement("td");
+      td.style.background = `rgba(30, 90, 200, ${a.toFixed(3)})`;
+      td.title = a.toFixed(3);
+      tr.appendChild(td);
+    }
+    table.appendChild(tr);
+  });
+  div.appendChild(table);
+  return div;
+}
 async function generate(m) {
   const pre = document.createElement("div");
   pre.id = "generated";
@@ -158,6 +196,9 @@ async function run() {
     } else if (m.task === "sentiment") {
       const j = await call(`/v1/models/${m.name}/classify`, { texts: [$("text").value] });
       $("out").appendChild(renderBars(j.results[0]));
+    } else if (m.task === "seq2seq") {
+      const j = await call(`/v1/models/${m.name}/translate`, { texts: [$("text").value], beam: 5, attention: true });
+      $("out").appendChild(renderTranslation(j.results[0]));
     } else {
       await generate(m);
     }

@@ -183,4 +183,16 @@ GenerateRequest decode_generate(const std::string& body, const ServeOptions& o,
   return r;
 }
 
+TranslateRequest decode_translate(const std::string& body, const ServeOptions& o) {
+  const Json j = parse_body(body);
+  reject_unknown(j, {"texts", "beam", "alpha", "n_best", "attention"});
+  TranslateRequest r;
+  r.texts = texts_of(j, o, false);
+  r.beam = get_number<int64_t>(j, "beam", 5, 1, kMaxTranslateBeam);
+  r.alpha = get_number<double>(j, "alpha", 1.0, 0.0, 10.0);
+  r.n_best = get_number<int64_t>(j, "n_best", 1, 1, r.beam);
+  r.attention = get_bool(j, "attention", false);
+  return r;
+}
+
 }  // namespace rnnkit::serve

@@ -47,4 +47,18 @@ struct GenerateRequest {
 };
 GenerateRequest decode_generate(const std::string& body, const ServeOptions& o, int64_t vocab_size);
 
+/// POST .../translate: {"texts": [...], "beam": 5, "alpha": 1.0, "n_best": 1, "attention": false},
+/// the options of `rnnkit-seq2seq translate` (beam 1..kMaxBeam, n_best 1..beam, alpha >= 0).
+/// The largest beam a request may ask for (the command line allows 1000; a server bounds the
+/// work one request can cause).
+inline constexpr int64_t kMaxTranslateBeam = 100;
+struct TranslateRequest {
+  std::vector<std::string> texts;
+  int64_t beam = 5;
+  double alpha = 1.0;
+  int64_t n_best = 1;
+  bool attention = false;
+};
+TranslateRequest decode_translate(const std::string& body, const ServeOptions& o);
+
 }  // namespace rnnkit::serve

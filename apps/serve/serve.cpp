@@ -36,6 +36,7 @@
 #include "lm/lm.h"
 #include "ner/ner.h"
 #include "sentiment/sentiment.h"
+#include "seq2seq/seq2seq.h"
 
 namespace rnnkit::serve {
 namespace fs = std::filesystem;
@@ -444,6 +445,7 @@ struct Served {
   std::vector<sentiment::Loaded> classifiers;
   std::unique_ptr<ner::Loaded> tagger;
   std::unique_ptr<lm::Loaded> lm;
+  std::unique_ptr<seq2seq::Loaded> translator;
   std::unique_ptr<Batcher> batcher;
   std::unique_ptr<Generations> generations;
 };
@@ -534,6 +536,16 @@ Json card_of(const Served& s, const std::vector<std::string>& shas) {
     }
     c["entity_types"] = types;
     c["tag_scheme"] = data::to_string(s.tagger->lexicon.input_scheme);
+  } else if (s.task == "seq2seq") {
+    const auto& m = *s.translator;
+    c["model"] = recurrent(m.config.rnn);
+    c["model"]["attention"] = m.config.attention;
+    c["model"]["bidirectional_encoder"] = m.config.bidirectional_encoder;
+    c["model"]["embedding_size"] = m.config.embedding_size;
+    c["model"]["tokenize"] = m.config.tokenize;
+    c["parameters"] = parameter_count(*m.model);
+    c["source_vocabulary_size"] = m.lexicon.source.size();
+    c["target_vocabulary_size"] = m.lexicon.target.size();
   } else {
     c["model"] = recurrent(s.lm->config.rnn);
     c["model"]["level"] = s.lm->config.level;
@@ -557,7 +569,7 @@ std::string route_of(const std::string& given_method, const std::string& path) {
   for (const auto& f : fixed) {
     if (path == f) return method + " " + f;
   }
-  for (const char* action : {"classify", "tag", "score", "generate"}) {
+  for (const char* action : {"classify", "tag", "score", "generate", "translate"}) {
     const std::string tail = std::string("/") + action;
     if (path.rfind("/v1/models/", 0) == 0 && path.size() > tail.size() &&
         path.compare(path.size() - tail.size(), tail.size(), tail) == 0) {
@@ -568,6 +580,9 @@ std::string route_of(const std::string& given_method, const std::string& path) {
 }
 
 thread_local Clock::time_point t_request_start;
+
+/// Source tokens of one translate text: rnnkit-seq2seq translate's --max-source-length default.
+constexpr int64_t kMaxSourceTokens = 1000;
 
 /// The OpenAPI 3 description of the routes (GET /v1/openapi.json).
 Json openapi(const ServeOptions& o) {
@@ -635,6 +650,16 @@ Json openapi(const ServeOptions& o) {
   paths["/v1/models/{name}/generate"] = action(
       "lm: generated text; with stream, Server-Sent Events (one per token, then the stop reason)",
       body(generate, {}), "the text, or text/event-stream");
+  const Json translate{
+      {"texts", texts},
+      {"beam", {{"type", "integer"}, {"minimum", 1}, {"maximum", kMaxTranslateBeam}}},
+      {"alpha", {{"type", "number"}, {"minimum", 0}, {"maximum", 10}}},
+      {"n_best", {{"type", "integer"}, {"minimum", 1}}},
+      {"attention", {{"type", "boolean"}}}};
+  paths["/v1/models/{name}/translate"] = action(
+      "seq2seq: the translation of each text, its hypotheses and scores, and with "
+      "attention its attention matrix (as translate --json)",
+      body(translate, {"texts"}), "results in order");
   return {{"openapi", "3.0.3"},
           {"info", {{"title", "rnnkit-serve"}, {"version", RNNKIT_VERSION}}},
           {"paths", paths}};
@@ -706,9 +731,9 @@ struct Server::Impl {
       for (const auto& path : spec.checkpoints) {
         auto archive = train::open_checkpoint(path, "", "");
         const std::string task = train::get_string(archive, "rnnkit/app");
-        if (task != "ner" && task != "sentiment" && task != "lm") {
+        if (task != "ner" && task != "sentiment" && task != "lm" && task != "seq2seq") {
           throw std::invalid_argument(path + ": a checkpoint of rnnkit-" + task +
-                                      "; the server serves ner, sentiment and lm models");
+                                      "; the server serves ner, sentiment, lm and seq2seq models");
         }
         if (!s->task.empty() && task != s->task) {
           throw std::invalid_argument("--model " + spec.name + ": " + path + " is a " + task +
@@ -734,6 +759,12 @@ struct Server::Impl {
         s->batcher = std::make_unique<Batcher>(
             [this, raw](const std::vector<Json>& items) { return tag(*raw, items); }, o.max_batch,
             o.max_delay_ms, o.queue, on_batch);
+      } else if (s->task == "seq2seq") {
+        s->translator =
+            std::make_unique<seq2seq::Loaded>(seq2seq::load_model(spec.checkpoints[0], device));
+        s->batcher = std::make_unique<Batcher>(
+            [this, raw](const std::vector<Json>& items) { return translate(*raw, items); },
+            o.max_batch, o.max_delay_ms, o.queue, on_batch);
       } else {
         s->lm = std::make_unique<lm::Loaded>(lm::load_model(spec.checkpoints[0], device));
         s->generations =
@@ -746,6 +777,37 @@ struct Server::Impl {
   }
 
   // The batch functions: what predict --json gives, one object per item.
+  /// Items of one decoding setting (beam, alpha, n_best, attention) are translated together;
+  /// a batch of several settings runs one translate() per setting, each in the items' order.
+  std::vector<Json> translate(Served& s, const std::vector<Json>& items) {
+    c10::InferenceMode guard;
+    const AutocastGuard autocast(o.precision, device.type());
+    auto& m = *s.translator;
+    std::vector<Json> out(items.size());
+    std::vector<bool> done(items.size(), false);
+    for (size_t first = 0; first < items.size(); ++first) {
+      if (done[first]) continue;
+      const Json& key = items[first]["options"];
+      std::vector<size_t> group;
+      std::vector<std::vector<std::string>> sources;
+      for (size_t i = first; i < items.size(); ++i) {
+        if (done[i] || items[i]["options"] != key) continue;
+        group.push_back(i);
+        sources.push_back(items[i]["tokens"].get<std::vector<std::string>>());
+        done[i] = true;
+      }
+      seq2seq::TranslateOptions t;
+      t.beam = key["beam"].get<int64_t>();
+      t.alpha = key["alpha"].get<double>();
+      t.n_best = key["n_best"].get<int64_t>();
+      t.keep_attention = key["attention"].get<bool>();
+      const auto translations = seq2seq::translate(m, sources, t);
+      for (size_t k = 0; k < group.size(); ++k)
+        out[group[k]] = seq2seq::translation_json(m, translations[k], t.keep_attention);
+    }
+    return out;
+  }
+
   std::vector<Json> classify(Served& s, const std::vector<Json>& items) {
     c10::InferenceMode guard;
     const AutocastGuard autocast(o.precision, device.type());
@@ -896,7 +958,8 @@ struct Server::Impl {
         res.set_content(metrics_text(), "text/plain; version=0.0.4");
       });
     });
-    const std::string action = R"(/v1/models/([A-Za-z0-9_.\-]+)/(classify|tag|score|generate))";
+    const std::string action =
+        R"(/v1/models/([A-Za-z0-9_.\-]+)/(classify|tag|score|generate|translate))";
     http.Post(action, [this](const httplib::Request& req, httplib::Response& res) {
       guarded(res, [&] {
         check_key(req);
@@ -904,6 +967,7 @@ struct Server::Impl {
         if (what == "classify") return do_classify(model(name, "sentiment"), req.body, res);
         if (what == "tag") return do_tag(model(name, "ner"), req.body, res);
         if (what == "score") return do_score(model(name, "lm"), req.body, res);
+        if (what == "translate") return do_translate(model(name, "seq2seq"), req.body, res);
         do_generate(model(name, "lm"), req.body, res);
       });
     });
@@ -940,6 +1004,24 @@ struct Server::Impl {
       Json item{{"text", std::move(i.text)}, {"tags", r.tags}};
       if (!i.tokens.empty()) item["tokens"] = std::move(i.tokens);
       items.push_back(std::move(item));
+    }
+    answer(res, 200, {{"model", s.name}, {"results", s.batcher->submit(std::move(items))}});
+  }
+
+  /// Sources are tokenized here, in the request's thread, so that a text over the limit is this
+  /// request's 413 and never reaches a batch shared with others.
+  void do_translate(Served& s, const std::string& body, httplib::Response& res) {
+    const auto r = decode_translate(body, o);
+    const Json options{
+        {"beam", r.beam}, {"alpha", r.alpha}, {"n_best", r.n_best}, {"attention", r.attention}};
+    std::vector<Json> items;
+    for (size_t i = 0; i < r.texts.size(); ++i) {
+      auto tokens = s.translator->config.tokenize_line(r.texts[i]);
+      if (static_cast<int64_t>(tokens.size()) > kMaxSourceTokens) {
+        throw HttpError(413, fmt::format("field 'texts[{}]': {} tokens, more than the limit of {}",
+                                         i, tokens.size(), kMaxSourceTokens));
+      }
+      items.push_back({{"tokens", std::move(tokens)}, {"options", options}});
     }
     answer(res, 200, {{"model", s.name}, {"results", s.batcher->submit(std::move(items))}});
   }
