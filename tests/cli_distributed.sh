@@ -9,7 +9,10 @@
 #   - a killed rank makes the other exit non-zero naming it; Ctrl-C on torchrun stops every
 #     rank and rank 0 writes last.pt;
 #   - bad set-ups: a batch that does not divide, WORLD_SIZE without RANK, an unreachable master;
-#   - ranks with different configs stop, every one naming the first key that differs.
+#   - ranks with different configs stop, every one naming the first key that differs;
+#   - a stop signal while waiting for peers (the rendezvous, a collective with a hung peer) ends
+#     the process within 2 s; a hung peer without a signal is named after --dist-timeout; a lone
+#     rank 0 gives up after --dist-timeout for the whole rendezvous.
 # usage: cli_distributed.sh RNNKIT_DIST_WORKER RNNKIT_LM RNNKIT_NER SOURCE_DIR WORK_DIR
 set -euo pipefail
 worker=$1 lm=$2 ner=$3 src=$4 work=$5
@@ -195,4 +198,67 @@ for diff in "model.hidden_size=24:model.hidden_size (16 on rank 0, 24 on rank 1)
   done
   [[ ! -e "$work/diff/best.pt" ]] || fail "$set_arg: rank 0 trained"
 done
+# 9. A stop signal while waiting for peers ends the wait within 2 s (a job is killed a few seconds
+# after its SIGTERM), with 128 + signal and a line naming the wait; the rendezvous as a whole
+# gives up after --dist-timeout (before: the store's wait, then Gloo's, each up to the timeout).
+ms() { date +%s%3N; }
+for sig in TERM INT HUP; do
+  port=$(free_port)
+  WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    "$lm" train --config "$work/lm.toml" --threads 1 --run-dir "$work/lone_$sig" --dist-timeout 300 \
+    > "$work/lone.log" 2>&1 & r0=$!
+  sleep 2
+  sent=$(ms); kill -$sig $r0
+  status=0; wait $r0 || status=$?
+  took=$(( $(ms) - sent ))
+  want=$(( 128 + $(kill -l $sig) ))
+  [[ $status -eq $want ]] || fail "SIG$sig during the rendezvous: exit status $status, expected $want: $(tail -2 "$work/lone.log")"
+  (( took <= 2000 )) || fail "SIG$sig during the rendezvous: ended $took ms later, not within 2 s"
+  grep -q "rank 0 of 2: SIG$sig while waiting for the rendezvous of 2 ranks at 127.0.0.1:$port" "$work/lone.log" ||
+    fail "SIG$sig during the rendezvous: $(tail -2 "$work/lone.log")"
+done
+# A peer that hangs (stopped with SIGSTOP) inside training: SIGTERM reaches rank 0 in a collective.
+hang=(train --config "$work/lm.toml" --threads 1 --set train.epochs=1000 --set train.log_every=1 --dist-timeout 300)
+port=$(free_port)
+WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+  "$lm" "${hang[@]}" --run-dir "$work/hang" > "$work/hang0.log" 2>&1 & r0=$!
+WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+  "$lm" "${hang[@]}" --run-dir "$work/hang_r1" > "$work/hang1.log" 2>&1 & r1=$!
+for _ in $(seq 300); do grep -qs "step 20 " "$work/hang0.log" && break; sleep 0.1; done
+grep -q "step 20 " "$work/hang0.log" || { kill -9 $r0 $r1; fail "the 2 ranks did not train: $(tail "$work/hang0.log")"; }
+kill -STOP $r1
+sleep 1
+sent=$(ms); kill -TERM $r0
+status=0; wait $r0 || status=$?
+took=$(( $(ms) - sent ))
+kill -9 $r1; wait $r1 2> /dev/null || true
+[[ $status -eq 143 ]] || fail "SIGTERM in a collective: exit status $status: $(tail -2 "$work/hang0.log")"
+(( took <= 2000 )) || fail "SIGTERM in a collective: ended $took ms later, not within 2 s"
+grep -qE "rank 0 of 2: SIGTERM while waiting for an? (all-reduce|broadcast|all-gather)" "$work/hang0.log" ||
+  fail "SIGTERM in a collective: $(tail -2 "$work/hang0.log")"
+# A peer that hangs, without a signal: Gloo's timeout ends the collective and the heartbeats
+# name the silent rank.
+hang4=(train --config "$work/lm.toml" --threads 1 --set train.epochs=1000 --set train.log_every=1 --dist-timeout 4)
+port=$(free_port)
+WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+  "$lm" "${hang4[@]}" --run-dir "$work/hang4" > "$work/hang40.log" 2>&1 & r0=$!
+WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+  "$lm" "${hang4[@]}" --run-dir "$work/hang4_r1" > "$work/hang41.log" 2>&1 & r1=$!
+for _ in $(seq 300); do grep -qs "step 20 " "$work/hang40.log" && break; sleep 0.1; done
+kill -STOP $r1
+start=$SECONDS
+status=0; wait $r0 || status=$?
+kill -9 $r1; wait $r1 2> /dev/null || true
+[[ $status -eq 1 ]] || fail "a hung peer: rank 0 exited $status: $(tail -2 "$work/hang40.log")"
+(( SECONDS - start <= 20 )) || fail "a hung peer: rank 0 took $((SECONDS - start)) s (--dist-timeout 4)"
+grep -q "lost rank 1" "$work/hang40.log" || fail "a hung peer is not named: $(tail -2 "$work/hang40.log")"
+# The whole rendezvous within --dist-timeout.
+port=$(free_port)
+start=$(ms)
+out=$(WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+      "$lm" train --config "$work/lm.toml" --run-dir "$work/alone" --dist-timeout 3 2>&1) && fail "a lone rank 0 trained"
+took=$(( $(ms) - start ))
+(( took <= 5000 )) || fail "a lone rank 0 gave up after $took ms with --dist-timeout 3"
+grep -qE "rank 0 of 2: .*(did not complete|did not form|cannot reach).* within 3 s" <<< "$out" || fail "a lone rank 0: $out"
+echo "cli_distributed: a stop in the rendezvous or a collective ends within 2 s; a lone rank 0 gave up after $took ms (--dist-timeout 3)"
 echo "cli_distributed: ok"

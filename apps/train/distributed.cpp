@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -25,6 +27,7 @@
 #include <torch/torch.h>
 
 #include <rnnkit/compat.h>
+#include <rnnkit/train/signals.h>
 
 namespace rnnkit::train::dist {
 namespace {
@@ -49,6 +52,91 @@ int parse_int_env(const char* name, const std::string& text, int min, int max) {
 }
 
 constexpr auto kHeartbeat = std::chrono::milliseconds(1000);
+
+// ---- Waiting for the other ranks -------------------------------------------------------------
+// A c10d call that waits for peers (the store's rendezvous, Gloo's group formation, a
+// collective) blocks in a socket read that no signal interrupts. A job is told to stop with
+// SIGTERM and killed a few seconds later, so a watchdog thread ends a wait that a stop signal
+// has made pointless: kStopGrace after the signal (or after the wait began, if the signal came
+// first), unless the ranks already agreed to stop (then the waits are for rank 0's checkpoint).
+// It also holds the rendezvous to one deadline: the store's wait and Gloo's formation would
+// otherwise each take up to the timeout.
+using Clock = std::chrono::steady_clock;
+constexpr double kStopGrace = 1.5;  // seconds; a peer that is alive answers within a step
+
+struct Waiting {
+  std::mutex mutex;
+  bool active = false;
+  std::string what;  // "the rendezvous of 2 ranks at 127.0.0.1:29500", "an all-reduce"
+  Clock::time_point start, deadline;
+  double timeout_s = 0;
+  bool stop_agreed = false;
+  int rank = 0, world_size = 1;
+};
+
+Waiting& waiting() {
+  static auto* w = new Waiting;  // never destroyed: the watchdog may outlive static destructors
+  return *w;
+}
+
+[[noreturn]] void end_now(const std::string& line, int status) {
+  fmt::print(stderr, "{}: {}\n", program_invocation_short_name, line);
+  std::fflush(stderr);
+  ::_exit(status);
+}
+
+void watchdog() {
+  Waiting& w = waiting();
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::unique_lock<std::mutex> lock(w.mutex);
+    if (!w.active) continue;
+    const auto now = Clock::now();
+    const double since_signal = seconds_since_stop_signal();
+    const double waited = std::chrono::duration<double>(now - w.start).count();
+    if (since_signal >= 0 && !w.stop_agreed && std::min(since_signal, waited) >= kStopGrace) {
+      const int sig = stop_signal();
+      end_now(fmt::format("rank {} of {}: {} while waiting for {} ({:.1f} s); stopped without "
+                          "waiting longer, no checkpoint written since the last one",
+                          w.rank, w.world_size, signal_name(sig), w.what, waited),
+              exit_status_for_signal(sig));
+    }
+    if (now >= w.deadline) {
+      end_now(fmt::format("error: rank {} of {}: {} did not complete within {:g} s "
+                          "(--dist-timeout); stopped",
+                          w.rank, w.world_size, w.what, w.timeout_s),
+              1);
+    }
+  }
+}
+
+/// While it lives, this process is waiting for its peers (see above).
+class PeerWait {
+ public:
+  PeerWait(std::string what, const Env& env, double timeout_s = -1) {
+    static std::once_flag started;
+    std::call_once(started, [] { std::thread(watchdog).detach(); });
+    Waiting& w = waiting();
+    std::lock_guard<std::mutex> lock(w.mutex);
+    w.active = true;
+    w.what = std::move(what);
+    w.start = Clock::now();
+    w.timeout_s = timeout_s;
+    // A little past the timeout: a single wait that times out reports it itself, with its reason.
+    w.deadline =
+        timeout_s < 0
+            ? Clock::time_point::max()
+            : w.start + std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000) + 500);
+    w.rank = env.rank;
+    w.world_size = env.world_size;
+  }
+  ~PeerWait() {
+    std::lock_guard<std::mutex> lock(waiting().mutex);
+    waiting().active = false;
+  }
+  PeerWait(const PeerWait&) = delete;
+  PeerWait& operator=(const PeerWait&) = delete;
+};
 
 struct Group {
   Env env;
@@ -130,6 +218,7 @@ template <class F>
 void collective(const char* what, F&& fn) {
   if (!g_group) return;
   try {
+    const PeerWait wait(std::string(what[0] == 'a' ? "an " : "a ") + what, g_group->env);
     fn(*g_group->pg)->wait();
   } catch (const std::exception& e) {
     const std::string why = diagnose(*g_group);
@@ -218,6 +307,9 @@ void init_from_env(const Options& options, const torch::Device& device) {
   g->agent_store = env_or("TORCHELASTIC_USE_AGENT_STORE") == "True";
   g->store_prefix =
       g->agent_store ? "/worker/attempt_" + env_or("TORCHELASTIC_RESTART_COUNT", "0") + "/" : "";
+  const PeerWait wait(fmt::format("the rendezvous of {} ranks at {}:{}", env.world_size,
+                                  env.master_addr, env.master_port),
+                      env, options.timeout_s);
   try {
     g->store = connect_store(env, env.rank == 0 && !g->agent_store, true, timeout, g->store_prefix);
   } catch (const std::exception& e) {
@@ -279,6 +371,11 @@ void shutdown() {
   g_group->cv.notify_all();
   if (g_group->heartbeat.joinable()) g_group->heartbeat.join();
   g_group.reset();
+}
+
+void stop_agreed() {
+  std::lock_guard<std::mutex> lock(waiting().mutex);
+  waiting().stop_agreed = true;
 }
 
 bool enabled() { return g_group != nullptr; }

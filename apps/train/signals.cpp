@@ -2,8 +2,10 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 #include <rnnkit/data/text.h>
 
@@ -11,12 +13,19 @@ namespace rnnkit::train {
 namespace {
 
 std::atomic<int> g_signal{0};
+std::atomic<int64_t> g_signal_ns{0};  // CLOCK_MONOTONIC when the stop was asked for
 std::atomic<int> g_guards{0};
 std::atomic<bool> g_poll{true};
 // Under torchrun a Ctrl-C reaches a worker twice, from the terminal and relayed by the agent
 // (which escalates to SIGKILL itself after 30 s): there the second signal must not abort.
 std::atomic<bool> g_second_aborts{true};
 struct sigaction g_old_int, g_old_term, g_old_hup;
+
+int64_t monotonic_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe, unlike most of the library
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
 
 extern "C" void on_stop_signal(int sig) {
   if (g_signal.load() != 0 && g_second_aborts.load()) {
@@ -26,6 +35,7 @@ extern "C" void on_stop_signal(int sig) {
     std::raise(sig);
     return;
   }
+  if (g_signal.load() == 0) g_signal_ns = monotonic_ns();
   g_signal = sig;
 }
 
@@ -56,7 +66,15 @@ StopGuard::~StopGuard() {
 }
 
 int stop_signal() { return g_signal.load(); }
-void set_stop_signal(int sig) { g_signal = sig; }
+void set_stop_signal(int sig) {
+  if (sig != 0 && g_signal.load() == 0) g_signal_ns = monotonic_ns();
+  g_signal = sig;
+}
+
+double seconds_since_stop_signal() {
+  if (g_signal.load() == 0) return -1;
+  return static_cast<double>(monotonic_ns() - g_signal_ns.load()) * 1e-9;
+}
 
 std::string signal_name(int sig) {
   if (sig == SIGINT) return "SIGINT";

@@ -160,6 +160,7 @@ class DataParallel final : public StepStrategy {
     r.signal = v[3] > 0 ? SIGINT : v[4] > 0 ? SIGTERM : 0;
     r.time_up = v[5] > 0;
     if (r.signal && !sig) set_stop_signal(r.signal);  // every process reports the same status
+    if (r.signal) dist::stop_agreed();
     return r;
   }
 

@@ -44,6 +44,12 @@ struct Env {
 /// training device (it picks the backend's default). Throws DistributedError naming the master
 /// address when the rendezvous cannot be reached within the timeout.
 void init_from_env(const Options& options, const torch::Device& device);
+/// Every rank has learnt of a stop signal and stops together: from now on waits for peers are
+/// the stop's own (rank 0 writing last.pt) and a pending signal no longer cuts them short.
+/// Before that, a wait for peers that a stop signal interrupts ends the process within 2 s
+/// (exit status 128 + signal, a line naming the wait), and the rendezvous as a whole gives up
+/// after the timeout.
+void stop_agreed();
 /// Leaves the group (also at exit).
 void shutdown();
 

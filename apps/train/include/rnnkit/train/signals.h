@@ -19,6 +19,8 @@ class StopGuard {
 
 /// The signal that asked to stop (SIGINT, SIGTERM), or 0.
 int stop_signal();
+/// Seconds since the stop signal arrived, or -1 when none did.
+double seconds_since_stop_signal();
 /// "SIGINT", "SIGTERM" or "signal N".
 std::string signal_name(int sig);
 /// The exit status of a command stopped by `sig`: 128 + sig (130 for SIGINT, 143 for SIGTERM).
