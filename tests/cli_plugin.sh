@@ -130,6 +130,18 @@ fi
 grep -q "librnnkit_test_plugin_aborts.so: the plugin killed the process that loaded it (Aborted, signal 6); do not load it" \
   "$work/err.txt" || fail "aborting plugin: $(cat "$work/err.txt")"
 
+# A plugin that calls exit(0) while it loads: an error naming it, in train and in plugin check
+# (both once exited 0 with nothing done).
+exits_so="$plugins/librnnkit_test_plugin_exits.so"
+for cmd in "train --config $work/lm.toml --run-dir $work/exits --threads 1 --plugin $exits_so" \
+           "plugin check $exits_so"; do
+  status=0; $lm $cmd > /dev/null 2> "$work/err.txt" || status=$?
+  [[ $status -ne 0 ]] || fail "$cmd: a plugin calling exit(0) gave status 0"
+  grep -q "librnnkit_test_plugin_exits.so: the plugin called exit() while it loaded" "$work/err.txt" ||
+    fail "$cmd: $(cat "$work/err.txt")"
+done
+[[ ! -e "$work/exits/best.pt" ]] || fail "a run with an exiting plugin trained"
+
 # [model] plugins in a config, relative to the config's folder.
 # With the cell's own option from [model.cell_options], which the checkpoint keeps too.
 sed 's|^cell = "lstm"|cell = "mgu"\nplugins = ["moved/libmgu.so"]|' "$work/lm.toml" > "$work/lm_plugins.toml"

@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -27,6 +29,36 @@ Plugins& plugins() {
   static Plugins p;
   return p;
 }
+
+// The plugin being loaded, for the exit guard: a plugin that calls exit() while it loads
+// (a static constructor, its body) would end the process with the status it chose, 0 included,
+// so that `train && eval` went on with nothing trained.
+std::atomic<const std::string*> g_loading{nullptr};
+
+extern "C" void exit_while_loading() {
+  if (const std::string* path = g_loading.load()) {
+    const std::string line = "rnnkit: error: " + *path +
+                             ": the plugin called exit() while it loaded; nothing was done (do "
+                             "not load it)\n";
+    (void)!::write(STDERR_FILENO, line.data(), line.size());
+    ::_exit(1);
+  }
+}
+
+/// While it lives, an exit() ends the process with status 1 and a line naming the plugin.
+struct ExitGuard {
+  explicit ExitGuard(const std::string& path) {
+    static std::once_flag registered;
+    std::call_once(registered, [] {
+      std::atexit(exit_while_loading);  // the latest registered runs first
+      std::at_quick_exit(exit_while_loading);
+    });
+    g_loading = &path;
+  }
+  ~ExitGuard() { g_loading = nullptr; }
+  ExitGuard(const ExitGuard&) = delete;
+  ExitGuard& operator=(const ExitGuard&) = delete;
+};
 
 std::string dl_error() {
   const char* e = dlerror();
@@ -140,6 +172,7 @@ const PluginInfo& load_plugin(const std::string& path_in, const std::string& exp
   // RTLD_NOW: an unresolved symbol (a plugin linked against another library) is reported here,
   // with the symbol's name, not at the first call. RTLD_LOCAL: two plugins' own symbols cannot
   // clash.
+  const ExitGuard exit_guard(path);
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
     std::string why = dl_error();

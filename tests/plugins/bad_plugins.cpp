@@ -12,6 +12,7 @@
 //                         file $RNNKIT_TEST_MARKER: proof of whether its code ran
 //   RNNKIT_DUPLICATE      registers "marker_gru" too
 //   RNNKIT_ABORTS         its body calls abort(): only a child process can survive it
+//   RNNKIT_EXITS          its body calls exit(0), which once made `train` look successful
 // Only the plugin header (and the registry for the ones that register): these build fast.
 #include <cstdio>
 #include <cstdlib>
@@ -81,6 +82,8 @@ struct Marker {
 RNNKIT_PLUGIN("marker") { rnnkit::register_cell_alias("marker_gru", "gru", rnnkit::CellOptions{}); }
 #elif defined(RNNKIT_ABORTS)
 RNNKIT_PLUGIN("aborts") { std::abort(); }
+#elif defined(RNNKIT_EXITS)
+RNNKIT_PLUGIN("exits") { std::exit(0); }
 #elif defined(RNNKIT_DUPLICATE)
 RNNKIT_PLUGIN("duplicate") {
   rnnkit::register_cell_alias("marker_gru", "gru", rnnkit::CellOptions{});
