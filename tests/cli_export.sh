@@ -88,7 +88,18 @@ if "$apps/rnnkit-sentiment" export --checkpoint "$work/sent/last.pt" --output "$
   fail "wrote over a folder"
 fi
 grep -q "dir.onnx: is a folder" "$work/err.txt" || fail "folder: $(cat "$work/err.txt")"
-leftover=$(find "$work" -maxdepth 2 \( -name 'mgu.*' -o -name 'damaged.onnx' -o -name 'damaged.json' -o -name '*.tmp.*' -o -name 'dir.json' \) | head -5)
+# --precision does not apply: the ONNX model is float32.
+if "$apps/rnnkit-sentiment" export --checkpoint "$work/sent/last.pt" --output "$work/bf16.onnx" --precision bf16 \
+  2> "$work/err.txt"; then fail "export --precision bf16 accepted"; fi
+grep -q "the ONNX model is float32" "$work/err.txt" || fail "bf16: $(cat "$work/err.txt")"
+# A write that fails midway: a file-size limit of 16 KiB (the model is larger, its JSON is not)
+# fails the model's temp file after the JSON was renamed into place; the JSON is taken back.
+status=0
+(ulimit -f 16; "$apps/rnnkit-sentiment" export --checkpoint "$work/sent/last.pt" --output "$work/full.onnx") \
+  > /dev/null 2> "$work/err.txt" || status=$?
+[[ $status -eq 1 ]] || fail "a write that fails midway: status $status: $(cat "$work/err.txt")"
+grep -q "full.onnx" "$work/err.txt" || fail "midway: the error does not name the file: $(cat "$work/err.txt")"
+leftover=$(find "$work" -maxdepth 2 \( -name 'mgu.*' -o -name 'damaged.onnx' -o -name 'damaged.json' -o -name 'full.*' -o -name 'bf16.*' -o -name '*.tmp.*' -o -name 'dir.json' \) | head -5)
 [[ -z $leftover ]] || fail "files left behind: $leftover"
 [[ -z $(ls -A "$work/dir.onnx") ]] || fail "something was written into the folder"
 echo "cli_export: ok"

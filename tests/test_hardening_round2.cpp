@@ -201,6 +201,16 @@ TEST(HardeningRound2, AResumedRunKeepsItsConfigOrSaysWhy) {
   expect_message<train::RunDirError>([&] { lm::train(same, resume); },
                                      {"config.toml was edited", "model.hidden_size"});
   write_file(dir + "/run", "config.toml", recorded);
+  // A resume killed before its first checkpoint leaves config.toml with the new epochs and
+  // last.pt with the old: every later --resume was refused, so torchrun could not restart it.
+  std::string interrupted = recorded;
+  const auto at = interrupted.find("epochs = ");
+  ASSERT_NE(at, std::string::npos) << recorded;
+  interrupted.replace(at, interrupted.find('\n', at) - at, "epochs = 7");
+  write_file(dir + "/run", "config.toml", interrupted);
+  lm::train(same, resume);
+  EXPECT_NE(read_all(dir + "/run/config.toml").find("epochs = 1\n"), std::string::npos)
+      << "the config resumed with is recorded";
   // How long to go on may change, and is recorded.
   train::ConfigReader longer(config, {"train.epochs=2"});
   lm::train(longer, resume);

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <iomanip>
@@ -254,6 +255,9 @@ int guarded_main(const char* program, const std::function<int(int, char**)>& bod
                  char** argv) {
   choose_blas_kernels(argv);
   keep_freed_memory();
+  // A file-size limit (ulimit -f) is an error to report, with the file and the clean-up of a
+  // failed write, not a kill that leaves a temp file behind.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     const int status = body(argc, argv);
     // Output that never reached its file or pipe (a full disk, a closed pipe) is a failure too.

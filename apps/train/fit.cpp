@@ -243,7 +243,7 @@ class FitLoop {
   /// on (train.epochs, train.max_minutes, train.log_every) and train.precision with the loss
   /// scaling keys (weights and optimizer state are fp32 whatever they are), which are applied
   /// and recorded in config.toml.
-  /// run_dir/config.toml itself must still be what the run trained with.
+  /// run_dir/config.toml itself must still be what the run trained with, but for those keys.
   void check_resumed_config(const std::string& saved) {
     static const std::set<std::string> kMayChange = {"train.epochs",
                                                      "train.max_minutes",
@@ -253,11 +253,15 @@ class FitLoop {
                                                      "train.grad_scaler_init",
                                                      "train.grad_scaler_interval"};
     const std::string recorded = (fs::path(run_.run_dir) / "config.toml").string();
+    bool record_differs = false;
     if (strategy_->writes() && fs::exists(recorded)) {
       std::string text;
       try {
         text = data::read_text(recorded, data::Encoding::kUtf8, true);
-        if (const auto d = first_difference(saved, text)) {
+        record_differs = static_cast<bool>(first_difference(text, config_text_));
+        // Only in the keys a resume may change: what a resume killed before its first
+        // checkpoint leaves (it records the new config at once, the checkpoint comes later).
+        if (const auto d = first_difference(saved, text, kMayChange)) {
           throw RunDirError(fmt::format(
               "--resume: {} was edited since {} was written (key {}: {} in the checkpoint, {} in "
               "the file); a run's config.toml records what it trains with: restore it, and give "
@@ -277,7 +281,7 @@ class FitLoop {
           "the change, or start a new run with --overwrite or another --run-dir",
           d->key, d->a, last_path_, d->b));
     }
-    if (strategy_->writes() && first_difference(saved, config_text_)) {
+    if (strategy_->writes() && (record_differs || first_difference(saved, config_text_))) {
       write_text_atomically(recorded, config_text_);
     }
   }
