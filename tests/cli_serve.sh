@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # rnnkit-serve as a process: usage errors, a model that fails to load stops the start-up naming
-# the file, and SIGTERM drains: /health turns 503, a generation in flight finishes, exit 0.
+# the file, and SIGTERM drains: the listener closes, a generation in flight finishes, exit 0;
+# requests accepted but still waiting for a worker are answered too.
 # usage: cli_serve.sh BUILD_DIR SOURCE_DIR WORK_DIR
 set -euo pipefail
 build=$1 src=$2 work=$3
@@ -59,8 +60,57 @@ events = [first] + [l for l in stream.read().split(b"\n") if l.startswith(b"data
 last = json.loads(events[-1][6:])
 assert last.get("done") and last["tokens"] == 3000, last
 print("stream finished after SIGTERM:", len(events), "events")
+# A new connection while draining: refused (the listener is closed), or a 503 "draining" if it
+# raced the close; never served as if nothing happened.
+try:
+    code = urllib.request.urlopen(base + "/health", timeout=5).status
+except urllib.error.HTTPError as e:
+    code = e.code
+except (ConnectionError, urllib.error.URLError):
+    code = "refused"
+assert code in (503, "refused"), code
 PY
 status=0; wait $pid || status=$?
 [[ $status -eq 0 ]] || fail "the server exited $status after a drain: $(cat "$work/serve.log")"
 grep -q "SIGTERM: draining" "$work/serve.log" || fail "no drain message: $(cat "$work/serve.log")"
+# 20 requests on 2 HTTP threads: 18 wait for a worker when SIGTERM comes. Each is answered
+# (cpp-httplib's own loop dropped the waiting ones with an empty reply).
+"$serve" --model "char=$work/run/best.pt" --port 0 --threads 1 --http-threads 2 --drain-seconds 60 \
+  2> "$work/serve2.log" & pid=$!
+for _ in $(seq 600); do grep -qs "listening on" "$work/serve2.log" && break; sleep 0.1; done
+port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve2.log")
+[[ -n $port ]] || { kill $pid; fail "the server did not start: $(cat "$work/serve2.log")"; }
+python3 - "$port" "$pid" > "$work/queued.txt" <<'PY' || fail "queued: $(cat "$work/queued.txt") $(tail -3 "$work/serve2.log")"
+import json, os, signal, socket, sys, time
+port, pid = int(sys.argv[1]), int(sys.argv[2])
+body = json.dumps({"prompt": "ROMEO:", "max_tokens": 400, "seed": 1}).encode()
+req = (b"POST /v1/models/char/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+socks = []
+for _ in range(20):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(req)
+    socks.append(s)
+time.sleep(0.2)
+os.kill(pid, signal.SIGTERM)
+answers = []
+for s in socks:
+    s.settimeout(60)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if b"\r\n\r\n" in data:
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+            if length and len(rest) >= length[0]:
+                break
+    answers.append(data.split(b" ", 2)[1] if data else b"empty")
+print("answers:", answers)
+assert answers == [b"200"] * 20, answers
+PY
+status=0; wait $pid || status=$?
+[[ $status -eq 0 ]] || fail "the server exited $status after draining 20 requests: $(tail -3 "$work/serve2.log")"
 echo "cli_serve: ok"

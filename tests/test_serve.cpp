@@ -4,12 +4,20 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <chrono>
 
 #include <future>
 #include <set>
 #include <sstream>
 #include <thread>
+
+#include <fmt/core.h>
 
 #include <rnnkit/train/json.h>
 #include "lm/lm.h"
@@ -513,6 +521,214 @@ TEST(Serve, AnApiKeyIsRequiredAndAFullQueueSays503) {
   EXPECT_EQ(r->status, 503);
   EXPECT_EQ(r->get_header_value("Retry-After"), "1");
   EXPECT_NE(r->body.find("queue is full"), std::string::npos) << r->body;
+}
+
+// ---- The connection layer (apps/serve/connection.h), over raw sockets ------------------------
+
+/// A client socket to the server, for what httplib::Client would not send.
+struct Raw {
+  int fd = -1;
+  explicit Raw(int port) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  }
+  ~Raw() { ::close(fd); }
+  /// False once the server has closed or reset the connection.
+  bool send(const std::string& bytes) {
+    for (size_t done = 0; done < bytes.size();) {
+      const ssize_t w = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      if (w <= 0) return false;
+      done += static_cast<size_t>(w);
+    }
+    return true;
+  }
+  /// What the server sends within `seconds`, up to its close.
+  std::string receive(double seconds) {
+    std::string got;
+    const auto end = std::chrono::steady_clock::now() +
+                     std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    char buf[65536];
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            end - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0) break;
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    return got;
+  }
+};
+
+int status_of(const std::string& answer) {
+  return answer.rfind("HTTP/1.1 ", 0) == 0 ? std::stoi(answer.substr(9, 3)) : 0;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+const std::string kClassify = "POST /v1/models/sst/classify HTTP/1.1\r\nHost: x\r\n";
+
+TEST(ServeConnections, BodiesAreBoundedWhateverTheirFraming) {
+  // Chunked, length-less and gzip bodies were read whole before any limit (a valid chunked
+  // 2.4 MB body was answered 200 under --max-body 100000); a Content-Length over the limit
+  // waited for the whole body before its 413.
+  serve::ServeOptions o;
+  o.max_body = 100000;
+  Running s(o);
+  auto chunked = [](const std::string& body, size_t chunk) {
+    std::string out;
+    for (size_t i = 0; i < body.size(); i += chunk) {
+      const std::string part = body.substr(i, chunk);
+      out += fmt::format("{:x}\r\n{}\r\n", part.size(), part);
+    }
+    return out + "0\r\n\r\n";
+  };
+  {
+    Raw r(s.server.port());
+    const std::string body = R"({"texts": ["a gorgeous film"]})";
+    r.send(kClassify + "Transfer-Encoding: chunked\r\n\r\n" + chunked(body, 7));
+    const std::string a = r.receive(30);
+    EXPECT_EQ(status_of(a), 200) << a;
+  }
+  {
+    Raw r(s.server.port());
+    const std::string big = R"({"texts": [")" + std::string(2400000, 'x') + "\"]}";
+    r.send(kClassify + "Transfer-Encoding: chunked\r\n\r\n");
+    r.send(chunked(big, 60000));  // the server may close before all of it is sent
+    const std::string a = r.receive(10);
+    EXPECT_EQ(status_of(a), 413) << a.substr(0, 300);
+    EXPECT_NE(a.find("over the limit of 100000 bytes (--max-body)"), std::string::npos) << a;
+  }
+  struct Case {
+    std::string headers, body;
+    int status;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {"Content-Type: application/json\r\n", R"({"texts": ["no length, ends at EOF"]})", 411,
+       "needs a Content-Length"},
+      {"Content-Length: 20\r\nContent-Encoding: gzip\r\n", std::string(20, 'z'), 415,
+       "Content-Encoding 'gzip' is not accepted"},
+      {"Content-Length: 2000000\r\n", std::string(1000, ' '), 413,
+       "(2000000 bytes) is over the limit of 100000 bytes"},
+      {"Content-Length: 5\r\nContent-Length: 6\r\n", "{}   ", 400,
+       "Content-Length headers that differ"},
+  };
+  for (const auto& c : cases) {
+    Raw r(s.server.port());
+    const auto start = std::chrono::steady_clock::now();
+    r.send(kClassify + c.headers + "\r\n" + c.body);  // the connection stays open
+    const std::string a = r.receive(5);
+    EXPECT_EQ(status_of(a), c.status) << c.headers << a;
+    EXPECT_NE(a.find(c.says), std::string::npos) << a;
+    EXPECT_NE(a.find("Connection: close"), std::string::npos) << "the body is left unread: " << a;
+    EXPECT_LT(seconds_since(start), 4.0) << "answered at once, not at the body's end";
+  }
+  EXPECT_EQ(s.client().Get("/health")->status, 200);
+}
+
+TEST(ServeConnections, HeadersAreBoundedAndPipelinedRequestsAnswered) {
+  Running s;
+  {
+    // 2 million header lines once grew the server by 300 MB.
+    Raw r(s.server.port());
+    std::string many = "GET /health HTTP/1.1\r\n";
+    for (int i = 0; i < 150; ++i) many += fmt::format("X-H{}: v\r\n", i);
+    r.send(many + "\r\n");
+    const std::string a = r.receive(5);
+    EXPECT_EQ(status_of(a), 431) << a;
+    EXPECT_NE(a.find("more than 100 header lines"), std::string::npos) << a;
+  }
+  {
+    Raw r(s.server.port());
+    std::string big = "GET /health HTTP/1.1\r\n";
+    for (int i = 0; i < 20; ++i) big += fmt::format("X-Big{}: {}\r\n", i, std::string(4000, 'b'));
+    r.send(big + "\r\n");
+    const std::string a = r.receive(5);
+    EXPECT_EQ(status_of(a), 431) << a.substr(0, 200);
+    EXPECT_NE(a.find("headers are over the limit of 65536 bytes"), std::string::npos) << a;
+  }
+  {
+    // Two requests in one write: two answers (cpp-httplib's own loop lost the second).
+    Raw r(s.server.port());
+    const std::string h = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    r.send(h + h.substr(0, h.size() - 2) + "Connection: close\r\n\r\n");
+    const std::string a = r.receive(5);
+    size_t answers = 0;
+    for (size_t at = a.find("HTTP/1.1 200"); at != std::string::npos;
+         at = a.find("HTTP/1.1 200", at + 1)) {
+      ++answers;
+    }
+    EXPECT_EQ(answers, 2u) << a;
+  }
+}
+
+TEST(ServeConnections, SlowAndIdleClientsStallNoOne) {
+  // Eight clients trickling a byte a second, or 200 idle keep-alive connections, once made
+  // /health and every route time out. Here: 4 workers, 4 tricklers and 100 idle connections.
+  serve::ServeOptions o;
+  o.http_threads = 4;
+  o.read_timeout_s = 2;
+  Running s(o);
+  std::vector<std::unique_ptr<Raw>> tricklers, idle;
+  for (int i = 0; i < 4; ++i) {
+    tricklers.push_back(std::make_unique<Raw>(s.server.port()));
+    tricklers.back()->send("GET /he");
+  }
+  for (int i = 0; i < 100; ++i) idle.push_back(std::make_unique<Raw>(s.server.port()));
+  std::atomic<bool> stop{false};
+  std::thread trickle([&] {
+    for (int k = 0; !stop; ++k) {
+      for (size_t i = 1; i < tricklers.size(); ++i) tricklers[i]->send("a");
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto c = s.client();
+  c.set_read_timeout(8, 0);
+  const auto start = std::chrono::steady_clock::now();
+  auto h = c.Get("/health");
+  const double took = seconds_since(start);
+  ASSERT_TRUE(h) << "no answer to /health after " << took << " s";
+  EXPECT_EQ(h->status, 200);
+  // Not a speed check: the bound is the request deadline (2 s) plus the idle connections'
+  // half second, well under the 8 s the client waits.
+  EXPECT_LT(took, 6.0);
+  // A request that outlives its deadline (the first trickler stalled after 7 bytes): 408.
+  const std::string a = tricklers[0]->receive(4);
+  stop = true;
+  trickle.join();
+  EXPECT_EQ(status_of(a), 408) << a;
+  EXPECT_NE(a.find("did not arrive within 2 s"), std::string::npos) << a;
+}
+
+TEST(ServeConnections, PastMaxConnectionsA503AtOnce) {
+  serve::ServeOptions o;
+  o.http_threads = 2;
+  o.max_connections = 3;
+  Running s(o);
+  std::vector<std::unique_ptr<Raw>> held;
+  for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<Raw>(s.server.port()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  Raw extra(s.server.port());
+  const auto start = std::chrono::steady_clock::now();
+  const std::string a = extra.receive(3);
+  EXPECT_EQ(status_of(a), 503) << a;
+  EXPECT_NE(a.find("Retry-After: 1"), std::string::npos) << a;
+  EXPECT_NE(a.find("--max-connections"), std::string::npos) << a;
+  EXPECT_LT(seconds_since(start), 2.0) << "refused at once";
+  held.clear();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(s.client().Get("/health")->status, 200);
 }
 
 }  // namespace

@@ -8,10 +8,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
-#include <cstdlib>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -223,7 +223,10 @@ void answer_refused(ConnStream& strm) {
   const std::string answer = fmt::format(
       "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nConnection: close\r\n"
       "Content-Length: {}\r\n\r\n{}",
-      status, status == 408 ? "Request Timeout" : status == 431 ? "Request Header Fields Too Large" : "Payload Too Large",
+      status,
+      status == 408   ? "Request Timeout"
+      : status == 431 ? "Request Header Fields Too Large"
+                      : "Payload Too Large",
       body.size(), body);
   for (size_t done = 0; done < answer.size();) {
     const ssize_t w = strm.write(answer.data() + done, answer.size() - done);
@@ -316,10 +319,10 @@ HttpServer::HttpServer(ConnectionLimits limits) : limits_(limits) {
 int64_t HttpServer::waiting_connections() const { return pool_ ? pool_->waiting() : 0; }
 
 void HttpServer::refuse_now(socket_t sock) {
-  const std::string body =
-      fmt::format("{{\"error\":\"the server has {} connections open, its limit "
-                  "(--max-connections); retry later\"}}\n",
-                  limits_.max_connections);
+  const std::string body = fmt::format(
+      "{{\"error\":\"the server has {} connections open, its limit "
+      "(--max-connections); retry later\"}}\n",
+      limits_.max_connections);
   const std::string answer = fmt::format(
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: "
       "1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}",
@@ -347,8 +350,7 @@ bool HttpServer::process_and_close_socket(socket_t sock) {
     const double idle = n == 0 ? limits_.request_timeout_s : limits_.keepalive_idle_s;
     auto give_up = [&] {
       if (n > 0 && svr_sock_ == INVALID_SOCKET) return true;
-      const double since_accept =
-          std::chrono::duration<double>(Clock::now() - t_accepted).count();
+      const double since_accept = std::chrono::duration<double>(Clock::now() - t_accepted).count();
       return waiting_connections() > 0 && (n > 0 || since_accept >= 0.5);
     };
     if (!strm.wait_for_request(after(stopping && n > 0 ? 0.0 : idle), give_up)) break;

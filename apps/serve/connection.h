@@ -32,9 +32,9 @@ struct ConnectionLimits {
   int64_t max_connections = 512;  ///< accepted and not closed (waiting or being served)
   int64_t max_headers = 100;      ///< header lines of one request
   int64_t max_header_bytes = 65536;
-  int64_t max_body = 1 << 20;      ///< decoded bytes of a body
-  double request_timeout_s = 10;   ///< from a request's first byte to the end of its body
-  double keepalive_idle_s = 5;     ///< between two requests of a connection
+  int64_t max_body = 1 << 20;     ///< decoded bytes of a body
+  double request_timeout_s = 10;  ///< from a request's first byte to the end of its body
+  double keepalive_idle_s = 5;    ///< between two requests of a connection
   int64_t keepalive_requests = 100;
   double write_timeout_s = 10;  ///< one send that makes no progress for this long fails
 };

@@ -40,8 +40,13 @@ int serve_main(int argc, char** argv) {
       "host", "address to listen on (other than loopback: your explicit choice)",
       cxxopts::value<std::string>()->default_value("127.0.0.1"))(
       "port", "port (0: any free one, printed at start)",
-      cxxopts::value<int>()->default_value("8080"))("http-threads", "HTTP worker threads",
-                                                    cxxopts::value<int>()->default_value("8"))(
+      cxxopts::value<int>()->default_value("8080"))("http-threads",
+                                                    "threads that read and answer connections",
+                                                    cxxopts::value<int>()->default_value("64"))(
+      "max-connections", "connections open at once, at most (more: 503 at once)",
+      cxxopts::value<int64_t>()->default_value("1024"))(
+      "request-timeout", "seconds within which a request's headers and body must arrive (408)",
+      cxxopts::value<double>()->default_value("10"))(
       "max-batch", "texts per forward pass", cxxopts::value<int64_t>()->default_value("32"))(
       "max-delay-ms", "how long a batch waits for more texts after its first",
       cxxopts::value<int64_t>()->default_value("5"))(
@@ -72,6 +77,12 @@ int serve_main(int argc, char** argv) {
   o.host = args["host"].as<std::string>();
   o.port = args["port"].as<int>();
   o.http_threads = args["http-threads"].as<int>();
+  o.max_connections = args["max-connections"].as<int64_t>();
+  o.read_timeout_s = args["request-timeout"].as<double>();
+  if (!(o.read_timeout_s >= 0.1 && o.read_timeout_s <= 3600)) {
+    throw cxxopts::exceptions::exception(
+        fmt::format("--request-timeout must be in [0.1, 3600], got {}", o.read_timeout_s));
+  }
   o.max_batch = args["max-batch"].as<int64_t>();
   o.max_delay_ms = args["max-delay-ms"].as<int64_t>();
   o.queue = args["queue"].as<int64_t>();
@@ -90,6 +101,7 @@ int serve_main(int argc, char** argv) {
         fmt::format("--port must be in [0, 65535], got {}", o.port));
   }
   positive("http-threads", o.http_threads, 1024);
+  positive("max-connections", o.max_connections, int64_t{1} << 20);
   positive("max-batch", o.max_batch, 65536);
   if (o.max_delay_ms < 0 || o.max_delay_ms > 10000) {
     throw cxxopts::exceptions::exception(

@@ -4,8 +4,10 @@
 #include "request.h"
 
 #include <httplib.h>
+
 #include <sys/socket.h>
 #include <unistd.h>
+#include "connection.h"
 
 #include <algorithm>
 #include <chrono>
@@ -694,7 +696,7 @@ struct Server::Impl {
   ServeOptions o;
   std::vector<ModelSpec> specs;
   torch::Device device;
-  httplib::Server http;
+  HttpServer http;
   std::map<std::string, std::unique_ptr<Served>> models;
   Metrics metrics;
   std::atomic<bool> ready{false}, draining{false};
@@ -702,7 +704,19 @@ struct Server::Impl {
   int listen_fd = -1;  ///< the listening socket, as cpp-httplib created it
 
   Impl(ServeOptions opts, std::vector<ModelSpec> s, torch::Device d)
-      : o(std::move(opts)), specs(std::move(s)), device(d) {}
+      : o(std::move(opts)), specs(std::move(s)), device(d), http(limits(o)) {}
+
+  static ConnectionLimits limits(const ServeOptions& o) {
+    ConnectionLimits l;
+    l.workers = o.http_threads;
+    l.max_connections = o.max_connections;
+    l.max_headers = o.max_headers;
+    l.max_header_bytes = o.max_header_bytes;
+    l.max_body = o.max_body;
+    l.request_timeout_s = o.read_timeout_s;
+    l.write_timeout_s = o.write_timeout_s;
+    return l;
+  }
 
   Served& model(const std::string& name, const std::string& task) {
     if (!ready) throw HttpError(503, "the models are still loading");
@@ -891,8 +905,6 @@ struct Server::Impl {
   }
 
   void routes() {
-    const auto threads = static_cast<size_t>(o.http_threads);
-    http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     // Headers and body go out in separate writes: with Nagle's algorithm and the client's
     // delayed ACK, every small answer waited 40 ms for nothing.
     http.set_tcp_nodelay(true);
@@ -904,16 +916,20 @@ struct Server::Impl {
       ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
       listen_fd = sock;
     });
+    // The connection layer (connection.h) holds the body, header, deadline and connection
+    // limits; cpp-httplib's own body limit stays as a second guard.
     http.set_payload_max_length(static_cast<size_t>(o.max_body));
-    http.set_read_timeout(
-        static_cast<time_t>(o.read_timeout_s),
-        static_cast<time_t>((o.read_timeout_s - std::floor(o.read_timeout_s)) * 1e6));
-    http.set_write_timeout(
-        static_cast<time_t>(o.write_timeout_s),
-        static_cast<time_t>((o.write_timeout_s - std::floor(o.write_timeout_s)) * 1e6));
-    http.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       t_request_start = Clock::now();
-      return httplib::Server::HandlerResponse::Unhandled;
+      int status = 0;
+      std::string message;
+      if (!http.framing_error(req, status, message)) {
+        return httplib::Server::HandlerResponse::Unhandled;
+      }
+      HttpServer::close_after_answer();  // the body is left unread
+      res.set_header("Connection", "close");
+      answer(res, status, {{"error", message}});
+      return httplib::Server::HandlerResponse::Handled;
     });
     http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       const double s = std::chrono::duration<double>(Clock::now() - t_request_start).count();
@@ -922,6 +938,12 @@ struct Server::Impl {
     // Errors without a body (cpp-httplib's own: 404 for an unknown path, 413 for a body over
     // the limit, 400 for a bad request line) get a JSON message too.
     http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+      int refused = 0;
+      std::string why;
+      if (HttpServer::read_refused(refused, why)) {  // 408, 413 or 431 while reading
+        res.set_header("Connection", "close");
+        return answer(res, refused, {{"error", why}});
+      }
       if (!res.body.empty()) return;
       std::string message = "HTTP status " + std::to_string(res.status);
       if (res.status == 404) message = "no route " + req.method + " " + req.path.substr(0, 200);
@@ -963,6 +985,11 @@ struct Server::Impl {
     http.Post(action, [this](const httplib::Request& req, httplib::Response& res) {
       guarded(res, [&] {
         check_key(req);
+        if (req.body.size() > static_cast<size_t>(o.max_body)) {  // a chunked body, decoded
+          throw HttpError(413, fmt::format("the request body is over the limit of {} bytes "
+                                           "(--max-body)",
+                                           o.max_body));
+        }
         const std::string name = req.matches[1], what = req.matches[2];
         if (what == "classify") return do_classify(model(name, "sentiment"), req.body, res);
         if (what == "tag") return do_tag(model(name, "ner"), req.body, res);

@@ -24,16 +24,21 @@ namespace rnnkit::serve {
 struct ServeOptions {
   std::string host = "127.0.0.1";  ///< listening on other addresses is the user's choice
   int port = 8080;                 ///< 0: any free port (Server::port() says which)
-  int http_threads = 8;            ///< cpp-httplib's worker threads
-  int64_t max_batch = 32;          ///< texts per forward pass
-  int64_t max_delay_ms = 5;        ///< how long a batch waits for more texts after the first
-  int64_t queue = 1024;            ///< texts waiting per model, at most; more: 503
-  int64_t max_body = 1 << 20;      ///< bytes of a request body; more: 413
-  int64_t max_texts = 256;         ///< texts per request; more: 413
-  int64_t max_text_bytes = 65536;  ///< bytes of one text or prompt; more: 413
-  int64_t max_tokens = 4096;       ///< most tokens one generate request may ask for
-  std::string api_key;             ///< when set, /v1 and /metrics need "Authorization: Bearer KEY"
-  double read_timeout_s = 10, write_timeout_s = 10;  ///< a stalled client blocks no one else
+  int http_threads = 64;  ///< threads that read, route and answer connections (connection.h)
+  int64_t max_connections = 1024;    ///< accepted and not closed; more: 503 at once
+  int64_t max_headers = 100;         ///< header lines of a request; more: 431
+  int64_t max_header_bytes = 65536;  ///< bytes of a request's headers; more: 431
+  int64_t max_batch = 32;            ///< texts per forward pass
+  int64_t max_delay_ms = 5;          ///< how long a batch waits for more texts after the first
+  int64_t queue = 1024;              ///< texts waiting per model, at most; more: 503
+  int64_t max_body = 1 << 20;        ///< bytes of a request body; more: 413
+  int64_t max_texts = 256;           ///< texts per request; more: 413
+  int64_t max_text_bytes = 65536;    ///< bytes of one text or prompt; more: 413
+  int64_t max_tokens = 4096;         ///< most tokens one generate request may ask for
+  std::string api_key;  ///< when set, /v1 and /metrics need "Authorization: Bearer KEY"
+  /// read: a request's headers and body must arrive within it (408); write: a send that makes no
+  /// progress for that long fails.
+  double read_timeout_s = 10, write_timeout_s = 10;
   /// --precision: every model's forward passes under autocast (rnnkit/precision.h).
   Precision precision = Precision::kFP32;
 };
