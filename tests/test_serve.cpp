@@ -23,6 +23,7 @@
 #include "lm/lm.h"
 #include "ner/ner.h"
 #include "sentiment/sentiment.h"
+#include "serve/batching.h"
 #include "serve/serve.h"
 #include "test_train_util.h"
 
@@ -523,6 +524,41 @@ TEST(Serve, AnApiKeyIsRequiredAndAFullQueueSays503) {
   EXPECT_NE(r->body.find("queue is full"), std::string::npos) << r->body;
 }
 
+TEST(ServeBatching, OneBadTextFailsOnlyItsRequest) {
+  // An exception in a batch once failed every request batched with it.
+  std::mutex m;
+  std::vector<size_t> sizes;
+  serve::Batcher b(
+      [](const std::vector<Json>& items) {
+        std::vector<Json> out;
+        for (const auto& i : items) {
+          if (i == "bad") throw std::runtime_error("this text breaks the model");
+          out.push_back(i.get<std::string>() + "!");
+        }
+        return out;
+      },
+      8, 300, 100,
+      [&](size_t n) {
+        std::lock_guard<std::mutex> lock(m);
+        sizes.push_back(n);
+      });
+  b.submit({"warm", "up"});  // a batch of two: the next one waits 300 ms for company
+  auto a = std::async(std::launch::async, [&] { return b.submit({"a"}); });
+  auto bad = std::async(std::launch::async, [&] { return b.submit({"bad"}); });
+  auto bc = std::async(std::launch::async, [&] { return b.submit({"b", "c"}); });
+  EXPECT_EQ(a.get(), std::vector<Json>({"a!"}));
+  EXPECT_EQ(bc.get(), std::vector<Json>({"b!", "c!"}));
+  try {
+    bad.get();
+    ADD_FAILURE() << "the bad text's request succeeded";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "this text breaks the model");
+  }
+  std::lock_guard<std::mutex> lock(m);
+  EXPECT_NE(std::find(sizes.begin(), sizes.end(), 4u), sizes.end())
+      << "the three requests were batched together before the retry";
+}
+
 // ---- The connection layer (apps/serve/connection.h), over raw sockets ------------------------
 
 /// A client socket to the server, for what httplib::Client would not send.
@@ -728,6 +764,38 @@ TEST(ServeConnections, PastMaxConnectionsA503AtOnce) {
   EXPECT_LT(seconds_since(start), 2.0) << "refused at once";
   held.clear();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(s.client().Get("/health")->status, 200);
+}
+
+TEST(ServeConnections, AGenerationWhoseClientLeftStops) {
+  // A non-streamed generation once ran to max_tokens for a client that had gone.
+  serve::ServeOptions o;
+  o.max_tokens = 1000000;
+  Running s(o);
+  auto generated = [&] {
+    const std::string m = s.client().Get("/metrics")->body;
+    const auto at = m.find("\nrnnkit_tokens_generated_total ");
+    return at == std::string::npos ? int64_t{-1} : std::stoll(m.substr(at + 31));
+  };
+  const int64_t before = generated();
+  ASSERT_GE(before, 0);
+  {
+    Raw r(s.server.port());
+    const std::string body =
+        R"({"prompt": "ROMEO:", "max_tokens": 1000000, "stop_at_eos": false, "seed": 3})";
+    r.send(
+        fmt::format("POST /v1/models/char/generate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                    "application/json\r\nContent-Length: {}\r\n\r\n{}",
+                    body.size(), body));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }  // the client leaves
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  const int64_t a = generated();
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  const int64_t b = generated();
+  EXPECT_GT(a, before) << "the generation ran";
+  EXPECT_EQ(a, b) << "the generation stopped when its client left";
+  EXPECT_LT(b - before, 1000000);
   EXPECT_EQ(s.client().Get("/health")->status, 200);
 }
 

@@ -416,6 +416,13 @@ bool HttpServer::read_refused(int& status, std::string& message) {
   return true;
 }
 
+bool HttpServer::client_gone() {
+  if (!t_conn) return false;
+  pollfd p{t_conn->socket(), POLLIN | POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) <= 0) return false;
+  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 void HttpServer::close_after_answer() {
   if (t_conn) t_conn->set_close_after();
 }

@@ -51,6 +51,8 @@ class HttpServer : public httplib::Server {
   /// For the error handler: when the connection layer cut the read of this thread's request
   /// short (408, 413, 431), its status and message; false otherwise.
   static bool read_refused(int& status, std::string& message);
+  /// Whether the client of this thread's connection has closed it (or its write side).
+  static bool client_gone();
   /// Closes this thread's connection after the answer being written.
   static void close_after_answer();
 

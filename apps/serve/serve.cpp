@@ -1,5 +1,6 @@
 #include "serve.h"
 
+#include "batching.h"
 #include "page.h"
 #include "request.h"
 
@@ -123,124 +124,6 @@ double resident_bytes() {
   return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
 }
 
-// ---------------------------------------------------------------------------------------------
-// Dynamic batching.
-
-/// One queue and one thread per model: a batch takes up to max_batch items, waiting at most
-/// max_delay after the first; a request with more items than that is split over batches and
-/// reassembled in order. The queue holds at most `capacity` items: past it, 503.
-class Batcher {
- public:
-  using Fn = std::function<std::vector<Json>(const std::vector<Json>&)>;
-  Batcher(Fn fn, int64_t max_batch, int64_t max_delay_ms, int64_t capacity,
-          std::function<void(size_t)> on_batch)
-      : fn_(std::move(fn)),
-        max_batch_(static_cast<size_t>(max_batch)),
-        max_delay_(max_delay_ms),
-        capacity_(static_cast<size_t>(capacity)),
-        on_batch_(std::move(on_batch)),
-        thread_([this] { loop(); }) {}
-  ~Batcher() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  /// The results of `items`, in order; HttpError 503 when the queue is full.
-  std::vector<Json> submit(std::vector<Json> items) {
-    auto job = std::make_shared<Job>();
-    job->results.resize(items.size());
-    job->items = std::move(items);
-    auto done = job->promise.get_future();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (waiting_ + job->items.size() > capacity_) {
-        throw HttpError(503, fmt::format("the model's queue is full ({} texts waiting, at most {}; "
-                                         "--queue); retry later",
-                                         waiting_, capacity_));
-      }
-      waiting_ += job->items.size();
-      queue_.push_back(job);
-    }
-    cv_.notify_all();
-    done.get();
-    if (job->error) std::rethrow_exception(job->error);
-    return std::move(job->results);
-  }
-  size_t depth() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return waiting_;
-  }
-
- private:
-  struct Job {
-    std::vector<Json> items, results;
-    size_t next = 0, done = 0;
-    std::exception_ptr error;
-    std::promise<void> promise;
-  };
-
-  void loop() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping
-      // Under load the queue fills while the previous batch runs; a short wait for more texts
-      // pays only when requests come in together (the last batch held more than one). A lone
-      // request runs at once.
-      if (last_batch_ > 1) {
-        const auto deadline = Clock::now() + max_delay_;
-        cv_.wait_until(lock, deadline, [&] { return stopping_ || waiting_ >= max_batch_; });
-      }
-      std::vector<Json> batch;
-      std::vector<std::pair<std::shared_ptr<Job>, size_t>> from;
-      while (!queue_.empty() && batch.size() < max_batch_) {
-        auto job = queue_.front();
-        while (job->next < job->items.size() && batch.size() < max_batch_) {
-          batch.push_back(job->items[job->next]);
-          from.emplace_back(job, job->next++);
-          --waiting_;
-        }
-        if (job->next == job->items.size()) queue_.pop_front();
-      }
-      lock.unlock();
-      std::vector<Json> out;
-      std::exception_ptr error;
-      try {
-        out = fn_(batch);
-      } catch (...) {
-        error = std::current_exception();
-      }
-      on_batch_(batch.size());
-      lock.lock();
-      last_batch_ = batch.size();
-      for (size_t i = 0; i < from.size(); ++i) {
-        auto& [job, k] = from[i];
-        if (error) {
-          job->error = error;
-        } else {
-          job->results[k] = std::move(out[i]);
-        }
-        if (++job->done == job->items.size()) job->promise.set_value();
-      }
-    }
-  }
-
-  Fn fn_;
-  size_t max_batch_;
-  std::chrono::milliseconds max_delay_;
-  size_t capacity_;
-  std::function<void(size_t)> on_batch_;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<std::shared_ptr<Job>> queue_;
-  size_t waiting_ = 0, last_batch_ = 0;
-  bool stopping_ = false;
-  std::thread thread_;  // last: it starts once everything above is ready
-};
-
 /// Constant-time comparison: how long it takes says nothing about how much of a key matched.
 bool same_key(const std::string& a, const std::string& b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
@@ -282,6 +165,18 @@ class Generations {
       e = std::move(events.front());
       events.pop_front();
       return true;
+    }
+    /// As wait(), but gives up after `timeout`: 1 an event, 0 the end, -1 no event yet.
+    int wait_for(Event& e, std::chrono::milliseconds timeout) {
+      std::unique_lock<std::mutex> lock(mutex);
+      if (!cv.wait_for(lock, timeout, [&] { return !events.empty() || finished; })) return -1;
+      if (events.empty()) {
+        if (error) std::rethrow_exception(error);
+        return 0;
+      }
+      e = std::move(events.front());
+      events.pop_front();
+      return 1;
     }
     std::mutex mutex;
     std::condition_variable cv;
@@ -1074,9 +969,19 @@ struct Server::Impl {
     auto g = s.generations->start(r.sample);  // 503 here, before any answer is begun
     auto stop_reason = [max_tokens](int64_t n) { return n >= max_tokens ? "length" : "eos"; };
     if (!r.stream) {
+      // Nobody reads a generation whose client went away: it is cancelled, as a streamed one
+      // is when its write fails (it once ran to max_tokens for nobody).
       std::string text;
       int64_t n = 0;
-      for (Generations::Event e; g->wait(e); ++n) text += e.piece;
+      for (Generations::Event e;;) {
+        const int got = g->wait_for(e, std::chrono::milliseconds(100));
+        if (got == 0) break;
+        if (got == 1) text += e.piece, ++n;
+        if ((got == -1 || n % 64 == 0) && HttpServer::client_gone()) {
+          g->cancelled = true;
+          throw HttpError(499, "the client closed the connection");
+        }
+      }
       answer(res, 200,
              {{"model", s.name},
               {"prompt", prompt},
