@@ -133,7 +133,8 @@ class Batcher {
     out.assign(batch.size(), Json());
     std::vector<Job*> order;
     for (const auto& [job, k] : from) {
-      if (std::find(order.begin(), order.end(), job.get()) == order.end()) order.push_back(job.get());
+      if (std::find(order.begin(), order.end(), job.get()) == order.end())
+        order.push_back(job.get());
     }
     if (order.size() < 2) return;  // one request: its own failure
     for (Job* job : order) {
