@@ -290,6 +290,15 @@ TEST(Serve, Bf16ServesWithinItsRounding) {
   EXPECT_EQ(tagged["results"].size(), 1u);
   const Json gen = post(c, "/v1/models/char/generate", R"({"max_tokens": 5, "seed": 1})");
   EXPECT_EQ(gen["tokens"], 5);
+  // /score too (it runs on the HTTP thread, which once had no autocast): within bf16's
+  // rounding of fp32's log-probability, and not equal to it.
+  const std::string line = "ROMEO: good night, good night";
+  auto lm_fp32 = lm::load_model(models().lm, torch::kCPU);
+  const double want = lm::score_line(lm_fp32, line, torch::kCPU).logprob;
+  const Json scored = post(c, "/v1/models/char/score", Json{{"texts", {line}}}.dump());
+  const double got = scored["results"][0]["logprob"].get<double>();
+  EXPECT_NEAR(got, want, 0.05 * std::abs(want) + 0.5);
+  EXPECT_NE(got, want) << "/score's forward was not under bf16";
 }
 
 TEST(Serve, TagGivesPredictsEntitiesFromTextOrTokens) {

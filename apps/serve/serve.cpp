@@ -628,9 +628,13 @@ struct Server::Impl {
     return *it->second;
   }
 
+  /// Fills `models` at once at the end: the HTTP threads answer while the models load, and
+  /// read `models` only once `ready` says it is complete (a scrape of /metrics walked the map
+  /// while this added to it).
   void load_all() {
+    std::map<std::string, std::unique_ptr<Served>> loaded;
     for (const auto& spec : specs) {
-      if (models.count(spec.name)) {
+      if (loaded.count(spec.name)) {
         throw std::invalid_argument("--model " + spec.name + ": the name is given twice");
       }
       auto s = std::make_unique<Served>();
@@ -681,8 +685,9 @@ struct Server::Impl {
                                           on_batch, [this](uint64_t n) { metrics.tokens(n); });
       }
       s->card = card_of(*s, shas);
-      models.emplace(spec.name, std::move(s));
+      loaded.emplace(spec.name, std::move(s));
     }
+    models = std::move(loaded);
   }
 
   // The batch functions: what predict --json gives, one object per item.
@@ -951,6 +956,7 @@ struct Server::Impl {
   void do_score(Served& s, const std::string& body, httplib::Response& res) {
     const auto texts = decode_texts(body, o, false).texts;
     c10::InferenceMode guard;
+    const AutocastGuard autocast(o.precision, device.type());  // --precision, as the batches
     Json results = Json::array();
     for (const auto& t : texts) {
       const auto sc = lm::score_line(*s.lm, t, device);
@@ -1046,12 +1052,14 @@ struct Server::Impl {
     }
     os << "# HELP rnnkit_queue_depth Texts waiting for a batch by model.\n"
           "# TYPE rnnkit_queue_depth gauge\n";
-    for (const auto& [name, m] : models) {
-      if (m->generations) {
-        os << "rnnkit_queue_depth{model=\"" << name << "\"} " << m->generations->depth() << "\n";
+    if (ready) {  // `models` is complete
+      for (const auto& [name, m] : models) {
+        if (m->generations) {
+          os << "rnnkit_queue_depth{model=\"" << name << "\"} " << m->generations->depth() << "\n";
+        }
+        if (m->batcher)
+          os << "rnnkit_queue_depth{model=\"" << name << "\"} " << m->batcher->depth() << "\n";
       }
-      if (m->batcher)
-        os << "rnnkit_queue_depth{model=\"" << name << "\"} " << m->batcher->depth() << "\n";
     }
     os << "# HELP rnnkit_tokens_generated_total Tokens generated.\n"
           "# TYPE rnnkit_tokens_generated_total counter\n"
