@@ -113,4 +113,17 @@ assert answers == [b"200"] * 20, answers
 PY
 status=0; wait $pid || status=$?
 [[ $status -eq 0 ]] || fail "the server exited $status after draining 20 requests: $(tail -3 "$work/serve2.log")"
+# SIGUSR1 is ignored; SIGHUP drains as SIGTERM does (both once killed the server at once).
+"$serve" --model "char=$work/run/best.pt" --port 0 --threads 1 2> "$work/serve3.log" & pid=$!
+for _ in $(seq 600); do grep -qs "listening on" "$work/serve3.log" && break; sleep 0.1; done
+port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve3.log")
+[[ -n $port ]] || { kill $pid; fail "the server did not start: $(cat "$work/serve3.log")"; }
+kill -USR1 $pid
+sleep 0.3
+python3 -c "import urllib.request, sys; assert urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/health').status == 200" "$port" ||
+  { kill $pid; fail "SIGUSR1 stopped the server"; }
+kill -HUP $pid
+status=0; wait $pid || status=$?
+[[ $status -eq 0 ]] || fail "SIGHUP: exit $status, expected a drain and 0: $(tail -2 "$work/serve3.log")"
+grep -q "SIGHUP: draining" "$work/serve3.log" || fail "SIGHUP: $(tail -2 "$work/serve3.log")"
 echo "cli_serve: ok"

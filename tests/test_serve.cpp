@@ -471,6 +471,9 @@ TEST(Serve, BadRequestsGetA4xxThatSaysWhy) {
   EXPECT_NE(error_of(c, cl, R"({"texts": ["a"], "txt": 1})", 400).find("unknown field 'txt'"),
             std::string::npos);
   EXPECT_NE(error_of(c, cl, R"({"texts": ["  "]})", 400).find("an empty text"), std::string::npos);
+  // Unicode's spaces are as empty (U+3000 and a no-break space were accepted while "" was not).
+  EXPECT_NE(error_of(c, cl, R"({"texts": ["　  "]})", 400).find("an empty text"),
+            std::string::npos);
   EXPECT_NE(error_of(c, cl, "{\"texts\": [\"bad \xff\"]}", 400).find("malformed JSON"),
             std::string::npos)
       << "invalid UTF-8";
@@ -495,6 +498,17 @@ TEST(Serve, BadRequestsGetA4xxThatSaysWhy) {
   ASSERT_TRUE(get);
   EXPECT_EQ(get->status, 405);
   EXPECT_EQ(get->get_header_value("Allow"), "POST");
+  for (const char* method : {"OPTIONS", "PATCH"}) {  // once 404s
+    httplib::Request req;
+    req.method = method;
+    req.path = cl;
+    req.body = "{}";
+    req.set_header("Content-Type", "application/json");
+    auto r = c.send(req);
+    ASSERT_TRUE(r) << method;
+    EXPECT_EQ(r->status, 405) << method;
+    EXPECT_EQ(r->get_header_value("Allow"), "POST") << method;
+  }
   const std::string gen = "/v1/models/char/generate";
   EXPECT_NE(error_of(c, gen, R"({"max_tokens": 0})", 400)
                 .find("field 'max_tokens': expected a value in [1, 4096]"),
@@ -510,7 +524,7 @@ TEST(Serve, BadRequestsGetA4xxThatSaysWhy) {
   EXPECT_EQ(c.Get("/health")->status, 200);
 }
 
-TEST(Serve, AnApiKeyIsRequiredAndAFullQueueSays503) {
+TEST(Serve, AnApiKeyIsRequiredAndTheQueueIsBounded) {
   serve::ServeOptions o;
   o.api_key = "s3cret-key";
   o.queue = 2;
@@ -525,12 +539,16 @@ TEST(Serve, AnApiKeyIsRequiredAndAFullQueueSays503) {
   EXPECT_EQ(c.Get("/health")->status, 200) << "health needs no key";
   const httplib::Headers key{{"Authorization", "Bearer s3cret-key"}};
   post(c, cl, R"({"texts": ["a"]})", 200, key);
-  // Three texts never fit a queue of two: 503 with Retry-After, at once.
+  // The scheme is case-insensitive.
+  post(c, cl, R"({"texts": ["a"]})", 200, {{"Authorization", "bearer s3cret-key"}});
+  // Three texts never fit a queue of two: 413 at once (a 503 would ask for a retry that can
+  // never succeed).
   auto r = c.Post(cl.c_str(), key, R"({"texts": ["a", "b", "c"]})", "application/json");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 503);
-  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
-  EXPECT_NE(r->body.find("queue is full"), std::string::npos) << r->body;
+  EXPECT_EQ(r->status, 413);
+  EXPECT_NE(r->body.find("more than the model's queue holds (at most 2; --queue)"),
+            std::string::npos)
+      << r->body;
 }
 
 TEST(ServeBatching, OneBadTextFailsOnlyItsRequest) {

@@ -51,6 +51,11 @@ class Batcher {
     auto done = job->promise.get_future();
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      if (job->items.size() > capacity_) {  // it can never fit: retrying does not help
+        throw HttpError(413, fmt::format("the request holds {} texts, more than the model's "
+                                         "queue holds (at most {}; --queue)",
+                                         job->items.size(), capacity_));
+      }
       if (waiting_ + job->items.size() > capacity_) {
         throw HttpError(503, fmt::format("the model's queue is full ({} texts waiting, at most {}; "
                                          "--queue); retry later",

@@ -134,7 +134,11 @@ int serve_main(int argc, char** argv) {
   sigemptyset(&stops);
   sigaddset(&stops, SIGINT);
   sigaddset(&stops, SIGTERM);
+  sigaddset(&stops, SIGHUP);  // a closed terminal: a drain too, not a kill
   pthread_sigmask(SIG_BLOCK, &stops, nullptr);
+  // SIGUSR1/SIGUSR2 (log rotation's habit) mean nothing here; their default is to kill.
+  std::signal(SIGUSR1, SIG_IGN);
+  std::signal(SIGUSR2, SIG_IGN);
 
   serve::Server server(o, std::move(models), device);
   server.bind();

@@ -112,8 +112,10 @@ std::vector<std::string> texts_of(const Json& j, const ServeOptions& o, bool ref
   for (size_t i = 0; i < t.size(); ++i) {
     const std::string field = "texts[" + std::to_string(i) + "]";
     out.push_back(checked_text(t[i], field, o));
-    if (refuse_empty && out.back().find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
-      throw HttpError(400, "field '" + field + "': an empty text; there is nothing to classify");
+    if (refuse_empty && data::is_blank(out.back())) {  // U+3000 and NBSP are blank too
+      throw HttpError(
+          400, "field '" + field +
+                   "': an empty text (nothing but white space); there is nothing to classify");
     }
   }
   return out;

@@ -11,6 +11,7 @@
 #include "connection.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -779,8 +780,11 @@ struct Server::Impl {
   void check_key(const httplib::Request& req) const {
     if (o.api_key.empty()) return;
     const std::string given = req.get_header_value("Authorization");
-    const std::string prefix = "Bearer ";
-    if (given.rfind(prefix, 0) != 0 || !same_key(given.substr(prefix.size()), o.api_key)) {
+    // The scheme is case-insensitive (RFC 9110): "bearer KEY" is the same credential.
+    std::string scheme = given.substr(0, 7);
+    std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (scheme != "bearer " || !same_key(given.substr(7), o.api_key)) {
       throw HttpError(401, "a missing or wrong API key: send 'Authorization: Bearer KEY'");
     }
   }
@@ -911,11 +915,15 @@ struct Server::Impl {
          {std::string("/health"), std::string("/v1/models"), std::string("/metrics")}) {
       http.Post(path, wrong("GET"));
       http.Put(path, wrong("GET"));
+      http.Patch(path, wrong("GET"));
       http.Delete(path, wrong("GET"));
+      http.Options(path, wrong("GET"));
     }
     http.Get(action, wrong("POST"));
     http.Put(action, wrong("POST"));
+    http.Patch(action, wrong("POST"));
     http.Delete(action, wrong("POST"));
+    http.Options(action, wrong("POST"));
   }
 
   void do_classify(Served& s, const std::string& body, httplib::Response& res) {

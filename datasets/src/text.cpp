@@ -309,6 +309,24 @@ std::string nfc(const std::string& s) {
   return r;
 }
 
+bool is_blank(const std::string& s) {
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
+  utf8proc_ssize_t left = static_cast<utf8proc_ssize_t>(s.size());
+  while (left > 0) {
+    utf8proc_int32_t c = 0;
+    const utf8proc_ssize_t n = utf8proc_iterate(p, left, &c);
+    if (n <= 0) return false;  // not UTF-8: not blank, the caller's checks say what it is
+    const auto cat = utf8proc_category(c);
+    if (cat != UTF8PROC_CATEGORY_ZS && cat != UTF8PROC_CATEGORY_ZL && cat != UTF8PROC_CATEGORY_ZP &&
+        cat != UTF8PROC_CATEGORY_CC) {
+      return false;
+    }
+    p += n;
+    left -= n;
+  }
+  return true;
+}
+
 CaseCounts case_counts(const std::string& s) {
   CaseCounts c;
   const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());

@@ -92,6 +92,9 @@ std::string to_utf8(const std::string& bytes, Encoding from);
 std::string to_lower(const std::string& s);
 std::string normalize_digits(const std::string& s);
 std::string nfc(const std::string& s);
+/// Whether `s` holds nothing but white space: ASCII's and Unicode's separators (Zs, Zl, Zp:
+/// U+00A0, U+3000, ...) and control characters. `s` must be valid UTF-8.
+bool is_blank(const std::string& s);
 /// How many code points of `s` are upper case (Lu, Lt), lower case (Ll), decimal digits (Nd),
 /// and in all; and whether the first is upper case.
 struct CaseCounts {
