@@ -3,7 +3,9 @@
 driven by python3-selenium): the model selector is filled from /v1/models; a tagger's entities
 are highlighted inline; a classifier's classes are bars; a language model's text grows while it
 streams. Saves a screenshot of each.
-usage: browser_serve.py BASE_URL OUT_DIR"""
+With an API key (a server with --api-key-file), the page first asks for it: a wrong key is
+refused, the right one fills the selector, and every call after it carries it.
+usage: browser_serve.py BASE_URL OUT_DIR [API_KEY]"""
 import sys
 import time
 
@@ -13,6 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 base, out = sys.argv[1], sys.argv[2]
+key = sys.argv[3] if len(sys.argv) > 3 else ""
 options = webdriver.ChromeOptions()
 options.binary_location = "/usr/bin/chromium"
 for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -23,6 +26,17 @@ driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opti
 wait = WebDriverWait(driver, 30)
 try:
     driver.get(base + "/")
+    if key:
+        wait.until(lambda d: d.find_element(By.ID, "keyrow").is_displayed())
+        assert "needs an API key" in driver.find_element(By.ID, "out").text
+        for attempt, want in [("wrong-key", "not this server's"), (key, None)]:
+            box = driver.find_element(By.ID, "apikey")
+            box.clear()
+            box.send_keys(attempt)
+            driver.find_element(By.ID, "usekey").click()
+            if want:
+                wait.until(lambda d: want in d.find_element(By.ID, "out").text)
+        print("api key: asked for, a wrong one refused, the right one used")
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 3)
     names = [o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR, "#model option")]
     assert sorted(names) == ["char", "ner", "sst"], names

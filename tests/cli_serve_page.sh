@@ -43,3 +43,14 @@ for _ in $(seq 600); do grep -qs "listening on" "$work/serve.log" && break; slee
 port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve.log")
 [[ -n $port ]] || fail "the server did not start: $(cat "$work/serve.log")"
 /usr/bin/python3 "$src/tests/browser_serve.py" "http://127.0.0.1:$port" "$work"
+kill $pid; wait $pid 2> /dev/null || true
+# With --api-key-file: the page asks for the key and sends it with every call.
+printf 'page-test-key-1234\n' > "$work/key.txt"
+chmod 600 "$work/key.txt"
+"$apps/rnnkit-serve" --model "char=$work/lm/best.pt" --model "sst=$work/s/best.pt" --model "ner=$work/n/best.pt" \
+  --port 0 --threads 1 --api-key-file "$work/key.txt" 2> "$work/serve_key.log" & pid=$!
+for _ in $(seq 600); do grep -qs "listening on" "$work/serve_key.log" && break; sleep 0.1; done
+port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve_key.log")
+[[ -n $port ]] || fail "the server with a key did not start: $(cat "$work/serve_key.log")"
+mkdir -p "$work/key"
+/usr/bin/python3 "$src/tests/browser_serve.py" "http://127.0.0.1:$port" "$work/key" page-test-key-1234

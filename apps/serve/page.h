@@ -49,6 +49,7 @@ inline const char* kPage = R"PAGE(<!doctype html>
   <span class="lm-only"><label for="maxtokens">Tokens</label><input id="maxtokens" type="number" value="300" min="1" style="width:6rem"></span>
 </div>
 <textarea id="text" placeholder="Type a sentence">Harry Potter and Hermione Granger met in London.</textarea>
+<div class="row" id="keyrow" style="display:none"><label for="apikey">API key</label><input id="apikey" type="password" autocomplete="off" style="width:18rem"><button id="usekey">Use</button><span class="sub">kept in this page only, sent as <code>Authorization: Bearer</code></span></div>
 <div class="row"><button id="run">Run</button><span id="status"></span></div>
 <div id="out"></div>
 <script>
@@ -56,7 +57,17 @@ inline const char* kPage = R"PAGE(<!doctype html>
 const palette = ["#7aecec", "#bfeeb7", "#feca74", "#ff9561", "#aa9cfc", "#c887fb", "#9cc9cc", "#ffeb80", "#e4e7d2", "#f0d0ff"];
 const colours = {};
 let models = [];
+let apiKey = "";  // for a server with --api-key-file: in this page's memory only, never stored
 const $ = (id) => document.getElementById(id);
+function headers(json) {
+  const h = json ? { "Content-Type": "application/json" } : {};
+  if (apiKey) h["Authorization"] = `Bearer ${apiKey}`;
+  return h;
+}
+function askForKey(message) {
+  $("keyrow").style.display = "flex";
+  showError(message);
+}
 function colour(type) {
   if (!(type in colours)) colours[type] = palette[Object.keys(colours).length % palette.length];
   return colours[type];
@@ -70,8 +81,9 @@ function showError(message) {
   $("out").appendChild(p);
 }
 async function call(path, body) {
-  const r = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  const r = await fetch(path, { method: "POST", headers: headers(true), body: JSON.stringify(body) });
   const j = await r.json();
+  if (r.status === 401) askForKey(j.error);
   if (!r.ok) throw new Error(j.error || r.statusText);
   return j;
 }
@@ -164,7 +176,8 @@ async function generate(m) {
   $("out").appendChild(pre);
   const body = { prompt: $("text").value, stream: true, temperature: Number($("temperature").value),
                  top_k: Number($("topk").value), max_tokens: Number($("maxtokens").value), seed: Date.now() % 100000 };
-  const r = await fetch(`/v1/models/${m.name}/generate`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  const r = await fetch(`/v1/models/${m.name}/generate`, { method: "POST", headers: headers(true), body: JSON.stringify(body) });
+  if (r.status === 401) askForKey("this server needs an API key");
   if (!r.ok) throw new Error((await r.json()).error);
   const reader = r.body.getReader();
   const decoder = new TextDecoder();
@@ -215,10 +228,17 @@ function describe() {
 }
 async function init() {
   try {
-    const r = await fetch("/v1/models");
+    const r = await fetch("/v1/models", { headers: headers(false) });
     const j = await r.json();
+    if (r.status === 401) {
+      $("card").textContent = "";
+      return askForKey(apiKey ? "that API key is not this server's" : "this server needs an API key (--api-key-file): enter it above");
+    }
     if (!r.ok) throw new Error(j.error || r.statusText);
+    $("keyrow").style.display = "none";
+    $("out").innerHTML = "";
     models = j.models;
+    $("model").innerHTML = "";
     for (const m of models) {
       const o = document.createElement("option");
       o.value = m.name;
@@ -233,6 +253,7 @@ async function init() {
 }
 $("model").addEventListener("change", () => { describe(); $("out").innerHTML = ""; });
 $("run").addEventListener("click", run);
+$("usekey").addEventListener("click", () => { apiKey = $("apikey").value.trim(); init(); });
 init();
 </script>
 </body>
