@@ -6,7 +6,8 @@
 # second of 1, 8 and 32 concurrent generation streams. Every number comes from this run.
 # The models have the recipes' architectures (configs/ner_conll2003.toml,
 # configs/sentiment_sst2.toml, configs/lm_char_demo.toml) trained for a few steps: throughput
-# does not depend on how well they are trained.
+# does not depend on how well they are trained. The server runs at its defaults (--http-threads
+# 64, --max-connections 1024) but --max-batch.
 # usage: bench/serve_load.sh BUILD_DIR WORK_DIR [SECONDS]   (needs data/conll2003 and data/sst2)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +19,8 @@ for f in "$data/conll2003/eng.testa" "$data/sst2/stsa.binary.dev"; do
   [[ -f $f ]] || { echo "missing $f (scripts/fetch_data.sh)" >&2; exit 2; }
 done
 command -v wrk > /dev/null || { echo "wrk is missing (apt-get install wrk)" >&2; exit 2; }
+python3 -c "import fastapi, uvicorn" 2> /dev/null \
+  || { echo "the baseline needs python3-fastapi and python3-uvicorn (apt-get install)" >&2; exit 2; }
 
 # The models.
 [[ -f $work/ner/last.pt ]] || "$apps/rnnkit-ner" train --config "$root/configs/ner_conll2003.toml" \
@@ -57,7 +60,7 @@ echo "|---|---|---|---|---|---|---|---|---|"
 for batch in 32 1; do
   port=$(free_port)
   "$apps/rnnkit-serve" --model "ner=$work/ner/last.pt" --model "sst2=$work/sst2/last.pt" --port "$port" \
-    --threads $threads --http-threads 72 --max-batch $batch --max-delay-ms 5 2> "$work/serve_$batch.log" & pid=$!
+    --threads $threads --max-batch $batch --max-delay-ms 5 2> "$work/serve_$batch.log" & pid=$!
   wait_up "$port" || { cat "$work/serve_$batch.log" >&2; exit 1; }
   for model in ner sst2; do
     route=/v1/models/$model/$([[ $model == ner ]] && echo tag || echo classify)
@@ -97,7 +100,7 @@ kill $pid; wait $pid 2> /dev/null || true
 
 # Generation: tokens per second of N concurrent streams (each 200 tokens, its own seed).
 port=$(free_port)
-"$apps/rnnkit-serve" --model "char=$work/char/last.pt" --port "$port" --threads $threads --http-threads 72 \
+"$apps/rnnkit-serve" --model "char=$work/char/last.pt" --port "$port" --threads $threads \
   2> "$work/serve_lm.log" & pid=$!
 wait_up "$port" || { cat "$work/serve_lm.log" >&2; exit 1; }
 echo
