@@ -39,6 +39,8 @@ packages=(
   libgloo-dev                      # Gloo's headers, for c10d's ProcessGroupGloo (data-parallel training)
   python3-torch                    # torchrun, the launcher of data-parallel runs (and its tests)
   python3-dev pybind11-dev python3-pytest  # the Python extension (python/) and its tests
+  python3-setuptools python3-wheel python3-build python3-venv python3-pip  # pip install . and the wheel
+  python3-mypy                     # the typed package, checked with mypy --strict
   libgtest-dev
   gnuplot-nox                      # loss and metric curves, and attention heatmaps, as PNG
   python3-nltk                     # BLEU cross-checked against nltk's corpus_bleu in the tests

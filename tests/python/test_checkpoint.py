@@ -109,6 +109,13 @@ def test_damaged_and_foreign_files_are_refused_with_the_reason(tmp_path):
         rnnkit.load_checkpoint(tmp_path)
 
 
+def test_load_checkpoint_names_the_python_it_needs(tmp_path, monkeypatch):
+    """tomllib came with Python 3.11: an older interpreter is told so, before any file is read."""
+    monkeypatch.setattr(rnnkit._sys, "version_info", (3, 10, 12, "final", 0))
+    with pytest.raises(RuntimeError, match=r"needs Python 3\.11 or newer \(it reads the TOML"):
+        rnnkit.load_checkpoint(tmp_path / "any.pt")
+
+
 @needs_apps
 def test_tagger_and_classifier_checkpoints_carry_their_labels(tmp_path):
     app("ner", "train", "--config", os.path.join(SOURCE, "configs/ner_names_binary.toml"),

@@ -305,3 +305,28 @@ def test_another_torch_is_an_import_error_naming_both(patch, message):
            f"    print(e)\nelse:\n    print('imported')\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert re.search(message, out.stdout), out.stdout + out.stderr
+
+
+def test_the_typed_signatures_name_what_the_bindings_take():
+    """rnnkit.RNN and rnnkit.Cell spell out their keywords for editors and mypy (py.typed); the
+    C++ binding is what takes them: every keyword of the signature, given a value that is not its
+    default, reaches the C++ options, and the options have no key the signature lacks."""
+    import inspect
+    given = dict(num_layers=2, bidirectional=True, dropout=0.25, variational_dropout=True,
+                 recurrent_dropout=0.125, batch_first=True, init="uniform", forget_bias=2.0,
+                 cell_options={"peephole": True}, concurrent_directions=False)
+    params = [n for n in inspect.signature(rnnkit.RNN.__init__).parameters if n != "self"]
+    assert params[:3] == ["cell", "input_size", "hidden_size"] and set(params[3:]) == set(given)
+    o = rnnkit.RNN("lstm", 3, 4, **given).options
+    assert set(o) == set(params) - {"concurrent_directions"}, sorted(o)
+    for k, v in given.items():
+        if k != "concurrent_directions":
+            assert o[k] == v, (k, o[k], v)
+    cell_params = [n for n in inspect.signature(rnnkit.Cell.__init__).parameters if n != "self"]
+    assert cell_params == ["cell", "input_size", "hidden_size", "init", "forget_bias",
+                           "cell_options"]
+    cell = rnnkit.Cell("lstm", 3, 4, init="uniform", forget_bias=2.0,
+                       cell_options={"peephole": True})
+    assert (cell.input_size, cell.hidden_size) == (3, 4)
+    names = list(cell.cpp_module.named_parameters(True).keys())
+    assert {"p_u", "p_f", "p_o"} <= set(names), names

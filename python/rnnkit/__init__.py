@@ -4,18 +4,30 @@
     rnn = rnnkit.RNN("lstm", 128, 256, num_layers=2, bidirectional=True, batch_first=True)
     out, states = rnn(x, lengths)   # out [B, T, 512]; states[l * 2 + d] = (a, c)
 """
+from __future__ import annotations
+
 import collections as _collections
+import os as _os
+import sys as _sys
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch as _torch
 import torch.nn.cpp as _cpp
 
+from . import _build_info
+
 # The extension is built against one LibTorch; another torch in this interpreter would crash
 # it, so the two are compared before it is loaded.
-_BUILT_TORCH = "@RNNKIT_PY_TORCH_VERSION@"
-_BUILT_CXX11_ABI = @RNNKIT_PY_CXX11_ABI@
+_BUILT_TORCH = _build_info.TORCH_VERSION
+_BUILT_CXX11_ABI = _build_info.CXX11_ABI
+
+#: A state per layer and direction: (a, c), c None for cells without a memory cell.
+State = Tuple[_torch.Tensor, Optional[_torch.Tensor]]
+#: What a cell option can be set to (docs/cells.md lists each cell's).
+CellOption = Union[bool, int, float, str]
 
 
-def _check_torch():
+def _check_torch() -> None:
     have = _torch.__version__.split("+")[0]
     major_minor = lambda v: tuple(v.split(".")[:2])
     if major_minor(have) != major_minor(_BUILT_TORCH):
@@ -38,7 +50,7 @@ cells = _rnnkit.cells
 load_plugin = _rnnkit.load_plugin
 
 
-def load_checkpoint(path):
+def load_checkpoint(path: Union[str, "_os.PathLike[str]"]) -> Dict[str, Any]:
     """A checkpoint written by rnnkit-lm, rnnkit-ner, rnnkit-sentiment (or any task app's
     train), read by the apps' own reader: header, length and CRC-32 are checked before a byte
     is parsed, and a damaged or foreign file raises rnnkit.CheckpointError (a ValueError).
@@ -49,7 +61,13 @@ def load_checkpoint(path):
     for lm and sentiment, {"words", "chars"} for ner; a token's index is its id), labels (the
     sentiment classes or the ner tags, in index order; None for lm) and task (the task's raw
     state: strings and tensors). Nothing in the file is executed: no pickle of Python objects.
+
+    Needs Python 3.11 or newer (the config is parsed with the standard library's tomllib).
     """
+    if _sys.version_info < (3, 11):
+        raise RuntimeError(
+            f"rnnkit.load_checkpoint needs Python 3.11 or newer (it reads the TOML config with "
+            f"tomllib); this is Python {_sys.version.split()[0]} ({_sys.executable})")
     if not hasattr(_rnnkit, "load_checkpoint"):
         raise RuntimeError("this rnnkit was built without the apps (RNNKIT_BUILD_APPS=OFF), "
                            "whose checkpoint reader load_checkpoint uses")
@@ -69,20 +87,23 @@ class _Wrapped:
     .train() ... return the module, and torch.nn's state_dict machinery sees every parameter by
     its C++ dotted name."""
 
-    def _wrap(self):
+    cpp_module: Any
+
+    def _wrap(self) -> None:
         self._parameters = _AllParameters(self.cpp_module, "_parameters")
         self._modules = _collections.OrderedDict()
         for name in ("to", "double", "float", "half", "cuda", "cpu", "train", "eval"):
             setattr(self, name, self._chained(getattr(self.cpp_module, name)))
 
-    def _chained(self, method):
-        def call(*args, **kwargs):
+    def _chained(self, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
             method(*args, **kwargs)
             return self
         return call
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str,
+                              local_metadata: Any, strict: bool, missing_keys: List[str],
+                              unexpected_keys: List[str], error_msgs: List[str]) -> None:
         # The parameters have dotted names (l0.cell.W_f), which torch.nn.Module's own check would
         # take for children's.
         own = self.cpp_module.named_parameters(True)
@@ -108,9 +129,17 @@ class Cell(_Wrapped, _rnnkit._Cell):
     forget_bias=None, cell_options={}); forward(x_t, state=None) -> (a, c), c None for cells
     without a memory cell. The plain path, one line per equation (docs/equations.md)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, cell: str, input_size: int, hidden_size: int, *, init: str = "uniform",
+                 forget_bias: Optional[float] = None,
+                 cell_options: Optional[Mapping[str, CellOption]] = None) -> None:
+        super().__init__(cell, input_size, hidden_size, init=init, forget_bias=forget_bias,
+                         cell_options=dict(cell_options or {}))
         self._wrap()
+
+    if TYPE_CHECKING:  # the signatures for editors and mypy; the C++ forward runs
+        def forward(self, x_t: _torch.Tensor, state: Optional[State] = None) -> State: ...
+
+        def __call__(self, x_t: _torch.Tensor, state: Optional[State] = None) -> State: ...
 
 
 class RNN(_Wrapped, _rnnkit._RNN):
@@ -124,9 +153,29 @@ class RNN(_Wrapped, _rnnkit._RNN):
     C++ names (l0.cell.W_f, l0_reverse.cell.b_f, ...).
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, cell: str, input_size: int, hidden_size: int, *, num_layers: int = 1,
+                 bidirectional: bool = False, dropout: float = 0.0,
+                 variational_dropout: bool = False, recurrent_dropout: float = 0.0,
+                 batch_first: bool = False, init: str = "uniform",
+                 forget_bias: Optional[float] = None,
+                 cell_options: Optional[Mapping[str, CellOption]] = None,
+                 concurrent_directions: Optional[bool] = None) -> None:
+        super().__init__(cell, input_size, hidden_size, num_layers=num_layers,
+                         bidirectional=bidirectional, dropout=dropout,
+                         variational_dropout=variational_dropout,
+                         recurrent_dropout=recurrent_dropout, batch_first=batch_first, init=init,
+                         forget_bias=forget_bias, cell_options=dict(cell_options or {}),
+                         concurrent_directions=concurrent_directions)
         self._wrap()
+
+    if TYPE_CHECKING:  # the signatures for editors and mypy; the C++ forward runs
+        def forward(self, x: _torch.Tensor, lengths: Optional[_torch.Tensor] = None,
+                    state: Optional[Sequence[State]] = None
+                    ) -> Tuple[_torch.Tensor, List[State]]: ...
+
+        def __call__(self, x: _torch.Tensor, lengths: Optional[_torch.Tensor] = None,
+                     state: Optional[Sequence[State]] = None
+                     ) -> Tuple[_torch.Tensor, List[State]]: ...
 
 
 class _AllParameters(_cpp.OrderedDictWrapper):
@@ -135,7 +184,7 @@ class _AllParameters(_cpp.OrderedDictWrapper):
     module whose parameters are named as in C++."""
 
     @property
-    def cpp_dict(self):
+    def cpp_dict(self) -> Any:
         return self.cpp_module.named_parameters(True)
 
 
@@ -153,7 +202,7 @@ _GATES = {
 _MAPPED = "lstm, gru_reset_after (gru with reset_after = true), rnn and rnn_relu"
 
 
-def _torch_cell(rnn):
+def _torch_cell(rnn: RNN) -> str:
     """The torch.nn counterpart's name in _GATES of an rnnkit.RNN, or a ValueError."""
     o = rnn.options
     cell, opts = o["cell"], o["cell_options"]
@@ -178,7 +227,7 @@ def _torch_cell(rnn):
     return name
 
 
-def from_torch(module):
+def from_torch(module: Union[_torch.nn.LSTM, _torch.nn.GRU, _torch.nn.RNN]) -> RNN:
     """An rnnkit.RNN with the weights of a torch.nn.LSTM, GRU or RNN (same outputs and states)."""
     if isinstance(module, _torch.nn.LSTM):
         if module.proj_size:
@@ -218,7 +267,7 @@ def from_torch(module):
     return ours
 
 
-def to_torch(rnn):
+def to_torch(rnn: RNN) -> Union[_torch.nn.LSTM, _torch.nn.GRU, _torch.nn.RNN]:
     """The torch.nn.LSTM, GRU or RNN with the weights of an rnnkit.RNN whose cell maps onto one
     (lstm, gru_reset_after, rnn, rnn_relu); other cells raise a ValueError naming those."""
     cell = _torch_cell(rnn)
