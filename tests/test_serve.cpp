@@ -646,6 +646,9 @@ TEST(ServeConnections, BodiesAreBoundedWhateverTheirFraming) {
   // waited for the whole body before its 413.
   serve::ServeOptions o;
   o.max_body = 100000;
+  // Far beyond the 5 s each answer below is waited for: a server that read on to the body's end
+  // (which never comes; the connection stays open) would give nothing in that time.
+  o.read_timeout_s = 120;
   Running s(o);
   auto chunked = [](const std::string& body, size_t chunk) {
     std::string out;
@@ -688,13 +691,11 @@ TEST(ServeConnections, BodiesAreBoundedWhateverTheirFraming) {
   };
   for (const auto& c : cases) {
     Raw r(s.server.port());
-    const auto start = std::chrono::steady_clock::now();
     r.send(kClassify + c.headers + "\r\n" + c.body);  // the connection stays open
     const std::string a = r.receive(5);
-    EXPECT_EQ(status_of(a), c.status) << c.headers << a;
+    EXPECT_EQ(status_of(a), c.status) << "answered before the body's end? " << c.headers << a;
     EXPECT_NE(a.find(c.says), std::string::npos) << a;
     EXPECT_NE(a.find("Connection: close"), std::string::npos) << "the body is left unread: " << a;
-    EXPECT_LT(seconds_since(start), 4.0) << "answered at once, not at the body's end";
   }
   EXPECT_EQ(s.client().Get("/health")->status, 200);
 }
@@ -761,11 +762,10 @@ TEST(ServeConnections, SlowAndIdleClientsStallNoOne) {
   const auto start = std::chrono::steady_clock::now();
   auto h = c.Get("/health");
   const double took = seconds_since(start);
+  // The tricklers never stop while /health waits: an answer at all within the client's 8 s means
+  // the stalled and idle connections gave way (by the 2 s deadline and the idle half second).
   ASSERT_TRUE(h) << "no answer to /health after " << took << " s";
   EXPECT_EQ(h->status, 200);
-  // Not a speed check: the bound is the request deadline (2 s) plus the idle connections'
-  // half second, well under the 8 s the client waits.
-  EXPECT_LT(took, 6.0);
   // A request that outlives its deadline (the first trickler stalled after 7 bytes): 408.
   const std::string a = tricklers[0]->receive(4);
   stop = true;
@@ -782,13 +782,13 @@ TEST(ServeConnections, PastMaxConnectionsA503AtOnce) {
   std::vector<std::unique_ptr<Raw>> held;
   for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<Raw>(s.server.port()));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // The extra connection sends nothing: queued, it would only ever be closed unanswered (a new
+  // connection silent while others wait), so a 503 at all is the refusal by the accepting thread.
   Raw extra(s.server.port());
-  const auto start = std::chrono::steady_clock::now();
   const std::string a = extra.receive(3);
   EXPECT_EQ(status_of(a), 503) << a;
   EXPECT_NE(a.find("Retry-After: 1"), std::string::npos) << a;
   EXPECT_NE(a.find("--max-connections"), std::string::npos) << a;
-  EXPECT_LT(seconds_since(start), 2.0) << "refused at once";
   held.clear();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(s.client().Get("/health")->status, 200);
