@@ -22,6 +22,11 @@
 #endif
 
 namespace py = pybind11;
+#ifdef RNNKIT_PYTHON_CHECKPOINTS
+namespace rnnkit::python {
+void bind_apps(py::module_& m);  // apps.cpp
+}
+#endif
 using rnnkit::RNNImpl;
 using rnnkit::RNNOptions;
 
@@ -293,5 +298,6 @@ PYBIND11_MODULE(_rnnkit, m) {
   m.def("load_checkpoint", &load_checkpoint, py::arg("path"),
         "An app's checkpoint, checksum verified: app, architecture, config_text, state_dict, "
         "vocabularies, labels and the task's raw state.");
+  rnnkit::python::bind_apps(m);
 #endif
 }

@@ -40,6 +40,11 @@ try:
     raise SystemExit("a damaged checkpoint was read")
 except rnnkit.CheckpointError as e:
     assert "not_a_checkpoint.pt" in str(e), e
+try:  # the apps are in the package: rnnkit.load reads the file, not "built without the apps"
+    rnnkit.load(bad)
+    raise SystemExit("rnnkit.load read a damaged checkpoint")
+except rnnkit.CheckpointError as e:
+    assert "not_a_checkpoint.pt" in str(e), e
 print("imported", got, "version", rnnkit.__version__)
 PY
   ) || fail "$1: the installed rnnkit does not import and run"

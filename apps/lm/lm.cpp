@@ -453,6 +453,13 @@ std::string sample(Loaded& m, const SampleOptions& o, const torch::Device& devic
   return sampler.text();
 }
 
+train::Json score_json(const std::string& text, const LineScore& s) {
+  return {{"text", text},
+          {"tokens", s.tokens},
+          {"logprob", s.logprob},
+          {"perplexity", s.tokens > 0 ? train::Json(s.perplexity()) : train::Json(nullptr)}};
+}
+
 LineScore score_line(Loaded& m, const std::string& line, const torch::Device& device) {
   torch::NoGradGuard no_grad;
   auto tokens = m.config.tokenize_line(line);

@@ -9,6 +9,7 @@
 #include <rnnkit/data/vocab.h>
 
 #include <rnnkit/train/config.h>
+#include <rnnkit/train/json.h>
 #include <rnnkit/train/model_config.h>
 #include <rnnkit/train/train.h>
 #include "model.h"
@@ -144,6 +145,9 @@ struct LineScore {
   double perplexity() const;
 };
 LineScore score_line(Loaded& m, const std::string& line, const torch::Device& device);
+/// A scored line as score --json, the server and rnnkit.load(...).score give it: {"text",
+/// "tokens", "logprob", "perplexity"}, the perplexity null for a line with no token.
+train::Json score_json(const std::string& text, const LineScore& s);
 
 /// The share of <unk> among the tokens of `ids` (after the leading <eos>).
 double unk_rate(const data::Vocab& vocab, const std::vector<int64_t>& ids);

@@ -131,6 +131,7 @@ int cmd_sample(int argc, char** argv) {
 int cmd_score(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-lm score", "Log-probability and perplexity of each line");
   train::add_model_options(cli);
+  train::add_input_batch_option(cli);
   cli.add_options()("file", "lines to score (default: stdin)", cxxopts::value<std::string>())(
       "json", "JSON lines on stdout")("h,help", "this help");
   const auto args = cli.parse(argc, argv);
@@ -146,11 +147,7 @@ int cmd_score(int argc, char** argv) {
                                  "' is not finite");
       // An empty line has no token: no perplexity (null, "-"), not 1.0.
       if (args.count("json")) {
-        train::print_json(std::cout, {{"text", line},
-                                      {"tokens", s.tokens},
-                                      {"logprob", s.logprob},
-                                      {"perplexity", s.tokens > 0 ? train::Json(s.perplexity())
-                                                                  : train::Json(nullptr)}});
+        train::print_json(std::cout, lm::score_json(line, s));
       } else if (s.tokens > 0) {
         std::cout << fmt::format("{:.4f}\t{:.2f}\t{}", s.logprob, s.perplexity(), line) << "\n";
       } else {

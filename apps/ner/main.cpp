@@ -74,6 +74,7 @@ int cmd_predict(int argc, char** argv) {
       "rnnkit-ner predict",
       "Tag a CoNLL file (--conll), or raw text: one sentence per line of --file or stdin");
   train::add_model_options(cli);
+  train::add_input_batch_option(cli);
   cli.add_options()("conll",
                     "CoNLL file: tokens in the model's token column; each line is echoed with the "
                     "predicted tag appended",
@@ -124,13 +125,7 @@ int cmd_predict(int argc, char** argv) {
     std::vector<std::vector<std::string>> echo;  // CoNLL input: each token's line
     for (const auto& s :
          data::read_conll(args["conll"].as<std::string>(), m.config.conll_options(false))) {
-      std::string text;
-      std::vector<data::TextToken> toks;
-      for (const auto& t : s.tokens) {
-        if (!text.empty()) text += " ";
-        toks.push_back({t, text.size(), text.size() + t.size()});
-        text += t;
-      }
+      auto [text, toks] = ner::joined_tokens(s.tokens);
       texts.push_back(text);
       tokens.push_back(std::move(toks));
       echo.push_back(s.lines);

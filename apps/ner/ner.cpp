@@ -696,6 +696,44 @@ train::Json entities_json(const std::string& text, const std::vector<data::TextT
 }
 }  // namespace
 
+std::pair<std::string, std::vector<data::TextToken>> joined_tokens(
+    const std::vector<std::string>& tokens) {
+  std::pair<std::string, std::vector<data::TextToken>> out;
+  auto& [text, toks] = out;
+  for (const auto& t : tokens) {
+    if (!toks.empty()) text += " ";
+    toks.push_back({t, text.size(), text.size() + t.size()});
+    text += t;
+  }
+  return out;
+}
+
+std::vector<train::Json> tag_json(Loaded& m, const std::vector<std::string>& texts,
+                                  const std::vector<std::vector<data::TextToken>>& tokens,
+                                  const torch::Device& device, bool token_tags) {
+  return tag_json(m, texts, tokens, device, std::vector<bool>(texts.size(), token_tags));
+}
+
+std::vector<train::Json> tag_json(Loaded& m, const std::vector<std::string>& texts,
+                                  const std::vector<std::vector<data::TextToken>>& tokens,
+                                  const torch::Device& device,
+                                  const std::vector<bool>& token_tags) {
+  TORCH_CHECK(texts.size() == tokens.size() && texts.size() == token_tags.size(),
+              "tag_json: expected tokens and token_tags for each of the ", texts.size(),
+              " texts, got ", tokens.size(), " and ", token_tags.size());
+  std::vector<std::vector<std::string>> words;
+  for (const auto& t : tokens) {
+    words.emplace_back();
+    for (const auto& x : t) words.back().push_back(x.text);
+  }
+  const auto tagged = m.tag_scored(words, device);
+  std::vector<train::Json> out;
+  out.reserve(texts.size());
+  for (size_t i = 0; i < texts.size(); ++i)
+    out.push_back(entities_json(texts[i], tokens[i], tagged[i], m, token_tags[i]));
+  return out;
+}
+
 train::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
                           const std::vector<std::string>& internal_tags, const Loaded& m) {
   return entities_json(text, tokens, data::tags_to_spans(internal_tags, m.lexicon.internal_scheme));

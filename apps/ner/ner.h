@@ -126,6 +126,21 @@ train::Json entities_json(const std::string& text, const std::vector<data::TextT
 train::Json entities_json(const std::string& text, const std::vector<data::TextToken>& tokens,
                           const Tagging& tagging, const Loaded& m, bool token_tags = false);
 
+/// Pre-tokenized input as predict --conll and the server read it: the text is the tokens joined
+/// by single spaces, each token's offsets into it.
+std::pair<std::string, std::vector<data::TextToken>> joined_tokens(
+    const std::vector<std::string>& tokens);
+/// Each sentence's entities_json (with each token's tag under `token_tags`), tagged together:
+/// what the server and rnnkit.load(...).tag answer. `tokens[i]` are byte offsets into `texts[i]`
+/// (data::tokenize_ptb(text) for raw text, as predict does, or joined_tokens).
+std::vector<train::Json> tag_json(Loaded& m, const std::vector<std::string>& texts,
+                                  const std::vector<std::vector<data::TextToken>>& tokens,
+                                  const torch::Device& device, bool token_tags);
+/// The same with `token_tags` per sentence (a server's batch mixes requests).
+std::vector<train::Json> tag_json(Loaded& m, const std::vector<std::string>& texts,
+                                  const std::vector<std::vector<data::TextToken>>& tokens,
+                                  const torch::Device& device, const std::vector<bool>& token_tags);
+
 /// The model's shape, as checkpoints record it.
 std::string architecture(const NerConfig& c, const Lexicon& lx);
 

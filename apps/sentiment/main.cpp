@@ -107,6 +107,7 @@ int cmd_eval(int argc, char** argv) {
 int cmd_predict(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-sentiment predict", "Label each line of a file or of stdin");
   train::add_model_options(cli);
+  train::add_input_batch_option(cli);
   add_ensemble_option(cli);
   cli.add_options()("file", "lines of text (default: stdin)", cxxopts::value<std::string>())(
       "json", "JSON lines: text, label, probabilities")("h,help", "this help");
@@ -120,14 +121,11 @@ int cmd_predict(int argc, char** argv) {
     input.refuse_empty(lines, "classify");
     const auto probs = sentiment::ensemble_probabilities(models, lines, device);
     for (size_t i = 0; i < lines.size(); ++i) {
-      const int64_t k = probs[i].argmax().item<int64_t>();
       if (args.count("json")) {
-        train::Json p = train::Json::object();
-        for (size_t c = 0; c < m.labels.size(); ++c) p[m.labels[c]] = probs[i][c].item<double>();
-        std::cout << train::json_line(
-                         {{"text", lines[i]}, {"label", m.labels[k]}, {"probabilities", p}})
+        std::cout << train::json_line(sentiment::classification_json(lines[i], probs[i], m.labels))
                   << "\n";
       } else {
+        const int64_t k = probs[i].argmax().item<int64_t>();
         std::cout << m.labels[k];
         for (size_t c = 0; c < m.labels.size(); ++c) {
           std::cout << fmt::format("\t{}={:.3f}", m.labels[c], probs[i][c].item<double>());

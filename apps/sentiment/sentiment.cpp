@@ -489,6 +489,36 @@ Tensor ensemble_probabilities(std::vector<Loaded>& models, const std::vector<std
   return sum / static_cast<double>(models.size());
 }
 
+train::Json classification_json(const std::string& text, const torch::Tensor& probabilities,
+                                const std::vector<std::string>& labels) {
+  TORCH_CHECK(
+      probabilities.dim() == 1 && probabilities.size(0) == static_cast<int64_t>(labels.size()),
+      "classification_json: expected probabilities [", labels.size(), "], got ",
+      probabilities.sizes());
+  const auto p = probabilities.to(torch::kCPU, torch::kFloat64).contiguous();
+  const double* q = p.data_ptr<double>();
+  train::Json by_label = train::Json::object();
+  size_t best = 0;
+  for (size_t c = 0; c < labels.size(); ++c) {
+    by_label[labels[c]] = q[c];
+    if (q[c] > q[best]) best = c;
+  }
+  return {{"text", text}, {"label", labels[best]}, {"probabilities", by_label}};
+}
+
+std::vector<train::Json> classify_json(std::vector<Loaded>& models,
+                                       const std::vector<std::string>& texts,
+                                       const torch::Device& device) {
+  const auto probs = ensemble_probabilities(models, texts, device).cpu();
+  std::vector<train::Json> out;
+  out.reserve(texts.size());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    out.push_back(
+        classification_json(texts[i], probs[static_cast<int64_t>(i)], models.front().labels));
+  }
+  return out;
+}
+
 train::FitResult train(train::ConfigReader& config, const train::RunOptions& run) {
   const SentimentConfig c = SentimentConfig::read(config);
   const torch::Device device = train::setup_runtime(run, c.train.seed);

@@ -9,6 +9,7 @@
 
 #include <rnnkit/train/classification.h>
 #include <rnnkit/train/config.h>
+#include <rnnkit/train/json.h>
 #include <rnnkit/train/model_config.h>
 #include <rnnkit/train/train.h>
 #include "model.h"
@@ -84,6 +85,14 @@ int export_main(int argc, char** argv);
 torch::Tensor ensemble_probabilities(std::vector<Loaded>& models,
                                      const std::vector<std::string>& texts,
                                      const torch::Device& device);
+/// One text's answer as predict --json, the server and rnnkit.load(...).classify give it:
+/// {"text", "label", "probabilities": {label: p}} from its row [C] of ensemble_probabilities.
+train::Json classification_json(const std::string& text, const torch::Tensor& probabilities,
+                                const std::vector<std::string>& labels);
+/// classification_json of each text, classified together.
+std::vector<train::Json> classify_json(std::vector<Loaded>& models,
+                                       const std::vector<std::string>& texts,
+                                       const torch::Device& device);
 /// load_model for each checkpoint, checking that their labels agree.
 std::vector<Loaded> load_models(const std::vector<std::string>& checkpoints,
                                 const torch::Device& device);

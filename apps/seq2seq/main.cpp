@@ -91,6 +91,7 @@ int cmd_translate(int argc, char** argv) {
   cxxopts::Options cli("rnnkit-seq2seq translate",
                        "Translate each line of a file or of stdin, one output line per input line");
   train::add_model_options(cli);
+  train::add_input_batch_option(cli);
   add_decoding_options(cli);
   cli.add_options()("file", "sentences to translate (default: stdin)",
                     cxxopts::value<std::string>())(

@@ -5,6 +5,7 @@
 
 #include <fmt/core.h>
 #include <rnnkit/data/text.h>
+#include <rnnkit/train/texts.h>
 
 namespace rnnkit::serve {
 using train::Json;
@@ -36,22 +37,29 @@ void reject_unknown(const Json& j, const std::vector<std::string>& known) {
   }
 }
 
-/// A text from a request, checked as the line readers check a line (no NUL, the size limit)
-/// and normalised as they do (NFC), so the server reads text as predict does.
+train::TextLimits limits_of(const ServeOptions& o) {
+  train::TextLimits l;
+  l.max_texts = o.max_texts;
+  l.max_text_bytes = o.max_text_bytes;
+  return l;
+}
+
+/// train::TextError as this request's 413 (a limit) or 400.
+template <class F>
+auto as_http(F&& f) {
+  try {
+    return f();
+  } catch (const train::TextError& e) {
+    throw HttpError(e.too_large ? 413 : 400, e.what());
+  }
+}
+
+/// A text from a request, checked and normalised as every way into a model does (train::texts.h).
 std::string checked_text(const Json& v, const std::string& field, const ServeOptions& o) {
   if (!v.is_string()) {
     throw HttpError(400, "field '" + field + "': expected a string, got " + type_of(v));
   }
-  std::string s = v.get<std::string>();
-  if (static_cast<int64_t>(s.size()) > o.max_text_bytes) {
-    throw HttpError(413, fmt::format("field '{}': {} bytes, more than the limit of {} "
-                                     "(--max-text-bytes)",
-                                     field, s.size(), o.max_text_bytes));
-  }
-  if (s.find('\0') != std::string::npos) {
-    throw HttpError(400, "field '" + field + "': a NUL character; a text holds none");
-  }
-  return data::nfc(s);
+  return as_http([&] { return train::checked_text(v.get<std::string>(), field, limits_of(o)); });
 }
 
 /// The array `field` with between 1 and max_texts entries.
@@ -62,12 +70,7 @@ const Json& checked_array(const Json& j, const std::string& field, const std::st
     throw HttpError(400,
                     "field '" + field + "': expected an array of " + what + ", got " + type_of(t));
   }
-  if (t.empty()) throw HttpError(400, "field '" + field + "': expected at least one entry");
-  if (static_cast<int64_t>(t.size()) > o.max_texts) {
-    throw HttpError(413, fmt::format("field '{}': {} entries, more than the limit of {} "
-                                     "(--max-texts)",
-                                     field, t.size(), o.max_texts));
-  }
+  as_http([&] { train::check_text_count(t.size(), field, limits_of(o)); });
   return t;
 }
 
@@ -112,11 +115,7 @@ std::vector<std::string> texts_of(const Json& j, const ServeOptions& o, bool ref
   for (size_t i = 0; i < t.size(); ++i) {
     const std::string field = "texts[" + std::to_string(i) + "]";
     out.push_back(checked_text(t[i], field, o));
-    if (refuse_empty && data::is_blank(out.back())) {  // U+3000 and NBSP are blank too
-      throw HttpError(
-          400, "field '" + field +
-                   "': an empty text (nothing but white space); there is nothing to classify");
-    }
+    if (refuse_empty) as_http([&] { train::refuse_blank(out.back(), field, "classify"); });
   }
   return out;
 }

@@ -728,19 +728,7 @@ struct Server::Impl {
     const AutocastGuard autocast(o.precision, device.type());
     std::vector<std::string> texts;
     for (const auto& i : items) texts.push_back(i["text"].get<std::string>());
-    const auto probs = sentiment::ensemble_probabilities(s.classifiers, texts, device).cpu();
-    const auto& labels = s.classifiers.front().labels;
-    std::vector<Json> out;
-    for (size_t i = 0; i < texts.size(); ++i) {
-      const int64_t k = probs[static_cast<int64_t>(i)].argmax().item<int64_t>();
-      Json p = Json::object();
-      for (size_t c = 0; c < labels.size(); ++c) {
-        p[labels[c]] = probs[static_cast<int64_t>(i)][static_cast<int64_t>(c)].item<double>();
-      }
-      out.push_back(
-          {{"text", texts[i]}, {"label", labels[static_cast<size_t>(k)]}, {"probabilities", p}});
-    }
-    return out;
+    return sentiment::classify_json(s.classifiers, texts, device);
   }
 
   std::vector<Json> tag(Served& s, const std::vector<Json>& items) {
@@ -748,32 +736,19 @@ struct Server::Impl {
     const AutocastGuard autocast(o.precision, device.type());
     std::vector<std::string> texts;
     std::vector<std::vector<data::TextToken>> tokens;
-    std::vector<std::vector<std::string>> words;
+    std::vector<bool> token_tags;  // per item: a batch mixes requests
     for (const auto& i : items) {
-      texts.push_back(i["text"].get<std::string>());
+      token_tags.push_back(i.value("tags", false));
       if (i.contains("tokens")) {
-        // Pre-tokenized: the text is the tokens joined by spaces, as predict --conll makes it.
-        std::vector<data::TextToken> toks;
-        size_t at = 0;
-        for (const auto& t : i["tokens"]) {
-          const std::string w = t.get<std::string>();
-          toks.push_back({w, at, at + w.size()});
-          at += w.size() + 1;
-        }
+        auto [text, toks] = ner::joined_tokens(i["tokens"].get<std::vector<std::string>>());
+        texts.push_back(std::move(text));
         tokens.push_back(std::move(toks));
       } else {
+        texts.push_back(i["text"].get<std::string>());
         tokens.push_back(data::tokenize_ptb(texts.back()));
       }
-      words.emplace_back();
-      for (const auto& t : tokens.back()) words.back().push_back(t.text);
     }
-    const auto tagged = s.tagger->tag_scored(words, device);
-    std::vector<Json> out;
-    for (size_t i = 0; i < texts.size(); ++i) {
-      out.push_back(ner::entities_json(texts[i], tokens[i], tagged[i], *s.tagger,
-                                       items[i].value("tags", false)));
-    }
-    return out;
+    return ner::tag_json(*s.tagger, texts, tokens, device, token_tags);
   }
 
   // Handlers.
@@ -967,11 +942,7 @@ struct Server::Impl {
     const AutocastGuard autocast(o.precision, device.type());  // --precision, as the batches
     Json results = Json::array();
     for (const auto& t : texts) {
-      const auto sc = lm::score_line(*s.lm, t, device);
-      results.push_back({{"text", t},
-                         {"tokens", sc.tokens},
-                         {"logprob", sc.logprob},
-                         {"perplexity", sc.tokens > 0 ? Json(sc.perplexity()) : Json(nullptr)}});
+      results.push_back(lm::score_json(t, lm::score_line(*s.lm, t, device)));
     }
     answer(res, 200, {{"model", s.name}, {"results", results}});
   }

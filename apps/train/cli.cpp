@@ -218,17 +218,36 @@ KeyTable common_keys() {
                            "`--max-line-bytes`")});
 }
 
+void add_input_batch_option(cxxopts::Options& cli) {
+  cli.add_options()("batch-size",
+                    "lines per batch, 1..4096 (default: 256 from --file, 1 from stdin, so that "
+                    "each line is answered before the next is read)",
+                    cxxopts::value<int64_t>());
+}
+
+namespace {
+size_t input_batch_size(const cxxopts::ParseResult& args, bool streaming) {
+  if (!args.count("batch-size")) return streaming ? 1 : 256;
+  const auto n = args["batch-size"].as<int64_t>();
+  if (n < 1 || n > 4096) {
+    throw cxxopts::exceptions::exception(
+        fmt::format("--batch-size: expected 1..4096 lines, got {}", n));
+  }
+  return static_cast<size_t>(n);
+}
+}  // namespace
+
 InputBatches::InputBatches(const cxxopts::ParseResult& args, data::Encoding encoding)
     : reader_(args.count("file") ? args["file"].as<std::string>() : "-", encoding,
               /*streaming=*/true),
-      streaming_(!args.count("file") || args["file"].as<std::string>() == "-") {}
+      streaming_(!args.count("file") || args["file"].as<std::string>() == "-"),
+      most_(input_batch_size(args, streaming_)) {}
 
 bool InputBatches::next(std::vector<std::string>& lines) {
   lines.clear();
-  const size_t most = streaming_ ? 1 : 256;
   first_line_ = reader_.line_number() + 1;
   std::string line;
-  while (lines.size() < most && reader_.next(line)) lines.push_back(std::move(line));
+  while (lines.size() < most_ && reader_.next(line)) lines.push_back(std::move(line));
   return !lines.empty();
 }
 

@@ -81,6 +81,10 @@ def load_checkpoint(path: Union[str, "_os.PathLike[str]"]) -> Dict[str, Any]:
 if hasattr(_rnnkit, "CheckpointError"):
     CheckpointError = _rnnkit.CheckpointError
 
+# The trained apps (apps.py): rnnkit.load(checkpoint) and rnnkit.train(config, run_dir).
+from .apps import (App, Classifier, LanguageModel, Tagger, Translator,  # noqa: E402
+                   load, train)
+
 
 class _Wrapped:
     """What rnnkit's C++ modules need to behave as torch.nn modules do: .to(), .double(),

@@ -58,10 +58,14 @@ int train_command(int argc, char** argv, const std::string& program, const std::
 /// `PROGRAM config-keys`: the same tables as Markdown, as configs/README.md has them.
 int config_keys_command(const std::vector<std::pair<std::string, KeyTable>>& tables);
 
-/// Input for predict and score, in batches: from a file up to 256 lines at a time (fast); from
-/// stdin (no --file, or --file -) one line at a time, so that each line's output can be written
-/// and flushed before the next is read and the command works as a filter in a pipe. Lines get
-/// data::LineReader's checks either way (CR, NUL bytes, UTF-8, encoding).
+/// --batch-size, for the commands that read InputBatches.
+void add_input_batch_option(cxxopts::Options& cli);
+
+/// Input for predict and score, in batches: from a file up to --batch-size lines at a time
+/// (default 256, fast); from stdin (no --file, or --file -) one line at a time unless
+/// --batch-size is given, so that each line's output can be written and flushed before the next
+/// is read and the command works as a filter in a pipe. Lines get data::LineReader's checks
+/// either way (CR, NUL bytes, UTF-8, encoding).
 class InputBatches {
  public:
   InputBatches(const cxxopts::ParseResult& args, data::Encoding encoding);
@@ -78,6 +82,7 @@ class InputBatches {
  private:
   data::LineReader reader_;
   bool streaming_;
+  size_t most_;
   size_t first_line_ = 1;
 };
 
