@@ -96,7 +96,7 @@ static void check_against_fp32(const Case& c, Precision precision, torch::Device
 
   // The products' results come back in fp32: the output and the states are fp32.
   ASSERT_EQ(mixed.output.scalar_type(), torch::kFloat);
-  EXPECT_EQ(mixed.output.device(), device);
+  EXPECT_EQ(mixed.output.device().type(), device.type());  // "cuda" is cuda:0 once allocated
   for (const auto& s : mixed.states) {
     EXPECT_EQ(s.a.scalar_type(), torch::kFloat);
     if (s.c.defined()) {
@@ -105,10 +105,15 @@ static void check_against_fp32(const Case& c, Precision precision, torch::Device
   }
   const double out_err = (mixed.output - fp32.output).abs().max().item<double>();
   EXPECT_LE(out_err, 8 * u) << "outputs";
-  EXPECT_LE(relative(mixed.input_grad, fp32.input_grad), 32 * u) << "input gradient";
+  // ReLU's derivative jumps from 0 to 1 at 0: a pre-activation within rounding of 0 takes the
+  // other branch in the narrower run, which moves the gradients by more than a multiple of u
+  // (on an H200 in fp16, rnn_relu_bi's by 2 to 4%, with 2 layers and both directions). The
+  // smooth cells keep the derived 32u; the ReLU cell gets 128u.
+  const double grad_tol = (c.cell == "rnn_relu" ? 128 : 32) * u;
+  EXPECT_LE(relative(mixed.input_grad, fp32.input_grad), grad_tol) << "input gradient";
   for (size_t i = 0; i < fp32.grads.size(); ++i) {
     EXPECT_EQ(mixed.grads[i].scalar_type(), torch::kFloat);
-    EXPECT_LE(relative(mixed.grads[i], fp32.grads[i]), 32 * u) << "parameter " << i;
+    EXPECT_LE(relative(mixed.grads[i], fp32.grads[i]), grad_tol) << "parameter " << i;
   }
   // Padding stays zero, as in fp32.
   EXPECT_EQ(mixed.output.narrow(0, 3, T - 3).select(1, 1).abs().sum().item<double>(), 0.0);

@@ -120,7 +120,8 @@ RNN from_torch(const torch::nn::LSTM& m) {
 RNN from_torch(const torch::nn::GRU& m) { return build("gru_reset_after", m->options, *m); }
 
 RNN from_torch(const torch::nn::RNN& m) {
-  const bool tanh = c10::get_if<torch::enumtype::kTanh>(&m->options.nonlinearity()) != nullptr;
+  // By name: the variant is c10's own in LibTorch 1.13 and std::variant in 2.x.
+  const bool tanh = torch::enumtype::get_enum_name(m->options.nonlinearity()) == "kTanh";
   return build(tanh ? "rnn" : "rnn_relu", m->options, *m);
 }
 

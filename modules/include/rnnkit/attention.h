@@ -24,6 +24,7 @@
 #include <ostream>
 #include <string>
 
+#include <rnnkit/cloneable.h>
 #include <torch/arg.h>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
@@ -76,7 +77,7 @@ class AttentionImplBase : public virtual torch::nn::Module {
   AttentionOutput attend_all(const torch::Tensor& s, const AttentionMemory& m) const;
 };
 
-class AdditiveAttentionImpl : public torch::nn::Cloneable<AdditiveAttentionImpl>,
+class AdditiveAttentionImpl : public rnnkit::Cloneable<AdditiveAttentionImpl>,
                               public AttentionImplBase {
  public:
   explicit AdditiveAttentionImpl(AttentionOptions options);
@@ -97,7 +98,7 @@ class AdditiveAttentionImpl : public torch::nn::Cloneable<AdditiveAttentionImpl>
 };
 TORCH_MODULE(AdditiveAttention);
 
-class MultiplicativeAttentionImpl : public torch::nn::Cloneable<MultiplicativeAttentionImpl>,
+class MultiplicativeAttentionImpl : public rnnkit::Cloneable<MultiplicativeAttentionImpl>,
                                     public AttentionImplBase {
  public:
   explicit MultiplicativeAttentionImpl(AttentionOptions options);

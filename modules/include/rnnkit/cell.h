@@ -15,6 +15,7 @@
 #include <ostream>
 #include <string>
 
+#include <rnnkit/cloneable.h>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/common.h>
@@ -37,8 +38,9 @@ struct Unrolled {
       step;
 };
 
-/// Base of every cell. Concrete cells derive from `torch::nn::Cloneable<XImpl>` and from this
-/// (both inherit torch::nn::Module virtually, so there is a single Module).
+/// Base of every cell. Concrete cells derive from `rnnkit::Cloneable<XImpl>` and from this (both
+/// inherit torch::nn::Module virtually, so there is a single Module; rnnkit/cloneable.h says why
+/// not torch::nn::Cloneable).
 class CellImplBase : public virtual torch::nn::Module {
  public:
   virtual int64_t input_size() const = 0;
@@ -83,7 +85,7 @@ void check_cell_sizes(const std::string& who, int64_t input_size, int64_t hidden
 /// and, when it wants them, unroll() (a fast path) and print_options(os) (", key=value" for its
 /// own options). Its constructor calls reset().
 template <class Derived, class Options>
-class CellBase : public torch::nn::Cloneable<Derived>, public CellImplBase {
+class CellBase : public rnnkit::Cloneable<Derived>, public CellImplBase {
  public:
   explicit CellBase(Options options_) : options(std::move(options_)) {
     check_cell_sizes(Derived::kName, options.input_size(), options.hidden_size());

@@ -6,6 +6,8 @@
 //  - PluginError: a plugin that cannot be loaded, with its path and why.
 // So `catch (const c10::Error& e)` catches everything the library throws about its input, and
 // e.what_without_backtrace() is the message. These two carry no backtrace: what() is the message.
+// (`{}` is the empty backtrace in both LibTorch APIs: a std::string in 1.13, a shared pointer to a
+// lazily computed one in 2.x.)
 #include <string>
 #include <utility>
 
@@ -18,7 +20,7 @@ namespace rnnkit {
 class CellOptionError : public c10::ValueError {
  public:
   CellOptionError(std::string option, std::string message)
-      : c10::ValueError(std::move(message), ""), option(std::move(option)) {}
+      : c10::ValueError(std::move(message), {}), option(std::move(option)) {}
   const char* what() const noexcept override { return what_without_backtrace(); }
   std::string option;
 };
@@ -27,7 +29,7 @@ class CellOptionError : public c10::ValueError {
 /// missing entry point, another ABI tag, an exception from its body).
 class PluginError : public c10::Error {
  public:
-  explicit PluginError(std::string message) : c10::Error(std::move(message), "") {}
+  explicit PluginError(std::string message) : c10::Error(std::move(message), {}) {}
   const char* what() const noexcept override { return what_without_backtrace(); }
 };
 
