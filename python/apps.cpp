@@ -317,6 +317,23 @@ int train_app(const std::string& app, std::vector<std::string> args) {
 
 }  // namespace
 
+/// The constructor every app object shares: the runtime, then the checkpoint(s) loaded with the
+/// GIL released and with the plugin consent given.
+template <class App, class Source, class Load>
+void def_loading_init(py::class_<App>& cls, const char* source_name, Load load) {
+  cls.def(py::init([load](const Source& source, const std::string& device,
+                          const std::string& precision, int64_t max_texts, int64_t max_text_bytes,
+                          bool trust, const std::vector<std::string>& plugins) {
+            Runtime rt(device, precision, max_texts, max_text_bytes);
+            auto loaded = released([&] {
+              return with_plugins(trust, plugins, [&] { return load(source, rt.device); });
+            });
+            return App{rt, std::move(loaded)};
+          }),
+          py::arg(source_name), py::arg("device"), py::arg("precision"), py::arg("max_texts"),
+          py::arg("max_text_bytes"), py::arg("trust_plugins"), py::arg("plugins"));
+}
+
 void bind_apps(py::module_& m) {
   // The models, as torch.nn modules (torch.nn.cpp.ModuleWrapper wraps them in __init__.py):
   // parameters, train()/eval(), to(), state_dict for a fine-tuning loop of one's own.
@@ -329,39 +346,21 @@ void bind_apps(py::module_& m) {
       "_app_of", [](const std::string& path) { return released([&] { return app_of(path); }); },
       py::arg("path"));
 
-  py::class_<Tagger>(m, "_Tagger")
-      .def(py::init([](const std::string& path, const std::string& device,
-                       const std::string& precision, int64_t max_texts, int64_t max_text_bytes,
-                       bool trust, const std::vector<std::string>& plugins) {
-             Runtime rt(device, precision, max_texts, max_text_bytes);
-             auto loaded = released([&] {
-               return with_plugins(trust, plugins,
-                                   [&] { return ner::load_model(path, rt.device); });
-             });
-             return Tagger{rt, std::move(loaded)};
-           }),
-           py::arg("path"), py::arg("device"), py::arg("precision"), py::arg("max_texts"),
-           py::arg("max_text_bytes"), py::arg("trust_plugins"), py::arg("plugins"))
-      .def("tag", &Tagger::tag, py::arg("texts"), py::arg("tokens"), py::arg("token_tags"))
+  py::class_<Tagger> tagger(m, "_Tagger");
+  def_loading_init<Tagger, std::string>(
+      tagger, "path", [](const std::string& s, torch::Device d) { return ner::load_model(s, d); });
+  tagger.def("tag", &Tagger::tag, py::arg("texts"), py::arg("tokens"), py::arg("token_tags"))
       .def_property_readonly("model", [](Tagger& t) { return t.m.model.ptr(); })
       .def_property_readonly("tags", [](Tagger& t) { return t.m.lexicon.tags; })
       .def_property_readonly("architecture",
                              [](Tagger& t) { return ner::architecture(t.m.config, t.m.lexicon); });
 
-  py::class_<Classifier>(m, "_Classifier")
-      .def(py::init([](const std::vector<std::string>& paths, const std::string& device,
-                       const std::string& precision, int64_t max_texts, int64_t max_text_bytes,
-                       bool trust, const std::vector<std::string>& plugins) {
-             Runtime rt(device, precision, max_texts, max_text_bytes);
-             auto loaded = released([&] {
-               return with_plugins(trust, plugins,
-                                   [&] { return sentiment::load_models(paths, rt.device); });
-             });
-             return Classifier{rt, std::move(loaded)};
-           }),
-           py::arg("paths"), py::arg("device"), py::arg("precision"), py::arg("max_texts"),
-           py::arg("max_text_bytes"), py::arg("trust_plugins"), py::arg("plugins"))
-      .def("classify", &Classifier::classify, py::arg("texts"))
+  py::class_<Classifier> classifier(m, "_Classifier");
+  def_loading_init<Classifier, std::vector<std::string>>(
+      classifier, "paths", [](const std::vector<std::string>& s, torch::Device d) {
+        return sentiment::load_models(s, d);
+      });
+  classifier.def("classify", &Classifier::classify, py::arg("texts"))
       .def_property_readonly("models",
                              [](Classifier& c) {
                                std::vector<std::shared_ptr<sentiment::ClassifierImpl>> out;
@@ -370,19 +369,11 @@ void bind_apps(py::module_& m) {
                              })
       .def_property_readonly("labels", [](Classifier& c) { return c.models.front().labels; });
 
-  py::class_<LanguageModel>(m, "_LanguageModel")
-      .def(py::init([](const std::string& path, const std::string& device,
-                       const std::string& precision, int64_t max_texts, int64_t max_text_bytes,
-                       bool trust, const std::vector<std::string>& plugins) {
-             Runtime rt(device, precision, max_texts, max_text_bytes);
-             auto loaded = released([&] {
-               return with_plugins(trust, plugins, [&] { return lm::load_model(path, rt.device); });
-             });
-             return LanguageModel{rt, std::move(loaded)};
-           }),
-           py::arg("path"), py::arg("device"), py::arg("precision"), py::arg("max_texts"),
-           py::arg("max_text_bytes"), py::arg("trust_plugins"), py::arg("plugins"))
-      .def("score", &LanguageModel::score, py::arg("texts"))
+  py::class_<LanguageModel> languagemodel(m, "_LanguageModel");
+  def_loading_init<LanguageModel, std::string>(
+      languagemodel, "path",
+      [](const std::string& s, torch::Device d) { return lm::load_model(s, d); });
+  languagemodel.def("score", &LanguageModel::score, py::arg("texts"))
       .def("generate", &LanguageModel::generate, py::arg("prompt"), py::arg("max_tokens"),
            py::arg("temperature"), py::arg("top_k"), py::arg("seed"), py::arg("greedy"),
            py::arg("stop_at_eos"), py::arg("allow_unk"))
@@ -390,19 +381,11 @@ void bind_apps(py::module_& m) {
       .def_property_readonly(
           "vocab_size", [](LanguageModel& l) { return static_cast<int64_t>(l.m.vocab.size()); });
 
-  py::class_<Translator>(m, "_Translator")
-      .def(py::init([](const std::string& path, const std::string& device,
-                       const std::string& precision, int64_t max_texts, int64_t max_text_bytes,
-                       bool trust, const std::vector<std::string>& plugins) {
-             Runtime rt(device, precision, max_texts, max_text_bytes);
-             auto loaded = released([&] {
-               return with_plugins(trust, plugins,
-                                   [&] { return seq2seq::load_model(path, rt.device); });
-             });
-             return Translator{rt, std::move(loaded)};
-           }),
-           py::arg("path"), py::arg("device"), py::arg("precision"), py::arg("max_texts"),
-           py::arg("max_text_bytes"), py::arg("trust_plugins"), py::arg("plugins"))
+  py::class_<Translator> translator(m, "_Translator");
+  def_loading_init<Translator, std::string>(
+      translator, "path",
+      [](const std::string& s, torch::Device d) { return seq2seq::load_model(s, d); });
+  translator
       .def("translate", &Translator::translate, py::arg("texts"), py::arg("beam"), py::arg("alpha"),
            py::arg("n_best"), py::arg("attention"), py::arg("max_length"), py::arg("allow_unk"))
       .def_property_readonly("model", [](Translator& t) { return t.m.model.ptr(); });
