@@ -1,177 +1,150 @@
 #pragma once
-// Dynamic batching for rnnkit-serve's taggers, classifiers and translators.
-#include <algorithm>
+// rnnkit-serve's model workers: dynamic batching for taggers, classifiers and translators
+// (Batcher), and continuous batching of generations (Generations). Each is one thread per model
+// on the Worker base, which owns the thread, its lock, its wake-up and its stop flag.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <exception>
 #include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
-#include <fmt/core.h>
+#include <rnnkit/precision.h>
+#include <rnnkit/state.h>
 #include <rnnkit/train/json.h>
 
-#include "request.h"
+#include "lm/lm.h"
 
 namespace rnnkit::serve {
 
-/// One queue and one thread per model: a batch takes up to max_batch items, waiting at most
-/// max_delay after the first; a request with more items than that is split over batches and
-/// reassembled in order. The queue holds at most `capacity` items: past it, 503.
-class Batcher {
+/// One model's thread. A derived class (final) calls start_thread() last in its constructor and
+/// stop_thread() first in its destructor, so that loop() never sees it half built or half
+/// destroyed.
+class Worker {
+ public:
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+ protected:
+  Worker() = default;
+  virtual ~Worker() = default;
+  void start_thread() {
+    thread_ = std::thread([this] { loop(); });
+  }
+  /// Sets stopping_, wakes loop() and waits for it to return.
+  void stop_thread();
+  /// Runs until stopping_ is set and nothing is left to do.
+  virtual void loop() = 0;
+
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+
+ private:
+  std::thread thread_;
+};
+
+/// One queue per model: a batch takes up to max_batch items, waiting at most max_delay after the
+/// first; a request with more items than that is split over batches and reassembled in order.
+/// The queue holds at most `capacity` items: past it, 503.
+class Batcher final : public Worker {
  public:
   using Json = train::Json;
   using Fn = std::function<std::vector<Json>(const std::vector<Json>&)>;
   Batcher(Fn fn, int64_t max_batch, int64_t max_delay_ms, int64_t capacity,
-          std::function<void(size_t)> on_batch)
-      : fn_(std::move(fn)),
-        max_batch_(static_cast<size_t>(max_batch)),
-        max_delay_(max_delay_ms),
-        capacity_(static_cast<size_t>(capacity)),
-        on_batch_(std::move(on_batch)),
-        thread_([this] { loop(); }) {}
-  ~Batcher() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  /// The results of `items`, in order; HttpError 503 when the queue is full.
-  std::vector<Json> submit(std::vector<Json> items) {
-    auto job = std::make_shared<Job>();
-    job->results.resize(items.size());
-    job->items = std::move(items);
-    auto done = job->promise.get_future();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (job->items.size() > capacity_) {  // it can never fit: retrying does not help
-        throw HttpError(413, fmt::format("the request holds {} texts, more than the model's "
-                                         "queue holds (at most {}; --queue)",
-                                         job->items.size(), capacity_));
-      }
-      if (waiting_ + job->items.size() > capacity_) {
-        throw HttpError(503, fmt::format("the model's queue is full ({} texts waiting, at most {}; "
-                                         "--queue); retry later",
-                                         waiting_, capacity_));
-      }
-      waiting_ += job->items.size();
-      queue_.push_back(job);
-    }
-    cv_.notify_all();
-    done.get();
-    if (job->error) std::rethrow_exception(job->error);
-    return std::move(job->results);
-  }
-  size_t depth() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return waiting_;
-  }
+          std::function<void(size_t)> on_batch);
+  ~Batcher() override { stop_thread(); }
+  /// The results of `items`, in order; HttpError 503 when the queue is full, 413 when it could
+  /// never hold them.
+  std::vector<Json> submit(std::vector<Json> items);
+  /// Items waiting for a batch.
+  size_t depth() const;
 
  private:
-  struct Job {
-    std::vector<Json> items, results;
-    size_t next = 0, done = 0;
-    std::exception_ptr error;
-    std::promise<void> promise;
-  };
-
-  void loop() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping
-      // Under load the queue fills while the previous batch runs; a short wait for more texts
-      // pays only when requests come in together (the last batch held more than one). A lone
-      // request runs at once.
-      if (last_batch_ > 1) {
-        const auto deadline = std::chrono::steady_clock::now() + max_delay_;
-        cv_.wait_until(lock, deadline, [&] { return stopping_ || waiting_ >= max_batch_; });
-      }
-      std::vector<Json> batch;
-      std::vector<std::pair<std::shared_ptr<Job>, size_t>> from;
-      while (!queue_.empty() && batch.size() < max_batch_) {
-        auto job = queue_.front();
-        while (job->next < job->items.size() && batch.size() < max_batch_) {
-          batch.push_back(job->items[job->next]);
-          from.emplace_back(job, job->next++);
-          --waiting_;
-        }
-        if (job->next == job->items.size()) queue_.pop_front();
-      }
-      lock.unlock();
-      std::vector<Json> out;
-      std::exception_ptr error;
-      try {
-        out = fn_(batch);
-      } catch (...) {
-        error = std::current_exception();
-      }
-      on_batch_(batch.size());
-      std::vector<std::exception_ptr> errors(batch.size(), error);
-      if (error) retry_alone(batch, from, out, errors);
-      lock.lock();
-      last_batch_ = batch.size();
-      for (size_t i = 0; i < from.size(); ++i) {
-        auto& [job, k] = from[i];
-        if (errors[i]) {
-          if (!job->error) job->error = errors[i];
-        } else {
-          job->results[k] = std::move(out[i]);
-        }
-        if (++job->done == job->items.size()) job->promise.set_value();
-      }
-    }
-  }
-
-  /// A batch failed: each request's share of it runs again on its own, so that the request
-  /// that caused the failure fails and the ones batched with it do not.
-  void retry_alone(const std::vector<Json>& batch,
-                   const std::vector<std::pair<std::shared_ptr<Job>, size_t>>& from,
-                   std::vector<Json>& out, std::vector<std::exception_ptr>& errors) {
-    out.assign(batch.size(), Json());
-    std::vector<Job*> order;
-    for (const auto& [job, k] : from) {
-      if (std::find(order.begin(), order.end(), job.get()) == order.end())
-        order.push_back(job.get());
-    }
-    if (order.size() < 2) return;  // one request: its own failure
-    for (Job* job : order) {
-      std::vector<size_t> at;
-      std::vector<Json> share;
-      for (size_t i = 0; i < from.size(); ++i) {
-        if (from[i].first.get() == job) at.push_back(i), share.push_back(batch[i]);
-      }
-      try {
-        auto r = fn_(share);
-        for (size_t j = 0; j < at.size(); ++j) {
-          out[at[j]] = std::move(r[j]);
-          errors[at[j]] = nullptr;
-        }
-      } catch (...) {
-        for (size_t i : at) errors[i] = std::current_exception();
-      }
-      on_batch_(share.size());
-    }
-  }
+  struct Job;
+  using Origin = std::pair<std::shared_ptr<Job>, size_t>;  // a batch item's request and index
+  void loop() override;
+  void retry_alone(const std::vector<Json>& batch, const std::vector<Origin>& from,
+                   std::vector<Json>& out, std::vector<std::exception_ptr>& errors);
 
   Fn fn_;
   size_t max_batch_;
   std::chrono::milliseconds max_delay_;
   size_t capacity_;
   std::function<void(size_t)> on_batch_;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
   size_t waiting_ = 0, last_batch_ = 0;
-  bool stopping_ = false;
-  std::thread thread_;  // last: it starts once everything above is ready
+};
+
+/// One thread per language model steps every active generation in one forward pass ([1, N]
+/// tokens, the generations' states side by side), as llama.cpp's parallel slots do: a new one
+/// joins between steps (after its prompt's own pass), a finished or abandoned one leaves. Each
+/// draws from its own lm::Sampler, so it gives the text rnnkit-lm sample gives for its seed,
+/// alone or batched. The HTTP threads read each generation's tokens from its own queue: a slow
+/// client never holds up the others.
+class Generations final : public Worker {
+ public:
+  struct Event {
+    std::string piece;
+    double logprob = 0;
+  };
+  /// One generation: the worker writes its events, one HTTP thread reads them.
+  class Stream {
+   public:
+    Stream(const lm::Loaded& m, lm::SampleOptions o) : sampler(m, std::move(o)) {}
+    /// The next token's event; false once the generation has ended (rethrowing its error).
+    bool wait(Event& e);
+    /// As wait(), but gives up after `timeout`: 1 an event, 0 the end, -1 no event yet.
+    int wait_for(Event& e, std::chrono::milliseconds timeout);
+    std::atomic<bool> cancelled{false};  ///< the client went away
+
+   private:
+    friend class Generations;
+    void push(Event e);
+    void finish(std::exception_ptr error);
+    int take(Event& e);  // with mutex held: 1 an event, 0 the end (rethrowing its error)
+
+    lm::Sampler sampler;  // the generation thread's alone
+    std::vector<State> states;
+    torch::Tensor logits;
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<Event> events;
+    bool finished = false;
+    std::exception_ptr error;
+  };
+
+  Generations(lm::Loaded& m, torch::Device device, Precision precision, int64_t max_streams,
+              int64_t capacity, std::function<void(size_t)> on_step,
+              std::function<void(uint64_t)> on_tokens);
+  ~Generations() override { stop_thread(); }
+  /// A new generation; HttpError 503 when `capacity` generations are waiting or running.
+  std::shared_ptr<Stream> start(lm::SampleOptions o);
+  /// Generations waiting to join.
+  size_t depth() const;
+
+ private:
+  void loop() override;
+  /// One forward pass for every active generation: [1, N] tokens, each layer's states side by
+  /// side.
+  void step(const std::vector<std::shared_ptr<Stream>>& active);
+
+  lm::Loaded& m_;
+  torch::Device device_;
+  Precision precision_;
+  size_t max_streams_, capacity_;
+  std::function<void(size_t)> on_step_;
+  std::function<void(uint64_t)> on_tokens_;
+  std::deque<std::shared_ptr<Stream>> pending_;
+  size_t running_ = 0;
 };
 
 }  // namespace rnnkit::serve

@@ -117,8 +117,18 @@ int serve_main(int argc, char** argv) {
     throw cxxopts::exceptions::exception("--drain-seconds must be in [0, 3600]");
   }
   if (args.count("api-key-file")) o.api_key = read_key(args["api-key-file"].as<std::string>());
+  // cxxopts splits a vector option's values at commas, so "sst2=a.pt,b.pt" arrives as
+  // "sst2=a.pt" and "b.pt": a value without '=' continues the one before it.
+  std::vector<std::string> given;
+  for (const auto& v : args["model"].as<std::vector<std::string>>()) {
+    if (!given.empty() && v.find('=') == std::string::npos) {
+      given.back() += "," + v;
+    } else {
+      given.push_back(v);
+    }
+  }
   std::vector<serve::ModelSpec> models;
-  for (const auto& m : args["model"].as<std::vector<std::string>>()) {
+  for (const auto& m : given) {
     try {
       models.push_back(serve::ModelSpec::parse(m));
     } catch (const std::invalid_argument& e) {
@@ -178,7 +188,7 @@ int serve_main(int argc, char** argv) {
     throw;
   }
   std::cerr << fmt::format("rnnkit-serve: listening on http://{}:{} ({} model(s) loaded)\n", o.host,
-                           server.port(), args["model"].as<std::vector<std::string>>().size());
+                           server.port(), given.size());
   http.join();
   waiter.join();
   std::cerr << "rnnkit-serve: stopped\n";

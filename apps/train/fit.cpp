@@ -19,7 +19,7 @@
 #include <rnnkit/train/system.h>
 #include <rnnkit/train/train.h>
 
-#include "metrics_log.h"
+#include <rnnkit/train/metrics_log.h>
 #include "progress.h"
 
 namespace rnnkit::train {

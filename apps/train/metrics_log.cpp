@@ -1,8 +1,9 @@
-#include "metrics_log.h"
+#include <rnnkit/train/metrics_log.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <fmt/core.h>
 
@@ -68,6 +69,26 @@ void MetricsLog::trim(int64_t epochs_done) const {
     text += line + "\n";
   }
   if (dropped) write_text_atomically(path_, text);
+}
+
+std::optional<std::vector<std::pair<std::string, std::string>>> MetricsLog::row(
+    int64_t epoch) const {
+  std::ifstream in(path_);
+  std::string header, line, cell;
+  if (!std::getline(in, header)) return std::nullopt;
+  std::vector<std::string> names;
+  for (std::istringstream hs(header); std::getline(hs, cell, ',');) names.push_back(cell);
+  std::optional<std::vector<std::pair<std::string, std::string>>> found;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    for (std::istringstream ls(line); std::getline(ls, cell, ',');) cells.push_back(cell);
+    if (cells.empty() || cells[0] != std::to_string(epoch)) continue;
+    found.emplace();
+    for (size_t i = 0; i < cells.size() && i < names.size(); ++i) {
+      found->emplace_back(names[i], cells[i]);
+    }
+  }
+  return found;
 }
 
 }  // namespace rnnkit::train

@@ -3,7 +3,10 @@
 // metrics, lr, precision, seconds), for plots (scripts/plot_metrics.sh) and comparisons. Read it
 // by its header's names: columns may be added (precision was, before seconds).
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <rnnkit/train/task.h>
 
@@ -22,6 +25,10 @@ class MetricsLog {
   /// Drops the rows after epoch `epochs_done`: a run killed between writing an epoch's row and
   /// its last.pt would otherwise repeat the row when resumed.
   void trim(int64_t epochs_done) const;
+  /// Epoch `epoch`'s row as (column name, cell text) pairs in the header's order (the last such
+  /// row, should a file repeat one); nullopt when the file or the row is missing. The model
+  /// cards of rnnkit-serve read it.
+  std::optional<std::vector<std::pair<std::string, std::string>>> row(int64_t epoch) const;
 
  private:
   std::string path_;
