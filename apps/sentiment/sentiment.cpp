@@ -222,11 +222,10 @@ void warn_rare_labels(const std::vector<data::LabelledText>& examples) {
     // set.
     if ((info.first < kRareLabelCount && info.first * 20 <= most) ||
         static_cast<double>(info.first) < kRareLabelShare * total) {
-      fmt::print(
-          stderr,
-          "warning: label '{}' occurs in only {} of {} training examples (first at {}); a typo? "
-          "every distinct label is a class\n",
-          label, info.first, examples.size(), info.second);
+      train::warn(
+          fmt::format("label '{}' occurs in only {} of {} training examples (first at "
+                      "{}); a typo? every distinct label is a class",
+                      label, info.first, examples.size(), info.second));
     }
   }
 }
@@ -523,7 +522,7 @@ train::FitResult train(train::ConfigReader& config, const train::RunOptions& run
   const SentimentConfig c = SentimentConfig::read(config);
   const torch::Device device = train::setup_runtime(run, c.train.seed);
   auto train = c.read(c.train_paths, /*training=*/true);
-  if (train::dist::is_rank0()) warn_rare_labels(train);
+  warn_rare_labels(train);
   std::vector<data::LabelledText> valid;
   if (!c.valid_path.empty()) {
     valid = c.read({c.valid_path});

@@ -22,6 +22,7 @@
 #include <torch/cuda.h>
 
 #include <rnnkit/train/checkpoint.h>
+#include <rnnkit/train/distributed.h>
 #include <rnnkit/train/log.h>
 #include <rnnkit/train/signals.h>
 

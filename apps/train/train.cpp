@@ -12,6 +12,7 @@
 #include <rnnkit/data/batching.h>
 #include <rnnkit/precision.h>
 
+#include <rnnkit/train/distributed.h>
 #include <rnnkit/train/json.h>
 #include <rnnkit/train/signals.h>
 #include <rnnkit/train/system.h>
@@ -138,6 +139,10 @@ void warn_if_bf16_is_slow(Precision precision, c10::DeviceType device, const std
              "warning: {} on a CPU without {}: its bf16 products are converted in software, "
              "many times slower than fp32 here (rnnkit_bench --precision bf16 measures it)\n",
              setting, missing);
+}
+
+void warn(const std::string& message) {
+  if (dist::is_rank0()) fmt::print(stderr, "warning: {}\n", message);
 }
 
 torch::Device setup_runtime(const RunOptions& run, int64_t seed) {

@@ -17,16 +17,13 @@
 
 #include <torch/types.h>
 
+#include "dist_options.h"
+
 namespace rnnkit::train::dist {
 
 class DistributedError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
-};
-
-struct Options {
-  std::string backend;     ///< "gloo", "nccl", or empty: nccl for CUDA when built in, else gloo
-  double timeout_s = 300;  ///< collectives and the rendezvous give up after this long
 };
 
 /// What torchrun's environment says; `present` is false when WORLD_SIZE is not set. Throws

@@ -6,7 +6,7 @@
 
 #include "config.h"
 #include "config_keys.h"
-#include "distributed.h"
+#include "dist_options.h"
 
 namespace rnnkit::train {
 

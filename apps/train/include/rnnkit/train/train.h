@@ -17,7 +17,6 @@
 #include <torch/types.h>
 
 #include "config.h"
-#include "distributed.h"
 #include "options.h"
 #include "scheduler.h"
 #include "step_strategy.h"
@@ -34,6 +33,10 @@ torch::Device setup_runtime(const RunOptions& run, int64_t seed);
 /// The warning that bf16 on this CPU is slower than fp32 (no avx512_bf16 or amx_bf16), naming
 /// `setting` (train.precision or --precision) and the missing flag; nothing otherwise.
 void warn_if_bf16_is_slow(Precision precision, c10::DeviceType device, const std::string& setting);
+
+/// A warning on stderr ("warning: " + message), said once: by the process that reports (rank
+/// 0 of a data-parallel run), so that a task needs no word of the process group.
+void warn(const std::string& message);
 
 struct FitResult {
   int64_t epochs_done = 0, steps = 0;
