@@ -7,7 +7,7 @@ set -euo pipefail
 build=$1 src=$2 work=$3
 lm=$build/apps/rnnkit-lm
 rm -rf "$work" && mkdir -p "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$src/tests/lib.sh"
 
 for app in lm sentiment ner gradflow seq2seq; do
   out=$("$build/apps/rnnkit-$app" --version)

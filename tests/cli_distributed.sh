@@ -17,7 +17,7 @@
 set -euo pipefail
 worker=$1 lm=$2 ner=$3 src=$4 work=$5
 rm -rf "$work" && mkdir -p "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$src/tests/lib.sh"
 command -v torchrun > /dev/null || fail "torchrun is missing (scripts/setup.sh installs python3-torch)"
 export GLOO_SOCKET_IFNAME=lo
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -9,7 +9,7 @@ set -euo pipefail
 build=$1 src=$2 plugin=$3 work=$4
 apps=$build/apps
 rm -rf "$work" && mkdir -p "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$src/tests/lib.sh"
 if [[ ! -d ${NODE_PATH:-}/onnxruntime-node ]]; then
   [[ ${RNNKIT_REQUIRE_ORT:-} == 1 ]] && fail "onnxruntime-node is not in NODE_PATH=${NODE_PATH:-}"
   echo "SKIP: onnxruntime-node is not in NODE_PATH=${NODE_PATH:-} (scripts/setup.sh onnxruntime BUILD_DIR)"

@@ -1,21 +1,15 @@
 #!/usr/bin/env bash
 # The command line under faults and careless use: exit statuses of interrupted runs, a second
 # run in the same run dir, damaged checkpoints, unwritable output, options out of range, and
-# predict/score as streaming filters. (The library side is in tests/test_hardening.cpp.)
+# predict/score as streaming filters. (The library side is in tests/test_runs.cpp,
+# tests/test_checkpoints.cpp and tests/test_bad_input.cpp.)
 # usage: cli_hardening.sh BUILD_DIR SOURCE_DIR WORK_DIR
 set -euo pipefail
 build=$1 src=$2 work=$3
 lm=$build/apps/rnnkit-lm gradflow=$build/apps/rnnkit-gradflow
 rm -rf "$work" && mkdir -p "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$src/tests/lib.sh"
 # expect STATUS PATTERN CMD...: the command exits with STATUS and its stderr matches PATTERN.
-expect() {
-  local want=$1 pattern=$2; shift 2
-  local status=0
-  "$@" > "$work/out.txt" 2> "$work/err.txt" || status=$?
-  [[ $status -eq $want ]] || fail "$* exited $status, expected $want: $(cat "$work/err.txt")"
-  grep -q -- "$pattern" "$work/err.txt" || fail "$*: stderr lacks '$pattern': $(cat "$work/err.txt")"
-}
 
 head -c 20000 "$src/datasets/tinyshakespeare/train.txt" > "$work/train.txt"
 head -c 2000 "$src/datasets/tinyshakespeare/valid.txt" > "$work/valid.txt"

@@ -5,7 +5,7 @@
 set -euo pipefail
 ner=$1 src=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$src/tests/lib.sh"
 
 "$ner" train --config "$src/configs/ner_names_binary.toml" --run-dir "$work/run" --threads 1 \
   --set train.epochs=3 --set train.max_minutes=0 --max-steps 200 --quiet

@@ -5,7 +5,7 @@
 set -euo pipefail
 lm=$1 src=$2 work=$3
 fx=$src/tests/fixtures/lm_char_v1
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$src/tests/lib.sh"
 rm -rf "$work" && mkdir -p "$work"
 
 # The data where the checkpoint's config says it is.

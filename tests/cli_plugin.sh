@@ -9,7 +9,7 @@ set -euo pipefail
 build=$1 src=$2 plugin=$3 bad=$4 work=$5 plugins=$6
 lm=$build/apps/rnnkit-lm
 rm -rf "$work" && mkdir -p "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$src/tests/lib.sh"
 
 head -c 8000 "$src/datasets/tinyshakespeare/train.txt" > "$work/train.txt"
 head -c 1500 "$src/datasets/tinyshakespeare/valid.txt" > "$work/valid.txt"

@@ -6,7 +6,7 @@
 set -euo pipefail
 sent=$1 src=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$src/tests/lib.sh"
 cfg="$src/configs/sentiment_uci.toml"
 data="$src/datasets/sentiment-labelled-sentences/yelp_labelled.txt"
 

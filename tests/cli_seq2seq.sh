@@ -6,15 +6,8 @@
 set -euo pipefail
 s2s=$1 src=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$src/tests/lib.sh"
 # expect_usage STATUS TEXT COMMAND...: fails with STATUS and says TEXT on stderr.
-expect_error() {
-  local want=$1 text=$2; shift 2
-  local rc=0
-  "$@" > "$work/out.txt" 2> "$work/err.txt" < "${STDIN:-/dev/null}" || rc=$?
-  [[ $rc -eq $want ]] || fail "exit $rc (expected $want) from $*: $(cat "$work/err.txt")"
-  grep -qF -- "$text" "$work/err.txt" || fail "no '$text' from $*: $(cat "$work/err.txt")"
-}
 
 d="$src/datasets/dates"
 head -3000 "$d/train.src" > "$work/train.src"

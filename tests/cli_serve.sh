@@ -7,14 +7,7 @@ set -euo pipefail
 build=$1 src=$2 work=$3
 serve=$build/apps/rnnkit-serve lm=$build/apps/rnnkit-lm
 rm -rf "$work" && mkdir -p "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect() {
-  local want=$1 pattern=$2; shift 2
-  local status=0
-  "$@" > "$work/out.txt" 2> "$work/err.txt" || status=$?
-  [[ $status -eq $want ]] || fail "$* exited $status, expected $want: $(cat "$work/err.txt")"
-  grep -q -- "$pattern" "$work/err.txt" || fail "$*: stderr lacks '$pattern': $(cat "$work/err.txt")"
-}
+source "$src/tests/lib.sh"
 
 head -c 6000 "$src/datasets/tinyshakespeare/train.txt" > "$work/train.txt"
 cat > "$work/lm.toml" <<EOF2

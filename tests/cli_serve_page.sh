@@ -7,7 +7,7 @@ set -euo pipefail
 build=$1 src=$2 work=$3
 apps=$build/apps
 rm -rf "$work" && mkdir -p "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$src/tests/lib.sh"
 for need in /usr/bin/chromium /usr/bin/chromedriver; do
   [[ -x $need ]] || fail "$need is missing (scripts/setup.sh installs chromium and chromium-driver)"
 done

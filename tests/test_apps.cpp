@@ -28,6 +28,7 @@ namespace fs = std::filesystem;
 namespace {
 
 using rnnkit_test::expect_message;
+using rnnkit_test::read_all;
 using rnnkit_test::temp_dir;
 
 std::string write(const std::string& dir, const std::string& name, const std::string& text) {
@@ -36,21 +37,8 @@ std::string write(const std::string& dir, const std::string& name, const std::st
 
 /// A corpus of a few thousand characters, and an lm config over it.
 std::string tiny_lm_config(const std::string& dir, const std::string& extra = "") {
-  std::string text;
-  for (int i = 0; i < 60; ++i) text += "the cat sat on the mat " + std::to_string(i % 7) + "\n";
-  write(dir, "train.txt", text);
-  write(dir, "valid.txt", text.substr(0, 400));
-  return write(dir, "lm.toml",
-               "[data]\nlevel = \"char\"\ntrain = \"train.txt\"\nvalid = \"valid.txt\"\nbptt = 8\n"
-               "[model]\ncell = \"lstm\"\nembedding_size = 8\nhidden_size = 16\n"
-               "embedding_dropout = 0.1\n"
-               "[train]\nepochs = 2\nbatch_size = 4\nlearning_rate = 0.01\nseed = 3\n" +
-                   extra);
-}
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
+  return rnnkit_test::tiny_lm_config(dir, extra,
+                                     rnnkit_test::apps_tiny_lm("embedding_dropout = 0.1\n"));
 }
 
 /// metrics.csv's rows, each cell under its header's name.

@@ -392,15 +392,7 @@ TEST(OnnxExport, NerTaggerMatchesOnnxRuntime) {
 TEST(OnnxExport, LanguageModelMatchesOnnxRuntimeAndSamplesTheSameGreedyText) {
   REQUIRE_RUNTIME();
   const auto dir = rnnkit_test::temp_dir("onnx_lm");
-  std::string text;
-  for (int i = 0; i < 60; ++i) text += "the cat sat on the mat " + std::to_string(i % 7) + "\n";
-  rnnkit_test::write_file(dir, "train.txt", text);
-  rnnkit_test::write_file(dir, "valid.txt", text.substr(0, 400));
-  train::ConfigReader config(rnnkit_test::write_file(
-      dir, "lm.toml",
-      "[data]\nlevel = \"char\"\ntrain = \"train.txt\"\nvalid = \"valid.txt\"\nbptt = 8\n"
-      "[model]\ncell = \"lstm\"\nembedding_size = 8\nhidden_size = 16\n"
-      "[train]\nepochs = 2\nbatch_size = 4\nlearning_rate = 0.01\nseed = 3\n"));
+  train::ConfigReader config(rnnkit_test::tiny_lm_config(dir, "", rnnkit_test::apps_tiny_lm()));
   lm::train(config, rnnkit_test::quiet_run(dir + "/run"));
   auto trained = lm::load_model(dir + "/run/best.pt", torch::kCPU);
 

@@ -61,4 +61,31 @@ inline std::string toy_conll(int n, int seed) {
   return s;
 }
 
+/// The tiny character-level LM the framework's and the apps' tests train: `lines` lines of
+/// "the cat sat on the mat D" (D = i % digits) in dir/train.txt, their first `valid_chars`
+/// characters in dir/valid.txt, and dir/lm.toml over them (returned), with `model` added to its
+/// [model] table and `extra` after its [train] table.
+struct TinyLm {
+  int lines = 40, digits = 5;
+  size_t valid_chars = 300;
+  int epochs = 1;
+  std::string model;
+};
+inline std::string tiny_lm_config(const std::string& dir, const std::string& extra = "",
+                                  const TinyLm& t = {}) {
+  std::string text;
+  for (int i = 0; i < t.lines; ++i) {
+    text += "the cat sat on the mat " + std::to_string(i % t.digits) + "\n";
+  }
+  write_file(dir, "train.txt", text);
+  write_file(dir, "valid.txt", text.substr(0, t.valid_chars));
+  return write_file(dir, "lm.toml",
+                    "[data]\nlevel = \"char\"\ntrain = \"train.txt\"\nvalid = \"valid.txt\"\n"
+                    "bptt = 8\n[model]\ncell = \"lstm\"\nembedding_size = 8\nhidden_size = 16\n" +
+                        t.model + "[train]\nepochs = " + std::to_string(t.epochs) +
+                        "\nbatch_size = 4\nlearning_rate = 0.01\nseed = 3\n" + extra);
+}
+/// The apps' tests' variant: 60 lines of 7 digits, 400 validation characters, two epochs.
+inline TinyLm apps_tiny_lm(std::string model = "") { return {60, 7, 400, 2, std::move(model)}; }
+
 }  // namespace rnnkit_test
