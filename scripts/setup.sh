@@ -43,6 +43,7 @@ packages=(
   python3-mypy                     # the typed package, checked with mypy --strict
   libgtest-dev
   gnuplot-nox                      # loss and metric curves, and attention heatmaps, as PNG
+  graphviz                         # docs/layers.svg from the CMake targets (scripts/layers_graph.sh)
   python3-nltk                     # BLEU cross-checked against nltk's corpus_bleu in the tests
   libcpp-httplib-dev pkg-config    # rnnkit-serve's HTTP (the library llama.cpp's server uses)
   curl                             # the install check asks the installed server

@@ -1,22 +1,19 @@
-// The apps' export commands in a build without ONNX (libonnx-dev missing when CMake ran): they
-// say so instead of disappearing from --help.
+// An app's export command in a build without ONNX (libonnx-dev missing when CMake ran): it says
+// so instead of disappearing from --help. Each app compiles this file with RNNKIT_EXPORT_APP
+// defined as its namespace (apps/CMakeLists.txt), so the export layer names no app.
 #include <iostream>
 
-namespace {
-int unavailable(const char* program) {
-  std::cerr << program
-            << " export: this build has no ONNX export; install libonnx-dev (scripts/setup.sh) "
+#ifndef RNNKIT_EXPORT_APP
+#error "RNNKIT_EXPORT_APP must name the app (lm, ner, sentiment)"
+#endif
+#define RNNKIT_STRINGIFY2(x) #x
+#define RNNKIT_STRINGIFY(x) RNNKIT_STRINGIFY2(x)
+
+namespace rnnkit::RNNKIT_EXPORT_APP {
+int export_main(int, char**) {
+  std::cerr << "rnnkit-" RNNKIT_STRINGIFY(RNNKIT_EXPORT_APP)
+               " export: this build has no ONNX export; install libonnx-dev (scripts/setup.sh) "
                "and build again\n";
   return 1;
 }
-}  // namespace
-
-namespace rnnkit::lm {
-int export_main(int, char**) { return unavailable("rnnkit-lm"); }
-}  // namespace rnnkit::lm
-namespace rnnkit::ner {
-int export_main(int, char**) { return unavailable("rnnkit-ner"); }
-}  // namespace rnnkit::ner
-namespace rnnkit::sentiment {
-int export_main(int, char**) { return unavailable("rnnkit-sentiment"); }
-}  // namespace rnnkit::sentiment
+}  // namespace rnnkit::RNNKIT_EXPORT_APP

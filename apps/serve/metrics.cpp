@@ -30,8 +30,7 @@ void Histogram::add(double v) {
   ++n;
 }
 
-void Histogram::render(std::ostream& os, const std::string& name,
-                       const std::string& labels) const {
+void Histogram::render(std::ostream& os, const std::string& name, const std::string& labels) const {
   const std::string sep = labels.empty() ? "" : ",";
   for (size_t i = 0; i < bounds.size(); ++i) {
     os << name << "_bucket{" << labels << sep << "le=\"" << bounds[i] << "\"} " << counts[i]

@@ -3,9 +3,9 @@
 #include <filesystem>
 #include <variant>
 
+#include <c10/util/Exception.h>
 #include <rnnkit/compat.h>
 #include <rnnkit/version.h>
-#include <c10/util/Exception.h>
 #include <torch/nn/module.h>
 
 #include <rnnkit/train/checkpoint.h>
@@ -62,7 +62,8 @@ const ServedApp* served_app(const std::string& tag) {
 
 std::vector<std::string> served_actions() {
   std::vector<std::string> all;
-  for (const auto& app : served_apps()) all.insert(all.end(), app.actions.begin(), app.actions.end());
+  for (const auto& app : served_apps())
+    all.insert(all.end(), app.actions.begin(), app.actions.end());
   return all;
 }
 

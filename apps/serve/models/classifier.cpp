@@ -70,7 +70,10 @@ Json describe_routes(const ServeOptions& o) {
 }  // namespace
 
 ServedApp classifier_app() {
-  return {"sentiment", {"classify"}, /*ensembles=*/true, describe_routes,
+  return {"sentiment",
+          {"classify"},
+          /*ensembles=*/true,
+          describe_routes,
           [](const ModelSpec& spec, const ServeContext& context) {
             return std::make_unique<Classifier>(spec, context);
           }};

@@ -23,12 +23,10 @@ class LanguageModel final : public ServedModel {
   LanguageModel(const ModelSpec& spec, const ServeContext& context)
       : ServedModel(spec, "lm", context),
         lm_(lm::load_model(spec.checkpoints.at(0), context.device)),
-        generations_(lm_, context.device, options().precision, options().max_batch,
-                     options().queue, on_batch(),
-                     [&metrics = context.metrics](uint64_t n) { metrics.tokens(n); }) {}
+        generations_(lm_, context.device, options().precision, options().max_batch, options().queue,
+                     on_batch(), [&metrics = context.metrics](uint64_t n) { metrics.tokens(n); }) {}
 
-  void handle(const std::string& action, const std::string& body,
-              httplib::Response& res) override {
+  void handle(const std::string& action, const std::string& body, httplib::Response& res) override {
     if (action == "score") return score(body, res);
     generate(body, res);
   }
@@ -143,7 +141,10 @@ Json describe_routes(const ServeOptions& o) {
 }  // namespace
 
 ServedApp language_model_app() {
-  return {"lm", {"score", "generate"}, /*ensembles=*/false, describe_routes,
+  return {"lm",
+          {"score", "generate"},
+          /*ensembles=*/false,
+          describe_routes,
           [](const ModelSpec& spec, const ServeContext& context) {
             return std::make_unique<LanguageModel>(spec, context);
           }};

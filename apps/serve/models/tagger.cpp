@@ -23,8 +23,8 @@ class Tagger final : public ServedModel {
   Tagger(const ModelSpec& spec, const ServeContext& context)
       : ServedModel(spec, "ner", context),
         tagger_(ner::load_model(spec.checkpoints.at(0), context.device)),
-        batcher_([this](const std::vector<Json>& items) { return tag(items); },
-                 options().max_batch, options().max_delay_ms, options().queue, on_batch()) {}
+        batcher_([this](const std::vector<Json>& items) { return tag(items); }, options().max_batch,
+                 options().max_delay_ms, options().queue, on_batch()) {}
 
   void handle(const std::string&, const std::string& body, httplib::Response& res) override {
     auto r = decode_tag(body, options());
@@ -94,7 +94,10 @@ Json describe_routes(const ServeOptions& o) {
 }  // namespace
 
 ServedApp tagger_app() {
-  return {"ner", {"tag"}, /*ensembles=*/false, describe_routes,
+  return {"ner",
+          {"tag"},
+          /*ensembles=*/false,
+          describe_routes,
           [](const ModelSpec& spec, const ServeContext& context) {
             return std::make_unique<Tagger>(spec, context);
           }};

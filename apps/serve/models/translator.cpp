@@ -111,7 +111,10 @@ Json describe_routes(const ServeOptions& o) {
 }  // namespace
 
 ServedApp translator_app() {
-  return {"seq2seq", {"translate"}, /*ensembles=*/false, describe_routes,
+  return {"seq2seq",
+          {"translate"},
+          /*ensembles=*/false,
+          describe_routes,
           [](const ModelSpec& spec, const ServeContext& context) {
             return std::make_unique<Translator>(spec, context);
           }};
