@@ -141,6 +141,23 @@ void warn_if_bf16_is_slow(Precision precision, c10::DeviceType device, const std
              setting, missing);
 }
 
+RunOptions resumed_if_started(const RunOptions& run) {
+  RunOptions r = run;
+  r.resume = (run.resume || run.auto_resume) && fs::exists(fs::path(run.run_dir) / "last.pt");
+  r.auto_resume = false;
+  return r;
+}
+
+RunOptions sub_run(const RunOptions& run, const std::string& name) {
+  RunOptions r = run;
+  r.run_dir = (fs::path(run.run_dir) / name).string();
+  return resumed_if_started(r);
+}
+
+std::string best_checkpoint(const RunOptions& run) {
+  return (fs::path(run.run_dir) / "best.pt").string();
+}
+
 void warn(const std::string& message) {
   if (dist::is_rank0()) fmt::print(stderr, "warning: {}\n", message);
 }

@@ -53,6 +53,21 @@ std::pair<std::vector<T>, std::vector<T>> hold_out(const std::vector<T>& example
   return split;
 }
 
+/// Fold `k` (0-based) of `folds`-fold cross-validation: {its training part, its test part}.
+/// The examples are shuffled by `seed` and dealt to the folds in turn, so each is in exactly one
+/// test part and the parts' sizes differ by at most one.
+template <class T>
+std::pair<std::vector<T>, std::vector<T>> fold_split(const std::vector<T>& examples, int64_t folds,
+                                                     int64_t k, uint64_t seed) {
+  const auto idx = shuffled(examples.size(), seed);
+  std::pair<std::vector<T>, std::vector<T>> split;
+  for (size_t i = 0; i < idx.size(); ++i) {
+    (static_cast<int64_t>(i % static_cast<size_t>(folds)) == k ? split.second : split.first)
+        .push_back(examples[idx[i]]);
+  }
+  return split;
+}
+
 /// Batches of 0..n-1 in order, `batch_size` at a time (the last may be shorter): for evaluation.
 std::vector<std::vector<size_t>> in_order_batches(size_t n, size_t batch_size);
 

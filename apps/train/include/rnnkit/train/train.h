@@ -34,6 +34,15 @@ torch::Device setup_runtime(const RunOptions& run, int64_t seed);
 /// `setting` (train.precision or --precision) and the missing flag; nothing otherwise.
 void warn_if_bf16_is_slow(Precision precision, c10::DeviceType device, const std::string& setting);
 
+/// `run` where a stage of a run trains on its own in its run dir: it resumes exactly when the
+/// run resumes (--resume or --auto-resume) and the dir holds a last.pt; otherwise it starts.
+RunOptions resumed_if_started(const RunOptions& run);
+/// A stage of `run` in a folder of its run dir (RUN_DIR/name: "fold3", "pretrain"), resumed
+/// exactly when its own last.pt exists (resumed_if_started).
+RunOptions sub_run(const RunOptions& run, const std::string& name);
+/// RUN_DIR/best.pt of `run`.
+std::string best_checkpoint(const RunOptions& run);
+
 /// A warning on stderr ("warning: " + message), said once: by the process that reports (rank
 /// 0 of a data-parallel run), so that a task needs no word of the process group.
 void warn(const std::string& message);
