@@ -1,6 +1,8 @@
 #include <rnnkit/train/config.h>
 #include <rnnkit/train/config_keys.h>
 
+#include "config_internal.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -22,12 +24,15 @@
 namespace rnnkit::train {
 namespace fs = std::filesystem;
 
-namespace {
-/// A value from a config, cut for a message: a 10 MB string is not echoed whole.
+namespace internal {
 std::string clip(const std::string& s) {
   constexpr size_t kMost = 200;
   return s.size() > kMost ? s.substr(0, kMost) + "... (" + std::to_string(s.size()) + " bytes)" : s;
 }
+}  // namespace internal
+
+namespace {
+using internal::clip;
 
 /// toml++ parses nested tables and arrays recursively: a 40,000-deep `[a.a.a...]` header (one
 /// 80 kB line) overflows the stack (SIGSEGV, no message). A config is a few levels deep, so the
@@ -317,281 +322,6 @@ data::Encoding ConfigReader::get_encoding(const std::string& section, const std:
   }
 }
 
-namespace {
-bool g_trust_checkpoint_plugins = false;
-
-/// The sha256 of a loaded plugin, empty if `path` is not loaded.
-std::string loaded_sha256(const std::string& path) {
-  for (const auto& p : loaded_plugins()) {
-    if (p.path == path) return p.sha256;
-  }
-  return "";
-}
-}  // namespace
-
-void trust_checkpoint_plugins(bool trust) { g_trust_checkpoint_plugins = trust; }
-
-void ConfigReader::load_plugins(const std::string& section) {
-  plugins_read_.insert(section);
-  const std::vector<std::string> plugins = get_path_list(section, "plugins");
-  const std::vector<std::string> hashes = get_string_list(section, "plugins_sha256");
-  if (!hashes.empty() && hashes.size() != plugins.size()) {
-    fail(section, "plugins_sha256",
-         fmt::format("expected one sha256 per plugin in {}.plugins ({}), got {}", section,
-                     plugins.size(), hashes.size()));
-  }
-  // Loading a plugin runs its code: a checkpoint that names one is not consent.
-  if (from_checkpoint_ && !g_trust_checkpoint_plugins) return;
-  // The cell the section names, for the hint when its plugin is gone (read raw: this is not
-  // the key's read, which get_cell does).
-  const auto* cell_node = table_[section]["cell"].node();
-  const std::string cell = cell_node ? cell_node->value_or(std::string()) : std::string();
-  for (size_t i = 0; i < plugins.size(); ++i) {
-    // A checkpoint's plugin that is loaded already (--plugin, moved) is not loaded twice.
-    if (from_checkpoint_ && !hashes.empty()) {
-      bool have = false;
-      for (const auto& l : loaded_plugins()) have = have || l.sha256 == hashes[i];
-      if (have) continue;
-    }
-    try {
-      load_plugin(plugins[i], hashes.empty() ? "" : hashes[i]);
-    } catch (const PluginError& e) {
-      fail(section, "plugins",
-           fmt::format("{}{}", e.what(),
-                       from_checkpoint_ && !cell.empty() && !has_cell(cell)
-                           ? fmt::format(" (cell '{}' comes from it; if the plugin moved, give "
-                                         "--plugin PATH)",
-                                         cell)
-                           : ""));
-    }
-  }
-}
-
-std::string ConfigReader::get_cell(const std::string& section, const std::string& key,
-                                   const std::string& fallback) {
-  if (table_[section]["plugins"].node() && !plugins_read_.count(section)) {
-    throw std::logic_error("ConfigReader::get_cell: [" + section +
-                           "] names plugins; call load_plugins(\"" + section + "\") first");
-  }
-  const std::string v = get<std::string>(section, key, fallback);
-  std::vector<std::string> plugins = get_path_list(section, "plugins");
-  const std::vector<std::string> hashes = get_string_list(section, "plugins_sha256");
-  auto recorded = [&](size_t i) {
-    return fmt::format("{}{}", plugins[i], hashes.empty() ? "" : " (sha256 " + hashes[i] + ")");
-  };
-  if (!has_cell(v)) {
-    if (from_checkpoint_ && !plugins.empty()) {
-      std::vector<std::string> list;
-      for (size_t i = 0; i < plugins.size(); ++i) list.push_back(recorded(i));
-      throw ConfigError(fmt::format(
-          "{}: cell '{}' comes from a plugin, and the checkpoint records {}; a checkpoint never "
-          "loads code by itself: give --plugin PATH for a plugin you trust, or "
-          "--trust-checkpoint-plugins to load the recorded one(s) (checked against their "
-          "sha256)",
-          where(section, key), v, fmt::join(list, ", ")));
-    }
-    throw ConfigError(fmt::format(
-        "{}: unknown cell '{}'; known cells: {} (a cell from a plugin needs --plugin PATH or "
-        "{}.plugins)",
-        where(section, key), clip(v), fmt::join(cell_names(), ", "), section));
-  }
-  const std::string from = cell_plugin(v);
-  if (from_checkpoint_ && !from.empty() && !plugins.empty()) {
-    // The cell comes from a plugin loaded by hand: it must be the one the model was trained
-    // with, by its bytes (any path), or for an old checkpoint without hashes, by its path (or
-    // the recorded file is gone: a moved plugin).
-    const std::string sha = loaded_sha256(from);
-    bool same = false;
-    for (size_t i = 0; i < plugins.size(); ++i) {
-      same = same ||
-             (hashes.empty() ? plugins[i] == from || !fs::exists(plugins[i]) : hashes[i] == sha);
-    }
-    if (!same) {
-      std::vector<std::string> list;
-      for (size_t i = 0; i < plugins.size(); ++i) list.push_back(recorded(i));
-      throw ConfigError(fmt::format(
-          "{}: cell '{}' comes from the plugin {} (sha256 {}), but the model was trained with {}; "
-          "a different plugin is refused (give --plugin with the file the model was trained "
-          "with)",
-          where(section, key), v, from, sha, fmt::join(list, ", ")));
-    }
-  }
-  // The plugin a cell came from is recorded beside it in resolved(), with every plugin's sha256,
-  // so the checkpoints' config names the plugins its cells need and the files they must be.
-  if (!from.empty() && std::find(plugins.begin(), plugins.end(), from) == plugins.end()) {
-    plugins.push_back(from);
-  }
-  if (!from_checkpoint_ && !plugins.empty()) {
-    auto& record = recorded_plugins_[section];
-    for (const auto& p : plugins) {
-      if (std::find(record.begin(), record.end(), p) == record.end()) record.push_back(p);
-    }
-  }
-  return v;
-}
-
-CellOptions ConfigReader::get_cell_options(const std::string& section, const std::string& cell) {
-  const toml::node* node = find(section, "cell_options");
-  CellOptions given;
-  if (node) {
-    const auto* table = node->as_table();
-    if (!table) {
-      fail(section, "cell_options",
-           "expected a table ([" + section + ".cell_options] with one key per option)");
-    }
-    for (const auto& [k, v] : *table) {
-      const std::string key(k.str());
-      if (auto b = v.value_exact<bool>())
-        given.emplace(key, *b);
-      else if (auto i = v.value_exact<int64_t>())
-        given.emplace(key, *i);
-      else if (auto d = v.value_exact<double>())
-        given.emplace(key, *d);
-      else if (auto str = v.value_exact<std::string>())
-        given.emplace(key, *str);
-      else
-        fail(section, "cell_options." + key,
-             "expected a boolean, an integer, a number or a string");
-    }
-  }
-  try {
-    check_cell_options(cell, given);
-  } catch (const CellOptionError& e) {
-    fail(section, "cell_options." + e.option, e.what());
-  }
-  return given;
-}
-
-namespace {
-void expect_type(const Key& k, std::initializer_list<Key::Type> types, const char* method) {
-  for (const auto t : types) {
-    if (k.type == t) return;
-  }
-  throw std::logic_error(std::string("ConfigReader::") + method + ": key " + k.dotted() +
-                         " is declared as " + k.type_name());
-}
-int64_t int_bound(double v) {
-  if (std::isinf(v)) return v > 0 ? INT64_MAX : INT64_MIN;
-  return static_cast<int64_t>(v);
-}
-template <class T>
-T fallback_of(const Key& k, T none) {
-  if (const T* v = std::get_if<T>(&k.fallback)) return *v;
-  return none;
-}
-}  // namespace
-
-bool ConfigReader::flag(const Key& k) {
-  expect_type(k, {Key::Type::kBool}, "flag");
-  return get<bool>(k.section, k.name, fallback_of<bool>(k, false));
-}
-
-int64_t ConfigReader::integer(const Key& k) {
-  expect_type(k, {Key::Type::kInt}, "integer");
-  if (k.required) return require<int64_t>(k.section, k.name);
-  return get_int(k.section, k.name, fallback_of<int64_t>(k, 0), int_bound(k.min), int_bound(k.max));
-}
-
-double ConfigReader::number(const Key& k) {
-  expect_type(k, {Key::Type::kNumber}, "number");
-  return get_double(k.section, k.name, fallback_of<double>(k, 0.0), k.min, k.max);
-}
-
-std::optional<double> ConfigReader::optional_number(const Key& k) {
-  expect_type(k, {Key::Type::kNumber}, "optional_number");
-  if (!has_key(k.section, k.name)) return std::nullopt;
-  return get_double(k.section, k.name, 0.0, k.min, k.max);
-}
-
-std::string ConfigReader::text(const Key& k) {
-  expect_type(k, {Key::Type::kString}, "text");
-  return get<std::string>(k.section, k.name, fallback_of<std::string>(k, ""));
-}
-
-std::string ConfigReader::choice(const Key& k) {
-  expect_type(k, {Key::Type::kChoice}, "choice");
-  return get_choice(k.section, k.name, fallback_of<std::string>(k, ""), k.choices);
-}
-
-std::string ConfigReader::path(const Key& k) {
-  expect_type(k, {Key::Type::kPath}, "path");
-  return get_path(k.section, k.name);
-}
-
-std::vector<std::string> ConfigReader::paths(const Key& k) {
-  expect_type(k, {Key::Type::kPaths}, "paths");
-  return get_path_list(k.section, k.name);
-}
-
-std::vector<std::string> ConfigReader::strings(const Key& k) {
-  expect_type(k, {Key::Type::kStrings}, "strings");
-  return get_string_list(k.section, k.name);
-}
-
-std::vector<int64_t> ConfigReader::integers(const Key& k) {
-  expect_type(k, {Key::Type::kInts}, "integers");
-  return get_int_list(k.section, k.name, fallback_of<std::vector<int64_t>>(k, {}), int_bound(k.min),
-                      int_bound(k.max));
-}
-
-data::Encoding ConfigReader::encoding(const Key& k) {
-  expect_type(k, {Key::Type::kEncoding}, "encoding");
-  return get_encoding(k.section, k.name);
-}
-
-std::string ConfigReader::cell(const Key& k) {
-  expect_type(k, {Key::Type::kCell}, "cell");
-  return get_cell(k.section, k.name, fallback_of<std::string>(k, ""));
-}
-
-std::string data_root(const std::string& config_dir) {
-  if (const char* env = std::getenv("RNNKIT_DATA"); env && *env) {
-    return fs::absolute(env).lexically_normal().string();
-  }
-  // <repo>/data for the recipes in <repo>/configs; <prefix>/share/rnnkit/data when installed.
-  return (fs::path(config_dir.empty() ? fs::current_path().string() : config_dir) / ".." / "data")
-      .lexically_normal()
-      .string();
-}
-
-std::string ConfigReader::resolve_path(const std::string& section, const std::string& key,
-                                       const std::string& v) const {
-  static const std::string kRoot = "${RNNKIT_DATA}";
-  if (v.rfind(kRoot, 0) == 0) {
-    const std::string rest = v.substr(kRoot.size());
-    const std::string root = data_root(dir_);
-    if (std::error_code ec; fs::exists(root, ec) && !fs::is_directory(root, ec)) {
-      throw ConfigError(fmt::format(
-          "{}: {} is under the data root {}, which is a file, not a folder (RNNKIT_DATA names the "
-          "folder that holds the datasets)",
-          where(section, key), clip(v), root));
-    }
-    const std::string path = (fs::path(root).string() + rest);
-    if (!fs::exists(path)) {
-      // The dataset is the first folder under the root: what fetch_data.sh takes.
-      const auto parts = fs::path(rest).relative_path();
-      const std::string dataset = parts.empty() ? "" : parts.begin()->string();
-      throw ConfigError(fmt::format(
-          "{}: {} is {}, which does not exist. The data root (RNNKIT_DATA, default data/ beside "
-          "configs/) is filled by scripts/fetch_data.sh: `scripts/fetch_data.sh {}` downloads "
-          "it, `scripts/fetch_data.sh --from DIR {}` takes it from a local copy",
-          where(section, key), v, path, dataset, dataset));
-    }
-    return fs::path(path).lexically_normal().string();
-  }
-  if (v.empty() || fs::path(v).is_absolute() || dir_.empty()) return v;
-  return (fs::path(dir_) / v).lexically_normal().string();
-}
-
-std::string ConfigReader::get_path(const std::string& section, const std::string& key,
-                                   const std::string& fallback) {
-  const std::string v = get<std::string>(section, key, fallback);
-  const std::string resolved = resolve_path(section, key, v);
-  // resolved() (saved beside checkpoints) shows it, so that it works from any directory.
-  if (resolved != v && table_[section][key].node()) resolved_paths_[{section, key}] = resolved;
-  return resolved;
-}
-
 std::vector<std::string> ConfigReader::get_string_list(const std::string& section,
                                                        const std::string& key) {
   const toml::node* node = find(section, key);
@@ -639,23 +369,6 @@ std::vector<int64_t> ConfigReader::get_int_list(const std::string& section, cons
                std::to_string(*v));
     out.push_back(*v);
   }
-  return out;
-}
-
-std::vector<std::string> ConfigReader::get_path_list(const std::string& section,
-                                                     const std::string& key) {
-  const toml::node* node = find(section, key);
-  if (!node) return {};
-  if (node->is_string()) return {get_path(section, key)};
-  const auto* arr = node->as_array();
-  if (!arr) fail(section, key, "expected a path or an array of paths");
-  std::vector<std::string> out;
-  for (const auto& item : *arr) {
-    const auto v = item.value_exact<std::string>();
-    if (!v) fail(section, key, "expected an array of path strings");
-    out.push_back(resolve_path(section, key, *v));
-  }
-  resolved_path_lists_[{section, key}] = out;
   return out;
 }
 
@@ -734,7 +447,7 @@ std::string ConfigReader::resolved() const {
     toml::array list, shas;
     for (const auto& p : plugins) {
       list.push_back(p);
-      shas.push_back(loaded_sha256(p));
+      shas.push_back(internal::loaded_sha256(p));
     }
     set(section, "plugins", std::move(list));
     set(section, "plugins_sha256", std::move(shas));

@@ -1,3 +1,4 @@
+#include <rnnkit/train/config.h>
 #include <rnnkit/train/config_keys.h>
 
 #include <cmath>
@@ -250,6 +251,91 @@ std::string KeyTable::help_text() const {
     out += line;
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ConfigReader's typed readers: a key of a table, read as its declared type.
+
+namespace {
+void expect_type(const Key& k, std::initializer_list<Key::Type> types, const char* method) {
+  for (const auto t : types) {
+    if (k.type == t) return;
+  }
+  throw std::logic_error(std::string("ConfigReader::") + method + ": key " + k.dotted() +
+                         " is declared as " + k.type_name());
+}
+int64_t int_bound(double v) {
+  if (std::isinf(v)) return v > 0 ? INT64_MAX : INT64_MIN;
+  return static_cast<int64_t>(v);
+}
+template <class T>
+T fallback_of(const Key& k, T none) {
+  if (const T* v = std::get_if<T>(&k.fallback)) return *v;
+  return none;
+}
+}  // namespace
+
+bool ConfigReader::flag(const Key& k) {
+  expect_type(k, {Key::Type::kBool}, "flag");
+  return get<bool>(k.section, k.name, fallback_of<bool>(k, false));
+}
+
+int64_t ConfigReader::integer(const Key& k) {
+  expect_type(k, {Key::Type::kInt}, "integer");
+  if (k.required) return require<int64_t>(k.section, k.name);
+  return get_int(k.section, k.name, fallback_of<int64_t>(k, 0), int_bound(k.min), int_bound(k.max));
+}
+
+double ConfigReader::number(const Key& k) {
+  expect_type(k, {Key::Type::kNumber}, "number");
+  return get_double(k.section, k.name, fallback_of<double>(k, 0.0), k.min, k.max);
+}
+
+std::optional<double> ConfigReader::optional_number(const Key& k) {
+  expect_type(k, {Key::Type::kNumber}, "optional_number");
+  if (!has_key(k.section, k.name)) return std::nullopt;
+  return get_double(k.section, k.name, 0.0, k.min, k.max);
+}
+
+std::string ConfigReader::text(const Key& k) {
+  expect_type(k, {Key::Type::kString}, "text");
+  return get<std::string>(k.section, k.name, fallback_of<std::string>(k, ""));
+}
+
+std::string ConfigReader::choice(const Key& k) {
+  expect_type(k, {Key::Type::kChoice}, "choice");
+  return get_choice(k.section, k.name, fallback_of<std::string>(k, ""), k.choices);
+}
+
+std::string ConfigReader::path(const Key& k) {
+  expect_type(k, {Key::Type::kPath}, "path");
+  return get_path(k.section, k.name);
+}
+
+std::vector<std::string> ConfigReader::paths(const Key& k) {
+  expect_type(k, {Key::Type::kPaths}, "paths");
+  return get_path_list(k.section, k.name);
+}
+
+std::vector<std::string> ConfigReader::strings(const Key& k) {
+  expect_type(k, {Key::Type::kStrings}, "strings");
+  return get_string_list(k.section, k.name);
+}
+
+std::vector<int64_t> ConfigReader::integers(const Key& k) {
+  expect_type(k, {Key::Type::kInts}, "integers");
+  return get_int_list(k.section, k.name, fallback_of<std::vector<int64_t>>(k, {}), int_bound(k.min),
+                      int_bound(k.max));
+}
+
+data::Encoding ConfigReader::encoding(const Key& k) {
+  expect_type(k, {Key::Type::kEncoding}, "encoding");
+  return get_encoding(k.section, k.name);
+}
+
+std::string ConfigReader::cell(const Key& k) {
+  expect_type(k, {Key::Type::kCell}, "cell");
+  return get_cell(k.section, k.name, fallback_of<std::string>(k, ""));
 }
 
 }  // namespace rnnkit::train
