@@ -3,7 +3,6 @@ same inputs: the same entities, labels and probabilities, scores (numbers within
 generation and translations; the limits and consent errors; training from Python stopped after a
 few steps, resumed, and stopped by a KeyboardInterrupt with last.pt written. ctest sets
 RNNKIT_APPS (the folder of the app executables) and RNNKIT_SOURCE_DIR."""
-import json
 import os
 import random
 import signal
@@ -16,26 +15,15 @@ import pytest
 import torch
 
 import rnnkit
+from apps_helpers import APPS, NOT_SET, SOURCE, app, json_lines
 
 # The command lines run with --threads 1; so does this process, so that no reduction is split
 # differently. Where OpenBLAS does not know the CPU the apps re-execute with OPENBLAS_CORETYPE and
 # Python does not: the kernels then differ in rounding only, which close() allows.
 torch.set_num_threads(1)
 
-APPS = os.environ.get("RNNKIT_APPS")
-SOURCE = os.environ.get("RNNKIT_SOURCE_DIR")
 pytestmark = pytest.mark.skipif(not APPS or not SOURCE or not hasattr(rnnkit, "load"),
-                                reason="RNNKIT_APPS and RNNKIT_SOURCE_DIR are not set (ctest "
-                                       "sets them when the apps are built)")
-
-
-def app(name, *args, **kwargs):
-    return subprocess.run([os.path.join(APPS, "rnnkit-" + name), *args], check=True,
-                          capture_output=True, text=True, **kwargs).stdout
-
-
-def json_lines(text):
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+                                reason=NOT_SET)
 
 
 def close(a, b, tol=1e-6):

@@ -5,24 +5,16 @@ RNNKIT_SOURCE_DIR."""
 import json
 import os
 import random
-import subprocess
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import rnnkit
+from apps_helpers import APPS, NOT_SET, SOURCE, app
 
-APPS = os.environ.get("RNNKIT_APPS")
-SOURCE = os.environ.get("RNNKIT_SOURCE_DIR")
 needs_apps = pytest.mark.skipif(not APPS or not SOURCE or not hasattr(rnnkit, "CheckpointError"),
-                                reason="RNNKIT_APPS and RNNKIT_SOURCE_DIR are not set (ctest "
-                                       "sets them when the apps are built)")
-
-
-def app(name, *args, **kwargs):
-    return subprocess.run([os.path.join(APPS, "rnnkit-" + name), *args], check=True,
-                          capture_output=True, text=True, **kwargs).stdout
+                                reason=NOT_SET)
 
 
 def tiny_lm(tmp_path):
