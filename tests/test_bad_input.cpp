@@ -35,19 +35,12 @@ using rnnkit_test::expect_message;
 using rnnkit_test::quiet_run;
 using rnnkit_test::read_all;
 using rnnkit_test::temp_dir;
+using rnnkit_test::tiny_lm_config;
 using rnnkit_test::write_file;
-
-namespace {
-
-std::string tiny_lm(const std::string& dir, const std::string& extra = "") {
-  return rnnkit_test::tiny_lm_config(dir, extra);
-}
-
-}  // namespace
 
 TEST(BadInput, LongLinesAreScoredInChunksWithTheSameResult) {
   const auto dir = temp_dir("score");
-  train::ConfigReader c(tiny_lm(dir));
+  train::ConfigReader c(tiny_lm_config(dir));
   lm::train(c, rnnkit_test::quiet_run(dir + "/run"));
   auto m = lm::load_model(dir + "/run/best.pt", torch::kCPU);
   std::string line;
@@ -101,7 +94,7 @@ TEST(BadInput, ConfigMessagesSayWhatIsWrong) {
       [&] { train::ConfigReader(write_file(dir, "empty.toml", "")); },
       {"empty.toml", "the config is empty"});
   expect_message<train::ConfigError>([&] { train::ConfigReader r(dir); }, {"is a directory"});
-  train::ConfigReader seed(tiny_lm(dir), {"train.seed=-5"});
+  train::ConfigReader seed(tiny_lm_config(dir), {"train.seed=-5"});
   seed.set_origin("train.seed", "--seed");
   expect_message<train::ConfigError>([&] { lm::LMConfig::read(seed); },
                                      {"--seed: must be in [0, inf], got -5"});
@@ -201,7 +194,7 @@ TEST(BadInput, ALineLongerThanTheLimitIsRefusedWithoutReadingItWhole) {
   data::set_max_line_bytes(data::kDefaultMaxLineBytes);
   EXPECT_EQ(data::read_text(path).size(), 6u + 5001u + 4u);
   // The limit comes from the config, and is range-checked there.
-  const auto config = tiny_lm(dir);
+  const auto config = tiny_lm_config(dir);
   train::ConfigReader c(config, {"data.max_line_bytes=0"});
   expect_message<train::ConfigError>(
       [&] { c.get_int("data", "max_line_bytes", 1, 1, int64_t{1} << 30); },

@@ -34,19 +34,12 @@ using rnnkit_test::expect_message;
 using rnnkit_test::quiet_run;
 using rnnkit_test::read_all;
 using rnnkit_test::temp_dir;
+using rnnkit_test::tiny_lm_config;
 using rnnkit_test::write_file;
-
-namespace {
-
-std::string tiny_lm(const std::string& dir, const std::string& extra = "") {
-  return rnnkit_test::tiny_lm_config(dir, extra);
-}
-
-}  // namespace
 
 TEST(Checkpoint, DamagedAndNonFiniteCheckpointsAreRefused) {
   const auto dir = temp_dir("damaged");
-  train::ConfigReader c(tiny_lm(dir));
+  train::ConfigReader c(tiny_lm_config(dir));
   lm::train(c, rnnkit_test::quiet_run(dir + "/run"));
   const std::string good = read_all(dir + "/run/best.pt");
   // 64 flipped bytes in the middle of the file, which is the weights' payload.
@@ -101,7 +94,7 @@ TEST(Checkpoint, ADamagedLengthNeverReachesLibTorch) {
 
 TEST(Checkpoint, ACheckpointWhoseConfigDisagreesWithItsTensorsIsRefused) {
   const auto dir = temp_dir("shapes");
-  const auto config = tiny_lm(dir);
+  const auto config = tiny_lm_config(dir);
   train::ConfigReader c(config);
   lm::train(c, rnnkit_test::quiet_run(dir + "/run"));
   // Rewrite the checkpoint's config (with a valid checksum, as an attacker would) to another

@@ -36,13 +36,10 @@ using rnnkit_test::expect_message;
 using rnnkit_test::quiet_run;
 using rnnkit_test::read_all;
 using rnnkit_test::temp_dir;
+using rnnkit_test::tiny_lm_config;
 using rnnkit_test::write_file;
 
 namespace {
-
-std::string tiny_lm(const std::string& dir, const std::string& extra = "") {
-  return rnnkit_test::tiny_lm_config(dir, extra);
-}
 
 /// A quadratic task whose evaluation can raise a signal part-way and then polls for stops.
 class EvalTask : public train::Task {
@@ -162,7 +159,7 @@ TEST(Runs, ARunDirIsLockedAgainstOtherProcesses) {
 
 TEST(Runs, TrainRefusesToOverwriteARunUnlessAsked) {
   const auto dir = temp_dir("overwrite");
-  const auto config = tiny_lm(dir);
+  const auto config = tiny_lm_config(dir);
   train::ConfigReader c1(config);
   lm::train(c1, rnnkit_test::quiet_run(dir + "/run"));
   const std::string best = read_all(dir + "/run/best.pt");
@@ -272,7 +269,7 @@ TEST(Runs, TheLockTheLogAndMetricsAreNeverWrittenThroughASymlink) {
 
 TEST(Runs, SizesHaveRangesAndARunThatTrainedNothingReportsNothing) {
   const auto dir = temp_dir("sizes");
-  const auto config = tiny_lm(dir);
+  const auto config = tiny_lm_config(dir);
   struct Case {
     std::string set, expected;
   };
@@ -309,7 +306,7 @@ TEST(Runs, SizesHaveRangesAndARunThatTrainedNothingReportsNothing) {
 
 TEST(Runs, AResumedRunKeepsItsConfigOrSaysWhy) {
   const auto dir = temp_dir("resumecfg");
-  const auto config = tiny_lm(dir);
+  const auto config = tiny_lm_config(dir);
   auto first = rnnkit_test::quiet_run(dir + "/run");
   first.max_steps = 2;
   train::ConfigReader c0(config);

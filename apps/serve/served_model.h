@@ -58,7 +58,6 @@ class ServedModel {
   torch::Device device() const { return context_.device; }
   /// Counts a forward pass's batch size in the metrics.
   std::function<void(size_t)> on_batch() const;
-  Metrics& metrics() const { return context_.metrics; }
 
  private:
   std::string name_, task_;
