@@ -12,7 +12,8 @@
 // fp32 (measured: 0.15u to 1.15u). A gradient goes through twice as many products (forward and
 // backward) and a relative error on a small tensor (a bias's) is larger: within 32u in the
 // Frobenius norm of each tensor (measured: 1.6u to 3.2u, and 11.5u for rnn_relu in two
-// directions, whose kinks flip when a pre-activation near 0 is rounded).
+// directions, whose kinks flip when a pre-activation near 0 is rounded). One exception, on a
+// GPU in fp16 alone: the ReLU cell's gradients within 128u (check_against_fp32 says why).
 #include <cmath>
 
 #include <torch/cuda.h>
@@ -79,7 +80,8 @@ std::vector<Case> cases() {
 class Bf16EveryCell : public ::testing::TestWithParam<Case> {};
 
 /// The cell of `c` on `device` under `precision` (unit roundoff `u`) against the same weights
-/// in fp32: outputs within 8u, gradients within 32u (the derivation above holds for any u).
+/// in fp32: outputs within 8u, gradients within 32u (the derivation above holds for any u);
+/// the ReLU cell's gradients in fp16 alone within 128u (see below).
 static void check_against_fp32(const Case& c, Precision precision, torch::Device device, double u) {
   torch::manual_seed(5);
   const int64_t T = 7, B = 4, D = 8, H = 16, K = c.bidirectional ? 2 : 1;
@@ -107,9 +109,12 @@ static void check_against_fp32(const Case& c, Precision precision, torch::Device
   EXPECT_LE(out_err, 8 * u) << "outputs";
   // ReLU's derivative jumps from 0 to 1 at 0: a pre-activation within rounding of 0 takes the
   // other branch in the narrower run, which moves the gradients by more than a multiple of u
-  // (on an H200 in fp16, rnn_relu_bi's by 2 to 4%, with 2 layers and both directions). The
-  // smooth cells keep the derived 32u; the ReLU cell gets 128u.
-  const double grad_tol = (c.cell == "rnn_relu" ? 128 : 32) * u;
+  // (on an H200 in fp16, rnn_relu_bi's by 2 to 4%, with 2 layers and both directions). fp16's
+  // u is 8 times smaller than bf16's, so such a flip costs it more multiples of u: the ReLU
+  // cell in fp16 gets 128u. Every other case (bf16 on any device, the smooth cells in fp16)
+  // keeps the derived 32u.
+  const bool relu_in_fp16 = c.cell == "rnn_relu" && precision == Precision::kFP16;
+  const double grad_tol = (relu_in_fp16 ? 128 : 32) * u;
   EXPECT_LE(relative(mixed.input_grad, fp32.input_grad), grad_tol) << "input gradient";
   for (size_t i = 0; i < fp32.grads.size(); ++i) {
     EXPECT_EQ(mixed.grads[i].scalar_type(), torch::kFloat);
