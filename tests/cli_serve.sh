@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # rnnkit-serve as a process: usage errors, a model that fails to load stops the start-up naming
 # the file, and SIGTERM drains: the listener closes, a generation in flight finishes, exit 0;
-# requests accepted but still waiting for a worker are answered too.
+# requests accepted but still waiting for a worker are answered too; when --drain-seconds runs
+# out the rest get 503 and it exits 143; a second signal exits at once; SIGUSR1/2 are ignored.
 # usage: cli_serve.sh BUILD_DIR SOURCE_DIR WORK_DIR
 set -euo pipefail
 build=$1 src=$2 work=$3
@@ -110,15 +111,76 @@ assert answers == [b"200"] * 20, answers
 PY
 status=0; wait $pid || status=$?
 [[ $status -eq 0 ]] || fail "the server exited $status after draining 20 requests: $(tail -3 "$work/serve2.log")"
-# SIGUSR1 is ignored; SIGHUP drains as SIGTERM does (both once killed the server at once).
+# When --drain-seconds runs out, the requests still waiting are answered 503 (they were dropped
+# with the process) and the server exits 143. 12 long generations on 2 HTTP threads, 1 s drain.
+"$serve" --model "char=$work/run/best.pt" --port 0 --threads 1 --http-threads 2 --drain-seconds 1 \
+  2> "$work/serve4.log" & pid=$!
+for _ in $(seq 600); do grep -qs "listening on" "$work/serve4.log" && break; sleep 0.1; done
+port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve4.log")
+[[ -n $port ]] || { kill $pid; fail "the server did not start: $(cat "$work/serve4.log")"; }
+python3 - "$port" "$pid" > "$work/expired.txt" <<'PY' || fail "expired drain: $(cat "$work/expired.txt") $(tail -3 "$work/serve4.log")"
+import json, os, signal, socket, sys, time
+port, pid = int(sys.argv[1]), int(sys.argv[2])
+body = json.dumps({"prompt": "ROMEO:", "max_tokens": 4096, "stop_at_eos": False, "seed": 1}).encode()
+req = (b"POST /v1/models/char/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+socks = []
+for _ in range(12):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(req)
+    socks.append(s)
+time.sleep(0.3)
+start = time.monotonic()
+os.kill(pid, signal.SIGTERM)
+answers = []
+for s in socks:
+    s.settimeout(30)
+    data = b""
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except ConnectionError:
+        pass
+    answers.append(data.split(b" ", 2)[1] if data else b"empty")
+print("answers:", answers, "after", round(time.monotonic() - start, 1), "s")
+assert set(answers) <= {b"200", b"503"}, answers
+assert b"503" in answers, answers
+assert time.monotonic() - start < 10, "the expired drain took too long"
+PY
+status=0; wait $pid || status=$?
+[[ $status -eq 143 ]] || fail "an expired drain exited $status, expected 143: $(tail -3 "$work/serve4.log")"
+grep -q "answering them 503" "$work/serve4.log" || fail "expired drain: $(tail -3 "$work/serve4.log")"
+
+# A second signal during a drain exits at once, with the signal's status.
+"$serve" --model "char=$work/run/best.pt" --port 0 --threads 1 --drain-seconds 60 \
+  2> "$work/serve5.log" & pid=$!
+for _ in $(seq 600); do grep -qs "listening on" "$work/serve5.log" && break; sleep 0.1; done
+port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve5.log")
+[[ -n $port ]] || { kill $pid; fail "the server did not start: $(cat "$work/serve5.log")"; }
+curl -s -N -X POST "http://127.0.0.1:$port/v1/models/char/generate" \
+  -d '{"max_tokens": 4096, "stream": true, "stop_at_eos": false}' > "$work/stream5.txt" & curl_pid=$!
+for _ in $(seq 100); do [[ -s $work/stream5.txt ]] && break; sleep 0.05; done
+kill -TERM $pid
+for _ in $(seq 100); do grep -qs "SIGTERM: draining" "$work/serve5.log" && break; sleep 0.05; done
+start=$(date +%s%N)
+kill -TERM $pid
+status=0; wait $pid || status=$?
+took_ms=$((($(date +%s%N) - start) / 1000000))
+kill $curl_pid 2> /dev/null || true
+wait $curl_pid 2> /dev/null || true
+[[ $status -eq 143 ]] || fail "a second SIGTERM: exit $status, expected 143"
+((took_ms < 3000)) || fail "a second SIGTERM took $took_ms ms to end the process"
+
+# SIGUSR1 and SIGUSR2 are ignored; SIGHUP drains as SIGTERM does (all once killed the server).
 "$serve" --model "char=$work/run/best.pt" --port 0 --threads 1 2> "$work/serve3.log" & pid=$!
 for _ in $(seq 600); do grep -qs "listening on" "$work/serve3.log" && break; sleep 0.1; done
 port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve3.log")
 [[ -n $port ]] || { kill $pid; fail "the server did not start: $(cat "$work/serve3.log")"; }
 kill -USR1 $pid
+kill -USR2 $pid
 sleep 0.3
 python3 -c "import urllib.request, sys; assert urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/health').status == 200" "$port" ||
-  { kill $pid; fail "SIGUSR1 stopped the server"; }
+  { kill $pid; fail "SIGUSR1 or SIGUSR2 stopped the server"; }
 kill -HUP $pid
 status=0; wait $pid || status=$?
 [[ $status -eq 0 ]] || fail "SIGHUP: exit $status, expected a drain and 0: $(tail -2 "$work/serve3.log")"

@@ -25,7 +25,13 @@ struct Batcher::Job {
   std::vector<Json> items, results;
   size_t next = 0, done = 0;
   std::exception_ptr error;
+  bool answered = false;  // the promise is set; the worker no longer touches the job
   std::promise<void> promise;
+
+  void answer() {
+    answered = true;
+    promise.set_value();
+  }
 };
 
 Batcher::Batcher(Fn fn, int64_t max_batch, int64_t max_delay_ms, int64_t capacity,
@@ -45,6 +51,7 @@ std::vector<Batcher::Json> Batcher::submit(std::vector<Json> items) {
   auto done = job->promise.get_future();
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (!abandoned_.empty()) throw HttpError(503, abandoned_);
     if (job->items.size() > capacity_) {  // it can never fit: retrying does not help
       throw HttpError(413, fmt::format("the request holds {} texts, more than the model's "
                                        "queue holds (at most {}; --queue)",
@@ -69,6 +76,20 @@ size_t Batcher::depth() const {
   return waiting_;
 }
 
+void Batcher::abandon(const std::string& why) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  abandoned_ = why;
+  auto refuse = [&](Job& job) {
+    if (job.answered) return;
+    job.error = std::make_exception_ptr(HttpError(503, why));
+    job.answer();
+  };
+  for (auto& job : queue_) refuse(*job);
+  for (auto& job : running_) refuse(*job);
+  queue_.clear();
+  waiting_ = 0;
+}
+
 void Batcher::loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
@@ -91,6 +112,7 @@ void Batcher::loop() {
         --waiting_;
       }
       if (job->next == job->items.size()) queue_.pop_front();
+      if (running_.empty() || running_.back() != job) running_.push_back(job);
     }
     lock.unlock();
     std::vector<Json> out;
@@ -105,14 +127,16 @@ void Batcher::loop() {
     if (error) retry_alone(batch, from, out, errors);
     lock.lock();
     last_batch_ = batch.size();
+    running_.clear();
     for (size_t i = 0; i < from.size(); ++i) {
       auto& [job, k] = from[i];
+      if (job->answered) continue;  // abandoned: its request has its 503
       if (errors[i]) {
         if (!job->error) job->error = errors[i];
       } else {
         job->results[k] = std::move(out[i]);
       }
-      if (++job->done == job->items.size()) job->promise.set_value();
+      if (++job->done == job->items.size()) job->answer();
     }
   }
 }
@@ -205,6 +229,7 @@ std::shared_ptr<Generations::Stream> Generations::start(lm::SampleOptions o) {
   auto s = std::make_shared<Stream>(m_, std::move(o));
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (!abandoned_.empty()) throw HttpError(503, abandoned_);
     if (pending_.size() + running_ >= capacity_) {
       throw HttpError(503, fmt::format("the model is busy ({} generations waiting or running, at "
                                        "most {}; --queue); retry later",
@@ -221,6 +246,16 @@ size_t Generations::depth() const {
   return pending_.size();
 }
 
+void Generations::abandon(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    abandoned_ = why;
+    for (auto& s : pending_) s->finish(std::make_exception_ptr(HttpError(503, why)));
+    pending_.clear();
+  }
+  cv_.notify_all();  // the running ones end in loop(), which owns them
+}
+
 void Generations::loop() {
   const AutocastGuard autocast(precision_, device_.type());  // this thread's forward passes
   std::vector<std::shared_ptr<Stream>> active;
@@ -230,6 +265,10 @@ void Generations::loop() {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [&] { return stopping_ || !pending_.empty() || !active.empty(); });
       if (stopping_ && pending_.empty() && active.empty()) return;
+      if (!abandoned_.empty()) {
+        for (auto& s : active) s->finish(std::make_exception_ptr(HttpError(503, abandoned_)));
+        active.clear();
+      }
       while (!pending_.empty() && active.size() + joining.size() < max_streams_) {
         joining.push_back(pending_.front());
         pending_.pop_front();

@@ -67,6 +67,9 @@ class Batcher final : public Worker {
   std::vector<Json> submit(std::vector<Json> items);
   /// Items waiting for a batch.
   size_t depth() const;
+  /// The drain ran out: every request not yet answered (waiting, or in the batch now running)
+  /// gets HttpError 503 `why` at once, and so does every later submit().
+  void abandon(const std::string& why);
 
  private:
   struct Job;
@@ -81,7 +84,9 @@ class Batcher final : public Worker {
   size_t capacity_;
   std::function<void(size_t)> on_batch_;
   std::deque<std::shared_ptr<Job>> queue_;
+  std::vector<std::shared_ptr<Job>> running_;  // the jobs of the batch being run
   size_t waiting_ = 0, last_batch_ = 0;
+  std::string abandoned_;  // why, once abandon() was called
 };
 
 /// One thread per language model steps every active generation in one forward pass ([1, N]
@@ -130,6 +135,9 @@ class Generations final : public Worker {
   std::shared_ptr<Stream> start(lm::SampleOptions o);
   /// Generations waiting to join.
   size_t depth() const;
+  /// The drain ran out: every generation waiting or running ends with HttpError 503 `why`
+  /// (before its next token), and so does every later start().
+  void abandon(const std::string& why);
 
  private:
   void loop() override;
@@ -145,6 +153,7 @@ class Generations final : public Worker {
   std::function<void(uint64_t)> on_tokens_;
   std::deque<std::shared_ptr<Stream>> pending_;
   size_t running_ = 0;
+  std::string abandoned_;  // why, once abandon() was called
 };
 
 }  // namespace rnnkit::serve

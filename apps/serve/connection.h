@@ -18,8 +18,11 @@
 //   - at most max_connections connections accepted and not yet closed: past it a new one gets a
 //     503 at once, from the accepting thread, and is closed;
 //   - on stop(): connections already accepted get their request answered (with "Connection:
-//     close"), not an empty reply.
+//     close"), not an empty reply; a request still arriving gets one second more (then 503), and
+//     a connection that has sent nothing half a second after its accept is closed;
+//   - no byte ranges: a Range header is ignored (the whole body, 200).
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -44,13 +47,17 @@ class HttpServer : public httplib::Server {
   explicit HttpServer(ConnectionLimits limits);
 
   /// For the pre-routing handler: true (with the status and message to answer) for a request
-  /// whose body must not be read: no length (411), a Content-Encoding (415), Content-Length
+  /// whose body must not be read: no length (411), a Content-Encoding or a multipart body
+  /// (415), Content-Length
   /// headers that differ (400), a declared length over max_body (413). The answer must close
   /// the connection (close_after_answer()): the body is left unread.
   bool framing_error(const httplib::Request& req, int& status, std::string& message) const;
   /// For the error handler: when the connection layer cut the read of this thread's request
-  /// short (408, 413, 431), its status and message; false otherwise.
+  /// short (408, 413, 431; 503 when the server stopped first), its status and message.
   static bool read_refused(int& status, std::string& message);
+  /// When this thread's request began (its first byte): what its latency is counted from, even
+  /// for a request refused before routing.
+  static std::chrono::steady_clock::time_point request_start();
   /// Whether the client of this thread's connection has closed it (or its write side).
   static bool client_gone();
   /// Closes this thread's connection after the answer being written.

@@ -3,14 +3,17 @@
 //   rnnkit-serve --model ner=runs/ner/best.pt --model sst2=a.pt,b.pt [--port 8080] ...
 //
 // SIGINT or SIGTERM stops accepting, lets the requests in flight finish (up to --drain-seconds)
-// and exits 0; a second signal exits at once with 130 or 143.
+// and exits 0. When the drain runs out, the requests still waiting are answered 503 and it exits
+// with 130 or 143; a second signal exits at once with that status.
 #include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include <fmt/core.h>
@@ -59,6 +62,15 @@ int serve_main(int argc, char** argv) {
       cxxopts::value<int64_t>()->default_value("65536"))(
       "max-tokens", "tokens one generate request may ask for, at most",
       cxxopts::value<int64_t>()->default_value("4096"))(
+      "max-translate-work",
+      "translate: beam x output tokens x source tokens, summed over a request's texts, at most "
+      "(more: 413)",
+      cxxopts::value<int64_t>()->default_value(
+          std::to_string(serve::ServeOptions{}.max_translate_work)))(
+      "max-attention-cells",
+      "translate with attention: n_best x output tokens x source tokens per request, at most",
+      cxxopts::value<int64_t>()->default_value(
+          std::to_string(serve::ServeOptions{}.max_attention_cells)))(
       "api-key-file",
       "a file holding the key that /v1 and /metrics require as "
       "'Authorization: Bearer KEY'",
@@ -90,6 +102,8 @@ int serve_main(int argc, char** argv) {
   o.max_texts = args["max-texts"].as<int64_t>();
   o.max_text_bytes = args["max-text-bytes"].as<int64_t>();
   o.max_tokens = args["max-tokens"].as<int64_t>();
+  o.max_translate_work = args["max-translate-work"].as<int64_t>();
+  o.max_attention_cells = args["max-attention-cells"].as<int64_t>();
   auto positive = [](const char* name, int64_t v, int64_t most) {
     if (v < 1 || v > most) {
       throw cxxopts::exceptions::exception(
@@ -112,6 +126,8 @@ int serve_main(int argc, char** argv) {
   positive("max-texts", o.max_texts, int64_t{1} << 20);
   positive("max-text-bytes", o.max_text_bytes, int64_t{1} << 26);
   positive("max-tokens", o.max_tokens, int64_t{1} << 24);
+  positive("max-translate-work", o.max_translate_work, int64_t{1} << 40);
+  positive("max-attention-cells", o.max_attention_cells, int64_t{1} << 32);
   const double drain = args["drain-seconds"].as<double>();
   if (!(drain >= 0 && drain <= 3600)) {
     throw cxxopts::exceptions::exception("--drain-seconds must be in [0, 3600]");
@@ -154,6 +170,11 @@ int serve_main(int argc, char** argv) {
   server.bind();
   std::thread http([&] { server.run(); });
   std::atomic<bool> failed{false};
+  // The waiter waits for `drained` (set once http.join() returned) up to --drain-seconds.
+  std::mutex drain_mutex;
+  std::condition_variable drain_cv;
+  bool drained = false;
+  int expired_status = 0;  // the exit status once the drain ran out
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&stops, &sig);
@@ -165,18 +186,33 @@ int serve_main(int argc, char** argv) {
     std::cerr << "rnnkit-serve: " << train::signal_name(sig)
               << ": draining (no new connections; requests in flight finish)\n";
     server.begin_drain();
-    std::thread([drain, sig] {
-      std::this_thread::sleep_for(std::chrono::duration<double>(drain));
-      std::cerr << "rnnkit-serve: requests still in flight after --drain-seconds; exiting\n";
-      std::_Exit(train::exit_status_for_signal(sig));
-    }).detach();
     std::thread([&stops] {
       int again = 0;
       sigwait(&stops, &again);
       std::_Exit(train::exit_status_for_signal(again));  // a second signal: at once
     }).detach();
     server.stop();
+    std::unique_lock<std::mutex> lock(drain_mutex);
+    if (drain_cv.wait_for(lock, std::chrono::duration<double>(drain), [&] { return drained; })) {
+      return;
+    }
+    // The requests still waiting for a model hear why (503) instead of a reset connection;
+    // whatever has not ended two seconds later is cut off.
+    std::cerr << "rnnkit-serve: requests still in flight after --drain-seconds; answering them "
+                 "503 and exiting\n";
+    expired_status = train::exit_status_for_signal(sig);
+    server.expire("the server is shutting down (--drain-seconds ran out); retry");
+    if (!drain_cv.wait_for(lock, std::chrono::seconds(2), [&] { return drained; })) {
+      std::_Exit(expired_status);
+    }
   });
+  auto done_draining = [&] {
+    {
+      std::lock_guard<std::mutex> lock(drain_mutex);
+      drained = true;
+    }
+    drain_cv.notify_all();
+  };
   try {
     server.wait_until_running();
     server.load();
@@ -184,15 +220,17 @@ int serve_main(int argc, char** argv) {
     failed = true;
     ::kill(::getpid(), SIGTERM);  // stop the listener; the loading error is what is reported
     http.join();
+    done_draining();
     waiter.join();
     throw;
   }
   std::cerr << fmt::format("rnnkit-serve: listening on http://{}:{} ({} model(s) loaded)\n", o.host,
                            server.port(), given.size());
   http.join();
+  done_draining();
   waiter.join();
   std::cerr << "rnnkit-serve: stopped\n";
-  return 0;
+  return expired_status;
 }
 
 }  // namespace

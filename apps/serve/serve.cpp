@@ -38,8 +38,6 @@ bool same_key(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-thread_local Clock::time_point t_request_start;
-
 /// "a, b and c"
 std::string listed(const std::vector<std::string>& names) {
   std::string out;
@@ -217,7 +215,6 @@ struct Server::Impl {
     // limits; cpp-httplib's own body limit stays as a second guard.
     http.set_payload_max_length(static_cast<size_t>(o.max_body));
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      t_request_start = Clock::now();
       int status = 0;
       std::string message;
       if (!http.framing_error(req, status, message)) {
@@ -229,7 +226,9 @@ struct Server::Impl {
       return httplib::Server::HandlerResponse::Handled;
     });
     http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-      const double s = std::chrono::duration<double>(Clock::now() - t_request_start).count();
+      // From the request's first byte: a refused request (408, 431) never reaches pre-routing.
+      const double s =
+          std::chrono::duration<double>(Clock::now() - HttpServer::request_start()).count();
       metrics.request(route_of(req.method, req.path, actions), res.status, s);
     });
     // Errors without a body (cpp-httplib's own: 404 for an unknown path, 413 for a body over
@@ -237,12 +236,29 @@ struct Server::Impl {
     http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       int refused = 0;
       std::string why;
-      if (HttpServer::read_refused(refused, why)) {  // 408, 413 or 431 while reading
+      if (HttpServer::read_refused(refused, why)) {  // 408, 413, 431 or 503 while reading
         res.set_header("Connection", "close");
+        if (refused == 503) res.set_header("Retry-After", "1");
         return answer(res, refused, {{"error", why}});
       }
       if (!res.body.empty()) return;
       std::string message = "HTTP status " + std::to_string(res.status);
+      if (res.status == 416) {
+        // A Range cpp-httplib could not parse: it answers before the hook that drops ranges,
+        // and would cut this answer by what it did parse. The Request is process_request's own.
+        const_cast<httplib::Request&>(req).ranges.clear();
+        message = "the Range header '" + req.get_header_value("Range").substr(0, 100) +
+                  "' is not understood; this server sends whole bodies only (send no Range)";
+      }
+      if (res.status == 400 || res.status == 414) {
+        // cpp-httplib's own parse errors (a request line, a chunk size): what follows on the
+        // connection cannot be trusted to start a request, so none of it is read.
+        message = res.status == 400 ? "a malformed request: its request line or its chunked "
+                                      "framing could not be parsed"
+                                    : "the request target is too long";
+        res.set_header("Connection", "close");
+        HttpServer::close_after_answer();
+      }
       if (res.status == 404) message = "no route " + req.method + " " + req.path.substr(0, 200);
       if (res.status == 413) {
         message =
@@ -368,6 +384,10 @@ void Server::wait_until_running() {
 }
 void Server::stop() { impl_->http.stop(); }
 void Server::begin_drain() { impl_->draining = true; }
+void Server::expire(const std::string& why) {
+  if (!impl_->ready) return;  // no model loaded: nothing waits for one
+  for (auto& [name, m] : impl_->models) m.model->abandon(why);
+}
 int Server::port() const { return impl_->port; }
 bool Server::ready() const { return impl_->ready; }
 

@@ -35,6 +35,13 @@ struct ServeOptions {
   int64_t max_texts = 256;           ///< texts per request; more: 413
   int64_t max_text_bytes = 65536;    ///< bytes of one text or prompt; more: 413
   int64_t max_tokens = 4096;         ///< most tokens one generate request may ask for
+  /// translate: beam × output tokens × source tokens, summed over a request's texts, at most
+  /// (more: 413 before any work); a batch is split to stay within it too. The output tokens
+  /// are the most the search may write (translate's --max-length and --max-length-factor).
+  int64_t max_translate_work = 4'000'000;
+  /// translate with "attention": n_best × output tokens × source tokens summed over a
+  /// request's texts, at most (more: 413): what bounds the answer's size.
+  int64_t max_attention_cells = 1'000'000;
   std::string api_key;  ///< when set, /v1 and /metrics need "Authorization: Bearer KEY"
   /// read: a request's headers and body must arrive within it (408); write: a send that makes no
   /// progress for that long fails.
@@ -74,6 +81,10 @@ class Server {
   void stop();
   /// /health answers 503 from now on (a drain has begun).
   void begin_drain();
+  /// The drain ran out: every request waiting for a model's worker (a batch, a generation) is
+  /// answered 503 `why` now, so that it hears why before the process exits. An lm score runs
+  /// in its request's own thread and still finishes.
+  void expire(const std::string& why);
   int port() const;
   bool ready() const;
 

@@ -52,6 +52,9 @@ class ServedModel {
   virtual void describe(train::Json& card) const = 0;
   /// Texts (or generations) waiting for a forward pass.
   virtual size_t queue_depth() const = 0;
+  /// The drain ran out: every request waiting for this model's worker gets a 503 `why` now,
+  /// and so does every later one.
+  virtual void abandon(const std::string& why) = 0;
 
  protected:
   const ServeOptions& options() const { return context_.options; }

@@ -13,7 +13,16 @@ std::string checked_text(const std::string& text, const std::string& field, cons
   if (text.find('\0') != std::string::npos) {
     throw TextError(false, "field '" + field + "': a NUL character; a text holds none");
   }
-  return data::nfc(text);
+  // The limit holds for what the model reads: NFC can grow a text (U+0958 is 3 bytes, its
+  // decomposition 6), and a text just under the limit must not pass at three times its size.
+  std::string normalized = data::nfc(text);
+  if (static_cast<int64_t>(normalized.size()) > l.max_text_bytes) {
+    throw TextError(true, fmt::format("field '{}': {} bytes after NFC normalisation ({} as sent), "
+                                      "more than the limit of {} ({})",
+                                      field, normalized.size(), text.size(), l.max_text_bytes,
+                                      l.max_text_bytes_name));
+  }
+  return normalized;
 }
 
 void check_text_count(size_t count, const std::string& field, const TextLimits& l) {

@@ -44,6 +44,7 @@ class Classifier final : public ServedModel {
   }
 
   size_t queue_depth() const override { return batcher_.depth(); }
+  void abandon(const std::string& why) override { batcher_.abandon(why); }
 
  private:
   /// What predict --json gives, one object per item.

@@ -39,6 +39,7 @@ class LanguageModel final : public ServedModel {
   }
 
   size_t queue_depth() const override { return generations_.depth(); }
+  void abandon(const std::string& why) override { generations_.abandon(why); }
 
  private:
   void score(const std::string& body, httplib::Response& res) {
@@ -102,11 +103,17 @@ class LanguageModel final : public ServedModel {
             send({{"done", true}, {"tokens", n}, {"stop_reason", stop_reason(n)}});
           } catch (...) {
             g->cancelled = true;
+            // An HttpError (a 503 when the drain ran out) says why itself; anything else is ours.
+            std::string why;
             try {
-              send({{"done", true},
-                    {"tokens", n},
-                    {"stop_reason", "error"},
-                    {"error", "internal error: " + error_message(std::current_exception())}});
+              throw;
+            } catch (const HttpError& e) {
+              why = e.what();
+            } catch (...) {
+              why = "internal error: " + error_message(std::current_exception());
+            }
+            try {
+              send({{"done", true}, {"tokens", n}, {"stop_reason", "error"}, {"error", why}});
             } catch (...) {  // not even the error event could be written: the stream just ends
             }
           }

@@ -50,6 +50,7 @@ class Tagger final : public ServedModel {
   }
 
   size_t queue_depth() const override { return batcher_.depth(); }
+  void abandon(const std::string& why) override { batcher_.abandon(why); }
 
  private:
   /// What predict --json gives, one object per item; `tags` is per item (a batch mixes

@@ -2,6 +2,9 @@
 // decoding options, and a batch of several requests groups its items by them.
 #include "models.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include <fmt/core.h>
 #include <rnnkit/precision.h>
 #include <torch/torch.h>
@@ -18,6 +21,25 @@ using train::Json;
 /// Source tokens of one translate text: rnnkit-seq2seq translate's --max-source-length default.
 constexpr int64_t kMaxSourceTokens = 1000;
 
+/// The most tokens the search may write for a source of `n` tokens, as seq2seq::translate
+/// bounds it with the server's (default) decoding lengths.
+int64_t output_bound(int64_t n) {
+  const seq2seq::TranslateOptions d;
+  const auto by_factor =
+      static_cast<int64_t>(std::ceil(d.max_length_factor * static_cast<double>(n)));
+  return std::min<int64_t>(d.max_length, std::max<int64_t>(1, by_factor));
+}
+
+/// Attention weights go out with 4 decimals: the 17 digits of a double made one answer 507 MB.
+void round_attention(Json& translation) {
+  for (auto& h : translation["hypotheses"]) {
+    if (!h.contains("attention")) continue;
+    for (auto& row : h["attention"]) {
+      for (auto& w : row) w = std::round(w.get<double>() * 1e4) / 1e4;
+    }
+  }
+}
+
 class Translator final : public ServedModel {
  public:
   Translator(const ModelSpec& spec, const ServeContext& context)
@@ -33,13 +55,36 @@ class Translator final : public ServedModel {
     const Json decoding{
         {"beam", r.beam}, {"alpha", r.alpha}, {"n_best", r.n_best}, {"attention", r.attention}};
     std::vector<Json> items;
+    // The request's work and answer are bounded before any of it starts: beam 100 and n-best
+    // 100 with attention over one 1,000-token text once took 27 s and 2.6 GB.
+    int64_t work = 0, cells = 0;
     for (size_t i = 0; i < r.texts.size(); ++i) {
       auto tokens = translator_.config.tokenize_line(r.texts[i]);
-      if (static_cast<int64_t>(tokens.size()) > kMaxSourceTokens) {
+      const auto n = static_cast<int64_t>(tokens.size());
+      if (n > kMaxSourceTokens) {
         throw HttpError(413, fmt::format("field 'texts[{}]': {} tokens, more than the limit of {}",
                                          i, tokens.size(), kMaxSourceTokens));
       }
-      items.push_back({{"tokens", std::move(tokens)}, {"options", decoding}});
+      const int64_t steps = output_bound(n), attended = n + 1;  // with the source's <eos>
+      const int64_t w = r.beam * steps * attended;
+      work += w;
+      cells += r.attention ? r.n_best * steps * attended : 0;
+      items.push_back({{"tokens", std::move(tokens)}, {"options", decoding}, {"work", w}});
+    }
+    if (work > options().max_translate_work) {
+      throw HttpError(413,
+                      fmt::format("the request's translate work (beam x output tokens x source "
+                                  "tokens, summed over its texts) is {}, more than the limit of {} "
+                                  "(--max-translate-work): use a smaller beam, or fewer or shorter "
+                                  "texts per request",
+                                  work, options().max_translate_work));
+    }
+    if (cells > options().max_attention_cells) {
+      throw HttpError(
+          413, fmt::format("the request's attention (n_best x output tokens x source tokens, "
+                           "summed over its texts) is {} cells, more than the limit of {} "
+                           "(--max-attention-cells): ask for fewer hypotheses, or no attention",
+                           cells, options().max_attention_cells));
     }
     answer(res, 200, {{"model", name()}, {"results", batcher_.submit(std::move(items))}});
   }
@@ -57,11 +102,13 @@ class Translator final : public ServedModel {
   }
 
   size_t queue_depth() const override { return batcher_.depth(); }
+  void abandon(const std::string& why) override { batcher_.abandon(why); }
 
  private:
-  /// What translate --json gives, one object per item. Items of one decoding setting (beam,
-  /// alpha, n_best, attention) are translated together; a batch of several settings runs one
-  /// translate() per setting, each in the items' order.
+  /// What translate --json gives, one object per item (attention rounded). Items of one
+  /// decoding setting (beam, alpha, n_best, attention) are translated together, in runs whose
+  /// work stays within --max-translate-work (a batch of many requests' texts may hold more than
+  /// one request may); a batch of several settings runs each setting's items in their order.
   std::vector<Json> translate(const std::vector<Json>& items) {
     c10::InferenceMode guard;
     const AutocastGuard autocast(options().precision, device().type());
@@ -70,23 +117,34 @@ class Translator final : public ServedModel {
     for (size_t first = 0; first < items.size(); ++first) {
       if (done[first]) continue;
       const Json& key = items[first]["options"];
-      std::vector<size_t> group;
-      std::vector<std::vector<std::string>> sources;
-      for (size_t i = first; i < items.size(); ++i) {
-        if (done[i] || items[i]["options"] != key) continue;
-        group.push_back(i);
-        sources.push_back(items[i]["tokens"].get<std::vector<std::string>>());
-        done[i] = true;
-      }
       seq2seq::TranslateOptions t;
       t.beam = key["beam"].get<int64_t>();
       t.alpha = key["alpha"].get<double>();
       t.n_best = key["n_best"].get<int64_t>();
       t.keep_attention = key["attention"].get<bool>();
-      const auto translations = seq2seq::translate(translator_, sources, t);
-      for (size_t k = 0; k < group.size(); ++k) {
-        out[group[k]] = seq2seq::translation_json(translator_, translations[k], t.keep_attention);
+      std::vector<size_t> group;
+      std::vector<std::vector<std::string>> sources;
+      int64_t work = 0;
+      auto run = [&] {
+        const auto translations = seq2seq::translate(translator_, sources, t);
+        for (size_t k = 0; k < group.size(); ++k) {
+          out[group[k]] = seq2seq::translation_json(translator_, translations[k], t.keep_attention);
+          if (t.keep_attention) round_attention(out[group[k]]);
+        }
+        group.clear();
+        sources.clear();
+        work = 0;
+      };
+      for (size_t i = first; i < items.size(); ++i) {
+        if (done[i] || items[i]["options"] != key) continue;
+        const auto w = items[i]["work"].get<int64_t>();
+        if (!group.empty() && work + w > options().max_translate_work) run();
+        group.push_back(i);
+        sources.push_back(items[i]["tokens"].get<std::vector<std::string>>());
+        work += w;
+        done[i] = true;
       }
+      run();
     }
     return out;
   }
