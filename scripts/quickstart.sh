@@ -14,16 +14,27 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RNNKIT_BUILD_DIR:-$root/build}"
 jobs="$(nproc)"
 
-"$root/scripts/setup.sh"
+# Each step's wall time, printed as it ends and kept in $build/quickstart_times.txt, so that a
+# slow test command says where its time went.
+mkdir -p "$build"
+times="$build/quickstart_times.txt"
+: > "$times"
+timed() {  # timed NAME COMMAND...: runs COMMAND, then notes NAME and its seconds
+  local name=$1 start=$SECONDS
+  shift
+  "$@"
+  echo "quickstart: $name took $((SECONDS - start)) s" | tee -a "$times" >&2
+}
+timed setup "$root/scripts/setup.sh"
 # The code's format first: a mismatch fails in a second, not after the build.
-[[ "$mode" == "test" ]] && "$root/scripts/format.sh" --check
+if [[ "$mode" == "test" ]]; then timed format "$root/scripts/format.sh" --check; fi
 # The unbundled datasets into the data root (data/), linked from a local copy where there is one
 # (CI's ../shared/datasets); the recipes that need them say so otherwise.
 if [[ -d "$root/../shared/datasets" ]]; then
   "$root/scripts/fetch_data.sh" --from "$root/../shared/datasets" >/dev/null
 fi
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j "$jobs"
+timed configure cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+timed build cmake --build "$build" -j "$jobs"
 
 case "$mode" in
   demo)
@@ -47,10 +58,13 @@ case "$mode" in
       "$ner" predict --checkpoint "$run/best.pt" --json
     echo
     # An encoder-decoder with attention on the bundled generated dates (human-readable to ISO):
-    # 2 minutes of training, a few translations (beam 5), and one attention heatmap.
+    # 3 minutes of training, how many validation dates it gets exactly right (beam 5), a few
+    # translations, and one attention heatmap.
     s2s="$build/apps/rnnkit-seq2seq"
     dates="$root/runs/seq2seq_dates_demo"
     "$s2s" train --config "$root/configs/seq2seq_dates.toml" --run-dir "$dates"
+    "$s2s" eval --checkpoint "$dates/best.pt" --source "$root/datasets/dates/valid.src" \
+      --reference "$root/datasets/dates/valid.tgt" --beam 5
     printf '%s\n' "tuesday 3 march 1998" "03.03.98" "3 mar 1998" "saturday, july 4, 2026" |
       "$s2s" translate --checkpoint "$dates/best.pt" --beam 5 --plot-attention "$dates/attention"
     echo "attention heatmap of the first: $dates/attention/1.png"
@@ -62,6 +76,7 @@ case "$mode" in
   test)
     # The package as a downstream project sees it: install, then build examples/ against it.
     stage="$build/stage"
+    downstream_start=$SECONDS
     cmake --install "$build" --prefix "$stage" >/dev/null
     cmake -S "$root/examples/custom_cell" -B "$build/example" -G Ninja \
       -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$stage" >/dev/null
@@ -108,10 +123,15 @@ print(f"installed rnnkit {rnnkit.__version__} (Python): {n} tensors in the check
     "$build/task_app/majority" train --config "$root/examples/task_app/majority.toml" \
       --run-dir "$build/task_app/run" --overwrite --quiet
     "$build/task_app/majority" eval --checkpoint "$build/task_app/run/best.pt" --min-accuracy 0.9
+    echo "quickstart: downstream (install, examples, plugin, served, task app) took $((SECONDS - downstream_start)) s" \
+      | tee -a "$times" >&2
     # ONNX Runtime for the export tests, into the build tree; they fail without it here.
-    "$root/scripts/setup.sh" onnxruntime "$build"
-    RNNKIT_REQUIRE_ORT=1 ctest --test-dir "$build" --output-on-failure -j "$jobs"
+    timed onnxruntime "$root/scripts/setup.sh" onnxruntime "$build"
+    # Each test's own time is in $build/Testing/Temporary/LastTest.log (and CTestCostData.txt).
+    timed ctest env RNNKIT_REQUIRE_ORT=1 ctest --test-dir "$build" --output-on-failure -j "$jobs"
     # The standing guards: the suite under ASan and UBSan, and the fuzz targets.
-    "$root/scripts/sanitize.sh"
+    timed sanitize "$root/scripts/sanitize.sh"
+    echo "quickstart: the steps' times:" >&2
+    cat "$times" >&2
     ;;
 esac

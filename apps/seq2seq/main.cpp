@@ -190,6 +190,12 @@ int cmd_eval(int argc, char** argv) {
       refs.push_back(m.config.bleu_text(ref[i]));
     }
   }
+  // Exact match: the whole translation right, compared as BLEU compares (what training's
+  // val_exact counts); for the dates demo the measure that matters.
+  int64_t exact = 0;
+  for (size_t i = 0; i < hyps.size(); ++i) exact += hyps[i] == refs[i];
+  const double exact_rate =
+      hyps.empty() ? 0.0 : static_cast<double>(exact) / static_cast<double>(hyps.size());
   auto bleu = seq2seq::corpus_bleu(hyps, refs, kind, args.count("lowercase") > 0);
   if (kind == "multi-bleu" && m.config.tokenize == "char")
     bleu.kind = m.config.bleu_label() + (args.count("lowercase") ? "-lc" : "");
@@ -203,16 +209,17 @@ int cmd_eval(int argc, char** argv) {
                                   {"precisions", bleu.precisions},
                                   {"brevity_penalty", bleu.brevity_penalty},
                                   {"perplexity", std::exp(loss)},
+                                  {"exact", exact_rate},
                                   {"sentences", out.size()},
                                   {"beam", o.beam},
                                   {"alpha", o.alpha}});
   } else {
     std::cout << fmt::format(
         "{}: BLEU {:.2f} ({}), {:.1f}/{:.1f}/{:.1f}/{:.1f}, BP {:.3f}, hyp_len {}, ref_len {}, "
-        "beam {}, alpha {}; reference perplexity {:.2f}\n",
+        "beam {}, alpha {}; reference perplexity {:.2f}; exact match {:.1f}% ({} of {})\n",
         source, bleu.bleu, bleu.kind, bleu.precisions[0], bleu.precisions[1], bleu.precisions[2],
         bleu.precisions[3], bleu.brevity_penalty, bleu.hyp_len, bleu.ref_len, o.beam, o.alpha,
-        std::exp(loss));
+        std::exp(loss), 100 * exact_rate, exact, hyps.size());
   }
   return 0;
 }
