@@ -255,9 +255,11 @@ grep -q "lost rank 1" "$work/hang40.log" || fail "a hung peer is not named: $(ta
 # The whole rendezvous within --dist-timeout.
 port=$(free_port)
 start=$(ms)
+status=0
 out=$(WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
-      "$lm" train --config "$work/lm.toml" --run-dir "$work/alone" --dist-timeout 3 2>&1) && fail "a lone rank 0 trained"
+      "$lm" train --config "$work/lm.toml" --run-dir "$work/alone" --dist-timeout 3 2>&1) || status=$?
 took=$(( $(ms) - start ))
+[[ $status -eq 1 ]] || fail "a lone rank 0 exited $status, expected 1: $out"
 (( took <= 5000 )) || fail "a lone rank 0 gave up after $took ms with --dist-timeout 3"
 grep -qE "rank 0 of 2: .*(did not complete|did not form|cannot reach).* within 3 s" <<< "$out" || fail "a lone rank 0: $out"
 echo "cli_distributed: a stop in the rendezvous or a collective ends within 2 s; a lone rank 0 gave up after $took ms (--dist-timeout 3)"

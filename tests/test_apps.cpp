@@ -108,6 +108,10 @@ TEST(Config, TyposWrongTypesAndRangesNameFileLineAndKey) {
   expect_message<train::ConfigError>(
       [&] { train::ConfigReader(tiny_lm_config(dir), {"data.x=" + std::string(40000, '{')}); },
       {"--set data.x", "nested more than 1000 levels deep"});
+  // A checkpoint's embedded config goes through the same guard (what fit.cpp's loader calls).
+  expect_message<train::ConfigError>(
+      [&] { train::ConfigReader::from_string("# deep\n" + header + "]\nx = 1\n", "ck.pt#config"); },
+      {"ck.pt#config:2", "nested more than 1000 levels deep"});
   // Strings, comments and numbers are not nesting: a long array of floats and a bracket in a
   // string read as they always did.
   std::string floats = "[data]\nv = [";

@@ -66,6 +66,9 @@ TEST(Checkpoint, DamagedAndNonFiniteCheckpointsAreRefused) {
   });
   expect_message<train::CheckpointError>([&] { lm::load_model(nan_path, torch::kCPU); },
                                          {"nan.pt", "NaN or infinite values"});
+  // A folder given as the checkpoint (a run dir instead of its best.pt).
+  expect_message<train::CheckpointError>([&] { lm::load_model(dir, torch::kCPU); },
+                                         {dir, "a directory, not a checkpoint file"});
 }
 
 TEST(Checkpoint, ADamagedLengthNeverReachesLibTorch) {

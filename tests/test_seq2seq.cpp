@@ -85,7 +85,10 @@ namespace {
 class ToyModel : public StepModel {
  public:
   explicit ToyModel(int64_t rows, uint64_t seed)
-      : prefixes_(static_cast<size_t>(rows)), seed_(seed) {}
+      : prefixes_(static_cast<size_t>(rows)), seeds_(static_cast<size_t>(rows), seed) {}
+  /// One row per seed: each sentence its own distribution, carried through reorder().
+  explicit ToyModel(std::vector<uint64_t> seeds)
+      : prefixes_(seeds.size()), seeds_(std::move(seeds)) {}
   static constexpr int64_t V = 7;
   static Tensor logp_of(const std::vector<int64_t>& prefix, uint64_t seed) {
     uint64_t h = seed * 1000003u + 17;
@@ -100,20 +103,25 @@ class ToyModel : public StepModel {
       auto& p = prefixes_[static_cast<size_t>(i)];
       const int64_t t = last[i].item<int64_t>();
       if (t != 2) p.push_back(t);
-      rows.push_back(logp_of(p, seed_));
+      rows.push_back(logp_of(p, seeds_[static_cast<size_t>(i)]));
     }
     return torch::stack(rows);
   }
   void reorder(const Tensor& index) override {
     std::vector<std::vector<int64_t>> next;
-    for (int64_t i = 0; i < index.size(0); ++i)
-      next.push_back(prefixes_.at(static_cast<size_t>(index[i].item<int64_t>())));
+    std::vector<uint64_t> next_seeds;
+    for (int64_t i = 0; i < index.size(0); ++i) {
+      const auto from = static_cast<size_t>(index[i].item<int64_t>());
+      next.push_back(prefixes_.at(from));
+      next_seeds.push_back(seeds_.at(from));
+    }
     prefixes_ = std::move(next);
+    seeds_ = std::move(next_seeds);
   }
 
  private:
   std::vector<std::vector<int64_t>> prefixes_;
-  uint64_t seed_;
+  std::vector<uint64_t> seeds_;
 };
 
 struct Scored {
@@ -185,15 +193,25 @@ TEST(BeamSearch, BeamOneIsExactlyGreedyAndSentencesDoNotInteract) {
     EXPECT_EQ(beam[0][0].logprob, greedy[0].logprob);
     EXPECT_EQ(beam[0][0].score, greedy[0].score);
   }
-  // Three sentences in one batch (rows of one toy) get what each gets alone... the toy's rows all
-  // share one seed, so a batch of three identical sentences gives three identical lists.
-  ToyModel batch(3, 5), one(1, 5);
+  // Three different sentences (each its own distribution) in one batch get what each gets
+  // alone, in their order: a mix-up between rows, or one sentence's beams leaking into
+  // another's, would show. The three must also differ from one another, or nothing is shown.
+  const std::vector<uint64_t> seeds{5, 11, 23};
+  ToyModel batch(seeds);
   const auto three = beam_search(batch, toy_options(3, 4, 1.0, 2));
-  const auto alone = beam_search(one, toy_options(1, 4, 1.0, 2));
-  for (const auto& s : three) {
-    ASSERT_EQ(s.size(), alone[0].size());
-    for (size_t k = 0; k < s.size(); ++k) EXPECT_EQ(s[k].tokens, alone[0][k].tokens);
+  ASSERT_EQ(three.size(), 3u);
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    ToyModel one(1, seeds[i]);
+    const auto alone = beam_search(one, toy_options(1, 4, 1.0, 2));
+    ASSERT_EQ(three[i].size(), alone[0].size()) << "sentence " << i;
+    for (size_t k = 0; k < three[i].size(); ++k) {
+      EXPECT_EQ(three[i][k].tokens, alone[0][k].tokens) << "sentence " << i << ", hypothesis " << k;
+      EXPECT_DOUBLE_EQ(three[i][k].score, alone[0][k].score) << "sentence " << i;
+    }
   }
+  EXPECT_FALSE(three[0][0].tokens == three[1][0].tokens &&
+               three[1][0].tokens == three[2][0].tokens && three[0][0].score == three[1][0].score)
+      << "the three sentences are not told apart";
 }
 
 TEST(BeamSearch, RefusesBadOptions) {
