@@ -57,6 +57,9 @@ class CMakeBuild(build_ext):
             "-DRNNKIT_BUILD_TESTS=OFF",
             "-DRNNKIT_BUILD_BENCH=OFF",
             "-DRNNKIT_PYTHON_PACKAGE=ON",
+            # The extension exports nothing to ONNX: the apps' export code (protobuf) would only
+            # lengthen the build.
+            "-DRNNKIT_ONNX_EXPORT=OFF",
         ]
         # An official torch wheel carries its TorchConfig.cmake; Debian's is found by CMake alone.
         torch_cmake = Path(torch.utils.cmake_prefix_path)

@@ -2,7 +2,7 @@
 """The page rnnkit-serve answers GET / with, in a real browser (Debian's headless Chromium,
 driven by python3-selenium): the model selector is filled from /v1/models; a tagger's entities
 are highlighted inline; a classifier's classes are bars; a language model's text grows while it
-streams. Saves a screenshot of each.
+streams; a translator's attention is a heatmap whose rows sum to 1. Saves a screenshot of each.
 With an API key (a server with --api-key-file), the page first asks for it: a wrong key is
 refused, the right one fills the selector, and every call after it carries it.
 usage: browser_serve.py BASE_URL OUT_DIR [API_KEY]"""
@@ -37,9 +37,9 @@ try:
             if want:
                 wait.until(lambda d: want in d.find_element(By.ID, "out").text)
         print("api key: asked for, a wrong one refused, the right one used")
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 3)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 4)
     names = [o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR, "#model option")]
-    assert sorted(names) == ["char", "ner", "sst"], names
+    assert sorted(names) == ["char", "dates", "ner", "sst"], names
     select = Select(driver.find_element(By.ID, "model"))
 
     def run(model, text):
@@ -70,6 +70,25 @@ try:
     assert abs(sum(values) - 100) < 0.5, values
     driver.save_screenshot(out + "/page_sst.png")
     print("sst:", values)
+
+    # The translator: the translation, and its attention as a heatmap: a header row of the
+    # source's tokens and </s>, then one row per written token and </s>, each cell shaded by its
+    # weight, the weights of a row summing to 1.
+    run("dates", "3 mar 1998")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#attention tr"))
+    rows = driver.find_elements(By.CSS_SELECTOR, "#attention tr")
+    header = [th.text for th in rows[0].find_elements(By.CSS_SELECTOR, "th")][1:]
+    assert len(header) == len("3 mar 1998") + 1 and header[-1] == "</s>", header  # characters
+    translation = driver.find_element(By.ID, "translation").text
+    assert len(rows) - 1 >= 1, "no row per written token"
+    for row in rows[1:]:
+        cells = row.find_elements(By.CSS_SELECTOR, "td")
+        assert len(cells) == len(header), (len(cells), len(header))
+        weights = [float(c.get_attribute("title")) for c in cells]
+        assert abs(sum(weights) - 1) < 0.01, weights
+        assert all("rgba(30, 90, 200" in c.get_attribute("style") for c in cells)
+    driver.save_screenshot(out + "/page_translate.png")
+    print(f"translate: '{translation}', a heatmap of {len(rows) - 1} x {len(header)}")
 
     # The language model: the text grows while it streams. A MutationObserver records the text's
     # length at every change, so that the growth is seen however fast the model is.

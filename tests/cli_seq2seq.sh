@@ -85,9 +85,7 @@ if [[ -x $serve ]]; then
   printf '%s\n' "3 mar 1998" "03.03.98" "saturday, july 4, 2026" |
     "$s2s" translate --checkpoint "$ck" --threads 1 --beam 3 --n-best 2 --json > "$work/cli.json"
   "$serve" --model "dates=$ck" --port 0 --threads 1 2> "$work/serve.log" & pid=$!
-  for _ in $(seq 600); do grep -qs "listening on" "$work/serve.log" && break; sleep 0.1; done
-  port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve.log")
-  [[ -n $port ]] || { kill $pid; fail "the server did not start: $(cat "$work/serve.log")"; }
+  port=$(serve_port "$work/serve.log" "$pid")
   python3 - "$port" "$work/cli.json" <<'PY' || { kill $pid; fail "serve translate: $(tail -3 "$work/serve.log")"; }
 import json, sys, urllib.error, urllib.request
 port, cli = sys.argv[1], [json.loads(l) for l in open(sys.argv[2])]

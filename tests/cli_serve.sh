@@ -37,9 +37,7 @@ expect 1 "an ensemble of several checkpoints is for sentiment models only" \
   "$serve" --model "c=$work/run/best.pt,$work/run/best.pt" --port 0 --threads 1
 
 "$serve" --model "char=$work/run/best.pt" --port 0 --threads 1 --drain-seconds 30 2> "$work/serve.log" & pid=$!
-for _ in $(seq 600); do grep -qs "listening on" "$work/serve.log" && break; sleep 0.1; done
-port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve.log")
-[[ -n $port ]] || { kill $pid; fail "the server did not start: $(cat "$work/serve.log")"; }
+port=$(serve_port "$work/serve.log" "$pid")
 
 # A long streamed generation in flight when SIGTERM comes: it finishes, then the server exits 0.
 python3 - "$port" "$pid" > "$work/drain.txt" <<'PY' || fail "drain: $(cat "$work/drain.txt") $(cat "$work/serve.log")"
@@ -75,78 +73,18 @@ grep -q "SIGTERM: draining" "$work/serve.log" || fail "no drain message: $(cat "
 # (cpp-httplib's own loop dropped the waiting ones with an empty reply).
 "$serve" --model "char=$work/run/best.pt" --port 0 --threads 1 --http-threads 2 --drain-seconds 60 \
   2> "$work/serve2.log" & pid=$!
-for _ in $(seq 600); do grep -qs "listening on" "$work/serve2.log" && break; sleep 0.1; done
-port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve2.log")
-[[ -n $port ]] || { kill $pid; fail "the server did not start: $(cat "$work/serve2.log")"; }
-python3 - "$port" "$pid" > "$work/queued.txt" <<'PY' || fail "queued: $(cat "$work/queued.txt") $(tail -3 "$work/serve2.log")"
-import json, os, signal, socket, sys, time
-port, pid = int(sys.argv[1]), int(sys.argv[2])
-body = json.dumps({"prompt": "ROMEO:", "max_tokens": 400, "seed": 1}).encode()
-req = (b"POST /v1/models/char/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-socks = []
-for _ in range(20):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(req)
-    socks.append(s)
-time.sleep(0.2)
-os.kill(pid, signal.SIGTERM)
-answers = []
-for s in socks:
-    s.settimeout(60)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-        if b"\r\n\r\n" in data:
-            head, _, rest = data.partition(b"\r\n\r\n")
-            length = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
-            if length and len(rest) >= length[0]:
-                break
-    answers.append(data.split(b" ", 2)[1] if data else b"empty")
-print("answers:", answers)
-assert answers == [b"200"] * 20, answers
-PY
+port=$(serve_port "$work/serve2.log" "$pid")
+/usr/bin/python3 "$src/tests/serve_drain.py" "$port" "$pid" 20 400 200 > "$work/queued.txt" \
+  || fail "queued: $(cat "$work/queued.txt") $(tail -3 "$work/serve2.log")"
 status=0; wait $pid || status=$?
 [[ $status -eq 0 ]] || fail "the server exited $status after draining 20 requests: $(tail -3 "$work/serve2.log")"
 # When --drain-seconds runs out, the requests still waiting are answered 503 (they were dropped
 # with the process) and the server exits 143. 12 long generations on 2 HTTP threads, 1 s drain.
 "$serve" --model "char=$work/run/best.pt" --port 0 --threads 1 --http-threads 2 --drain-seconds 1 \
   2> "$work/serve4.log" & pid=$!
-for _ in $(seq 600); do grep -qs "listening on" "$work/serve4.log" && break; sleep 0.1; done
-port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve4.log")
-[[ -n $port ]] || { kill $pid; fail "the server did not start: $(cat "$work/serve4.log")"; }
-python3 - "$port" "$pid" > "$work/expired.txt" <<'PY' || fail "expired drain: $(cat "$work/expired.txt") $(tail -3 "$work/serve4.log")"
-import json, os, signal, socket, sys, time
-port, pid = int(sys.argv[1]), int(sys.argv[2])
-body = json.dumps({"prompt": "ROMEO:", "max_tokens": 4096, "stop_at_eos": False, "seed": 1}).encode()
-req = (b"POST /v1/models/char/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-socks = []
-for _ in range(12):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(req)
-    socks.append(s)
-time.sleep(0.3)
-start = time.monotonic()
-os.kill(pid, signal.SIGTERM)
-answers = []
-for s in socks:
-    s.settimeout(30)
-    data = b""
-    try:
-        while chunk := s.recv(65536):
-            data += chunk
-    except ConnectionError:
-        pass
-    answers.append(data.split(b" ", 2)[1] if data else b"empty")
-print("answers:", answers, "after", round(time.monotonic() - start, 1), "s")
-assert set(answers) <= {b"200", b"503"}, answers
-assert b"503" in answers, answers
-assert time.monotonic() - start < 10, "the expired drain took too long"
-PY
+port=$(serve_port "$work/serve4.log" "$pid")
+/usr/bin/python3 "$src/tests/serve_drain.py" "$port" "$pid" 12 4096 200,503 --need 503 --within 10 \
+  > "$work/expired.txt" || fail "expired drain: $(cat "$work/expired.txt") $(tail -3 "$work/serve4.log")"
 status=0; wait $pid || status=$?
 [[ $status -eq 143 ]] || fail "an expired drain exited $status, expected 143: $(tail -3 "$work/serve4.log")"
 grep -q "answering them 503" "$work/serve4.log" || fail "expired drain: $(tail -3 "$work/serve4.log")"
@@ -154,9 +92,7 @@ grep -q "answering them 503" "$work/serve4.log" || fail "expired drain: $(tail -
 # A second signal during a drain exits at once, with the signal's status.
 "$serve" --model "char=$work/run/best.pt" --port 0 --threads 1 --drain-seconds 60 \
   2> "$work/serve5.log" & pid=$!
-for _ in $(seq 600); do grep -qs "listening on" "$work/serve5.log" && break; sleep 0.1; done
-port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve5.log")
-[[ -n $port ]] || { kill $pid; fail "the server did not start: $(cat "$work/serve5.log")"; }
+port=$(serve_port "$work/serve5.log" "$pid")
 curl -s -N -X POST "http://127.0.0.1:$port/v1/models/char/generate" \
   -d '{"max_tokens": 4096, "stream": true, "stop_at_eos": false}' > "$work/stream5.txt" & curl_pid=$!
 for _ in $(seq 100); do [[ -s $work/stream5.txt ]] && break; sleep 0.05; done
@@ -173,9 +109,7 @@ wait $curl_pid 2> /dev/null || true
 
 # SIGUSR1 and SIGUSR2 are ignored; SIGHUP drains as SIGTERM does (all once killed the server).
 "$serve" --model "char=$work/run/best.pt" --port 0 --threads 1 2> "$work/serve3.log" & pid=$!
-for _ in $(seq 600); do grep -qs "listening on" "$work/serve3.log" && break; sleep 0.1; done
-port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve3.log")
-[[ -n $port ]] || { kill $pid; fail "the server did not start: $(cat "$work/serve3.log")"; }
+port=$(serve_port "$work/serve3.log" "$pid")
 kill -USR1 $pid
 kill -USR2 $pid
 sleep 0.3

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The page in a real browser: three tiny models trained here (a character LM, a GRU classifier on
-# labelled sentences, a tagger on toy CoNLL data), rnnkit-serve over them, and
+# The page in a real browser: four tiny models trained here (a character LM, a GRU classifier on
+# labelled sentences, a tagger on toy CoNLL data, a dates translator), rnnkit-serve over them, and
 # tests/browser_serve.py driving headless Chromium against it (screenshots in WORK_DIR).
 # usage: cli_serve_page.sh BUILD_DIR SOURCE_DIR WORK_DIR
 set -euo pipefail
@@ -35,22 +35,26 @@ printf '[data]\nformat = "tsv"\nlabel_last = true\ntrain = "s.tsv"\nvalid = "s.t
 "$apps/rnnkit-sentiment" train --config "$work/s.toml" --run-dir "$work/s" --threads 1 --quiet
 printf '[data]\ntrain = "n.conll"\nvalid = "n.conll"\n[model]\nword_embedding_size = 8\nchar_embedding_size = 4\nchar_hidden_size = 4\ncasing_size = 2\nhidden_size = 8\ndropout = 0.0\n[train]\nepochs = 4\nbatch_size = 8\nlearning_rate = 0.02\n' > "$work/n.toml"
 "$apps/rnnkit-ner" train --config "$work/n.toml" --run-dir "$work/n" --threads 1 --quiet
+# A tiny dates translator, for the attention heatmap (its translations need not be right).
+head -400 "$src/datasets/dates/train.src" > "$work/d.src"
+head -400 "$src/datasets/dates/train.tgt" > "$work/d.tgt"
+"$apps/rnnkit-seq2seq" train --config "$src/configs/seq2seq_dates.toml" --run-dir "$work/d" --threads 1 \
+  --set data.train_source="$work/d.src" --set data.train_target="$work/d.tgt" \
+  --set data.valid_source="$work/d.src" --set data.valid_target="$work/d.tgt" \
+  --set model.hidden_size=16 --set model.embedding_size=8 --set train.epochs=1 \
+  --set train.max_minutes=0 --quiet
 
-"$apps/rnnkit-serve" --model "char=$work/lm/best.pt" --model "sst=$work/s/best.pt" --model "ner=$work/n/best.pt" \
+"$apps/rnnkit-serve" --model "char=$work/lm/best.pt" --model "sst=$work/s/best.pt" --model "ner=$work/n/best.pt" --model "dates=$work/d/best.pt" \
   --port 0 --threads 1 2> "$work/serve.log" & pid=$!
 trap 'kill $pid 2> /dev/null || true' EXIT
-for _ in $(seq 600); do grep -qs "listening on" "$work/serve.log" && break; sleep 0.1; done
-port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve.log")
-[[ -n $port ]] || fail "the server did not start: $(cat "$work/serve.log")"
+port=$(serve_port "$work/serve.log" "$pid")
 /usr/bin/python3 "$src/tests/browser_serve.py" "http://127.0.0.1:$port" "$work"
 kill $pid; wait $pid 2> /dev/null || true
 # With --api-key-file: the page asks for the key and sends it with every call.
 printf 'page-test-key-1234\n' > "$work/key.txt"
 chmod 600 "$work/key.txt"
-"$apps/rnnkit-serve" --model "char=$work/lm/best.pt" --model "sst=$work/s/best.pt" --model "ner=$work/n/best.pt" \
+"$apps/rnnkit-serve" --model "char=$work/lm/best.pt" --model "sst=$work/s/best.pt" --model "ner=$work/n/best.pt" --model "dates=$work/d/best.pt" \
   --port 0 --threads 1 --api-key-file "$work/key.txt" 2> "$work/serve_key.log" & pid=$!
-for _ in $(seq 600); do grep -qs "listening on" "$work/serve_key.log" && break; sleep 0.1; done
-port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve_key.log")
-[[ -n $port ]] || fail "the server with a key did not start: $(cat "$work/serve_key.log")"
+port=$(serve_port "$work/serve_key.log" "$pid")
 mkdir -p "$work/key"
 /usr/bin/python3 "$src/tests/browser_serve.py" "http://127.0.0.1:$port" "$work/key" page-test-key-1234

@@ -2,6 +2,9 @@
 #   fail MESSAGE                     prints FAIL: MESSAGE and ends the test
 #   expect STATUS REGEX CMD...       CMD exits STATUS and its stderr matches the grep REGEX
 #   expect_error STATUS TEXT CMD...  the same with TEXT matched as it is (not a regex)
+#   port=$(serve_port LOG PID)      waits for rnnkit-serve's "listening on" line in LOG (60 s
+#                                    at most) and prints its port; fails naming LOG (and kills
+#                                    PID) when it does not come
 # CMD reads $STDIN (default /dev/null); its stdout and stderr are left in $work/out.txt and
 # $work/err.txt.
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -18,3 +21,11 @@ _expect() {
 }
 expect() { _expect regex "$@"; }
 expect_error() { _expect fixed "$@"; }
+
+serve_port() {
+  local log=$1 pid=$2 port
+  for _ in $(seq 600); do grep -qs "listening on" "$log" && break; sleep 0.1; done
+  port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$log")
+  [[ -n $port ]] || { kill "$pid" 2> /dev/null; fail "the server did not start: $(cat "$log")"; }
+  echo "$port"
+}

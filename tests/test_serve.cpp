@@ -1153,4 +1153,44 @@ TEST(ServeConnections, FramingIsStrictAndABadRequestClosesItsConnection) {
   EXPECT_EQ(s.client().Get("/health")->status, 200);
 }
 
+TEST(ServeBatching, ALongRequestSharesItsBatchesAndEndsAtItsDeadline) {
+  // A request of many texts once held the batcher until its last text: a one-text request behind
+  // it waited for all of them (eight long translations, 183 s). Now the batches take the
+  // waiting requests in turn, and a request past its deadline gets 504.
+  std::mutex m;
+  std::vector<std::string> order;  // the items in the order they were run
+  serve::Batcher b(
+      [&](const std::vector<Json>& items) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        std::lock_guard<std::mutex> lock(m);
+        for (const auto& i : items) order.push_back(i.get<std::string>());
+        return items;
+      },
+      2, 0, 100, [](size_t) {}, 1.0);
+  std::vector<Json> many;
+  for (int i = 0; i < 30; ++i) many.push_back("long" + std::to_string(i));
+  const auto start = std::chrono::steady_clock::now();
+  auto long_request = std::async(std::launch::async, [&] { return b.submit(many); });
+  while (b.depth() == 30) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto short_request = std::async(std::launch::async, [&] { return b.submit({"short"}); });
+  EXPECT_EQ(short_request.get(), std::vector<Json>({"short"}));
+  const double short_took = seconds_since(start);
+  // 30 texts in batches of 2 at 100 ms each take 1.5 s: past the 1 s deadline.
+  try {
+    long_request.get();
+    ADD_FAILURE() << "the long request outlived its deadline and succeeded";
+  } catch (const serve::HttpError& e) {
+    EXPECT_EQ(e.status, 504);
+    EXPECT_NE(std::string(e.what()).find("not done within 1 s (--max-request-seconds)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(b.depth(), 0u) << "the late request's texts stayed in the queue";
+  std::lock_guard<std::mutex> lock(m);
+  const auto at = std::find(order.begin(), order.end(), "short") - order.begin();
+  EXPECT_LE(at, 4) << "the one-text request waited behind the long one";
+  EXPECT_LT(short_took, 1.0);
+  EXPECT_LT(order.size(), 30u) << "the late request's texts were still run";
+}
+
 }  // namespace

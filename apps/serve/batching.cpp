@@ -35,12 +35,13 @@ struct Batcher::Job {
 };
 
 Batcher::Batcher(Fn fn, int64_t max_batch, int64_t max_delay_ms, int64_t capacity,
-                 std::function<void(size_t)> on_batch)
+                 std::function<void(size_t)> on_batch, double deadline_s)
     : fn_(std::move(fn)),
       max_batch_(static_cast<size_t>(max_batch)),
       max_delay_(max_delay_ms),
       capacity_(static_cast<size_t>(capacity)),
-      on_batch_(std::move(on_batch)) {
+      on_batch_(std::move(on_batch)),
+      deadline_s_(deadline_s) {
   start_thread();
 }
 
@@ -66,6 +67,24 @@ std::vector<Batcher::Json> Batcher::submit(std::vector<Json> items) {
     queue_.push_back(job);
   }
   cv_.notify_all();
+  if (deadline_s_ > 0 &&
+      done.wait_for(std::chrono::duration<double>(deadline_s_)) != std::future_status::ready) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!job->answered) {
+      // Its items still waiting leave the queue; a batch holding some of them runs to its end
+      // and its results for this request are dropped (answered: the worker skips the job).
+      const auto at = std::find(queue_.begin(), queue_.end(), job);
+      if (at != queue_.end()) {
+        waiting_ -= job->items.size() - job->next;
+        queue_.erase(at);
+      }
+      job->answered = true;
+      throw HttpError(504, fmt::format("the request was not done within {:g} s "
+                                       "(--max-request-seconds): send fewer or shorter texts "
+                                       "(or, to translate, a smaller beam)",
+                                       deadline_s_));
+    }
+  }
   done.get();
   if (job->error) std::rethrow_exception(job->error);
   return std::move(job->results);
@@ -104,15 +123,19 @@ void Batcher::loop() {
     }
     std::vector<Json> batch;
     std::vector<Origin> from;
+    // The waiting requests in turn, one item each: eight long translations once held the
+    // batcher for minutes while a one-text request waited behind them.
     while (!queue_.empty() && batch.size() < max_batch_) {
-      auto job = queue_.front();
-      while (job->next < job->items.size() && batch.size() < max_batch_) {
+      for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_batch_;) {
+        const auto job = *it;
         batch.push_back(job->items[job->next]);
         from.emplace_back(job, job->next++);
         --waiting_;
+        if (std::find(running_.begin(), running_.end(), job) == running_.end()) {
+          running_.push_back(job);
+        }
+        it = job->next == job->items.size() ? queue_.erase(it) : std::next(it);
       }
-      if (job->next == job->items.size()) queue_.pop_front();
-      if (running_.empty() || running_.back() != job) running_.push_back(job);
     }
     lock.unlock();
     std::vector<Json> out;

@@ -54,16 +54,19 @@ class Worker {
 
 /// One queue per model: a batch takes up to max_batch items, waiting at most max_delay after the
 /// first; a request with more items than that is split over batches and reassembled in order.
-/// The queue holds at most `capacity` items: past it, 503.
+/// A batch takes the waiting requests' items in turn, one each, so that a request of many texts
+/// shares the batches with the requests that came after it instead of holding them all.
+/// The queue holds at most `capacity` items: past it, 503. A request not answered within
+/// `deadline_s` seconds (0: none) gets 504, and its items still waiting leave the queue.
 class Batcher final : public Worker {
  public:
   using Json = train::Json;
   using Fn = std::function<std::vector<Json>(const std::vector<Json>&)>;
   Batcher(Fn fn, int64_t max_batch, int64_t max_delay_ms, int64_t capacity,
-          std::function<void(size_t)> on_batch);
+          std::function<void(size_t)> on_batch, double deadline_s = 0);
   ~Batcher() override { stop_thread(); }
   /// The results of `items`, in order; HttpError 503 when the queue is full, 413 when it could
-  /// never hold them.
+  /// never hold them, 504 past the deadline.
   std::vector<Json> submit(std::vector<Json> items);
   /// Items waiting for a batch.
   size_t depth() const;
@@ -83,6 +86,7 @@ class Batcher final : public Worker {
   std::chrono::milliseconds max_delay_;
   size_t capacity_;
   std::function<void(size_t)> on_batch_;
+  double deadline_s_;
   std::deque<std::shared_ptr<Job>> queue_;
   std::vector<std::shared_ptr<Job>> running_;  // the jobs of the batch being run
   size_t waiting_ = 0, last_batch_ = 0;

@@ -67,6 +67,10 @@ int serve_main(int argc, char** argv) {
       "(more: 413)",
       cxxopts::value<int64_t>()->default_value(
           std::to_string(serve::ServeOptions{}.max_translate_work)))(
+      "max-request-seconds",
+      "classify, tag, translate: a request not answered within this many seconds gets 504",
+      cxxopts::value<double>()->default_value(
+          fmt::format("{:g}", serve::ServeOptions{}.max_request_seconds)))(
       "max-attention-cells",
       "translate with attention: n_best x output tokens x source tokens per request, at most",
       cxxopts::value<int64_t>()->default_value(
@@ -104,6 +108,11 @@ int serve_main(int argc, char** argv) {
   o.max_tokens = args["max-tokens"].as<int64_t>();
   o.max_translate_work = args["max-translate-work"].as<int64_t>();
   o.max_attention_cells = args["max-attention-cells"].as<int64_t>();
+  o.max_request_seconds = args["max-request-seconds"].as<double>();
+  if (!(o.max_request_seconds >= 0.1 && o.max_request_seconds <= 86400)) {
+    throw cxxopts::exceptions::exception(fmt::format(
+        "--max-request-seconds must be in [0.1, 86400], got {}", o.max_request_seconds));
+  }
   auto positive = [](const char* name, int64_t v, int64_t most) {
     if (v < 1 || v > most) {
       throw cxxopts::exceptions::exception(

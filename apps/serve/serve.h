@@ -42,6 +42,9 @@ struct ServeOptions {
   /// translate with "attention": n_best × output tokens × source tokens summed over a
   /// request's texts, at most (more: 413): what bounds the answer's size.
   int64_t max_attention_cells = 1'000'000;
+  /// classify, tag and translate: a request not answered within this many seconds gets 504
+  /// (its texts still waiting leave the queue).
+  double max_request_seconds = 60;
   std::string api_key;  ///< when set, /v1 and /metrics need "Authorization: Bearer KEY"
   /// read: a request's headers and body must arrive within it (408); write: a send that makes no
   /// progress for that long fails.

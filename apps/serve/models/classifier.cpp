@@ -20,7 +20,8 @@ class Classifier final : public ServedModel {
       : ServedModel(spec, "sentiment", context),
         models_(sentiment::load_models(spec.checkpoints, context.device)),
         batcher_([this](const std::vector<Json>& items) { return classify(items); },
-                 options().max_batch, options().max_delay_ms, options().queue, on_batch()) {}
+                 options().max_batch, options().max_delay_ms, options().queue, on_batch(),
+                 options().max_request_seconds) {}
 
   void handle(const std::string&, const std::string& body, httplib::Response& res) override {
     std::vector<Json> items;

@@ -24,7 +24,8 @@ class Tagger final : public ServedModel {
       : ServedModel(spec, "ner", context),
         tagger_(ner::load_model(spec.checkpoints.at(0), context.device)),
         batcher_([this](const std::vector<Json>& items) { return tag(items); }, options().max_batch,
-                 options().max_delay_ms, options().queue, on_batch()) {}
+                 options().max_delay_ms, options().queue, on_batch(),
+                 options().max_request_seconds) {}
 
   void handle(const std::string&, const std::string& body, httplib::Response& res) override {
     auto r = decode_tag(body, options());

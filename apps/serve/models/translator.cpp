@@ -46,7 +46,8 @@ class Translator final : public ServedModel {
       : ServedModel(spec, "seq2seq", context),
         translator_(seq2seq::load_model(spec.checkpoints.at(0), context.device)),
         batcher_([this](const std::vector<Json>& items) { return translate(items); },
-                 options().max_batch, options().max_delay_ms, options().queue, on_batch()) {}
+                 options().max_batch, options().max_delay_ms, options().queue, on_batch(),
+                 options().max_request_seconds) {}
 
   /// Sources are tokenized here, in the request's thread, so that a text over the limit is this
   /// request's 413 and never reaches a batch shared with others.
