@@ -377,11 +377,8 @@ std::vector<Translation> decode_ids(Seq2SeqImpl& model, const Lexicon& lx,
     so.banned = {Vocab::kPad, Vocab::kBos};
     if (!o.allow_unk) so.banned.push_back(Vocab::kUnk);
     so.keep_attention = o.keep_attention;
-    for (auto i : idx) {
-      const double n = static_cast<double>(src[i].size() - 1);  // without the source's <eos>
-      so.max_lengths.push_back(std::min<int64_t>(
-          o.max_length,
-          std::max<int64_t>(1, static_cast<int64_t>(std::ceil(o.max_length_factor * n)))));
+    for (auto i : idx) {  // without the source's <eos>
+      so.max_lengths.push_back(max_output_tokens(o, static_cast<int64_t>(src[i].size()) - 1));
     }
     if (o.beam == 1) {
       auto hyps = greedy_search(stepper, so);
@@ -554,7 +551,14 @@ double teacher_forced_loss(Seq2SeqImpl& model, const Lexicon& lx,
                    device, tokens_out);
 }
 
-train::Json translation_json(const Loaded& m, const Translation& t, bool attention) {
+int64_t max_output_tokens(const TranslateOptions& o, int64_t source_tokens) {
+  const double by_factor = std::ceil(o.max_length_factor * static_cast<double>(source_tokens));
+  return std::min<int64_t>(o.max_length, std::max<int64_t>(1, static_cast<int64_t>(by_factor)));
+}
+
+train::Json translation_json(const Loaded& m, const Translation& t, bool attention,
+                             int attention_decimals) {
+  const double scale = attention_decimals >= 0 ? std::pow(10.0, attention_decimals) : 0;
   train::Json hyps = train::Json::array();
   for (const auto& h : t.hypotheses) {
     train::Json j{{"text", m.config.detokenize(m.lexicon.target.decode(h.tokens))},
@@ -568,7 +572,10 @@ train::Json translation_json(const Loaded& m, const Translation& t, bool attenti
       for (int64_t i = 0; i < a.size(0); ++i) {
         // The source's real positions and its <eos>; the batch's padding is left out.
         std::vector<double> r(t.source_tokens.size() + 1);
-        for (size_t k = 0; k < r.size(); ++k) r[k] = cells[i][static_cast<int64_t>(k)];
+        for (size_t k = 0; k < r.size(); ++k) {
+          const double w = cells[i][static_cast<int64_t>(k)];
+          r[k] = scale > 0 ? std::round(w * scale) / scale : w;
+        }
         rows.push_back(std::move(r));
       }
       j["attention"] = rows;

@@ -94,6 +94,9 @@ struct TranslateOptions {
 /// Checks what a user gives: std::invalid_argument naming the flag and its range.
 void check_translate_options(const TranslateOptions& o);
 inline constexpr int64_t kMostOutputTokens = 10000;
+/// The most tokens translate() writes for a source of `source_tokens` tokens (without <eos>):
+/// max_length_factor × the source, at least 1, at most max_length.
+int64_t max_output_tokens(const TranslateOptions& o, int64_t source_tokens);
 
 struct Translation {
   std::vector<std::string> source_tokens;
@@ -111,8 +114,10 @@ double teacher_forced_loss(Seq2SeqImpl& model, const Lexicon& lx,
                            const torch::Device& device, int64_t* tokens = nullptr);
 
 /// One JSON object per translation (`--json`): text, score, tokens, and with keep_attention the
-/// attention matrix [target tokens + <eos>][source tokens + <eos>].
-train::Json translation_json(const Loaded& m, const Translation& t, bool attention);
+/// attention matrix [target tokens + <eos>][source tokens + <eos>], its weights rounded to
+/// `attention_decimals` places when that is 0 or more (the server's answers), whole otherwise.
+train::Json translation_json(const Loaded& m, const Translation& t, bool attention,
+                             int attention_decimals = -1);
 
 /// Writes `dir/N.png` (gnuplot): the attention of hypothesis 0, source words across, target words
 /// down; throws if gnuplot fails.

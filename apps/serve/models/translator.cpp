@@ -2,9 +2,6 @@
 // decoding options, and a batch of several requests groups its items by them.
 #include "models.h"
 
-#include <algorithm>
-#include <cmath>
-
 #include <fmt/core.h>
 #include <rnnkit/precision.h>
 #include <torch/torch.h>
@@ -21,24 +18,8 @@ using train::Json;
 /// Source tokens of one translate text: rnnkit-seq2seq translate's --max-source-length default.
 constexpr int64_t kMaxSourceTokens = 1000;
 
-/// The most tokens the search may write for a source of `n` tokens, as seq2seq::translate
-/// bounds it with the server's (default) decoding lengths.
-int64_t output_bound(int64_t n) {
-  const seq2seq::TranslateOptions d;
-  const auto by_factor =
-      static_cast<int64_t>(std::ceil(d.max_length_factor * static_cast<double>(n)));
-  return std::min<int64_t>(d.max_length, std::max<int64_t>(1, by_factor));
-}
-
 /// Attention weights go out with 4 decimals: the 17 digits of a double made one answer 507 MB.
-void round_attention(Json& translation) {
-  for (auto& h : translation["hypotheses"]) {
-    if (!h.contains("attention")) continue;
-    for (auto& row : h["attention"]) {
-      for (auto& w : row) w = std::round(w.get<double>() * 1e4) / 1e4;
-    }
-  }
-}
+constexpr int kAttentionDecimals = 4;
 
 class Translator final : public ServedModel {
  public:
@@ -66,7 +47,8 @@ class Translator final : public ServedModel {
         throw HttpError(413, fmt::format("field 'texts[{}]': {} tokens, more than the limit of {}",
                                          i, tokens.size(), kMaxSourceTokens));
       }
-      const int64_t steps = output_bound(n), attended = n + 1;  // with the source's <eos>
+      // The server decodes with translate's default lengths.
+      const int64_t steps = seq2seq::max_output_tokens({}, n), attended = n + 1;  // and <eos>
       const int64_t w = r.beam * steps * attended;
       work += w;
       cells += r.attention ? r.n_best * steps * attended : 0;
@@ -129,8 +111,8 @@ class Translator final : public ServedModel {
       auto run = [&] {
         const auto translations = seq2seq::translate(translator_, sources, t);
         for (size_t k = 0; k < group.size(); ++k) {
-          out[group[k]] = seq2seq::translation_json(translator_, translations[k], t.keep_attention);
-          if (t.keep_attention) round_attention(out[group[k]]);
+          out[group[k]] = seq2seq::translation_json(translator_, translations[k], t.keep_attention,
+                                                    kAttentionDecimals);
         }
         group.clear();
         sources.clear();
